@@ -1,0 +1,26 @@
+"""Where a model runs, by name. `TARGETS` is the one ordered registry; `--target` picks from it."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .ort import OrtTarget
+
+TARGETS = (OrtTarget(),)
+
+
+def target_names() -> tuple[str, ...]:
+    return tuple(t.name for t in TARGETS)
+
+
+def get_target(name: str):
+    for target in TARGETS:
+        if target.name == name:
+            return target
+    raise ConfigError(f"unknown target '{name}'; choose from: {', '.join(target_names())}")
+
+
+def select_targets(names: tuple[str, ...] | None) -> list:
+    """The named targets, or by default every target that can run on this machine."""
+    if names:
+        return [get_target(n) for n in dict.fromkeys(names)]
+    return [t for t in TARGETS if t.unavailable_reason() is None]

@@ -47,3 +47,17 @@ def run_model(
 ) -> list[dict[str, np.ndarray]]:
     """One-shot convenience for tests and transforms: a session, every feed, the outputs."""
     return run_feeds(create_session(model, optimized=optimized), feeds)
+
+
+class OrtTarget:
+    """`ort`: ONNX Runtime on the CPU with every graph optimization, as a deployment would run it."""
+
+    name = "ort"
+    engine = "onnxruntime"  # the summary labels figures by engine, so ORT is never shown as TensorRT
+    description = "ONNX Runtime CPU, all graph optimizations"
+
+    def unavailable_reason(self) -> str | None:
+        return None
+
+    def run(self, model_path: str | os.PathLike, feeds: list[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        return run_feeds(create_session(model_path, optimized=True), feeds)

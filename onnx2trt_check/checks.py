@@ -1,0 +1,172 @@
+"""The checks `pytest --model` runs: small functions over the modules, independent of pytest.
+
+A check returns its figures (a JSON-ready dict) when it passes and raises `CheckFailed` (message
+plus figures) or `CheckSkipped` (reason) otherwise. `checks_for` lists them in a stable order, so
+test ids are stable: `<model>::<family>::<name>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+import onnx
+
+from . import trt_ops
+from .compare import compare_output, format_stats
+from .context import ModelContext
+from .targets import select_targets
+
+
+class CheckFailed(Exception):
+    def __init__(self, message: str, figures: dict | None = None):
+        super().__init__(message)
+        self.figures = figures or {}
+
+
+class CheckSkipped(Exception):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    family: str
+    name: str
+    run: Callable[[ModelContext], dict]
+
+
+def check_checker(ctx: ModelContext) -> dict:
+    try:  # by path, so models over 2 GB with external data are checked as well
+        onnx.checker.check_model(str(ctx.path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise CheckFailed(f"onnx.checker rejects the model: {exc}") from None
+    return {"nodes": len(ctx.loaded.graph.node), "initializers": len(ctx.loaded.graph.initializer)}
+
+
+def check_shape_inference(ctx: ModelContext) -> dict:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(ctx.loaded.proto, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
+        raise CheckFailed(f"shape inference fails: {exc}") from None
+    unknown = [o.name for o in inferred.graph.output if not _has_static_shape(o)]
+    figures = {"value_infos": len(inferred.graph.value_info), "outputs_without_static_shape": unknown}
+    return figures
+
+
+def _has_static_shape(value: onnx.ValueInfoProto) -> bool:
+    tensor = value.type.tensor_type
+    return tensor.HasField("shape") and all(d.HasField("dim_value") for d in tensor.shape.dim[1:])
+
+
+def check_versions(ctx: ModelContext) -> dict:
+    proto = ctx.loaded.proto
+    opsets = {(o.domain or "ai.onnx"): o.version for o in proto.opset_import}
+    figures = {"ir_version": proto.ir_version, "opsets": opsets, "producer": f"{proto.producer_name} {proto.producer_version}".strip()}
+    if "ai.onnx" not in opsets:
+        raise CheckFailed("the model imports no opset of the default ONNX domain; re-export it with an opset", figures)
+    if proto.ir_version > onnx.IR_VERSION:
+        raise CheckFailed(f"IR version {proto.ir_version} is newer than this onnx ({onnx.IR_VERSION}) reads; upgrade onnx or export an older IR", figures)
+    table = trt_ops.load_op_table()
+    low, high = table.source["opset_range"]
+    if not low <= opsets["ai.onnx"] <= high:
+        raise CheckFailed(f"opset {opsets['ai.onnx']} is outside {low}..{high}, the range of {table.citation}; re-export with an opset in it", figures)
+    return figures
+
+
+def check_finite_weights(ctx: ModelContext) -> dict:
+    bad = {}
+    for tensor in _constant_tensors(ctx.loaded.proto):
+        array = onnx.numpy_helper.to_array(tensor)
+        if array.dtype.kind in "fc":
+            count = int(array.size - np.count_nonzero(np.isfinite(array)))
+            if count:
+                bad[tensor.name] = count
+    figures = {"tensors_with_nan_or_inf": bad}
+    if bad:
+        listing = ", ".join(f"'{name}' ({count} elements)" for name, count in list(bad.items())[:5])
+        raise CheckFailed(f"{len(bad)} weight tensor(s) hold NaN/Inf: {listing}; the export or training diverged", figures)
+    return figures
+
+
+def _constant_tensors(proto: onnx.ModelProto):
+    yield from proto.graph.initializer
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            yield from (a.t for a in node.attribute if a.name == "value")
+
+
+def check_trt_ops(ctx: ModelContext) -> dict:
+    findings = trt_ops.unsupported_nodes(ctx.loaded.proto, include_notes=True)
+    errors = [f for f in findings if f.severity == "error"]
+    figures = {"op_table": trt_ops.load_op_table().citation, "findings": [dataclasses.asdict(f) | {"severity": f.severity} for f in findings]}
+    if errors:
+        listing = "\n".join(f"  node '{f.node_name}' ({f.domain or 'ai.onnx'}::{f.op_type}): {f.reason}" for f in errors[:20])
+        raise CheckFailed(f"{len(errors)} node(s) that TensorRT's ONNX parser cannot take:\n{listing}", figures)
+    return figures
+
+
+def check_reference(ctx: ModelContext) -> dict:
+    try:
+        run = ctx.reference
+    except Exception as exc:  # ORT's own errors (InvalidGraph, NotImplemented...) are the finding
+        raise CheckFailed(f"ONNX Runtime cannot run the model: {type(exc).__name__}: {exc}") from None
+    nonfinite = {name: int(sum(np.size(o) - np.count_nonzero(np.isfinite(o)) for o in run.per_output(name))) for name in run.names}
+    figures = {"feeds": len(ctx.feeds), "outputs": run.names, "seconds": round(run.seconds, 4), "notes": ctx.notes}
+    if any(nonfinite.values()):
+        bad = ", ".join(f"'{n}' ({c} elements)" for n, c in nonfinite.items() if c)
+        raise CheckFailed(f"reference outputs hold NaN/Inf: {bad}; the model is not finite on these inputs", figures)
+    return figures
+
+
+def accuracy_check(target) -> Callable[[ModelContext], dict]:
+    def check(ctx: ModelContext) -> dict:
+        __tracebackhide__ = True
+        reason = target.unavailable_reason()
+        if reason:
+            raise CheckSkipped(f"target {target.name}: {reason}")
+        reference = _reference_or_skip(ctx)
+        started = time.perf_counter()
+        outputs = target.run(ctx.path, ctx.feeds)
+        seconds = time.perf_counter() - started
+        return _compare_all(ctx, target, reference, outputs, seconds)
+
+    return check
+
+
+def _reference_or_skip(ctx: ModelContext):
+    try:
+        return ctx.reference
+    except Exception:
+        raise CheckSkipped("no reference outputs: the reference run failed (see the reference::run item)") from None
+
+
+def _compare_all(ctx: ModelContext, target, reference, outputs, seconds: float) -> dict:
+    results = []
+    for name in reference.names:
+        tolerance = ctx.options.tolerances.for_output(name)
+        stats = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance)
+        results.append((stats, tolerance))
+    figures = {"engine": target.engine, "seconds": round(seconds, 4), "outputs": {s.name: s.figures() for s, _ in results}}
+    failed = [(s, t) for s, t in results if not s.passed]
+    if failed:
+        header = f"{target.name} ({target.description}) differs from the reference in {len(failed)} of {len(results)} output(s)"
+        raise CheckFailed("\n".join([header] + [format_stats(s, t) for s, t in failed]), figures)
+    return figures
+
+
+STRUCTURE_CHECKS = (
+    Check("structure", "checker", check_checker),
+    Check("structure", "shape_inference", check_shape_inference),
+    Check("structure", "versions", check_versions),
+    Check("structure", "finite_weights", check_finite_weights),
+    Check("structure", "trt_ops", check_trt_ops),
+    Check("reference", "run", check_reference),
+)
+
+
+def checks_for(target_names: tuple[str, ...] | None) -> list[Check]:
+    """Every check of a model in the order the items appear."""
+    target_checks = [Check(f"target[{t.name}]", "accuracy", accuracy_check(t)) for t in select_targets(target_names)]
+    return list(STRUCTURE_CHECKS) + target_checks

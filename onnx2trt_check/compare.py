@@ -1,0 +1,238 @@
+"""Per-output accuracy metrics of a target against a reference, and the verdict under a tolerance.
+
+Every metric is computed in float64 over all feeds of an output at once, so "max abs error" means
+the worst element anywhere in the check data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+MAX_MISMATCHES_SHOWN = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """When a target output counts as equal to the reference.
+
+    An element passes when |target - ref| <= atol + rtol * |ref| (numpy.isclose's rule); atol or
+    rtol None disables the element-wise test. `min_cosine` and `min_sqnr_db` are optional floors on
+    the whole output; `min_top1` a floor on top-1 agreement of class-score outputs. The fp32
+    defaults are atol 1e-4 and rtol 1e-4: ORT's optimized kernels reorder float sums, which moves
+    results by a few ulps of the largest partial sum, far below 1e-4 for well-scaled networks."""
+
+    atol: float | None = 1e-4
+    rtol: float | None = 1e-4
+    min_cosine: float | None = None
+    min_sqnr_db: float | None = None
+    min_top1: float | None = None
+
+    def merged(self, **overrides) -> Tolerance:
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@dataclasses.dataclass
+class Mismatch:
+    feed: int
+    index: tuple[int, ...]
+    reference: float
+    actual: float
+
+    def __str__(self) -> str:
+        err = abs(self.actual - self.reference)
+        return f"feed {self.feed} at {list(self.index)}: ref {self.reference:.6g}, got {self.actual:.6g} (abs err {err:.3g})"
+
+
+@dataclasses.dataclass
+class OutputStats:
+    """The figures of one output. Errors are of target against reference."""
+
+    name: str
+    elements: int
+    max_abs: float
+    max_rel: float
+    mean_abs: float
+    cosine: float
+    sqnr_db: float
+    ref_nonfinite: int
+    target_nonfinite: int
+    mismatches: int = 0
+    mismatch_percent: float = 0.0
+    first_mismatches: list[Mismatch] = dataclasses.field(default_factory=list)
+    needed_atol: float = 0.0
+    needed_rtol: float = 0.0
+    top1: float | None = None
+    top5: float | None = None
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def figures(self) -> dict:
+        """JSON-ready key figures (no arrays)."""
+        data = dataclasses.asdict(self)
+        data["first_mismatches"] = [str(m) for m in self.first_mismatches]
+        data["passed"] = self.passed
+        return data
+
+
+def compare_output(name: str, reference: Sequence[np.ndarray], target: Sequence[np.ndarray], tolerance: Tolerance) -> OutputStats:
+    """Compare one output across feeds (`reference[i]` and `target[i]` come from feed i)."""
+    shape_problem = _shape_problem(reference, target)
+    if shape_problem:
+        return _failed_shapes(name, reference, shape_problem)
+    ref = np.concatenate([np.asarray(r, dtype=np.float64).ravel() for r in reference])
+    got = np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in target])
+    stats = _error_stats(name, ref, got)
+    _apply_elementwise(stats, reference, ref, got, tolerance)
+    stats.top1, stats.top5 = top_k_agreement(reference, target)
+    _apply_floors(stats, tolerance)
+    return stats
+
+
+def _shape_problem(reference: Sequence[np.ndarray], target: Sequence[np.ndarray]) -> str:
+    if len(reference) != len(target):
+        return f"{len(target)} results for {len(reference)} reference feeds"
+    for index, (r, t) in enumerate(zip(reference, target)):
+        if np.shape(r) != np.shape(t):
+            return f"feed {index}: target shape {list(np.shape(t))} differs from reference {list(np.shape(r))}"
+    return ""
+
+
+def _failed_shapes(name: str, reference: Sequence[np.ndarray], problem: str) -> OutputStats:
+    elements = int(sum(np.size(r) for r in reference))
+    nan = float("nan")
+    return OutputStats(name, elements, nan, nan, nan, nan, nan, 0, 0, problems=[problem])
+
+
+def _error_stats(name: str, ref: np.ndarray, got: np.ndarray) -> OutputStats:
+    finite = np.isfinite(ref) & np.isfinite(got)
+    diff = np.abs(got - ref)[finite]
+    r, g = ref[finite], got[finite]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(r != 0, diff / np.abs(r), np.where(diff == 0, 0.0, np.inf))
+    return OutputStats(
+        name=name,
+        elements=int(ref.size),
+        max_abs=float(diff.max(initial=0.0)),
+        max_rel=float(rel.max(initial=0.0)),
+        mean_abs=float(diff.mean()) if diff.size else 0.0,
+        cosine=cosine_similarity(r, g),
+        sqnr_db=sqnr_db(r, g),
+        ref_nonfinite=int(np.count_nonzero(~np.isfinite(ref))),
+        target_nonfinite=int(np.count_nonzero(~np.isfinite(got))),
+    )
+
+
+def cosine_similarity(ref: np.ndarray, got: np.ndarray) -> float:
+    """1.0 for identical directions; two all-zero vectors count as identical."""
+    norm = float(np.linalg.norm(ref) * np.linalg.norm(got))
+    if norm == 0.0:
+        return 1.0 if not np.any(ref) and not np.any(got) else 0.0
+    return float(np.dot(ref, got) / norm)
+
+
+def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio 10*log10(sum ref^2 / sum (ref-got)^2); inf when exact."""
+    noise = float(np.sum((ref - got) ** 2))
+    signal = float(np.sum(ref**2))
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def _apply_elementwise(stats: OutputStats, reference: Sequence[np.ndarray], ref: np.ndarray, got: np.ndarray, tol: Tolerance) -> None:
+    if tol.atol is None and tol.rtol is None:
+        return
+    atol, rtol = tol.atol or 0.0, tol.rtol or 0.0
+    # equal_nan: matching non-finite values are not mismatches; a NaN/Inf in the target where the
+    # reference is finite always is one.
+    with np.errstate(invalid="ignore"):
+        close = np.isclose(got, ref, atol=atol, rtol=rtol, equal_nan=True)
+    bad = np.flatnonzero(~close)
+    stats.mismatches = int(bad.size)
+    stats.mismatch_percent = 100.0 * bad.size / max(ref.size, 1)
+    stats.first_mismatches = _locate(bad[:MAX_MISMATCHES_SHOWN], reference, ref, got)
+    stats.needed_atol, stats.needed_rtol = needed_tolerances(ref, got, atol=atol, rtol=rtol)
+    if bad.size:
+        stats.problems.append(f"{bad.size} of {ref.size} elements ({stats.mismatch_percent:.3g}%) outside atol={tol.atol} rtol={tol.rtol}")
+
+
+def needed_tolerances(ref: np.ndarray, got: np.ndarray, *, atol: float, rtol: float) -> tuple[float, float]:
+    """The smallest atol that passes with the given rtol, and the smallest rtol with the given atol
+    (inf when no rtol can: an element off where the reference is 0)."""
+    finite = np.isfinite(ref) & np.isfinite(got)
+    if not np.all(finite | (ref == got)):
+        return math.inf, math.inf
+    diff, mag = np.abs(got - ref)[finite], np.abs(ref)[finite]
+    need_atol = float(np.max(diff - rtol * mag, initial=0.0))
+    excess = diff - atol
+    if np.any((excess > 0) & (mag == 0)):
+        return max(need_atol, 0.0), math.inf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need_rtol = float(np.max(np.where(excess > 0, excess / mag, 0.0), initial=0.0))
+    return max(need_atol, 0.0), need_rtol
+
+
+def _locate(flat_indices: np.ndarray, reference: Sequence[np.ndarray], ref: np.ndarray, got: np.ndarray) -> list[Mismatch]:
+    offsets = np.cumsum([0] + [np.size(r) for r in reference])
+    found = []
+    for flat in flat_indices:
+        feed = int(np.searchsorted(offsets, flat, side="right") - 1)
+        index = np.unravel_index(int(flat - offsets[feed]), np.shape(reference[feed]))
+        found.append(Mismatch(feed, tuple(int(i) for i in index), float(ref[flat]), float(got[flat])))
+    return found
+
+
+def top_k_agreement(reference: Sequence[np.ndarray], target: Sequence[np.ndarray]) -> tuple[float | None, float | None]:
+    """For class-score outputs ([N, C] float, C >= 2): the share of rows whose reference argmax is
+    the target's argmax (top-1), and is among the target's 5 best (top-5, only when C > 5)."""
+    if not reference or not all(_is_class_scores(r) for r in reference):
+        return None, None
+    ref = np.concatenate([np.asarray(r) for r in reference])
+    got = np.concatenate([np.asarray(t) for t in target])
+    best = ref.argmax(axis=1)
+    top1 = float(np.mean(got.argmax(axis=1) == best))
+    if ref.shape[1] <= 5:
+        return top1, None
+    top5_sets = np.argsort(-got, axis=1, kind="stable")[:, :5]
+    return top1, float(np.mean(np.any(top5_sets == best[:, None], axis=1)))
+
+
+def _is_class_scores(array: np.ndarray) -> bool:
+    array = np.asarray(array)
+    return array.ndim == 2 and array.shape[1] >= 2 and array.dtype.kind == "f"
+
+
+def _apply_floors(stats: OutputStats, tol: Tolerance) -> None:
+    if stats.target_nonfinite > stats.ref_nonfinite:
+        stats.problems.append(f"{stats.target_nonfinite - stats.ref_nonfinite} more NaN/Inf in the target than in the reference")
+    if tol.min_cosine is not None and not stats.cosine >= tol.min_cosine:
+        stats.problems.append(f"cosine {stats.cosine:.6f} below the floor {tol.min_cosine}")
+    if tol.min_sqnr_db is not None and not stats.sqnr_db >= tol.min_sqnr_db:
+        stats.problems.append(f"SQNR {stats.sqnr_db:.2f} dB below the floor {tol.min_sqnr_db} dB")
+    if tol.min_top1 is not None and stats.top1 is not None and stats.top1 < tol.min_top1:
+        stats.problems.append(f"top-1 agreement {stats.top1:.3%} below the floor {tol.min_top1:.3%}")
+
+
+def format_stats(stats: OutputStats, tolerance: Tolerance) -> str:
+    """The multi-line failure message of one output: the product's interface when a check fails."""
+    lines = [f"output '{stats.name}': " + "; ".join(stats.problems or ["passed"])]
+    lines.append(
+        f"  max abs {stats.max_abs:.4g}, max rel {stats.max_rel:.4g}, mean abs {stats.mean_abs:.4g}, "
+        f"cosine {stats.cosine:.6f}, SQNR {stats.sqnr_db:.2f} dB, NaN/Inf ref {stats.ref_nonfinite} target {stats.target_nonfinite}"
+    )
+    if stats.top1 is not None:
+        lines.append(f"  top-1 agreement {stats.top1:.2%}" + (f", top-5 {stats.top5:.2%}" if stats.top5 is not None else ""))
+    if stats.mismatches:
+        lines.append(f"  {stats.mismatches} of {stats.elements} elements ({stats.mismatch_percent:.3g}%) off; first:")
+        lines += [f"    {m}" for m in stats.first_mismatches]
+        lines.append(f"  would pass with atol={stats.needed_atol:.3g} (rtol={tolerance.rtol}) or rtol={stats.needed_rtol:.3g} (atol={tolerance.atol})")
+    return "\n".join(lines)

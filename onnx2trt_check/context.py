@@ -1,0 +1,69 @@
+"""Everything the checks of one model share, computed once and only when a check asks for it."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .config import ToleranceConfig
+from .data import Feed, FeedOptions, make_feeds
+from .model import InputSpec, LoadedModel, load_model, resolve_input_specs
+from .targets import ort as ort_target
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """The options of one run that shape how each model is checked."""
+
+    feeds: FeedOptions = dataclasses.field(default_factory=FeedOptions)
+    input_shapes: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    tolerances: ToleranceConfig = dataclasses.field(default_factory=ToleranceConfig)
+    targets: tuple[str, ...] | None = None
+
+
+class ModelContext:
+    """One model under check. Loading and input validation happen in the constructor, so a bad
+    model or bad input data is reported before any test runs; reference outputs are computed on
+    first use and cached."""
+
+    def __init__(self, path: Path, options: RunOptions):
+        self.options = options
+        self.loaded: LoadedModel = load_model(path)
+        self.specs: list[InputSpec] = resolve_input_specs(self.loaded.proto, options.input_shapes)
+        self.feeds: list[Feed] = make_feeds(self.specs, options.feeds)
+
+    @property
+    def path(self) -> Path:
+        return self.loaded.path
+
+    @property
+    def notes(self) -> list[str]:
+        """Facts the summary states about how the model was run."""
+        notes = [f"inputs: {self.options.feeds.source}, {len(self.feeds)} feed(s)"]
+        for spec in self.specs:
+            if spec.defaulted:
+                notes.append(f"input '{spec.name}': dynamic batch dim '{spec.defaulted[0]}' set to {spec.shape[0]}")
+        return notes
+
+    @functools.cached_property
+    def reference(self) -> ReferenceRun:
+        started = time.perf_counter()
+        session = ort_target.create_session(self.path, optimized=False)
+        outputs = ort_target.run_feeds(session, self.feeds)
+        return ReferenceRun(ort_target.output_names(session), outputs, time.perf_counter() - started)
+
+
+@dataclasses.dataclass
+class ReferenceRun:
+    """ORT on the CPU, graph optimizations off: the graph as written."""
+
+    names: list[str]
+    outputs: list[dict[str, np.ndarray]]
+    seconds: float
+
+    def per_output(self, name: str) -> list[np.ndarray]:
+        return [feed[name] for feed in self.outputs]

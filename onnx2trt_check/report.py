@@ -1,0 +1,159 @@
+"""The run's results: one record per check, grouped into the terminal summary and the JSON report.
+
+Records are built from pytest reports (which carry the check's figures in `user_properties`), so
+under pytest-xdist the controller sees every worker's results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+from . import __version__
+from .errors import ConfigError
+from .fileio import atomic_write_text
+
+SCHEMA_VERSION = 1
+REPORT_TOOL = "onnx2trt_check"
+PROPERTY_KEY = "onnx2trt_check"
+
+
+@dataclasses.dataclass
+class CheckRecord:
+    model: str
+    family: str
+    name: str
+    outcome: str  # passed | failed | skipped
+    figures: dict
+    message: str = ""
+    order: int = 0  # position of the check in checks_for(): xdist delivers results in any order
+
+
+@dataclasses.dataclass
+class ModelInfo:
+    path: str
+    sha256: str
+    notes: list[str]
+
+
+def verdict(outcomes: Iterable[str]) -> str:
+    outcomes = set(outcomes)
+    for word in ("failed", "passed"):
+        if word in outcomes:
+            return word
+    return "skipped"
+
+
+def group(records: list[CheckRecord], model_order: list[str] = ()) -> dict[str, dict[str, list[CheckRecord]]]:
+    """model -> family -> records, models in `model_order` (others after), checks in check order."""
+    rank = {model: index for index, model in enumerate(model_order)}
+    grouped: dict[str, dict[str, list[CheckRecord]]] = {}
+    for record in sorted(records, key=lambda r: (rank.get(r.model, len(rank)), r.order)):
+        grouped.setdefault(record.model, {}).setdefault(record.family, []).append(record)
+    return grouped
+
+
+def key_figures(family: str, records: list[CheckRecord]) -> str:
+    """The few numbers that matter for one family, for a one-line summary row."""
+    figures = {r.name: r.figures for r in records}
+    if family == "structure" and "checker" in figures:
+        versions = figures.get("versions", {})
+        opset = versions.get("opsets", {}).get("ai.onnx", "?")
+        return f"{figures['checker'].get('nodes', '?')} nodes, opset {opset}, IR {versions.get('ir_version', '?')}"
+    if family == "reference" and "run" in figures:
+        return f"{figures['run'].get('feeds', '?')} feed(s), {figures['run'].get('seconds', 0):.3g} s"
+    if family.startswith("target[") and "accuracy" in figures:
+        return accuracy_figures(figures["accuracy"])
+    return ""
+
+
+def accuracy_figures(figures: dict) -> str:
+    outputs = figures.get("outputs", {})
+    if not outputs:
+        return ""
+    sqnr = min(_as_float(o.get("sqnr_db")) for o in outputs.values())
+    max_abs = max(_as_float(o.get("max_abs")) for o in outputs.values())
+    top1 = [o["top1"] for o in outputs.values() if o.get("top1") is not None]
+    text = f"[{figures.get('engine', '?')}] max abs {max_abs:.3g}, min SQNR {sqnr:.1f} dB"
+    return text + (f", top-1 {min(top1):.1%}" if top1 else "")
+
+
+def _as_float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def summary_lines(records: list[CheckRecord], models: dict[str, ModelInfo]) -> list[str]:
+    lines = []
+    for model, families in group(records, list(models)).items():
+        lines.append(model)
+        for note in models.get(model, ModelInfo(model, "", [])).notes:
+            lines.append(f"    note: {note}")
+        for family, family_records in families.items():
+            counts = ", ".join(f"{n} {o}" for o in ("passed", "failed", "skipped") if (n := sum(r.outcome == o for r in family_records)))
+            lines.append(f"  {family:<24} {verdict(r.outcome for r in family_records).upper():<8} {counts:<22} {key_figures(family, family_records)}")
+        lines.extend(_skip_reasons(families))
+    return lines
+
+
+def _skip_reasons(families: dict[str, list[CheckRecord]]) -> list[str]:
+    """Each distinct skip reason once, rather than once per item."""
+    reasons = dict.fromkeys(r.message for records in families.values() for r in records if r.outcome == "skipped" and r.message)
+    return [f"    skipped: {reason}" for reason in reasons]
+
+
+def report_document(records: list[CheckRecord], models: dict[str, ModelInfo], exit_status: int) -> dict:
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": REPORT_TOOL,
+        "version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "exit_status": exit_status,
+        "models": {},
+    }
+    for model, families in group(records, list(models)).items():
+        info = models.get(model, ModelInfo(model, "", []))
+        document["models"][model] = {
+            "sha256": info.sha256,
+            "notes": info.notes,
+            "families": {family: _family_entry(rs) for family, rs in families.items()},
+        }
+    return document
+
+
+def _family_entry(records: list[CheckRecord]) -> dict:
+    checks = {r.name: {"outcome": r.outcome, "message": r.message, "figures": r.figures} for r in records}
+    return {"verdict": verdict(r.outcome for r in records), "checks": checks}
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse to overwrite a file that is not one of our reports (a report is replaced each run)."""
+    if not path.exists():
+        return
+    try:
+        is_ours = json.loads(path.read_text(encoding="utf-8")).get("tool") == REPORT_TOOL
+    except (OSError, ValueError, AttributeError):
+        is_ours = False
+    if not is_ours:
+        raise ConfigError(f"--report-json '{path}' exists and is not an onnx2trt_check report; choose another path or move that file")
+
+
+def write_report(path: Path, document: dict) -> None:
+    atomic_write_text(path, json.dumps(json_safe(document), indent=2, allow_nan=False, default=str) + "\n")
+
+
+def json_safe(value):
+    """JSON has no inf/nan: write them as the strings "inf", "-inf", "nan" instead of failing."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
