@@ -69,7 +69,10 @@ def _random_array(rng: np.random.Generator, spec: InputSpec, value_range: tuple[
     if dtype == np.bool_:
         return rng.integers(0, 2, size=spec.shape).astype(np.bool_)
     if np.issubdtype(dtype, np.integer):
-        return rng.integers(int(np.ceil(low)), int(np.floor(high)) + 1, size=spec.shape, dtype=dtype)
+        low, high = int(np.ceil(low)), int(np.floor(high))
+        if low > high:
+            raise InputDataError(f"the range {value_range} of integer input '{spec.name}' holds no integer; widen it with --input-range {spec.name}:LOW,HIGH")
+        return rng.integers(low, high + 1, size=spec.shape, dtype=dtype)
     return rng.uniform(low, high, size=spec.shape).astype(dtype)
 
 

@@ -1,0 +1,103 @@
+"""Accuracy metrics and verdicts (compare.py): properties that hold for any data."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from onnx2trt_check.compare import Tolerance, compare_output, cosine_similarity, needed_tolerances, sqnr_db, top_k_agreement
+
+finite_floats = st.floats(-1e3, 1e3, allow_nan=False, width=32)
+arrays = hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=6), elements=finite_floats)
+
+
+@given(arrays)
+def test_identical_outputs_are_exact(ref):
+    stats = compare_output("y", [ref], [ref.copy()], Tolerance(atol=0.0, rtol=0.0))
+    assert stats.passed and stats.max_abs == 0.0 and stats.mismatches == 0
+    assert stats.sqnr_db == math.inf
+
+
+@given(arrays, st.floats(1e-3, 10.0))
+def test_sqnr_of_scaled_copy_matches_formula(ref, factor):
+    """got = ref * (1 + f) has noise f^2 * signal, so SQNR = -20 log10(f) whenever ref is not all 0."""
+    ref = ref.astype(np.float64)
+    if not np.any(ref):
+        return
+    assert sqnr_db(ref, ref * (1 + factor)) == pytest.approx(-20 * math.log10(factor), abs=1e-6)
+
+
+@given(arrays, arrays)
+def test_cosine_is_bounded_and_symmetric(a, b):
+    a, b = a.ravel().astype(np.float64), np.resize(b, a.shape).ravel().astype(np.float64)
+    c = cosine_similarity(a, b)
+    assert -1.0 - 1e-9 <= c <= 1.0 + 1e-9
+    assert c == pytest.approx(cosine_similarity(b, a), abs=1e-12)
+
+
+@given(arrays, st.data())
+def test_needed_tolerances_pass_and_are_tight(ref, data):
+    ref = ref.astype(np.float64)
+    noise = data.draw(hnp.arrays(np.float64, ref.shape, elements=st.floats(-1.0, 1.0)))
+    got = ref + noise
+    rtol = data.draw(st.sampled_from([0.0, 1e-4, 1e-2]))
+    need_atol, need_rtol = needed_tolerances(ref, got, atol=1e-6, rtol=rtol)
+    assert np.all(np.abs(got - ref) <= need_atol + rtol * np.abs(ref) + 1e-12)
+    if need_atol > 1e-9:  # anything visibly smaller fails somewhere
+        assert not np.all(np.abs(got - ref) <= 0.99 * need_atol + rtol * np.abs(ref))
+    if math.isfinite(need_rtol):
+        assert np.all(np.abs(got - ref) <= 1e-6 + need_rtol * np.abs(ref) * (1 + 1e-9) + 1e-15)
+
+
+@given(arrays, st.integers(0, 10_000))
+def test_mismatch_count_and_location(ref, position):
+    got = ref.copy()
+    flat = position % ref.size
+    got.reshape(-1)[flat] += np.float32(1.0 + abs(float(ref.reshape(-1)[flat])))  # far outside 1e-4
+    stats = compare_output("y", [ref, ref], [ref, got], Tolerance())
+    assert stats.mismatches == 1 and not stats.passed
+    mismatch = stats.first_mismatches[0]
+    assert mismatch.feed == 1
+    assert mismatch.index == tuple(int(i) for i in np.unravel_index(flat, ref.shape))
+
+
+def test_nan_in_target_fails_even_without_elementwise_tolerance():
+    ref = np.ones((2, 3), np.float32)
+    got = ref.copy()
+    got[1, 2] = np.nan
+    stats = compare_output("y", [ref], [got], Tolerance(atol=None, rtol=None))
+    assert not stats.passed and stats.target_nonfinite == 1
+    assert "NaN/Inf" in stats.problems[0]
+
+
+def test_floors_fail_with_their_figures():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(4, 100))
+    got = ref + rng.normal(scale=0.1, size=ref.shape)  # about 20 dB
+    stats = compare_output("y", [ref], [got], Tolerance(atol=None, rtol=None, min_sqnr_db=30.0, min_cosine=0.9999))
+    assert [p.split()[0] for p in stats.problems] == ["cosine", "SQNR"]
+    assert 17 < stats.sqnr_db < 23
+
+
+def test_shape_mismatch_is_a_problem_not_a_crash():
+    stats = compare_output("y", [np.zeros((2, 3))], [np.zeros((3, 2))], Tolerance())
+    assert not stats.passed and "shape" in stats.problems[0]
+
+
+@given(st.integers(1, 20), st.integers(2, 12), st.integers(0, 2**31 - 1))
+def test_top1_agreement_counts_rows_whose_argmax_matches(rows, classes, seed):
+    rng = np.random.default_rng(seed)
+    ref = rng.normal(size=(rows, classes)).astype(np.float32)
+    got = ref.copy()
+    flipped = rng.random(rows) < 0.5
+    got[flipped, ref[flipped].argmax(axis=1)] = -100.0  # the best class drops to last in those rows
+    top1, top5 = top_k_agreement([ref], [got])
+    assert top1 == pytest.approx(1.0 - flipped.mean())
+    assert top5 is None if classes <= 5 else top5 == pytest.approx(1.0 - flipped.mean())
+
+
+def test_top_k_only_for_class_score_outputs():
+    assert top_k_agreement([np.zeros((1, 3, 8, 8), np.float32)], [np.zeros((1, 3, 8, 8), np.float32)]) == (None, None)
