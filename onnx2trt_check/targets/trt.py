@@ -1,0 +1,371 @@
+"""The TensorRT target: a thin layer over Polygraphy's public loaders and TrtRunner.
+
+    NetworkFromOnnxPath(path, strongly_typed=...)
+      -> CreateConfig(fp16=, int8=, tf32=, memory_pool_limits=, profiles=, load_timing_cache=, calibrator=)
+      -> EngineFromNetwork(..., save_timing_cache=)  [-> SaveEngine(engine cache)]
+    or, on an engine-cache hit, EngineFromBytes(BytesFromPath(cached engine)).
+
+Two precision paths (docs/research/tensorrt.md): a strongly typed network takes its precision from
+the ONNX artifact (fp16 tensors, Q/DQ nodes) and is the only path on TensorRT >= 11, which removed
+the builder's precision flags and calibrators; on TensorRT 10 the fp16/int8 builder flags may be
+used, and int8 on a model without Q/DQ is calibrated by Polygraphy's Calibrator.
+
+Constructing the loaders does not import tensorrt (Polygraphy imports it lazily); only calling them
+does. tensorrt itself is imported inside functions only, so this module imports on any machine.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+from polygraphy.backend.common import BytesFromPath
+from polygraphy.backend.trt import (
+    Calibrator,
+    CreateConfig,
+    EngineFromBytes,
+    EngineFromNetwork,
+    NetworkFromOnnxPath,
+    Profile,
+    SaveEngine,
+    TrtRunner,
+)
+
+from onnx2trt_check.errors import ConfigError
+
+PRECISIONS = ("fp32", "fp16", "int8", "best")
+INSTALL_HINT = "pip install 'onnx2trt_check[trt]'"
+# The path name that goes into reports; never a TensorRT number, only how the engine was asked for.
+STRONGLY_TYPED_PATH = "strongly typed network: precision comes from the ONNX artifact (fp16 tensors / Q/DQ nodes)"
+FLAG_PATH = "TensorRT 10 builder flags on a weakly typed network"
+
+
+# The driver library ships with the NVIDIA driver itself, so probing it needs neither cuda-python
+# nor the CUDA runtime; cuda-python would be one more optional dependency for four calls.
+_CUDA_DRIVER_LIBRARIES = ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
+
+
+def cuda_devices() -> tuple[list[str], str]:
+    """Names of the visible CUDA devices (CUDA_VISIBLE_DEVICES applies), and how they were found
+    or why none was."""
+    driver, how = _load_cuda_driver()
+    if driver is None:
+        return [], how
+    status = driver.cuInit(0)
+    if status != 0:
+        return [], f"{how}: cuInit returned CUDA error {status}"
+    count = ctypes.c_int(0)
+    status = driver.cuDeviceGetCount(ctypes.byref(count))
+    if status != 0 or count.value == 0:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        return [], f"{how}: cuDeviceGetCount found no device (status {status}, CUDA_VISIBLE_DEVICES={visible!r})"
+    return [_device_name(driver, index) for index in range(count.value)], f"{how}: {count.value} device(s)"
+
+
+def _load_cuda_driver():
+    for library in _CUDA_DRIVER_LIBRARIES:
+        try:
+            return ctypes.CDLL(library), f"CUDA driver {library}"
+        except OSError:
+            continue
+    return None, f"no NVIDIA driver: none of {', '.join(_CUDA_DRIVER_LIBRARIES)} could be loaded"
+
+
+def _device_name(driver, index: int) -> str:
+    device = ctypes.c_int(0)
+    driver.cuDeviceGet(ctypes.byref(device), index)
+    name = ctypes.create_string_buffer(256)
+    driver.cuDeviceGetName(name, len(name), device)
+    return name.value.decode(errors="replace")
+
+
+def installed_trt_version() -> str:
+    """tensorrt.__version__; raises ImportError when tensorrt is missing."""
+    import tensorrt  # noqa: PLC0415 - optional dependency, imported only when asked for
+
+    return tensorrt.__version__
+
+
+def trt_unavailable_reason() -> str | None:
+    """None when tensorrt imports and a CUDA device is visible; otherwise why not, exactly."""
+    try:
+        installed_trt_version()
+    except ModuleNotFoundError as error:
+        if error.name == "tensorrt":
+            return f"tensorrt is not installed ({INSTALL_HINT})"
+        return f"tensorrt failed to import: {error}"
+    except Exception as error:  # a broken install raises OSError, ImportError, ... with the real cause
+        return f"tensorrt failed to import: {type(error).__name__}: {error}"
+    devices, how = cuda_devices()
+    return None if devices else f"no CUDA device is visible ({how})"
+
+
+@dataclasses.dataclass(frozen=True)
+class InputProfile:
+    """min/opt/max shape of one input for the optimization profile."""
+
+    name: str
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+    def __post_init__(self):
+        if not len(self.min) == len(self.opt) == len(self.max):
+            raise ConfigError(f"input '{self.name}': min/opt/max shapes differ in rank; give all three the same rank")
+        if not all(lo <= mid <= hi for lo, mid, hi in zip(self.min, self.opt, self.max)):
+            raise ConfigError(f"input '{self.name}': shapes must satisfy min <= opt <= max per dimension")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrtBuildOptions:
+    """How to build the engine.
+
+    `precision` is one of "fp32", "fp16", "int8", "best". Defaults to "fp32". With `strongly_typed`
+    it names the ONNX artifact's precision and sets no builder flag. Defaults to False.
+    `tf32` allows TF32 in fp32 layers. Defaults to False.
+    `workspace_bytes` caps the builder workspace pool. Defaults to None (TensorRT's default).
+    `profile` gives min/opt/max shapes per dynamic input. Defaults to none.
+    `timing_cache` is a file the build loads tactics from and saves them to. Defaults to None.
+    `calibration_id` names the calibration data (e.g. its sha256); it keys cached calibrated
+    engines, which are not cached without it. Defaults to None.
+    `trt_major` is the TensorRT major version the build targets; >= 11 allows only the strongly
+    typed path. Defaults to 10.
+    """
+
+    precision: str = "fp32"
+    strongly_typed: bool = False
+    tf32: bool = False
+    workspace_bytes: int | None = None
+    profile: tuple[InputProfile, ...] = ()
+    timing_cache: str | None = None
+    calibration_id: str | None = None
+    trt_major: int = 10
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.trt_major >= 11 and self.precision != "fp32" and not self.strongly_typed:
+            raise ConfigError(
+                f"TensorRT {self.trt_major} has no {self.precision} builder flag or calibrator; "
+                "build the fp16/QDQ ONNX artifact and use strongly_typed=True"
+            )
+
+    @property
+    def uses_builder_flags(self) -> bool:
+        return not self.strongly_typed and self.trt_major < 11
+
+    @property
+    def fp16_flag(self) -> bool:
+        return self.uses_builder_flags and self.precision in ("fp16", "best")
+
+    @property
+    def int8_flag(self) -> bool:
+        return self.uses_builder_flags and self.precision in ("int8", "best")
+
+    @property
+    def network_strongly_typed(self) -> bool:
+        """TensorRT 11 networks are always strongly typed, whatever was asked."""
+        return self.strongly_typed or self.trt_major >= 11
+
+
+ShapeRange = tuple[Sequence[int], Sequence[int], Sequence[int]]
+
+
+def profile_from_shapes(shapes: Mapping[str, ShapeRange]) -> tuple[InputProfile, ...]:
+    """`{"images": (min, opt, max)}` -> the `profile` option."""
+    return tuple(InputProfile(name, tuple(lo), tuple(mid), tuple(hi)) for name, (lo, mid, hi) in shapes.items())
+
+
+def engine_cache_key(model_sha256: str, options: TrtBuildOptions, trt_version: str, gpu_name: str) -> str:
+    """sha256 over everything the engine depends on. The timing-cache path is left out: it only
+    speeds up tactic selection, the engine stays valid for the same model, options, TensorRT, GPU."""
+    build = dataclasses.asdict(options)
+    build.pop("timing_cache")
+    payload = {"model": model_sha256, "build": build, "tensorrt": trt_version, "gpu": gpu_name}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineCache:
+    """A directory of serialized engines named by `engine_cache_key`. The key hashes the .onnx
+    file's bytes only: weights in external data files are not part of it."""
+
+    directory: str
+    trt_version: str
+    gpu_name: str
+
+    def path_for(self, model_path: str | os.PathLike, options: TrtBuildOptions) -> str:
+        key = engine_cache_key(file_sha256(model_path), options, self.trt_version, self.gpu_name)
+        return os.path.join(self.directory, f"{key}.engine")
+
+
+class _PoolLimits(dict):
+    """`{"WORKSPACE": bytes}`. Polygraphy wants trt.MemoryPoolType keys, and building those
+    imports tensorrt; this dict hands them over only when CreateConfig iterates it at build time,
+    so the loader chain itself stays constructible (and testable) without TensorRT."""
+
+    def items(self):
+        import tensorrt  # noqa: PLC0415 - only reached inside a TensorRT build
+
+        return [(getattr(tensorrt.MemoryPoolType, name), size) for name, size in super().items()]
+
+
+def has_qdq_nodes(model_path: str | os.PathLike) -> bool:
+    """Whether the model carries explicit quantization (QuantizeLinear/DequantizeLinear)."""
+    model = ir.from_proto(onnx.load(os.fspath(model_path), load_external_data=False))
+    nodes = ir.traversal.RecursiveGraphIterator(model.graph)
+    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in nodes)
+
+
+def needs_calibrator(model_path: str | os.PathLike, options: TrtBuildOptions) -> bool:
+    """TensorRT 10 implicit int8: the int8 flag on a model without Q/DQ nodes."""
+    return options.int8_flag and not has_qdq_nodes(model_path)
+
+
+def build_config(options: TrtBuildOptions, *, calibrator=None) -> CreateConfig:
+    """The CreateConfig loader for `options`; precision flags only on the TensorRT 10 flag path."""
+    profiles = [_polygraphy_profile(options.profile)] if options.profile else None
+    pool_limits = _PoolLimits(WORKSPACE=options.workspace_bytes) if options.workspace_bytes else None
+    return CreateConfig(
+        fp16=options.fp16_flag,
+        int8=options.int8_flag,
+        tf32=options.tf32,
+        memory_pool_limits=pool_limits,
+        profiles=profiles,
+        load_timing_cache=options.timing_cache,
+        calibrator=calibrator,
+    )
+
+
+def _polygraphy_profile(profile: Iterable[InputProfile]) -> Profile:
+    polygraphy_profile = Profile()
+    for entry in profile:
+        polygraphy_profile.add(entry.name, min=entry.min, opt=entry.opt, max=entry.max)
+    return polygraphy_profile
+
+
+def build_loader_chain(
+    model_path: str | os.PathLike,
+    options: TrtBuildOptions,
+    *,
+    data_loader: Iterable[Mapping[str, np.ndarray]] | None = None,
+    engine_cache: EngineCache | None = None,
+):
+    """The Polygraphy loader that yields the engine: from the cache when it holds one, else built
+    (and saved to the cache). `data_loader` feeds the int8 calibrator where one is needed."""
+    model_path = os.fspath(model_path)
+    calibrator = _calibrator_for(model_path, options, data_loader)
+    cached = _cached_engine_path(model_path, options, engine_cache, calibrated=calibrator is not None)
+    if cached is not None and os.path.exists(cached):
+        return EngineFromBytes(BytesFromPath(cached))
+    network = NetworkFromOnnxPath(model_path, strongly_typed=options.network_strongly_typed)
+    config = build_config(options, calibrator=calibrator)
+    engine = EngineFromNetwork(network, config=config, save_timing_cache=options.timing_cache)
+    return engine if cached is None else SaveEngine(engine, path=cached)
+
+
+def _calibrator_for(model_path: str, options: TrtBuildOptions, data_loader):
+    if not needs_calibrator(model_path, options):
+        return None
+    if data_loader is None:
+        raise ConfigError(
+            f"trt-{options.precision} on TensorRT 10 flags needs calibration data for a model without "
+            "Q/DQ nodes; pass data_loader=... or build the QDQ artifact and use strongly_typed=True"
+        )
+    return Calibrator(data_loader)
+
+
+def _cached_engine_path(model_path: str, options: TrtBuildOptions, engine_cache, *, calibrated: bool) -> str | None:
+    # A calibrated engine depends on its calibration data: without a name for that data, no cache.
+    if engine_cache is None or (calibrated and options.calibration_id is None):
+        return None
+    return engine_cache.path_for(model_path, options)
+
+
+def describe_path(options: TrtBuildOptions, *, calibrated: bool = False) -> str:
+    """One line for the report: which precision path the build takes."""
+    if not options.uses_builder_flags:
+        return f"trt-{options.precision}: {STRONGLY_TYPED_PATH}; tf32={options.tf32}"
+    flags = f"fp16={options.fp16_flag} int8={options.int8_flag} tf32={options.tf32}"
+    int8_source = "; int8 scales from Polygraphy's Calibrator" if calibrated else ""
+    return f"trt-{options.precision}: {FLAG_PATH} ({flags}){int8_source}"
+
+
+def installed_trt_major() -> int:
+    """The installed TensorRT's major version, for `TrtBuildOptions(trt_major=...)`."""
+    return int(installed_trt_version().split(".")[0])
+
+
+def check_installed_major(options: TrtBuildOptions) -> None:
+    """The options must target the installed TensorRT: the precision path depends on its major."""
+    installed = installed_trt_major()
+    if installed != options.trt_major:
+        raise ConfigError(
+            f"options target TensorRT {options.trt_major} but TensorRT {installed} is installed; "
+            f"pass trt_major={installed}"
+        )
+
+
+class TrtTarget:
+    """Runs a model through a TensorRT engine built as `options` say (see TrtBuildOptions)."""
+
+    def __init__(
+        self,
+        options: TrtBuildOptions,
+        *,
+        data_loader: Iterable[Mapping[str, np.ndarray]] | None = None,
+        engine_cache_dir: str | os.PathLike | None = None,
+    ):
+        self.options = options
+        self.data_loader = data_loader
+        self.engine_cache_dir = None if engine_cache_dir is None else os.fspath(engine_cache_dir)
+
+    @property
+    def name(self) -> str:
+        return f"trt-{self.options.precision}"
+
+    def unavailable_reason(self) -> str | None:
+        return trt_unavailable_reason()
+
+    def describe(self, model_path: str | os.PathLike | None = None) -> str:
+        """The path taken; with `model_path`, also whether int8 is calibrated (no Q/DQ nodes)."""
+        calibrated = model_path is not None and needs_calibrator(model_path, self.options)
+        return describe_path(self.options, calibrated=calibrated)
+
+    def run(
+        self, model_path: str | os.PathLike, feeds: Iterable[Mapping[str, np.ndarray]]
+    ) -> list[dict[str, np.ndarray]]:
+        """Build (or load) the engine and run every feed; one dict of named outputs per feed."""
+        check_installed_major(self.options)
+        loader = build_loader_chain(
+            model_path, self.options, data_loader=self.data_loader, engine_cache=self._engine_cache()
+        )
+        with TrtRunner(loader) as runner:
+            # Runners may reuse their output buffers between calls, so every output is copied.
+            return [_copied(runner.infer(dict(feed))) for feed in feeds]
+
+    def _engine_cache(self) -> EngineCache | None:
+        if self.engine_cache_dir is None:
+            return None
+        os.makedirs(self.engine_cache_dir, exist_ok=True)
+        devices, _how = cuda_devices()
+        return EngineCache(self.engine_cache_dir, installed_trt_version(), devices[0] if devices else "unknown")
+
+
+def _copied(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name: np.array(value, copy=True) for name, value in outputs.items()}
