@@ -10,66 +10,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from onnx2trt_check.precision import convert_to_fp16
 
-STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))  # (width, blocks, first stride)
-
-
-class _Builder:
-    def __init__(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.nodes: list[onnx.NodeProto] = []
-        self.weights: list[onnx.TensorProto] = []
-
-    def conv(self, x: str, cin: int, cout: int, kernel: int, stride: int = 1, gain: float = 1.0) -> str:
-        name = f"conv{len(self.nodes)}"
-        fan_in = cin * kernel * kernel  # He initialisation keeps activations O(1) through the stack
-        weight = self.rng.normal(0, gain * np.sqrt(2 / fan_in), (cout, cin, kernel, kernel)).astype(np.float32)
-        self.weights += [numpy_helper.from_array(weight, name + ".w"), numpy_helper.from_array(np.zeros(cout, np.float32), name + ".b")]
-        pad = kernel // 2
-        self.nodes.append(helper.make_node("Conv", [x, name + ".w", name + ".b"], [name], name=name, strides=[stride] * 2, pads=[pad] * 4))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], **attrs) -> str:
-        name = f"{op_type.lower()}{len(self.nodes)}"
-        self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attrs))
-        return name
-
-    def bottleneck(self, x: str, cin: int, width: int, stride: int) -> str:
-        h = self.op("Relu", [self.conv(x, cin, width, 1)])
-        h = self.op("Relu", [self.conv(h, width, width, 3, stride)])
-        h = self.conv(h, width, width * 4, 1, gain=0.2)  # small residual branch, as trained nets have
-        skip = self.conv(x, cin, width * 4, 1, stride) if stride != 1 or cin != width * 4 else x
-        return self.op("Relu", [self.op("Add", [h, skip])])
-
-
-def resnet50_like(size: int, seed: int = 0) -> onnx.ModelProto:
-    build = _Builder(seed)
-    x = build.op("MaxPool", [build.op("Relu", [build.conv("x", 3, 64, 7, 2)])], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
-    cin = 64
-    for width, blocks, stride in STAGES:
-        for block in range(blocks):
-            x = build.bottleneck(x, cin, width, stride if block == 0 else 1)
-            cin = width * 4
-    pooled = build.op("Flatten", [build.op("GlobalAveragePool", [x])])
-    fc = build.rng.normal(0, 0.01, (1000, cin)).astype(np.float32)
-    build.weights += [numpy_helper.from_array(fc, "fc.w"), numpy_helper.from_array(np.zeros(1000, np.float32), "fc.b")]
-    build.nodes.append(helper.make_node("Gemm", [pooled, "fc.w", "fc.b"], ["logits"], name="fc", transB=1))
-    graph = helper.make_graph(
-        build.nodes, "resnet50_like",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1000])],
-        build.weights,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
+sys.path.insert(0, os.path.dirname(__file__))
+from synthetic import resnet50_like  # noqa: E402
 
 def timed(function, repeats: int) -> tuple[float, object]:
     """The best of `repeats` wall times (the least disturbed by other load on the machine)."""

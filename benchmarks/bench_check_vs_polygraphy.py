@@ -1,0 +1,130 @@
+"""Wall time and peak memory of `pytest --model M --target ort` beside `polygraphy run M --onnxrt --onnxrt`.
+
+For each sample model in models/ and a generated ResNet-50-sized model (about 100 MB of weights),
+both commands run as fresh processes, alternating, `--repeats` times each; the medians are printed
+with their ratio. Peak memory is the child's max RSS (os.wait4). The share of our time spent inside
+ONNX Runtime (session creation + run) comes from one more in-process run with the ORT entry points
+timed. Goals (issue 2): our time <= 1.5x Polygraphy's on the large model; peak memory under 3x the
+model size plus the two ONNX Runtime sessions.
+
+Usage: python benchmarks/bench_check_vs_polygraphy.py [--repeats 3] [--skip-large]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import onnx
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic import resnet50_like  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+OURS = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-q", "--target", "ort", "--model"]
+POLYGRAPHY = str(Path(sys.executable).parent / "polygraphy")
+TWO_SESSIONS = """
+import sys, onnxruntime as ort
+for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+    options = ort.SessionOptions(); options.graph_optimization_level = level
+    globals().setdefault("sessions", []).append(ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"]))
+"""
+
+
+def measure(command: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one fresh process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"command failed: {' '.join(command)}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def polygraphy_command(model: Path) -> list[str]:
+    return [POLYGRAPHY, "run", str(model), "--onnxrt", "--onnxrt"]
+
+
+def ort_share(model: Path, cwd: Path) -> float:
+    """Share of an in-process `pytest --model` spent in onnxruntime session creation and runs."""
+    code = f"""
+import time, pytest, onnxruntime as ort
+spent = [0.0]
+def timed(fn):
+    def wrapper(*a, **k):
+        t = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            spent[0] += time.perf_counter() - t
+    return wrapper
+ort.InferenceSession.__init__ = timed(ort.InferenceSession.__init__)
+ort.InferenceSession.run = timed(ort.InferenceSession.run)
+t = time.perf_counter()
+pytest.main({OURS[3:]!r} + [{str(model)!r}])
+print(spent[0] / (time.perf_counter() - t))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def compare(model: Path, repeats: int, cwd: Path) -> dict:
+    ours, theirs = [], []
+    for _ in range(repeats):  # alternate, so drift of the machine hits both alike
+        ours.append(measure([*OURS, str(model)], cwd))
+        theirs.append(measure(polygraphy_command(model), cwd))
+    row = {
+        "model": model.name,
+        "size_mb": model.stat().st_size / 1e6,
+        "ours_s": statistics.median(t for t, _ in ours),
+        "polygraphy_s": statistics.median(t for t, _ in theirs),
+        "ours_peak_mb": max(m for _, m in ours),
+        "polygraphy_peak_mb": max(m for _, m in theirs),
+        "ort_share": ort_share(model, cwd),
+        "two_sessions_mb": measure([sys.executable, "-c", TWO_SESSIONS, str(model)], cwd)[1],
+    }
+    row["time_ratio"] = row["ours_s"] / row["polygraphy_s"]
+    return row
+
+
+def print_rows(rows: list[dict]) -> None:
+    print(f"{'model':<28}{'MB':>8}{'ours s':>9}{'polyg. s':>10}{'ratio':>7}{'ours MB':>9}{'polyg. MB':>11}{'in ORT':>8}")
+    for r in rows:
+        print(
+            f"{r['model']:<28}{r['size_mb']:>8.2f}{r['ours_s']:>9.2f}{r['polygraphy_s']:>10.2f}{r['time_ratio']:>7.2f}"
+            f"{r['ours_peak_mb']:>9.0f}{r['polygraphy_peak_mb']:>11.0f}{r['ort_share']:>8.0%}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-large", action="store_true")
+    args = parser.parse_args()
+    models = sorted((ROOT / "models").glob("*.onnx"))
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp)
+        if not args.skip_large:
+            large = cwd / "resnet50_like.onnx"
+            onnx.save(resnet50_like(size=224), str(large))
+            models.append(large)
+        rows = [compare(m, args.repeats, cwd) for m in models]
+    print_rows(rows)
+    if not args.skip_large:
+        large = rows[-1]
+        budget = 3 * large["size_mb"] + large["two_sessions_mb"]  # a process holding just the two ORT sessions
+        print(
+            f"large model: time {large['time_ratio']:.2f}x Polygraphy's (goal <= 1.5x); peak {large['ours_peak_mb']:.0f} MB "
+            f"vs budget 3 x {large['size_mb']:.0f} MB + two sessions {large['two_sessions_mb']:.0f} MB = {budget:.0f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()
