@@ -1,8 +1,8 @@
 """The checks `pytest --model` runs: small functions over the modules, independent of pytest.
 
 A check returns its figures (a JSON-ready dict) when it passes and raises `CheckFailed` (message
-plus figures) or `CheckSkipped` (reason) otherwise. `checks_for` lists them in a stable order, so
-test ids are stable: `<model>::<family>::<name>`.
+plus figures) or `CheckSkipped` (reason) otherwise. This module is the core family (see families.py):
+its checks come in a stable order, so test ids are stable: `<model>::<family>::<name>`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import onnx
 
 from . import trt_ops
 from .compare import compare_output, format_stats
-from .context import ModelContext
+from .context import ModelContext, RunOptions
 from .targets import select_targets
 
 
@@ -126,18 +126,19 @@ def accuracy_check(target) -> Callable[[ModelContext], dict]:
         reason = target.unavailable_reason()
         if reason:
             raise CheckSkipped(f"target {target.name}: {reason}")
-        reference = _reference_or_skip(ctx)
+        reference = _reference_or_skip(ctx, target)
+        artifact = target.artifact(ctx)
         started = time.perf_counter()
-        outputs = target.run(ctx.path, ctx.feeds)
+        outputs = target.run(artifact, ctx.feeds)
         seconds = time.perf_counter() - started
         return _compare_all(ctx, target, reference, outputs, seconds)
 
     return check
 
 
-def _reference_or_skip(ctx: ModelContext):
+def _reference_or_skip(ctx: ModelContext, target):
     try:
-        return ctx.reference
+        return target.reference(ctx)
     except Exception:
         raise CheckSkipped("no reference outputs: the reference run failed (see the reference::run item)") from None
 
@@ -145,7 +146,7 @@ def _reference_or_skip(ctx: ModelContext):
 def _compare_all(ctx: ModelContext, target, reference, outputs, seconds: float) -> dict:
     results = []
     for name in reference.names:
-        tolerance = ctx.options.tolerances.for_output(name)
+        tolerance = ctx.options.tolerances.for_output(name, target.precision)
         stats = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance)
         results.append((stats, tolerance))
     figures = {"engine": target.engine, "seconds": round(seconds, 4), "outputs": {s.name: s.figures() for s, _ in results}}
@@ -166,7 +167,15 @@ STRUCTURE_CHECKS = (
 )
 
 
-def checks_for(target_names: tuple[str, ...] | None) -> list[Check]:
-    """Every check of a model in the order the items appear."""
-    target_checks = [Check(f"target[{t.name}]", "accuracy", accuracy_check(t)) for t in select_targets(target_names)]
+def add_options(group) -> None:
+    """The core family's options (model, inputs, targets, tolerances) are the plugin's own."""
+
+
+def read_options(option) -> dict:
+    return {}
+
+
+def checks(options: RunOptions) -> list[Check]:
+    """Structure, reference, and one accuracy check per selected target."""
+    target_checks = [Check(f"target[{t.name}]", "accuracy", accuracy_check(t)) for t in select_targets(options.targets)]
     return list(STRUCTURE_CHECKS) + target_checks

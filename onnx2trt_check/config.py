@@ -1,9 +1,10 @@
 """Tolerances from every place a user may set them, merged in one order.
 
-Later sources win: built-in defaults (compare.Tolerance), then `[tool.onnx2trt_check]` of the
-project's pyproject.toml, then the pytest ini (`onnx2trt_atol = ...`), then the command line. Per
-output settings (`[tool.onnx2trt_check.outputs.NAME]`, ini `onnx2trt_output_tolerances`,
-`--output-tolerance NAME:atol=1e-3,min_sqnr_db=30`) apply on top of the merged global values.
+Later sources win: the precision profile of the target (PRECISION_PROFILES), then
+`[tool.onnx2trt_check]` of the project's pyproject.toml, then the pytest ini (`onnx2trt_atol = ...`),
+then the command line. Per-precision tables (`[tool.onnx2trt_check.precision.int8]`) apply on top of
+the global values, and per-output settings (`[tool.onnx2trt_check.outputs.NAME]`, ini
+`onnx2trt_output_tolerances`, `--output-tolerance NAME:atol=1e-3,min_sqnr_db=30`) on top of all.
 """
 
 from __future__ import annotations
@@ -19,17 +20,38 @@ from .errors import ConfigError
 TOLERANCE_KEYS = tuple(f.name for f in dataclasses.fields(Tolerance))
 
 
+# Tolerance profiles by the precision a target runs in; user settings apply on top of them.
+# fp32: reordered float sums only (compare.Tolerance's defaults). fp16: about 3 significant digits
+# per tensor, so element-wise rules are loose and the whole-output floors carry the verdict. int8:
+# element-wise rules are meaningless at 1/127 resolution; SQNR 20 dB as Polygraphy's quality
+# metrics suggest, cosine, and top-1 agreement on class scores.
+PRECISION_PROFILES = {
+    "fp32": Tolerance(),
+    "fp16": Tolerance(atol=1e-2, rtol=1e-2, min_cosine=0.999, min_sqnr_db=30.0),
+    "int8": Tolerance(atol=None, rtol=None, min_cosine=0.99, min_sqnr_db=20.0, min_top1=0.95),
+}
+
+
 @dataclasses.dataclass
 class ToleranceConfig:
-    default: Tolerance = dataclasses.field(default_factory=Tolerance)
+    """The user's settings, kept apart from the profiles so each precision gets its own defaults:
+    for_output = profile(precision) <- global <- precision table <- per output."""
+
+    global_values: dict[str, float] = dataclasses.field(default_factory=dict)
+    per_precision: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     per_output: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
 
-    def for_output(self, name: str) -> Tolerance:
-        return dataclasses.replace(self.default, **self.per_output.get(name, {}))
+    def for_output(self, name: str, precision: str = "fp32") -> Tolerance:
+        values = {**self.global_values, **self.per_precision.get(precision, {}), **self.per_output.get(name, {})}
+        return dataclasses.replace(PRECISION_PROFILES[precision], **values)
 
-    def layer(self, values: Mapping[str, float], outputs: Mapping[str, Mapping[str, float]], source: str) -> None:
-        """Apply one source's global and per-output values over what is there."""
-        self.default = dataclasses.replace(self.default, **_checked(values, source))
+    def layer(self, values: Mapping[str, float], outputs: Mapping[str, Mapping[str, float]], source: str, precisions: Mapping[str, Mapping[str, float]] | None = None) -> None:
+        """Apply one source's global, per-precision and per-output values over what is there."""
+        self.global_values.update(_checked(values, source))
+        for precision, precision_values in (precisions or {}).items():
+            if precision not in PRECISION_PROFILES:
+                raise ConfigError(f"{source}: unknown precision '{precision}'; valid: {', '.join(PRECISION_PROFILES)}")
+            self.per_precision.setdefault(precision, {}).update(_checked(precision_values, f"{source} (precision {precision})"))
         for name, output_values in outputs.items():
             self.per_output.setdefault(name, {}).update(_checked(output_values, f"{source} (output '{name}')"))
 
@@ -65,13 +87,16 @@ def pyproject_section(rootdir: Path) -> dict:
         raise ConfigError(f"'{path}' is not valid TOML ({exc}); fix the file") from None
 
 
-def split_section(section: Mapping[str, object]) -> tuple[dict[str, object], dict[str, dict]]:
-    """Separate the tolerance keys of a config table from its `outputs` sub-table."""
-    outputs = section.get("outputs", {})
-    if not isinstance(outputs, Mapping) or not all(isinstance(v, Mapping) for v in outputs.values()):
-        raise ConfigError("[tool.onnx2trt_check.outputs] must hold one table per output name, e.g. [tool.onnx2trt_check.outputs.logits]")
+def split_section(section: Mapping[str, object]) -> tuple[dict[str, object], dict[str, dict], dict[str, dict]]:
+    """Separate the tolerance keys of a config table from its `outputs` and `precision` sub-tables."""
+    tables = {}
+    for key, example in (("outputs", "outputs.logits"), ("precision", "precision.int8")):
+        table = section.get(key, {})
+        if not isinstance(table, Mapping) or not all(isinstance(v, Mapping) for v in table.values()):
+            raise ConfigError(f"[tool.onnx2trt_check.{key}] must hold one table per name, e.g. [tool.onnx2trt_check.{example}]")
+        tables[key] = {name: dict(v) for name, v in table.items()}
     values = {k: v for k, v in section.items() if k in TOLERANCE_KEYS}
-    return values, {name: dict(v) for name, v in outputs.items()}
+    return values, tables["outputs"], tables["precision"]
 
 
 def parse_output_tolerance(text: str) -> tuple[str, dict[str, float]]:

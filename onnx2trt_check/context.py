@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from .config import ToleranceConfig
+from .fileio import atomic_write_bytes
 from .data import Feed, FeedOptions, make_feeds
 from .model import InputSpec, LoadedModel, load_model, resolve_input_specs
 from .targets import ort as ort_target
@@ -23,6 +27,11 @@ class RunOptions:
     input_shapes: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     tolerances: ToleranceConfig = dataclasses.field(default_factory=ToleranceConfig)
     targets: tuple[str, ...] | None = None
+    # Where derived ONNX files (fp16/int8 artifacts, transformed models) are written: a fresh
+    # folder per run, so nothing the user has is ever overwritten. Defaults to a temporary folder.
+    artifact_dir: Path | None = None
+    # Options of the check families (families.py), by option name.
+    extra: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
 
 class ModelContext:
@@ -35,6 +44,8 @@ class ModelContext:
         self.loaded: LoadedModel = load_model(path)
         self.specs: list[InputSpec] = resolve_input_specs(self.loaded.proto, options.input_shapes)
         self.feeds: list[Feed] = make_feeds(self.specs, options.feeds)
+        self._artifacts: dict[str, Path] = {}
+        self._folder: Path | None = None
 
     @property
     def path(self) -> Path:
@@ -48,6 +59,24 @@ class ModelContext:
             if spec.defaulted:
                 notes.append(f"input '{spec.name}': dynamic batch dim '{spec.defaulted[0]}' set to {spec.shape[0]}")
         return notes
+
+    def artifact(self, name: str, build: Callable[[], onnx.ModelProto]) -> Path:
+        """The derived model `name` (e.g. "fp16"), built once and saved as an ONNX file that
+        ONNX Runtime and TensorRT load by path, like the deployed file."""
+        if name not in self._artifacts:
+            folder = self._artifact_folder()
+            path = folder / f"{self.path.stem}.{name}.onnx"
+            atomic_write_bytes(path, build().SerializeToString())
+            self._artifacts[name] = path
+        return self._artifacts[name]
+
+    def _artifact_folder(self) -> Path:
+        if self._folder is None:
+            parent = self.options.artifact_dir
+            if parent is not None:
+                parent.mkdir(parents=True, exist_ok=True)
+            self._folder = Path(tempfile.mkdtemp(prefix="onnx2trt_check-", dir=parent))
+        return self._folder
 
     @functools.cached_property
     def reference(self) -> ReferenceRun:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from . import checks as checks_module
+from . import families
 from .config import ToleranceConfig, parse_output_tolerances, pyproject_section, split_section
 from .context import ModelContext, RunOptions
 from .data import FeedOptions, parse_range
@@ -40,6 +41,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--min-sqnr", type=float, dest="min_sqnr_db", help="floor on SQNR in dB per output (off by default)")
     group.addoption("--output-tolerance", action="append", default=[], metavar="OUT:key=value,...", help="tolerance of one output, e.g. logits:atol=1e-3")
     group.addoption("--report-json", metavar="PATH", help="write the results as a schema-versioned JSON report")
+    group.addoption("--artifact-dir", metavar="DIR", help="keep derived models (fp16/int8 artifacts, transformed models) in a new folder under DIR. Defaults to a temporary folder")
+    families.add_options(group)
     for key, ini in INI_TOLERANCES.items():
         parser.addini(ini, f"onnx2trt_check: {key} for every output", default=None)
     parser.addini("onnx2trt_output_tolerances", "onnx2trt_check: per-output tolerances, OUT:key=value,...", type="linelist", default=[])
@@ -116,13 +119,15 @@ def _run_options(config: pytest.Config) -> RunOptions:
     targets = tuple(config.getoption("target")) or None
     for name in targets or ():
         get_target(name)  # an unknown name is a usage error now, not a collection error later
-    return RunOptions(feeds=feeds, input_shapes=shapes, tolerances=_tolerances(config), targets=targets)
+    artifact_dir = Path(config.getoption("artifact_dir")) if config.getoption("artifact_dir") else None
+    extra = families.read_options(config.getoption)
+    return RunOptions(feeds=feeds, input_shapes=shapes, tolerances=_tolerances(config), targets=targets, artifact_dir=artifact_dir, extra=extra)
 
 
 def _tolerances(config: pytest.Config) -> ToleranceConfig:
     tolerances = ToleranceConfig()
-    values, outputs = split_section(pyproject_section(config.rootpath))
-    tolerances.layer(values, outputs, "[tool.onnx2trt_check] of pyproject.toml")
+    values, outputs, precisions = split_section(pyproject_section(config.rootpath))
+    tolerances.layer(values, outputs, "[tool.onnx2trt_check] of pyproject.toml", precisions)
     ini_values = {key: config.getini(ini) for key, ini in INI_TOLERANCES.items() if config.getini(ini) is not None}
     tolerances.layer(ini_values, parse_output_tolerances(config.getini("onnx2trt_output_tolerances")), "pytest ini")
     cli_values = {key: config.getoption(key) for key in INI_TOLERANCES if config.getoption(key) is not None}
@@ -147,10 +152,10 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
 class ModelFile(pytest.File):
     def collect(self):
         state = self.config.stash[STATE]
-        families: dict[str, list] = {}
-        for order, check in enumerate(checks_module.checks_for(state.options.targets)):
-            families.setdefault(check.family, []).append((order, check))
-        for family, family_checks in families.items():
+        by_family: dict[str, list] = {}
+        for order, check in enumerate(families.all_checks(state.options)):
+            by_family.setdefault(check.family, []).append((order, check))
+        for family, family_checks in by_family.items():
             yield CheckFamily.from_parent(self, name=family, checks=family_checks)
 
 

@@ -13,6 +13,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from .base import Target
+
 ModelSource = str | os.PathLike | bytes | onnx.ModelProto
 
 
@@ -49,15 +51,12 @@ def run_model(
     return run_feeds(create_session(model, optimized=optimized), feeds)
 
 
-class OrtTarget:
+class OrtTarget(Target):
     """`ort`: ONNX Runtime on the CPU with every graph optimization, as a deployment would run it."""
 
     name = "ort"
     engine = "onnxruntime"  # the summary labels figures by engine, so ORT is never shown as TensorRT
     description = "ONNX Runtime CPU, all graph optimizations"
-
-    def unavailable_reason(self) -> str | None:
-        return None
 
     def run(self, model_path: str | os.PathLike, feeds: list[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         return run_feeds(create_session(model_path, optimized=True), feeds)

@@ -1,0 +1,34 @@
+"""The check families `pytest --model` runs, in order: one explicit registry.
+
+A family module provides three functions, so adding a family never touches the plugin:
+  add_options(group)        its pytest command-line options
+  read_options(option)      -> dict of its settings (option(name) reads a command-line value);
+                            raise a CheckError subclass for a bad value (a usage error)
+  checks(options)           -> list[Check] for one model, given the run's RunOptions
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import checks as core
+from .checks import Check
+from .context import RunOptions
+
+FAMILIES = (core,)
+
+
+def add_options(group) -> None:
+    for family in FAMILIES:
+        family.add_options(group)
+
+
+def read_options(option: Callable[[str], object]) -> dict[str, object]:
+    settings: dict[str, object] = {}
+    for family in FAMILIES:
+        settings.update(family.read_options(option))
+    return settings
+
+
+def all_checks(options: RunOptions) -> list[Check]:
+    return [check for family in FAMILIES for check in family.checks(options)]

@@ -1,0 +1,36 @@
+"""What every target is: the ONNX artifact it deploys, how it runs, what it is compared with."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+
+class Target:
+    """A place a model runs. Subclasses set the names and `run`; the defaults deploy the model file
+    itself and compare with the model's ORT reference.
+
+    `engine` labels every figure the target produces (onnxruntime, tensorrt), so the summary never
+    shows an ONNX Runtime number as a TensorRT one. `precision` picks the tolerance profile."""
+
+    name = ""
+    engine = ""
+    description = ""
+    precision = "fp32"
+
+    def unavailable_reason(self) -> str | None:
+        return None
+
+    def artifact(self, ctx) -> Path:
+        """The ONNX file this target deploys. Defaults to the model itself."""
+        return ctx.path
+
+    def reference(self, ctx):
+        """The outputs this target is compared with. Defaults to the model's ORT reference run."""
+        return ctx.reference
+
+    def run(self, model_path: str | os.PathLike, feeds: list[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        raise NotImplementedError(f"target {self.name} does not define run()")  # every registered subclass does
