@@ -1,0 +1,77 @@
+"""Every graph transform, in the order the pipeline applies them.
+
+The order, and why:
+
+1. simplify: onnxsim's constant folding and shape inference turn computed constants (a mean built
+   by Constant -> Reshape, a weight behind a Cast) into initializers and drop no-op nodes, so the
+   pattern matchers below see constants and adjacent nodes.
+2. optimize: onnxoptimizer's eliminations and fusions (Pad into Conv, Add into Conv bias, ...) on
+   the simplified graph.
+   Both run with their BatchNormalization fusion off: BN folding is left to our own transforms,
+   which report each fold and keep RepConv branches (Conv+BN, Conv1x1+BN, BN) intact for step 3.
+3. fuse_repconv: a RepVGG/RepConv block must still have its three branches to merge them into one
+   Conv; folding its BNs one by one first would break the pattern.
+4. fold_conv_bn: Conv -> BN folds into the preceding Conv exactly (no border effect), so a BN between
+   two Convs goes backwards here rather than forwards in step 6.
+5. fuse_input_normalization: before fold_bn_conv, so a Sub/Div/BN chain on the input folds as one
+   affine map with at most one border correction per Conv, and after fold_conv_bn, because the
+   correction Add it may insert after a padded Conv would hide a following BN from fold_conv_bn.
+6. fold_bn_conv: the BNs left (after a Relu, an Add, ...) fold forwards into the next Conv.
+7. remove_output_sigmoid: last, because it is the one step that changes output values (logits
+   instead of probabilities); it is verified by decision agreement, every step before it by
+   value equality against the same outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import NamedTuple
+
+import onnxoptimizer
+
+from onnx2trt_check.errors import ConfigError
+from onnx2trt_check.transforms.fold_bn_conv import fold_bn_conv
+from onnx2trt_check.transforms.fold_conv_bn import fold_conv_bn
+from onnx2trt_check.transforms.fuse_input_normalization import fuse_input_normalization
+from onnx2trt_check.transforms.fuse_repconv import fuse_repconv
+from onnx2trt_check.transforms.remove_output_sigmoid import remove_output_sigmoid, verify_decisions
+from onnx2trt_check.transforms.simplify import optimize, simplify
+
+
+class RegisteredTransform(NamedTuple):
+    """A transform by name, with the keyword options it runs with by default.
+
+    `verifier`, when set, replaces value equivalence in the pipeline (same signature as
+    `pipeline.verify_values`).
+    """
+
+    name: str
+    function: Callable
+    defaults: Mapping[str, object] = MappingProxyType({})
+    verifier: Callable | None = None
+
+
+_OPTIMIZER_PASSES = tuple(p for p in onnxoptimizer.get_fuse_and_elimination_passes() if p != "fuse_bn_into_conv")
+
+TRANSFORMS: tuple[RegisteredTransform, ...] = (
+    RegisteredTransform("simplify", simplify, MappingProxyType({"fuse_bn": False})),
+    RegisteredTransform("optimize", optimize, MappingProxyType({"passes": _OPTIMIZER_PASSES})),
+    RegisteredTransform("fuse_repconv", fuse_repconv),
+    RegisteredTransform("fold_conv_bn", fold_conv_bn),
+    RegisteredTransform("fuse_input_normalization", fuse_input_normalization),
+    RegisteredTransform("fold_bn_conv", fold_bn_conv, MappingProxyType({"mode": "exact"})),
+    RegisteredTransform("remove_output_sigmoid", remove_output_sigmoid, verifier=verify_decisions),
+)
+
+
+def transform_names() -> tuple[str, ...]:
+    return tuple(entry.name for entry in TRANSFORMS)
+
+
+def get_transform(name: str) -> RegisteredTransform:
+    """The registered transform called `name`."""
+    for entry in TRANSFORMS:
+        if entry.name == name:
+            return entry
+    raise ConfigError(f"unknown transform {name!r}; valid names: {', '.join(transform_names())}")

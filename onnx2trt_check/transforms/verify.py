@@ -1,0 +1,171 @@
+"""Is a transformed model still the same function? Both models run in the ONNX Runtime reference
+(graph optimizations off) on the same feeds and every output is compared element by element.
+
+Default tolerance, per output, from the dtype's machine epsilon `eps` and the reference output
+`ref` (all feeds together):
+
+    rtol = sqrt(eps)                 float32: 3.5e-4, float16: 3.1e-2, float64: 1.5e-8
+    atol = sqrt(eps) * max(|ref|)    the output's own scale
+    an element passes when |after - ref| <= atol + rtol * |ref|
+
+Why this shape: a graph rewrite reorders the same arithmetic, so its error is a few roundings of
+the *accumulated* terms, which are on the scale of the output's largest values, not of each element
+(an output that is zero by cancellation has a nonzero rounding error). sqrt(eps) keeps half the
+significant digits: far above reordering noise, far below what a wrong fold produces (an error on
+the order of the values themselves). Integer and bool outputs must match exactly. NaN must sit at
+the same places in both outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import onnx
+
+from onnx2trt_check.errors import InputDataError
+from onnx2trt_check.targets.ort import run_model
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputError:
+    """How far one output moved: the worst element over every feed, and the tolerance used."""
+
+    name: str
+    max_abs: float
+    max_rel: float
+    atol: float
+    rtol: float
+    mismatched: int
+    total: int
+    passed: bool
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Equivalence:
+    passed: bool
+    outputs: tuple[OutputError, ...]
+    summary: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def default_tolerance(reference: np.ndarray) -> tuple[float, float]:
+    """(atol, rtol) for a floating output, by the formula in the module docstring."""
+    rtol = float(np.sqrt(np.finfo(reference.dtype).eps))
+    finite = np.abs(reference[np.isfinite(reference)])
+    scale = float(finite.max()) if finite.size else 0.0
+    return rtol * scale, rtol
+
+
+def check_equivalence(
+    before: onnx.ModelProto,
+    after: onnx.ModelProto,
+    feeds: Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]],
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+) -> Equivalence:
+    """Run both models on `feeds` (one feed dict or several) and compare every output of `before`.
+
+    `atol`/`rtol` replace the default tolerance of the module docstring when given.
+    """
+    feeds = as_feed_list(feeds)
+    return compare_runs(run_model(before, feeds), run_model(after, feeds), atol=atol, rtol=rtol)
+
+
+def as_feed_list(feeds) -> list[Mapping[str, np.ndarray]]:
+    """One feed dict or several, as a non-empty list: no feeds would make any check pass."""
+    feeds = [feeds] if isinstance(feeds, Mapping) else list(feeds)
+    if not feeds:
+        raise InputDataError("no feeds to compare the models on; pass at least one dict of input arrays")
+    return feeds
+
+
+def compare_runs(
+    expected: list[dict[str, np.ndarray]],
+    actual: list[dict[str, np.ndarray]],
+    *,
+    names: Iterable[str] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+) -> Equivalence:
+    """Compare two models' outputs (one dict per feed): every output of `expected`, or `names`."""
+    expected_by_name, actual_by_name = _stack(expected), _stack(actual)
+    names = list(expected_by_name if names is None else names)
+    errors = tuple(_compare(n, expected_by_name[n], actual_by_name.get(n), atol, rtol) for n in names)
+    passed = all(e.passed for e in errors)
+    return Equivalence(passed, errors, _summary(passed, errors))
+
+
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    """The pipeline's verdict on one step, whatever rule produced it."""
+
+    passed: bool
+    summary: str
+    figures: dict
+
+
+def verify_values(before, after, feeds, result, options) -> Verification:
+    """The pipeline's default rule: `check_equivalence` with the default tolerance."""
+    equivalence = check_equivalence(before, after, feeds)
+    return Verification(equivalence.passed, equivalence.summary, equivalence.to_dict())
+
+
+def _stack(runs: list[dict[str, np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    return {name: [run[name] for run in runs] for name in (runs[0] if runs else {})}
+
+
+def _compare(name, expected: list, actual: list | None, atol, rtol) -> OutputError:
+    if actual is None:
+        return _failed(name, "missing from the transformed model's outputs")
+    if [e.shape for e in expected] != [a.shape for a in actual]:
+        return _failed(name, f"shape {actual[0].shape} instead of {expected[0].shape}")
+    ref = np.concatenate([e.reshape(-1) for e in expected])
+    out = np.concatenate([a.reshape(-1) for a in actual])
+    if not np.issubdtype(ref.dtype, np.floating):
+        mismatched = int(np.count_nonzero(ref != out))
+        return OutputError(name, float(mismatched > 0), 0.0, 0.0, 0.0, mismatched, ref.size, mismatched == 0)
+    return _compare_floats(name, ref, out, atol, rtol)
+
+
+def _compare_floats(name, ref: np.ndarray, out: np.ndarray, atol, rtol) -> OutputError:
+    default_atol, default_rtol = default_tolerance(ref)
+    atol = default_atol if atol is None else atol
+    rtol = default_rtol if rtol is None else rtol
+    ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+    nan_moved = np.isnan(ref64) != np.isnan(out64)
+    both = ~(np.isnan(ref64) | np.isnan(out64))
+    diff = np.where(both, np.abs(out64 - ref64), 0.0)
+    diff[np.isinf(ref64) & (ref64 == out64)] = 0.0  # equal infinities are no error
+    bad = nan_moved | (diff > atol + rtol * np.abs(np.where(both, ref64, 0.0)))
+    rel = np.divide(diff, np.abs(ref64), out=np.zeros_like(diff), where=both & (ref64 != 0))
+    return OutputError(
+        name, _max(diff), _max(rel), atol, rtol, int(bad.sum()), ref.size, not bad.any(),
+        "NaN at different places" if nan_moved.any() else "",
+    )
+
+
+def _max(values: np.ndarray) -> float:
+    return float(np.nanmax(values)) if values.size else 0.0
+
+
+def _failed(name: str, note: str) -> OutputError:
+    return OutputError(name, float("inf"), float("inf"), 0.0, 0.0, 1, 1, False, note)
+
+
+def _summary(passed: bool, errors: tuple[OutputError, ...]) -> str:
+    if not errors:
+        return "equivalent: no outputs to compare"
+    worst = max(errors, key=lambda e: (not e.passed, e.max_abs / max(e.atol, 1e-300)))
+    detail = (
+        f"output '{worst.name}' max abs {worst.max_abs:.3g} (atol {worst.atol:.3g}, rtol {worst.rtol:.3g}), "
+        f"max rel {worst.max_rel:.3g}, {worst.mismatched}/{worst.total} elements off"
+        + (f", {worst.note}" if worst.note else "")
+    )
+    verdict = "equivalent" if passed else "NOT equivalent"
+    return f"{verdict} over {len(errors)} output(s); worst: {detail}"

@@ -1,0 +1,113 @@
+"""simplify (onnxsim) and optimize (onnxoptimizer) as transforms."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxoptimizer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.transforms.simplify import optimize, simplify
+
+FOLDABLE = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 3] x) => (float[2, 3] y) {
+        two = Constant <value = float[1] {2.0}> ()
+        one = Constant <value = float[1] {1.0}> ()
+        three = Add(two, one)
+        i = Identity(x)
+        y = Mul(i, three)
+    }""")
+
+ALREADY_SIMPLE = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 3] x) => (float[2, 3] y) { y = Relu(x) }""")
+
+CONV_BN = onnx.parser.parse_model("""
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1, 1, 3, 3] x) => (float[1, 1, 3, 3] y)
+    <float[1, 1, 1, 1] w = {2.0}, float[1] g = {1.5}, float[1] b = {0.5}, float[1] m = {0.1}, float[1] v = {4.0}> {
+        c = Conv(x, w)
+        y = BatchNormalization(c, g, b, m, v)
+    }""")
+
+
+def op_types(model):
+    return [node.op_type for node in model.graph.node]
+
+
+def test_simplify_folds_constants_and_reports_counts_and_steps():
+    original = FOLDABLE.SerializeToString()
+    result = simplify(FOLDABLE)
+    assert FOLDABLE.SerializeToString() == original
+    assert result.modified
+    assert "Identity" not in op_types(result.model) and "Add" not in op_types(result.model)
+    assert result.report.figures["nodes_before"] == 5
+    assert result.report.figures["nodes_after"] == len(result.model.graph.node) < 5
+    assert result.report.figures["passes"]
+    onnx.checker.check_model(result.model)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(run_model(result.model, [{"x": x}])[0]["y"], x * 3)
+
+
+def test_unchanged_model_is_reported_as_not_modified():
+    for transform in (simplify, optimize):
+        result = transform(ALREADY_SIMPLE)
+        assert not result.modified, transform.__name__
+        assert result.report.skips and "nothing to change" in result.report.skips[0].reason
+
+
+def test_simplify_can_leave_batchnorm_to_our_folds():
+    assert op_types(simplify(CONV_BN).model) == ["Conv"]
+    assert op_types(simplify(CONV_BN, fuse_bn=False).model) == ["Conv", "BatchNormalization"]
+
+
+def test_optimize_runs_the_fuse_and_elimination_passes_by_default():
+    result = optimize(FOLDABLE)
+    assert result.report.figures["passes"] == onnxoptimizer.get_fuse_and_elimination_passes()
+    assert "Identity" not in op_types(result.model)
+    assert result.report.figures["nodes_after"] == len(result.model.graph.node) < 5
+
+
+def test_optimize_runs_only_the_passes_given():
+    result = optimize(FOLDABLE, passes=["eliminate_identity"])
+    assert result.report.figures["passes"] == ["eliminate_identity"]
+    assert op_types(result.model) == ["Constant", "Constant", "Add", "Mul"]
+
+
+unary = st.sampled_from(["Relu", "Neg", "Sqrt", "Identity", "Identity"])
+
+
+@settings(max_examples=15)
+@given(ops=st.lists(unary, min_size=1, max_size=6), scale=st.floats(0.5, 4, width=32), seed=st.integers(0, 99))
+def test_simplify_removes_identities_and_constant_math_and_keeps_the_function(ops, scale, seed):
+    """A random chain of unary ops with Identities, multiplied by a constant product (scale * 3)
+    that onnxsim folds: no Identity and no constant-only Mul remain, ORT gives the same values."""
+    nodes = [helper.make_node("Mul", ["s", "three"], ["k"])]
+    current = "x"
+    for i, op in enumerate(ops):
+        nodes.append(helper.make_node(op, [current], [f"t{i}"]))
+        current = f"t{i}"
+    nodes.append(helper.make_node("Mul", [current, "k"], ["y"]))
+    inits = [numpy_helper.from_array(np.array([scale], np.float32), "s"),
+             numpy_helper.from_array(np.full(1, 3.0, np.float32), "three")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    original = model.SerializeToString()
+
+    result = simplify(model)
+
+    assert model.SerializeToString() == original
+    assert result.modified
+    kept = op_types(result.model)
+    assert "Identity" not in kept and kept.count("Mul") == 1
+    assert result.report.figures["nodes_before"] == len(ops) + 2
+    assert result.report.figures["nodes_after"] == len(kept)
+    x = np.random.default_rng(seed).uniform(0.1, 2, size=(2, 3)).astype(np.float32)
+    expected = run_model(model, [{"x": x}])[0]["y"]
+    np.testing.assert_allclose(run_model(result.model, [{"x": x}])[0]["y"], expected, rtol=1e-6)
