@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .commands import COMMANDS
 from .errors import USAGE_ERROR_EXIT_CODE, CheckError
 
 
@@ -22,38 +23,10 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="onnx2trt-check", description="Verify the ONNX -> TensorRT deployment path.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="run every check on a model (pytest --model MODEL ...)")
-    check.add_argument("model", nargs="+", help="ONNX model(s) or folders")
-    check.set_defaults(handler=_run_check)
-    ops = commands.add_parser("ops", help="list nodes TensorRT's ONNX parser cannot take")
-    ops.add_argument("model")
-    ops.set_defaults(handler=_run_ops)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.register(subparsers)
     return parser
-
-
-def _run_check(args: argparse.Namespace, extra: list[str]) -> int:
-    import pytest  # only this command needs pytest's machinery
-
-    model_args = [f"--model={m}" for m in args.model]
-    return int(pytest.main([*model_args, "-p", "no:cacheprovider", *extra]))
-
-
-def _run_ops(args: argparse.Namespace, extra: list[str]) -> int:
-    from . import trt_ops
-    from .model import load_model
-
-    _no_extra(extra)
-    findings = trt_ops.unsupported_nodes(load_model(args.model).proto, include_notes=True)
-    print(f"{len(findings)} finding(s) against {trt_ops.load_op_table().citation}")
-    for f in findings:
-        print(f"{f.severity:<6} {f.node_name} ({f.domain or 'ai.onnx'}::{f.op_type}): {f.reason}")
-    return 1 if any(f.severity == "error" for f in findings) else 0
-
-
-def _no_extra(extra: list[str]) -> None:
-    if extra:
-        raise CheckError(f"unrecognized arguments: {' '.join(extra)}")
 
 
 def main(argv: list[str] | None = None) -> int:

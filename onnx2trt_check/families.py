@@ -5,6 +5,9 @@ A family module provides three functions, so adding a family never touches the p
   read_options(option)      -> dict of its settings (option(name) reads a command-line value);
                             raise a CheckError subclass for a bad value (a usage error)
   checks(options)           -> list[Check] for one model, given the run's RunOptions
+and optionally
+  session_plugin(config, options) -> an object with pytest hook methods (terminal summary,
+                            session finish, ...) registered for the run, or None
 """
 
 from __future__ import annotations
@@ -32,3 +35,9 @@ def read_options(option: Callable[[str], object]) -> dict[str, object]:
 
 def all_checks(options: RunOptions) -> list[Check]:
     return [check for family in FAMILIES for check in family.checks(options)]
+
+
+def session_plugins(config, options: RunOptions) -> list[object]:
+    """The hook objects the families want registered for this run (see the module docstring)."""
+    found = (getattr(family, "session_plugin", None) for family in FAMILIES)
+    return [plugin for factory in found if factory is not None if (plugin := factory(config, options)) is not None]

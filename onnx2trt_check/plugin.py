@@ -85,6 +85,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[STATE] = state
     config.pluginmanager.register(state, "onnx2trt_check_state")
+    for index, family_plugin in enumerate(families.session_plugins(config, state.options)):
+        config.pluginmanager.register(family_plugin, f"onnx2trt_check_family_{index}")
     if config.args_source != pytest.Config.ArgsSource.ARGS:  # `pytest --model x.onnx` alone checks only the models
         config.args[:] = [str(p) for p in state.model_paths]
 
