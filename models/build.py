@@ -12,9 +12,7 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import sys
-import tempfile
 import warnings
 import zipfile
 from collections import Counter
@@ -31,6 +29,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
+from networks import DEAD_EVERY, HeatmapNet, bn_before_conv, convbn_classifier, mobilenetv2_classifier, repvgg_classifier  # models/ is on sys.path when run as a script
+
+from onnx2trt_check.fileio import atomic_write_bytes
 from onnx2trt_check.targets.ort import run_model
 
 SEED = 0
@@ -39,7 +40,6 @@ IMAGE_SIZE = 16  # digits are 8x8; upsampled so two stride-2 stages still leave 
 TEST_FRACTION = 0.2  # 360 of the 1797 images
 CALIBRATION_SAMPLES = 128
 INK_THRESHOLD = 8.0  # a pixel is "ink" above half of the 0..16 scale
-DEAD_EVERY = 8  # one MobileNetV2 expand channel in 8 starts (and stays) dead
 MODELS_DIR = Path(__file__).resolve().parent
 
 
@@ -76,121 +76,6 @@ def ink_mask(raw: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------
 # Networks
-
-
-def conv_bn(cin: int, cout: int, kernel: int, *, stride: int = 1, groups: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
-    )
-
-
-def classifier_head(channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 10))
-
-
-def convbn_classifier() -> nn.Module:
-    def block(cin: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(conv_bn(cin, cout, 3), nn.ReLU())
-
-    return nn.Sequential(block(1, 16), block(16, 32), nn.MaxPool2d(2), block(32, 32), nn.MaxPool2d(2),
-                         block(32, 48), classifier_head(48))
-
-
-class RepVGGBlock(nn.Module):
-    """Train-time RepVGG: 3x3 conv+BN + 1x1 conv+BN (+ identity BN when shapes allow), then ReLU."""
-
-    def __init__(self, cin: int, cout: int, *, stride: int = 1):
-        super().__init__()
-        self.dense = conv_bn(cin, cout, 3, stride=stride)
-        self.pointwise = conv_bn(cin, cout, 1, stride=stride)
-        self.identity = nn.BatchNorm2d(cin) if cin == cout and stride == 1 else None
-        # Summed branches get identical gradients for their BN betas: from equal initial values they
-        # stay equal, and the exporter then shares one initializer through Identity nodes.
-        for bn in self.modules():
-            if isinstance(bn, nn.BatchNorm2d):
-                nn.init.normal_(bn.bias, std=0.1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.dense(x) + self.pointwise(x)
-        if self.identity is not None:
-            y = y + self.identity(x)
-        return F.relu(y)
-
-
-def repvgg_classifier() -> nn.Module:
-    return nn.Sequential(RepVGGBlock(1, 16), RepVGGBlock(16, 16), RepVGGBlock(16, 32, stride=2),
-                         RepVGGBlock(32, 32), RepVGGBlock(32, 48, stride=2), classifier_head(48))
-
-
-class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1x1 expand+BN+ReLU6, 3x3 depthwise+BN+ReLU6, 1x1 project+BN, residual Add."""
-
-    def __init__(self, cin: int, cout: int, *, stride: int, expand: int = 4):
-        super().__init__()
-        hidden = cin * expand
-        self.expand = nn.Sequential(conv_bn(cin, hidden, 1), nn.ReLU6())
-        self.depthwise = nn.Sequential(conv_bn(hidden, hidden, 3, stride=stride, groups=hidden), nn.ReLU6())
-        self.project = conv_bn(hidden, cout, 1)
-        self.residual = stride == 1 and cin == cout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project(self.depthwise(self.expand(x)))
-        return x + y if self.residual else y
-
-
-def kill_expand_channels(model: nn.Module, generator: torch.Generator) -> None:
-    """Reproduce, honestly, why ImageNet MobileNetV2's depthwise layers have folded per-channel
-    weight ranges spanning decades (the case that breaks per-tensor int8): dead channels. A few
-    expand channels start dead (BN gamma 1e-3, beta -1, so ReLU6 gives 0 and passes no gradient:
-    they stay dead). The depthwise conv then sees all zeros on them, its BN running variance decays to
-    ~0, and folding divides those channels' weights by sqrt(eps): huge ranges that set a per-tensor
-    scale which crushes the live channels."""
-    for block in model.modules():
-        if isinstance(block, InvertedResidual):
-            bn = block.expand[0][1]
-            dead = torch.randperm(bn.num_features, generator=generator)[: bn.num_features // DEAD_EVERY]
-            bn.weight.data[dead] = 1e-3
-            bn.bias.data[dead] = -1.0
-
-
-def mobilenetv2_classifier() -> nn.Module:
-    stem = nn.Sequential(conv_bn(1, 16, 3), nn.ReLU6())
-    blocks = [InvertedResidual(16, 16, stride=1), InvertedResidual(16, 24, stride=2),
-              InvertedResidual(24, 24, stride=1), InvertedResidual(24, 32, stride=2),
-              InvertedResidual(32, 32, stride=1)]
-    last = nn.Sequential(conv_bn(32, 64, 1), nn.ReLU6())
-    model = nn.Sequential(stem, *blocks, last, classifier_head(64))
-    kill_expand_channels(model, torch.Generator().manual_seed(SEED))
-    return model
-
-
-def bn_before_conv() -> nn.Module:
-    """BN feeding a padded 3x3 conv and BN feeding an unpadded one: folding a BN forward into a
-    padded conv is only exact away from the border, since padding zeros are not shifted by BN."""
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(16),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.BatchNorm2d(32),
-        nn.Conv2d(32, 32, 3, padding=0), nn.ReLU(), classifier_head(32),
-    )
-
-
-class HeatmapNet(nn.Module):
-    """(x - mean) / std on the raw 0..16 input, Conv-BN-ReLU layers, a 1-channel Sigmoid heatmap."""
-
-    def __init__(self, mean: np.ndarray, std: np.ndarray):
-        super().__init__()
-        self.register_buffer("mean", torch.from_numpy(mean).reshape(1, -1, 1, 1))
-        self.register_buffer("std", torch.from_numpy(std).reshape(1, -1, 1, 1))
-        self.body = nn.Sequential(conv_bn(3, 16, 3), nn.ReLU(), conv_bn(16, 16, 3), nn.ReLU(),
-                                  nn.Conv2d(16, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.body((x - self.mean) / self.std))
-
-
-# ----------------------------------------------------------------------------------------------
-# Training
 
 
 def train(model: nn.Module, x: np.ndarray, y: np.ndarray, loss_fn, *, epochs: int, lr: float = 3e-3) -> None:
@@ -313,19 +198,6 @@ def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file next to `path`, then rename, so a crash never leaves half a file."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; these are ordinary shared files
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 # ----------------------------------------------------------------------------------------------
@@ -504,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     files["manifest.json"] = (json.dumps(manifest(entries, split), indent=2) + "\n").encode()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():
-        write_atomically(args.output_dir / name, data)
+        atomic_write_bytes(args.output_dir / name, data)
     return 0
 
 

@@ -20,6 +20,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -34,3 +35,9 @@ def refuse_overwrite(path: str | os.PathLike, *, force: bool, flag: str = "--for
     """Raise when `path` exists and the user did not pass the overwrite flag."""
     if Path(path).exists() and not force:
         raise ConfigError(f"'{path}' already exists; pass {flag} to overwrite it or choose another output path")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
