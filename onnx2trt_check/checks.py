@@ -37,9 +37,15 @@ class Check:
     run: Callable[[ModelContext], dict]
 
 
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
 def check_checker(ctx: ModelContext) -> dict:
-    try:  # by path, so models over 2 GB with external data are checked as well
-        onnx.checker.check_model(str(ctx.path), full_check=True)
+    # In memory (the file is not read again); by path only past protobuf's 2 GB limit. No
+    # full_check: its strict shape inference is the shape_inference item's job.
+    source = str(ctx.path) if ctx.loaded.proto.ByteSize() > _PROTOBUF_LIMIT else ctx.loaded.proto
+    try:
+        onnx.checker.check_model(source)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         raise CheckFailed(f"onnx.checker rejects the model: {exc}") from None
     return {"nodes": len(ctx.loaded.graph.node), "initializers": len(ctx.loaded.graph.initializer)}
@@ -47,7 +53,7 @@ def check_checker(ctx: ModelContext) -> dict:
 
 def check_shape_inference(ctx: ModelContext) -> dict:
     try:
-        inferred = onnx.shape_inference.infer_shapes(ctx.loaded.proto, strict_mode=True, data_prop=True)
+        inferred = ctx.inferred
     except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
         raise CheckFailed(f"shape inference fails: {exc}") from None
     unknown = [o.name for o in inferred.graph.output if not _has_static_shape(o)]
@@ -98,7 +104,11 @@ def _constant_tensors(proto: onnx.ModelProto):
 
 
 def check_trt_ops(ctx: ModelContext) -> dict:
-    findings = trt_ops.unsupported_nodes(ctx.loaded.proto, include_notes=True)
+    try:
+        inferred = ctx.inferred
+    except (onnx.shape_inference.InferenceError, RuntimeError):
+        inferred = None  # trt_ops falls back to lenient inference; the shape_inference item reports the failure
+    findings = trt_ops.unsupported_nodes(ctx.loaded.proto, include_notes=True, inferred=inferred)
     errors = [f for f in findings if f.severity == "error"]
     figures = {"op_table": trt_ops.load_op_table().citation, "findings": [dataclasses.asdict(f) | {"severity": f.severity} for f in findings]}
     if errors:

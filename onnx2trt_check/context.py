@@ -79,6 +79,12 @@ class ModelContext:
         return self._folder
 
     @functools.cached_property
+    def inferred(self) -> onnx.ModelProto:
+        """The model after strict shape inference with data propagation (a copy); raises
+        onnx.shape_inference.InferenceError when inference fails. Shared by the checks that need it."""
+        return onnx.shape_inference.infer_shapes(self.loaded.proto, strict_mode=True, data_prop=True)
+
+    @functools.cached_property
     def reference(self) -> ReferenceRun:
         started = time.perf_counter()
         session = ort_target.create_session(self.path, optimized=False)

@@ -19,25 +19,25 @@ from collections.abc import Iterator, Mapping
 from importlib import resources
 
 import onnx
-import onnx_ir as ir
 
 ONNX_DOMAINS = ("", "ai.onnx")
 TABLE_RESOURCE = "trt_onnx_ops.json"
 
 # The table's type names for ONNX element types. DOUBLE is absent on purpose: the table's header
 # says TensorRT casts DOUBLE down to FLOAT, so a double tensor is not reported as a type mismatch.
+_T = onnx.TensorProto
 _TABLE_TYPE_NAMES = {
-    ir.DataType.FLOAT: "FP32",
-    ir.DataType.FLOAT16: "FP16",
-    ir.DataType.BFLOAT16: "BF16",
-    ir.DataType.FLOAT8E4M3FN: "FP8",
-    ir.DataType.FLOAT4E2M1: "FP4",
-    ir.DataType.INT4: "INT4",
-    ir.DataType.INT8: "INT8",
-    ir.DataType.UINT8: "UINT8",
-    ir.DataType.INT32: "INT32",
-    ir.DataType.INT64: "INT64",
-    ir.DataType.BOOL: "BOOL",
+    _T.FLOAT: "FP32",
+    _T.FLOAT16: "FP16",
+    _T.BFLOAT16: "BF16",
+    _T.FLOAT8E4M3FN: "FP8",
+    _T.FLOAT4E2M1: "FP4",
+    _T.INT4: "INT4",
+    _T.INT8: "INT8",
+    _T.UINT8: "UINT8",
+    _T.INT32: "INT32",
+    _T.INT64: "INT64",
+    _T.BOOL: "BOOL",
 }
 
 
@@ -99,38 +99,59 @@ def load_op_table() -> OpTable:
     return OpTable(source=raw["source"], ops=ops)
 
 
-def unsupported_nodes(model: onnx.ModelProto, *, include_notes: bool = False) -> list[OpFinding]:
+def unsupported_nodes(model: onnx.ModelProto, *, include_notes: bool = False, inferred: onnx.ModelProto | None = None) -> list[OpFinding]:
     """Every node (subgraphs and model-local function bodies included) the table says TensorRT's
     parser cannot import, in graph order. `include_notes` adds the restriction and data-type notes
-    of supported ops. Defaults to errors only. The model is not modified."""
+    of supported ops. Defaults to errors only. `inferred`, the model after shape inference, saves
+    running inference again when the caller has it. The model is not modified."""
     table = load_op_table()
+    inferred = inferred if inferred is not None else _inferred(model)
+    types = _element_types(inferred)
     findings: list[OpFinding] = []
-    for index, node in enumerate(_nodes_to_check(_inferred_ir(model))):
-        findings.extend(_node_findings(node, index, table, include_notes=include_notes))
+    for index, node in enumerate(_nodes_to_check(inferred)):
+        findings.extend(_node_findings(node, index, table, types, include_notes=include_notes))
     return findings
 
 
-def _inferred_ir(model: onnx.ModelProto) -> ir.Model:
+def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
     # Shape inference fills value types so the data-type note can see them; it returns a copy.
     try:
-        model = onnx.shape_inference.infer_shapes(model)
+        return onnx.shape_inference.infer_shapes(model)
     except onnx.shape_inference.InferenceError:
-        pass  # an unchecked model still gets its op check; only the dtype notes get thinner
-    return ir.from_proto(model)
+        return model  # an unchecked model still gets its op check; only the dtype notes get thinner
 
 
-def _nodes_to_check(model: ir.Model) -> Iterator[ir.Node]:
+def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """A graph and every subgraph (If/Loop/Scan bodies) inside it, depth first."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            for subgraph in [attribute.g] if attribute.HasField("g") else attribute.graphs:
+                yield from _graphs(subgraph)
+
+
+def _element_types(model: onnx.ModelProto) -> dict[str, int]:
+    types: dict[str, int] = {}
+    for graph in _graphs(model.graph):
+        for value in (*graph.input, *graph.value_info, *graph.output):
+            if value.type.HasField("tensor_type"):
+                types[value.name] = value.type.tensor_type.elem_type
+        types.update((t.name, t.data_type) for t in graph.initializer)
+    return types
+
+
+def _nodes_to_check(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
     """Nodes of the main graph and its subgraphs, then of model-local function bodies. A call to a
     local function is not itself an op: the parser expands the function, so its body is checked."""
-    local_functions = {(domain, name) for domain, name, _overload in model.functions}
-    graphs = [model.graph, *model.functions.values()]
-    for graph in graphs:
-        for node in ir.traversal.RecursiveGraphIterator(graph):
-            if (node.domain, node.op_type) not in local_functions:
-                yield node
+    local_functions = {(f.domain, f.name) for f in model.functions}
+    bodies = [node for function in model.functions for node in function.node]
+    nodes = [node for graph in _graphs(model.graph) for node in graph.node]
+    for node in (*nodes, *bodies):
+        if (node.domain, node.op_type) not in local_functions:
+            yield node
 
 
-def _node_findings(node: ir.Node, index: int, table: OpTable, *, include_notes: bool) -> list[OpFinding]:
+def _node_findings(node: onnx.NodeProto, index: int, table: OpTable, types: dict[str, int], *, include_notes: bool) -> list[OpFinding]:
     name = node.name or f"<unnamed {node.op_type} #{index}>"
 
     def finding(kind: str, reason: str) -> OpFinding:
@@ -146,20 +167,18 @@ def _node_findings(node: ir.Node, index: int, table: OpTable, *, include_notes: 
         return [finding("unsupported", f"not supported by {table.citation}")]
     if not include_notes:
         return []
-    return [finding(kind, reason) for kind, reason in _notes(node, entry)]
+    return [finding(kind, reason) for kind, reason in _notes(node, entry, types)]
 
 
-def _notes(node: ir.Node, entry: OpEntry) -> Iterator[tuple[str, str]]:
+def _notes(node: onnx.NodeProto, entry: OpEntry, types: dict[str, int]) -> Iterator[tuple[str, str]]:
     if entry.restrictions:
         yield "restriction", f"restriction: {entry.restrictions}"
-    type_name = _first_input_type_name(node)
+    type_name = _first_input_type_name(node, types)
     if type_name is not None and entry.types and type_name not in entry.types:
         yield "dtype", f"input type {type_name} is not among the supported types {', '.join(entry.types)}"
 
 
-def _first_input_type_name(node: ir.Node) -> str | None:
+def _first_input_type_name(node: onnx.NodeProto, types: dict[str, int]) -> str | None:
     """The table's name for the first input's element type; None when unknown or DOUBLE."""
-    first = node.inputs[0] if node.inputs else None
-    if first is None or first.dtype is None:
-        return None
-    return _TABLE_TYPE_NAMES.get(first.dtype)
+    first = node.input[0] if node.input else ""
+    return _TABLE_TYPE_NAMES.get(types.get(first)) if first else None
