@@ -1,0 +1,317 @@
+"""Which nodes must stay in higher precision: per-node sensitivity and a small fp32 fallback set.
+
+A precision lowering is any callable `lower(model, *, keep_fp32: set[str]) -> ModelProto` that
+returns the model in reduced precision except the named nodes. Three are provided:
+`fp16_emulation` (Cast to fp16 and back after each lowered node's outputs and on its float weights,
+a faithful fp16-storage emulation on ORT's CPU provider, which runs most ops in fp32 anyway),
+`fp16_converter` (precision/fp16.py's converter, the file that gets deployed, with no fallback but
+`keep_fp32`) and `int8_quantizer` (quant/quantize.py with `exclude=keep_fp32`).
+
+The search (`search_fallback`) starts from the fully lowered model (keep nothing, so for fp16 its
+answer is the whole fallback list), then, with a sensitivity ranking, keeps the smallest prefix of
+the ranking that meets the SQNR floor (exponential then binary search over the prefix length), and
+finally minimizes that set with delta debugging (Zeller's ddmin) to a 1-minimal set: removing any
+one node breaks the floor. Every evaluation lowers the model and runs it over all feeds once; the
+report counts these runs per phase.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnx_ir.passes.common as ir_passes
+
+from onnx2trt_check.compare import sqnr_db
+from onnx2trt_check.errors import ConfigError, InputDataError, ModelError
+from onnx2trt_check.targets.ort import run_model
+
+Lowering = Callable[..., onnx.ModelProto]
+DEFAULT_MIN_SQNR_DB = 30.0
+
+
+# --- lowerings ----------------------------------------------------------------------------------
+
+
+def fp16_emulation(model: onnx.ModelProto, *, keep_fp32: Iterable[str] = (), weights: bool = True) -> onnx.ModelProto:
+    """fp16 storage emulated in fp32: every float output of every node not in `keep_fp32` (and,
+    with `weights`, every float initializer it reads) passes through Cast(fp16) -> Cast(fp32), so
+    values round to fp16 and overflow to inf. The post-cast tensor keeps the original name. The
+    converter's casts on a kept node's inputs are not emulated: a kept node's out-of-range output
+    reaches a lowered consumer intact (use `fp16_converter` for that). Run it with ORT graph
+    optimizations off (the reference session), which keeps the casts. Defaults: weights rounded."""
+    keep = set(keep_fp32)
+    copy = ir.from_proto(model)
+    if any(value.type is None for node in copy.graph for value in node.outputs if value.name):
+        copy = ir_passes.ShapeInferencePass()(copy).model  # output dtypes decide what is rounded
+    for node in list(copy.graph):
+        if node.name in keep:
+            continue
+        for output in node.outputs:
+            if output.dtype == ir.DataType.FLOAT:
+                _round_output(copy.graph, node, output)
+        if weights:
+            _round_weights(copy.graph, node)
+    return ir.to_proto(copy)
+
+
+def _round_trip(value: ir.Value, name: str) -> tuple[list[ir.Node], ir.Value]:
+    half = ir.node("Cast", [value], {"to": ir.DataType.FLOAT16}, name=f"{name}__to_fp16")
+    full = ir.node("Cast", [half.outputs[0]], {"to": ir.DataType.FLOAT}, name=f"{name}__to_fp32")
+    half.outputs[0].name, full.outputs[0].name = f"{name}__fp16", f"{name}__fp32"
+    full.outputs[0].dtype = ir.DataType.FLOAT
+    return [half, full], full.outputs[0]
+
+
+def _round_output(graph: ir.Graph, node: ir.Node, output: ir.Value) -> None:
+    name = output.name
+    nodes, rounded = _round_trip(output, name)
+    output.replace_all_uses_with(rounded, replace_graph_outputs=True)
+    nodes[0].replace_input_with(0, output)  # replace_all_uses_with also moved the cast's own input
+    output.name, rounded.name = f"{name}__unrounded", name
+    graph.insert_after(node, nodes)
+
+
+def _round_weights(graph: ir.Graph, node: ir.Node) -> None:
+    for index, value in enumerate(node.inputs):
+        if value is not None and value.is_initializer() and value.dtype == ir.DataType.FLOAT:
+            nodes, rounded = _round_trip(value, f"{node.name or node.op_type}__{value.name}")
+            node.replace_input_with(index, rounded)
+            graph.insert_before(node, nodes)
+
+
+def fp16_converter(model: onnx.ModelProto, *, keep_fp32: Iterable[str] = ()) -> onnx.ModelProto:
+    """precision/fp16.py's conversion with no fallback but `keep_fp32` (no sensitive-op list, no
+    data-driven blocking): the plain conversion the search starts from."""
+    from onnx2trt_check.precision.fp16 import convert_to_fp16
+
+    return convert_to_fp16(model, block_ops=(), block_nodes=sorted(keep_fp32)).model
+
+
+def int8_quantizer(calibration_feeds: Iterable[Mapping[str, np.ndarray]], **options) -> Lowering:
+    """A lowering that quantizes with quant/quantize.py over `calibration_feeds`, excluding the
+    kept nodes; `options` go to quantize_model (method, per_channel, ...)."""
+    from onnx2trt_check.quant.quantize import quantize_model
+
+    feeds = list(calibration_feeds)
+
+    def lower(model: onnx.ModelProto, *, keep_fp32: Iterable[str] = ()) -> onnx.ModelProto:
+        return quantize_model(model, feeds, exclude=sorted(keep_fp32), **options).model
+
+    return lower
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+
+def output_sqnr_db(reference: Sequence[Mapping[str, np.ndarray]], target: Sequence[Mapping[str, np.ndarray]]) -> float:
+    """The worst SQNR over the outputs, each over all feeds; -inf when the target has a NaN/Inf
+    the reference does not."""
+    worst = math.inf
+    for name in reference[0]:
+        ref = np.concatenate([np.asarray(r[name], np.float64).ravel() for r in reference])
+        got = np.concatenate([np.asarray(t[name], np.float64).ravel() for t in target])
+        if np.any(~np.isfinite(got) & np.isfinite(ref)):
+            return -math.inf
+        worst = min(worst, sqnr_db(ref, got))
+    return worst
+
+
+class _Evaluator:
+    """Lowers and runs the model for a keep set, caching by set and counting runs per phase."""
+
+    def __init__(self, model: onnx.ModelProto, feeds: list, lower: Lowering) -> None:
+        self.model, self.feeds, self.lower = model, feeds, lower
+        self.reference = run_model(model, feeds)
+        self.cache: dict[frozenset[str], float] = {}
+        self.runs: dict[str, int] = {"reference": 1}
+        self.phase = "search"
+
+    def sqnr(self, keep: Iterable[str]) -> float:
+        key = frozenset(keep)
+        if key not in self.cache:
+            self.runs[self.phase] = self.runs.get(self.phase, 0) + 1
+            self.cache[key] = output_sqnr_db(self.reference, run_model(self.lower(self.model, keep_fp32=set(key)), self.feeds))
+        return self.cache[key]
+
+
+# --- sensitivity --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class NodeSensitivity:
+    """Output SQNR (dB, worst output) when only `node` is lowered, and when only it is kept."""
+
+    node: str
+    op_type: str
+    only_lowered_sqnr_db: float
+    only_kept_sqnr_db: float
+
+    def why(self) -> str:
+        return (f"alone in reduced precision: output SQNR {self.only_lowered_sqnr_db:.2f} dB; "
+                f"alone kept in fp32: {self.only_kept_sqnr_db:.2f} dB")
+
+
+def node_names(model: onnx.ModelProto) -> list[tuple[str, str]]:
+    """(name, op type) of every node; every node must be named, since names are the exclude list."""
+    nodes = [(node.name, node.op_type) for node in model.graph.node]
+    for index, (name, op_type) in enumerate(nodes):
+        if not name:
+            raise ModelError(f"node #{index} ({op_type}) has no name; name every node (onnx-ir's NameFixPass) so the fallback list can name it")
+    return nodes
+
+
+def node_sensitivity(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]], lower: Lowering, *,
+                     nodes: Iterable[str] | None = None) -> list[NodeSensitivity]:
+    """Per node (`nodes`, defaulting to all), most sensitive first: ranked by the SQNR with only it
+    lowered (lowest first), ties by the SQNR with only it kept (highest first). 2 runs per node."""
+    evaluator = _Evaluator(model, _feed_list(feeds), lower)
+    return _sensitivities(evaluator, nodes)
+
+
+def _sensitivities(evaluator: _Evaluator, nodes: Iterable[str] | None, phase: str = "sensitivity") -> list[NodeSensitivity]:
+    all_nodes = dict(node_names(evaluator.model))
+    chosen = list(all_nodes) if nodes is None else _checked(nodes, all_nodes)
+    evaluator.phase = phase
+    found = [NodeSensitivity(name, all_nodes[name], evaluator.sqnr(set(all_nodes) - {name}), evaluator.sqnr({name})) for name in chosen]
+    return sorted(found, key=lambda s: (s.only_lowered_sqnr_db, -s.only_kept_sqnr_db))
+
+
+def _checked(nodes: Iterable[str], all_nodes: Mapping[str, str]) -> list[str]:
+    chosen = list(dict.fromkeys(nodes))
+    unknown = [name for name in chosen if name not in all_nodes]
+    if unknown:
+        raise ConfigError(f"nodes {unknown} are not in the model; pass node names from the graph")
+    return chosen
+
+
+def _feed_list(feeds: Iterable[Mapping[str, np.ndarray]]) -> list:
+    feeds = list(feeds)
+    if not feeds:
+        raise InputDataError("feeds is empty; pass at least one feed (a dict of input name -> array)")
+    return feeds
+
+
+# --- the fallback search ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class FallbackSearch:
+    """The nodes to keep in higher precision (`exclude`: pass it as the quantizer's `exclude` or the
+    fp16 converter's `block_nodes`), each with why, and what the search cost in model runs."""
+
+    exclude: list[str]
+    reasons: dict[str, str]
+    met: bool
+    min_sqnr_db: float
+    lowered_sqnr_db: float
+    final_sqnr_db: float
+    candidates: int
+    runs: dict[str, int]
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        return {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
+
+    def format(self) -> str:
+        verdict = "meets" if self.met else "cannot meet"
+        lines = [f"fallback search: {len(self.exclude)} node(s) kept in fp32 {verdict} the {self.min_sqnr_db} dB floor "
+                 f"(fully lowered {self.lowered_sqnr_db:.2f} dB -> {self.final_sqnr_db:.2f} dB); "
+                 f"model runs: " + ", ".join(f"{phase} {count}" for phase, count in self.runs.items())]
+        lines += [f"  {name}: {self.reasons[name]}" for name in self.exclude]
+        return "\n".join(lines)
+
+
+def search_fallback(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]], lower: Lowering, *,
+                    min_sqnr_db: float = DEFAULT_MIN_SQNR_DB, rank: bool = False,
+                    ranking: Sequence[str | NodeSensitivity] | None = None) -> FallbackSearch:
+    """A small set of nodes to keep in fp32 so the output SQNR meets `min_sqnr_db` (Defaults to 30 dB).
+
+    With a `ranking` (node names or node_sensitivity's result, most sensitive first) or `rank=True`
+    (computes it: 2 runs per node), the smallest passing prefix of the ranking is found first;
+    without one, delta debugging starts from every node. Either way ddmin then minimizes the set.
+    """
+    evaluator = _Evaluator(model, _feed_list(feeds), lower)
+    all_nodes = [name for name, _ in node_names(model)]
+    if rank and ranking is None:
+        ranking = _sensitivities(evaluator, None)
+    evaluator.phase = "start"
+    lowered = evaluator.sqnr(())
+    candidates = _candidates(evaluator, all_nodes, ranking, min_sqnr_db) if lowered < min_sqnr_db else []
+    met = candidates is not None
+    evaluator.phase = "ddmin"
+    kept = list(candidates) if met else list(all_nodes)
+    if len(kept) > 1 and met:
+        kept = ddmin(kept, lambda keep: evaluator.sqnr(keep) >= min_sqnr_db)
+    reasons = _reasons(evaluator, kept, ranking)
+    final = evaluator.sqnr(kept)
+    return FallbackSearch(kept, reasons, met, min_sqnr_db, lowered, final, len(all_nodes if candidates is None else candidates), dict(evaluator.runs))
+
+
+def _candidates(evaluator: _Evaluator, all_nodes: list[str], ranking, floor: float) -> list[str] | None:
+    """The set ddmin starts from: the smallest passing ranking prefix, or every node; None when
+    even keeping every candidate misses the floor."""
+    if ranking is None:
+        return all_nodes if evaluator.sqnr(all_nodes) >= floor else None
+    order = [item.node if isinstance(item, NodeSensitivity) else item for item in ranking]
+    evaluator.phase = "greedy"
+    length = smallest_passing_prefix(len(order), lambda k: evaluator.sqnr(order[:k]) >= floor)
+    return None if length is None else order[:length]
+
+
+def smallest_passing_prefix(count: int, passes: Callable[[int], bool]) -> int | None:
+    """The smallest k in 1..count with passes(k), assuming passing is monotone in k: doubling until
+    a pass, then bisection between the last failing and the first passing k. None if count fails."""
+    low, high = 0, 1  # passes(low) is known False (k=0 is the fully lowered model)
+    while high < count and not passes(high):
+        low, high = high, min(2 * high, count)
+    if not passes(high):
+        return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if passes(middle) else (middle, high)
+    return high
+
+
+def ddmin(items: Sequence[str], passes: Callable[[list[str]], bool]) -> list[str]:
+    """Zeller's delta debugging: a 1-minimal subset of `items` (which passes) that still passes,
+    trying each of n chunks, then each complement, and doubling n when neither passes. The empty
+    set is assumed to fail. Order of `items` is kept."""
+    current, chunks = list(items), 2
+    while len(current) >= 2:
+        parts = _split(current, chunks)
+        reduced = next((part for part in parts if passes(part)), None)
+        if reduced is not None:
+            current, chunks = reduced, 2
+            continue
+        complement = next((c for c in (_without(current, part) for part in parts) if chunks > 2 and passes(c)), None)
+        if complement is not None:
+            current, chunks = complement, max(chunks - 1, 2)
+        elif chunks >= len(current):
+            break
+        else:
+            chunks = min(2 * chunks, len(current))
+    return current
+
+
+def _split(items: list[str], parts: int) -> list[list[str]]:
+    bounds = [round(i * len(items) / parts) for i in range(parts + 1)]
+    return [items[bounds[i]:bounds[i + 1]] for i in range(parts) if bounds[i] < bounds[i + 1]]
+
+
+def _without(items: list[str], part: list[str]) -> list[str]:
+    drop = set(part)
+    return [item for item in items if item not in drop]
+
+
+def _reasons(evaluator: _Evaluator, kept: list[str], ranking) -> dict[str, str]:
+    known = {item.node: item for item in ranking or () if isinstance(item, NodeSensitivity)}
+    missing = [name for name in kept if name not in known]
+    if missing:
+        known.update({s.node: s for s in _sensitivities(evaluator, missing, "explain")})
+    evaluator.phase = "final"
+    return {name: known[name].why() for name in kept}

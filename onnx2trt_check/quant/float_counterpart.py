@@ -1,0 +1,92 @@
+"""The float counterpart of a QDQ model: the float function its Q/DQ nodes approximate.
+
+It is the reference a QDQ model is compared against (docs/design.md, "Precision is an ONNX
+artifact"): every activation Q -> DQ pair is removed (the DQ's readers read the Q's input), and
+every weight DQ of a constant (int8 initializer -> DQ, or float initializer -> Q -> DQ) becomes a
+float initializer holding the dequantized weight, so the float model computes with exactly the
+weights the QDQ model dequantizes.
+
+Left in place, because they have no float meaning to restore: a DQ of a computed int8 tensor that no
+Q produced (e.g. an int8 graph input), block-quantized DQ (opset 21 `block_size`), and DQ of float8
+constants. Only the main graph is rewritten.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from onnx2trt_check.quant import qdq_math
+from onnx2trt_check.quant import qdq_rules as qr
+from onnx2trt_check.transforms import graph_utils as gu
+
+_INTEGER_TYPES = (ir.DataType.INT8, ir.DataType.UINT8, ir.DataType.INT32, ir.DataType.INT16, ir.DataType.UINT16)
+
+
+def has_qdq(model: onnx.ModelProto) -> bool:
+    """Whether the main graph holds any QuantizeLinear or DequantizeLinear node."""
+    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
+
+
+def float_counterpart(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with activation Q/DQ pairs removed and weights dequantized; `model` is not mutated."""
+    ir_model = gu.to_ir(model)
+    graph = ir_model.graph
+    released: list[ir.Value] = []
+    for dq in [node for node in graph if qr.is_dq(node)]:
+        replacement = _float_source(graph, dq)
+        if replacement is not None:
+            released += dq.inputs
+            _bypass(graph, dq, replacement)
+    _remove_unused_quantize(graph)
+    gu.drop_unused_initializers(graph, released)
+    return gu.to_onnx(ir_model)
+
+
+def _float_source(graph: ir.Graph, dq: ir.Node) -> ir.Value | None:
+    """What the DQ's readers read in the float model: the Q's input, a new dequantized weight, or
+    None when the DQ stays."""
+    source = qr.producer(dq.inputs[0])
+    if qr.is_q(source):
+        return source.inputs[0]
+    weight = dequantized_weight(dq)
+    if weight is None:
+        return None
+    return gu.add_initializer(graph, weight, name_hint=f"{dq.inputs[0].name}_dequantized")
+
+
+def dequantized_weight(dq: ir.Node) -> np.ndarray | None:
+    """DequantizeLinear of a constant integer tensor evaluated in numpy (ONNX arithmetic, in the
+    scale's dtype), else None."""
+    quantized = gu.constant_array(dq.inputs[0])
+    scale = qr.scale_array(dq)
+    has_zero_point = qr.input_at(dq, 2) is not None
+    zero_point = qr.zero_point_array(dq)
+    if quantized is None or scale is None or (has_zero_point and zero_point is None):
+        return None
+    if gu.attr(dq, "block_size", 0) or dq.inputs[0].dtype not in _INTEGER_TYPES:
+        return None
+    axis = gu.attr(dq, "axis", 1) if scale.size > 1 else None
+    zero_point = np.zeros_like(scale, dtype=np.int32) if zero_point is None else zero_point
+    return qdq_math.dequantize(quantized, scale, zero_point, axis=axis).astype(scale.dtype)
+
+
+def _bypass(graph: ir.Graph, dq: ir.Node, replacement: ir.Value) -> None:
+    """Readers of the DQ output read `replacement`; a graph output keeps its name via an Identity."""
+    output = dq.outputs[0]
+    if output.is_graph_output():
+        identity = ir.node("Identity", [replacement], name=dq.name or None)
+        gu.replace_with_nodes(graph, [dq], [identity], output, identity.outputs[0])
+        return
+    output.replace_all_uses_with(replacement)
+    graph.remove(dq, safe=True)
+
+
+def _remove_unused_quantize(graph: ir.Graph) -> None:
+    """Drop Q nodes nobody reads any more, then the initializers only they read."""
+    for q in [node for node in graph if qr.is_q(node)]:
+        if not q.outputs[0].uses() and not q.outputs[0].is_graph_output():
+            old_inputs = list(q.inputs)
+            graph.remove(q, safe=True)
+            gu.drop_unused_initializers(graph, old_inputs)
