@@ -80,9 +80,10 @@ class ModelContext:
 
     @functools.cached_property
     def inferred(self) -> onnx.ModelProto:
-        """The model after strict shape inference with data propagation (a copy); raises
-        onnx.shape_inference.InferenceError when inference fails. Shared by the checks that need it."""
-        return onnx.shape_inference.infer_shapes(self.loaded.proto, strict_mode=True, data_prop=True)
+        """The model after strict shape inference with data propagation, without its large weights
+        (types and shapes only); raises onnx.shape_inference.InferenceError when inference fails.
+        Shared by the checks that need types and shapes."""
+        return onnx.shape_inference.infer_shapes(weightless(self.loaded.proto), strict_mode=True, data_prop=True)
 
     @functools.cached_property
     def reference(self) -> ReferenceRun:
@@ -102,3 +103,17 @@ class ReferenceRun:
 
     def per_output(self, name: str) -> list[np.ndarray]:
         return [feed[name] for feed in self.outputs]
+
+
+# Initializers up to this size stay: shape computations (Reshape targets, Slice bounds) read them.
+_KEEP_BYTES = 1024
+
+
+def weightless(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of the model whose large initializers are graph inputs of the same type and shape, so
+    shape inference and type walks do not copy the weights (a 100 MB model stays a few kB)."""
+    graph = proto.graph
+    small = [t for t in graph.initializer if t.ByteSize() <= _KEEP_BYTES]
+    large = [onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in graph.initializer if t.ByteSize() > _KEEP_BYTES]
+    copy = onnx.helper.make_graph(graph.node, graph.name, [*graph.input, *large], graph.output, small, value_info=graph.value_info)
+    return onnx.helper.make_model(copy, opset_imports=proto.opset_import, ir_version=proto.ir_version, functions=proto.functions)
