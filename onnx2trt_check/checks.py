@@ -132,7 +132,7 @@ def accuracy_check(target) -> Callable[[ModelContext], dict]:
         __tracebackhide__ = True
         reason = target.unavailable_reason()
         if reason:
-            raise CheckSkipped(f"target {target.name}: {reason}")
+            raise CheckSkipped(reason)  # the item id names the target: one reason reads the same for all
         reference = _reference_or_skip(ctx, target)
         artifact = target.artifact(ctx)
         started = time.perf_counter()
@@ -156,7 +156,7 @@ def _compare_all(ctx: ModelContext, target, reference, outputs, seconds: float) 
         tolerance = ctx.options.tolerances.for_output(name, target.precision)
         stats = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance)
         results.append((stats, tolerance))
-    figures = {"engine": target.engine, "seconds": round(seconds, 4), "outputs": {s.name: s.figures() for s, _ in results}}
+    figures = {"engine": target.engine, **target.figures(ctx), "seconds": round(seconds, 4), "outputs": {s.name: s.figures() for s, _ in results}}
     failed = [(s, t) for s, t in results if not s.passed]
     if failed:
         header = f"{target.name} ({target.description}) differs from the reference in {len(failed)} of {len(results)} output(s)"

@@ -116,14 +116,17 @@ def _error_stats(name: str, ref: np.ndarray, got: np.ndarray) -> OutputStats:
     r, g = ref[finite], got[finite]
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(r != 0, diff / np.abs(r), np.where(diff == 0, 0.0, np.inf))
+    # NaN/Inf in the target where the reference is finite: the error is unbounded, and figures
+    # over the finite rest would read as if all were well.
+    unbounded = bool(np.any(np.isfinite(ref) & ~np.isfinite(got)))
     return OutputStats(
         name=name,
         elements=int(ref.size),
-        max_abs=float(diff.max(initial=0.0)),
-        max_rel=float(rel.max(initial=0.0)),
-        mean_abs=float(diff.mean()) if diff.size else 0.0,
-        cosine=cosine_similarity(r, g),
-        sqnr_db=sqnr_db(r, g),
+        max_abs=math.inf if unbounded else float(diff.max(initial=0.0)),
+        max_rel=math.inf if unbounded else float(rel.max(initial=0.0)),
+        mean_abs=math.inf if unbounded else (float(diff.mean()) if diff.size else 0.0),
+        cosine=math.nan if unbounded else cosine_similarity(r, g),
+        sqnr_db=-math.inf if unbounded else sqnr_db(r, g),
         ref_nonfinite=int(np.count_nonzero(~np.isfinite(ref))),
         target_nonfinite=int(np.count_nonzero(~np.isfinite(got))),
     )

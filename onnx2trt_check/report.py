@@ -68,7 +68,8 @@ def key_figures(family: str, records: list[CheckRecord]) -> str:
         return f"{figures['run'].get('feeds', '?')} feed(s), {figures['run'].get('seconds', 0):.3g} s"
     if family.startswith("target[") and "accuracy" in figures:
         return accuracy_figures(figures["accuracy"])
-    return ""
+    # Other families may name their key figure "summary" (a short string) in any check.
+    return "; ".join(str(f["summary"]) for f in figures.values() if isinstance(f, dict) and f.get("summary"))
 
 
 def accuracy_figures(figures: dict) -> str:

@@ -71,6 +71,7 @@ def test_nan_in_target_fails_even_without_elementwise_tolerance():
     stats = compare_output("y", [ref], [got], Tolerance(atol=None, rtol=None))
     assert not stats.passed and stats.target_nonfinite == 1
     assert "NaN/Inf" in stats.problems[0]
+    assert stats.max_abs == math.inf and stats.sqnr_db == -math.inf  # not "0 error over the finite rest"
 
 
 def test_floors_fail_with_their_figures():

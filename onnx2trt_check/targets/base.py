@@ -32,5 +32,10 @@ class Target:
         """The outputs this target is compared with. Defaults to the model's ORT reference run."""
         return ctx.reference
 
+    def figures(self, ctx) -> dict:
+        """Facts about how this target ran the model (e.g. TensorRT's build path), merged into the
+        accuracy item's figures. Defaults to none."""
+        return {}
+
     def run(self, model_path: str | os.PathLike, feeds: list[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         raise NotImplementedError(f"target {self.name} does not define run()")  # every registered subclass does
