@@ -66,7 +66,7 @@ def key_figures(family: str, records: list[CheckRecord]) -> str:
         return f"{figures['checker'].get('nodes', '?')} nodes, opset {opset}, IR {versions.get('ir_version', '?')}"
     if family == "reference" and "run" in figures:
         return f"{figures['run'].get('feeds', '?')} feed(s), {figures['run'].get('seconds', 0):.3g} s"
-    if family.startswith("target[") and "accuracy" in figures:
+    if "outputs" in figures.get("accuracy", {}):  # target[...], calibration[...], any accuracy comparison
         return accuracy_figures(figures["accuracy"])
     # Other families may name their key figure "summary" (a short string) in any check.
     return "; ".join(str(f["summary"]) for f in figures.values() if isinstance(f, dict) and f.get("summary"))
