@@ -2,6 +2,7 @@
 
 import os
 
+import onnxsim  # noqa: F401  imported once up front: its pybind11 module cannot be imported twice, as pytester's in-process runs would
 from hypothesis import HealthCheck, settings
 
 # `ci`: reproducible runs (derandomize) so a red CI run is a real finding that reruns the same way.

@@ -22,6 +22,7 @@ from onnx2trt_check.precision import convert_to_fp16
 sys.path.insert(0, os.path.dirname(__file__))
 from synthetic import resnet50_like  # noqa: E402
 
+
 def timed(function, repeats: int) -> tuple[float, object]:
     """The best of `repeats` wall times (the least disturbed by other load on the machine)."""
     best = float("inf")

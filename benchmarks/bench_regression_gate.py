@@ -33,7 +33,7 @@ from scipy.stats import binomtest
 
 from onnx2trt_check.baseline import LatencyRule, decide_latency
 from onnx2trt_check.bench import measure_latency, summarize
-from onnx2trt_check.targets.ort import create_session
+from onnx2trt_check.runtime import create_session
 
 SLOWDOWN = 0.10
 PYTEST_BENCHMARK_RULE = PercentageRegressionCheck("mean", 5)  # --benchmark-compare-fail=mean:5%

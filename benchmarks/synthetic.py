@@ -11,8 +11,9 @@ STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))  # (width, blocks, 
 
 
 class _Builder:
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, *, batchnorm: bool = False) -> None:
         self.rng = np.random.default_rng(seed)
+        self.batchnorm = batchnorm
         self.nodes: list[onnx.NodeProto] = []
         self.weights: list[onnx.TensorProto] = []
 
@@ -23,6 +24,16 @@ class _Builder:
         self.weights += [numpy_helper.from_array(weight, name + ".w"), numpy_helper.from_array(np.zeros(cout, np.float32), name + ".b")]
         pad = kernel // 2
         self.nodes.append(helper.make_node("Conv", [x, name + ".w", name + ".b"], [name], name=name, strides=[stride] * 2, pads=[pad] * 4))
+        return self.bn(name, cout) if self.batchnorm else name
+
+    def bn(self, x: str, channels: int) -> str:
+        """An inference BatchNormalization with trained-looking statistics (drawn after the conv's
+        weights, so a model without BN keeps its exact weights)."""
+        name = f"bn{len(self.nodes)}"
+        params = {"scale": self.rng.uniform(0.5, 1.5, channels), "bias": self.rng.normal(0, 0.1, channels),
+                  "mean": self.rng.normal(0, 0.1, channels), "var": self.rng.uniform(0.5, 1.5, channels)}
+        self.weights += [numpy_helper.from_array(v.astype(np.float32), f"{name}.{k}") for k, v in params.items()]
+        self.nodes.append(helper.make_node("BatchNormalization", [x] + [f"{name}.{k}" for k in params], [name], name=name))
         return name
 
     def op(self, op_type: str, inputs: list[str], **attrs) -> str:
@@ -38,8 +49,10 @@ class _Builder:
         return self.op("Relu", [self.op("Add", [h, skip])])
 
 
-def resnet50_like(size: int, seed: int = 0) -> onnx.ModelProto:
-    build = _Builder(seed)
+def resnet50_like(size: int, seed: int = 0, *, batchnorm: bool = False) -> onnx.ModelProto:
+    """`batchnorm=True` puts a BatchNormalization after every Conv (as exported before folding).
+    Defaults to False."""
+    build = _Builder(seed, batchnorm=batchnorm)
     x = build.op("MaxPool", [build.op("Relu", [build.conv("x", 3, 64, 7, 2)])], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4)
     cin = 64
     for width, blocks, stride in STAGES:

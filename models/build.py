@@ -25,14 +25,20 @@ import onnx
 import onnxruntime
 import torch
 import torch.nn.functional as F
+from networks import (  # models/ is on sys.path when run as a script
+    DEAD_EVERY,
+    HeatmapNet,
+    bn_before_conv,
+    convbn_classifier,
+    mobilenetv2_classifier,
+    repvgg_classifier,
+)
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-from networks import DEAD_EVERY, HeatmapNet, bn_before_conv, convbn_classifier, mobilenetv2_classifier, repvgg_classifier  # models/ is on sys.path when run as a script
-
 from onnx2trt_check.fileio import atomic_write_bytes
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 
 SEED = 0
 OPSET = 17

@@ -178,7 +178,7 @@ def add_options(group) -> None:
     """The core family's options (model, inputs, targets, tolerances) are the plugin's own."""
 
 
-def read_options(option) -> dict:
+def read_options(config) -> dict:
     return {}
 
 

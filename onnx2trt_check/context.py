@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from . import runtime
 from .config import ToleranceConfig
-from .fileio import atomic_write_bytes
 from .data import Feed, FeedOptions, make_feeds
+from .fileio import atomic_write_bytes
 from .model import InputSpec, LoadedModel, load_model, resolve_input_specs
-from .targets import ort as ort_target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,9 +88,9 @@ class ModelContext:
     @functools.cached_property
     def reference(self) -> ReferenceRun:
         started = time.perf_counter()
-        session = ort_target.create_session(self.path, optimized=False)
-        outputs = ort_target.run_feeds(session, self.feeds)
-        return ReferenceRun(ort_target.output_names(session), outputs, time.perf_counter() - started)
+        session = runtime.create_session(self.path, optimized=False)
+        outputs = runtime.run_feeds(session, self.feeds)
+        return ReferenceRun(runtime.output_names(session), outputs, time.perf_counter() - started)
 
 
 @dataclasses.dataclass

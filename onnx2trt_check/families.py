@@ -2,8 +2,8 @@
 
 A family module provides three functions, so adding a family never touches the plugin:
   add_options(group)        its pytest command-line options
-  read_options(option)      -> dict of its settings (option(name) reads a command-line value);
-                            raise a CheckError subclass for a bad value (a usage error)
+  read_options(config)      -> dict of its settings, from the pytest config (command line, ini,
+                            rootdir); raise a CheckError subclass for a bad value (a usage error)
   checks(options)           -> list[Check] for one model, given the run's RunOptions
 and optionally
   session_plugin(config, options) -> an object with pytest hook methods (terminal summary,
@@ -12,13 +12,19 @@ and optionally
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from . import (
+    baseline_checks,
+    bisect_checks,
+    precision_checks,
+    qdq_checks,
+    quant_checks,
+    transform_checks,
+)
 from . import checks as core
 from .checks import Check
 from .context import RunOptions
 
-FAMILIES = (core,)
+FAMILIES = (core, transform_checks, baseline_checks, precision_checks, quant_checks, bisect_checks, qdq_checks)
 
 
 def add_options(group) -> None:
@@ -26,10 +32,10 @@ def add_options(group) -> None:
         family.add_options(group)
 
 
-def read_options(option: Callable[[str], object]) -> dict[str, object]:
+def read_options(config) -> dict[str, object]:
     settings: dict[str, object] = {}
     for family in FAMILIES:
-        settings.update(family.read_options(option))
+        settings.update(family.read_options(config))
     return settings
 
 

@@ -13,12 +13,25 @@ import pytest
 
 from . import checks as checks_module
 from . import families
-from .config import ToleranceConfig, parse_output_tolerances, pyproject_section, split_section
+from .config import (
+    ToleranceConfig,
+    parse_output_tolerances,
+    pyproject_section,
+    split_section,
+)
 from .context import ModelContext, RunOptions
 from .data import FeedOptions, parse_range
 from .errors import CheckError
 from .model import parse_shape
-from .report import PROPERTY_KEY, CheckRecord, ModelInfo, check_report_path, report_document, summary_lines, write_report
+from .report import (
+    PROPERTY_KEY,
+    CheckRecord,
+    ModelInfo,
+    check_report_path,
+    report_document,
+    summary_lines,
+    write_report,
+)
 from .targets import get_target, target_names
 
 STATE = pytest.StashKey["RunState"]()
@@ -122,7 +135,7 @@ def _run_options(config: pytest.Config) -> RunOptions:
     for name in targets or ():
         get_target(name)  # an unknown name is a usage error now, not a collection error later
     artifact_dir = Path(config.getoption("artifact_dir")) if config.getoption("artifact_dir") else None
-    extra = families.read_options(config.getoption)
+    extra = families.read_options(config)
     return RunOptions(feeds=feeds, input_shapes=shapes, tolerances=_tolerances(config), targets=targets, artifact_dir=artifact_dir, extra=extra)
 
 

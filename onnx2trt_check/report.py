@@ -68,6 +68,9 @@ def key_figures(family: str, records: list[CheckRecord]) -> str:
         return f"{figures['run'].get('feeds', '?')} feed(s), {figures['run'].get('seconds', 0):.3g} s"
     if "outputs" in figures.get("accuracy", {}):  # target[...], calibration[...], any accuracy comparison
         return accuracy_figures(figures["accuracy"])
+    first = next(iter(figures.values()), {})
+    if isinstance(first, dict) and "nodes_before" in first and "nodes_after" in first:  # transforms
+        return f"{first['nodes_before']} -> {first['nodes_after']} nodes"
     # Other families may name their key figure "summary" (a short string) in any check.
     return "; ".join(str(f["summary"]) for f in figures.values() if isinstance(f, dict) and f.get("summary"))
 
@@ -92,13 +95,14 @@ def _as_float(value) -> float:
 
 def summary_lines(records: list[CheckRecord], models: dict[str, ModelInfo]) -> list[str]:
     lines = []
+    width = max((len(r.family) for r in records), default=0) + 2
     for model, families in group(records, list(models)).items():
         lines.append(model)
         for note in models.get(model, ModelInfo(model, "", [])).notes:
             lines.append(f"    note: {note}")
         for family, family_records in families.items():
             counts = ", ".join(f"{n} {o}" for o in ("passed", "failed", "skipped") if (n := sum(r.outcome == o for r in family_records)))
-            lines.append(f"  {family:<24} {verdict(r.outcome for r in family_records).upper():<8} {counts:<22} {key_figures(family, family_records)}")
+            lines.append(f"  {family:<{width}}{verdict(r.outcome for r in family_records).upper():<8} {counts:<22} {key_figures(family, family_records)}")
         lines.extend(_skip_reasons(families))
     return lines
 

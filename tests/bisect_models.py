@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 
 CHANNELS, SIZE = 4, 4
 BLOCK = ("Conv", "MatMul", "Relu", "Add")

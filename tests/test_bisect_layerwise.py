@@ -3,13 +3,13 @@
 import json
 import math
 
+import bisect_models as bm
 import numpy as np
 import onnx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import bisect_models as bm
 from onnx2trt_check.bisect.layerwise import (
     amplification_ratio,
     layerwise_compare,

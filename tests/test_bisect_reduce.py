@@ -1,16 +1,16 @@
 """Reduction to a minimal failing subgraph: planted faults, boundaries, feeds, the saved bundle."""
 
+import bisect_models as bm
 import numpy as np
 import onnx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import bisect_models as bm
 from onnx2trt_check.bisect.reduce import reduce_failing_subgraph
 from onnx2trt_check.bisect.sensitivity import fp16_emulation
 from onnx2trt_check.errors import ConfigError
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 
 FEEDS = bm.feeds()
 

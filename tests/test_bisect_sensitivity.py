@@ -2,13 +2,13 @@
 
 import math
 
+import bisect_models as bm
 import numpy as np
 import onnx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import bisect_models as bm
 from onnx2trt_check.bisect.sensitivity import (
     ddmin,
     fp16_emulation,
@@ -18,7 +18,7 @@ from onnx2trt_check.bisect.sensitivity import (
     smallest_passing_prefix,
 )
 from onnx2trt_check.errors import ModelError
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 
 FEEDS = bm.feeds()
 

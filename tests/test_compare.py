@@ -8,7 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from onnx2trt_check.compare import Tolerance, compare_output, cosine_similarity, needed_tolerances, sqnr_db, top_k_agreement
+from onnx2trt_check.compare import (
+    Tolerance,
+    compare_output,
+    cosine_similarity,
+    needed_tolerances,
+    sqnr_db,
+    top_k_agreement,
+)
 
 finite_floats = st.floats(-1e3, 1e3, allow_nan=False, width=32)
 arrays = hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=6), elements=finite_floats)

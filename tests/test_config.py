@@ -3,7 +3,13 @@
 import pytest
 
 from onnx2trt_check.compare import Tolerance
-from onnx2trt_check.config import PRECISION_PROFILES, ToleranceConfig, parse_output_tolerance, pyproject_section, split_section
+from onnx2trt_check.config import (
+    PRECISION_PROFILES,
+    ToleranceConfig,
+    parse_output_tolerance,
+    pyproject_section,
+    split_section,
+)
 from onnx2trt_check.errors import ConfigError
 
 

@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tiny_models import classifier, parse, save, two_inputs
 
-from onnx2trt_check.data import FeedOptions, feeds_from_loader, feeds_from_npz, make_feeds, parse_range, random_feeds
+from onnx2trt_check.data import (
+    FeedOptions,
+    feeds_from_loader,
+    feeds_from_npz,
+    make_feeds,
+    parse_range,
+    random_feeds,
+)
 from onnx2trt_check.errors import InputDataError, ModelError
 from onnx2trt_check.model import load_model, parse_shape, resolve_input_specs
 

@@ -18,7 +18,20 @@ EXPECTED_IDS = [
     "m.onnx::structure::trt_ops",
     "m.onnx::reference::run",
     "m.onnx::target[ort]::accuracy",
+    "m.onnx::target[ort-fp16]::accuracy",
+    "m.onnx::target[cpu-fp16-emu]::accuracy",
+    "m.onnx::transform[simplify]::equivalence",
+    "m.onnx::transform[optimize]::equivalence",
+    "m.onnx::transform[fuse_repconv]::equivalence",
+    "m.onnx::transform[fold_conv_bn]::equivalence",
+    "m.onnx::transform[fuse_input_normalization]::equivalence",
+    "m.onnx::transform[fold_bn_conv]::equivalence",
+    "m.onnx::transform[remove_output_sigmoid]::equivalence",
+    "m.onnx::transform[pipeline]::equivalence",
+    "m.onnx::fp16[artifact]::report",
 ]
+# The foundation's own checks (structure, reference, the ort target), apart from later families.
+CORE = ("--target", "ort", "-k", "structure or reference or target")
 
 
 @pytest.fixture
@@ -33,7 +46,7 @@ def test_item_ids_are_stable(pytester, model_path):
 
 def test_a_good_model_passes_with_a_summary_and_the_file_untouched(pytester, model_path):
     before = model_path.read_bytes()
-    result = pytester.runpytest("--model", "m.onnx")
+    result = pytester.runpytest("--model", "m.onnx", *CORE)
     result.assert_outcomes(passed=7)
     result.stdout.fnmatch_lines(
         [
@@ -52,13 +65,13 @@ def test_a_folder_means_every_onnx_in_it(pytester):
     (pytester.path / "zoo").mkdir()
     save(classifier(), pytester.path / "zoo" / "a.onnx")
     save(classifier(seed=1), pytester.path / "zoo" / "b.onnx")
-    result = pytester.runpytest("--model", "zoo", "--collect-only", "-q")
+    result = pytester.runpytest("--model", "zoo", "--collect-only", "-q", *CORE)
     ids = [line for line in result.outlines if "::" in line]
     assert len(ids) == 14 and ids[0].startswith("zoo/a.onnx::") and ids[-1].startswith("zoo/b.onnx::")
 
 
 def test_json_report_is_schema_versioned_and_carries_figures(pytester, model_path):
-    pytester.runpytest("--model", "m.onnx", "--report-json", "r.json").assert_outcomes(passed=7)
+    pytester.runpytest("--model", "m.onnx", "--report-json", "r.json", *CORE).assert_outcomes(passed=7)
     report = json.loads((pytester.path / "r.json").read_text())
     assert report["schema_version"] == 1 and report["tool"] == "onnx2trt_check" and report["exit_status"] == 0
     model = report["models"]["m.onnx"]
@@ -66,9 +79,9 @@ def test_json_report_is_schema_versioned_and_carries_figures(pytester, model_pat
     accuracy = model["families"]["target[ort]"]["checks"]["accuracy"]
     assert accuracy["outcome"] == "passed" and accuracy["figures"]["outputs"]["logits"]["max_abs"] < 1e-4
     # a report is replaced by the next run, but no other file ever is
-    pytester.runpytest("--model", "m.onnx", "--report-json", "r.json").assert_outcomes(passed=7)
+    pytester.runpytest("--model", "m.onnx", "--report-json", "r.json", *CORE).assert_outcomes(passed=7)
     (pytester.path / "notes.json").write_text('{"mine": true}')
-    result = pytester.runpytest("--model", "m.onnx", "--report-json", "notes.json")
+    result = pytester.runpytest("--model", "m.onnx", "--report-json", "notes.json", *CORE)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert (pytester.path / "notes.json").read_text() == '{"mine": true}'
 
@@ -86,7 +99,7 @@ def noisy_ort(monkeypatch):
 
 
 def test_accuracy_failure_message_gives_statistics_mismatches_and_passing_tolerance(pytester, model_path, noisy_ort):
-    result = pytester.runpytest_inprocess("--model", "m.onnx", "--report-json", "r.json")
+    result = pytester.runpytest_inprocess("--model", "m.onnx", "--report-json", "r.json", *CORE)
     result.assert_outcomes(passed=6, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -105,11 +118,11 @@ def test_accuracy_failure_message_gives_statistics_mismatches_and_passing_tolera
 
 def test_tolerances_from_pyproject_ini_and_command_line(pytester, model_path, noisy_ort):
     pytester.makepyprojecttoml("[tool.onnx2trt_check]\natol = 2e-3\n")
-    pytester.runpytest_inprocess("--model", "m.onnx").assert_outcomes(passed=7)
+    pytester.runpytest_inprocess("--model", "m.onnx", *CORE).assert_outcomes(passed=7)
     pytester.makeini("[pytest]\nonnx2trt_atol = 1e-5\n")  # the ini wins over pyproject
-    pytester.runpytest_inprocess("--model", "m.onnx").assert_outcomes(passed=6, failed=1)
-    pytester.runpytest_inprocess("--model", "m.onnx", "--output-tolerance", "logits:atol=2e-3").assert_outcomes(passed=7)
-    pytester.runpytest_inprocess("--model", "m.onnx", "--atol", "0", "--rtol", "0", "--min-sqnr", "20").assert_outcomes(passed=6, failed=1)
+    pytester.runpytest_inprocess("--model", "m.onnx", *CORE).assert_outcomes(passed=6, failed=1)
+    pytester.runpytest_inprocess("--model", "m.onnx", "--output-tolerance", "logits:atol=2e-3", *CORE).assert_outcomes(passed=7)
+    pytester.runpytest_inprocess("--model", "m.onnx", "--atol", "0", "--rtol", "0", "--min-sqnr", "20", *CORE).assert_outcomes(passed=6, failed=1)
 
 
 def test_nan_weights_and_unsupported_ops_fail_their_items(pytester):
@@ -121,7 +134,7 @@ def test_nan_weights_and_unsupported_ops_fail_their_items(pytester):
     model.graph.output.append(helper.make_tensor_value_info("extra", onnx.TensorProto.FLOAT, None))
     model.opset_import.append(helper.make_opsetid("com.example", 1))
     save(model, pytester.path / "m.onnx")
-    result = pytester.runpytest("--model", "m.onnx", "-rs")
+    result = pytester.runpytest("--model", "m.onnx", "-rs", *CORE)
     result.stdout.fnmatch_lines(["*1 weight tensor(s) hold NaN/Inf: 'w' (1 elements)*", "*node 'plugin_node' (com.example::MyPlugin)*TensorRT plugin*"])
     result.stdout.fnmatch_lines(["*skipped: no reference outputs: the reference run failed*"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -164,7 +177,7 @@ def test_bad_input_is_a_one_line_usage_error(pytester, model_path, args, message
 
 
 def test_xdist_workers_report_every_item_to_the_controller(pytester, model_path):
-    result = pytester.runpytest_subprocess("--model", "m.onnx", "-n", "2", "--report-json", "r.json")
+    result = pytester.runpytest_subprocess("--model", "m.onnx", "-n", "2", "--report-json", "r.json", *CORE)
     result.assert_outcomes(passed=7)
     result.stdout.fnmatch_lines(["*structure*PASSED*", "*reference*PASSED*", "*target[[]ort[]]*PASSED*"])
     report = json.loads((pytester.path / "r.json").read_text())

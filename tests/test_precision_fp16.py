@@ -18,7 +18,7 @@ from onnx import numpy_helper
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.precision.activations import TensorStats
 from onnx2trt_check.precision.fp16 import convert_to_fp16, tensor_verdict
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 
 FLOAT = onnx.TensorProto.FLOAT
 

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from hypothesis import given, strategies as st
-from qdq_strategies import VIOLATIONS, input_feeds, rules_graph, rules_specs, weight_fold_case
+from hypothesis import given
+from hypothesis import strategies as st
+from qdq_strategies import (
+    VIOLATIONS,
+    input_feeds,
+    rules_graph,
+    rules_specs,
+    weight_fold_case,
+)
 
 from onnx2trt_check.quant.float_counterpart import float_counterpart, has_qdq
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 
 # A dangling Q has no float meaning; every other plant (and the clean net) has a float counterpart.
 WITH_COUNTERPART = sorted(set(VIOLATIONS) - {"dangling_q", "bad_scale"})

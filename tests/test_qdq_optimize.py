@@ -7,14 +7,26 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from hypothesis import given, strategies as st
-from qdq_strategies import (PASSTHROUGH, VIOLATIONS, chain_case, concat_case, fusion_case, input_feeds, passthrough_case,
-                            rules_graph, rules_specs, scales, weight_fold_case)
+from hypothesis import given
+from hypothesis import strategies as st
+from qdq_strategies import (
+    PASSTHROUGH,
+    VIOLATIONS,
+    chain_case,
+    concat_case,
+    fusion_case,
+    input_feeds,
+    passthrough_case,
+    rules_graph,
+    rules_specs,
+    scales,
+    weight_fold_case,
+)
 
 from onnx2trt_check.quant import qdq_optimize
 from onnx2trt_check.quant.qdq_optimize import optimize_qdq
 from onnx2trt_check.quant.qdq_rules import validate_qdq
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 
 amplitudes = st.sampled_from([0.05, 0.5, 3.0])  # small, typical, and large enough to clip
 TOL = 1e-5

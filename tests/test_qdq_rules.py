@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 from qdq_strategies import VIOLATIONS, RulesSpec, rules_graph, rules_specs
 
 from onnx2trt_check.quant.qdq_rules import RULES, format_findings, validate_qdq
@@ -79,7 +80,11 @@ def test_matmul_weight_axis_is_the_output_axis(axis, channels, fires):
 
 
 def _quantize_static(tmp_path, **options):
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        quantize_static,
+    )
 
     text = """<ir_version: 8, opset_import: ["" : 17]>
     g (float[1, 2, 5, 5] x) => (float[1, 2, 5, 5] y) <float[2, 2, 3, 3] w1 = {W1}, float[2, 2, 1, 1] w2 = {W2}> {

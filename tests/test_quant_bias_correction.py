@@ -10,8 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from onnx2trt_check.errors import ConfigError
-from onnx2trt_check.quant.bias_correction import analytic_bias_correction, correct_bias, per_tensor_int8, relu_normal_mean
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.quant.bias_correction import (
+    analytic_bias_correction,
+    correct_bias,
+    per_tensor_int8,
+    relu_normal_mean,
+)
+from onnx2trt_check.runtime import run_model
 
 FLOAT = onnx.TensorProto.FLOAT
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.quant.equalize import equalize
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 
 BATCH, SIZE = 2, 6
 

@@ -11,7 +11,7 @@ from onnx import numpy_helper
 from onnx2trt_check.errors import ConfigError, ModelError
 from onnx2trt_check.quant.insert_qdq import insert_qdq, plan_qdq
 from onnx2trt_check.quant.quantize import quantize_model
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 
 RESIDUAL_BLOCK = """<ir_version: 8, opset_import: ["": 17]>
 g (float[1,4,8,8] x) => (float[1,4,8,8] y) {

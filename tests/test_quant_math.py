@@ -16,7 +16,7 @@ from onnx2trt_check.quant.qdq_math import (
     quantize,
     symmetric_scale,
 )
-from onnx2trt_check.targets.ort import create_session
+from onnx2trt_check.runtime import create_session
 
 ALL_INT8 = np.arange(-128, 128, dtype=np.int8)
 

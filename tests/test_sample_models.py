@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from onnx import numpy_helper
 
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 MANIFEST = json.loads((MODELS_DIR / "manifest.json").read_text())

@@ -8,7 +8,15 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from transform_strategies import (
-    BNParams, GraphParts, assert_close, bn_params, float_arrays, grouping, op_counts, run, tensor_info,
+    BNParams,
+    GraphParts,
+    assert_close,
+    bn_params,
+    float_arrays,
+    grouping,
+    op_counts,
+    run,
+    tensor_info,
 )
 
 from onnx2trt_check.errors import ConfigError

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx2trt_check.errors import ConfigError
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms.fuse_input_normalization import fuse_input_normalization
 
 NORMALIZING_OPS = {"Sub", "Div", "Mul", "BatchNormalization"}

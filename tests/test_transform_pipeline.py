@@ -10,10 +10,14 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx2trt_check.errors import ConfigError, InputDataError
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
 from onnx2trt_check.transforms.pipeline import run_pipeline
-from onnx2trt_check.transforms.registry import TRANSFORMS, RegisteredTransform, get_transform
+from onnx2trt_check.transforms.registry import (
+    TRANSFORMS,
+    RegisteredTransform,
+    get_transform,
+)
 from onnx2trt_check.transforms.remove_output_sigmoid import verify_decisions
 from onnx2trt_check.transforms.verify import check_equivalence, default_tolerance
 

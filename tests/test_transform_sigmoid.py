@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx2trt_check.errors import ConfigError
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms.remove_output_sigmoid import (
     decision_band,
     decisions_agree,

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms.simplify import optimize, simplify
 
 FOLDABLE = onnx.parser.parse_model("""

@@ -16,7 +16,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from polygraphy.backend.common import BytesFromPath
-from polygraphy.backend.trt import CreateConfig, EngineFromBytes, EngineFromNetwork, NetworkFromOnnxPath, SaveEngine
+from polygraphy.backend.trt import (
+    CreateConfig,
+    EngineFromBytes,
+    EngineFromNetwork,
+    NetworkFromOnnxPath,
+    SaveEngine,
+)
 
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.targets import trt as trt_target

@@ -14,7 +14,7 @@ import onnx
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 
 OPSET = 17
 

@@ -41,7 +41,7 @@ import onnx_ir.passes.common as ir_passes
 from onnx2trt_check.compare import Tolerance, compare_output
 from onnx2trt_check.errors import InputDataError
 from onnx2trt_check.precision.activations import FLOAT_DTYPES
-from onnx2trt_check.targets.ort import create_session
+from onnx2trt_check.runtime import create_session
 
 DEFAULT_MIN_SQNR_DB = 20.0
 DEFAULT_TOLERANCE = Tolerance(atol=None, rtol=None, min_sqnr_db=DEFAULT_MIN_SQNR_DB)

@@ -26,7 +26,7 @@ import onnx_ir.passes.common as ir_passes
 
 from onnx2trt_check.errors import ConfigError, InputDataError
 from onnx2trt_check.fileio import atomic_write_bytes, refuse_overwrite
-from onnx2trt_check.targets.ort import create_session
+from onnx2trt_check.runtime import create_session
 
 Feeds = list[dict[str, np.ndarray]]
 StillFails = Callable[[onnx.ModelProto, Feeds], bool]

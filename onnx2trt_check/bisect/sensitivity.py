@@ -28,7 +28,7 @@ import onnx_ir.passes.common as ir_passes
 
 from onnx2trt_check.compare import sqnr_db
 from onnx2trt_check.errors import ConfigError, InputDataError, ModelError
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 
 Lowering = Callable[..., onnx.ModelProto]
 DEFAULT_MIN_SQNR_DB = 30.0

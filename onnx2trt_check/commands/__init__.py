@@ -5,6 +5,6 @@ A command module provides `register(subparsers)`, which adds its parser and sets
 for misuse; cli.main turns them into one line and exit code 4.
 """
 
-from . import check, ops
+from . import bisect, check, ops, optimize, qdq, quantize
 
-COMMANDS = (check, ops)
+COMMANDS = (check, ops, optimize, quantize, bisect, qdq)

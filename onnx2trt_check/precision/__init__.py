@@ -1,6 +1,10 @@
 """Reduced-precision ONNX artifacts (fp16 with an fp32 fallback list) and activation statistics."""
 
-from onnx2trt_check.precision.activations import FP16_SMALLEST_NORMAL, TensorStats, collect_activation_stats
+from onnx2trt_check.precision.activations import (
+    FP16_SMALLEST_NORMAL,
+    TensorStats,
+    collect_activation_stats,
+)
 from onnx2trt_check.precision.fp16 import (
     DEFAULT_OVERFLOW_MARGIN,
     DEFAULT_SENSITIVE_OPS,

@@ -17,7 +17,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as ir_passes
 
 from onnx2trt_check.errors import ConfigError, InputDataError, ModelError
-from onnx2trt_check.targets.ort import create_session
+from onnx2trt_check.runtime import create_session
 
 # 2**-14: below it fp16 has only subnormals (fewer significant bits, down to 2**-24, then zero).
 FP16_SMALLEST_NORMAL = 2.0**-14

@@ -29,8 +29,13 @@ import onnx_ir as ir
 from scipy import stats
 
 from onnx2trt_check.errors import ConfigError
-from onnx2trt_check.quant.qdq_math import fake_quantize, per_channel_amax, per_tensor_amax, symmetric_scale
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.quant.qdq_math import (
+    fake_quantize,
+    per_channel_amax,
+    per_tensor_amax,
+    symmetric_scale,
+)
+from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
 
 WeightQuantizer = Callable[[np.ndarray, int], np.ndarray]

@@ -29,7 +29,7 @@ import scipy.special
 
 from onnx2trt_check.errors import ConfigError, InputDataError
 from onnx2trt_check.quant.qdq_math import fake_quantize, symmetric_scale
-from onnx2trt_check.targets.ort import create_session
+from onnx2trt_check.runtime import create_session
 
 NUM_BINS = 2048
 # A histogram that would grow past this many bins (a later batch far beyond the first) has its bins

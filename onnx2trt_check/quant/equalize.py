@@ -27,8 +27,14 @@ import onnx
 import onnx_ir as ir
 
 from onnx2trt_check.errors import ConfigError
-from onnx2trt_check.quant.bias_correction import capture_values, constant_array, ensure_bias, label, set_constant
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.quant.bias_correction import (
+    capture_values,
+    constant_array,
+    ensure_bias,
+    label,
+    set_constant,
+)
+from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
 
 # act(x / s) == act(x) / s for every s > 0, elementwise and per channel.

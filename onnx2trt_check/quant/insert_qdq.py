@@ -25,7 +25,12 @@ import onnx
 import onnx_ir as ir
 
 from onnx2trt_check.errors import ConfigError, ModelError
-from onnx2trt_check.quant.qdq_math import per_channel_amax, per_tensor_amax, quantize, symmetric_scale
+from onnx2trt_check.quant.qdq_math import (
+    per_channel_amax,
+    per_tensor_amax,
+    quantize,
+    symmetric_scale,
+)
 from onnx2trt_check.transforms.base import Skip
 
 LINEAR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")

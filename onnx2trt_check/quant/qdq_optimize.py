@@ -33,7 +33,7 @@ import onnx_ir as ir
 
 from onnx2trt_check.quant import qdq_math
 from onnx2trt_check.quant import qdq_rules as qr
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms import graph_utils as gu
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
 
@@ -156,8 +156,10 @@ def _chain(dq2: ir.Node):
     q2 = qr.producer(dq2.inputs[0])
     dq1 = qr.dq_of(q2.inputs[0]) if qr.is_q(q2) else None
     first = _quantized_pair(dq1)
+    if first is None or gu.constant_array(first[0].inputs[0]) is not None:
+        return None  # before reading dq2's pair: most DQs head no chain, and that read was the cost
     second = _quantized_pair(dq2)
-    if first is None or second is None or gu.constant_array(first[0].inputs[0]) is not None:
+    if second is None:
         return None
     return first[0].inputs[0], first[0], dq1, q2, second[1]
 
@@ -266,13 +268,19 @@ REWRITES = (
 # --- driver and verification ----------------------------------------------------------------------
 
 
-def optimize_qdq(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]] | None = None) -> TransformResult:
+def optimize_qdq(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]] | None = None, *,
+                 ir_model: ir.Model | None = None) -> TransformResult:
     """Every rewrite of REWRITES, repeated until none applies (at most MAX_ROUNDS rounds); each one
-    verified with onnxruntime on `feeds` when given. `model` is not mutated. Defaults to no feeds."""
+    verified with onnxruntime on `feeds` when given. `model` is not mutated. Defaults to no feeds.
+
+    `ir_model` is `ir.from_proto(model)` when the caller already has one (e.g. the one validate_qdq
+    read): it is edited in place, so pass one that is not needed afterwards. Defaults to converting
+    `model`."""
     feeds = None if feeds is None else [dict(feed) for feed in feeds]
     # from_proto without gu.to_ir's copy: onnx-ir never writes into the proto it reads (the
     # no-mutation test checks it), and the copy is a tenth of the time on a ResNet-50.
-    ir_model, report = ir.from_proto(model), TransformReport()
+    ir_model = ir.from_proto(model) if ir_model is None else ir_model
+    report = TransformReport()
     for _ in range(MAX_ROUNDS):
         changed = False
         for rewrite in REWRITES:

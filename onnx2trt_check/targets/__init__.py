@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
+from .fp16 import Fp16EmulationTarget, OrtFp16Target
 from .ort import OrtTarget
+from .ort_int8 import OrtInt8Target
+from .tensorrt import TRT_TARGETS
 
-TARGETS = (OrtTarget(),)
+TARGETS = (OrtTarget(), OrtFp16Target(), Fp16EmulationTarget(), *TRT_TARGETS, OrtInt8Target())
 
 
 def target_names() -> tuple[str, ...]:

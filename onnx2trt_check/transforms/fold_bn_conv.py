@@ -21,7 +21,7 @@ import onnx
 import onnx_ir as ir
 
 from onnx2trt_check.errors import ConfigError
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms import graph_utils as gu
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
 

@@ -15,7 +15,11 @@ import onnx
 
 from onnx2trt_check.errors import CheckError, ConfigError
 from onnx2trt_check.transforms.base import TransformReport
-from onnx2trt_check.transforms.registry import TRANSFORMS, RegisteredTransform, get_transform
+from onnx2trt_check.transforms.registry import (
+    TRANSFORMS,
+    RegisteredTransform,
+    get_transform,
+)
 from onnx2trt_check.transforms.verify import Verification, as_feed_list, verify_values
 
 

@@ -35,7 +35,10 @@ from onnx2trt_check.transforms.fold_bn_conv import fold_bn_conv
 from onnx2trt_check.transforms.fold_conv_bn import fold_conv_bn
 from onnx2trt_check.transforms.fuse_input_normalization import fuse_input_normalization
 from onnx2trt_check.transforms.fuse_repconv import fuse_repconv
-from onnx2trt_check.transforms.remove_output_sigmoid import remove_output_sigmoid, verify_decisions
+from onnx2trt_check.transforms.remove_output_sigmoid import (
+    remove_output_sigmoid,
+    verify_decisions,
+)
 from onnx2trt_check.transforms.simplify import optimize, simplify
 
 

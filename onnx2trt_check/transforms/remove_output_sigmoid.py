@@ -18,7 +18,7 @@ import onnx
 import onnx_ir as ir
 
 from onnx2trt_check.errors import ConfigError
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
 from onnx2trt_check.transforms.graph_utils import is_op, node_label, to_ir, to_onnx
 from onnx2trt_check.transforms.verify import Verification, compare_runs

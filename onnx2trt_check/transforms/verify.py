@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 
 from onnx2trt_check.errors import InputDataError
-from onnx2trt_check.targets.ort import run_model
+from onnx2trt_check.runtime import run_model
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,414 @@
+"""Latency and baseline checks for `pytest --model`, and the session plugin that writes baselines.
+
+Items, per selected target:
+  latency[<t>]::latency     (with --latency) warm-up, timed rounds, median/mean/stdev/p90/p99/min
+  baseline[<t>]::accuracy   (with a baseline folder) this run's accuracy figures against the baseline
+  baseline[<t>]::latency    (with both) this run's raw latency samples against the baseline's
+
+A baseline item never writes: with --baseline-update it puts what it measured in its figures, and
+the session plugin merges those into the files at session end, on the xdist controller only (item
+figures travel to the controller in `user_properties`), so one run writes each file once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+import weakref
+from pathlib import Path
+
+import pytest
+
+from . import baseline as store
+from .bench import LatencySamples, measure_latency, summarize
+from .checks import Check, CheckFailed, CheckSkipped, _reference_or_skip
+from .compare import compare_output
+from .config import pyproject_section
+from .context import ModelContext, RunOptions
+from .environment import environment_id, environment_key, tool_versions
+from .errors import ConfigError
+from .report import PROPERTY_KEY
+from .targets import select_targets, timing
+
+SETTINGS_KEY = "baseline_checks"
+INI_BASELINE_DIR = "onnx2trt_baseline_dir"
+XDIST_REASON = "latency is not measured under pytest-xdist: workers share the cores; run without -n"
+UPDATE_FLAG = "--baseline-update"
+_MS = 1e3
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """This family's options, resolved once per run (ctx.options.extra["baseline_checks"])."""
+
+    latency: bool = False
+    rounds: int = 100
+    warmup: int = 10
+    rule: store.LatencyRule = store.LatencyRule()
+    baseline_dir: Path | None = None
+    update: bool = False
+    under_xdist: bool = False
+    update_command: str = "pytest --model MODEL --baseline-update"
+
+
+# --------------------------------------------------------------------------------------- options
+
+
+def add_options(group) -> None:
+    group.addoption("--latency", action="store_true", help="measure the latency of every selected target (off by default)")
+    group.addoption("--latency-rounds", type=int, default=100, metavar="N", help="timed rounds per target. Defaults to 100")
+    group.addoption("--latency-warmup", type=int, default=10, metavar="N", help="untimed warm-up calls per target. Defaults to 10")
+    group.addoption("--latency-max-ratio", type=float, default=1.05, metavar="R", help="median slowdown that counts as a latency regression (when also significant). Defaults to 1.05")
+    group.addoption("--baseline-dir", metavar="DIR", help="compare with the baselines in DIR (or set baseline_dir in [tool.onnx2trt_check], ini onnx2trt_baseline_dir)")
+    group.addoption(UPDATE_FLAG, action="store_true", help="rewrite the baselines with what this run measured")
+    group.parser.addini(INI_BASELINE_DIR, "onnx2trt_check: folder of the versioned baselines", default=None)
+
+
+def read_options(config: pytest.Config) -> dict:
+    settings = Settings(
+        latency=bool(config.getoption("latency")),
+        rounds=config.getoption("latency_rounds"),
+        warmup=config.getoption("latency_warmup"),
+        rule=store.LatencyRule(max_ratio=config.getoption("latency_max_ratio")),
+        baseline_dir=_baseline_dir(config.getoption("baseline_dir"), config),
+        update=bool(config.getoption("baseline_update")),
+        under_xdist=_under_xdist(config),
+        update_command=_update_command(config),
+    )
+    _validate(settings)
+    return {SETTINGS_KEY: settings}
+
+
+def _baseline_dir(cli: str | None, config: pytest.Config | None) -> Path | None:
+    """Command line (relative to the current folder), else ini (relative to the ini file), else
+    pyproject.toml (relative to the root folder); None when no baseline folder is in use."""
+    if cli:
+        return Path(cli).resolve()
+    if config is None:
+        return None
+    if ini := config.getini(INI_BASELINE_DIR):
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return (base / ini).resolve()
+    value = pyproject_section(config.rootpath).get("baseline_dir")
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"baseline_dir = {value!r} in [tool.onnx2trt_check] is not a path; write baseline_dir = \"baselines\"")
+    return (config.rootpath / value).resolve() if value else None
+
+
+def _under_xdist(config: pytest.Config | None) -> bool:
+    if config is None:
+        return False
+    return hasattr(config, "workerinput") or bool(config.getoption("numprocesses", default=None))
+
+
+def _update_command(config: pytest.Config | None) -> str:
+    args = [str(a) for a in (config.invocation_params.args if config else ())]
+    return shlex.join(["pytest", *args] + ([] if UPDATE_FLAG in args else [UPDATE_FLAG]))
+
+
+def _validate(settings: Settings) -> None:
+    if settings.rounds < 1 or settings.warmup < 0:
+        raise ConfigError(f"--latency-rounds {settings.rounds} / --latency-warmup {settings.warmup}: pass rounds >= 1 and warmup >= 0")
+    if settings.rule.max_ratio < 1:
+        raise ConfigError(f"--latency-max-ratio {settings.rule.max_ratio} is below 1; pass a ratio >= 1, e.g. 1.05")
+    if settings.update and settings.baseline_dir is None:
+        raise ConfigError(f"{UPDATE_FLAG} needs a baseline folder; pass --baseline-dir DIR or set baseline_dir in [tool.onnx2trt_check]")
+
+
+def settings_of(options: RunOptions) -> Settings:
+    return options.extra.get(SETTINGS_KEY) or Settings()
+
+
+def checks(options: RunOptions) -> list[Check]:
+    """Latency items with --latency; baseline items when a baseline folder is in use."""
+    settings, found = settings_of(options), []
+    for target in select_targets(options.targets):
+        if settings.latency:
+            found.append(Check(f"latency[{target.name}]", "latency", latency_check(target, settings)))
+        if settings.baseline_dir is not None:
+            found.append(Check(f"baseline[{target.name}]", "accuracy", baseline_accuracy_check(target, settings)))
+            if settings.latency:
+                found.append(Check(f"baseline[{target.name}]", "latency", baseline_latency_check(target, settings)))
+    return found
+
+
+# --------------------------------------------------------------------------------------- latency
+
+# Samples per model context and target: the latency item and the baseline latency item share one
+# measurement; keyed weakly so a finished model's samples go with its context.
+_SAMPLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def latency_samples(ctx: ModelContext, target, settings: Settings) -> LatencySamples:
+    """The target's latency on the first feed, measured once per model and target."""
+    per_target = _SAMPLES.setdefault(ctx, {})
+    if target.name not in per_target:
+        per_target[target.name] = _measure(ctx, target, settings)
+    return per_target[target.name]
+
+
+def _measure(ctx: ModelContext, target, settings: Settings) -> LatencySamples:
+    if settings.under_xdist:
+        raise CheckSkipped(XDIST_REASON)
+    _skip_unavailable(target)
+    try:
+        call = timing.timed_runner(target, target.artifact(ctx), ctx.feeds[0])
+    except timing.TimingNotImplemented as exc:
+        raise CheckSkipped(str(exc)) from None
+    return measure_latency(call, warmup=settings.warmup, rounds=settings.rounds)
+
+
+def _skip_unavailable(target) -> None:
+    reason = target.unavailable_reason()
+    if reason:
+        raise CheckSkipped(f"target {target.name}: {reason}")
+
+
+def latency_figures(samples: LatencySamples) -> dict:
+    """Key statistics in milliseconds plus the raw samples (ms, rounded to 1 ns)."""
+    stats = summarize(samples)
+    keys = {"median_ms": stats.median, "mean_ms": stats.mean, "stdev_ms": stats.stddev, "p90_ms": stats.p90, "p99_ms": stats.p99, "min_ms": stats.min, "max_ms": stats.max}
+    figures = {name: round(value * _MS, 6) for name, value in keys.items()}
+    return figures | {"rounds": len(samples), "warmup": samples.warmup, "samples_ms": [round(s * _MS, 6) for s in samples.seconds]}
+
+
+def latency_check(target, settings: Settings):
+    def check(ctx: ModelContext) -> dict:
+        __tracebackhide__ = True
+        samples = latency_samples(ctx, target, settings)
+        return {"engine": target.engine, "feed": 0} | latency_figures(samples)
+
+    return check
+
+
+# -------------------------------------------------------------------------------------- baseline
+
+
+def current_accuracy(ctx: ModelContext, target) -> dict[str, dict[str, float]]:
+    """output -> metric -> value for the metrics baselines keep, from the core's compare_output."""
+    reference = _reference_or_skip(ctx, target)
+    outputs = target.run(target.artifact(ctx), ctx.feeds)
+    current = {}
+    for name in reference.names:
+        tolerance = ctx.options.tolerances.for_output(name, target.precision)
+        figures = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance).figures()
+        current[name] = {m: float(figures[m]) for m in store.DEFAULT_ACCURACY_MARGINS if figures.get(m) is not None}
+    return current
+
+
+@dataclasses.dataclass(frozen=True)
+class Located:
+    """The file this run's (model, target, machine) maps to, and the baseline compared with."""
+
+    expected: Path
+    environment: dict
+    compared: Path | None = None
+    baseline: store.Baseline | None = None
+
+
+def locate(ctx: ModelContext, target, settings: Settings) -> Located:
+    """The baseline of this machine; else one of another machine (for accuracy), in name order."""
+    environment = environment_key()
+    expected = store.baseline_path(settings.baseline_dir, model_name=ctx.path.name, target=target.name, environment=environment)
+    prefix = expected.name[: -len(f"{environment_id(environment)}.json")]
+    others = sorted(p for p in expected.parent.glob("*.json") if p.name.startswith(prefix) and re.fullmatch(r"[0-9a-f]{12}\.json", p.name[len(prefix) :]))
+    compared = expected if expected.exists() else next(iter(others), None)
+    if compared is None or settings.update:
+        return Located(expected, environment, compared if compared == expected else None)
+    return Located(expected, environment, compared, _load(compared, settings))
+
+
+def _load(path: Path, settings: Settings) -> store.Baseline:
+    try:
+        return store.load_baseline(path)
+    except ConfigError as exc:
+        figures = {"file": str(path), "verdict": "unreadable"}
+        raise CheckFailed(f"{exc}\nfix the file by hand, or rewrite it (this run's figures replace it): {settings.update_command}", figures) from None
+
+
+def _quiet_load(path: Path | None) -> store.Baseline | None:
+    """The old baseline for reference while updating; an unreadable one is simply replaced."""
+    try:
+        return store.load_baseline(path) if path is not None else None
+    except ConfigError:
+        return None
+
+
+def _missing(located: Located, ctx: ModelContext, target, settings: Settings, what: str) -> CheckFailed:
+    message = f"no {what} baseline for {ctx.path.name} on target {target.name} in {settings.baseline_dir} (expected {located.expected.name}); create it with: {settings.update_command}"
+    return CheckFailed(message, {"file": str(located.expected), "verdict": "missing", "decisions": []})
+
+
+def _update_payload(ctx: ModelContext, target, located: Located, **measured) -> dict:
+    build = {"engine": target.engine, "precision": target.precision, "description": target.description}
+    return {"model_name": ctx.path.name, "model_sha256": ctx.loaded.sha256, "target": target.name, "build_options": build, "environment": located.environment} | measured
+
+
+def _base_figures(located: Located, ctx: ModelContext) -> dict:
+    figures = {"file": str(located.compared or located.expected), "expected_file": str(located.expected)}
+    if located.baseline is not None:
+        figures |= {"baseline_created": located.baseline.created, "model_changed": located.baseline.model_sha256 != ctx.loaded.sha256}
+    return figures
+
+
+def baseline_accuracy_check(target, settings: Settings):
+    def check(ctx: ModelContext) -> dict:
+        __tracebackhide__ = True
+        _skip_unavailable(target)
+        current, located = current_accuracy(ctx, target), locate(ctx, target, settings)
+        if settings.update:
+            old = _quiet_load(located.compared)
+            decisions = store.compare_accuracy(old.accuracy, current) if old else []
+            return _updated(located, ctx, decisions, _update_payload(ctx, target, located, accuracy=current))
+        if located.baseline is None:
+            raise _missing(located, ctx, target, settings, "accuracy")
+        figures = _base_figures(located, ctx) | {"current": current}
+        differs = store.environment_difference(located.baseline.environment, located.environment)
+        if differs:
+            figures["environment_differs"] = differs
+        return _judge(store.compare_accuracy(located.baseline.accuracy, current), figures, located, settings)
+
+    return check
+
+
+def baseline_latency_check(target, settings: Settings):
+    def check(ctx: ModelContext) -> dict:
+        __tracebackhide__ = True
+        samples, located = latency_samples(ctx, target, settings), locate(ctx, target, settings)
+        latency = {"data": list(samples.seconds), "warmup": samples.warmup}
+        if settings.update:
+            old = _quiet_load(located.compared)
+            decisions = [store.decide_latency(old.latency.seconds, samples.seconds, rule=settings.rule)] if old and old.latency else []
+            return _updated(located, ctx, decisions, _update_payload(ctx, target, located, latency=latency))
+        if located.baseline is None:
+            raise _missing(located, ctx, target, settings, "latency")
+        differs = store.environment_difference(located.baseline.environment, located.environment)
+        if differs:  # another machine's timings say nothing about this one
+            raise CheckSkipped(f"environment differs from {located.compared.name} ({differs}); record this machine's baseline with: {settings.update_command}")
+        if located.baseline.latency is None:
+            raise _missing(located, ctx, target, settings, "latency")
+        decision = store.decide_latency(located.baseline.latency.seconds, samples.seconds, rule=settings.rule)
+        if decision.verdict == "skipped":
+            raise CheckSkipped(f"latency not compared: {decision.reason}")
+        return _judge([decision], _base_figures(located, ctx) | {"current_median_ms": round(decision.current * _MS, 6)}, located, settings)
+
+    return check
+
+
+def _updated(located: Located, ctx: ModelContext, decisions: list, payload: dict) -> dict:
+    figures = _base_figures(located, ctx) | {"file": str(located.expected), "verdict": "updated", "message": "baseline updated"}
+    return figures | {"decisions": [dataclasses.asdict(d) for d in decisions], "update": payload}
+
+
+def _judge(decisions: list, figures: dict, located: Located, settings: Settings) -> dict:
+    """Pass with the decisions in the figures, or fail listing every regressed metric."""
+    verdicts = {d.verdict for d in decisions}
+    verdict = next((v for v in ("regression", "improvement", "unchanged") if v in verdicts), "skipped")
+    figures |= {"verdict": verdict, "decisions": [dataclasses.asdict(d) for d in decisions]}
+    regressions = [d for d in decisions if d.verdict == "regression"]
+    if regressions:
+        lines = [f"{len(regressions)} regression(s) against baseline {located.compared}:"]
+        lines += [f"  {decision_row(dataclasses.asdict(d))}" for d in regressions]
+        lines.append(f"if the change is intended, update the baseline: {settings.update_command}")
+        raise CheckFailed("\n".join(lines), figures)
+    return figures
+
+
+def decision_row(decision: dict) -> str:
+    """'logits.max_abs: baseline 1e-06, current 0.001, ratio 1000x (reason)' for one decision."""
+    label = f"{decision['output']}.{decision['metric']}" if decision.get("output") else f"{decision['kind']} {decision['metric']}"
+    show = (lambda v: f"{v * _MS:.4g} ms") if decision["kind"] == "latency" else (lambda v: f"{v:.4g}")
+    values = [("baseline", decision["baseline"]), ("current", decision["current"])]
+    shown = ", ".join(f"{name} {'-' if value is None else show(value)}" for name, value in values)
+    ratio = "-" if decision["ratio"] is None else f"{decision['ratio']:.3g}x"
+    return f"{label}: {shown}, ratio {ratio} [{decision['verdict']}] ({decision['reason']})"
+
+
+# ------------------------------------------------------------------------------- session plugin
+
+
+def session_plugin(config: pytest.Config, options: RunOptions):
+    settings = settings_of(options)
+    if settings.baseline_dir is None and not settings.latency:
+        return None
+    return BaselineSession(settings, is_worker=hasattr(config, "workerinput"))
+
+
+def merged_baseline(existing: store.Baseline | None, parts: list[dict], versions: dict) -> store.Baseline:
+    """The file's new content: what this run measured replaces the block it measured (the whole
+    accuracy block, or the whole latency block); a block it did not measure is kept."""
+    first = parts[0]
+    accuracy = next((p["accuracy"] for p in parts if "accuracy" in p), existing.accuracy if existing else {})
+    latency = next((LatencySamples(tuple(p["latency"]["data"]), warmup=p["latency"]["warmup"]) for p in parts if "latency" in p), existing.latency if existing else None)
+    return store.Baseline(
+        model_name=first["model_name"], model_sha256=first["model_sha256"], target=first["target"], build_options=first["build_options"],
+        environment=first["environment"], tool_versions=versions, accuracy=accuracy, latency=latency,
+    )  # fmt: skip
+
+
+class BaselineSession:
+    """Collects this family's results (worker results arrive here on the xdist controller), writes
+    updated baselines at session end and prints the decision table."""
+
+    def __init__(self, settings: Settings, *, is_worker: bool):
+        self.settings = settings
+        self.is_worker = is_worker
+        self.entries: list[tuple[str, dict]] = []
+        self.written: list[tuple[Path, list[str]]] = []
+        self.errors: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call":
+            return
+        for key, entry in report.user_properties:
+            if key == PROPERTY_KEY and entry["family"].startswith(("baseline[", "latency[")):
+                self.entries.append((report.outcome, entry))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker or not self.settings.update:
+            return  # under xdist only the controller writes
+        for path, parts in self._updates().items():
+            try:
+                written = store.write_baseline(self.settings.baseline_dir, merged_baseline(_quiet_load(path), parts, tool_versions()), update=True)
+                self.written.append((written, sorted(k for p in parts for k in ("accuracy", "latency") if k in p)))
+            except (OSError, ConfigError) as exc:
+                self.errors.append(f"could not write baseline {path}: {exc}")
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _updates(self) -> dict[Path, list[dict]]:
+        updates: dict[Path, list[dict]] = {}
+        for outcome, entry in self.entries:
+            update = entry["figures"].get("update")
+            if outcome == "passed" and update:
+                updates.setdefault(Path(entry["figures"]["file"]), []).append(update)
+        return updates
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.is_worker or not (self.entries or self.errors):
+            return
+        terminalreporter.write_sep("=", "onnx2trt_check latency and baselines")
+        for line in self.summary_lines():
+            terminalreporter.write_line(line)
+
+    def summary_lines(self) -> list[str]:
+        lines = []
+        for outcome, entry in sorted(self.entries, key=lambda e: (e[1]["model"], e[1]["order"])):
+            lines.extend(_entry_lines(outcome, entry))
+        lines += [f"updated {path} ({', '.join(blocks)})" for path, blocks in self.written] + self.errors
+        if self.settings.baseline_dir is not None and self.settings.baseline_dir.is_dir():
+            used = {e["figures"][k] for _, e in self.entries for k in ("file", "expected_file") if k in e["figures"]}
+            lines += [f"unused baseline (no test of this run used it): {path}" for path in store.find_unused(self.settings.baseline_dir, used)]
+        return lines
+
+
+def _entry_lines(outcome: str, entry: dict) -> list[str]:
+    figures, head = entry["figures"], f"{entry['model']}::{entry['family']}::{entry['name']}"
+    if entry["family"].startswith("latency["):
+        if "median_ms" not in figures:
+            return [f"{head}  {outcome.upper()}  {entry['message']}"]
+        stats = ", ".join(f"{k[:-3]} {figures[k]:.4g}" for k in ("median_ms", "mean_ms", "stdev_ms", "p90_ms", "p99_ms", "min_ms"))
+        return [f"{head}  [{figures.get('engine', '?')}] {stats} ms over {figures['rounds']} rounds"]
+    verdict = figures.get("verdict", outcome)
+    lines = [f"{head}  {verdict.upper()}  {figures.get('file', '')}" + ("" if figures or not entry["message"] else f"  {entry['message']}")]
+    return lines + [f"    {decision_row(d)}" for d in figures.get("decisions", [])]

@@ -1,0 +1,130 @@
+"""`onnx2trt-check optimize IN.onnx -o OUT.onnx`: apply the graph transforms, verify every step that
+changed the model on input data, and write the result only when every step passed.
+
+Exit codes: 0 written and verified, 1 a step failed (nothing written), 4 misuse.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import CheckError, ConfigError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "optimize", help="apply the graph transforms, verify each step on input data, write the optimized model")
+    parser.add_argument("model", help="ONNX model to optimize (never modified)")
+    parser.add_argument("-o", "--output", required=True, help="where to write the optimized model")
+    parser.add_argument("--passes", metavar="A,B,...",
+                        help="transforms to apply, applied in the documented registry order whatever order they are "
+                             "listed in. Defaults to all")
+    parser.add_argument("--mean", metavar="M1,M2,...",
+                        help="per-channel mean of preprocessing done outside the model: the result reads raw values")
+    parser.add_argument("--std", metavar="S1,S2,...", help="per-channel std of that preprocessing (see --mean)")
+    parser.add_argument("--threshold", action="append", default=[], metavar="P",
+                        help="probability threshold (repeatable) to map to a logit threshold when an output Sigmoid is removed")
+    parser.add_argument("--bn-conv-mode", default="exact", help="fold_bn_conv mode: exact, plain, skip_padded. Defaults to exact")
+    parser.add_argument("--inputs", metavar="NPZ",
+                        help="inputs of IN.onnx to verify on (keys are input names). Defaults to generated inputs")
+    parser.add_argument("--input-shape", action="append", default=[], metavar="NAME:1x3x224x224",
+                        help="shape for an input with dynamic dims")
+    parser.add_argument("--seed", type=int, default=0, help="seed of generated inputs. Defaults to 0")
+    parser.add_argument("--num-feeds", type=int, default=4, help="number of generated feeds. Defaults to 4")
+    parser.add_argument("--force", action="store_true", help="overwrite OUT.onnx if it exists")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    from ..fileio import atomic_write_bytes
+    from ..model import load_model
+    from ..transform_checks import run_transforms, settings_from
+
+    if extra:
+        raise CheckError(f"unrecognized arguments: {' '.join(extra)}")
+    settings = settings_from(names=pass_names(args.passes), mean=args.mean, std=args.std,
+                             thresholds=args.threshold, bn_conv_mode=args.bn_conv_mode)
+    output = checked_output(args.model, args.output, force=args.force)
+    loaded = load_model(args.model)
+    feeds, source = _feeds(loaded.proto, args)
+    print(f"optimize '{args.model}': {', '.join(settings.selected())} on {len(feeds)} feed(s) ({source})")
+    result = run_transforms(loaded.proto, feeds, settings)
+    for line in step_lines(result):
+        print(line)
+    if not result.passed:
+        print(f"'{output}' NOT written: step '{result.failed_step}' failed verification "
+              f"(leave it out with --passes to keep the steps before it)")
+        return 1
+    for line in threshold_lines(result, settings):
+        print(line)
+    atomic_write_bytes(output, result.model.SerializeToString())
+    print(f"verified: {len(loaded.proto.graph.node)} -> {len(result.model.graph.node)} nodes; wrote '{output}'")
+    return 0
+
+
+def pass_names(text: str | None) -> tuple[str, ...]:
+    """'fold_conv_bn, fold_bn_conv' -> ('fold_conv_bn', 'fold_bn_conv'); None -> () (all)."""
+    if text is None:
+        return ()
+    names = tuple(part.strip() for part in text.split(","))
+    if not all(names):
+        raise ConfigError(f"--passes {text!r} has an empty name; write comma-separated transform names")
+    return names
+
+
+def checked_output(model: str, output: str, *, force: bool) -> Path:
+    """The output path, refused when it is the input model or exists without --force."""
+    from ..fileio import refuse_overwrite
+
+    path = Path(output)
+    if path.resolve() == Path(model).resolve():
+        raise ConfigError(f"-o '{output}' is the input model; write the optimized model to another path")
+    refuse_overwrite(path, force=force)
+    return path
+
+
+def _feeds(proto, args: argparse.Namespace):
+    from ..data import FeedOptions, make_feeds
+    from ..model import parse_shape, resolve_input_specs
+
+    if args.num_feeds < 1:
+        raise ConfigError(f"--num-feeds {args.num_feeds} must be at least 1")
+    specs = resolve_input_specs(proto, dict(parse_shape(text) for text in args.input_shape))
+    options = FeedOptions(seed=args.seed, num_feeds=args.num_feeds, npz=Path(args.inputs) if args.inputs else None)
+    return make_feeds(specs, options), options.source
+
+
+def step_lines(result, *, details: int = 10) -> list[str]:
+    """Per step: what changed (node counts, rewrites) and its verification, or why nothing did."""
+    from ..transform_checks import failing_output_lines, skip_reason
+
+    lines = []
+    for step in result.steps:
+        if step.error:
+            lines.append(f"  {step.name:<25} FAILED: {step.error}")
+        elif not step.modified:
+            lines.append(f"  {step.name:<25} no change ({skip_reason(step)})")
+        else:
+            verdict = "ok" if step.passed else "FAILED"
+            lines.append(f"  {step.name:<25} {verdict}, {step.nodes_before} -> {step.nodes_after} nodes, "
+                         f"{len(step.report.matches)} rewrite(s); {step.verification.summary}")
+            lines += [] if step.passed else failing_output_lines(step.verification.figures)
+            lines += [f"      {', '.join(m.nodes)}: {m.detail}" for m in step.report.matches[:details]]
+            if len(step.report.matches) > details:
+                lines.append(f"      (+{len(step.report.matches) - details} more)")
+    return lines
+
+
+def threshold_lines(result, settings) -> list[str]:
+    """The logit thresholds that replace probability thresholds on outputs whose Sigmoid was removed."""
+    from ..transforms.remove_output_sigmoid import logit_threshold
+
+    step = next((s for s in result.steps if s.name == "remove_output_sigmoid" and s.modified), None)
+    if step is None:
+        return []
+    stripped = ", ".join(f"'{name}'" for name in step.report.figures["stripped_outputs"])
+    mapping = step.report.figures["logit_thresholds"] or {repr(0.5): logit_threshold(0.5)}
+    lines = [f"output(s) {stripped} now carry logits: compare them with the logit thresholds"]
+    lines += [f"  probability > {t}  ->  logit > {logit:.9g}" for t, logit in mapping.items()]
+    return lines

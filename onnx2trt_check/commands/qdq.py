@@ -1,0 +1,119 @@
+"""`onnx2trt-check qdq check|optimize`: TensorRT's Q/DQ placement rules and the verified Q/DQ
+optimizer, for a model that already holds Q/DQ nodes.
+
+  qdq check MODEL                      prints every finding; exit 1 if any is an error (TensorRT
+                                       rejects the model), else 0
+  qdq optimize IN -o OUT [--inputs X]  rewrites the Q/DQ flow, each rewrite verified on input data
+                                       against its bound, writes OUT atomically (never over an
+                                       existing file without --force); exit 0 when written
+Misuse (missing file, no Q/DQ nodes to optimize, existing OUT) is exit 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import CheckError, ConfigError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("qdq", help="check a QDQ model against TensorRT's Q/DQ placement rules, or optimize its Q/DQ flow")
+    commands = parser.add_subparsers(dest="qdq_command", required=True)
+    check = commands.add_parser("check", help="list Q/DQ placement errors (TensorRT rejects) and warnings (slower or less accurate)")
+    check.add_argument("model", help="ONNX model with Q/DQ nodes")
+    check.set_defaults(handler=run_check)
+    optimize = commands.add_parser("optimize", help="rewrite the Q/DQ flow for TensorRT, verify every rewrite, write the result")
+    optimize.add_argument("model", help="ONNX model with Q/DQ nodes (never modified)")
+    optimize.add_argument("-o", "--output", required=True, help="where to write the optimized model")
+    optimize.add_argument("--inputs", metavar="NPZ", help="inputs of the model to verify on (keys are input names). Defaults to generated inputs")
+    optimize.add_argument("--input-shape", action="append", default=[], metavar="NAME:1x3x224x224", help="shape for an input with dynamic dims")
+    optimize.add_argument("--seed", type=int, default=0, help="seed of generated inputs. Defaults to 0")
+    optimize.add_argument("--num-feeds", type=int, default=4, help="number of generated feeds. Defaults to 4")
+    optimize.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    optimize.set_defaults(handler=run_optimize)
+
+
+def run_check(args: argparse.Namespace, extra: list[str]) -> int:
+    from ..model import load_model
+    from ..quant.float_counterpart import has_qdq
+    from ..quant.qdq_rules import format_findings, validate_qdq
+
+    _no_extra(extra)
+    proto = load_model(args.model).proto
+    if not has_qdq(proto):
+        print(f"'{args.model}' holds no Q/DQ nodes: no Q/DQ placement to check")
+        return 0
+    findings = validate_qdq(proto)
+    print(format_findings(findings))
+    return 1 if any(f.severity == "error" for f in findings) else 0
+
+
+def run_optimize(args: argparse.Namespace, extra: list[str]) -> int:
+    import onnx_ir as ir
+
+    from ..fileio import atomic_write_bytes
+    from ..model import load_model
+    from ..quant.float_counterpart import has_qdq
+    from ..quant.qdq_optimize import optimize_qdq
+    from ..quant.qdq_rules import format_findings, validate_qdq
+
+    _no_extra(extra)
+    output = checked_output(args.model, args.output, force=args.force)
+    proto = load_model(args.model).proto
+    if not has_qdq(proto):
+        raise ConfigError(f"'{args.model}' holds no Q/DQ nodes; quantize it first (onnx2trt-check quantize) or pass a QDQ model")
+    feeds, source = _feeds(proto, args)
+    ir_model = ir.from_proto(proto)  # converted once: validated, then handed to the optimizer
+    before = validate_qdq(proto, ir_model=ir_model)
+    print(f"optimize Q/DQ of '{args.model}', every rewrite verified on {len(feeds)} feed(s) ({source})")
+    result = optimize_qdq(proto, feeds, ir_model=ir_model)
+    after = validate_qdq(result.model) if result.modified else before
+    for line in rewrite_lines(result.report):
+        print(line)
+    print(f"findings before optimizing:\n{format_findings(before)}")
+    print(f"findings after optimizing:\n{format_findings(after)}")
+    atomic_write_bytes(output, result.model.SerializeToString())
+    print(f"wrote '{output}'" if result.modified else f"no rewrite applies; wrote an unchanged copy to '{output}'")
+    return 0
+
+
+def checked_output(model: str, output: str, *, force: bool) -> Path:
+    """The output path, refused when it is the input model or exists without --force."""
+    from ..fileio import refuse_overwrite
+
+    path = Path(output)
+    if path.resolve() == Path(model).resolve():
+        raise ConfigError(f"-o '{output}' is the input model; write the optimized model to another path")
+    refuse_overwrite(path, force=force)
+    return path
+
+
+def rewrite_lines(report) -> list[str]:
+    """Each rewrite with its bound and measured change, the undone ones with why, the output change."""
+    lines = [f"{len(report.matches)} rewrite(s):"]
+    for name, figure in report.figures.items():
+        if isinstance(figure, dict):
+            change = "not measured" if figure["max_abs_change"] is None else f"max abs change {figure['max_abs_change']:.3g}"
+            lines.append(f"  {name}: {figure['sites']} site(s), {change}, largest bound {figure['max_bound']:.3g}")
+    lines += [f"    {', '.join(m.nodes)}: {m.detail}" for m in report.matches]
+    lines += [f"  undone at {', '.join(s.nodes)}: {s.reason}" for s in report.skips if " undone: " in s.reason]
+    if report.figures.get("model_outputs_max_abs_change") is not None:
+        lines.append(f"model outputs: max abs change {report.figures['model_outputs_max_abs_change']:.3g} against the input model")
+    return lines
+
+
+def _feeds(proto, args: argparse.Namespace):
+    from ..data import FeedOptions, make_feeds
+    from ..model import parse_shape, resolve_input_specs
+
+    if args.num_feeds < 1:
+        raise ConfigError(f"--num-feeds {args.num_feeds} must be at least 1")
+    specs = resolve_input_specs(proto, dict(parse_shape(text) for text in args.input_shape))
+    options = FeedOptions(seed=args.seed, num_feeds=args.num_feeds, npz=Path(args.inputs) if args.inputs else None)
+    return make_feeds(specs, options), options.source
+
+
+def _no_extra(extra: list[str]) -> None:
+    if extra:
+        raise CheckError(f"unrecognized arguments: {' '.join(extra)}")

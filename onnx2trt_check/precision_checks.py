@@ -1,0 +1,184 @@
+"""The precision family of `pytest --model`: the fp16 artifact's report, TensorRT build spreads, and
+the options of the fp16 and TensorRT targets (targets/fp16.py, targets/tensorrt.py).
+
+Items:
+  fp16[artifact]::report         the converter's report: nodes kept fp32, each with its reasons and
+                                 max|x|; made when a selected target deploys the fp16 artifact
+  trt-builds[<target>]::spread   with --trt-builds N: N engines built without the engine cache, the
+                                 spread (min/median/max) of their max-abs error and SQNR
+The terminal summary states once per run why TensorRT items were skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from .checks import Check, CheckFailed, CheckSkipped
+from .compare import compare_output
+from .context import ModelContext, RunOptions
+from .errors import CheckError, ConfigError, InputDataError
+from .report import PROPERTY_KEY
+from .targets import TARGETS, select_targets
+from .targets.fp16 import Fp16Settings, fp16_artifact, fp16_conversion
+from .targets.tensorrt import TensorRtTarget
+from .targets.trt import trt_unavailable_reason
+
+FP16_REPORT_FAMILY = "fp16[artifact]"
+# Targets that deploy (or emulate) the fp16 artifact; trt-fp16 only on its default artifact path.
+FP16_ARTIFACT_TARGETS = ("ort-fp16", "cpu-fp16-emu", "trt-fp16")
+
+
+def add_options(group) -> None:
+    group.addoption("--fp16-calibration-data", metavar="NPZ", help="feeds that decide the fp16 artifact's fp32 fallback list. Defaults to the check inputs")
+    group.addoption("--fp16-block", action="append", default=[], metavar="NODE", help="node kept in fp32 in the fp16 artifact (repeatable)")
+    group.addoption("--fp16-no-fallback", action="store_true", help="build the fp16 artifact without the data-driven fallback and the sensitive-op list")
+    group.addoption("--engine-cache", metavar="DIR", help="reuse TensorRT engines from DIR (keyed by model, options, TensorRT version, GPU). Defaults to no cache")
+    group.addoption("--trt-builds", type=int, default=0, metavar="N", help="build each TensorRT target N times (N >= 2, engine cache off) and report the spread of the errors")
+    group.addoption("--trt-flags", action="store_true", help="TensorRT 10: build fp16/int8/best from the fp32 model with builder flags (int8 calibrated) instead of the ONNX artifacts")
+
+
+def read_options(config) -> dict:
+    builds = config.getoption("trt_builds") or 0
+    if builds == 1 or builds < 0:
+        raise ConfigError(f"--trt-builds {builds} gives no spread; pass N >= 2 (or leave it out)")
+    data = config.getoption("fp16_calibration_data")
+    if data and not Path(data).is_file():
+        raise InputDataError(f"--fp16-calibration-data '{data}' does not exist; pass an .npz with one array per input")
+    return {
+        "fp16_calibration_data": data,
+        "fp16_block": tuple(config.getoption("fp16_block") or ()),
+        "fp16_no_fallback": bool(config.getoption("fp16_no_fallback")),
+        "engine_cache": config.getoption("engine_cache"),
+        "trt_builds": builds,
+        "trt_flags": bool(config.getoption("trt_flags")),
+    }
+
+
+def checks(options: RunOptions) -> list[Check]:
+    selected = select_targets(options.targets)
+    found = [Check(FP16_REPORT_FAMILY, "report", check_fp16_report)] if any(t.name in FP16_ARTIFACT_TARGETS for t in selected) else []
+    if options.extra.get("trt_builds"):
+        # Without TensorRT the default selection holds no trt-* target; the items still appear
+        # (skipped with the reason), so asking for builds never silently does nothing.
+        trt_targets = [t for t in (selected if options.targets else TARGETS) if isinstance(t, TensorRtTarget)]
+        found += [Check(f"trt-builds[{t.name}]", "spread", build_spread_check(t, options.extra["trt_builds"])) for t in trt_targets]
+    return found
+
+
+def check_fp16_report(ctx: ModelContext) -> dict:
+    __tracebackhide__ = True
+    try:
+        result, path = fp16_conversion(ctx), fp16_artifact(ctx)
+    except CheckError as error:
+        raise CheckFailed(f"the fp16 artifact cannot be built: {error}") from None
+    report = result.report
+    return {
+        "artifact": str(path),
+        "fallback": Fp16Settings.from_extra(ctx.options.extra).describe_fallback(),
+        "blocked": [
+            {"node": node.name, "op_type": node.op_type, "max_abs": node.max_abs, "reasons": [str(r) for r in node.reasons]}
+            for node in report.blocked
+        ],
+        "converted_ops": report.converted_ops,
+        "overflow_limit": report.overflow_limit,
+        "underflow_fraction": report.underflow_fraction,
+        "feeds_used": report.feeds_used,
+    }
+
+
+def spread(values) -> dict[str, float]:
+    """min, median and max of the values (NaN-free, at least one)."""
+    array = np.asarray(values, dtype=np.float64)
+    return {"min": float(array.min()), "median": float(np.median(array)), "max": float(array.max())}
+
+
+def build_spread_check(target: TensorRtTarget, builds: int):
+    def check(ctx: ModelContext) -> dict:
+        __tracebackhide__ = True
+        reason = target.unavailable_reason()
+        if reason:
+            raise CheckSkipped(reason)
+        plan = target.plan(ctx)
+        path, runner = target.prepare(ctx, plan=plan, engine_cache=False)
+        per_build = [_build_errors(ctx, target, runner.run(path, ctx.feeds)) for _ in range(builds)]
+        return _spread_figures(target, plan.path, per_build)
+
+    return check
+
+
+def _build_errors(ctx: ModelContext, target, outputs: list[dict]) -> dict:
+    """The worst max-abs error and SQNR over the outputs of one build, and whether it passed."""
+    reference = ctx.reference
+    stats = [
+        compare_output(name, reference.per_output(name), [o[name] for o in outputs], ctx.options.tolerances.for_output(name, target.precision))
+        for name in reference.names
+    ]
+    return {"max_abs": max(s.max_abs for s in stats), "sqnr_db": min(s.sqnr_db for s in stats), "passed": all(s.passed for s in stats)}
+
+
+def _spread_figures(target, path: str, per_build: list[dict]) -> dict:
+    figures = {
+        "engine": target.engine,
+        "path": path,
+        "builds": per_build,
+        "max_abs": spread([b["max_abs"] for b in per_build]),
+        "sqnr_db": spread([b["sqnr_db"] for b in per_build]),
+    }
+    failed = sum(not b["passed"] for b in per_build)
+    if failed:
+        raise CheckFailed(f"{target.name}: {failed} of {len(per_build)} builds differ from the reference beyond the tolerance ({path})", figures)
+    return figures
+
+
+@dataclasses.dataclass
+class PrecisionSummary:
+    """Session hooks: collects this family's results and the TensorRT skips, and writes them in the
+    terminal summary (the TensorRT reason once per run, not once per target and model)."""
+
+    blocked: dict[str, list[dict]] = dataclasses.field(default_factory=dict)
+    spreads: list[tuple[str, str, dict]] = dataclasses.field(default_factory=list)
+    trt_skips: set[str] = dataclasses.field(default_factory=set)
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.when != "call":
+            return
+        for key, entry in report.user_properties:
+            if key == PROPERTY_KEY:
+                self._collect(entry, report.outcome)
+
+    def _collect(self, entry: dict, outcome: str) -> None:
+        family = entry["family"]
+        if family == FP16_REPORT_FAMILY and outcome == "passed":
+            self.blocked[entry["model"]] = entry["figures"].get("blocked", [])
+        elif family.startswith("trt-builds[") and outcome != "skipped":
+            self.spreads.append((entry["model"], family, entry["figures"]))
+        if outcome == "skipped" and (family.startswith("target[trt-") or family.startswith("trt-builds[")):
+            self.trt_skips.add(entry["model"])
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        lines = summary_lines(self)
+        if lines:
+            terminalreporter.write_sep("-", "onnx2trt_check precision")
+            for line in lines:
+                terminalreporter.write_line(line)
+
+
+def summary_lines(summary: PrecisionSummary) -> list[str]:
+    lines = []
+    for model, blocked in summary.blocked.items():
+        listing = ", ".join(f"'{b['node']}' ({b['reasons'][0]})" for b in blocked[:5]) + (", ..." if len(blocked) > 5 else "")
+        lines.append(f"{model}: fp16 artifact keeps {len(blocked)} node(s) in fp32" + (f": {listing}" if blocked else ""))
+    for model, family, figures in summary.spreads:
+        if "max_abs" in figures:
+            m, s = figures["max_abs"], figures["sqnr_db"]
+            lines.append(f"{model} {family}: [tensorrt] {len(figures['builds'])} builds, max abs {m['min']:.3g}/{m['median']:.3g}/{m['max']:.3g}, SQNR {s['min']:.1f}/{s['median']:.1f}/{s['max']:.1f} dB (min/median/max)")
+    if summary.trt_skips:
+        lines.append(f"TensorRT items skipped on {len(summary.trt_skips)} model(s): {trt_unavailable_reason() or 'see each item'}")
+    return lines
+
+
+def session_plugin(config, options: RunOptions) -> PrecisionSummary:
+    return PrecisionSummary()

@@ -1,0 +1,202 @@
+"""The int8 family of `pytest --model`: the options of the `ort-int8` target, the quantizer's report
+item `quantize[int8]::report`, and with `--calibration-sweep` one `calibration[<calibrator>]::accuracy`
+item per calibrator, with a summary table of their figures.
+
+Calibration data is read and checked against every model's inputs when the run is configured, so a
+bad file is a usage error (exit 4) before any test runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from .checks import Check, CheckFailed, CheckSkipped
+from .compare import compare_output, format_stats
+from .context import ModelContext, RunOptions
+from .errors import CheckError, ConfigError
+from .quant.calibrate import METHODS
+from .report import PROPERTY_KEY, accuracy_figures
+from .targets import get_target, select_targets
+from .targets import ort_int8 as int8
+
+TARGET = "ort-int8"
+# The calibrators of --calibration-sweep: (method, percentile). Percentile at 99.99 and 99.999, the
+# values TensorRT's tools and ONNX Runtime default to.
+SWEEP = (("max", None), ("percentile", 99.99), ("percentile", 99.999), ("entropy", None), ("mse", None))
+RELU6_MODES = ("skip", "swap_to_relu")
+
+
+def add_options(group) -> None:
+    group.addoption("--calibration-data", metavar="NPZ", help="int8 calibration inputs, same format as --inputs; makes the ort-int8 target available")
+    group.addoption("--calibration-method", choices=METHODS, help="int8 activation range method. Defaults to entropy")
+    group.addoption("--percentile", type=float, dest="calibration_percentile", help="percentile of |x| for --calibration-method percentile. Defaults to 99.99")
+    group.addoption("--per-tensor", action="store_true", help="int8 weights per tensor instead of per output channel")
+    group.addoption("--cle", action="store_true", help="cross-layer equalization before int8 quantization")
+    group.addoption("--cle-relu6", choices=RELU6_MODES, help="ReLU6 between equalized convs: skip the pair, or swap it to Relu (changes the function). Defaults to skip")
+    group.addoption("--bias-correction", action="store_true", help="correct the mean output error of quantized weights in the biases")
+    group.addoption("--exclude", action="append", default=[], dest="quant_exclude", metavar="NODE_OR_REGEX", help="node name or regex left in float by int8 quantization (repeatable)")
+    group.addoption("--calibration-sweep", action="store_true", help="one accuracy item per calibrator (max, percentile 99.99/99.999, entropy, mse)")
+
+
+def read_options(config) -> dict:
+    settings = {name: config.getoption(name) for name in ("calibration_method", "calibration_percentile", "per_tensor", "cle", "cle_relu6", "bias_correction", "quant_exclude", "calibration_sweep")}
+    settings["calibration_data"] = _calibration_path(config.getoption("calibration_data"))
+    _check_percentile(settings["calibration_percentile"])
+    for pattern in settings["quant_exclude"]:
+        _check_pattern(pattern)
+    if settings["calibration_sweep"] and settings["calibration_data"] is None:
+        raise ConfigError("--calibration-sweep needs calibration data; pass --calibration-data calib.npz")
+    return settings
+
+
+def _calibration_path(text: str | None) -> Path | None:
+    if text is None:
+        return None
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"calibration data file '{text}' does not exist; check the --calibration-data path")
+    return path
+
+
+def _check_percentile(value: float | None) -> None:
+    if value is not None and not 0.0 < value <= 100.0:
+        raise ConfigError(f"--percentile {value} is outside (0, 100]; pass e.g. 99.99")
+
+
+def _check_pattern(pattern: str) -> None:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"--exclude '{pattern}' is not a valid regex ({exc}); escape it or pass the exact node name") from None
+
+
+def checks(options: RunOptions) -> list[Check]:
+    """The report item when ort-int8 is selected; the sweep items when asked for."""
+    found = []
+    if any(t.name == TARGET for t in select_targets(options.targets)):
+        found.append(Check("quantize[int8]", "report", check_report))
+    if options.extra.get("calibration_sweep"):
+        found += [Check(f"calibration[{_sweep_label(m, p)}]", "accuracy", sweep_check(m, p)) for m, p in SWEEP]
+    return found
+
+
+def _sweep_label(method: str, percentile: float | None) -> str:
+    return f"{method}-{percentile:g}" if percentile is not None else method
+
+
+def check_report(ctx: ModelContext) -> dict:
+    __tracebackhide__ = True
+    _skip_if_qdq(ctx, "it is deployed as it is, nothing is quantized by us")
+    build = int8.int8_build(ctx)
+    figures = int8.report_figures(build)
+    if not build.report.tensors:
+        reasons = "; ".join(f"{', '.join(s.nodes)}: {s.reason}" for s in build.report.skips[:5]) or "no Conv/Gemm/MatMul in the graph"
+        raise CheckFailed(f"the quantizer quantized no tensor, so the int8 artifact runs in float ({reasons})", figures)
+    return figures
+
+
+def _skip_if_qdq(ctx: ModelContext, consequence: str) -> None:
+    if int8.model_has_qdq(ctx):
+        raise CheckSkipped(f"the model already holds Q/DQ nodes; {consequence}")
+
+
+def sweep_check(method: str, percentile: float | None):
+    def check(ctx: ModelContext) -> dict:
+        __tracebackhide__ = True
+        _skip_if_qdq(ctx, "there is nothing to calibrate")
+        base = int8.settings_from(ctx.options.extra)
+        settings = dataclasses.replace(base, method=method, percentile=percentile or base.percentile)
+        path = ctx.artifact(f"int8-{_sweep_label(method, percentile)}", lambda: int8.int8_build(ctx, settings).model)
+        started = time.perf_counter()
+        outputs = get_target(TARGET).run(path, ctx.feeds)
+        figures = {"calibrator": _sweep_label(method, percentile), "configuration": settings.label, "engine": get_target(TARGET).engine}
+        return figures | _compared(ctx, outputs, time.perf_counter() - started, figures)
+
+    return check
+
+
+def _compared(ctx: ModelContext, outputs, seconds: float, figures: dict) -> dict:
+    """Every output against the model's reference under the int8 tolerance profile."""
+    results = []
+    for name in ctx.reference.names:
+        tolerance = ctx.options.tolerances.for_output(name, "int8")
+        results.append((compare_output(name, ctx.reference.per_output(name), [o[name] for o in outputs], tolerance), tolerance))
+    compared = {"seconds": round(seconds, 4), "outputs": {s.name: s.figures() for s, _ in results}}
+    failed = [(s, t) for s, t in results if not s.passed]
+    if failed:
+        header = f"int8 calibrated by {figures['calibrator']} differs from the reference in {len(failed)} of {len(results)} output(s)"
+        raise CheckFailed("\n".join([header] + [format_stats(s, t) for s, t in failed]), figures | compared)
+    return compared
+
+
+# ---------------------------------------------------------------- configure time and summary
+
+
+def session_plugin(config, options: RunOptions):
+    """Check the calibration data against every model's inputs, tell the ort-int8 target whether
+    it can run, and collect the sweep's figures for the terminal summary."""
+    from .plugin import STATE  # the plugin imports the family registry: import at use
+
+    qdq_model = False
+    for path in config.stash[STATE].model_paths:
+        qdq_model |= _check_model(path, options)
+    get_target(TARGET).configure(calibration_data=options.extra.get("calibration_data") is not None, qdq_model=qdq_model)
+    return SweepSummary()
+
+
+def _check_model(path: Path, options: RunOptions) -> bool:
+    """Validate the calibration data for one model; whether the model holds Q/DQ nodes."""
+    from .data import feeds_from_npz
+    from .model import load_model, resolve_input_specs
+    from .quant.float_counterpart import has_qdq
+
+    try:
+        proto = load_model(path).proto
+        calibration = options.extra.get("calibration_data")
+        if calibration is not None:
+            feeds_from_npz(calibration, resolve_input_specs(proto, options.input_shapes))
+    except CheckError as exc:
+        raise pytest.UsageError(f"--calibration-data: {exc}") from None
+    return has_qdq(proto)
+
+
+class SweepSummary:
+    """pytest hooks: gathers the calibration items' figures (from every xdist worker's reports) and
+    prints one row per calibrator after the run."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, str, str, dict]] = []
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.when != "call":
+            return
+        for key, entry in report.user_properties:
+            if key == PROPERTY_KEY and entry["family"].startswith("calibration["):
+                self.rows.append((entry["model"], entry["family"], report.outcome, entry["figures"]))
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if not self.rows:
+            return
+        terminalreporter.write_sep("=", "onnx2trt_check int8 calibration sweep")
+        for line in sweep_lines(self.rows):
+            terminalreporter.write_line(line)
+
+    def pytest_unconfigure(self, config) -> None:
+        get_target(TARGET).configure(calibration_data=False, qdq_model=False)  # the registry outlives the run
+
+
+def sweep_lines(rows: list[tuple[str, str, str, dict]]) -> list[str]:
+    """Per model, one line per calibrator in sweep order: outcome and its accuracy figures."""
+    order = {f"calibration[{_sweep_label(m, p)}]": i for i, (m, p) in enumerate(SWEEP)}
+    lines, model = [], None
+    for row_model, family, outcome, figures in sorted(rows, key=lambda r: (r[0], order.get(r[1], len(order)))):
+        if row_model != model:
+            model = row_model
+            lines.append(model)
+        lines.append(f"  {family:<32} {outcome.upper():<8} {accuracy_figures(figures)}")
+    return lines

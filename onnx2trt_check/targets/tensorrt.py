@@ -1,0 +1,236 @@
+"""The TensorRT targets of the registry: trt-fp32, trt-fp16, trt-int8, trt-best (engine "tensorrt").
+
+Each one decides, per model, which ONNX file to build and how (`plan_build`, a pure function of the
+TensorRT major version and what is available), then hands the build to targets.trt.TrtTarget
+(Polygraphy loaders). The decisions (docs: "Precision is an ONNX artifact"):
+
+* trt-fp32: the model, no precision flag.
+* trt-fp16: the fp16 artifact (the file ort-fp16 and cpu-fp16-emu check), strongly typed, on
+  TensorRT 10 and 11 alike: the artifact carries the fp32 fallback list, which the builder's fp16
+  flag would ignore. On TensorRT 10, `--trt-flags` builds the fp32 model with the fp16 flag instead.
+* trt-int8: a QDQ file, strongly typed: the model when it has Q/DQ nodes, else the int8 artifact of
+  the ort-int8 target (targets/ort_int8.py: the quantizer's output over `--calibration-data`, the
+  same file ort-int8 runs). A model with its own Q/DQ is compared with its float counterpart. On TensorRT 10,
+  `--trt-flags` builds the fp32 model with the int8 flag and Polygraphy's Calibrator over the
+  calibration data (implicit quantization).
+* trt-best: TensorRT 10 only: the QDQ file (or, with `--trt-flags`, the calibrated fp32 model)
+  with the fp16 and int8 builder flags, weakly typed, so TensorRT picks fp16 for the layers outside
+  Q/DQ. TensorRT 11 builds strongly typed networks only, where "best" would need an fp16+QDQ
+  artifact that the suite does not build: skipped there with that reason.
+
+Nothing here imports tensorrt: unavailable_reason() is targets.trt.trt_unavailable_reason(), and
+the core skips the item with it before any plan is made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ..data import feeds_from_npz
+from .base import Target
+from .fp16 import fp16_artifact
+from .ort_int8 import int8_build, model_has_qdq, qdq_reference
+from .trt import (
+    TrtBuildOptions,
+    TrtTarget,
+    describe_path,
+    file_sha256,
+    installed_trt_major,
+    trt_unavailable_reason,
+)
+
+NO_QDQ_ARTIFACT = "no QDQ artifact: pass --calibration-data"
+NO_CALIBRATION = "no calibration data for TensorRT's int8 calibrator: pass --calibration-data"
+TOLERANCE_PROFILE = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "best": "int8"}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BuildInputs:
+    """What the plan depends on besides the precision.
+
+    `trt_major`: the installed TensorRT's major version. `model_has_qdq`: the model has Q/DQ nodes.
+    `int8_artifact`: an int8 QDQ artifact can be built (quantizer and calibration data present).
+    `calibration`: calibration data was given. `use_flags`: `--trt-flags` asked for TensorRT 10's
+    builder-flag path. All default to the plain case: TensorRT 10, nothing available, no flags.
+    """
+
+    trt_major: int = 10
+    model_has_qdq: bool = False
+    int8_artifact: bool = False
+    calibration: bool = False
+    use_flags: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildPlan:
+    """Which file to build ("model", "fp16" or "int8" artifact) with which options; or, when
+    `skip_reason` is set, why this target cannot be built for this model."""
+
+    artifact: str = ""
+    options: TrtBuildOptions | None = None
+    calibrated: bool = False
+    skip_reason: str = ""
+
+    @property
+    def path(self) -> str:
+        return describe_path(self.options, calibrated=self.calibrated) if self.options else ""
+
+
+def plan_build(precision: str, inputs: BuildInputs) -> BuildPlan:
+    """The build for trt-<precision> (see the module docstring for each decision)."""
+    planners = {"fp32": _plan_fp32, "fp16": _plan_fp16, "int8": _plan_int8, "best": _plan_best}
+    return planners[precision](inputs)
+
+
+def _plan_fp32(inputs: BuildInputs) -> BuildPlan:
+    return BuildPlan("model", TrtBuildOptions(precision="fp32", trt_major=inputs.trt_major))
+
+
+def _plan_fp16(inputs: BuildInputs) -> BuildPlan:
+    if inputs.use_flags:
+        if inputs.trt_major >= 11:
+            return BuildPlan(skip_reason=_no_flags(inputs.trt_major))
+        return BuildPlan("model", TrtBuildOptions(precision="fp16", trt_major=inputs.trt_major))
+    return BuildPlan("fp16", TrtBuildOptions(precision="fp16", strongly_typed=True, trt_major=inputs.trt_major))
+
+
+def _plan_int8(inputs: BuildInputs) -> BuildPlan:
+    strongly_typed = TrtBuildOptions(precision="int8", strongly_typed=True, trt_major=inputs.trt_major)
+    if inputs.model_has_qdq:
+        return BuildPlan("model", strongly_typed)
+    if inputs.use_flags:
+        return _calibrated_flag_plan("int8", inputs)
+    if inputs.int8_artifact:
+        return BuildPlan("int8", strongly_typed)
+    return BuildPlan(skip_reason=NO_QDQ_ARTIFACT)
+
+
+def _plan_best(inputs: BuildInputs) -> BuildPlan:
+    if inputs.trt_major >= 11:
+        return BuildPlan(
+            skip_reason=f"TensorRT {inputs.trt_major} builds strongly typed networks only; trt-best would need "
+            "an fp16+QDQ artifact, which is not built: use trt-fp16 and trt-int8"
+        )
+    flags = TrtBuildOptions(precision="best", trt_major=inputs.trt_major)
+    if inputs.model_has_qdq:
+        return BuildPlan("model", flags)
+    if inputs.use_flags:
+        return _calibrated_flag_plan("best", inputs)
+    if inputs.int8_artifact:
+        return BuildPlan("int8", flags)
+    return BuildPlan(skip_reason=NO_QDQ_ARTIFACT)
+
+
+def _calibrated_flag_plan(precision: str, inputs: BuildInputs) -> BuildPlan:
+    """TensorRT 10 implicit int8: the fp32 model, the int8 flag, Polygraphy's Calibrator."""
+    if inputs.trt_major >= 11:
+        return BuildPlan(skip_reason=_no_flags(inputs.trt_major))
+    if not inputs.calibration:
+        return BuildPlan(skip_reason=NO_CALIBRATION)
+    return BuildPlan("model", TrtBuildOptions(precision=precision, trt_major=inputs.trt_major), calibrated=True)
+
+
+def _no_flags(major: int) -> str:
+    return f"TensorRT {major} has no builder precision flags or calibrator; drop --trt-flags to build the ONNX artifacts"
+
+
+def int8_artifact(ctx) -> Path:
+    """The int8 QDQ artifact, built once by the ort-int8 target's quantizer (the same file ort-int8 runs)."""
+    return ctx.artifact("int8", lambda: int8_build(ctx).model)
+
+
+class TensorRtTarget(Target):
+    """trt-<precision>: a TensorRT engine built as `plan_build` decides, run by Polygraphy's TrtRunner.
+
+    `artifact(ctx)` makes the plan and remembers the build for that file, so `run(path, feeds)`
+    (which gets no context) builds exactly what was planned."""
+
+    engine = "tensorrt"
+
+    def __init__(self, trt_precision: str, description: str):
+        self.trt_precision = trt_precision
+        self.name = f"trt-{trt_precision}"
+        self.precision = TOLERANCE_PROFILE[trt_precision]
+        self.description = description
+        self._builds: dict[str, TrtTarget] = {}
+
+    def unavailable_reason(self) -> str | None:
+        return trt_unavailable_reason()
+
+    def plan(self, ctx) -> BuildPlan:
+        """The plan for ctx's model on the installed TensorRT (imports tensorrt)."""
+        return plan_build(self.trt_precision, build_inputs(ctx, trt_major=installed_trt_major()))
+
+    def artifact(self, ctx) -> Path:
+        path, build = self.prepare(ctx, plan=self.plan(ctx), engine_cache=True)
+        self._builds[os.fspath(path)] = build
+        return path
+
+    def prepare(self, ctx, *, plan: BuildPlan, engine_cache: bool) -> tuple[Path, TrtTarget]:
+        """The file `plan` builds and the TrtTarget that builds it. Skips (CheckSkipped) a plan with
+        a skip reason."""
+        if plan.skip_reason:
+            from ..checks import CheckSkipped  # noqa: PLC0415 - checks imports the target registry
+
+            raise CheckSkipped(f"{self.name}: {plan.skip_reason}")
+        extra = ctx.options.extra
+        options = _with_calibration_id(plan.options, extra) if plan.calibrated else plan.options
+        build = TrtTarget(
+            options,
+            data_loader=calibration_feeds(ctx) if plan.calibrated else None,
+            engine_cache_dir=extra.get("engine_cache") if engine_cache else None,
+        )
+        return planned_artifact(ctx, plan.artifact), build
+
+    def reference(self, ctx):
+        """A model with its own Q/DQ is compared with its float counterpart (as ort-int8 does)."""
+        if self.trt_precision in ("int8", "best") and model_has_qdq(ctx):
+            return qdq_reference(ctx)
+        return ctx.reference
+
+    def run(self, model_path: str | os.PathLike, feeds) -> list[dict[str, np.ndarray]]:
+        return self._builds[os.fspath(model_path)].run(model_path, feeds)
+
+
+def build_inputs(ctx, *, trt_major: int) -> BuildInputs:
+    extra = ctx.options.extra
+    calibration = bool(extra.get("calibration_data"))
+    return BuildInputs(
+        trt_major=trt_major,
+        model_has_qdq=model_has_qdq(ctx),
+        int8_artifact=calibration,
+        calibration=calibration,
+        use_flags=bool(extra.get("trt_flags")),
+    )
+
+
+def planned_artifact(ctx, artifact: str) -> Path:
+    """The ONNX file of a plan: the model, the fp16 artifact, or the ort-int8 target's int8 artifact."""
+    if artifact == "fp16":
+        return fp16_artifact(ctx)
+    if artifact == "int8":
+        return int8_artifact(ctx)
+    return ctx.path
+
+
+def calibration_feeds(ctx) -> list[dict[str, np.ndarray]]:
+    """The `--calibration-data` feeds, for Polygraphy's Calibrator (never the check inputs)."""
+    return feeds_from_npz(Path(ctx.options.extra["calibration_data"]), ctx.specs)
+
+
+def _with_calibration_id(options: TrtBuildOptions, extra: Mapping[str, object]) -> TrtBuildOptions:
+    # A calibrated engine is cached only under the name of its calibration data.
+    return dataclasses.replace(options, calibration_id=file_sha256(extra["calibration_data"]))
+
+
+TRT_TARGETS = (
+    TensorRtTarget("fp32", "TensorRT fp32 engine of the model (no precision flags)"),
+    TensorRtTarget("fp16", "TensorRT engine of the fp16 artifact, strongly typed (TensorRT 10 with --trt-flags: fp16 builder flag on the fp32 model)"),
+    TensorRtTarget("int8", "TensorRT engine of a QDQ file (the model's own Q/DQ or the int8 artifact), strongly typed (TensorRT 10 with --trt-flags: int8 flag and Polygraphy's Calibrator)"),
+    TensorRtTarget("best", "TensorRT 10 engine of the QDQ file with the fp16 and int8 builder flags (TensorRT picks fp16 outside Q/DQ)"),
+)

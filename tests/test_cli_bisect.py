@@ -1,0 +1,132 @@
+"""`onnx2trt-check bisect`: layerwise report and verdict, fallback search, subgraph reduction,
+outputs never overwritten, misuse as exit code 4."""
+
+import json
+
+import bisect_models as bm
+import numpy as np
+import onnx
+import pytest
+
+from onnx2trt_check.bisect.sensitivity import fp16_emulation, output_sqnr_db
+from onnx2trt_check.cli import main
+from onnx2trt_check.runtime import run_model
+from onnx2trt_check.targets.ort import OrtTarget
+
+FAULT = 5  # n5_matmul
+OVERFLOW = 4  # n4_conv: its output is 1.5x the fp16 maximum
+
+
+def save(model: onnx.ModelProto, path) -> str:
+    """The chain with its output shape declared, as a file the CLI loads."""
+    model.graph.output[0].CopyFrom(onnx.helper.make_tensor_value_info(model.graph.output[0].name, onnx.TensorProto.FLOAT, [1, bm.CHANNELS, bm.SIZE, bm.SIZE]))
+    onnx.save(model, str(path))
+    return str(path)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    path = tmp_path / "in.npz"
+    np.savez(path, x=np.stack([feed["x"] for feed in bm.feeds()]))  # 2 feeds on the leading axis
+    return str(path)
+
+
+@pytest.fixture
+def faulty_ort(tmp_path, monkeypatch):
+    """model.onnx is the chain; the `ort` target deploys a copy whose n5_matmul has wrong weights."""
+    reference, target = bm.wrong_weights(10, FAULT)
+    faulty = save(target, tmp_path / "faulty.onnx")
+    monkeypatch.setattr(OrtTarget, "artifact", lambda self, ctx: faulty)
+    return save(reference, tmp_path / "model.onnx")
+
+
+def test_layerwise_names_the_faulty_node_and_fails(faulty_ort, inputs, tmp_path, capsys):
+    plot, report = tmp_path / "plot.html", tmp_path / "out.json"
+    assert main(["bisect", faulty_ort, "--target", "ort", "--inputs", inputs, "--plot", str(plot), "--json", str(report)]) == 1
+    out = capsys.readouterr().out
+    assert "ort (onnxruntime) on 2 feed(s): 1 of 1 output(s) beyond tolerance" in out
+    assert f"first divergent tensor: 't{FAULT}' (reference 't{FAULT}') at node(s) {bm.node_name(FAULT)}:" in out
+    document = json.loads(report.read_text())
+    assert document["verdict"] == "failed" and document["layerwise"]["first_divergent"]["nodes"] == [bm.node_name(FAULT)]
+    assert document["layerwise"]["executions"] == 4 and "t9" in document["outputs"]
+    assert f"first divergent: <b>t{FAULT}</b>" in plot.read_text()
+    # outputs are never overwritten without --force, and nothing runs before the refusal
+    plot.write_text("mine")
+    assert main(["bisect", faulty_ort, "--target", "ort", "--plot", str(plot)]) == 4
+    assert plot.read_text() == "mine" and "already exists; pass --force" in capsys.readouterr().err
+    assert main(["bisect", faulty_ort, "--target", "ort", "--plot", str(plot), "--force"]) == 1
+    assert plot.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_a_matching_target_passes(tmp_path, capsys):
+    model = save(bm.chain_model(6), tmp_path / "m.onnx")
+    assert main(["bisect", model, "--target", "ort"]) == 0
+    out = capsys.readouterr().out
+    assert "within tolerance" in out and "no tensor beyond tolerance" in out and "optimized execution" not in out
+
+
+def test_qdq_model_on_ort_int8_names_the_badly_scaled_node(tmp_path, inputs, capsys):
+    model = save(bm.qdq_model(8, bad=FAULT), tmp_path / "q.onnx")
+    assert main(["bisect", model, "--target", "ort-int8", "--inputs", inputs]) == 1
+    out = capsys.readouterr().out
+    assert "artifact vs the model's float counterpart" in out
+    assert f"first divergent tensor: 't{FAULT - 1}_dq{FAULT}' (reference 't{FAULT - 1}') at node(s) {bm.node_name(FAULT)}" in out
+
+
+def test_sensitivity_finds_the_planted_fp16_overflow(tmp_path, inputs, capsys):
+    model = save(bm.fp16_overflow(8, OVERFLOW), tmp_path / "ovf.onnx")
+    report = tmp_path / "s.json"
+    assert main(["bisect", model, "--target", "ort-fp16", "--sensitivity", "--lowering", "fp16_emulation", "--inputs", inputs, "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "fallback search with the fp16_emulation lowering on 2 feed(s)" in out
+    assert f"flags: --fp16-block {bm.node_name(OVERFLOW)}\n" in out
+    assert "fully lowered -inf dB" in out
+    document = json.loads(report.read_text())
+    assert document["exclude"] == [bm.node_name(OVERFLOW)] and document["met"] is True and document["lowering"] == "fp16_emulation"
+
+
+def test_sensitivity_of_a_model_in_range_keeps_nothing(tmp_path, capsys):
+    model = save(bm.chain_model(6), tmp_path / "m.onnx")
+    assert main(["bisect", model, "--target", "ort-fp16", "--sensitivity"]) == 0
+    assert "nothing to keep in fp32" in capsys.readouterr().out
+
+
+def test_reduce_saves_the_overflowing_node_and_refuses_to_overwrite(tmp_path, inputs, capsys):
+    model = save(bm.fp16_overflow(8, OVERFLOW), tmp_path / "ovf.onnx")
+    bug = tmp_path / "bug"
+    assert main(["bisect", model, "--target", "ort-fp16", "--reduce", "-o", str(bug), "--inputs", inputs]) == 0
+    assert "1 of 8 node(s) still fail" in capsys.readouterr().out
+    reduced = onnx.load(str(bug / "model.onnx"))
+    assert [node.name for node in reduced.graph.node] == [bm.node_name(OVERFLOW)]
+    with np.load(bug / "inputs.npz") as data:
+        feeds = [{"t3": data["t3__0"]}, {"t3": data["t3__1"]}]  # two feeds: name__i
+    # independently of the search: the saved subgraph overflows when lowered to fp16
+    assert output_sqnr_db(run_model(reduced, feeds), run_model(fp16_emulation(reduced), feeds)) == -np.inf
+    before = (bug / "model.onnx").read_bytes()
+    assert main(["bisect", model, "--target", "ort-fp16", "--reduce", "-o", str(bug), "--inputs", inputs]) == 4
+    assert "already exists" in capsys.readouterr().err and (bug / "model.onnx").read_bytes() == before
+    assert main(["bisect", model, "--target", "ort-fp16", "--reduce", "-o", str(bug), "--inputs", inputs, "--force"]) == 0
+
+
+def test_reduce_of_a_model_that_does_not_fail(tmp_path, capsys):
+    model = save(bm.chain_model(6), tmp_path / "m.onnx")
+    assert main(["bisect", model, "--target", "ort-fp16", "--reduce", "-o", str(tmp_path / "bug")]) == 0
+    assert "nothing to reduce" in capsys.readouterr().out and not (tmp_path / "bug").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "trt-fp16"], "layerwise comparison of TensorRT engines needs TensorRT"),
+    (["--target", "nope"], "unknown target 'nope'"),
+    (["--target", "ort", "-o", "d"], "--reduce needs -o DIR"),
+    (["--target", "ort", "--reduce"], "--reduce needs -o DIR"),
+    (["--target", "ort", "--sensitivity"], "runs in fp32: nothing to keep in fp32"),
+    (["--target", "ort-fp16", "--sensitivity", "--lowering", "int8_quantizer"], "lowers to int8, target 'ort-fp16' runs in fp16"),
+    (["--target", "ort-int8", "--sensitivity"], "needs calibration data; pass --calibration-data"),
+    (["--target", "ort-int8"], "no calibration data and the model holds no Q/DQ nodes"),
+    (["--target", "ort", "--num-feeds", "0"], "must be at least 1"),
+    (["--target", "ort", "--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_misuse_is_exit_code_4(tmp_path, capsys, args, message):
+    model = save(bm.chain_model(4), tmp_path / "m.onnx")
+    assert main(["bisect", model, *args]) == 4
+    assert message in capsys.readouterr().err
