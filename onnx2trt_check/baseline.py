@@ -21,8 +21,6 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from scipy.stats import mannwhitneyu
-
 from .bench import LatencySamples, summarize
 from .environment import environment_id
 from .errors import ConfigError
@@ -363,6 +361,8 @@ def decide_latency(baseline: Sequence[float], current: Sequence[float], *, rule:
     if min(len(baseline), len(current)) < rule.min_samples:
         return decision("skipped", f"{len(baseline)} baseline and {len(current)} current samples; need {rule.min_samples} each")
     ratio = new_median / old_median if old_median else math.inf
+    from scipy.stats import mannwhitneyu  # here: scipy.stats costs 0.4 s to import, and most runs never decide latency
+
     p_slower = mannwhitneyu(current, baseline, alternative="greater").pvalue
     p_faster = mannwhitneyu(current, baseline, alternative="less").pvalue
     figures = f"median {ratio:.3f}x baseline, Mann-Whitney U p(slower)={p_slower:.2g} p(faster)={p_faster:.2g}"

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import onnx
 import onnx_ir as ir
-from scipy import stats
+from scipy import special
 
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.quant.qdq_math import (
@@ -105,7 +105,8 @@ def relu_normal_mean(mean, std) -> np.ndarray:
     mean, std = np.asarray(mean, np.float64), np.abs(np.asarray(std, np.float64))
     safe_std = np.where(std > 0, std, 1.0)
     z = mean / safe_std
-    clipped = mean * stats.norm.cdf(z) + safe_std * stats.norm.pdf(z)
+    # The standard normal's cdf and pdf; scipy.special, not scipy.stats, whose import costs 0.4 s.
+    clipped = mean * special.ndtr(z) + safe_std * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
     return np.where(std > 0, clipped, np.maximum(mean, 0.0))
 
 

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import onnx
 import onnxoptimizer
-import onnxsim
 
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
 
@@ -22,6 +21,8 @@ _ONNXSIM_STEPS = ("constant_folding", "shape_inference", "onnxoptimizer fuse_and
 def simplify(model: onnx.ModelProto, *, fuse_bn: bool = True) -> TransformResult:
     """onnxsim.simplify with its own random-input check disabled (check_n=0). `fuse_bn=False`
     leaves BatchNormalization to our own folds (onnxsim's skip_fuse_bn). Defaults to True."""
+    import onnxsim  # here, not at the top: it imports torch where torch is installed (seconds)
+
     simplified, _ = onnxsim.simplify(_copy(model), check_n=0, skip_fuse_bn=not fuse_bn, certify=False)
     return _result(model, simplified, list(_ONNXSIM_STEPS), tool="onnxsim")
 
