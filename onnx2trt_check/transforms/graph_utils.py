@@ -15,6 +15,7 @@ import weakref
 import numpy as np
 import onnx
 import onnx_ir as ir
+from onnx_ir.passes.common import ShapeInferencePass
 
 _ONNX_DOMAINS = ("", "ai.onnx")
 
@@ -23,20 +24,19 @@ _ONNX_DOMAINS = ("", "ai.onnx")
 
 
 def to_ir(model: onnx.ModelProto, *, infer_shapes: bool = False) -> ir.Model:
-    """An onnx-ir model over a copy of `model` (the input proto is never mutated).
+    """An onnx-ir model over `model`. No copy is needed for purity: the IR wraps the proto's
+    tensors read-only and every edit lands in the IR, so the input proto is never mutated (each
+    transform's tests compare its bytes before and after); not copying saves a full copy of the
+    weights per transform.
 
     With `infer_shapes`, ONNX shape inference runs first so `static_shape` can answer for
-    intermediate values; a model that shape inference cannot handle is taken as it is.
-    Defaults to False.
+    intermediate values; onnx-ir's pass infers on a copy without the large weights. A model that
+    shape inference cannot handle is taken as it is. Defaults to False.
     """
-    proto = onnx.ModelProto()
-    proto.CopyFrom(model)
+    ir_model = ir.from_proto(model)
     if infer_shapes:
-        try:
-            proto = onnx.shape_inference.infer_shapes(proto, data_prop=True)
-        except Exception:  # noqa: BLE001 - a custom op or a broken value_info: work without shapes
-            pass
-    return ir.from_proto(proto)
+        ShapeInferencePass(strict_mode=False, data_prop=True)(ir_model)
+    return ir_model
 
 
 def to_onnx(model: ir.Model) -> onnx.ModelProto:

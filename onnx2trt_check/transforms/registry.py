@@ -55,7 +55,12 @@ class RegisteredTransform(NamedTuple):
     verifier: Callable | None = None
 
 
-_OPTIMIZER_PASSES = tuple(p for p in onnxoptimizer.get_fuse_and_elimination_passes() if p != "fuse_bn_into_conv")
+# Without fuse_bn_into_conv (BN folds are ours, see above) and eliminate_duplicate_initializer:
+# deduplicating weights changes no result and no TensorRT fusion, and it is the one remaining pass
+# that needs every weight's bytes, which makes onnxoptimizer copy the whole model four times.
+_OPTIMIZER_PASSES = tuple(
+    p for p in onnxoptimizer.get_fuse_and_elimination_passes() if p not in ("fuse_bn_into_conv", "eliminate_duplicate_initializer")
+)
 
 TRANSFORMS: tuple[RegisteredTransform, ...] = (
     RegisteredTransform("simplify", simplify, MappingProxyType({"fuse_bn": False})),
