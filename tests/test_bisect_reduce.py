@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 
 from onnx2trt_check.bisect.reduce import reduce_failing_subgraph
 from onnx2trt_check.bisect.sensitivity import fp16_emulation
+from onnx2trt_check.data import feeds_from_npz
 from onnx2trt_check.errors import ConfigError
+from onnx2trt_check.model import resolve_input_specs
 from onnx2trt_check.runtime import run_model
 
 FEEDS = bm.feeds()
@@ -78,7 +80,11 @@ def test_save_writes_a_runnable_bundle_and_refuses_to_overwrite(tmp_path):
     assert sorted(p.name for p in (tmp_path / "bug").iterdir()) == ["inputs.npz", "model.onnx"]
 
 
-def test_several_feeds_are_saved_by_index(tmp_path):
+def test_several_feeds_are_saved_stacked_as_inputs_reads_them(tmp_path):
     reduced = reduce_failing_subgraph(bm.fp16_overflow(20, 8), FEEDS, overflows_in_fp16)
-    _, inputs_path = reduced.save(tmp_path)
-    assert sorted(np.load(inputs_path)) == ["t7__0", "t7__1"]
+    model_path, inputs_path = reduced.save(tmp_path)
+    saved = np.load(inputs_path)
+    assert sorted(saved) == ["t7"] and saved["t7"].shape[0] == 2  # one feed per slice
+    specs = resolve_input_specs(onnx.load(str(model_path)))
+    feeds = feeds_from_npz(inputs_path, specs)  # what `pytest --model model.onnx --inputs inputs.npz` reads
+    assert len(feeds) == 2 and all(np.array_equal(f["t7"], r["t7"]) for f, r in zip(feeds, reduced.feeds))

@@ -99,7 +99,7 @@ def test_reduce_saves_the_overflowing_node_and_refuses_to_overwrite(tmp_path, in
     reduced = onnx.load(str(bug / "model.onnx"))
     assert [node.name for node in reduced.graph.node] == [bm.node_name(OVERFLOW)]
     with np.load(bug / "inputs.npz") as data:
-        feeds = [{"t3": data["t3__0"]}, {"t3": data["t3__1"]}]  # two feeds: name__i
+        feeds = [{"t3": data["t3"][0]}, {"t3": data["t3"][1]}]  # two feeds stacked on a leading axis
     # independently of the search: the saved subgraph overflows when lowered to fp16
     assert output_sqnr_db(run_model(reduced, feeds), run_model(fp16_emulation(reduced), feeds)) == -np.inf
     before = (bug / "model.onnx").read_bytes()

@@ -264,3 +264,24 @@ def test_misuse_raises_config_error():
         equalize(model, absorb_high_bias=True)
     with pytest.raises(ConfigError, match="max_iterations"):
         equalize(model, max_iterations=0)
+
+
+def test_relu6_bounds_from_constant_nodes_are_recognised():
+    """PyTorch exports ReLU6 as Clip whose bounds come from Constant nodes, not initializers."""
+    rng = np.random.default_rng(0)
+    w1 = onnx.numpy_helper.from_array(rng.normal(size=(4, 3, 1, 1)).astype(np.float32), "w1")
+    w2 = onnx.numpy_helper.from_array(rng.normal(size=(2, 4, 1, 1)).astype(np.float32), "w2")
+    nodes = [
+        onnx.helper.make_node("Conv", ["x", "w1"], ["a"], name="conv1"),
+        onnx.helper.make_node("Constant", [], ["lo"], value=onnx.numpy_helper.from_array(np.array(0.0, np.float32))),
+        onnx.helper.make_node("Constant", [], ["hi"], value=onnx.numpy_helper.from_array(np.array(6.0, np.float32))),
+        onnx.helper.make_node("Clip", ["a", "lo", "hi"], ["r"], name="relu6"),
+        onnx.helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2"),
+    ]
+    graph = onnx.helper.make_graph(
+        nodes, "g", [onnx.helper.make_tensor_value_info("x", 1, [1, 3, 4, 4])], [onnx.helper.make_tensor_value_info("y", 1, [1, 2, 4, 4])], [w1, w2]
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    result = equalize(model, relu6="skip")
+    assert not result.modified
+    assert any(s.reason.startswith("ReLU6 (Clip 0..6) is not positive-homogeneous") for s in result.report.skips)

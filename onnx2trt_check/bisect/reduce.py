@@ -45,8 +45,10 @@ class ReducedModel:
 
     def save(self, directory: str | os.PathLike, *, force: bool = False) -> tuple[Path, Path]:
         """Write model.onnx and inputs.npz into `directory`, each atomically; refuses to overwrite
-        either unless `force`. A single feed is stored by input name (the layout `--inputs`
-        reads); several feeds as `name__i` (feed i). Defaults to no overwrite."""
+        either unless `force`. Arrays are stored by input name in the layout `--inputs` reads: a
+        single feed as it is, several stacked on a new leading axis (one feed per slice), so
+        `pytest --model model.onnx --inputs inputs.npz` reproduces the failure. Defaults to no
+        overwrite."""
         directory = Path(directory)
         model_path, inputs_path = directory / "model.onnx", directory / "inputs.npz"
         for path in (model_path, inputs_path):
@@ -61,7 +63,7 @@ class ReducedModel:
 def _npz_arrays(feeds: Feeds) -> dict[str, np.ndarray]:
     if len(feeds) == 1:
         return dict(feeds[0])
-    return {f"{name}__{i}": array for i, feed in enumerate(feeds) for name, array in feed.items()}
+    return {name: np.stack([feed[name] for feed in feeds]) for name in feeds[0]}
 
 
 def reduce_failing_subgraph(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]], still_fails: StillFails) -> ReducedModel:

@@ -35,6 +35,7 @@ from onnx2trt_check.quant.bias_correction import (
     set_constant,
 )
 from onnx2trt_check.runtime import run_model
+from onnx2trt_check.transforms import graph_utils
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
 
 # act(x / s) == act(x) / s for every s > 0, elementwise and per channel.
@@ -191,7 +192,8 @@ def _clip_bounds(clip: ir.Node) -> tuple[float, float]:
     for index, attribute, default in ((1, "min", -np.inf), (2, "max", np.inf)):
         value = clip.inputs[index] if len(clip.inputs) > index else None
         if value is not None:
-            array = constant_array(value)
+            # graph_utils reads Constant nodes too: PyTorch exports ReLU6's bounds that way
+            array = graph_utils.constant_array(value)
             bounds.append(float(array) if array is not None and array.size == 1 else float("nan"))
         else:
             bounds.append(float(clip.attributes[attribute].value) if attribute in clip.attributes else default)
