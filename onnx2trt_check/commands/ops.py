@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import CheckError
+from .common import no_extra
 
 
 def register(subparsers) -> None:
@@ -17,8 +17,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from .. import trt_ops
     from ..model import load_model
 
-    if extra:
-        raise CheckError(f"unrecognized arguments: {' '.join(extra)}")
+    no_extra(extra)
     findings = trt_ops.unsupported_nodes(load_model(args.model).proto, include_notes=True)
     print(f"{len(findings)} finding(s) against {trt_ops.load_op_table().citation}")
     for f in findings:

@@ -7,9 +7,9 @@ Exit codes: 0 written and verified, 1 a step failed (nothing written), 4 misuse.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import CheckError, ConfigError
+from .common import add_input_options, checked_output, feeds_from_args
 
 
 def register(subparsers) -> None:
@@ -26,12 +26,7 @@ def register(subparsers) -> None:
     parser.add_argument("--threshold", action="append", default=[], metavar="P",
                         help="probability threshold (repeatable) to map to a logit threshold when an output Sigmoid is removed")
     parser.add_argument("--bn-conv-mode", default="exact", help="fold_bn_conv mode: exact, plain, skip_padded. Defaults to exact")
-    parser.add_argument("--inputs", metavar="NPZ",
-                        help="inputs of IN.onnx to verify on (keys are input names). Defaults to generated inputs")
-    parser.add_argument("--input-shape", action="append", default=[], metavar="NAME:1x3x224x224",
-                        help="shape for an input with dynamic dims")
-    parser.add_argument("--seed", type=int, default=0, help="seed of generated inputs. Defaults to 0")
-    parser.add_argument("--num-feeds", type=int, default=4, help="number of generated feeds. Defaults to 4")
+    add_input_options(parser)
     parser.add_argument("--force", action="store_true", help="overwrite OUT.onnx if it exists")
     parser.set_defaults(handler=run)
 
@@ -47,7 +42,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
                              thresholds=args.threshold, bn_conv_mode=args.bn_conv_mode)
     output = checked_output(args.model, args.output, force=args.force)
     loaded = load_model(args.model)
-    feeds, source = _feeds(loaded.proto, args)
+    feeds, source = feeds_from_args(loaded.proto, args)
     print(f"optimize '{args.model}': {', '.join(settings.selected())} on {len(feeds)} feed(s) ({source})")
     result = run_transforms(loaded.proto, feeds, settings)
     for line in step_lines(result):
@@ -71,28 +66,6 @@ def pass_names(text: str | None) -> tuple[str, ...]:
     if not all(names):
         raise ConfigError(f"--passes {text!r} has an empty name; write comma-separated transform names")
     return names
-
-
-def checked_output(model: str, output: str, *, force: bool) -> Path:
-    """The output path, refused when it is the input model or exists without --force."""
-    from ..fileio import refuse_overwrite
-
-    path = Path(output)
-    if path.resolve() == Path(model).resolve():
-        raise ConfigError(f"-o '{output}' is the input model; write the optimized model to another path")
-    refuse_overwrite(path, force=force)
-    return path
-
-
-def _feeds(proto, args: argparse.Namespace):
-    from ..data import FeedOptions, make_feeds
-    from ..model import parse_shape, resolve_input_specs
-
-    if args.num_feeds < 1:
-        raise ConfigError(f"--num-feeds {args.num_feeds} must be at least 1")
-    specs = resolve_input_specs(proto, dict(parse_shape(text) for text in args.input_shape))
-    options = FeedOptions(seed=args.seed, num_feeds=args.num_feeds, npz=Path(args.inputs) if args.inputs else None)
-    return make_feeds(specs, options), options.source
 
 
 def step_lines(result, *, details: int = 10) -> list[str]:

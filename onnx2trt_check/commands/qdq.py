@@ -12,9 +12,9 @@ Misuse (missing file, no Q/DQ nodes to optimize, existing OUT) is exit 4.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..errors import CheckError, ConfigError
+from ..errors import ConfigError
+from .common import add_input_options, checked_output, feeds_from_args, no_extra
 
 
 def register(subparsers) -> None:
@@ -26,10 +26,7 @@ def register(subparsers) -> None:
     optimize = commands.add_parser("optimize", help="rewrite the Q/DQ flow for TensorRT, verify every rewrite, write the result")
     optimize.add_argument("model", help="ONNX model with Q/DQ nodes (never modified)")
     optimize.add_argument("-o", "--output", required=True, help="where to write the optimized model")
-    optimize.add_argument("--inputs", metavar="NPZ", help="inputs of the model to verify on (keys are input names). Defaults to generated inputs")
-    optimize.add_argument("--input-shape", action="append", default=[], metavar="NAME:1x3x224x224", help="shape for an input with dynamic dims")
-    optimize.add_argument("--seed", type=int, default=0, help="seed of generated inputs. Defaults to 0")
-    optimize.add_argument("--num-feeds", type=int, default=4, help="number of generated feeds. Defaults to 4")
+    add_input_options(optimize)
     optimize.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
     optimize.set_defaults(handler=run_optimize)
 
@@ -39,7 +36,7 @@ def run_check(args: argparse.Namespace, extra: list[str]) -> int:
     from ..quant.float_counterpart import has_qdq
     from ..quant.qdq_rules import format_findings, validate_qdq
 
-    _no_extra(extra)
+    no_extra(extra)
     proto = load_model(args.model).proto
     if not has_qdq(proto):
         print(f"'{args.model}' holds no Q/DQ nodes: no Q/DQ placement to check")
@@ -58,12 +55,12 @@ def run_optimize(args: argparse.Namespace, extra: list[str]) -> int:
     from ..quant.qdq_optimize import optimize_qdq
     from ..quant.qdq_rules import format_findings, validate_qdq
 
-    _no_extra(extra)
+    no_extra(extra)
     output = checked_output(args.model, args.output, force=args.force)
     proto = load_model(args.model).proto
     if not has_qdq(proto):
         raise ConfigError(f"'{args.model}' holds no Q/DQ nodes; quantize it first (onnx2trt-check quantize) or pass a QDQ model")
-    feeds, source = _feeds(proto, args)
+    feeds, source = feeds_from_args(proto, args)
     ir_model = ir.from_proto(proto)  # converted once: validated, then handed to the optimizer
     before = validate_qdq(proto, ir_model=ir_model)
     print(f"optimize Q/DQ of '{args.model}', every rewrite verified on {len(feeds)} feed(s) ({source})")
@@ -76,17 +73,6 @@ def run_optimize(args: argparse.Namespace, extra: list[str]) -> int:
     atomic_write_bytes(output, result.model.SerializeToString())
     print(f"wrote '{output}'" if result.modified else f"no rewrite applies; wrote an unchanged copy to '{output}'")
     return 0
-
-
-def checked_output(model: str, output: str, *, force: bool) -> Path:
-    """The output path, refused when it is the input model or exists without --force."""
-    from ..fileio import refuse_overwrite
-
-    path = Path(output)
-    if path.resolve() == Path(model).resolve():
-        raise ConfigError(f"-o '{output}' is the input model; write the optimized model to another path")
-    refuse_overwrite(path, force=force)
-    return path
 
 
 def rewrite_lines(report) -> list[str]:
@@ -103,17 +89,3 @@ def rewrite_lines(report) -> list[str]:
     return lines
 
 
-def _feeds(proto, args: argparse.Namespace):
-    from ..data import FeedOptions, make_feeds
-    from ..model import parse_shape, resolve_input_specs
-
-    if args.num_feeds < 1:
-        raise ConfigError(f"--num-feeds {args.num_feeds} must be at least 1")
-    specs = resolve_input_specs(proto, dict(parse_shape(text) for text in args.input_shape))
-    options = FeedOptions(seed=args.seed, num_feeds=args.num_feeds, npz=Path(args.inputs) if args.inputs else None)
-    return make_feeds(specs, options), options.source
-
-
-def _no_extra(extra: list[str]) -> None:
-    if extra:
-        raise CheckError(f"unrecognized arguments: {' '.join(extra)}")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CheckError, ConfigError
+from .common import checked_output
 
 METHODS = ("entropy", "max", "percentile", "mse")
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if extra:
         raise CheckError(f"unrecognized arguments: {' '.join(extra)}")
     settings = _settings(args)
-    output = _checked_output(args.model, args.output, force=args.force)
+    output = checked_output(args.model, args.output, force=args.force)
     loaded = load_model(args.model)
     if has_qdq(loaded.proto):
         raise ConfigError(f"'{args.model}' already holds Q/DQ nodes; quantize its float model instead")
@@ -77,16 +78,6 @@ def _settings(args: argparse.Namespace):
             raise ConfigError(f"--exclude '{pattern}' is not a valid regex ({exc}); escape it or pass the exact node name") from None
     return Int8Settings(method=args.method, percentile=args.percentile, per_channel=not args.per_tensor, cle=args.cle,
                         cle_relu6=args.cle_relu6, bias_correction=args.bias_correction, exclude=tuple(args.exclude))
-
-
-def _checked_output(model: str, output: str, *, force: bool) -> Path:
-    from ..fileio import refuse_overwrite
-
-    path = Path(output)
-    if path.resolve() == Path(model).resolve():
-        raise ConfigError(f"-o '{output}' is the input model; write the QDQ model to another path")
-    refuse_overwrite(path, force=force)
-    return path
 
 
 def _test_feeds(args, specs, calibration, feeds_from_npz):
