@@ -6,11 +6,13 @@ the tests read them there.
 """
 
 import dataclasses
+import gc
 import hashlib
 import importlib.util
 import sys
 import types
 
+import numpy as np
 import onnx
 import pytest
 from hypothesis import given
@@ -25,7 +27,9 @@ from polygraphy.backend.trt import (
 )
 
 from onnx2trt_check.errors import ConfigError
+from onnx2trt_check.targets import trt as trt_module
 from onnx2trt_check.targets import trt as trt_target
+from onnx2trt_check.targets.timing import timed_runner
 from onnx2trt_check.targets.trt import (
     EngineCache,
     InputProfile,
@@ -358,3 +362,35 @@ def test_run_refuses_options_for_another_major(monkeypatch, float_model):
     fake_tensorrt(monkeypatch, version="11.1.0")
     with pytest.raises(ConfigError, match="pass trt_major=11"):
         TrtTarget(TrtBuildOptions()).run(float_model, [{}])
+
+
+class RecordingRunner:
+    """Stands in for Polygraphy's TrtRunner (no GPU here): records activation and calls."""
+
+    events: list = []
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def activate(self):
+        RecordingRunner.events.append("activate")
+
+    def infer(self, feed):
+        RecordingRunner.events.append(("infer", sorted(feed)))
+        return {"y": np.zeros(1, np.float32)}
+
+    def deactivate(self):
+        RecordingRunner.events.append("deactivate")
+
+
+def test_latency_runner_builds_once_infers_per_call_and_deactivates(monkeypatch, float_model):
+    fake_tensorrt(monkeypatch, version="10.9.0")
+    monkeypatch.setattr(trt_module, "TrtRunner", RecordingRunner)
+    RecordingRunner.events = []
+    call = timed_runner(TrtTarget(TrtBuildOptions()), float_model, {"x": np.zeros((1, 4), np.float32)})
+    call()
+    call()
+    assert RecordingRunner.events == ["activate", ("infer", ["x"]), ("infer", ["x"])]
+    del call
+    gc.collect()
+    assert RecordingRunner.events[-1] == "deactivate"

@@ -3,7 +3,8 @@
 `Target.run` builds a session for every call (right for accuracy, wrong for latency, where the
 session set-up would dominate), so latency goes through `timed_runner` instead. A target may define
 its own `timed_runner(artifact_path, feed) -> Callable[[], object]`; otherwise ONNX Runtime targets
-get `ort_runner`, and any other engine is refused with `TimingNotImplemented` (its reason becomes
+get `ort_runner` (TensorRT targets define their own, on Polygraphy's TrtRunner), and any other
+engine is refused with `TimingNotImplemented` (its reason becomes
 the skip reason of the latency item).
 """
 
@@ -30,8 +31,8 @@ def timed_runner(target, artifact_path: str | os.PathLike, feed: Mapping[str, np
     engine = getattr(target, "engine", "") or "unknown"
     if engine == "onnxruntime":
         return ort_runner(artifact_path, feed)
-    # A TensorRT runner needs a CUDA device to be exercised at all, and an emulation's speed says
-    # nothing about a deployment's: neither is timed rather than timed wrongly.
+    # TensorRT targets bring their own timed_runner (above); an emulation's speed says nothing
+    # about a deployment's, so it is not timed rather than timed wrongly.
     raise TimingNotImplemented(f"timing not implemented for {target.name} (engine {engine}); only deployment targets of engine 'onnxruntime' are timed")
 
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import functools
 import hashlib
 import json
 import os
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -358,6 +360,19 @@ class TrtTarget:
         with TrtRunner(loader) as runner:
             # Runners may reuse their output buffers between calls, so every output is copied.
             return [_copied(runner.infer(dict(feed))) for feed in feeds]
+
+    def timed_runner(self, model_path: str | os.PathLike, feed: Mapping[str, np.ndarray]):
+        """A no-argument call running `feed` once on an engine built and activated beforehand, for
+        latency. TrtRunner.infer copies the outputs to the host, which synchronizes the stream, so
+        each call is a complete inference. The runner is deactivated when the call is dropped.
+        (Polygraphy's TrtRunner has no CUDA-graph option; none is offered here.)"""
+        check_installed_major(self.options)
+        loader = build_loader_chain(model_path, self.options, data_loader=self.data_loader, engine_cache=self._engine_cache())
+        runner = TrtRunner(loader)
+        runner.activate()
+        call = functools.partial(runner.infer, dict(feed))
+        weakref.finalize(call, runner.deactivate)
+        return call
 
     def _engine_cache(self) -> EngineCache | None:
         if self.engine_cache_dir is None:
