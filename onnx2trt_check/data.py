@@ -86,6 +86,21 @@ def _generatable_dtype(spec: InputSpec) -> np.dtype:
     return dtype
 
 
+def source_file(source: str | Path) -> Path:
+    """The file behind a data source: the .npz, or the script of `file.py:func`."""
+    text = str(source)
+    return Path(text.rpartition(".py:")[0] + ".py") if ".py:" in text else Path(text)
+
+
+def read_feeds(source: str | Path, specs: list[InputSpec]) -> list[Feed]:
+    """Feeds from a .npz file or a data-loader script (`file.py[:func]`): what every option that
+    takes input data (--inputs, --calibration-data, ...) accepts."""
+    text = str(source)
+    if text.endswith(".py") or ".py:" in text:
+        return feeds_from_loader(text, specs)
+    return feeds_from_npz(Path(text), specs)
+
+
 def feeds_from_npz(path: Path, specs: list[InputSpec]) -> list[Feed]:
     """Keys are input names; an array shaped like the input is one feed, one with an extra leading
     axis is one feed per slice."""

@@ -12,13 +12,13 @@ The terminal summary states once per run why TensorRT items were skipped.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 
 from .checks import Check, CheckFailed, CheckSkipped
 from .compare import compare_output
 from .context import ModelContext, RunOptions
+from .data import source_file
 from .errors import CheckError, ConfigError, InputDataError
 from .report import PROPERTY_KEY
 from .targets import TARGETS, select_targets
@@ -32,7 +32,7 @@ FP16_ARTIFACT_TARGETS = ("ort-fp16", "cpu-fp16-emu", "trt-fp16")
 
 
 def add_options(group) -> None:
-    group.addoption("--fp16-calibration-data", metavar="NPZ", help="feeds that decide the fp16 artifact's fp32 fallback list. Defaults to the check inputs")
+    group.addoption("--fp16-calibration-data", metavar="NPZ|FILE.py[:FUNC]", help="feeds (a .npz or a data-loader script) that decide the fp16 artifact's fp32 fallback list. Defaults to the check inputs")
     group.addoption("--fp16-block", action="append", default=[], metavar="NODE", help="node kept in fp32 in the fp16 artifact (repeatable)")
     group.addoption("--fp16-no-fallback", action="store_true", help="build the fp16 artifact without the data-driven fallback and the sensitive-op list")
     group.addoption("--engine-cache", metavar="DIR", help="reuse TensorRT engines from DIR (keyed by model, options, TensorRT version, GPU). Defaults to no cache")
@@ -45,8 +45,8 @@ def read_options(config) -> dict:
     if builds == 1 or builds < 0:
         raise ConfigError(f"--trt-builds {builds} gives no spread; pass N >= 2 (or leave it out)")
     data = config.getoption("fp16_calibration_data")
-    if data and not Path(data).is_file():
-        raise InputDataError(f"--fp16-calibration-data '{data}' does not exist; pass an .npz with one array per input")
+    if data and not source_file(data).is_file():
+        raise InputDataError(f"--fp16-calibration-data '{data}' does not exist; pass an .npz with one array per input or a data-loader script")
     return {
         "fp16_calibration_data": data,
         "fp16_block": tuple(config.getoption("fp16_block") or ()),

@@ -18,6 +18,7 @@ import pytest
 from .checks import Check, CheckFailed, CheckSkipped
 from .compare import compare_output, format_stats
 from .context import ModelContext, RunOptions
+from .data import source_file
 from .errors import CheckError, ConfigError
 from .quant.calibrate import METHODS
 from .report import PROPERTY_KEY, accuracy_figures
@@ -32,7 +33,7 @@ RELU6_MODES = ("skip", "swap_to_relu")
 
 
 def add_options(group) -> None:
-    group.addoption("--calibration-data", metavar="NPZ", help="int8 calibration inputs, same format as --inputs; makes the ort-int8 target available")
+    group.addoption("--calibration-data", metavar="NPZ|FILE.py[:FUNC]", help="int8 calibration inputs: a .npz like --inputs, or a data-loader script like --data-loader; makes the ort-int8 target available")
     group.addoption("--calibration-method", choices=METHODS, help="int8 activation range method. Defaults to entropy")
     group.addoption("--percentile", type=float, dest="calibration_percentile", help="percentile of |x| for --calibration-method percentile. Defaults to 99.99")
     group.addoption("--per-tensor", action="store_true", help="int8 weights per tensor instead of per output channel")
@@ -57,10 +58,10 @@ def read_options(config) -> dict:
 def _calibration_path(text: str | None) -> Path | None:
     if text is None:
         return None
-    path = Path(text)
+    path = source_file(text)
     if not path.is_file():
-        raise ConfigError(f"calibration data file '{text}' does not exist; check the --calibration-data path")
-    return path
+        raise ConfigError(f"calibration data file '{path}' does not exist; check the --calibration-data path")
+    return Path(text)
 
 
 def _check_percentile(value: float | None) -> None:
@@ -151,7 +152,7 @@ def session_plugin(config, options: RunOptions):
 
 def _check_model(path: Path, options: RunOptions) -> bool:
     """Validate the calibration data for one model; whether the model holds Q/DQ nodes."""
-    from .data import feeds_from_npz
+    from .data import read_feeds
     from .model import load_model, resolve_input_specs
     from .quant.float_counterpart import has_qdq
 
@@ -159,7 +160,7 @@ def _check_model(path: Path, options: RunOptions) -> bool:
         proto = load_model(path).proto
         calibration = options.extra.get("calibration_data")
         if calibration is not None:
-            feeds_from_npz(calibration, resolve_input_specs(proto, options.input_shapes))
+            read_feeds(calibration, resolve_input_specs(proto, options.input_shapes))
     except CheckError as exc:
         raise pytest.UsageError(f"--calibration-data: {exc}") from None
     return has_qdq(proto)

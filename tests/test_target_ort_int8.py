@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
+from tiny_models import classifier, save
 
 from onnx2trt_check.context import ModelContext, RunOptions
 from onnx2trt_check.runtime import run_model
@@ -147,3 +148,18 @@ def test_sweep_summary_shows_every_calibrator(pytester):
     sample(pytester, "heatmap_sigmoid")
     result = pytester.runpytest_inprocess("--model", "m.onnx", "--inputs", "test.npz", "--calibration-data", "calib.npz", "--calibration-sweep", "-k", "calibration")
     result.stdout.fnmatch_lines(["*int8 calibration sweep*", "m.onnx"] + [f"*calibration[[]{c}[]]*SQNR*" for c in ("max", "percentile-99.99", "percentile-99.999", "entropy", "mse")])
+
+
+def test_calibration_data_from_a_data_loader_script(pytester):
+    """--calibration-data takes a data-loader script as well as a .npz, as --data-loader does."""
+    save(classifier(), pytester.path / "m.onnx")
+    pytester.makepyfile(
+        loader="import numpy as np\n"
+        "def calibration():\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    for _ in range(16):\n"
+        "        yield {'x': rng.uniform(0, 1, (1, 3, 8, 8)).astype(np.float32)}\n"
+    )
+    result = pytester.runpytest_inprocess("--model", "m.onnx", "--target", "ort-int8", "--calibration-data", "loader.py:calibration", "-k", "int8")
+    result.assert_outcomes(passed=2)
+    assert pytester.runpytest_inprocess("--model", "m.onnx", "--calibration-data", "nope.py:calibration").ret == pytest.ExitCode.USAGE_ERROR

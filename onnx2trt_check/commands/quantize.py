@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("quantize", help="int8 post-training quantization to a QDQ model TensorRT builds as it is")
     parser.add_argument("model", help="float ONNX model (never modified)")
     parser.add_argument("-o", "--output", required=True, help="where to write the QDQ model")
-    parser.add_argument("--calibration-data", required=True, metavar="NPZ", help="calibration inputs; keys are input names, an extra leading axis gives one feed per slice")
+    parser.add_argument("--calibration-data", required=True, metavar="NPZ|FILE.py[:FUNC]", help="calibration inputs: a .npz (keys are input names, an extra leading axis gives one feed per slice) or a data-loader script")
     parser.add_argument("--method", choices=METHODS, default="entropy", help="activation range method. Defaults to entropy")
     parser.add_argument("--percentile", type=float, default=99.99, help="percentile of |x| for --method percentile. Defaults to 99.99")
     parser.add_argument("--per-tensor", action="store_true", help="weights per tensor instead of per output channel")
@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..data import feeds_from_npz
+    from ..data import feeds_from_npz, read_feeds
     from ..fileio import atomic_write_bytes
     from ..model import load_model, parse_shape, resolve_input_specs
     from ..quant.float_counterpart import has_qdq
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     if has_qdq(loaded.proto):
         raise ConfigError(f"'{args.model}' already holds Q/DQ nodes; quantize its float model instead")
     specs = resolve_input_specs(loaded.proto, dict(parse_shape(t) for t in args.input_shape))
-    calibration = feeds_from_npz(Path(args.calibration_data), specs)
+    calibration = read_feeds(args.calibration_data, specs)
     test, source = _test_feeds(args, specs, calibration, feeds_from_npz)
     print(f"quantize '{args.model}': {settings.label}, calibrated on {len(calibration)} feed(s) of '{args.calibration_data}'")
     build = quantize_for_tensorrt(loaded.proto, calibration, settings)

@@ -26,7 +26,7 @@ import onnx
 import onnx_ir as ir
 import onnx_ir.passes.common as ir_passes
 
-from ..data import feeds_from_npz
+from ..data import read_feeds
 from ..errors import CheckError
 from ..precision.fp16 import Fp16Result, _typed_named_copy, convert_to_fp16
 from ..runtime import create_session, run_feeds
@@ -83,7 +83,7 @@ def fp16_conversion(ctx) -> Fp16Result:
     """The fp16 conversion of ctx's model under the run's settings, computed once per context."""
     if ctx not in _CONVERSIONS:
         settings = Fp16Settings.from_extra(ctx.options.extra)
-        feeds = feeds_from_npz(settings.calibration_data, ctx.specs) if settings.calibration_data else ctx.feeds
+        feeds = read_feeds(settings.calibration_data, ctx.specs) if settings.calibration_data else ctx.feeds
         _CONVERSIONS[ctx] = convert_with_settings(ctx.loaded.proto, feeds, settings)
     return _CONVERSIONS[ctx]
 

@@ -82,6 +82,7 @@ def quantize_for_tensorrt(model: onnx.ModelProto, calibration_feeds: Sequence[Ma
     result = quantize_model(
         prepared, calibration_feeds, method=settings.method, percentile=settings.percentile,
         per_channel=settings.per_channel, exclude=settings.exclude,
+        progress=True,  # a batch counter on stderr, only on a terminal or for long calibrations
     )
     return Int8Build(result.model, result.report, steps)
 
@@ -183,9 +184,9 @@ def calibration_feeds(ctx) -> list[dict[str, np.ndarray]]:
         )
 
         raise CheckSkipped(f"target ort-int8: {NO_CALIBRATION_REASON}")
-    from ..data import feeds_from_npz
+    from ..data import read_feeds
 
-    return cached(ctx, "calibration_feeds", lambda: feeds_from_npz(Path(path), ctx.specs))
+    return cached(ctx, "calibration_feeds", lambda: read_feeds(path, ctx.specs))
 
 
 def int8_build(ctx, settings: Int8Settings | None = None) -> Int8Build:

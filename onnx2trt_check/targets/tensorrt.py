@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import feeds_from_npz
+from ..data import read_feeds, source_file
 from .base import Target
 from .fp16 import fp16_artifact
 from .ort_int8 import int8_build, model_has_qdq, qdq_reference
@@ -224,12 +224,12 @@ def planned_artifact(ctx, artifact: str) -> Path:
 
 def calibration_feeds(ctx) -> list[dict[str, np.ndarray]]:
     """The `--calibration-data` feeds, for Polygraphy's Calibrator (never the check inputs)."""
-    return feeds_from_npz(Path(ctx.options.extra["calibration_data"]), ctx.specs)
+    return read_feeds(ctx.options.extra["calibration_data"], ctx.specs)
 
 
 def _with_calibration_id(options: TrtBuildOptions, extra: Mapping[str, object]) -> TrtBuildOptions:
     # A calibrated engine is cached only under the name of its calibration data.
-    return dataclasses.replace(options, calibration_id=file_sha256(extra["calibration_data"]))
+    return dataclasses.replace(options, calibration_id=file_sha256(source_file(extra["calibration_data"])))
 
 
 TRT_TARGETS = (
