@@ -30,8 +30,8 @@ from .report import PROPERTY_KEY
 SETTINGS_KEY = "bisect_settings"
 DEFAULT_FEEDS = 4
 TRT_NEEDED = (
-    "layerwise comparison of TensorRT engines needs TensorRT; this suite bisects ONNX artifacts on ONNX Runtime. "
-    "Compare the engine's layers with Polygraphy: polygraphy run MODEL --trt --onnxrt --trt-outputs mark all --onnx-outputs mark all"
+    "layerwise comparison of TensorRT engines needs TensorRT and a CUDA device (marks every tensor as an engine output); "
+    "elsewhere compare the engine's layers with Polygraphy: polygraphy run MODEL --trt --onnxrt --trt-outputs mark all --onnx-outputs mark all"
 )
 OPTIMIZED_ONLY = (
     "no tensor is beyond the layerwise tolerance with graph optimizations off: the difference comes from "
@@ -102,9 +102,9 @@ def reference_model(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
 
 
 def artifact_proto(ctx: ModelContext, target) -> tuple[onnx.ModelProto, Path]:
-    """The target's ONNX artifact, built as the target builds it; NotBisectable for a TensorRT
-    target or when the artifact cannot be built."""
-    if not target.engine.startswith("onnxruntime"):
+    """The target's ONNX artifact, built as the target builds it; NotBisectable when it cannot be
+    built, or for a TensorRT target where TensorRT is missing."""
+    if target.engine == "tensorrt" and target.unavailable_reason():
         raise NotBisectable(TRT_NEEDED)
     try:
         path = target.artifact(ctx)
@@ -120,14 +120,29 @@ def layerwise_for(ctx: ModelContext, target, *, min_sqnr_db: float, max_feeds: i
 
     artifact, path = artifact_proto(ctx, target)
     reference, label = reference_model(ctx.loaded.proto)
-    report = layerwise_compare(reference, artifact, ctx.feeds[:max_feeds], tolerance=min_sqnr_db)
+    report = layerwise_compare(reference, artifact, ctx.feeds[:max_feeds], tolerance=min_sqnr_db, run_target=_engine_runner(target, path))
     return report, label, path
 
 
-def section_text(target_name: str, report, reference_label: str, plot: Path | None = None, *, outputs_failed: bool = True) -> str:
+def _engine_runner(target, path: Path):
+    """For a TensorRT target, its engine with every tensor marked as an output (Polygraphy's
+    mark-all); None (ONNX Runtime with every tensor exposed) for the others."""
+    if target.engine != "tensorrt":
+        return None
+
+    def run(_model, feeds):
+        per_feed = target.run_exposed(path, feeds)
+        return {name: [outputs[name] for outputs in per_feed] for name in set.intersection(*(set(o) for o in per_feed))}
+
+    return run
+
+
+def section_text(target_name: str, report, reference_label: str, plot: Path | None = None, *, outputs_failed: bool = True, engine: str = "onnxruntime") -> str:
     """The report section; `outputs_failed` says the target's outputs failed, so a layerwise report
-    without a divergent tensor points at the optimized run. Defaults to True (a failed item)."""
-    lines = [f"{target_name}: artifact vs {reference_label}, ONNX Runtime with graph optimizations off", report.format()]
+    without a divergent tensor points at the optimized run. Defaults to True (a failed item).
+    `engine` says what ran the artifact. Defaults to onnxruntime."""
+    how = "the TensorRT engine with every tensor marked as an output" if engine == "tensorrt" else "ONNX Runtime with graph optimizations off"
+    lines = [f"{target_name}: artifact vs {reference_label}, {how}", report.format()]
     if report.first_divergent is None and outputs_failed:
         lines.append(OPTIMIZED_ONLY)
     if plot is not None:
@@ -194,13 +209,14 @@ class BisectHook:
 
         try:
             ctx = item.config.stash[STATE].context_for(item.path.resolve())
-            report, label, artifact = layerwise_for(ctx, get_target(name), min_sqnr_db=self.settings.min_sqnr_db, max_feeds=self.settings.max_feeds)
+            target = get_target(name)
+            report, label, artifact = layerwise_for(ctx, target, min_sqnr_db=self.settings.min_sqnr_db, max_feeds=self.settings.max_feeds)
         except NotBisectable as exc:
             return str(exc), {"target": name, "skipped": str(exc)}
         except Exception as exc:  # ORT or a graph the comparison cannot take: a line in the report, not an internal error
             return f"layerwise comparison failed: {type(exc).__name__}: {exc}", {"target": name, "error": f"{type(exc).__name__}: {exc}"}
         plot = self._plot(report, ctx.path.stem, name)
-        return section_text(name, report, label, plot), bisect_figures(name, report, label, artifact, plot)
+        return section_text(name, report, label, plot, engine=target.engine), bisect_figures(name, report, label, artifact, plot)
 
     def _plot(self, report, stem: str, name: str) -> Path | None:
         from .bisect.plot import layerwise_plot_html

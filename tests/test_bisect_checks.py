@@ -8,6 +8,7 @@ import onnx
 import pytest
 
 from onnx2trt_check.bisect_checks import accuracy_target, finding_line, unique_path
+from onnx2trt_check.runtime import run_model
 from onnx2trt_check.targets.ort import OrtTarget
 
 DEPTH, FAULT = 12, 5  # node n5_matmul has wrong weights in the artifact
@@ -125,19 +126,32 @@ def test_finding_line_for_trt_and_errors():
     assert "optimized run" in finding_line({"first_divergent": None})
 
 
-def test_a_failed_tensorrt_item_says_tensorrt_is_needed(pytester, monkeypatch):
-    """A stand-in for a machine with TensorRT whose trt-fp32 engine is off: no layerwise comparison."""
+def test_a_failed_tensorrt_item_is_bisected_on_the_engine_with_every_tensor_marked(pytester, monkeypatch):
+    """A stand-in for a machine with TensorRT: the "engine" is ONNX Runtime on a copy with one
+    node's weights wrong, giving every tensor through run_exposed as a mark-all engine does."""
     from onnx2trt_check.targets.tensorrt import TensorRtTarget
 
-    save(bm.chain_model(6), pytester.path / "m.onnx")
+    fault = bm.weighted_nodes(6)[1]
+    reference, faulty = bm.wrong_weights(6, fault)
+    save(reference, pytester.path / "m.onnx")
+    save(faulty, pytester.path / "engine.onnx")
+    engine = str(pytester.path / "engine.onnx")
+
+    def run_exposed(self, path, feeds):
+        model = onnx.load(engine)
+        names = [o for n in model.graph.node for o in n.output]
+        model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names if n not in {o.name for o in model.graph.output})
+        return run_model(model, feeds)
+
     monkeypatch.setattr(TensorRtTarget, "unavailable_reason", lambda self: None)
     monkeypatch.setattr(TensorRtTarget, "artifact", lambda self, ctx: ctx.path)
-    monkeypatch.setattr(TensorRtTarget, "run", lambda self, path, feeds: [{k: v + 1 for k, v in o.items()} for o in OrtTarget().run(path, feeds)])
+    monkeypatch.setattr(TensorRtTarget, "run", lambda self, path, feeds: OrtTarget().run(engine, feeds))
+    monkeypatch.setattr(TensorRtTarget, "run_exposed", run_exposed)
     result = pytester.runpytest_inprocess("--model", "m.onnx", "--target", "trt-fp32", *ONLY_ACCURACY, "--bisect", "--report-json", "r.json")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*onnx2trt_check bisect: trt-fp32*", "layerwise comparison of TensorRT engines needs TensorRT; *polygraphy run*"])
+    result.stdout.fnmatch_lines(["*onnx2trt_check bisect: trt-fp32*"])
     accuracy = json.loads((pytester.path / "r.json").read_text())["models"]["m.onnx"]["families"]["target[trt-fp32]"]["checks"]["accuracy"]
-    assert accuracy["figures"]["bisect"]["skipped"].startswith("layerwise comparison of TensorRT engines needs TensorRT")
+    assert accuracy["figures"]["bisect"]["first_divergent_nodes"] == [bm.node_name(fault)]
 
 
 def test_a_qdq_model_is_compared_with_its_float_counterpart(pytester):

@@ -20,6 +20,7 @@ from onnx2trt_check.bisect.plot import layerwise_plot_html
 from onnx2trt_check.bisect.sensitivity import fp16_emulation
 from onnx2trt_check.compare import Tolerance, sqnr_db
 from onnx2trt_check.errors import InputDataError
+from onnx2trt_check.runtime import run_model
 
 FEEDS = bm.feeds()
 
@@ -154,3 +155,29 @@ def test_plot_is_self_contained_html_marking_the_first_divergence(tmp_path):
     assert document.count("<svg") == 2 and "<script" not in document and "http" not in document.replace("http://www.w3.org/2000/svg", "")
     assert document.count("fill='red'") == 2 and "t9 (ref t9) @ n9_matmul" in document
     assert document.count("<circle") == 2 * len(report.tensors)
+
+
+def test_a_target_runner_replaces_onnx_runtime_and_fused_tensors_are_skipped():
+    """run_target stands for an engine with every tensor marked (TensorRT): only the tensors it
+    gives are compared, and a fault among them is still found."""
+    fault = bm.weighted_nodes(12)[2]
+    reference, target = bm.wrong_weights(12, fault)
+    full = layerwise_compare(reference, target, FEEDS)
+    given = {row.tensor for row in full.tensors if row.tensor != full.first_divergent.tensor} | {full.first_divergent.tensor}
+    given -= {row.tensor for row in full.tensors[1::3]} - {full.first_divergent.tensor}  # "fused away"
+
+    def engine(model, feeds):
+        outputs = run_model(_exposing(model, given), feeds)
+        return {name: [o[name] for o in outputs] for name in given}
+
+    report = layerwise_compare(reference, target, FEEDS, run_target=engine)
+    assert {row.tensor for row in report.tensors} == given
+    assert report.first_divergent.tensor == full.first_divergent.tensor
+
+
+def _exposing(model: onnx.ModelProto, names) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    present = {o.name for o in copy.graph.output}
+    copy.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in sorted(names) if n not in present)
+    return copy

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -132,20 +132,28 @@ def layerwise_compare(
     *,
     tolerance: Tolerance | float | None = None,
     top_k: int = 10,
+    run_target: Callable[[onnx.ModelProto, list], Mapping[str, list[np.ndarray]]] | None = None,
 ) -> LayerwiseReport:
     """Compare every matched tensor of `target_model` with `reference_model` over `feeds`.
 
     `tolerance` is a Tolerance or an SQNR floor in dB; defaults to DEFAULT_TOLERANCE (20 dB floor).
     `top_k` nodes with the largest error amplification are reported; defaults to 10.
-    Neither model is mutated."""
+    `run_target(model, feeds)` gives the target's tensors by name (a list per tensor, one array per
+    feed) when something other than ONNX Runtime runs it, e.g. a TensorRT engine with every tensor
+    marked as an output; tensors it does not give (fused away) are not compared. Defaults to ONNX
+    Runtime with every tensor exposed. Neither model is mutated."""
     feeds = list(feeds)
     if not feeds:
         raise InputDataError("feeds is empty; pass at least one feed (a dict of input name -> array)")
     tolerance = _tolerance(tolerance)
     reference, ref_values = _run_exposed(reference_model, feeds)
-    target, tgt_values = _run_exposed(target_model, feeds)
+    if run_target is None:
+        target, tgt_values = _run_exposed(target_model, feeds)
+    else:
+        target, tgt_values = _typed_ir(target_model), run_target(target_model, feeds)
     ref_nodes = {node.name for node in reference.graph if node.name}
     matches = match_tensors({name for name in ref_values}, target.graph, ref_nodes)
+    matches = {name: ref for name, ref in matches.items() if name in tgt_values}
     values = values_by_name(target.graph)
     rows = [_row(name, ref, ref_values[ref], tgt_values[name], values, ref_nodes, tolerance) for name, ref in matches.items()]
     amplification = node_amplification(target.graph, {row.tensor: row.relative_error for row in rows}, ref_nodes)
@@ -163,9 +171,7 @@ def _tolerance(tolerance: Tolerance | float | None) -> Tolerance:
 
 def _run_exposed(model: onnx.ModelProto, feeds: list) -> tuple[ir.Model, dict[str, list[np.ndarray]]]:
     """An IR copy with every float tensor exposed, and each tensor's values over the feeds."""
-    copy = ir.from_proto(model)
-    if any(value.type is None for node in copy.graph for value in node.outputs if value.name):
-        copy = ir_passes.ShapeInferencePass()(copy).model
+    copy = _typed_ir(model)
     names = exposed_tensors(copy.graph)
     computed = [name for name in names if name not in {v.name for v in copy.graph.inputs}]
     session = create_session(_with_outputs(copy, computed), optimized=False)
@@ -175,6 +181,14 @@ def _run_exposed(model: onnx.ModelProto, feeds: list) -> tuple[ir.Model, dict[st
         for name in names:
             values[name].append(results[name] if name in results else np.asarray(feed[name]))
     return copy, values
+
+
+def _typed_ir(model: onnx.ModelProto) -> ir.Model:
+    """An IR copy in which every node output has a type (inferred where missing)."""
+    copy = ir.from_proto(model)
+    if any(value.type is None for node in copy.graph for value in node.outputs if value.name):
+        copy = ir_passes.ShapeInferencePass()(copy).model
+    return copy
 
 
 def exposed_tensors(graph: ir.Graph) -> list[str]:

@@ -196,6 +196,10 @@ class TensorRtTarget(Target):
     def run(self, model_path: str | os.PathLike, feeds) -> list[dict[str, np.ndarray]]:
         return self._builds[os.fspath(model_path)].run(model_path, feeds)
 
+    def run_exposed(self, model_path: str | os.PathLike, feeds):
+        """Bisection: the planned build with every tensor marked (see TrtTarget.run_exposed)."""
+        return self._builds[os.fspath(model_path)].run_exposed(model_path, feeds)
+
     def timed_runner(self, model_path: str | os.PathLike, feed):
         """Latency: the planned build's engine, activated once (see TrtTarget.timed_runner)."""
         return self._builds[os.fspath(model_path)].timed_runner(model_path, feed)

@@ -28,12 +28,14 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import onnx
 import onnx_ir as ir
+from polygraphy import constants
 from polygraphy.backend.common import BytesFromPath
 from polygraphy.backend.trt import (
     Calibrator,
     CreateConfig,
     EngineFromBytes,
     EngineFromNetwork,
+    ModifyNetworkOutputs,
     NetworkFromOnnxPath,
     Profile,
     SaveEngine,
@@ -267,15 +269,21 @@ def build_loader_chain(
     *,
     data_loader: Iterable[Mapping[str, np.ndarray]] | None = None,
     engine_cache: EngineCache | None = None,
+    mark_all: bool = False,
 ):
     """The Polygraphy loader that yields the engine: from the cache when it holds one, else built
-    (and saved to the cache). `data_loader` feeds the int8 calibrator where one is needed."""
+    (and saved to the cache). `data_loader` feeds the int8 calibrator where one is needed.
+    `mark_all` marks every tensor as an output (Polygraphy's ModifyNetworkOutputs, as
+    `polygraphy run --trt-outputs mark all` does) for layerwise comparison; such an engine is a
+    different engine, so it never goes through the cache. Defaults to False."""
     model_path = os.fspath(model_path)
     calibrator = _calibrator_for(model_path, options, data_loader)
-    cached = _cached_engine_path(model_path, options, engine_cache, calibrated=calibrator is not None)
+    cached = None if mark_all else _cached_engine_path(model_path, options, engine_cache, calibrated=calibrator is not None)
     if cached is not None and os.path.exists(cached):
         return EngineFromBytes(BytesFromPath(cached))
     network = NetworkFromOnnxPath(model_path, strongly_typed=options.network_strongly_typed)
+    if mark_all:
+        network = ModifyNetworkOutputs(network, outputs=constants.MARK_ALL)
     config = build_config(options, calibrator=calibrator)
     engine = EngineFromNetwork(network, config=config, save_timing_cache=options.timing_cache)
     return engine if cached is None else SaveEngine(engine, path=cached)
@@ -359,6 +367,14 @@ class TrtTarget:
         )
         with TrtRunner(loader) as runner:
             # Runners may reuse their output buffers between calls, so every output is copied.
+            return [_copied(runner.infer(dict(feed))) for feed in feeds]
+
+    def run_exposed(self, model_path: str | os.PathLike, feeds: Iterable[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """Every feed through an engine with every tensor marked as an output (for bisection); one
+        dict of tensor name -> array per feed. Tensors that TensorRT fused away are absent."""
+        check_installed_major(self.options)
+        loader = build_loader_chain(model_path, self.options, data_loader=self.data_loader, mark_all=True)
+        with TrtRunner(loader) as runner:
             return [_copied(runner.infer(dict(feed))) for feed in feeds]
 
     def timed_runner(self, model_path: str | os.PathLike, feed: Mapping[str, np.ndarray]):
