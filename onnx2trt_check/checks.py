@@ -21,13 +21,15 @@ from .targets import select_targets
 
 
 class CheckFailed(Exception):
+    """The check ran and the model failed it: the message for the user, the figures for the report."""
+
     def __init__(self, message: str, figures: dict | None = None):
         super().__init__(message)
         self.figures = figures or {}
 
 
 class CheckSkipped(Exception):
-    pass
+    """The check does not apply here; the message is the skip reason."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -168,3 +168,20 @@ def test_trt_int8_builds_the_ort_int8_targets_qdq_artifact(tmp_path, installed_t
     assert path == target("ort-int8").artifact(ctx)  # one int8 file, built once, run by both
     assert any(node.op_type == "QuantizeLinear" for node in onnx.load(path).graph.node)
     assert trt_int8._builds[str(path)].options.strongly_typed and trt_int8.reference(ctx) is ctx.reference
+
+
+def test_the_accuracy_figures_name_the_build_path(monkeypatch, tmp_path):
+    """The accuracy item's figures carry the path the engine was built by (Target.figures)."""
+    from types import SimpleNamespace
+
+    from onnx2trt_check.targets import tensorrt as trt_targets
+    from onnx2trt_check.targets.trt import TrtBuildOptions
+
+    target = trt_targets.TensorRtTarget("fp32", "test")
+    plan = trt_targets.BuildPlan(artifact="model", options=TrtBuildOptions(precision="fp32"), calibrated=False, skip_reason="")
+    monkeypatch.setattr(trt_targets.TensorRtTarget, "plan", lambda self, ctx: plan)
+    monkeypatch.setattr(trt_targets.TensorRtTarget, "prepare", lambda self, ctx, plan, engine_cache: (ctx.path, None))
+    ctx = SimpleNamespace(path=tmp_path / "m.onnx")
+    assert target.figures(ctx) == {}
+    target.artifact(ctx)
+    assert target.figures(ctx) == {"path": plan.path} and plan.path

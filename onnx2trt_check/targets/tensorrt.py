@@ -158,6 +158,7 @@ class TensorRtTarget(Target):
         self.precision = TOLERANCE_PROFILE[trt_precision]
         self.description = description
         self._builds: dict[str, TrtTarget] = {}
+        self._paths: dict[str, str] = {}  # model -> describe_path text of its engine's build
 
     def unavailable_reason(self) -> str | None:
         return trt_unavailable_reason()
@@ -167,9 +168,17 @@ class TensorRtTarget(Target):
         return plan_build(self.trt_precision, build_inputs(ctx, trt_major=installed_trt_major()))
 
     def artifact(self, ctx) -> Path:
-        path, build = self.prepare(ctx, plan=self.plan(ctx), engine_cache=True)
+        plan = self.plan(ctx)
+        path, build = self.prepare(ctx, plan=plan, engine_cache=True)
         self._builds[os.fspath(path)] = build
+        self._paths[os.fspath(ctx.path)] = plan.path
         return path
+
+    def figures(self, ctx) -> dict:
+        """Which build path the model's engine took (strongly typed artifact, or TensorRT 10's
+        builder flags), for the accuracy item's figures."""
+        path = self._paths.get(os.fspath(ctx.path))
+        return {"path": path} if path else {}
 
     def prepare(self, ctx, *, plan: BuildPlan, engine_cache: bool) -> tuple[Path, TrtTarget]:
         """The file `plan` builds and the TrtTarget that builds it. Skips (CheckSkipped) a plan with
