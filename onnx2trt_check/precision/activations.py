@@ -18,6 +18,7 @@ import onnx_ir.passes.common as ir_passes
 
 from onnx2trt_check.errors import ConfigError, InputDataError, ModelError
 from onnx2trt_check.runtime import create_session
+from onnx2trt_check.transforms.graph_utils import expose_as_outputs
 
 # 2**-14: below it fp16 has only subnormals (fewer significant bits, down to 2**-24, then zero).
 FP16_SMALLEST_NORMAL = 2.0**-14
@@ -92,7 +93,7 @@ def collect_activation_stats(
     names = list(available) if tensors is None else _checked_selection(tensors, available, probe.graph)
     input_names = {value.name for value in probe.graph.inputs}
     computed = [name for name in names if name not in input_names]
-    _expose_as_outputs(probe.graph, [available[name] for name in computed])
+    expose_as_outputs(probe.graph, [available[name] for name in computed])
     session = create_session(ir.to_proto(probe), optimized=False)
     stats = {name: TensorStats() for name in names}
     seen = 0
@@ -134,7 +135,3 @@ def _checked_selection(tensors: Iterable[str], available: Mapping[str, ir.Value]
     return names
 
 
-def _expose_as_outputs(graph: ir.Graph, values: Iterable[ir.Value]) -> None:
-    for value in values:
-        if not value.is_graph_output():
-            graph.outputs.append(value)

@@ -15,7 +15,7 @@ The price: the shift that upstream weight errors cause in a layer's input is not
 output taken as N(beta, gamma^2) per channel, E[x] is the clipped normal expectation and
 E[(W_q - W) x] = (W_q - W) E[x] (exact away from zero-padded borders, which the paper ignores too).
 
-The graph helpers at the bottom (constant_array, set_constant, ensure_bias, capture_values, label)
+The graph helpers at the bottom (initializer_array, set_constant, ensure_bias, capture_values, label)
 are shared with quant/equalize.py.
 """
 
@@ -37,6 +37,7 @@ from onnx2trt_check.quant.qdq_math import (
 )
 from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
+from onnx2trt_check.transforms.graph_utils import expose_as_outputs, node_label
 
 WeightQuantizer = Callable[[np.ndarray, int], np.ndarray]
 _LAYER_OPS = ("Conv", "Gemm")
@@ -91,7 +92,7 @@ def analytic_bias_correction(
     for node in _select_layers(work.graph, nodes, report):
         mean_input, reason = _expected_input(node)
         if reason:
-            report.skipped([label(node)], reason)
+            report.skipped([node_label(node)], reason)
             continue
         delta = _weight_error(node, weight_quantizer)
         _subtract_from_bias(work.graph, node, _expected_error(node, delta, mean_input), report)
@@ -116,26 +117,26 @@ def relu_normal_mean(mean, std) -> np.ndarray:
 def _select_layers(graph: ir.Graph, names: Sequence[str] | None, report: TransformReport) -> list[ir.Node]:
     candidates = [n for n in graph if n.op_type in _LAYER_OPS and n.domain in ("", "ai.onnx")]
     if names is not None:
-        unknown = set(names) - {label(n) for n in candidates}
+        unknown = set(names) - {node_label(n) for n in candidates}
         if unknown:
             raise ConfigError(f"nodes {sorted(unknown)} are not Conv/Gemm nodes of the model; pass names of Conv/Gemm nodes")
-        candidates = [n for n in candidates if label(n) in set(names)]
+        candidates = [n for n in candidates if node_label(n) in set(names)]
     layers = []
     for node in candidates:
         reason = _layer_rejection(node)
         if reason:
-            report.skipped([label(node)], reason)
+            report.skipped([node_label(node)], reason)
         else:
             layers.append(node)
     return layers
 
 
 def _layer_rejection(node: ir.Node) -> str:
-    weight = constant_array(node.inputs[1])
+    weight = initializer_array(node.inputs[1])
     if weight is None or weight.dtype.kind != "f":
         return "weight is not a constant float initializer"
     bias = node.inputs[2] if len(node.inputs) > 2 else None
-    if bias is not None and constant_array(bias) is None:
+    if bias is not None and initializer_array(bias) is None:
         return "bias is not a constant initializer"
     if node.op_type == "Gemm" and _attribute(node, "transA", 0):
         return "Gemm with transA=1: the per-channel input statistics are not along axis 1"
@@ -157,7 +158,7 @@ def _weight_axis(node: ir.Node) -> int:
 
 
 def _weight_error(node: ir.Node, weight_quantizer: WeightQuantizer) -> np.ndarray:
-    weight = constant_array(node.inputs[1])
+    weight = initializer_array(node.inputs[1])
     quantized = np.asarray(weight_quantizer(weight, _weight_axis(node)), dtype=weight.dtype)
     return quantized - weight
 
@@ -168,7 +169,7 @@ def _subtract_from_bias(graph: ir.Graph, node: ir.Node, error: np.ndarray, repor
     bias = ensure_bias(graph, node, channels)
     beta = float(_attribute(node, "beta", 1.0)) if node.op_type == "Gemm" else 1.0
     set_constant(node.inputs[2], (bias - error / beta).astype(bias.dtype))
-    report.matched([label(node)], f"mean |correction| {float(np.mean(np.abs(error))):.3g} over {channels} channels")
+    report.matched([node_label(node)], f"mean |correction| {float(np.mean(np.abs(error))):.3g} over {channels} channels")
 
 
 # --- empirical ----------------------------------------------------------------------------------
@@ -187,9 +188,9 @@ def _measured_errors(work: ir.Model, layers: list[ir.Node], feeds: list, quantiz
 
 
 def _add_error_twin(graph: ir.Graph, node: ir.Node, delta: np.ndarray) -> str:
-    delta_value = _new_initializer(graph, f"{label(node)}_weight_error", delta)
+    delta_value = _new_initializer(graph, f"{node_label(node)}_weight_error", delta)
     twin = ir.Node("", node.op_type, [node.inputs[0], delta_value], list(node.attributes.values()))
-    twin.outputs[0].name = _fresh_name(graph, f"{label(node)}_output_error")
+    twin.outputs[0].name = _fresh_name(graph, f"{node_label(node)}_output_error")
     graph.append(twin)
     graph.outputs.append(twin.outputs[0])
     return twin.outputs[0].name
@@ -212,7 +213,7 @@ def _expected_input(node: ir.Node) -> tuple[np.ndarray | None, str]:
     bn = producer.inputs[0].producer() if relu else producer
     if bn is None or bn.op_type != "BatchNormalization":
         return None, "input is not produced by BatchNormalization or BatchNormalization -> Relu"
-    scale, shift = constant_array(bn.inputs[1]), constant_array(bn.inputs[2])
+    scale, shift = initializer_array(bn.inputs[1]), initializer_array(bn.inputs[2])
     if scale is None or shift is None:
         return None, "BatchNormalization scale/B are not constant initializers"
     mean = relu_normal_mean(shift, scale) if relu else shift.astype(np.float64)
@@ -234,12 +235,7 @@ def _expected_error(node: ir.Node, delta: np.ndarray, mean_input: np.ndarray) ->
 # --- graph helpers (shared with quant/equalize.py) ----------------------------------------------
 
 
-def label(node: ir.Node) -> str:
-    """The node's name, or op(first output) for an unnamed node."""
-    return node.name or f"{node.op_type}({node.outputs[0].name})"
-
-
-def constant_array(value: ir.Value | None) -> np.ndarray | None:
+def initializer_array(value: ir.Value | None) -> np.ndarray | None:
     """The value's array when it is an initializer that is not also a graph input (those can be
     overridden at run time), else None."""
     if value is None or value.const_value is None or value.is_graph_input():
@@ -259,10 +255,10 @@ def ensure_bias(graph: ir.Graph, node: ir.Node, channels: int) -> np.ndarray:
     a missing bias becomes zeros of the weight's dtype, a shared one a private copy."""
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     if bias is not None and len(bias.uses()) == 1:
-        return constant_array(bias)
-    dtype = constant_array(node.inputs[1]).dtype
-    array = constant_array(bias).copy() if bias is not None else np.zeros(channels, dtype)
-    private = _new_initializer(graph, f"{label(node)}_bias", array)
+        return initializer_array(bias)
+    dtype = initializer_array(node.inputs[1]).dtype
+    array = initializer_array(bias).copy() if bias is not None else np.zeros(channels, dtype)
+    private = _new_initializer(graph, f"{node_label(node)}_bias", array)
     if len(node.inputs) < 3:
         node.resize_inputs(3)
     node.replace_input_with(2, private)
@@ -292,8 +288,6 @@ def capture_values(model: ir.Model, names: Sequence[str], feeds: list) -> dict[s
     them as graph outputs (the model itself is not touched)."""
     probe = ir.from_proto(ir.to_proto(model))
     by_name = {o.name: o for n in probe.graph for o in n.outputs} | {v.name: v for v in probe.graph.inputs}
-    for name in names:
-        if not by_name[name].is_graph_output():
-            probe.graph.outputs.append(by_name[name])
+    expose_as_outputs(probe.graph, [by_name[name] for name in names])
     outputs = run_model(ir.to_proto(probe), feeds)
     return {name: [out[name] for out in outputs] for name in names}

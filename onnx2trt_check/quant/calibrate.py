@@ -30,6 +30,7 @@ import scipy.special
 from onnx2trt_check.errors import ConfigError, InputDataError
 from onnx2trt_check.quant.qdq_math import fake_quantize, symmetric_scale
 from onnx2trt_check.runtime import create_session
+from onnx2trt_check.transforms.graph_utils import expose_as_outputs
 
 NUM_BINS = 2048
 # A histogram that would grow past this many bins (a later batch far beyond the first) has its bins
@@ -102,12 +103,10 @@ def _with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelPro
     ir_model = ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(model))
     values = {v.name: v for v in ir_model.graph.inputs}
     values.update((v.name, v) for node in ir_model.graph for v in node.outputs)
-    present = {v.name for v in ir_model.graph.outputs}
     for name in names:
         if name not in values:
             raise ConfigError(f"tensor {name!r} to calibrate is not in the graph; pass a node output or graph input name")
-        if name not in present and not values[name].is_graph_input():
-            ir_model.graph.outputs.append(values[name])
+    expose_as_outputs(ir_model.graph, [values[name] for name in names])
     return ir.serde.serialize_model(ir_model)
 
 

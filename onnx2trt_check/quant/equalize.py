@@ -29,14 +29,14 @@ import onnx_ir as ir
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.quant.bias_correction import (
     capture_values,
-    constant_array,
     ensure_bias,
-    label,
+    initializer_array,
     set_constant,
 )
 from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms import graph_utils
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
+from onnx2trt_check.transforms.graph_utils import node_label
 
 # act(x / s) == act(x) / s for every s > 0, elementwise and per channel.
 _HOMOGENEOUS_ACTIVATIONS = frozenset({"Relu", "PRelu", "LeakyRelu"})
@@ -117,7 +117,7 @@ def _collect_pairs(graph: ir.Graph, relu6: str, report: TransformReport) -> list
             continue
         reason = _pair_rejection(found, relu6)
         if reason:
-            report.skipped([label(n) for n in found.nodes], reason)
+            report.skipped([node_label(n) for n in found.nodes], reason)
         else:
             pairs.append(found)
     return pairs
@@ -131,7 +131,7 @@ def _chain_from(first: ir.Node, report: TransformReport) -> _Pair | None:
         consumers = value.consumers()
         if len(consumers) != 1 or value.is_graph_output():
             if any(c.op_type == "Conv" or c.op_type in _BETWEEN_OPS for c in consumers):
-                report.skipped([label(first)], f"value '{value.name}' also feeds other nodes or is a graph output")
+                report.skipped([node_label(first)], f"value '{value.name}' also feeds other nodes or is a graph output")
             return None
         nxt = consumers[0]
         chain.append(nxt)
@@ -171,16 +171,16 @@ def _activation_rejection(act: ir.Node, relu6: str) -> str:
 def _weights_rejection(pair: _Pair) -> str:
     for conv in (pair.first, pair.second):
         weight = conv.inputs[1]
-        if constant_array(weight) is None:
-            return f"weight of {label(conv)} is not a constant"
+        if initializer_array(weight) is None:
+            return f"weight of {node_label(conv)} is not a constant"
         if len(weight.uses()) != 1:
-            return f"weight of {label(conv)} is shared with other nodes"
-        if constant_array(weight).dtype.kind != "f":
-            return f"weight of {label(conv)} is not floating point"
+            return f"weight of {node_label(conv)} is shared with other nodes"
+        if initializer_array(weight).dtype.kind != "f":
+            return f"weight of {node_label(conv)} is not floating point"
     bias = pair.first.inputs[2] if len(pair.first.inputs) > 2 else None
-    if bias is not None and (constant_array(bias) is None or len(bias.uses()) != 1):
-        return f"bias of {label(pair.first)} is not a constant used only by it"
-    w1, w2 = (constant_array(c.inputs[1]) for c in (pair.first, pair.second))
+    if bias is not None and (initializer_array(bias) is None or len(bias.uses()) != 1):
+        return f"bias of {node_label(pair.first)} is not a constant used only by it"
+    w1, w2 = (initializer_array(c.inputs[1]) for c in (pair.first, pair.second))
     if w1.shape[0] != w2.shape[1] * pair.group:
         return f"channel counts differ: {w1.shape[0]} out of the first conv, {w2.shape[1] * pair.group} into the second"
     return ""
@@ -245,15 +245,15 @@ def _swap_effect(original: onnx.ModelProto, swapped: onnx.ModelProto, feeds) -> 
 def _equalize_pairs(pairs: list[_Pair], max_iterations: int, tolerance: float, report: TransformReport) -> None:
     """Sweep over all pairs until no scale moves by `tolerance`; weights live in float64 meanwhile
     so that many sweeps do not accumulate float32 rounding."""
-    weights = {id(v): constant_array(v).astype(np.float64) for p in pairs for v in _scaled_values(p)}
+    weights = {id(v): initializer_array(v).astype(np.float64) for p in pairs for v in _scaled_values(p)}
     change, sweeps = np.inf, 0
     while sweeps < max_iterations and change >= tolerance:
         change = max(_equalize_pair(pair, weights) for pair in pairs) if pairs else 0.0
         sweeps += 1
     for pair in pairs:
         for value in _scaled_values(pair):
-            set_constant(value, weights[id(value)].astype(constant_array(value).dtype))
-        report.matched([label(n) for n in pair.nodes], f"equalized {constant_array(pair.first.inputs[1]).shape[0]} channels")
+            set_constant(value, weights[id(value)].astype(initializer_array(value).dtype))
+        report.matched([node_label(n) for n in pair.nodes], f"equalized {initializer_array(pair.first.inputs[1]).shape[0]} channels")
     report.figures.update(cle_sweeps=sweeps, cle_converged=bool(change < tolerance), cle_last_change=float(change))
 
 
@@ -329,10 +329,10 @@ def _absorb_rejection(pair: _Pair, report: TransformReport) -> str:
         reason = "high-bias absorption needs a Relu-like activation between the convs"
     elif _pads_zeros(pair.second):
         reason = "second conv pads with zeros: an absorbed bias would be wrong at the borders"
-    elif len(pair.second.inputs) > 2 and pair.second.inputs[2] is not None and constant_array(pair.second.inputs[2]) is None:
+    elif len(pair.second.inputs) > 2 and pair.second.inputs[2] is not None and initializer_array(pair.second.inputs[2]) is None:
         reason = "bias of the second conv is not a constant initializer"
     if reason:
-        report.skipped([label(n) for n in pair.nodes], reason)
+        report.skipped([node_label(n) for n in pair.nodes], reason)
     return reason
 
 
@@ -353,7 +353,7 @@ def high_bias_amount(batches: list[np.ndarray]) -> np.ndarray:
 
 
 def _move_bias(graph: ir.Graph, pair: _Pair, amount: np.ndarray) -> None:
-    w2 = constant_array(pair.second.inputs[1]).astype(np.float64)
+    w2 = initializer_array(pair.second.inputs[1]).astype(np.float64)
     b1 = ensure_bias(graph, pair.first, w2.shape[1] * pair.group)
     b2 = ensure_bias(graph, pair.second, w2.shape[0])
     # Each output row o of group g reads input channels g*C/g .. (g+1)*C/g - 1 through all its taps.

@@ -35,6 +35,7 @@ from ..quant.insert_qdq import plan_qdq
 from ..quant.quantize import QuantizeReport, quantize_model
 from ..runtime import create_session, output_names, run_feeds
 from ..transforms.fold_conv_bn import fold_conv_bn
+from ..transforms.graph_utils import node_label
 from .base import Target
 
 NO_CALIBRATION_REASON = "no calibration data and the model holds no Q/DQ nodes; pass --calibration-data calib.npz"
@@ -117,7 +118,7 @@ def _weight_quantized_layers(model: onnx.ModelProto, settings: Int8Settings) -> 
     plan = plan_qdq(model, per_channel=settings.per_channel, exclude=settings.exclude)
     nodes = list(ir.from_proto(model).graph)
     indices = dict.fromkeys(t.node for t in plan.targets if t.kind == "weight")
-    return [bias_correction.label(nodes[i]) for i in indices if nodes[i].op_type in ("Conv", "Gemm")]
+    return [node_label(nodes[i]) for i in indices if nodes[i].op_type in ("Conv", "Gemm")]
 
 
 def report_figures(build: Int8Build) -> dict:

@@ -237,6 +237,14 @@ def replace_with_nodes(graph: ir.Graph, old_nodes, new_nodes, old_output: ir.Val
     )
 
 
+def expose_as_outputs(graph: ir.Graph, values) -> None:
+    """Make each value a graph output too (those already outputs stay as they are), so ONNX Runtime
+    returns intermediate tensors: calibration, statistics and bias correction read them this way."""
+    for value in values:
+        if not value.is_graph_output() and not value.is_graph_input():
+            graph.outputs.append(value)
+
+
 def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
     """A deep copy: what a transform returns when it changed nothing."""
     proto = onnx.ModelProto()
