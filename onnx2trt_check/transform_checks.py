@@ -217,14 +217,14 @@ def _mapped(feeds, inputs: set[str], function, settings: TransformSettings) -> l
     return [{name: apply(array) if name in inputs else array for name, array in feed.items()} for feed in feeds]
 
 
-def verify_external_normalization(before, after, feeds, result, options) -> Verification:
+def verify_external_normalization(before, after, feeds, result, options, run=None) -> Verification:
     """The folded model on raw feeds against the original on those raw feeds normalized again,
     (raw - mean) / std in float64: both see the same raw data, as a deployment would feed it."""
     from .runtime import run_model
     from .transforms.verify import Verification, compare_runs, verify_values
 
     if options.get("mean") is None and options.get("std") is None:
-        return verify_values(before, after, feeds, result, options)
+        return verify_values(before, after, feeds, result, options, **({"run": run} if run else {}))
     settings = TransformSettings(mean=options.get("mean"), std=options.get("std"))
     inputs = folded_inputs(result.report)
     raw = raw_feeds(feeds, inputs, settings)

@@ -98,6 +98,20 @@ def test_default_pipeline_transforms_and_verifies_every_step():
     np.testing.assert_allclose(1 / (1 + np.exp(-logits.astype(np.float64))), expected, atol=1e-5)
 
 
+def test_every_model_of_the_pipeline_runs_once(monkeypatch):
+    """A step's result is the next step's `before`: its outputs are reused, not computed again.
+    Each modifying step runs its result; only the first step also runs the original."""
+    import onnx2trt_check.transforms.pipeline as pipeline_module
+
+    ran = []
+    monkeypatch.setattr(pipeline_module, "run_model", lambda model, feeds: ran.append(model) or run_model(model, feeds))
+    result = run_pipeline(detector(), feeds())
+    modifying = sum(step.modified for step in result.steps)
+    assert result.passed and modifying >= 3
+    assert len(ran) == modifying + 1
+    assert len({id(model) for model in ran}) == len(ran)
+
+
 def _perturb_first_weight(model: onnx.ModelProto) -> TransformResult:
     """A 'transform' with a small bug: scales the first Conv's weight by 1.01."""
     broken = onnx.ModelProto()

@@ -14,7 +14,9 @@ import numpy as np
 import onnx
 
 from onnx2trt_check.errors import CheckError, ConfigError
+from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms.base import TransformReport
+from onnx2trt_check.transforms.graph_utils import copy_model
 from onnx2trt_check.transforms.registry import (
     TRANSFORMS,
     RegisteredTransform,
@@ -76,15 +78,21 @@ def run_pipeline(
     entries = _resolve(passes)
     options = _checked_options(options, entries)
     feeds = as_feed_list(feeds)
+    run = _RememberingRunner(feeds)
     current, steps = model, []
     for entry in entries:
         kwargs = {**entry.defaults, **options.get(entry.name, {})}
-        step, candidate = _run_step(entry, current, feeds, kwargs)
+        step, candidate = _run_step(entry, current, feeds, kwargs, run)
         steps.append(step)
         if not step.passed:
-            return PipelineResult(current, steps, entry.name)
+            return PipelineResult(_not_the_input(current, model), steps, entry.name)
         current = candidate
-    return PipelineResult(current, steps)
+    return PipelineResult(_not_the_input(current, model), steps)
+
+
+def _not_the_input(current: onnx.ModelProto, model: onnx.ModelProto) -> onnx.ModelProto:
+    """The result is never the caller's own proto (editing it must not edit their model)."""
+    return copy_model(model) if current is model else current
 
 
 def _resolve(passes) -> list[RegisteredTransform]:
@@ -104,7 +112,27 @@ def _checked_options(options, entries) -> dict:
     return options
 
 
-def _run_step(entry: RegisteredTransform, model, feeds, kwargs) -> tuple[PipelineStep, onnx.ModelProto]:
+class _RememberingRunner:
+    """run_model that remembers the outputs of the last models it ran on the pipeline's feeds: a
+    step's result is the next step's `before`, so every model of the pipeline runs once, not twice
+    (an ONNX Runtime session per run is most of a verified step's time)."""
+
+    def __init__(self, feeds: list) -> None:
+        self._feeds = feeds
+        self._remembered: list[tuple[onnx.ModelProto, list]] = []  # (model, outputs), the newest last
+
+    def __call__(self, model: onnx.ModelProto, feeds) -> list:
+        if len(feeds) != len(self._feeds) or any(a is not b for a, b in zip(feeds, self._feeds)):
+            return run_model(model, feeds)  # other feeds (a verifier that maps them): nothing to reuse
+        for known, outputs in self._remembered:
+            if known is model:
+                return outputs
+        outputs = run_model(model, feeds)
+        self._remembered = [*self._remembered[-1:], (model, outputs)]
+        return outputs
+
+
+def _run_step(entry: RegisteredTransform, model, feeds, kwargs, run) -> tuple[PipelineStep, onnx.ModelProto]:
     nodes_before = len(model.graph.node)
     try:
         result = entry.function(model, **kwargs)
@@ -115,11 +143,11 @@ def _run_step(entry: RegisteredTransform, model, feeds, kwargs) -> tuple[Pipelin
                             error=f"raised {type(error).__name__}: {error}"), model
     step = PipelineStep(entry.name, result.modified, True, nodes_before, len(result.model.graph.node), result.report)
     if result.modified:
-        _verify(step, entry, model, result, feeds, kwargs)
-    return step, result.model
+        _verify(step, entry, model, result, feeds, kwargs, run)
+    return step, result.model if result.modified else model  # an unchanged copy would defeat `run`'s memory
 
 
-def _verify(step: PipelineStep, entry: RegisteredTransform, before, result, feeds, kwargs) -> None:
+def _verify(step: PipelineStep, entry: RegisteredTransform, before, result, feeds, kwargs, run) -> None:
     try:
         onnx.checker.check_model(result.model)
     except onnx.checker.ValidationError as error:
@@ -127,7 +155,7 @@ def _verify(step: PipelineStep, entry: RegisteredTransform, before, result, feed
         return
     verifier = entry.verifier or verify_values
     try:
-        step.verification = verifier(before, result.model, feeds, result, kwargs)
+        step.verification = verifier(before, result.model, feeds, result, kwargs, run=run)
     except Exception as error:  # noqa: BLE001 - e.g. ONNX Runtime cannot load the result
         step.passed, step.error = False, f"verification raised {type(error).__name__}: {error}"
         return

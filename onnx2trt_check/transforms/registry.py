@@ -45,8 +45,8 @@ from onnx2trt_check.transforms.simplify import optimize, simplify
 class RegisteredTransform(NamedTuple):
     """A transform by name, with the keyword options it runs with by default.
 
-    `verifier`, when set, replaces value equivalence in the pipeline (same signature as
-    `pipeline.verify_values`).
+    `verifier`, when set, replaces value equivalence in the pipeline (same signature, `run` keyword included, as
+    `verify.verify_values`).
     """
 
     name: str

@@ -21,7 +21,7 @@ from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
 from onnx2trt_check.transforms.graph_utils import is_op, node_label, to_ir, to_onnx
-from onnx2trt_check.transforms.verify import Verification, compare_runs
+from onnx2trt_check.transforms.verify import Runner, Verification, compare_runs
 
 # Rounding allowance of the probability, in ulps of 0.5 (absolute, not relative to t): ONNX
 # Runtime's float32 Sigmoid is a vectorized approximation whose absolute error is up to ~2.8 ulps
@@ -94,12 +94,12 @@ def decisions_agree(probabilities: np.ndarray, logits: np.ndarray, t: float) -> 
                              int(in_band.sum()), int(np.count_nonzero(differ & in_band)), int(z.size))
 
 
-def verify_decisions(before, after, feeds, result: TransformResult, options) -> Verification:
+def verify_decisions(before, after, feeds, result: TransformResult, options, run: Runner = run_model) -> Verification:
     """The pipeline's rule for this transform: on `feeds`, every stripped output decides like the
     original at 0.5 and at each of `options["thresholds"]` (`decisions_agree`), and every other
     output keeps its values (`verify.compare_runs`)."""
     feeds = list(feeds)
-    expected, actual = run_model(before, feeds), run_model(after, feeds)
+    expected, actual = run(before, feeds), run(after, feeds)
     stripped = result.report.figures.get("stripped_outputs", [])
     thresholds = sorted({0.5, *map(float, options.get("thresholds", ()))})
     agreements = [
