@@ -7,7 +7,8 @@ grows with the graph.
    checked by onnx.checker and verified in ONNX Runtime on one feed), each as a ratio to
    load+save measured in the same run. Goal: < 2x.
 2. Linearity: chains of Conv-BN-Relu blocks and of RepVGG blocks, 2,000 blocks against 200.
-   Goal: about 10x, not 100x.
+   Goal: about 10x, not 100x. onnxoptimizer alone is quadratic in node count; `optimize` runs it in
+   windows of 500 nodes (onnx2trt_check/transforms/windows.py), and the line says how many.
 
 Usage: python benchmarks/bench_transforms.py [--size 64] [--repeats 3] [--profile]
 `--profile` prints cProfile's top functions of the pipeline on the large cases.
@@ -157,13 +158,19 @@ def bench_linearity(small: int, large: int, repeats: int, profile: bool, *, kind
             times[blocks] = (rewrite_s, pipeline_s)
             print(f"  {kind} x{blocks}: {len(model.graph.node)} nodes, transforms only {rewrite_s:.3f} s, run_pipeline "
                   f"{pipeline_s:.3f} s ({'passed' if result.passed else 'FAILED at ' + result.failed_step}, "
-                  f"-> {len(result.model.graph.node)} nodes)")
+                  f"-> {len(result.model.graph.node)} nodes{_windows(result)})")
         (small_rewrite, small_pipe), (large_rewrite, large_pipe) = times[small], times[large]
         print(f"  {kind}: {large} vs {small} blocks: transforms only {large_rewrite / small_rewrite:.1f}x, "
               f"run_pipeline {large_pipe / small_pipe:.1f}x (goal ~{large / small:.0f}x, not {(large / small) ** 2:.0f}x)")
         if profile:
             large_model = chain_model(large, kind=kind)
             print_profile(lambda m=large_model: pipeline(m, random_feed(m)))
+
+
+def _windows(result) -> str:
+    """How the optimize step ran: onnxoptimizer window by window above 500 nodes (windows.py)."""
+    step = next((step for step in result.steps if step.name == "optimize" and step.report), None)
+    return f", optimize in {step.report.figures['windows']} windows" if step and step.report.figures.get("windows") else ""
 
 
 def print_profile(function, top: int = 15) -> None:

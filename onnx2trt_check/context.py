@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import runtime
+from . import protos, runtime
 from .config import ToleranceConfig
 from .data import Feed, FeedOptions, make_feeds
 from .fileio import atomic_write_bytes
@@ -112,8 +112,4 @@ _KEEP_BYTES = 1024
 def weightless(proto: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of the model whose large initializers are graph inputs of the same type and shape, so
     shape inference and type walks do not copy the weights (a 100 MB model stays a few kB)."""
-    graph = proto.graph
-    small = [t for t in graph.initializer if t.ByteSize() <= _KEEP_BYTES]
-    large = [onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in graph.initializer if t.ByteSize() > _KEEP_BYTES]
-    copy = onnx.helper.make_graph(graph.node, graph.name, [*graph.input, *large], graph.output, small, value_info=graph.value_info)
-    return onnx.helper.make_model(copy, opset_imports=proto.opset_import, ir_version=proto.ir_version, functions=proto.functions)
+    return protos.without_large_weights(proto, _KEEP_BYTES)[0]

@@ -251,36 +251,3 @@ def copy_model(model: onnx.ModelProto) -> onnx.ModelProto:
     proto.CopyFrom(model)
     return proto
 
-
-def model_with_graph(model: onnx.ModelProto, graph: onnx.GraphProto) -> onnx.ModelProto:
-    """`model`'s header (IR version, opsets, functions, metadata) around `graph`, without copying
-    `model`'s own graph and its weights on the way."""
-    proto = onnx.ModelProto()
-    for field, value in model.ListFields():
-        if field.name == "graph":
-            continue
-        if hasattr(value, "extend"):  # a repeated field (FieldDescriptor.label is deprecated)
-            getattr(proto, field.name).extend(value)
-        elif field.message_type is not None:
-            getattr(proto, field.name).CopyFrom(value)
-        else:
-            setattr(proto, field.name, value)
-    proto.graph.CopyFrom(graph)
-    return proto
-
-
-def names_read(node: onnx.NodeProto) -> list[str]:
-    """Every outer-scope value name a NodeProto reads: its inputs and what its subgraphs (If,
-    Loop, Scan bodies) capture from the enclosing graph."""
-    names = [name for name in node.input if name]
-    for attribute in node.attribute:
-        for subgraph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
-            names.extend(_captured(subgraph))
-    return names
-
-
-def _captured(graph: onnx.GraphProto) -> list[str]:
-    """Names a subgraph reads that it does not define itself."""
-    defined = {v.name for v in graph.input} | {t.name for t in graph.initializer} | {n for node in graph.node for n in node.output}
-    read = [name for node in graph.node for name in names_read(node)] + [o.name for o in graph.output]
-    return [name for name in read if name not in defined]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import onnx
 import onnxoptimizer
 
+from onnx2trt_check import protos
 from onnx2trt_check.transforms import graph_utils as gu
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
 from onnx2trt_check.transforms.windows import WindowRun, run_in_windows
@@ -25,7 +26,7 @@ def simplify(model: onnx.ModelProto, *, fuse_bn: bool = True) -> TransformResult
     leaves BatchNormalization to our own folds (onnxsim's skip_fuse_bn). Defaults to True."""
     import onnxsim  # here, not at the top: it imports torch where torch is installed (seconds)
 
-    simplified, _ = onnxsim.simplify(_copy(model), check_n=0, skip_fuse_bn=not fuse_bn, certify=False)
+    simplified, _ = onnxsim.simplify(gu.copy_model(model), check_n=0, skip_fuse_bn=not fuse_bn, certify=False)
     return _result(model, simplified, list(_ONNXSIM_STEPS), tool="onnxsim")
 
 
@@ -56,38 +57,29 @@ def optimize(model: onnx.ModelProto, *, passes: Sequence[str] | None = None, win
     def optimized_graph(whole: onnx.ModelProto) -> onnx.ModelProto:
         nonlocal run
         if window is None or len(whole.graph.node) <= window:
-            return tool(_copy(whole))
+            return tool(gu.copy_model(whole))
         optimized, run = run_in_windows(whole, tool, window)
         return optimized
 
     if _PASSES_READING_WEIGHTS.intersection(passes):
-        optimized = optimized_graph(model)
+        result = _result(model, optimized_graph(model), passes, tool="onnxoptimizer")
     else:
-        light, stash = _without_large_weights(model)
-        optimized = _with_weights(optimized_graph(light), stash)
-    result = _result(model, optimized, passes, tool="onnxoptimizer")
+        light, stash = protos.without_large_weights(model, _LARGE_WEIGHT_BYTES)
+        optimized_light = optimized_graph(light)
+        # Whether anything changed is decided on the light models: comparing 100 MB of weights
+        # that were set aside untouched would cost more than the optimization.
+        modified = not _same_graph(light, optimized_light)
+        result = _result(model, _with_weights(optimized_light, stash), passes, tool="onnxoptimizer", modified=modified)
     result.report.figures["windows"] = run.windows
     for reason in run.discarded:
         result.report.skipped([], reason)
     return result
 
 
-def _without_large_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, onnx.TensorProto]]:
-    """A copy whose large initializers are graph inputs of the same type and shape (no values),
-    and the initializers taken out, by name."""
-    stash = {t.name: t for t in model.graph.initializer if t.ByteSize() > _LARGE_WEIGHT_BYTES}
-    graph = model.graph
-    kept = [t for t in graph.initializer if t.name not in stash]
-    placeholders = [onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in stash.values()]
-    light_graph = onnx.helper.make_graph(graph.node, graph.name, [*graph.input, *placeholders], graph.output, kept,
-                                         doc_string=graph.doc_string, value_info=graph.value_info)
-    return gu.model_with_graph(model, light_graph), stash
-
-
 def _with_weights(optimized: onnx.ModelProto, stash: dict[str, onnx.TensorProto]) -> onnx.ModelProto:
     """The placeholders back into initializers; weights no node reads any more are dropped."""
     graph = optimized.graph
-    used = {name for node in graph.node for name in gu.names_read(node)} | {o.name for o in graph.output}
+    used = {name for node in graph.node for name in protos.names_read(node)} | {o.name for o in graph.output}
     inputs = [i for i in graph.input if i.name not in stash]
     del graph.input[:]
     graph.input.extend(inputs)
@@ -95,18 +87,19 @@ def _with_weights(optimized: onnx.ModelProto, stash: dict[str, onnx.TensorProto]
     return optimized
 
 
-def _result(before: onnx.ModelProto, after: onnx.ModelProto, passes: list[str], *, tool: str) -> TransformResult:
+def _result(before: onnx.ModelProto, after: onnx.ModelProto, passes: list[str], *, tool: str, modified: bool | None = None) -> TransformResult:
     report = TransformReport(figures={
         "nodes_before": len(before.graph.node),
         "nodes_after": len(after.graph.node),
         "passes": passes,
     })
-    modified = not _same_graph(before, after)
+    if modified is None:
+        modified = not _same_graph(before, after)
     if modified:
         report.matched([], f"{tool}: {len(before.graph.node)} -> {len(after.graph.node)} nodes")
     else:
         report.skipped([], f"{tool} found nothing to change")
-    return TransformResult(after if modified else _copy(before), modified, report)
+    return TransformResult(after if modified else gu.copy_model(before), modified, report)
 
 
 def _same_graph(before: onnx.ModelProto, after: onnx.ModelProto) -> bool:
@@ -132,8 +125,3 @@ def _node_key(node: onnx.NodeProto) -> bytes:
 def _initializers(graph: onnx.GraphProto) -> dict[str, tuple]:
     return {t.name: (t.data_type, tuple(t.dims), t.raw_data, tuple(t.float_data), tuple(t.int64_data), tuple(t.int32_data)) for t in graph.initializer}
 
-
-def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    return copy

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 
 import onnx
 
-from onnx2trt_check.transforms import graph_utils as gu
+from onnx2trt_check import protos
 
 Tool = Callable[[onnx.ModelProto], onnx.ModelProto]
 
@@ -98,7 +98,7 @@ class _Boundary:
     @classmethod
     def of(cls, part: list[onnx.NodeProto], stop: int, last_reader: dict[str, int], initializers) -> _Boundary:
         produced = _produced(part)
-        outer = _unique(name for node in part for name in gu.names_read(node) if name not in produced)
+        outer = _unique(name for node in part for name in protos.names_read(node) if name not in produced)
         outputs = [name for node in part for name in node.output if name and last_reader.get(name, -1) >= stop]
         return cls(
             inputs=tuple(n for n in outer if n not in initializers),
@@ -163,15 +163,15 @@ def _reassembled(model: onnx.ModelProto, nodes: list[onnx.NodeProto], initialize
     (unused, or only a graph output) is in no window and is kept as it was: dropping it is a pass's
     decision, and windows cannot take it."""
     graph = model.graph
-    read_by_nodes = {name for node in graph.node for name in gu.names_read(node)}
+    read_by_nodes = {name for node in graph.node for name in protos.names_read(node)}
     outputs = {o.name for o in graph.output}
     untouched = [t for t in graph.initializer if t.name not in initializers and (t.name not in read_by_nodes or t.name in outputs)]
-    present = _produced(nodes) | {name for node in nodes for name in gu.names_read(node)}
+    present = _produced(nodes) | {name for node in nodes for name in protos.names_read(node)}
     new_graph = onnx.helper.make_graph(
         nodes, graph.name, graph.input, graph.output, [*initializers.values(), *untouched],
         doc_string=graph.doc_string, value_info=[v for v in graph.value_info if v.name in present],
     )
-    return gu.model_with_graph(model, new_graph)
+    return protos.model_with_graph(model, new_graph)
 
 
 # --- names ------------------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def _last_reader(graph: onnx.GraphProto) -> dict[str, int]:
     """Name -> index of the last node that reads it; graph outputs count as read after every node."""
     last = {}
     for index, node in enumerate(graph.node):
-        for name in gu.names_read(node):
+        for name in protos.names_read(node):
             last[name] = index
     for output in graph.output:
         last[output.name] = len(graph.node)
@@ -196,7 +196,7 @@ def _all_names(graph: onnx.GraphProto) -> set[str]:
     names = {v.name for v in (*graph.input, *graph.output, *graph.value_info)} | {t.name for t in graph.initializer}
     for node in graph.node:
         names.update(node.output)
-        names.update(gu.names_read(node))
+        names.update(protos.names_read(node))
     return names
 
 
