@@ -1,8 +1,9 @@
 """ONNX Runtime on the CPU for every part of the project that executes a graph: the reference
 (graph optimizations off), the `ort` target (all on), transforms' and quantizers' own checks.
 
-Session options are decided here, once. This module depends on nothing else of the package, so
-library code (transforms, quant, bisect) can run models without importing the target registry.
+Session options are decided here, once. This module depends on nothing else of the package but
+protos (a leaf), so library code (transforms, quant, bisect) can run models without importing the
+target registry.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import onnx
 import onnxruntime as ort
+
+from onnx2trt_check.protos import raw_data_bytes
 
 ModelSource = str | os.PathLike | bytes | onnx.ModelProto
 
@@ -56,7 +59,7 @@ def _without_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[tupl
     inputs = {i.name for i in graph.input}
     large = [
         t for t in graph.initializer
-        if t.name not in inputs and t.data_type in _HANDED_OVER_TYPES and t.ByteSize() > _HANDED_OVER_BYTES
+        if t.name not in inputs and t.data_type in _HANDED_OVER_TYPES and t.HasField("raw_data") and raw_data_bytes(t) > _HANDED_OVER_BYTES
     ]
     if not large:
         return model, []

@@ -10,13 +10,13 @@ from onnx2trt_check.runtime import create_session, run_feeds, run_model
 
 def _matmul_model(dtype: np.dtype, *, as_input: bool = False) -> onnx.ModelProto:
     rng = np.random.default_rng(0)
-    weight = rng.normal(size=(256, 128)).astype(dtype)  # 128 kB in float32: above the hand-over size
+    weight = rng.normal(size=(256, 160)).astype(dtype)  # 160 kB in float32, 80 kB in float16: above the 64 kB hand-over size
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     inputs = [helper.make_tensor_value_info("x", elem, [2, 256])]
     if as_input:  # an initializer that is also an input may be overridden at run time: it must stay
-        inputs.append(helper.make_tensor_value_info("w", elem, [256, 128]))
+        inputs.append(helper.make_tensor_value_info("w", elem, [256, 160]))
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g", inputs, [helper.make_tensor_value_info("y", elem, [2, 128])],
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "g", inputs, [helper.make_tensor_value_info("y", elem, [2, 160])],
         [numpy_helper.from_array(weight, "w")],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -37,5 +37,5 @@ def test_in_memory_sessions_equal_sessions_from_bytes(tmp_path, dtype, optimized
 
 def test_an_initializer_that_is_also_an_input_stays_overridable():
     model = _matmul_model(np.float32, as_input=True)
-    feed = {"x": np.ones((2, 256), np.float32), "w": np.zeros((256, 128), np.float32)}
+    feed = {"x": np.ones((2, 256), np.float32), "w": np.zeros((256, 160), np.float32)}
     assert not np.any(run_model(model, [feed])[0]["y"])

@@ -73,12 +73,15 @@ def fake_quantize(x, scale, *, axis: int | None = None) -> np.ndarray:
 
 
 def symmetric_scale(amax) -> np.ndarray | np.float32:
-    """scale = amax / 127 (scalar or per channel). An amax of 0 (an all-zero tensor or channel)
-    gets scale 1.0 instead of 0, which would make x / scale undefined; zeros still quantize to 0."""
+    """scale = amax / 127 (scalar or per channel). A range whose scale would be 0 or subnormal
+    (amax < 127 * float32 tiny, ~1.5e-36: an all-zero tensor or channel) gets scale 1.0, as in
+    onnxruntime.quantization: x / 0 is undefined, and a subnormal scale has too few bits to map
+    amax to 127. Such values quantize to 0."""
     amax = np.asarray(amax, dtype=np.float32)
     if not np.all(np.isfinite(amax)) or np.any(amax < 0):
         raise ConfigError(f"amax must be finite and >= 0, got {amax.ravel()[:4]}; check the calibration data for NaN/Inf")
-    scale = np.where(amax > 0, amax / np.float32(SYMMETRIC_LEVELS), np.float32(ZERO_RANGE_SCALE)).astype(np.float32)
+    scale = amax / np.float32(SYMMETRIC_LEVELS)
+    scale = np.where(scale >= np.finfo(np.float32).tiny, scale, np.float32(ZERO_RANGE_SCALE)).astype(np.float32)
     return scale[()] if scale.ndim == 0 else scale
 
 
