@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnxoptimizer
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
+from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.transforms.registry import get_transform
 from onnx2trt_check.transforms.simplify import optimize
 from onnx2trt_check.transforms.verify import check_equivalence
@@ -264,3 +266,8 @@ def test_optimize_uses_windows_above_the_window_size_only():
     assert op_types(small.model) == op_types(whole.model)
     assert check_equivalence(model, windowed.model, [feed()]).passed
     assert len(windowed.model.graph.node) <= len(model.graph.node) - 4  # the Identities at least
+
+
+def test_a_window_of_fewer_than_two_nodes_is_a_usage_error():
+    with pytest.raises(ConfigError, match="window=1"):
+        optimize(chain(["tanh"] * 3), window=1)

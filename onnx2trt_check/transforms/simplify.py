@@ -49,23 +49,16 @@ def optimize(model: onnx.ModelProto, *, passes: Sequence[str] | None = None, win
     is optimized in windows of that many nodes (windows.py); `window=None` runs the whole graph at
     once, whatever its size."""
     passes = list(onnxoptimizer.get_fuse_and_elimination_passes() if passes is None else passes)
-    run = WindowRun()
 
     def tool(part: onnx.ModelProto) -> onnx.ModelProto:
-        return onnxoptimizer.optimize(part, passes)
-
-    def optimized_graph(whole: onnx.ModelProto) -> onnx.ModelProto:
-        nonlocal run
-        if window is None or len(whole.graph.node) <= window:
-            return tool(gu.copy_model(whole))
-        optimized, run = run_in_windows(whole, tool, window)
-        return optimized
+        return onnxoptimizer.optimize(part, passes)  # serializes its input: `part` is not modified
 
     if _PASSES_READING_WEIGHTS.intersection(passes):
-        result = _result(model, optimized_graph(model), passes, tool="onnxoptimizer")
+        optimized, run = _whole_or_in_windows(model, tool, window)
+        result = _result(model, optimized, passes, tool="onnxoptimizer")
     else:
         light, stash = protos.without_large_weights(model, _LARGE_WEIGHT_BYTES)
-        optimized_light = optimized_graph(light)
+        optimized_light, run = _whole_or_in_windows(light, tool, window)
         # Whether anything changed is decided on the light models: comparing 100 MB of weights
         # that were set aside untouched would cost more than the optimization.
         modified = not _same_graph(light, optimized_light)
@@ -74,6 +67,12 @@ def optimize(model: onnx.ModelProto, *, passes: Sequence[str] | None = None, win
     for reason in run.discarded:
         result.report.skipped([], reason)
     return result
+
+
+def _whole_or_in_windows(model: onnx.ModelProto, tool, window: int | None) -> tuple[onnx.ModelProto, WindowRun]:
+    if window is None or len(model.graph.node) <= window:
+        return tool(model), WindowRun()
+    return run_in_windows(model, tool, window)
 
 
 def _with_weights(optimized: onnx.ModelProto, stash: dict[str, onnx.TensorProto]) -> onnx.ModelProto:

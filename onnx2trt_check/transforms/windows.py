@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 import onnx
 
 from onnx2trt_check import protos
+from onnx2trt_check.errors import ConfigError
 
 Tool = Callable[[onnx.ModelProto], onnx.ModelProto]
 
@@ -45,7 +46,7 @@ def run_in_windows(model: onnx.ModelProto, tool: Tool, window: int) -> tuple[onn
     """`tool` applied to `model` window by window (see the module docstring): two sweeps, the second
     offset by half a window. `model` is not modified."""
     if window < 2:
-        raise ValueError(f"window={window}: a window needs at least 2 nodes")
+        raise ConfigError(f"window={window}: a window needs at least 2 nodes; pass window >= 2 (or None for the whole graph)")
     run = WindowRun()
     current = model
     for sweep, offset in enumerate((0, window // 2)):
