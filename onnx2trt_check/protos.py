@@ -68,4 +68,5 @@ def without_large_weights(model: onnx.ModelProto, min_bytes: int) -> tuple[onnx.
     placeholders = [onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in stash.values()]
     light_graph = onnx.helper.make_graph(graph.node, graph.name, [*graph.input, *placeholders], graph.output, kept,
                                          doc_string=graph.doc_string, value_info=graph.value_info)
+    light_graph.sparse_initializer.extend(graph.sparse_initializer)
     return model_with_graph(model, light_graph), stash

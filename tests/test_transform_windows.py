@@ -121,12 +121,19 @@ def op_types(model: onnx.ModelProto) -> list[str]:
 
 @settings(max_examples=40)
 @given(blocks=st.lists(st.sampled_from(BLOCKS), min_size=2, max_size=24), window=st.integers(2, 9),
-       fuse_bn=st.booleans(), seed=st.integers(0, 999))
-def test_windowed_onnxoptimizer_keeps_the_function_and_a_valid_graph(blocks, window, fuse_bn, seed):
+       fuse_bn=st.booleans(), annotated=st.booleans(), overridable=st.booleans(), seed=st.integers(0, 999))
+def test_windowed_onnxoptimizer_keeps_the_function_and_a_valid_graph(blocks, window, fuse_bn, annotated, overridable, seed):
     """Any chain, any window size: onnx.checker passes, ONNX Runtime gives the same outputs, the
     interface is unchanged and the input model is untouched. With fuse_bn_into_conv, a Conv weight
-    shared by windows must not be folded for all of them."""
+    shared by windows must not be folded for all of them. `annotated`: shapes inferred for every
+    intermediate (passes that need shapes fire); `overridable`: the Mul-by-one constants are also
+    graph inputs, defaults a feed may override."""
     model = chain(blocks, seed)
+    if overridable:
+        model.graph.input.extend(helper.make_tensor_value_info(t.name, TensorProto.FLOAT, [1]) for t in model.graph.initializer
+                                 if t.name.startswith("one"))
+    if annotated:
+        model = onnx.shape_inference.infer_shapes(model)
     original = model.SerializeToString()
     passes = DEFAULT_PASSES + (["fuse_bn_into_conv"] if fuse_bn else [])
 
@@ -271,3 +278,105 @@ def test_optimize_uses_windows_above_the_window_size_only():
 def test_a_window_of_fewer_than_two_nodes_is_a_usage_error():
     with pytest.raises(ConfigError, match="window=1"):
         optimize(chain(["tanh"] * 3), window=1)
+
+
+# --- regressions found in review: each built to fail before its fix ---------------------------------
+
+
+def _vi(name: str, shape=(1, 4)):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape))
+
+
+def _model(nodes, inputs, outputs, initializers=(), *, ir_version: int = 8, opset: int = 17, **graph_fields):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, list(initializers), **graph_fields)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = ir_version
+    return model
+
+
+def _tanh_mul_chain(count: int, *, ir_version: int) -> onnx.ModelProto:
+    """x -> (Tanh -> Mul by one_i) * count, each one_i an initializer AND a graph input: an
+    overridable default (every initializer of an IR 3 model is listed like this)."""
+    nodes, current = [], "x"
+    for i in range(count):
+        nodes += [helper.make_node("Tanh", [current], [f"t{i}"]), helper.make_node("Mul", [f"t{i}", f"one{i}"], [f"m{i}"])]
+        current = f"m{i}"
+    ones = [numpy_helper.from_array(np.ones(1, np.float32), f"one{i}") for i in range(count)]
+    # value_info on the intermediates: with shapes known, eliminate_nop_with_unit may drop a Mul by one
+    typed = [_vi(name) for i in range(count) for name in (f"t{i}", f"m{i}") if name != current]
+    return _model(nodes, [_vi("x"), *(_vi(t.name, (1,)) for t in ones)], [_vi(current)], ones, ir_version=ir_version, opset=11,
+                  value_info=typed)
+
+
+@pytest.mark.parametrize("ir_version", [3, 8])
+def test_an_initializer_that_is_a_graph_input_stays_an_overridable_input(ir_version):
+    model = _tanh_mul_chain(3, ir_version=ir_version)
+    result, _ = run_in_windows(model, onnxoptimizer_tool(DEFAULT_PASSES), 2)
+    assert {t.name for t in result.graph.initializer} == {"one0", "one1", "one2"}
+    assert [i.name for i in result.graph.input] == ["x", "one0", "one1", "one2"]
+    x = {"x": np.linspace(-1, 1, 4, dtype=np.float32).reshape(1, 4)}
+    assert check_equivalence(model, result, [x]).passed
+    if ir_version >= 4:  # ONNX Runtime lets a feed override an initializer only from IR 4 on
+        overridden = {**x, "one1": np.full(1, 3.0, np.float32)}
+        assert check_equivalence(model, result, [overridden]).passed
+
+
+def test_an_ir3_model_given_new_initializers_becomes_ir4():
+    """IR 3 wants every initializer listed as an input; the ones a pass creates are not."""
+    nodes, current = [], "x"
+    for i in range(3):
+        nodes += [helper.make_node("Constant", [], [f"k{i}"], value=numpy_helper.from_array(np.full((1, 4), i, np.float32))),
+                  helper.make_node("Add", [current, f"k{i}"], [f"a{i}"])]
+        current = f"a{i}"
+    model = _model(nodes, [_vi("x")], [_vi(current)], ir_version=3, opset=8)
+    result, _ = run_in_windows(model, onnxoptimizer_tool(["extract_constant_to_initializer"]), 2)
+    onnx.checker.check_model(result, full_check=True)
+    assert result.ir_version == 4 and model.ir_version == 3
+
+
+def test_nodes_out_of_topological_order_are_sorted_first():
+    nodes, current = [], "x"
+    for i in range(6):
+        nodes += [helper.make_node("Tanh", [current], [f"t{i}"]), helper.make_node("Identity", [f"t{i}"], [f"i{i}"])]
+        current = f"i{i}"
+    model = _model(nodes[6:] + nodes[:6], [_vi("x")], [_vi(current)])
+    result, _ = run_in_windows(model, onnxoptimizer_tool(["eliminate_identity"]), 3)
+    onnx.checker.check_model(result, full_check=True)  # sorted, and every value still produced
+    assert check_equivalence(model, result, [{"x": np.ones((1, 4), np.float32)}]).passed
+
+
+def test_an_initializer_whose_doc_string_the_tool_drops_is_not_a_change():
+    weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 4, 3, 3)).astype(np.float32), "w")
+    weight.doc_string = "conv weight"
+    nodes = [helper.make_node("Conv", [f"c{i - 1}" if i else "x", "w"], [f"c{i}"], pads=[1, 1, 1, 1]) for i in range(8)]
+    model = _model(nodes, [_vi("x", SHAPE)], [_vi("c7", SHAPE)], [weight])
+    result, _ = run_in_windows(model, onnxoptimizer_tool(["eliminate_identity"]), 2)
+    assert [(t.name, t.doc_string) for t in result.graph.initializer] == [("w", "conv weight")]
+    assert not optimize(model, passes=["eliminate_identity"], window=2).modified
+
+
+def test_a_sparse_initializer_is_kept():
+    nodes = [helper.make_node("Tanh", ["x"], ["t0"]), helper.make_node("Add", ["t0", "sp"], ["a"]),
+             helper.make_node("Identity", ["a"], ["i"]), helper.make_node("Tanh", ["i"], ["t1"]), helper.make_node("Tanh", ["t1"], ["t2"])]
+    sparse = helper.make_sparse_tensor(numpy_helper.from_array(np.array([2.0], np.float32), "sp"),
+                                       numpy_helper.from_array(np.array([1], np.int64), "sp_idx"), [4])
+    model = _model(nodes, [_vi("x")], [_vi("t2")], sparse_initializer=[sparse])
+    result = optimize(model, passes=DEFAULT_PASSES, window=2)
+    assert [s.values.name for s in result.model.graph.sparse_initializer] == ["sp"]
+    assert check_equivalence(model, result.model, [{"x": np.ones((1, 4), np.float32)}]).passed
+
+
+def test_a_minted_name_never_repeats_a_name_defined_inside_a_subgraph():
+    shape = [1, 4, 5, 5]
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(size=(4, 4, 3, 3)).astype(np.float32), "w"),
+               numpy_helper.from_array(rng.normal(size=(1, 4, 1, 1)).astype(np.float32), "b"),
+               numpy_helper.from_array(np.array([1.0], np.float32), "g1"), numpy_helper.from_array(np.array([0.0], np.float32), "g0")]
+    # "_v_8_w0.0" is what the first window's new bias would be called: the then-branch owns it.
+    then = helper.make_graph([helper.make_node("Neg", ["a"], ["_v_8_w0.0"])], "then", [], [_vi("_v_8_w0.0", shape)])
+    other = helper.make_graph([helper.make_node("Abs", ["a"], ["e"])], "else", [], [_vi("e", shape)])
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Add", ["c", "b"], ["a"]),
+             helper.make_node("Greater", ["g1", "g0"], ["cond"]), helper.make_node("If", ["cond"], ["y"], then_branch=then, else_branch=other)]
+    model = _model(nodes, [_vi("x", shape)], [_vi("y", shape)], weights)
+    result, _ = run_in_windows(model, onnxoptimizer_tool(["fuse_add_bias_into_conv"]), 2)
+    onnx.checker.check_model(result, full_check=True)

@@ -24,12 +24,13 @@ the window's readers) is renamed, so windows can never collide.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from collections.abc import Callable, Iterable
 
 import onnx
 
 from onnx2trt_check import protos
-from onnx2trt_check.errors import ConfigError
+from onnx2trt_check.errors import ConfigError, ModelError
 
 Tool = Callable[[onnx.ModelProto], onnx.ModelProto]
 
@@ -48,7 +49,7 @@ def run_in_windows(model: onnx.ModelProto, tool: Tool, window: int) -> tuple[onn
     if window < 2:
         raise ConfigError(f"window={window}: a window needs at least 2 nodes; pass window >= 2 (or None for the whole graph)")
     run = WindowRun()
-    current = model
+    current = _topologically_sorted(model)
     for sweep, offset in enumerate((0, window // 2)):
         current = _sweep(current, tool, window, offset, sweep, run)
     return current, run
@@ -61,11 +62,12 @@ def _sweep(model: onnx.ModelProto, tool: Tool, window: int, offset: int, sweep: 
     names = _all_names(graph)
     initializers = {t.name: t for t in graph.initializer}
     types = {v.name: v for v in (*graph.input, *graph.value_info, *graph.output)}
+    graph_inputs = {v.name for v in graph.input}
     new_nodes: list[onnx.NodeProto] = []
     new_initializers: dict[str, onnx.TensorProto] = {}
     for index, (start, stop) in enumerate(_window_bounds(len(nodes), window, offset)):
         part, tag = nodes[start:stop], f"w{sweep}.{index}"
-        boundary = _Boundary.of(part, stop, last_reader, initializers)
+        boundary = _Boundary.of(part, stop, last_reader, initializers, graph_inputs)
         rewritten = tool(_window_model(model, part, boundary, initializers, types)).graph
         available = _produced(rewritten.node) | {t.name for t in rewritten.initializer}
         if missing := [name for name in boundary.outputs if name not in available]:
@@ -80,6 +82,39 @@ def _sweep(model: onnx.ModelProto, tool: Tool, window: int, offset: int, sweep: 
             new_initializers.setdefault(tensor.name, tensor)
         run.windows += 1
     return _reassembled(model, new_nodes, new_initializers)
+
+
+def _topologically_sorted(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` itself when every node comes after the producers of what it reads (ONNX requires
+    it; ONNX Runtime and onnxoptimizer do not), else a copy with the nodes in a stable topological
+    order: windows are cut from the node order, and a value read before its producer would
+    otherwise cross a cut unseen."""
+    nodes = list(model.graph.node)
+    producer = {name: index for index, node in enumerate(nodes) for name in node.output if name}
+    needs = [{producer[name] for name in protos.names_read(node) if producer.get(name, index) != index} for index, node in enumerate(nodes)]
+    if all(max(deps, default=-1) < index for index, deps in enumerate(needs)):
+        return model
+    readers: dict[int, list[int]] = {}
+    for index, deps in enumerate(needs):
+        for dep in deps:
+            readers.setdefault(dep, []).append(index)
+    waiting = [len(deps) for deps in needs]
+    ready = [index for index, count in enumerate(waiting) if count == 0]
+    order = []
+    while ready:  # Kahn's algorithm; the heap keeps the original order among ready nodes
+        index = heapq.heappop(ready)
+        order.append(index)
+        for reader in readers.get(index, ()):
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                heapq.heappush(ready, reader)
+    if len(order) < len(nodes):
+        raise ModelError("the graph has a cycle (a node reads, through other nodes, its own output); ONNX graphs must be acyclic")
+    graph = onnx.GraphProto()
+    graph.CopyFrom(model.graph)
+    del graph.node[:]
+    graph.node.extend(nodes[index] for index in order)
+    return protos.model_with_graph(model, graph)
 
 
 def _window_bounds(count: int, window: int, offset: int) -> list[tuple[int, int]]:
@@ -97,12 +132,14 @@ class _Boundary:
     own: frozenset[str]  # every value name the window's graph holds before the tool runs
 
     @classmethod
-    def of(cls, part: list[onnx.NodeProto], stop: int, last_reader: dict[str, int], initializers) -> _Boundary:
+    def of(cls, part: list[onnx.NodeProto], stop: int, last_reader: dict[str, int], initializers, graph_inputs) -> _Boundary:
         produced = _produced(part)
         outer = _unique(name for node in part for name in protos.names_read(node) if name not in produced)
         outputs = [name for node in part for name in node.output if name and last_reader.get(name, -1) >= stop]
         return cls(
-            inputs=tuple(n for n in outer if n not in initializers),
+            # an initializer that is also a graph input is an overridable default: the window sees it
+            # as the whole graph does, as both
+            inputs=tuple(n for n in outer if n not in initializers or n in graph_inputs),
             initializers=tuple(n for n in outer if n in initializers),
             outputs=tuple(outputs),
             own=frozenset(produced) | frozenset(outer),
@@ -137,8 +174,11 @@ def _rename_new_names(graph: onnx.GraphProto, boundary: _Boundary, names: set[st
     no other window and no other part of the model uses (`names` is updated)."""
     renames: dict[str, str] = {}
     for tensor in graph.initializer:
-        changed = tensor.name in initializers and tensor.SerializeToString() != initializers[tensor.name].SerializeToString()
-        if tensor.name not in boundary.own or changed:
+        original = initializers.get(tensor.name)
+        if original is not None and tensor.name in boundary.own and _same_values(tensor, original):
+            tensor.CopyFrom(original)  # the round trip drops doc_string and metadata_props: not a change
+            continue
+        if tensor.name not in boundary.own or original is not None:
             renames[tensor.name] = _fresh(f"{tensor.name}_{tag}", names)
             tensor.name = renames[tensor.name]
     for node in graph.node:
@@ -148,6 +188,12 @@ def _rename_new_names(graph: onnx.GraphProto, boundary: _Boundary, names: set[st
                 node.output[i] = renames[name]
         for i, name in enumerate(node.input):
             node.input[i] = renames.get(name, name)
+
+
+def _same_values(a: onnx.TensorProto, b: onnx.TensorProto) -> bool:
+    return all(getattr(a, f) == getattr(b, f) for f in (
+        "data_type", "dims", "raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data",
+        "string_data", "data_location", "external_data"))
 
 
 def _fresh(hint: str, names: set[str]) -> str:
@@ -165,14 +211,18 @@ def _reassembled(model: onnx.ModelProto, nodes: list[onnx.NodeProto], initialize
     decision, and windows cannot take it."""
     graph = model.graph
     read_by_nodes = {name for node in graph.node for name in protos.names_read(node)}
-    outputs = {o.name for o in graph.output}
-    untouched = [t for t in graph.initializer if t.name not in initializers and (t.name not in read_by_nodes or t.name in outputs)]
+    kept_anyway = {o.name for o in graph.output} | {i.name for i in graph.input}
+    untouched = [t for t in graph.initializer if t.name not in initializers and (t.name not in read_by_nodes or t.name in kept_anyway)]
     present = _produced(nodes) | {name for node in nodes for name in protos.names_read(node)}
     new_graph = onnx.helper.make_graph(
         nodes, graph.name, graph.input, graph.output, [*initializers.values(), *untouched],
         doc_string=graph.doc_string, value_info=[v for v in graph.value_info if v.name in present],
     )
-    return protos.model_with_graph(model, new_graph)
+    new_graph.sparse_initializer.extend(graph.sparse_initializer)
+    result = protos.model_with_graph(model, new_graph)
+    if result.ir_version < 4 and {t.name for t in new_graph.initializer} - {i.name for i in graph.input}:
+        result.ir_version = 4  # IR 3 lists every initializer as a graph input; onnxoptimizer's own output is IR 4 too
+    return result
 
 
 # --- names ------------------------------------------------------------------------------------------
@@ -198,6 +248,9 @@ def _all_names(graph: onnx.GraphProto) -> set[str]:
     for node in graph.node:
         names.update(node.output)
         names.update(protos.names_read(node))
+        for attribute in node.attribute:  # a name a subgraph defines must not be minted outside it (SSA)
+            for subgraph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                names |= _all_names(subgraph)
     return names
 
 
