@@ -208,7 +208,8 @@ def _fresh(hint: str, names: set[str]) -> str:
 def _reassembled(model: onnx.ModelProto, nodes: list[onnx.NodeProto], initializers: dict[str, onnx.TensorProto]) -> onnx.ModelProto:
     """`model` with the windows' nodes and initializers. An initializer no node of `model` read
     (unused, or only a graph output) is in no window and is kept as it was: dropping it is a pass's
-    decision, and windows cannot take it."""
+    decision, and windows cannot take it. One that is also a graph output or input is kept even
+    when its readers are gone: the interface does not change."""
     graph = model.graph
     read_by_nodes = {name for node in graph.node for name in protos.names_read(node)}
     kept_anyway = {o.name for o in graph.output} | {i.name for i in graph.input}
