@@ -120,9 +120,11 @@ def test_empty_feeds_are_refused():
 arrays = st.lists(st.integers(-10**6, 10**6), min_size=1, max_size=30).map(lambda v: np.array(v) / 1000.0)
 
 
-@given(ref=arrays, noise=st.floats(1e-6, 1.0), scale=st.floats(1e-3, 1e3))
-def test_relative_error_is_the_sqnr_in_amplitude_and_scale_free(ref, noise, scale):
-    got = ref + noise * np.cos(np.arange(ref.size))
+@given(ref=arrays, noise=st.floats(1e-6, 1.0), scale=st.floats(1e-3, 1e3), data=st.data())
+def test_relative_error_is_the_sqnr_in_amplitude_and_scale_free(ref, noise, scale, data):
+    touched = np.array(data.draw(st.lists(st.booleans(), min_size=ref.size, max_size=ref.size)))
+    touched[0] = True  # at least one element differs (cos(0) = 1); the others may stay exactly equal
+    got = ref + noise * np.cos(np.arange(ref.size)) * touched
     error = relative_l2_error([ref], [got])
     expected = np.linalg.norm(got - ref) / np.linalg.norm(ref) if np.any(ref) else math.inf
     assert error == pytest.approx(expected, rel=1e-9)
@@ -133,6 +135,8 @@ def test_relative_error_is_the_sqnr_in_amplitude_and_scale_free(ref, noise, scal
 
 def test_relative_error_edge_cases():
     assert relative_l2_error([np.zeros(3)], [np.zeros(3)]) == 0.0
+    # Elements that match exactly still count in the signal: sqrt(0.01) / sqrt(4) = 0.05.
+    assert relative_l2_error([np.ones(4)], [np.array([1, 1, 1, 1.1])]) == pytest.approx(0.05)
     assert relative_l2_error([np.ones(3)], [np.array([1.0, np.inf, 1.0])]) == math.inf
     assert relative_l2_error([np.array([np.inf, 1.0])], [np.array([np.inf, 1.0])]) == 0.0
     assert relative_l2_error([np.ones(3)], [np.ones(4)]) == math.inf

@@ -135,7 +135,9 @@ def test_bias_correction_uses_the_weight_granularity_of_the_settings(weight, inp
     prepared, steps = prepare_for_quantization(model, feeds, Int8Settings(per_channel=per_channel, bias_correction=True))
     # symmetric int8 by hand: one scale per output row, or one for the whole weight
     amax = np.abs(weight).max(axis=1, keepdims=True) if per_channel else np.abs(weight).max()
-    scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+    # a scale below float32's smallest normal is 1.0 (onnxruntime.quantization's rule): all zeros
+    scale = amax / np.float32(127)
+    scale = np.where(scale >= np.finfo(np.float32).tiny, scale, np.float32(1)).astype(np.float32)
     quantized = np.clip(np.round(weight / scale), -127, 127) * scale
     expected_bias = -np.mean(inputs.astype(np.float32) @ (quantized - weight).T, axis=0)
     bias_name = next(n.input[2] for n in prepared.graph.node if n.op_type == "Gemm")

@@ -255,5 +255,7 @@ def test_int8_weights_dequantize_within_half_a_step_of_the_float_weights(seed, s
     inits = _initializers(q)
     step = inits["w_scale"][:, None]
     restored = inits["w_quantized"].astype(np.float32) * step
-    assert np.all(np.abs(restored - weight) <= step / 2 * (1 + 1e-5))
+    # float32 QuantizeLinear: w / scale rounds in float32 (a quotient within half an ulp of a .5
+    # tie becomes the tie, then rounds to even) and q * scale rounds again: a few eps32 * |w| more.
+    assert np.all(np.abs(restored - weight) <= step / 2 * (1 + 1e-5) + np.abs(weight) * 1e-6)
     assert np.all(np.abs(inits["w_quantized"]).max(axis=1) == 127)
