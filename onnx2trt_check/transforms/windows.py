@@ -6,12 +6,14 @@ Import alone is therefore quadratic in node count: 0.4 s at 3,000 nodes, 12 s at
 fixed the scan upstream (onnx/onnx#8310) but no onnxoptimizer release carries the fix, and no
 library offers onnxoptimizer's passes over a partitioned graph, so this module does the partition.
 
-How: the nodes (topologically sorted, as ONNX requires) are cut into consecutive windows of at most
-`window` nodes. Each window becomes a model of its own: its graph inputs are the values it reads
+How: the nodes (sorted topologically first if they are not, which ONNX requires and ONNX Runtime
+does not) are cut into consecutive windows of at most `window` nodes. Each window becomes a model of its own: its graph inputs are the values it reads
 from outside (typed where the model says the type), its graph outputs every value it produces that a
 later node, a subgraph or the model's outputs read. The tool rewrites each window alone; a pattern
 inside a window is matched exactly as in the whole graph, and a value that leaves the window is a
-graph output there, which the onnxoptimizer passes never remove or rename. A second sweep, with the
+graph output there, which the onnxoptimizer passes never remove or rename (a window that loses
+one anyway is kept as it was, and reported). An initializer that is also a graph input is an
+overridable default and stays both, as the whole graph shows it. A second sweep, with the
 cuts shifted by half a window, gives the patterns that straddled a cut of the first sweep their
 chance. What a window cannot see: a pattern longer than half a window in node order, a duplicate
 subexpression or a dead branch spread over two windows. Those are left as they were, never broken.
