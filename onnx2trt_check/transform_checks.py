@@ -219,12 +219,13 @@ def _mapped(feeds, inputs: set[str], function, settings: TransformSettings) -> l
 
 def verify_external_normalization(before, after, feeds, result, options, run=None) -> Verification:
     """The folded model on raw feeds against the original on those raw feeds normalized again,
-    (raw - mean) / std in float64: both see the same raw data, as a deployment would feed it."""
+    (raw - mean) / std in float64: both see the same raw data, as a deployment would feed it.
+    `run` (the pipeline's remembering runner) serves the plain comparison without --mean/--std."""
     from .runtime import run_model
     from .transforms.verify import Verification, compare_runs, verify_values
 
     if options.get("mean") is None and options.get("std") is None:
-        return verify_values(before, after, feeds, result, options, **({"run": run} if run else {}))
+        return verify_values(before, after, feeds, result, options, run=run or run_model)
     settings = TransformSettings(mean=options.get("mean"), std=options.get("std"))
     inputs = folded_inputs(result.report)
     raw = raw_feeds(feeds, inputs, settings)
