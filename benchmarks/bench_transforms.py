@@ -9,6 +9,8 @@ grows with the graph.
 2. Linearity: chains of Conv-BN-Relu blocks and of RepVGG blocks, 2,000 blocks against 200.
    Goal: about 10x, not 100x. onnxoptimizer alone is quadratic in node count; `optimize` runs it in
    windows of 500 nodes (onnx2trt_check/transforms/windows.py), and the line says how many.
+3. `optimize` in windows against onnxoptimizer on the whole graph (window=None), same passes, on
+   the 2,000-block Conv-BN-Relu chain: time and nodes left by each.
 
 Usage: python benchmarks/bench_transforms.py [--size 64] [--repeats 3] [--profile]
 `--profile` prints cProfile's top functions of the pipeline on the large cases.
@@ -30,6 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnx2trt_check.transforms.pipeline import run_pipeline
 from onnx2trt_check.transforms.registry import get_transform, transform_names
+from onnx2trt_check.transforms.simplify import OPTIMIZE_WINDOW_NODES, optimize
 
 sys.path.insert(0, os.path.dirname(__file__))
 from synthetic import resnet50_like
@@ -167,6 +170,17 @@ def bench_linearity(small: int, large: int, repeats: int, profile: bool, *, kind
             print_profile(lambda m=large_model: pipeline(m, random_feed(m)))
 
 
+def bench_windows(blocks: int) -> None:
+    model = chain_model(blocks, kind="convbn")
+    passes = get_transform("optimize").defaults["passes"]
+    figures = {}
+    for label, window in (("whole graph", None), ("windows of 500", OPTIMIZE_WINDOW_NODES)):
+        seconds, result = timed(lambda w=window: optimize(model, passes=passes, window=w), 1)
+        figures[label] = seconds
+        print(f"  onnxoptimizer, {label}: {seconds:.3f} s, {len(model.graph.node)} -> {len(result.model.graph.node)} nodes")
+    print(f"  windows / whole graph: {figures['windows of 500'] / figures['whole graph']:.2f}x")
+
+
 def _windows(result) -> str:
     """How the optimize step ran: onnxoptimizer window by window above 500 nodes (windows.py)."""
     step = next((step for step in result.steps if step.name == "optimize" and step.report), None)
@@ -195,6 +209,8 @@ def main() -> None:
     bench_resnet(args.size, args.repeats, args.profile)
     print(f"linearity ({', '.join(PASSES)}), best of {args.repeats}:")
     bench_linearity(args.small, args.large, args.repeats, args.profile, kinds=args.kind or KINDS)
+    print(f"optimize on convbn x{args.large}, one run each:")
+    bench_windows(args.large)
 
 
 if __name__ == "__main__":
