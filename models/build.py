@@ -25,6 +25,7 @@ import onnx
 import onnxruntime
 import torch
 import torch.nn.functional as F
+from metrics import mask_iou, pixel_accuracy, top1_accuracy  # models/ is on sys.path when run as a script
 from networks import (  # models/ is on sys.path when run as a script
     DEAD_EVERY,
     HeatmapNet,
@@ -125,19 +126,6 @@ def export(model: nn.Module, example: np.ndarray, *, input_name: str, output_nam
 def ort_outputs(model_bytes: bytes, feeds: np.ndarray, input_name: str) -> np.ndarray:
     results = run_model(model_bytes, ({input_name: sample} for sample in feeds))
     return np.stack([next(iter(result.values())) for result in results])
-
-
-def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(logits.reshape(len(labels), -1).argmax(axis=1) == labels))
-
-
-def pixel_accuracy(heatmaps: np.ndarray, masks: np.ndarray) -> float:
-    return float(np.mean((heatmaps > 0.5) == (masks > 0.5)))
-
-
-def mask_iou(heatmaps: np.ndarray, masks: np.ndarray) -> float:
-    predicted, truth = heatmaps > 0.5, masks > 0.5
-    return float(np.sum(predicted & truth) / np.sum(predicted | truth))
 
 
 def op_counts(model: onnx.ModelProto) -> dict[str, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from onnx import numpy_helper
 from onnx2trt_check.runtime import run_model
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+sys.path.insert(0, str(MODELS_DIR))
+from metrics import mask_iou, pixel_accuracy, top1_accuracy  # noqa: E402 - models/ is not a package
+
 MANIFEST = json.loads((MODELS_DIR / "manifest.json").read_text())
 ENTRIES = MANIFEST["models"]
 NAMES = list(ENTRIES)
@@ -87,19 +91,6 @@ def nodes(model: onnx.ModelProto, op_type: str) -> list[onnx.NodeProto]:
 
 
 # ---- the math the checks use ------------------------------------------------------------------
-
-
-def top1_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(logits.reshape(len(labels), -1).argmax(axis=1) == labels))
-
-
-def pixel_accuracy(heatmaps: np.ndarray, masks: np.ndarray) -> float:
-    return float(np.mean((heatmaps > 0.5) == (masks > 0.5)))
-
-
-def mask_iou(heatmaps: np.ndarray, masks: np.ndarray) -> float:
-    predicted, truth = heatmaps > 0.5, masks > 0.5
-    return float(np.sum(predicted & truth) / np.sum(predicted | truth))
 
 
 def folded_ranges(weight: np.ndarray, gamma: np.ndarray, var: np.ndarray, eps: float) -> np.ndarray:
