@@ -83,7 +83,7 @@ def _sweep(model: onnx.ModelProto, tool: Tool, window: int, offset: int, sweep: 
         for tensor in kept:
             new_initializers.setdefault(tensor.name, tensor)
         run.windows += 1
-    return _reassembled(model, new_nodes, new_initializers)
+    return _reassembled(model, new_nodes, new_initializers, last_reader)
 
 
 def _topologically_sorted(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -207,15 +207,16 @@ def _fresh(hint: str, names: set[str]) -> str:
     return name
 
 
-def _reassembled(model: onnx.ModelProto, nodes: list[onnx.NodeProto], initializers: dict[str, onnx.TensorProto]) -> onnx.ModelProto:
+def _reassembled(model: onnx.ModelProto, nodes: list[onnx.NodeProto], initializers: dict[str, onnx.TensorProto],
+                 last_reader: dict[str, int]) -> onnx.ModelProto:
     """`model` with the windows' nodes and initializers. An initializer no node of `model` read
     (unused, or only a graph output) is in no window and is kept as it was: dropping it is a pass's
     decision, and windows cannot take it. One that is also a graph output or input is kept even
     when its readers are gone: the interface does not change."""
     graph = model.graph
-    read_by_nodes = {name for node in graph.node for name in protos.names_read(node)}
+    # last_reader holds every name a node of `model` reads, and the graph outputs (kept anyway)
     kept_anyway = {o.name for o in graph.output} | {i.name for i in graph.input}
-    untouched = [t for t in graph.initializer if t.name not in initializers and (t.name not in read_by_nodes or t.name in kept_anyway)]
+    untouched = [t for t in graph.initializer if t.name not in initializers and (t.name not in last_reader or t.name in kept_anyway)]
     present = _produced(nodes) | {name for node in nodes for name in protos.names_read(node)}
     new_graph = onnx.helper.make_graph(
         nodes, graph.name, graph.input, graph.output, [*initializers.values(), *untouched],
