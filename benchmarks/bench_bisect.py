@@ -24,8 +24,8 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
 import bisect_models as bm  # noqa: E402
 from synthetic import resnet50_like  # noqa: E402
 
-from onnx2trt_check.bisect.layerwise import layerwise_compare  # noqa: E402
-from onnx2trt_check.bisect.sensitivity import fp16_emulation, search_fallback  # noqa: E402
+from onnx2trt_check.bisection.layerwise import layerwise_compare  # noqa: E402
+from onnx2trt_check.bisection.sensitivity import fp16_emulation, search_fallback  # noqa: E402
 
 FEEDS = bm.feeds()
 

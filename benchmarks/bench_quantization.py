@@ -28,8 +28,8 @@ from onnxruntime import quantization as ortq
 from onnx2trt_check.compare import sqnr_db
 from onnx2trt_check.data import feeds_from_npz
 from onnx2trt_check.model import load_model, resolve_input_specs
+from onnx2trt_check.quant.pipeline import Int8Settings, quantize_for_tensorrt
 from onnx2trt_check.runtime import run_model
-from onnx2trt_check.targets.ort_int8 import Int8Settings, quantize_for_tensorrt
 from onnx2trt_check.transforms.fold_conv_bn import fold_conv_bn
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -151,7 +151,7 @@ def recovery_rows(sample: Sample) -> list[tuple[str, tuple]]:
 
 
 def swapped_float(sample: Sample) -> tuple[float, float]:
-    from onnx2trt_check.targets.ort_int8 import prepare_for_quantization
+    from onnx2trt_check.quant.pipeline import prepare_for_quantization
 
     prepared, _ = prepare_for_quantization(sample.model, sample.calibration, Int8Settings(cle=True, cle_relu6="swap_to_relu"))
     return evaluate(sample, prepared, optimized=False)

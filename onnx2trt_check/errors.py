@@ -1,7 +1,12 @@
-"""The exceptions of misuse and broken input.
+"""The exceptions of the project.
 
-Each message is one line that names the problem and the fix. The pytest plugin turns them into
-`pytest.UsageError` (exit code 4) and the CLI into exit code 4, never a traceback.
+`CheckError` and its subclasses are misuse and broken input: each message is one line that names the
+problem and the fix. The pytest plugin turns them into `pytest.UsageError` (exit code 4) and the CLI
+into exit code 4, never a traceback.
+
+`CheckFailed` and `CheckSkipped` are the outcomes of a check other than passing: library code (the
+targets, the PTQ pipeline) raises them where a model cannot be checked, and the pytest face turns
+them into failed and skipped items.
 """
 
 USAGE_ERROR_EXIT_CODE = 4
@@ -21,3 +26,15 @@ class InputDataError(CheckError):
 
 class ConfigError(CheckError):
     """A malformed option or configuration value."""
+
+
+class CheckFailed(Exception):
+    """The check ran and the model failed it: the message for the user, the figures for the report."""
+
+    def __init__(self, message: str, figures: dict | None = None):
+        super().__init__(message)
+        self.figures = figures or {}
+
+
+class CheckSkipped(Exception):
+    """The check does not apply here; the message is the skip reason."""

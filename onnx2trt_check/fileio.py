@@ -37,7 +37,30 @@ def refuse_overwrite(path: str | os.PathLike, *, force: bool, flag: str = "--for
         raise ConfigError(f"'{path}' already exists; pass {flag} to overwrite it or choose another output path")
 
 
+def checked_output(model, output: str | os.PathLike, *, force: bool) -> Path:
+    """The output path, refused when it is the input model or exists without `force`."""
+    path = Path(output)
+    if isinstance(model, str | os.PathLike) and path.resolve() == Path(model).resolve():
+        raise ConfigError(f"-o '{output}' is the input model; write the result to another path")
+    refuse_overwrite(path, force=force)
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def unique_path(directory: Path, stem: str, suffix: str) -> Path:
+    """`directory/stem.suffix`, or `stem.1.suffix`, `stem.2.suffix`... when taken. The name is
+    claimed by creating the file exclusively, so parallel workers never pick the same one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for index in range(10_000):
+        path = directory / (f"{stem}{suffix}" if index == 0 else f"{stem}.{index}{suffix}")
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"'{directory}' holds 10000 plots named {stem}*; clear the folder or pass another folder")

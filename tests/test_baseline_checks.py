@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from tiny_models import classifier, save
 
 from onnx2trt_check import baseline as store
-from onnx2trt_check.baseline_checks import (
+from onnx2trt_check.bench import LatencySamples
+from onnx2trt_check.environment import environment_id
+from onnx2trt_check.pytest_plugin.baselines import (
     decision_row,
     latency_figures,
     merged_baseline,
 )
-from onnx2trt_check.bench import LatencySamples
-from onnx2trt_check.environment import environment_id
 from onnx2trt_check.runtime import run_model
 from onnx2trt_check.targets import timing
 from onnx2trt_check.targets.ort import OrtTarget
@@ -231,7 +231,7 @@ def test_xdist_controller_writes_each_baseline_once_and_latency_is_skipped(pytes
     pytester.makeconftest(
         """
         import os, pathlib
-        from onnx2trt_check import baseline_checks
+        from onnx2trt_check.pytest_plugin import baselines as baseline_checks
         LOG = pathlib.Path(__file__).parent / "writes.log"
         original = baseline_checks.store.write_baseline
         def logged(*args, **kwargs):

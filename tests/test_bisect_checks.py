@@ -7,7 +7,8 @@ import bisect_models as bm
 import onnx
 import pytest
 
-from onnx2trt_check.bisect_checks import accuracy_target, finding_line, unique_path
+from onnx2trt_check.fileio import unique_path
+from onnx2trt_check.pytest_plugin.bisect import accuracy_target, finding_line
 from onnx2trt_check.runtime import run_model
 from onnx2trt_check.targets.ort import OrtTarget
 

@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from onnx2trt_check.bisect.layerwise import (
+from onnx2trt_check.bisection.layerwise import (
     amplification_ratio,
     layerwise_compare,
     match_tensors,
     relative_l2_error,
 )
-from onnx2trt_check.bisect.plot import layerwise_plot_html
-from onnx2trt_check.bisect.sensitivity import fp16_emulation
+from onnx2trt_check.bisection.plot import layerwise_plot_html
+from onnx2trt_check.bisection.sensitivity import fp16_emulation
 from onnx2trt_check.compare import Tolerance, sqnr_db
 from onnx2trt_check.errors import InputDataError
 from onnx2trt_check.runtime import run_model

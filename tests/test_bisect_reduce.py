@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from onnx2trt_check.bisect.reduce import reduce_failing_subgraph
-from onnx2trt_check.bisect.sensitivity import fp16_emulation
+from onnx2trt_check.bisection.reduce import reduce_failing_subgraph
+from onnx2trt_check.bisection.sensitivity import fp16_emulation
 from onnx2trt_check.data import feeds_from_npz
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.model import resolve_input_specs

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from onnx2trt_check.bisect.sensitivity import (
+from onnx2trt_check.bisection.sensitivity import (
     ddmin,
     fp16_emulation,
     node_sensitivity,
@@ -68,7 +68,7 @@ def test_exclude_list_is_accepted_by_the_fp16_converter():
 
 
 def test_int8_quantizer_lowering_meets_the_floor_and_its_exclude_list_is_accepted():
-    from onnx2trt_check.bisect.sensitivity import int8_quantizer
+    from onnx2trt_check.bisection.sensitivity import int8_quantizer
     from onnx2trt_check.quant.quantize import quantize_model
 
     model = bm.chain_model(12)

@@ -6,7 +6,7 @@ import sys
 import pytest
 from tiny_models import classifier, save
 
-from onnx2trt_check.cli import main
+from onnx2trt_check.cli.main import main
 
 
 def test_ops_lists_findings_and_exits_zero_without_errors(tmp_path, capsys):

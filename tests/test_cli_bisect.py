@@ -8,8 +8,8 @@ import numpy as np
 import onnx
 import pytest
 
-from onnx2trt_check.bisect.sensitivity import fp16_emulation, output_sqnr_db
-from onnx2trt_check.cli import main
+from onnx2trt_check.bisection.sensitivity import fp16_emulation, output_sqnr_db
+from onnx2trt_check.cli.main import main
 from onnx2trt_check.runtime import run_model
 from onnx2trt_check.targets.ort import OrtTarget
 

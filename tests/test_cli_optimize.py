@@ -13,7 +13,7 @@ import pytest
 from onnx import helper
 from test_transform_checks import _broken_fold, _model, bn_then_conv, conv_bn_sigmoid
 
-from onnx2trt_check.cli import main
+from onnx2trt_check.cli.main import main
 from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms import registry
 

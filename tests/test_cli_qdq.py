@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 from qdq_strategies import RulesSpec, input_feeds, rules_graph
 
-from onnx2trt_check.cli import main
+from onnx2trt_check.cli.main import main
 from onnx2trt_check.errors import USAGE_ERROR_EXIT_CODE
 from onnx2trt_check.quant.qdq_rules import validate_qdq
 from onnx2trt_check.runtime import run_model

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 
-from onnx2trt_check.cli import main
+from onnx2trt_check.cli.main import main
 from onnx2trt_check.quant.float_counterpart import has_qdq
 
 MODELS = Path(__file__).resolve().parents[1] / "models"

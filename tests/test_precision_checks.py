@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from onnx2trt_check import precision_checks
-from onnx2trt_check.checks import CheckFailed
 from onnx2trt_check.context import ModelContext, RunOptions
+from onnx2trt_check.errors import CheckFailed
+from onnx2trt_check.pytest_plugin import precision as precision_checks
 from onnx2trt_check.targets import TARGETS, tensorrt
 from onnx2trt_check.targets.trt import TrtTarget, trt_unavailable_reason
 

@@ -22,7 +22,7 @@ from onnxruntime.quantization import (
 )
 from qdq_strategies import VIOLATIONS, RulesSpec, rules_graph
 
-from onnx2trt_check import qdq_checks
+from onnx2trt_check.pytest_plugin import qdq as qdq_checks
 from onnx2trt_check.quant import qdq_optimize, qdq_rules
 
 MODELS = Path(__file__).resolve().parents[1] / "models"

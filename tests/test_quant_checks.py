@@ -10,16 +10,16 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from onnx import helper, numpy_helper
 
-from onnx2trt_check import quant_checks
 from onnx2trt_check.errors import ConfigError
-from onnx2trt_check.runtime import run_model
-from onnx2trt_check.targets.ort_int8 import (
+from onnx2trt_check.pytest_plugin import int8 as quant_checks
+from onnx2trt_check.quant.pipeline import (
     Int8Settings,
     _amax_summary,
     _weight_quantized_layers,
     prepare_for_quantization,
     settings_from,
 )
+from onnx2trt_check.runtime import run_model
 
 OPTION_DEFAULTS = {
     "calibration_data": None, "calibration_method": None, "calibration_percentile": None, "per_tensor": False, "cle": False,

@@ -8,8 +8,8 @@ import onnx.parser
 import pytest
 from polygraphy.backend.trt import EngineFromNetwork
 
-from onnx2trt_check.checks import CheckSkipped
 from onnx2trt_check.context import ModelContext, RunOptions
+from onnx2trt_check.errors import CheckSkipped
 from onnx2trt_check.targets import TARGETS, tensorrt
 from onnx2trt_check.targets import trt as trt_module
 from onnx2trt_check.targets.tensorrt import (

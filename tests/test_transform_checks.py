@@ -15,10 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from onnx2trt_check import families, transform_checks
 from onnx2trt_check.errors import ConfigError
+from onnx2trt_check.pytest_plugin import families
+from onnx2trt_check.pytest_plugin import transforms as transform_checks
 from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms import registry
+from onnx2trt_check.transforms import run as transform_run
 from onnx2trt_check.transforms.fold_bn_conv import MODES
 from onnx2trt_check.transforms.fold_conv_bn import fold_conv_bn
 from onnx2trt_check.transforms.fuse_input_normalization import fuse_input_normalization
@@ -91,8 +93,8 @@ def report(pytester, name="r.json") -> dict:
 
 
 def test_patterns_and_modes_follow_the_registry():
-    assert list(transform_checks.PATTERNS) == list(registry.transform_names())
-    assert transform_checks.BN_CONV_MODES == MODES
+    assert list(transform_run.PATTERNS) == list(registry.transform_names())
+    assert transform_run.BN_CONV_MODES == MODES
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
@@ -105,12 +107,12 @@ def test_patterns_and_modes_follow_the_registry():
 ])
 def test_bad_settings_are_config_errors(kwargs, fragment):
     with pytest.raises(ConfigError) as error:
-        transform_checks.settings_from(**kwargs)
+        transform_run.settings_from(**kwargs)
     assert fragment in str(error.value)
 
 
 def test_selection_keeps_the_documented_order():
-    settings = transform_checks.settings_from(names=["remove_output_sigmoid", "fold_conv_bn"], mean="1,2,3")
+    settings = transform_run.settings_from(names=["remove_output_sigmoid", "fold_conv_bn"], mean="1,2,3")
     assert settings.selected() == ("fold_conv_bn", "remove_output_sigmoid")
     assert settings.mean == (1.0, 2.0, 3.0) and settings.std is None
 
@@ -124,8 +126,8 @@ positive_values = st.lists(st.floats(0.05, 100), min_size=3, max_size=3)
 @given(mean=channel_values, std=positive_values, seed=st.integers(0, 2**16))
 def test_raw_feeds_undo_the_normalization_per_channel(mean, std, seed):
     x = np.random.default_rng(seed).normal(size=(2, 3, 4, 5)).astype(np.float32)
-    settings = transform_checks.TransformSettings(mean=tuple(mean), std=tuple(std))
-    (raw,) = transform_checks.raw_feeds([{"x": x, "other": x}], {"x"}, settings)
+    settings = transform_run.TransformSettings(mean=tuple(mean), std=tuple(std))
+    (raw,) = transform_run.raw_feeds([{"x": x, "other": x}], {"x"}, settings)
     m, s = (np.asarray(v).reshape(1, 3, 1, 1) for v in (mean, std))
     assert raw["other"] is x and raw["x"].dtype == np.float32
     # normalizing the raw values again gives the feed back (channel c uses mean[c], std[c])
@@ -143,7 +145,7 @@ def test_external_verification_compares_against_the_model_on_normalized_inputs(m
     feeds = [{"x": np.random.default_rng(1).normal(size=(1, 3, 6, 6)).astype(np.float32)}]
     # a folded model that expects other statistics than the caller's must fail the verification
     claimed = {"mean": [v + 1.0 for v in mean] if wrong else mean, "std": std}
-    verdict = transform_checks.verify_external_normalization(model, result.model, feeds, result, claimed)
+    verdict = transform_run.verify_external_normalization(model, result.model, feeds, result, claimed)
     assert verdict.passed != wrong, verdict.summary
 
 
@@ -305,8 +307,8 @@ def test_sample_heatmap_decisions_hold_after_the_whole_pipeline_on_its_test_data
     model = onnx.load(str(MODELS / "heatmap_sigmoid.onnx"))
     with np.load(MODELS / "heatmap_sigmoid.npz") as data:
         feeds = [{"input": x} for x in data["input"][:40]]
-    settings = transform_checks.settings_from(thresholds=["0.3"])
-    result = transform_checks.run_transforms(model, feeds, settings)
+    settings = transform_run.settings_from(thresholds=["0.3"])
+    result = transform_run.run_transforms(model, feeds, settings)
     assert result.passed and "Sigmoid" not in [n.op_type for n in result.model.graph.node]
     probabilities = np.concatenate([o["heatmap"] for o in run_model(model, feeds)])
     logits = np.concatenate([o["heatmap"] for o in run_model(result.model, feeds)])

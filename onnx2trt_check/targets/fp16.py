@@ -27,7 +27,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as ir_passes
 
 from ..data import read_feeds
-from ..errors import CheckError
+from ..errors import CheckError, CheckFailed
 from ..precision.fp16 import Fp16Result, _typed_named_copy, convert_to_fp16
 from ..runtime import create_session, run_feeds
 from .base import Target
@@ -52,7 +52,7 @@ class Fp16Settings:
 
     @classmethod
     def from_extra(cls, extra: Mapping[str, object]) -> Fp16Settings:
-        """From RunOptions.extra (the option dests of precision_checks); absent keys take defaults."""
+        """From RunOptions.extra (the option dests of the precision family); absent keys take defaults."""
         data = extra.get("fp16_calibration_data")
         return cls(
             calibration_data=Path(data) if data else None,
@@ -98,10 +98,7 @@ def emulation_artifact(ctx) -> Path:
 
 
 def _as_check_failure(error: CheckError):
-    """A bad --fp16-block name or calibration file fails this model's item with the one-line message.
-    (Imported here: checks imports the target registry, which imports this module.)"""
-    from ..checks import CheckFailed  # noqa: PLC0415
-
+    """A bad --fp16-block name or calibration file fails this model's item with the one-line message."""
     return CheckFailed(f"the fp16 artifact cannot be built: {error}")
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import read_feeds, source_file
+from ..errors import CheckSkipped
 from .base import Target
 from .fp16 import fp16_artifact
 from .ort_int8 import int8_build, model_has_qdq, qdq_reference
@@ -184,8 +185,6 @@ class TensorRtTarget(Target):
         """The file `plan` builds and the TrtTarget that builds it. Skips (CheckSkipped) a plan with
         a skip reason."""
         if plan.skip_reason:
-            from ..checks import CheckSkipped  # noqa: PLC0415 - checks imports the target registry
-
             raise CheckSkipped(f"{self.name}: {plan.skip_reason}")
         extra = ctx.options.extra
         options = _with_calibration_id(plan.options, extra) if plan.calibrated else plan.options

@@ -8,12 +8,8 @@ Exit codes: 0 written, 4 misuse (bad options or data, an existing output without
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import numpy as np
-
-from ..errors import CheckError, ConfigError
-from .common import checked_output
+from .common import input_shapes, no_extra
 
 METHODS = ("entropy", "max", "percentile", "mse")
 
@@ -37,57 +33,26 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..data import feeds_from_npz, read_feeds
-    from ..fileio import atomic_write_bytes
-    from ..model import load_model, parse_shape, resolve_input_specs
-    from ..quant.float_counterpart import has_qdq
-    from ..targets.ort_int8 import quantize_for_tensorrt
+    from ..api import quantize
 
-    if extra:
-        raise CheckError(f"unrecognized arguments: {' '.join(extra)}")
-    settings = _settings(args)
-    output = checked_output(args.model, args.output, force=args.force)
-    loaded = load_model(args.model)
-    if has_qdq(loaded.proto):
-        raise ConfigError(f"'{args.model}' already holds Q/DQ nodes; quantize its float model instead")
-    specs = resolve_input_specs(loaded.proto, dict(parse_shape(t) for t in args.input_shape))
-    calibration = read_feeds(args.calibration_data, specs)
-    test, source = _test_feeds(args, specs, calibration, feeds_from_npz)
-    print(f"quantize '{args.model}': {settings.label}, calibrated on {len(calibration)} feed(s) of '{args.calibration_data}'")
-    build = quantize_for_tensorrt(loaded.proto, calibration, settings)
-    atomic_write_bytes(output, build.model.SerializeToString())
-    for line in report_lines(build):
+    no_extra(extra)
+    result = quantize(args.model, calibration_data=args.calibration_data, output=args.output, force=args.force,
+                      calibration_method=args.method, percentile=args.percentile, per_channel=not args.per_tensor, cle=args.cle,
+                      cle_relu6=args.cle_relu6, bias_correction=args.bias_correction, exclude=args.exclude,
+                      inputs=args.inputs, input_shapes=input_shapes(args))
+    print(f"quantize '{args.model}': {result.settings.label}, calibrated on {result.calibration_feeds} feed(s) of '{args.calibration_data}'")
+    for line in report_lines(result.build):
         print(line)
-    for line in accuracy_lines(loaded.proto, build.model, test, source):
+    for line in accuracy_lines(result):
         print(line)
-    print(f"wrote '{output}'")
+    print(f"wrote '{result.written}'")
     return 0
-
-
-def _settings(args: argparse.Namespace):
-    import re
-
-    from ..targets.ort_int8 import Int8Settings
-
-    if not 0.0 < args.percentile <= 100.0:
-        raise ConfigError(f"--percentile {args.percentile} is outside (0, 100]; pass e.g. 99.99")
-    for pattern in args.exclude:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise ConfigError(f"--exclude '{pattern}' is not a valid regex ({exc}); escape it or pass the exact node name") from None
-    return Int8Settings(method=args.method, percentile=args.percentile, per_channel=not args.per_tensor, cle=args.cle,
-                        cle_relu6=args.cle_relu6, bias_correction=args.bias_correction, exclude=tuple(args.exclude))
-
-
-def _test_feeds(args, specs, calibration, feeds_from_npz):
-    if args.inputs:
-        return feeds_from_npz(Path(args.inputs), specs), f"test inputs '{args.inputs}'"
-    return calibration, "the calibration data (no --inputs given: pass test inputs for an unbiased figure)"
 
 
 def report_lines(build) -> list[str]:
     """The quantizer's report: what was quantized with which amax, the steps, what was skipped."""
+    import numpy as np
+
     report = build.report
     activations = [t for t in report.tensors if t.kind == "activation"]
     weights = [t for t in report.tensors if t.kind == "weight"]
@@ -106,18 +71,10 @@ def _step_text(figures: dict) -> str:
     return ", ".join(f"{k} {len(v) if isinstance(v, list) else v}" for k, v in figures.items())
 
 
-def accuracy_lines(float_model, int8_model, feeds, source: str) -> list[str]:
+def accuracy_lines(result) -> list[str]:
     """Per output: SQNR, cosine and (class scores) top-1 agreement of int8 against fp32."""
-    from ..compare import cosine_similarity, sqnr_db, top_k_agreement
-    from ..runtime import run_model
-
-    reference = run_model(float_model, feeds, optimized=False)
-    quantized = run_model(int8_model, feeds, optimized=True)
-    lines = [f"int8 vs fp32 on {len(feeds)} feed(s) of {source} (both on ONNX Runtime CPU):"]
-    for name in reference[0]:
-        ref, got = [r[name] for r in reference], [q[name] for q in quantized]
-        flat_ref, flat_got = np.concatenate([r.ravel() for r in ref]), np.concatenate([g.ravel() for g in got])
-        top1, _ = top_k_agreement(ref, got)
-        agreement = f", top-1 agreement {top1:.1%}" if top1 is not None else ""
-        lines.append(f"  {name}: SQNR {sqnr_db(flat_ref, flat_got):.1f} dB, cosine {cosine_similarity(flat_ref, flat_got):.5f}{agreement}")
+    lines = [f"int8 vs fp32 on {result.test_feeds} feed(s) of {result.test_source} (both on ONNX Runtime CPU):"]
+    for name, figures in result.accuracy.items():
+        agreement = f", top-1 agreement {figures['top1']:.1%}" if figures["top1"] is not None else ""
+        lines.append(f"  {name}: SQNR {figures['sqnr_db']:.1f} dB, cosine {figures['cosine']:.5f}{agreement}")
     return lines

@@ -1,35 +1,22 @@
 """The check families `pytest --model` runs, in order: one explicit registry.
 
-A family module provides three functions, so adding a family never touches the plugin:
-  add_options(group)        its pytest command-line options
+A family module provides two functions, so adding a family never touches the plugin:
   read_options(config)      -> dict of its settings, from the pytest config (command line, ini,
                             rootdir); raise a CheckError subclass for a bad value (a usage error)
   checks(options)           -> list[Check] for one model, given the run's RunOptions
 and optionally
   session_plugin(config, options) -> an object with pytest hook methods (terminal summary,
                             session finish, ...) registered for the run, or None
+Its command-line options are declared in options.py (light, imported by every pytest run).
 """
 
 from __future__ import annotations
 
-from . import (
-    baseline_checks,
-    bisect_checks,
-    precision_checks,
-    qdq_checks,
-    quant_checks,
-    transform_checks,
-)
-from . import checks as core
-from .checks import Check
-from .context import RunOptions
+from ..context import RunOptions
+from . import baselines, bisect, core, int8, precision, qdq, transforms
+from .core import Check
 
-FAMILIES = (core, transform_checks, baseline_checks, precision_checks, quant_checks, bisect_checks, qdq_checks)
-
-
-def add_options(group) -> None:
-    for family in FAMILIES:
-        family.add_options(group)
+FAMILIES = (core, transforms, baselines, precision, int8, bisect, qdq)
 
 
 def read_options(config) -> dict[str, object]:

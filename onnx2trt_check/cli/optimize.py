@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import CheckError, ConfigError
-from .common import add_input_options, checked_output, feeds_from_args
+from ..errors import ConfigError
+from .common import add_input_options, input_kwargs, no_extra
 
 
 def register(subparsers) -> None:
@@ -32,29 +32,21 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..fileio import atomic_write_bytes
-    from ..model import load_model
-    from ..transform_checks import run_transforms, settings_from
+    from ..api import optimize
 
-    if extra:
-        raise CheckError(f"unrecognized arguments: {' '.join(extra)}")
-    settings = settings_from(names=pass_names(args.passes), mean=args.mean, std=args.std,
-                             thresholds=args.threshold, bn_conv_mode=args.bn_conv_mode)
-    output = checked_output(args.model, args.output, force=args.force)
-    loaded = load_model(args.model)
-    feeds, source = feeds_from_args(loaded.proto, args)
-    print(f"optimize '{args.model}': {', '.join(settings.selected())} on {len(feeds)} feed(s) ({source})")
-    result = run_transforms(loaded.proto, feeds, settings)
-    for line in step_lines(result):
+    no_extra(extra)
+    result = optimize(args.model, output=args.output, force=args.force, passes=pass_names(args.passes), mean=args.mean, std=args.std,
+                      thresholds=args.threshold, bn_conv_mode=args.bn_conv_mode, **input_kwargs(args))
+    print(f"optimize '{args.model}': {', '.join(result.settings.selected())} on {result.feeds} feed(s) ({result.feeds_source})")
+    for line in step_lines(result.pipeline):
         print(line)
     if not result.passed:
-        print(f"'{output}' NOT written: step '{result.failed_step}' failed verification "
+        print(f"'{args.output}' NOT written: step '{result.pipeline.failed_step}' failed verification "
               f"(leave it out with --passes to keep the steps before it)")
         return 1
-    for line in threshold_lines(result, settings):
+    for line in threshold_lines(result.pipeline, result.settings):
         print(line)
-    atomic_write_bytes(output, result.model.SerializeToString())
-    print(f"verified: {len(loaded.proto.graph.node)} -> {len(result.model.graph.node)} nodes; wrote '{output}'")
+    print(f"verified: {result.nodes_before} -> {len(result.model.graph.node)} nodes; wrote '{result.written}'")
     return 0
 
 
@@ -70,7 +62,7 @@ def pass_names(text: str | None) -> tuple[str, ...]:
 
 def step_lines(result, *, details: int = 10) -> list[str]:
     """Per step: what changed (node counts, rewrites) and its verification, or why nothing did."""
-    from ..transform_checks import failing_output_lines, skip_reason
+    from ..transforms.run import failing_output_lines, skip_reason
 
     lines = []
     for step in result.steps:

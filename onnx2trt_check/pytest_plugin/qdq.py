@@ -22,18 +22,20 @@ import weakref
 import onnx_ir as ir
 import pytest
 
-from .checks import Check, CheckFailed, CheckSkipped
-from .compare import compare_output, format_stats
-from .context import ModelContext, RunOptions
-from .quant import qdq_rules
-from .quant.float_counterpart import has_qdq
-from .quant.qdq_optimize import optimize_qdq
-from .report import PROPERTY_KEY
-from .runtime import create_session, run_feeds
+from ..compare import compare_output, format_stats
+from ..context import ModelContext, RunOptions
+from ..errors import CheckFailed, CheckSkipped
+from ..quant import qdq_rules
+from ..quant.float_counterpart import has_qdq
+from ..quant.qdq_optimize import optimize_qdq
+from ..report import PROPERTY_KEY
+from ..runtime import create_session, run_feeds
+from .core import Check
+from .stash import STATE
 
 FAMILY_PREFIX = "qdq["
 # Rule function -> its stable id (the `rule` of its findings): the item ids. Kept here because the
-# rule functions carry no id attribute; test_qdq_checks checks it against what every rule reports.
+# rule functions carry no id attribute; tests/test_qdq_checks.py checks it against what every rule reports.
 RULE_IDS = {
     qdq_rules.check_zero_point: "QDQ001-zero-point",
     qdq_rules.check_scale: "QDQ002-scale",
@@ -48,10 +50,6 @@ RULE_IDS = {
     qdq_rules.check_graph_outputs: "QDQ011-output-qdq",
 }
 NO_QDQ_REASON = "the model holds no Q/DQ nodes"
-
-
-def add_options(group) -> None:
-    """No options: the family runs on every model that holds Q/DQ nodes."""
 
 
 def read_options(config) -> dict:
@@ -220,10 +218,6 @@ class QDQSession:
         return report
 
     def _model_has_qdq(self, collector) -> bool:
-        from .plugin import (
-            STATE,  # the plugin imports the family registry: import at use
-        )
-
         path = collector.path.resolve()
         if path not in self._has_qdq:
             # The run's cached context: the model pytest_configure loaded last is not loaded again.
@@ -251,9 +245,9 @@ class QDQSession:
 
 
 def _is_model_file(collector) -> bool:
-    from .plugin import ModelFile
-
-    return isinstance(collector, ModelFile)
+    """A model's collector (state.ModelFile), told by the run's model paths: state.py imports the
+    family registry, so this family does not import it."""
+    return isinstance(collector, pytest.File) and collector.path.resolve() in collector.config.stash[STATE].model_paths
 
 
 def warning_lines(warnings: dict[str, list[dict]], optimized: dict[str, dict]) -> list[str]:

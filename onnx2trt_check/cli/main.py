@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import COMMANDS
-from .errors import USAGE_ERROR_EXIT_CODE, CheckError
+from ..errors import USAGE_ERROR_EXIT_CODE, CheckError
+from . import COMMANDS
 
 
 class _Parser(argparse.ArgumentParser):

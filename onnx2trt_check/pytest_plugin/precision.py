@@ -15,29 +15,20 @@ import dataclasses
 
 import numpy as np
 
-from .checks import Check, CheckFailed, CheckSkipped
-from .compare import compare_output
-from .context import ModelContext, RunOptions
-from .data import source_file
-from .errors import CheckError, ConfigError, InputDataError
-from .report import PROPERTY_KEY
-from .targets import TARGETS, select_targets
-from .targets.fp16 import Fp16Settings, fp16_artifact, fp16_conversion
-from .targets.tensorrt import TensorRtTarget
-from .targets.trt import trt_unavailable_reason
+from ..compare import compare_output
+from ..context import ModelContext, RunOptions
+from ..data import source_file
+from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError, InputDataError
+from ..report import PROPERTY_KEY
+from ..targets import TARGETS, select_targets
+from ..targets.fp16 import Fp16Settings, fp16_artifact, fp16_conversion
+from ..targets.tensorrt import TensorRtTarget
+from ..targets.trt import trt_unavailable_reason
+from .core import Check
 
 FP16_REPORT_FAMILY = "fp16[artifact]"
 # Targets that deploy (or emulate) the fp16 artifact; trt-fp16 only on its default artifact path.
 FP16_ARTIFACT_TARGETS = ("ort-fp16", "cpu-fp16-emu", "trt-fp16")
-
-
-def add_options(group) -> None:
-    group.addoption("--fp16-calibration-data", metavar="NPZ|FILE.py[:FUNC]", help="feeds (a .npz or a data-loader script) that decide the fp16 artifact's fp32 fallback list. Defaults to the check inputs")
-    group.addoption("--fp16-block", action="append", default=[], metavar="NODE", help="node kept in fp32 in the fp16 artifact (repeatable)")
-    group.addoption("--fp16-no-fallback", action="store_true", help="build the fp16 artifact without the data-driven fallback and the sensitive-op list")
-    group.addoption("--engine-cache", metavar="DIR", help="reuse TensorRT engines from DIR (keyed by model, options, TensorRT version, GPU). Defaults to no cache")
-    group.addoption("--trt-builds", type=int, default=0, metavar="N", help="build each TensorRT target N times (N >= 2, engine cache off) and report the spread of the errors")
-    group.addoption("--trt-flags", action="store_true", help="TensorRT 10: build fp16/int8/best from the fp32 model with builder flags (int8 calibrated) instead of the ONNX artifacts")
 
 
 def read_options(config) -> dict:

@@ -12,7 +12,7 @@ import html
 import math
 import os
 
-from onnx2trt_check.bisect.layerwise import LayerwiseReport
+from onnx2trt_check.bisection.layerwise import LayerwiseReport
 from onnx2trt_check.fileio import atomic_write_text
 
 WIDTH, HEIGHT, MARGIN = 900, 220, 50

@@ -15,33 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from .checks import Check, CheckFailed, CheckSkipped
-from .compare import compare_output, format_stats
-from .context import ModelContext, RunOptions
-from .data import source_file
-from .errors import CheckError, ConfigError
-from .quant.calibrate import METHODS
-from .report import PROPERTY_KEY, accuracy_figures
-from .targets import get_target, select_targets
-from .targets import ort_int8 as int8
+from ..compare import compare_output, format_stats
+from ..context import ModelContext, RunOptions
+from ..data import read_feeds, source_file
+from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
+from ..model import load_model, resolve_input_specs
+from ..quant.float_counterpart import has_qdq
+from ..quant.pipeline import report_figures, settings_from
+from ..report import PROPERTY_KEY, accuracy_figures
+from ..targets import get_target, select_targets
+from ..targets import ort_int8 as int8
+from .core import Check
+from .stash import STATE
 
 TARGET = "ort-int8"
 # The calibrators of --calibration-sweep: (method, percentile). Percentile at 99.99 and 99.999, the
 # values TensorRT's tools and ONNX Runtime default to.
 SWEEP = (("max", None), ("percentile", 99.99), ("percentile", 99.999), ("entropy", None), ("mse", None))
-RELU6_MODES = ("skip", "swap_to_relu")
-
-
-def add_options(group) -> None:
-    group.addoption("--calibration-data", metavar="NPZ|FILE.py[:FUNC]", help="int8 calibration inputs: a .npz like --inputs, or a data-loader script like --data-loader; makes the ort-int8 target available")
-    group.addoption("--calibration-method", choices=METHODS, help="int8 activation range method. Defaults to entropy")
-    group.addoption("--percentile", type=float, dest="calibration_percentile", help="percentile of |x| for --calibration-method percentile. Defaults to 99.99")
-    group.addoption("--per-tensor", action="store_true", help="int8 weights per tensor instead of per output channel")
-    group.addoption("--cle", action="store_true", help="cross-layer equalization before int8 quantization")
-    group.addoption("--cle-relu6", choices=RELU6_MODES, help="ReLU6 between equalized convs: skip the pair, or swap it to Relu (changes the function). Defaults to skip")
-    group.addoption("--bias-correction", action="store_true", help="correct the mean output error of quantized weights in the biases")
-    group.addoption("--exclude", action="append", default=[], dest="quant_exclude", metavar="NODE_OR_REGEX", help="node name or regex left in float by int8 quantization (repeatable)")
-    group.addoption("--calibration-sweep", action="store_true", help="one accuracy item per calibrator (max, percentile 99.99/99.999, entropy, mse)")
 
 
 def read_options(config) -> dict:
@@ -94,7 +84,7 @@ def check_report(ctx: ModelContext) -> dict:
     __tracebackhide__ = True
     _skip_if_qdq(ctx, "it is deployed as it is, nothing is quantized by us")
     build = int8.int8_build(ctx)
-    figures = int8.report_figures(build)
+    figures = report_figures(build)
     if not build.report.tensors:
         reasons = "; ".join(f"{', '.join(s.nodes)}: {s.reason}" for s in build.report.skips[:5]) or "no Conv/Gemm/MatMul in the graph"
         raise CheckFailed(f"the quantizer quantized no tensor, so the int8 artifact runs in float ({reasons})", figures)
@@ -110,7 +100,7 @@ def sweep_check(method: str, percentile: float | None):
     def check(ctx: ModelContext) -> dict:
         __tracebackhide__ = True
         _skip_if_qdq(ctx, "there is nothing to calibrate")
-        base = int8.settings_from(ctx.options.extra)
+        base = settings_from(ctx.options.extra)
         settings = dataclasses.replace(base, method=method, percentile=percentile or base.percentile)
         path = ctx.artifact(f"int8-{_sweep_label(method, percentile)}", lambda: int8.int8_build(ctx, settings).model)
         started = time.perf_counter()
@@ -141,8 +131,6 @@ def _compared(ctx: ModelContext, outputs, seconds: float, figures: dict) -> dict
 def session_plugin(config, options: RunOptions):
     """Check the calibration data against every model's inputs, tell the ort-int8 target whether
     it can run, and collect the sweep's figures for the terminal summary."""
-    from .plugin import STATE  # the plugin imports the family registry: import at use
-
     qdq_model = False
     for path in config.stash[STATE].model_paths:
         qdq_model |= _check_model(path, options)
@@ -152,10 +140,6 @@ def session_plugin(config, options: RunOptions):
 
 def _check_model(path: Path, options: RunOptions) -> bool:
     """Validate the calibration data for one model; whether the model holds Q/DQ nodes."""
-    from .data import read_feeds
-    from .model import load_model, resolve_input_specs
-    from .quant.float_counterpart import has_qdq
-
     try:
         proto = load_model(path).proto
         calibration = options.extra.get("calibration_data")

@@ -1,8 +1,8 @@
-"""The checks `pytest --model` runs: small functions over the modules, independent of pytest.
+"""The core family of `pytest --model`: structure, the reference run, one accuracy item per target.
 
-A check returns its figures (a JSON-ready dict) when it passes and raises `CheckFailed` (message
-plus figures) or `CheckSkipped` (reason) otherwise. This module is the core family (see families.py):
-its checks come in a stable order, so test ids are stable: `<model>::<family>::<name>`.
+A check is a small function over the library: it returns its figures (a JSON-ready dict) when it
+passes and raises `CheckFailed` (message plus figures) or `CheckSkipped` (reason) otherwise. Checks
+come in a stable order, so test ids are stable: `<model>::<family>::<name>`.
 """
 
 from __future__ import annotations
@@ -14,22 +14,11 @@ from collections.abc import Callable
 import numpy as np
 import onnx
 
-from . import trt_ops
-from .compare import compare_output, format_stats
-from .context import ModelContext, RunOptions
-from .targets import select_targets
-
-
-class CheckFailed(Exception):
-    """The check ran and the model failed it: the message for the user, the figures for the report."""
-
-    def __init__(self, message: str, figures: dict | None = None):
-        super().__init__(message)
-        self.figures = figures or {}
-
-
-class CheckSkipped(Exception):
-    """The check does not apply here; the message is the skip reason."""
+from .. import trt_ops
+from ..compare import compare_output, format_stats
+from ..context import ModelContext, RunOptions
+from ..errors import CheckFailed, CheckSkipped
+from ..targets import select_targets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,10 +163,6 @@ STRUCTURE_CHECKS = (
     Check("structure", "trt_ops", check_trt_ops),
     Check("reference", "run", check_reference),
 )
-
-
-def add_options(group) -> None:
-    """The core family's options (model, inputs, targets, tolerances) are the plugin's own."""
 
 
 def read_options(config) -> dict:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
-from .common import add_input_options, checked_output, feeds_from_args, no_extra
+from .common import add_input_options, feeds_from_args, no_extra
 
 
 def register(subparsers) -> None:
@@ -49,7 +49,7 @@ def run_check(args: argparse.Namespace, extra: list[str]) -> int:
 def run_optimize(args: argparse.Namespace, extra: list[str]) -> int:
     import onnx_ir as ir
 
-    from ..fileio import atomic_write_bytes
+    from ..fileio import atomic_write_bytes, checked_output
     from ..model import load_model
     from ..quant.float_counterpart import has_qdq
     from ..quant.qdq_optimize import optimize_qdq

@@ -137,7 +137,7 @@ class _Search:
         for value in graph.inputs:  # an intermediate tensor turned input: type it from its values
             array = self.values[0][value.name]
             value.dtype, value.shape = ir.DataType.from_numpy(array.dtype), ir.Shape(array.shape)
-        model = ir.Model(graph, ir_version=self.model.ir_version, producer_name="onnx2trt_check.bisect.reduce")
+        model = ir.Model(graph, ir_version=self.model.ir_version, producer_name="onnx2trt_check.bisection.reduce")
         feeds = [{name: per_feed[name] for name in inputs} for per_feed in self.values]
         return ir.to_proto(model), feeds
 

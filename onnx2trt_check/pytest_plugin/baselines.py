@@ -20,21 +20,20 @@ from pathlib import Path
 
 import pytest
 
-from . import baseline as store
-from .bench import LatencySamples, measure_latency, summarize
-from .checks import Check, CheckFailed, CheckSkipped, _reference_or_skip
-from .compare import compare_output
-from .config import pyproject_section
-from .context import ModelContext, RunOptions
-from .environment import environment_id, environment_key, tool_versions
-from .errors import ConfigError
-from .report import PROPERTY_KEY
-from .targets import select_targets, timing
+from .. import baseline as store
+from ..bench import LatencySamples, measure_latency, summarize
+from ..compare import compare_output
+from ..config import pyproject_section
+from ..context import ModelContext, RunOptions
+from ..environment import environment_id, environment_key, tool_versions
+from ..errors import CheckFailed, CheckSkipped, ConfigError
+from ..report import PROPERTY_KEY
+from ..targets import select_targets, timing
+from .core import Check, _reference_or_skip
+from .options import INI_BASELINE_DIR, UPDATE_FLAG
 
 SETTINGS_KEY = "baseline_checks"
-INI_BASELINE_DIR = "onnx2trt_baseline_dir"
 XDIST_REASON = "latency is not measured under pytest-xdist: workers share the cores; run without -n"
-UPDATE_FLAG = "--baseline-update"
 _MS = 1e3
 
 
@@ -53,16 +52,6 @@ class Settings:
 
 
 # --------------------------------------------------------------------------------------- options
-
-
-def add_options(group) -> None:
-    group.addoption("--latency", action="store_true", help="measure the latency of every selected target (off by default)")
-    group.addoption("--latency-rounds", type=int, default=100, metavar="N", help="timed rounds per target. Defaults to 100")
-    group.addoption("--latency-warmup", type=int, default=10, metavar="N", help="untimed warm-up calls per target. Defaults to 10")
-    group.addoption("--latency-max-ratio", type=float, default=1.05, metavar="R", help="median slowdown that counts as a latency regression (when also significant). Defaults to 1.05")
-    group.addoption("--baseline-dir", metavar="DIR", help="compare with the baselines in DIR (or set baseline_dir in [tool.onnx2trt_check], ini onnx2trt_baseline_dir)")
-    group.addoption(UPDATE_FLAG, action="store_true", help="rewrite the baselines with what this run measured")
-    group.parser.addini(INI_BASELINE_DIR, "onnx2trt_check: folder of the versioned baselines", default=None)
 
 
 def read_options(config: pytest.Config) -> dict:

@@ -1,0 +1,210 @@
+"""The three ways to bisect a target's accuracy loss, each on the ONNX artifact the target deploys
+(built as `pytest --model` builds it): what `onnx2trt_check.bisect` and the `bisect` command run.
+
+  layerwise    the accuracy verdict of the target, then the layerwise report of its artifact
+               against the reference model (bisect.layerwise); optionally the HTML plot.
+  sensitivity  the smallest set of nodes to keep in fp32 so the output SQNR meets the floor
+               (bisect.sensitivity.search_fallback), as --fp16-block / --exclude flags.
+  reduce       a minimal failing subgraph with its inputs, saved as DIR/model.onnx + inputs.npz.
+
+Each returns a BisectOutcome: the lines a person reads, the JSON document, and whether something
+fails. Misuse (a target that cannot be bisected here, a lowering that does not fit) is a ConfigError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..fileio import atomic_write_bytes
+from ..runtime import run_model
+from .run import TRT_NEEDED, NotBisectable, artifact_proto, layerwise_for, reference_model, section_text
+
+MODES = ("layerwise", "sensitivity", "reduce")
+LOWERINGS = {"fp16_emulation": "fp16", "fp16_converter": "fp16", "int8_quantizer": "int8"}
+# fp16 targets search and reduce with the emulation: ONNX Runtime's CPU provider computes most fp16
+# ops in fp32, so the converted file in ORT would hide the overflows the search is for.
+DEFAULT_LOWERING = {"fp16": "fp16_emulation", "int8": "int8_quantizer"}
+DEFAULT_LAYER_SQNR_DB = 20.0
+DEFAULT_SEARCH_SQNR_DB = 30.0
+
+
+@dataclasses.dataclass
+class BisectOutcome:
+    """What a bisect found: `lines` to print, `document` for JSON, `failed` when the target fails
+    its tolerance (layerwise), the floor cannot be met (sensitivity) or a failing subgraph was
+    saved (reduce never fails: finding nothing to reduce is an answer too)."""
+
+    mode: str
+    target: str
+    lines: list[str]
+    document: dict
+    failed: bool
+
+
+def bisectable(name: str):
+    """The registered target `name`, refused when it does not run on ONNX Runtime."""
+    from ..targets import get_target
+
+    target = get_target(name)
+    if not target.engine.startswith("onnxruntime"):
+        raise ConfigError(f"target '{name}' runs on {target.engine}: {TRT_NEEDED}; pick ort, ort-fp16, cpu-fp16-emu or ort-int8")
+    return target
+
+
+# ---------------------------------------------------------------- layerwise
+
+
+def layerwise(ctx, target, *, min_sqnr_db: float | None, max_feeds: int, plot: Path | None = None) -> BisectOutcome:
+    """The target's verdict, then its artifact against the reference model tensor by tensor."""
+    lines, failures, outputs = verdict(ctx, target)
+    floor = DEFAULT_LAYER_SQNR_DB if min_sqnr_db is None else min_sqnr_db
+    try:
+        report, label, artifact = layerwise_for(ctx, target, min_sqnr_db=floor, max_feeds=max_feeds)
+    except NotBisectable as exc:
+        raise ConfigError(str(exc)) from None
+    lines.append(section_text(target.name, report, label, outputs_failed=bool(failures)))
+    if plot is not None:
+        from .plot import layerwise_plot_html
+
+        layerwise_plot_html(report, plot, title=f"Layerwise error: {ctx.path.name} on {target.name}")
+        lines.append(f"wrote '{plot}'")
+    document = {"target": target.name, "engine": target.engine, "reference": label, "artifact": str(artifact),
+                "verdict": "failed" if failures else "passed", "outputs": outputs, "layerwise": report.to_dict()}
+    return BisectOutcome("layerwise", target.name, lines, document, bool(failures))
+
+
+def verdict(ctx, target) -> tuple[list[str], list[str], dict]:
+    """The accuracy item's comparison (outputs of the target's run against the target's reference,
+    tolerances by the target's precision): its lines, the failed outputs and every output's figures."""
+    from ..compare import compare_output, format_stats
+
+    try:
+        _, artifact = artifact_proto(ctx, target)
+    except NotBisectable as exc:
+        raise ConfigError(str(exc)) from None
+    reference, outputs = target.reference(ctx), target.run(artifact, ctx.feeds)
+    failures, figures = [], {}
+    for name in reference.names:
+        tolerance = ctx.options.tolerances.for_output(name, target.precision)
+        stats = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance)
+        figures[name] = stats.figures()
+        if not stats.passed:
+            failures.append(format_stats(stats, tolerance))
+    summary = f"{len(failures)} of {len(figures)} output(s) beyond tolerance" if failures else "within tolerance"
+    return [f"{target.name} ({target.engine}) on {len(ctx.feeds)} feed(s): {summary}", *failures], failures, figures
+
+
+# ---------------------------------------------------------------- sensitivity
+
+
+def sensitivity(ctx, target, *, lowering: str | None, calibration, calibration_method: str | None,
+                min_sqnr_db: float | None, max_feeds: int, rank: bool) -> BisectOutcome:
+    """The smallest fp32 fallback set that lifts the lowered model's output SQNR to the floor."""
+    from .sensitivity import search_fallback
+
+    lower, name = lowering_for(ctx, target, lowering, calibration, calibration_method)
+    floor = DEFAULT_SEARCH_SQNR_DB if min_sqnr_db is None else min_sqnr_db
+    search = search_fallback(ctx.loaded.proto, ctx.feeds[:max_feeds], lower, min_sqnr_db=floor, rank=rank)
+    lines = [f"{target.name}: fallback search with the {name} lowering on {min(len(ctx.feeds), max_feeds)} feed(s)"]
+    if search.lowered_sqnr_db >= floor:
+        lines.append(f"fully lowered output SQNR {search.lowered_sqnr_db:.2f} dB meets the {floor} dB floor: nothing to keep in fp32")
+    else:
+        flag = "--fp16-block" if LOWERINGS[name] == "fp16" else "--exclude"
+        lines += [search.format(), "flags: " + " ".join(f"{flag} {node}" for node in search.exclude)]
+    failed = not (search.met or search.lowered_sqnr_db >= floor)
+    return BisectOutcome("sensitivity", target.name, lines, {"target": target.name, "lowering": name, **search.to_dict()}, failed)
+
+
+def lowering_for(ctx, target, lowering: str | None, calibration, calibration_method: str | None):
+    """The lowering function for `target` (or `lowering`) and its name; misuse when it does not fit.
+    `calibration` is the calibration data source (a .npz or a data-loader script), read by the
+    int8_quantizer lowering only."""
+    from . import sensitivity as search
+
+    if target.precision not in DEFAULT_LOWERING:
+        raise ConfigError(f"target '{target.name}' runs in {target.precision}: nothing to keep in fp32; pick an fp16 or int8 target")
+    name = lowering or DEFAULT_LOWERING[target.precision]
+    if name not in LOWERINGS:
+        raise ConfigError(f"lowering '{name}' is unknown; choose from {', '.join(LOWERINGS)}")
+    if LOWERINGS[name] != target.precision:
+        raise ConfigError(f"--lowering {name} lowers to {LOWERINGS[name]}, target '{target.name}' runs in {target.precision}; pick a matching lowering")
+    if name != "int8_quantizer":
+        return getattr(search, name), name
+    return search.int8_quantizer(_calibration_feeds(ctx, calibration), method=calibration_method or "entropy"), name
+
+
+def _calibration_feeds(ctx, calibration) -> list:
+    from ..data import read_feeds
+    from ..quant.float_counterpart import has_qdq
+
+    if has_qdq(ctx.loaded.proto):
+        raise ConfigError(f"'{ctx.path}' already holds Q/DQ nodes; search the fallback on its float model")
+    if calibration is None:
+        raise ConfigError("the int8_quantizer lowering needs calibration data; pass --calibration-data calib.npz")
+    return read_feeds(calibration, ctx.specs)
+
+
+# ---------------------------------------------------------------- reduce
+
+
+def reduce(ctx, target, *, output_dir: Path, force: bool, lowering: str | None, calibration, calibration_method: str | None,
+           fp16_block: tuple[str, ...], min_sqnr_db: float | None, max_feeds: int) -> BisectOutcome:
+    """A minimal subgraph that still fails, saved into `output_dir` with its inputs."""
+    from .reduce import reduce_failing_subgraph
+
+    floor = DEFAULT_SEARCH_SQNR_DB if min_sqnr_db is None else min_sqnr_db
+    model, still_fails, how = _reduction(ctx, target, floor, lowering, calibration, calibration_method, fp16_block)
+    feeds = ctx.feeds[:max_feeds]
+    lines = [f"{target.name}: reducing {how}"]
+    if not still_fails(model, feeds):
+        lines.append("the whole model does not fail: nothing to reduce")
+        return BisectOutcome("reduce", target.name, lines, {"target": target.name, "how": how, "nodes": []}, False)
+    reduced = reduce_failing_subgraph(model, feeds, still_fails)
+    model_path, inputs_path = reduced.save(output_dir, force=force)
+    lines.append(f"{len(reduced.nodes)} of {reduced.original_nodes} node(s) still fail ({reduced.checks} checks): {', '.join(reduced.nodes)}")
+    lines.append(f"wrote '{model_path}' and '{inputs_path}'")
+    document = {"target": target.name, "how": how, "nodes": reduced.nodes, "checks": reduced.checks,
+                "original_nodes": reduced.original_nodes, "model": str(model_path), "inputs": str(inputs_path)}
+    return BisectOutcome("reduce", target.name, lines, document, False)
+
+
+def _reduction(ctx, target, floor: float, lowering, calibration, calibration_method, fp16_block):
+    """(model to reduce, predicate, description). A Q/DQ artifact or an fp32 target's own file is
+    reduced as it is: a subgraph fails when the target's run of it is below the floor against its
+    reference (the float counterpart for Q/DQ). An fp16 target's float model is reduced with the
+    lowering: a subgraph fails when its lowered run is below the floor against its fp32 run."""
+    from ..quant.float_counterpart import has_qdq
+
+    if target.precision == "fp16":
+        lower, name = lowering_for(ctx, target, lowering, calibration, calibration_method)
+        return ctx.loaded.proto, _lowered_fails(lower, fp16_block, floor), f"the model with the {name} lowering, output SQNR floor {floor} dB"
+    try:
+        artifact, path = artifact_proto(ctx, target)
+    except NotBisectable as exc:
+        raise ConfigError(str(exc)) from None
+    label = "Q/DQ artifact against its float counterpart" if has_qdq(artifact) else "artifact against its unoptimized run"
+    return artifact, _target_fails(target, floor), f"the {label} ('{path}'), output SQNR floor {floor} dB"
+
+
+def _lowered_fails(lower, keep: tuple[str, ...], floor: float):
+    from .sensitivity import output_sqnr_db
+
+    def still_fails(model, feeds) -> bool:
+        return output_sqnr_db(run_model(model, feeds), run_model(lower(model, keep_fp32=keep), feeds)) < floor
+
+    return still_fails
+
+
+def _target_fails(target, floor: float):
+    from .sensitivity import output_sqnr_db
+
+    def still_fails(model, feeds) -> bool:
+        with tempfile.TemporaryDirectory(prefix="onnx2trt_check-reduce-") as folder:
+            path = Path(folder) / "subgraph.onnx"  # targets run files, as they run the deployed one
+            atomic_write_bytes(path, model.SerializeToString())
+            return output_sqnr_db(run_model(reference_model(model)[0], feeds), target.run(path, feeds)) < floor
+
+    return still_fails

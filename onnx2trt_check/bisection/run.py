@@ -1,0 +1,97 @@
+"""A target's ONNX artifact against its reference model, layer by layer: what the `bisect` command,
+the public API and the `--bisect` option of `pytest --model` share.
+
+Both models run with ONNX Runtime's graph optimizations off, so every tensor exists as written; a
+failure that only the optimized run shows is named as such. TensorRT engines are compared with every
+tensor marked as an engine output (Polygraphy's mark-all) where TensorRT can run them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+
+from ..context import ModelContext
+from ..errors import CheckFailed, CheckSkipped
+
+TRT_NEEDED = (
+    "layerwise comparison of TensorRT engines needs TensorRT and a CUDA device (marks every tensor as an engine output); "
+    "elsewhere compare the engine's layers with Polygraphy: polygraphy run MODEL --trt --onnxrt --trt-outputs mark all --onnx-outputs mark all"
+)
+OPTIMIZED_ONLY = (
+    "no tensor is beyond the layerwise tolerance with graph optimizations off: the difference comes from "
+    "ONNX Runtime's optimized execution of the artifact (graph rewrites, fused kernels), not from its graph"
+)
+
+class NotBisectable(Exception):
+    """Why a target's artifact cannot be compared layer by layer here (a report line, not misuse)."""
+
+
+def reference_model(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+    """The model the artifact is compared with, and its label: the float counterpart when the model
+    holds Q/DQ nodes (docs: the reference of a QDQ model), else the model itself."""
+    from ..quant.float_counterpart import float_counterpart, has_qdq
+
+    if has_qdq(proto):
+        return float_counterpart(proto), "the model's float counterpart (Q/DQ removed, weights dequantized)"
+    return proto, "the model"
+
+
+def artifact_proto(ctx: ModelContext, target) -> tuple[onnx.ModelProto, Path]:
+    """The target's ONNX artifact, built as the target builds it; NotBisectable when it cannot be
+    built, or for a TensorRT target where TensorRT is missing."""
+    if target.engine == "tensorrt" and target.unavailable_reason():
+        raise NotBisectable(TRT_NEEDED)
+    try:
+        path = target.artifact(ctx)
+    except (CheckFailed, CheckSkipped) as exc:
+        raise NotBisectable(f"the artifact of {target.name} cannot be built: {exc}") from None
+    return (ctx.loaded.proto if Path(path) == ctx.path else onnx.load(os.fspath(path))), Path(path)
+
+
+def layerwise_for(ctx: ModelContext, target, *, min_sqnr_db: float, max_feeds: int):
+    """(LayerwiseReport, reference label, artifact path) of `target`'s artifact against the reference
+    model, over the first `max_feeds` feeds of the context."""
+    from .layerwise import layerwise_compare
+
+    artifact, path = artifact_proto(ctx, target)
+    reference, label = reference_model(ctx.loaded.proto)
+    report = layerwise_compare(reference, artifact, ctx.feeds[:max_feeds], tolerance=min_sqnr_db, run_target=_engine_runner(target, path))
+    return report, label, path
+
+
+def _engine_runner(target, path: Path):
+    """For a TensorRT target, its engine with every tensor marked as an output (Polygraphy's
+    mark-all); None (ONNX Runtime with every tensor exposed) for the others."""
+    if target.engine != "tensorrt":
+        return None
+
+    def run(_model, feeds):
+        per_feed = target.run_exposed(path, feeds)
+        return {name: [outputs[name] for outputs in per_feed] for name in set.intersection(*(set(o) for o in per_feed))}
+
+    return run
+
+
+def section_text(target_name: str, report, reference_label: str, plot: Path | None = None, *, outputs_failed: bool = True, engine: str = "onnxruntime") -> str:
+    """The report section; `outputs_failed` says the target's outputs failed, so a layerwise report
+    without a divergent tensor points at the optimized run. Defaults to True (a failed item).
+    `engine` says what ran the artifact. Defaults to onnxruntime."""
+    how = "the TensorRT engine with every tensor marked as an output" if engine == "tensorrt" else "ONNX Runtime with graph optimizations off"
+    lines = [f"{target_name}: artifact vs {reference_label}, {how}", report.format()]
+    if report.first_divergent is None and outputs_failed:
+        lines.append(OPTIMIZED_ONLY)
+    if plot is not None:
+        lines.append(f"plot: {plot}")
+    return "\n".join(lines)
+
+
+def bisect_figures(target_name: str, report, reference_label: str, artifact: Path, plot: Path | None) -> dict:
+    first = report.first_divergent
+    return {
+        "target": target_name, "reference": reference_label, "artifact": str(artifact),
+        "first_divergent_nodes": first.nodes if first else [], "plot": str(plot) if plot else None,
+        **report.to_dict(),
+    }

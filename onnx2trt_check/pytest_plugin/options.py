@@ -1,0 +1,100 @@
+"""Every command-line and ini option of `pytest --model`, one function per check family.
+
+Declared apart from the families because pytest asks for options in every run of every project
+where the package is installed, with or without `--model`: this module imports nothing but the
+standard library, so a run that checks no model does not pay for onnx, onnxruntime or numpy. Each
+family reads its own options (its `read_options`) once `--model` is given.
+
+Name lists in help texts and choices (targets, transforms, calibrators) are written out here rather
+than imported from their registries, which are heavy; tests/test_plugin_options.py holds them equal.
+"""
+
+from __future__ import annotations
+
+TARGET_NAMES = ("ort", "ort-fp16", "cpu-fp16-emu", "trt-fp32", "trt-fp16", "trt-int8", "trt-best", "ort-int8")
+TRANSFORM_NAMES = ("simplify", "optimize", "fuse_repconv", "fold_conv_bn", "fuse_input_normalization", "fold_bn_conv", "remove_output_sigmoid")
+BN_CONV_MODES = ("exact", "plain", "skip_padded")
+CALIBRATION_METHODS = ("entropy", "max", "percentile", "mse")
+RELU6_MODES = ("skip", "swap_to_relu")
+BISECT_FEEDS = 4
+INI_TOLERANCES = {"atol": "onnx2trt_atol", "rtol": "onnx2trt_rtol", "min_cosine": "onnx2trt_min_cosine", "min_sqnr_db": "onnx2trt_min_sqnr_db"}
+INI_BASELINE_DIR = "onnx2trt_baseline_dir"
+UPDATE_FLAG = "--baseline-update"
+
+
+def add_options(parser) -> None:
+    group = parser.getgroup("onnx2trt_check", "onnx2trt_check: validate ONNX models for deployment")
+    for add in (_core, _transforms, _baselines, _precision, _int8, _bisect):
+        add(group)
+    for key, ini in INI_TOLERANCES.items():
+        parser.addini(ini, f"onnx2trt_check: {key} for every output", default=None)
+    parser.addini("onnx2trt_output_tolerances", "onnx2trt_check: per-output tolerances, OUT:key=value,...", type="linelist", default=[])
+    parser.addini(INI_BASELINE_DIR, "onnx2trt_check: folder of the versioned baselines", default=None)
+
+
+def _core(group) -> None:
+    group.addoption("--model", action="append", default=[], metavar="PATH", help="ONNX model to check (repeatable); a folder means every .onnx in it")
+    group.addoption("--inputs", metavar="NPZ", help="input data: keys are input names; an extra leading axis gives one feed per slice")
+    group.addoption("--data-loader", metavar="FILE.py[:FUNC]", help="script whose FUNC (default load_data) yields feed dicts")
+    group.addoption("--input-shape", action="append", default=[], metavar="NAME:1x3x224x224", help="shape for an input with dynamic dims")
+    group.addoption("--input-range", action="append", default=[], metavar="[NAME:]LOW,HIGH", help="value range of generated inputs. Defaults to 0,1")
+    group.addoption("--seed", type=int, default=0, help="seed of generated inputs. Defaults to 0")
+    group.addoption("--num-feeds", type=int, default=4, help="number of generated feeds. Defaults to 4")
+    group.addoption("--target", action="append", default=[], metavar="NAME", help=f"target to compare with the reference (repeatable): {', '.join(TARGET_NAMES)}. Defaults to every target that can run here")
+    group.addoption("--atol", type=float, help="absolute tolerance. Defaults to 1e-4")
+    group.addoption("--rtol", type=float, help="relative tolerance. Defaults to 1e-4")
+    group.addoption("--min-cosine", type=float, help="floor on cosine similarity per output (off by default)")
+    group.addoption("--min-sqnr", type=float, dest="min_sqnr_db", help="floor on SQNR in dB per output (off by default)")
+    group.addoption("--output-tolerance", action="append", default=[], metavar="OUT:key=value,...", help="tolerance of one output, e.g. logits:atol=1e-3")
+    group.addoption("--report-json", metavar="PATH", help="write the results as a schema-versioned JSON report")
+    group.addoption("--artifact-dir", metavar="DIR", help="keep derived models (fp16/int8 artifacts, transformed models) in a new folder under DIR. Defaults to a temporary folder")
+
+
+def _transforms(group) -> None:
+    group.addoption("--transform", action="append", default=[], dest="transform", metavar="NAME",
+                    help=f"graph transform to check (repeatable): {', '.join(TRANSFORM_NAMES)}. Defaults to all")
+    group.addoption("--mean", dest="transform_mean", metavar="M1,M2,...",
+                    help="per-channel mean of preprocessing done outside the model, folded by fuse_input_normalization")
+    group.addoption("--std", dest="transform_std", metavar="S1,S2,...",
+                    help="per-channel std of preprocessing done outside the model (see --mean)")
+    group.addoption("--threshold", action="append", default=[], dest="transform_threshold", metavar="P",
+                    help="probability threshold (repeatable) that remove_output_sigmoid maps to a logit threshold")
+    group.addoption("--bn-conv-mode", dest="bn_conv_mode", default="exact", metavar="MODE",
+                    help=f"fold_bn_conv mode: {', '.join(BN_CONV_MODES)}. Defaults to exact")
+
+
+def _baselines(group) -> None:
+    group.addoption("--latency", action="store_true", help="measure the latency of every selected target (off by default)")
+    group.addoption("--latency-rounds", type=int, default=100, metavar="N", help="timed rounds per target. Defaults to 100")
+    group.addoption("--latency-warmup", type=int, default=10, metavar="N", help="untimed warm-up calls per target. Defaults to 10")
+    group.addoption("--latency-max-ratio", type=float, default=1.05, metavar="R", help="median slowdown that counts as a latency regression (when also significant). Defaults to 1.05")
+    group.addoption("--baseline-dir", metavar="DIR", help="compare with the baselines in DIR (or set baseline_dir in [tool.onnx2trt_check], ini onnx2trt_baseline_dir)")
+    group.addoption(UPDATE_FLAG, action="store_true", help="rewrite the baselines with what this run measured")
+
+
+def _precision(group) -> None:
+    group.addoption("--fp16-calibration-data", metavar="NPZ|FILE.py[:FUNC]", help="feeds (a .npz or a data-loader script) that decide the fp16 artifact's fp32 fallback list. Defaults to the check inputs")
+    group.addoption("--fp16-block", action="append", default=[], metavar="NODE", help="node kept in fp32 in the fp16 artifact (repeatable)")
+    group.addoption("--fp16-no-fallback", action="store_true", help="build the fp16 artifact without the data-driven fallback and the sensitive-op list")
+    group.addoption("--engine-cache", metavar="DIR", help="reuse TensorRT engines from DIR (keyed by model, options, TensorRT version, GPU). Defaults to no cache")
+    group.addoption("--trt-builds", type=int, default=0, metavar="N", help="build each TensorRT target N times (N >= 2, engine cache off) and report the spread of the errors")
+    group.addoption("--trt-flags", action="store_true", help="TensorRT 10: build fp16/int8/best from the fp32 model with builder flags (int8 calibrated) instead of the ONNX artifacts")
+
+
+def _int8(group) -> None:
+    group.addoption("--calibration-data", metavar="NPZ|FILE.py[:FUNC]", help="int8 calibration inputs: a .npz like --inputs, or a data-loader script like --data-loader; makes the ort-int8 target available")
+    group.addoption("--calibration-method", choices=CALIBRATION_METHODS, help="int8 activation range method. Defaults to entropy")
+    group.addoption("--percentile", type=float, dest="calibration_percentile", help="percentile of |x| for --calibration-method percentile. Defaults to 99.99")
+    group.addoption("--per-tensor", action="store_true", help="int8 weights per tensor instead of per output channel")
+    group.addoption("--cle", action="store_true", help="cross-layer equalization before int8 quantization")
+    group.addoption("--cle-relu6", choices=RELU6_MODES, help="ReLU6 between equalized convs: skip the pair, or swap it to Relu (changes the function). Defaults to skip")
+    group.addoption("--bias-correction", action="store_true", help="correct the mean output error of quantized weights in the biases")
+    group.addoption("--exclude", action="append", default=[], dest="quant_exclude", metavar="NODE_OR_REGEX", help="node name or regex left in float by int8 quantization (repeatable)")
+    group.addoption("--calibration-sweep", action="store_true", help="one accuracy item per calibrator (max, percentile 99.99/99.999, entropy, mse)")
+
+
+def _bisect(group) -> None:
+    group.addoption("--bisect", action="store_true", help="for each failed target accuracy item, compare the target's ONNX artifact with the reference layer by layer and name the first divergent node")
+    group.addoption("--bisect-plot", metavar="DIR", help="also write an HTML plot of the per-layer error per failed item into DIR (implies --bisect); an existing file is kept and the new one gets a numeric suffix")
+    group.addoption("--bisect-min-sqnr", type=float, metavar="DB", help="SQNR floor per tensor of the layerwise comparison. Defaults to 20")
+    group.addoption("--bisect-feeds", type=int, metavar="N", help=f"feeds the layerwise comparison uses (the first N). Defaults to {BISECT_FEEDS}")

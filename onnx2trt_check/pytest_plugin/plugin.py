@@ -1,0 +1,20 @@
+"""The pytest plugin: `pytest --model x.onnx`. Registered through the `pytest11` entry point, so it is
+imported by every pytest run wherever the package is installed: it imports nothing heavy. Without
+`--model` it only adds its options; with it, session.py loads the models and registers the run.
+"""
+
+from __future__ import annotations
+
+from . import options
+
+
+def pytest_addoption(parser) -> None:
+    options.add_options(parser)
+
+
+def pytest_configure(config) -> None:
+    if not config.getoption("model"):
+        return
+    from .session import start_run  # the library: onnx, onnxruntime, numpy
+
+    start_run(config)

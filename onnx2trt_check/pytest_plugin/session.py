@@ -1,0 +1,114 @@
+"""What `pytest --model` does once the model is known: options read and validated, every model and
+its input data loaded before the first item runs, the run's hooks registered.
+
+Imported by plugin.py only when `--model` is given, so the imports of the library are paid by runs
+that check a model and by no other pytest run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ..config import ToleranceConfig, parse_output_tolerances, pyproject_section, split_section
+from ..context import RunOptions
+from ..data import FeedOptions, parse_range
+from ..errors import CheckError
+from ..model import parse_shape
+from ..report import ModelInfo, check_report_path, report_document, summary_lines, write_report
+from ..targets import get_target
+from . import families
+from .options import INI_TOLERANCES
+from .stash import STATE
+from .state import ModelFile, RunState, display
+
+
+def start_run(config: pytest.Config) -> None:
+    try:
+        state = RunState(_run_options(config), _model_paths(config.getoption("model")))
+        if report_path := config.getoption("report_json"):
+            check_report_path(Path(report_path))
+        for path in state.model_paths:  # validate every model and its input data before any test runs
+            context = state.context_for(path)
+            state.models[display(config, path)] = ModelInfo(str(path), context.loaded.sha256, context.notes)
+    except CheckError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[STATE] = state
+    config.pluginmanager.register(state, "onnx2trt_check_state")
+    config.pluginmanager.register(RunHooks(), "onnx2trt_check_run")
+    for index, family_plugin in enumerate(families.session_plugins(config, state.options)):
+        config.pluginmanager.register(family_plugin, f"onnx2trt_check_family_{index}")
+    if config.args_source != pytest.Config.ArgsSource.ARGS:  # `pytest --model x.onnx` alone checks only the models
+        config.args[:] = [str(p) for p in state.model_paths]
+
+
+def _model_paths(arguments: list[str]) -> list[Path]:
+    paths = []
+    for argument in arguments:
+        path = Path(argument).resolve()
+        if path.is_dir():
+            found = sorted(path.glob("*.onnx"))
+            if not found:
+                raise CheckError(f"folder '{argument}' given to --model holds no .onnx file")
+            paths.extend(found)
+        else:
+            if not path.exists():
+                raise CheckError(f"model file '{argument}' does not exist; check the --model path")
+            paths.append(path)
+    return list(dict.fromkeys(paths))
+
+
+def _run_options(config: pytest.Config) -> RunOptions:
+    feeds = FeedOptions(
+        seed=config.getoption("seed"),
+        num_feeds=config.getoption("num_feeds"),
+        ranges=dict(parse_range(t) for t in config.getoption("input_range")),
+        npz=Path(config.getoption("inputs")) if config.getoption("inputs") else None,
+        data_loader=config.getoption("data_loader"),
+    )
+    if feeds.num_feeds < 1:
+        raise CheckError(f"--num-feeds {feeds.num_feeds} must be at least 1")
+    shapes = dict(parse_shape(t) for t in config.getoption("input_shape"))
+    targets = tuple(config.getoption("target")) or None
+    for name in targets or ():
+        get_target(name)  # an unknown name is a usage error now, not a collection error later
+    artifact_dir = Path(config.getoption("artifact_dir")) if config.getoption("artifact_dir") else None
+    extra = families.read_options(config)
+    return RunOptions(feeds=feeds, input_shapes=shapes, tolerances=_tolerances(config), targets=targets, artifact_dir=artifact_dir, extra=extra)
+
+
+def _tolerances(config: pytest.Config) -> ToleranceConfig:
+    tolerances = ToleranceConfig()
+    values, outputs, precisions = split_section(pyproject_section(config.rootpath))
+    tolerances.layer(values, outputs, "[tool.onnx2trt_check] of pyproject.toml", precisions)
+    ini_values = {key: config.getini(ini) for key, ini in INI_TOLERANCES.items() if config.getini(ini) is not None}
+    tolerances.layer(ini_values, parse_output_tolerances(config.getini("onnx2trt_output_tolerances")), "pytest ini")
+    cli_values = {key: config.getoption(key) for key in INI_TOLERANCES if config.getoption(key) is not None}
+    tolerances.layer(cli_values, parse_output_tolerances(config.getoption("output_tolerance")), "command line")
+    return tolerances
+
+
+class RunHooks:
+    """The run's collection, summary and report hooks, registered only for a run with `--model`."""
+
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
+        state = parent.config.stash[STATE]
+        if file_path.suffix == ".onnx" and file_path.resolve() in state.model_paths:
+            return ModelFile.from_parent(parent, path=file_path)
+        return None
+
+    def pytest_terminal_summary(self, terminalreporter, exitstatus, config: pytest.Config) -> None:
+        state = config.stash[STATE]
+        if not state.records:
+            return
+        terminalreporter.write_sep("=", "onnx2trt_check summary")
+        for line in summary_lines(state.records, state.models):
+            terminalreporter.write_line(line)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        state = session.config.stash[STATE]
+        report_path = session.config.getoption("report_json", None)
+        if not report_path or hasattr(session.config, "workerinput"):
+            return  # under xdist only the controller writes
+        write_report(Path(report_path), report_document(state.records, state.models, int(exitstatus)))

@@ -1,0 +1,138 @@
+"""The transform family of `pytest --model`: every registered graph transform, checked on the model.
+
+One item per transform, `transform[<name>]::equivalence`: the transform alone on the original model,
+verified as the pipeline verifies a step (value equivalence in the ONNX Runtime reference on the
+check inputs; decision agreement for remove_output_sigmoid). A transform that finds nothing to
+rewrite is skipped with its reason. One more item, `transform[pipeline]::equivalence`, runs the
+selected transforms in the registry's documented order and names the first step that fails.
+
+The transforms run through transforms.run (shared with the `optimize` command and the public API).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import onnx
+
+from ..context import ModelContext, RunOptions
+from ..errors import CheckFailed, CheckSkipped
+from ..transforms.run import TransformSettings, failing_output_lines, run_transforms, settings_from, skip_reason
+from .core import Check
+
+if TYPE_CHECKING:
+    from ..transforms.pipeline import PipelineResult, PipelineStep
+
+FAMILY_PIPELINE = "transform[pipeline]"
+CHECK_NAME = "equivalence"
+
+# --- options ---------------------------------------------------------------------------------------
+
+
+def read_options(config) -> dict:
+    return {"transform_settings": settings_from(
+        names=config.getoption("transform"), mean=config.getoption("transform_mean"), std=config.getoption("transform_std"),
+        thresholds=config.getoption("transform_threshold"), bn_conv_mode=config.getoption("bn_conv_mode"))}
+
+
+def settings_of(options: RunOptions) -> TransformSettings:
+    return options.extra.get("transform_settings") or TransformSettings()
+
+
+# --- the checks ------------------------------------------------------------------------------------
+
+
+def checks(options: RunOptions) -> list[Check]:
+    """One item per selected transform, then the pipeline item."""
+    items = [Check(f"transform[{name}]", CHECK_NAME, transform_check(name)) for name in settings_of(options).selected()]
+    return items + [Check(FAMILY_PIPELINE, CHECK_NAME, check_pipeline)]
+
+
+def transform_check(name: str):
+    def check(ctx: ModelContext) -> dict:
+        __tracebackhide__ = True
+        settings = settings_of(ctx.options)
+        result = run_transforms(ctx.loaded.proto, ctx.feeds, settings, names=[name])
+        step = result.steps[0]
+        if not step.passed:
+            raise CheckFailed(step_failure(step, len(ctx.feeds)), step_figures(step))
+        if not step.modified:
+            raise CheckSkipped(f"{name}: {skip_reason(step)}")
+        return step_figures(step) | {"feeds": len(ctx.feeds)}
+
+    return check
+
+
+def check_pipeline(ctx: ModelContext) -> dict:
+    __tracebackhide__ = True
+    settings = settings_of(ctx.options)
+    result = run_transforms(ctx.loaded.proto, ctx.feeds, settings)
+    figures = pipeline_figures(ctx.loaded.proto, result)
+    if not result.passed:
+        failed = result.steps[-1]
+        head = f"pipeline stopped at '{failed.name}' (step {len(result.steps)} of {len(settings.selected())}):"
+        raise CheckFailed("\n".join([head, step_failure(failed, len(ctx.feeds)), "steps run:", *_step_lines(result)]), figures)
+    if not figures["changed"]:
+        raise CheckSkipped("pipeline: no transform changed the model")
+    return figures | {"feeds": len(ctx.feeds)}
+
+
+# --- figures and messages --------------------------------------------------------------------------
+
+
+def step_figures(step: PipelineStep) -> dict:
+    """nodes_before/nodes_after lead (the summary row shows them), then what the step did."""
+    report = step.report.to_dict() if step.report else {"matches": [], "skips": [], "figures": {}}
+    figures = {
+        "nodes_before": step.nodes_before, "nodes_after": step.nodes_after,
+        "matches": len(report["matches"]), "skips": len(report["skips"]),
+        "verification": step.verification.summary if step.verification else step.error,
+        "verification_figures": _condensed(step.verification.figures) if step.verification else {},
+        "report": report,
+    }
+    if "logit_thresholds" in report["figures"]:
+        figures["logit_thresholds"] = report["figures"]["logit_thresholds"]
+    return figures
+
+
+def _condensed(figures: dict) -> dict:
+    """Decision checks summed per threshold (one entry per feed would swamp the report)."""
+    if "decisions" not in figures:
+        return figures
+    per_threshold: dict[float, dict] = {}
+    for decision in figures["decisions"]:
+        total = per_threshold.setdefault(decision["threshold"], {"threshold": decision["threshold"], "logit": decision["logit"],
+                                                                   "disagreements": 0, "in_band": 0, "flipped_in_band": 0, "total": 0})
+        for key in ("disagreements", "in_band", "flipped_in_band", "total"):
+            total[key] += decision[key]
+        total["agree"] = total["disagreements"] == 0
+    return {**figures, "decisions": list(per_threshold.values())}
+
+
+def pipeline_figures(model: onnx.ModelProto, result: PipelineResult) -> dict:
+    return {
+        "nodes_before": len(model.graph.node), "nodes_after": len(result.model.graph.node),
+        "changed": [step.name for step in result.steps if step.modified and step.passed],
+        "failed_step": result.failed_step,
+        "steps": [{"name": s.name, "modified": s.modified, "passed": s.passed, "nodes_before": s.nodes_before,
+                   "nodes_after": s.nodes_after, "matches": len(s.report.matches) if s.report else 0,
+                   "verification": s.verification.summary if s.verification else s.error} for s in result.steps],
+    }
+
+
+def step_failure(step: PipelineStep, feeds: int) -> str:
+    """Which transform, what it rewrote, and how the outputs moved (or why it could not be verified)."""
+    head = f"{step.name} ({step.nodes_before} -> {step.nodes_after} nodes)"
+    if step.error:
+        return f"{head} failed: {step.error}"
+    lines = [f"{head} changed the model's function on {feeds} feed(s): {step.verification.summary}"]
+    lines += failing_output_lines(step.verification.figures)
+    lines += [f"  rewrote {', '.join(m.nodes)}: {m.detail}" for m in step.report.matches[:5]]
+    for output, error in step.report.figures.get("border_error", {}).items():
+        lines.append(f"  plain BN->Conv fold at '{output}' (pads {error['pads']}): max abs error {error['border_max_abs']:.3g} "
+                     f"in the border band, {error['interior_max_abs']:.3g} inside; --bn-conv-mode exact corrects it")
+    return "\n".join(lines)
+
+
+def _step_lines(result: PipelineResult) -> list[str]:
+    return [f"  {step.summary()}" for step in result.steps]

@@ -1,0 +1,155 @@
+"""The post-training int8 pipeline: the float model in, a QDQ model TensorRT builds as it is out.
+
+`quantize_for_tensorrt` is the whole pipeline (the `quantize` command, the `ort-int8` and `trt-int8`
+targets and the quantization benchmark use it): fold BN into the convs, as TensorRT does before it
+quantizes weights; lift Constant nodes to initializers, so ReLU6's bounds (Constant nodes in PyTorch
+exports) are visible to equalization; optional cross-layer equalization; optional bias correction of
+the layers the plan quantizes; then calibration and Q/DQ insertion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+from onnx_ir.passes.common import LiftConstantsToInitializersPass
+
+from ..errors import ConfigError
+from ..transforms.fold_conv_bn import fold_conv_bn
+from ..transforms.graph_utils import node_label
+from . import bias_correction, equalize
+from .insert_qdq import plan_qdq
+from .quantize import QuantizeReport, quantize_model
+
+# The ReLU6 swap's effect on the float outputs is measured on this many calibration feeds: enough
+# for a figure, and bounded so a large calibration set does not run the model twice over.
+SWAP_CHECK_FEEDS = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Int8Settings:
+    """How our int8 artifact is made. Defaults: entropy calibration (TensorRT's), percentile 99.99
+    (used by "percentile" only), per-channel weights, no equalization (ReLU6 pairs skipped when it
+    is on), no bias correction, nothing excluded."""
+
+    method: str = "entropy"
+    percentile: float = 99.99
+    per_channel: bool = True
+    cle: bool = False
+    cle_relu6: str = "skip"
+    bias_correction: bool = False
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """Short name of the configuration, e.g. 'percentile-99.99 per-tensor+cle+bc'."""
+        method = f"percentile-{self.percentile:g}" if self.method == "percentile" else self.method
+        extras = ["per-channel" if self.per_channel else "per-tensor"]
+        extras += ["cle"] * self.cle + ["bc"] * self.bias_correction
+        return f"{method} {'+'.join(extras)}"
+
+
+@dataclasses.dataclass
+class Int8Build:
+    """Our int8 QDQ model, the quantizer's report, and the figures of each preparation step."""
+
+    model: onnx.ModelProto
+    report: QuantizeReport
+    steps: dict[str, dict]
+
+
+def check_settings(settings: Int8Settings) -> None:
+    """A ConfigError naming the option for a percentile outside (0, 100] or an --exclude pattern
+    that is not a regex."""
+    if not 0.0 < settings.percentile <= 100.0:
+        raise ConfigError(f"--percentile {settings.percentile} is outside (0, 100]; pass e.g. 99.99")
+    for pattern in settings.exclude:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"--exclude '{pattern}' is not a valid regex ({exc}); escape it or pass the exact node name") from None
+
+
+def quantize_for_tensorrt(model: onnx.ModelProto, calibration_feeds: Sequence[Mapping[str, np.ndarray]], settings: Int8Settings) -> Int8Build:
+    """The int8 QDQ model of `model` by `settings`, calibrated on `calibration_feeds`. `model` is
+    not mutated."""
+    prepared, steps = prepare_for_quantization(model, calibration_feeds, settings)
+    result = quantize_model(
+        prepared, calibration_feeds, method=settings.method, percentile=settings.percentile,
+        per_channel=settings.per_channel, exclude=settings.exclude,
+        progress=True,  # a batch counter on stderr, only on a terminal or for long calibrations
+    )
+    return Int8Build(result.model, result.report, steps)
+
+
+def prepare_for_quantization(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], settings: Int8Settings) -> tuple[onnx.ModelProto, dict[str, dict]]:
+    """The float model the quantizer sees (BN folded, constants lifted, optionally equalized and
+    bias-corrected) and each step's figures."""
+    folded = fold_conv_bn(model)
+    steps = {"fold_conv_bn": {"folded": len(folded.report.matches)}}
+    work = _lift_constants(folded.model)
+    if settings.cle:
+        result = equalize.equalize(work, relu6=settings.cle_relu6, check_feeds=feeds[:SWAP_CHECK_FEEDS])
+        steps["cle"] = {"pairs": len(result.report.matches), "skipped": [f"{', '.join(s.nodes)}: {s.reason}" for s in result.report.skips], **result.report.figures}
+        work = result.model
+    if settings.bias_correction:
+        quantizer = bias_correction.per_channel_int8 if settings.per_channel else bias_correction.per_tensor_int8
+        result = bias_correction.correct_bias(work, feeds, weight_quantizer=quantizer, nodes=_weight_quantized_layers(work, settings))
+        steps["bias_correction"] = {"layers": len(result.report.matches)}
+        work = result.model
+    return work, steps
+
+
+def _lift_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    work = ir.from_proto(model)
+    LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(work)
+    return ir.to_proto(work)
+
+
+def _weight_quantized_layers(model: onnx.ModelProto, settings: Int8Settings) -> list[str]:
+    """Labels (as bias_correction names nodes) of the Conv/Gemm whose weights the quantizer will
+    quantize: correcting an excluded layer would add the error it corrects for."""
+    plan = plan_qdq(model, per_channel=settings.per_channel, exclude=settings.exclude)
+    nodes = list(ir.from_proto(model).graph)
+    indices = dict.fromkeys(t.node for t in plan.targets if t.kind == "weight")
+    return [node_label(nodes[i]) for i in indices if nodes[i].op_type in ("Conv", "Gemm")]
+
+
+def report_figures(build: Int8Build) -> dict:
+    """The quantizer's report as JSON-ready figures: tensors quantized with their amax, the method,
+    the preparation steps, and every skipped node with its reason."""
+    report = build.report
+    activations = {t.name: t.amax for t in report.tensors if t.kind == "activation"}
+    weights = {t.name: _amax_summary(t.amax, t.axis) for t in report.tensors if t.kind == "weight"}
+    return {
+        "method": report.method,
+        "tensors_quantized": {"activations": len(activations), "weights": len(weights)},
+        "activation_amax": activations,
+        "weight_amax": weights,
+        "skipped": [{"nodes": list(s.nodes), "reason": s.reason} for s in report.skips],
+        "steps": build.steps,
+    }
+
+
+def _amax_summary(amax, axis: int | None) -> dict:
+    values = np.atleast_1d(np.asarray(amax, np.float64))
+    granularity = f"per-channel (axis {axis})" if axis is not None else "per-tensor"
+    return {"granularity": granularity, "channels": int(values.size), "min": float(values.min()), "max": float(values.max())}
+
+
+def settings_from(extra: Mapping[str, object]) -> Int8Settings:
+    """The Int8Settings of a run from the quant family's options (defaults where absent)."""
+    defaults = Int8Settings()
+    return Int8Settings(
+        method=extra.get("calibration_method") or defaults.method,
+        percentile=float(extra.get("calibration_percentile") or defaults.percentile),
+        per_channel=not extra.get("per_tensor", False),
+        cle=bool(extra.get("cle", False)),
+        cle_relu6=extra.get("cle_relu6") or defaults.cle_relu6,
+        bias_correction=bool(extra.get("bias_correction", False)),
+        exclude=tuple(extra.get("quant_exclude") or ()),
+    )
