@@ -29,6 +29,11 @@ def create_session(model: ModelSource, *, optimized: bool, threads: int = 0) -> 
     )
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    # Q/DQ runs as written (dequantize, float op, quantize), never fused into ORT's int8 kernels:
+    # those are ORT's per-CPU choice, and on x86 with AVX2 but no VNNI its u8s8 kernels saturate
+    # int16 pair sums (measured here: a QDQ MatMul off by 4.6 on outputs of 10, 11.7 dB), which
+    # is neither the model's nor TensorRT's arithmetic (int32 accumulation).
+    options.add_session_config_entry("session.disable_quant_qdq", "1")
     weights = []
     if isinstance(model, onnx.ModelProto):
         model, weights = _without_weights(model)

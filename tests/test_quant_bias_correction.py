@@ -8,7 +8,6 @@ import onnx.numpy_helper as nh
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy import integrate, stats
 
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.quant.bias_correction import (
@@ -164,10 +163,10 @@ def test_misuse_raises_config_error():
 def test_relu_normal_mean_matches_monte_carlo(mean, std):
     samples = np.random.default_rng(0).normal(mean, std, size=400_000)
     clipped = np.maximum(samples, 0)
-    # 5 standard errors of the sample mean, from E[max(X, 0)^2] integrated numerically: the
-    # sample's own spread is 0 when no sample lands above 0 (mean -3, std 0.6), the true one is not.
-    second_moment, _ = integrate.quad(lambda y: y * y * stats.norm.pdf(y, mean, std), 0, np.inf)
-    assert relu_normal_mean(mean, std) == pytest.approx(clipped.mean(), abs=5 * np.sqrt(second_moment / samples.size) + 1e-12)
+    # 5 standard errors of the sample mean. max(X, 0) is 1-Lipschitz, so its variance is at most
+    # std^2: a bound that holds where the sample's own spread is 0 (no sample above 0 at mean -3,
+    # std 0.6) and where numerical integration misses a narrow peak (mean 2.66, std 0.05).
+    assert relu_normal_mean(mean, std) == pytest.approx(clipped.mean(), abs=5 * std / np.sqrt(samples.size))
 
 
 def _bn_relu_conv(seed, group, channels=4):

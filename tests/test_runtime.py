@@ -3,7 +3,7 @@
 import numpy as np
 import onnx
 import pytest
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from onnx2trt_check.runtime import create_session, run_feeds, run_model
 
@@ -39,3 +39,25 @@ def test_an_initializer_that_is_also_an_input_stays_overridable():
     model = _matmul_model(np.float32, as_input=True)
     feed = {"x": np.ones((2, 256), np.float32), "w": np.zeros((256, 160), np.float32)}
     assert not np.any(run_model(model, [feed])[0]["y"])
+
+
+def test_qdq_runs_as_written_whatever_the_cpu():
+    """Activations near 127 times int8 weights near 127: the pair sums that ORT's fused u8s8 kernels
+    saturate on x86 CPUs with AVX2 but no VNNI. The result must be the QDQ model's own arithmetic,
+    computed here in float64 from the integers."""
+    rng = np.random.default_rng(0)
+    weight = rng.integers(-127, 128, size=(4, 8)).astype(np.int8)
+    x_scale, w_scale = np.float32(1 / 127), np.float32(0.05)
+    inits = [numpy_helper.from_array(weight, "w_q"), numpy_helper.from_array(np.array(w_scale), "w_s"),
+             numpy_helper.from_array(np.array(x_scale), "x_s"), numpy_helper.from_array(np.array(0, np.int8), "zp")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_s", "zp"], ["xq"]), helper.make_node("DequantizeLinear", ["xq", "x_s", "zp"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w_q", "w_s", "zp"], ["w"]), helper.make_node("MatMul", ["xd", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    x = rng.uniform(0.75, 1.0, size=(1, 4)).astype(np.float32)
+    quantized = np.clip(np.round(x.astype(np.float64) / float(x_scale)), -128, 127)
+    expected = (quantized @ weight.astype(np.float64)) * float(x_scale) * float(w_scale)
+    for optimized in (False, True):
+        (got,) = run_model(model, [{"x": x}], optimized=optimized)
+        np.testing.assert_allclose(got["y"], expected, rtol=1e-5, atol=1e-5)

@@ -3,8 +3,9 @@
 The artifact is the model itself when it already holds Q/DQ nodes (QAT or a quantized export);
 its reference is then the model's float counterpart (Q/DQ removed, weights dequantized). Otherwise
 the artifact is our quantizer's output from calibration data (quant.pipeline), compared with the
-model's own reference. ONNX Runtime runs it with every graph optimization, which turns the Q/DQ
-groups into its int8 kernels: an emulation that gives int8 signal on any machine, labelled
+model's own reference. ONNX Runtime runs it with every graph optimization but with its Q/DQ as
+written (runtime.create_session: ORT's fused int8 kernels saturate on some CPUs), which is the
+arithmetic of the QDQ model: an emulation that gives int8 signal on any machine, labelled
 onnxruntime, never TensorRT.
 """
 
