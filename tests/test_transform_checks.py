@@ -26,8 +26,8 @@ from onnx2trt_check.transforms.fold_conv_bn import fold_conv_bn
 from onnx2trt_check.transforms.fuse_input_normalization import fuse_input_normalization
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-ORDER = ["simplify", "optimize", "fuse_repconv", "fold_conv_bn", "fuse_input_normalization", "fold_bn_conv",
-         "remove_output_sigmoid"]
+ORDER = ["simplify", "optimize", "fuse_repconv", "bn_across_maxpool", "fold_conv_bn", "fold_gemm_bn",
+         "fuse_input_normalization", "fold_bn_conv", "fold_bn_gemm", "remove_output_sigmoid", "output_tail"]
 
 
 def _model(nodes, arrays: dict, *, shape=(1, 3, 6, 6), out_shape=None, output="y") -> onnx.ModelProto:
@@ -167,7 +167,7 @@ def test_item_ids_one_per_transform_then_the_pipeline(pytester):
 def test_applicable_transforms_pass_and_the_others_skip_with_reasons(pytester, only_transforms):
     save(conv_bn_sigmoid(), pytester.path / "m.onnx")
     result = pytester.runpytest_inprocess("--model", "m.onnx", "-rs", "--threshold", "0.25", "--report-json", "r.json")
-    result.assert_outcomes(passed=3, skipped=5)
+    result.assert_outcomes(passed=3, skipped=9)
     result.stdout.fnmatch_lines_random([
         "*fuse_repconv: no RepVGG/RepConv block (an Add of parallel Conv branches over one input) in the model",
         "*fold_bn_conv: no BatchNormalization -> Conv pair in the model",
@@ -211,13 +211,13 @@ def test_a_broken_transform_fails_its_item_and_stops_the_pipeline_by_name(pytest
     broken_registry("fold_conv_bn", _broken_fold)
     save(conv_bn_sigmoid(), pytester.path / "m.onnx")
     result = pytester.runpytest_inprocess("--model", "m.onnx")
-    result.assert_outcomes(passed=1, failed=2, skipped=5)
+    result.assert_outcomes(passed=1, failed=2, skipped=9)
     result.stdout.fnmatch_lines([
         "*fold_conv_bn (5 -> 4 nodes) changed the model's function on 4 feed(s): NOT equivalent*",
         "*output 'y': * elements outside |after - before| <= atol * + rtol * * |before|; max abs *",
         "*rewrote conv1, bn: folded into Conv (4 channels)",
     ])
-    result.stdout.fnmatch_lines(["pipeline stopped at 'fold_conv_bn' (step 4 of 7):", "*fold_conv_bn (5 -> 4 nodes)*NOT*"])
+    result.stdout.fnmatch_lines(["pipeline stopped at 'fold_conv_bn' (step 5 of 11):", "*fold_conv_bn (5 -> 4 nodes)*NOT*"])
 
 
 def test_a_crashing_transform_fails_with_its_exception(pytester, only_transforms, broken_registry):

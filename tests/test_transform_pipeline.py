@@ -21,8 +21,8 @@ from onnx2trt_check.transforms.registry import (
 from onnx2trt_check.transforms.remove_output_sigmoid import verify_decisions
 from onnx2trt_check.transforms.verify import check_equivalence, default_tolerance
 
-ORDER = ("simplify", "optimize", "fuse_repconv", "fold_conv_bn", "fuse_input_normalization", "fold_bn_conv",
-         "remove_output_sigmoid")
+ORDER = ("simplify", "optimize", "fuse_repconv", "bn_across_maxpool", "fold_conv_bn", "fold_gemm_bn",
+         "fuse_input_normalization", "fold_bn_conv", "fold_bn_gemm", "remove_output_sigmoid", "output_tail")
 
 
 def detector(seed: int = 0) -> onnx.ModelProto:

@@ -12,7 +12,8 @@ than imported from their registries, which are heavy; tests/test_plugin_options.
 from __future__ import annotations
 
 TARGET_NAMES = ("ort", "ort-fp16", "cpu-fp16-emu", "trt-fp32", "trt-fp16", "trt-int8", "trt-best", "ort-int8")
-TRANSFORM_NAMES = ("simplify", "optimize", "fuse_repconv", "fold_conv_bn", "fuse_input_normalization", "fold_bn_conv", "remove_output_sigmoid")
+TRANSFORM_NAMES = ("simplify", "optimize", "fuse_repconv", "bn_across_maxpool", "fold_conv_bn", "fold_gemm_bn", "fuse_input_normalization",
+                   "fold_bn_conv", "fold_bn_gemm", "remove_output_sigmoid", "output_tail")
 BN_CONV_MODES = ("exact", "plain", "skip_padded")
 CALIBRATION_METHODS = ("entropy", "max", "percentile", "mse")
 RELU6_MODES = ("skip", "swap_to_relu")

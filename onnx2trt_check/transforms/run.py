@@ -33,10 +33,14 @@ PATTERNS = {
     "simplify": "constant subgraph or no-op for onnxsim to simplify",
     "optimize": "pattern for onnxoptimizer's fusion and elimination passes",
     "fuse_repconv": "RepVGG/RepConv block (an Add of parallel Conv branches over one input)",
+    "bn_across_maxpool": "BatchNormalization next to a MaxPool with a foldable layer on its other side",
     "fold_conv_bn": "Conv -> BatchNormalization pair",
+    "fold_gemm_bn": "Gemm/MatMul -> BatchNormalization pair",
     "fuse_input_normalization": "input normalization (Sub/Add/Mul/Div/BatchNormalization on an input, read by Convs)",
     "fold_bn_conv": "BatchNormalization -> Conv pair",
+    "fold_bn_gemm": "BatchNormalization -> [Flatten/Reshape ->] Gemm/MatMul chain",
     "remove_output_sigmoid": "Sigmoid in front of a graph output",
+    "output_tail": "Transpose/Reshape/Flatten/Squeeze/Unsqueeze/Resize between the last compute node and a graph output",
 }
 
 
