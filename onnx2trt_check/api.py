@@ -112,6 +112,10 @@ class OptimizeResult:
     feeds: int
     nodes_before: int
     written: Path | None = None
+    # output_tail's post-processing recipe (tail_recipe.recipe_document) when it moved a tail out of
+    # the graph, and where it was written (beside the model: OUT.recipe.json).
+    recipe: dict | None = None
+    recipe_written: Path | None = None
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -127,17 +131,57 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
              thresholds: Sequence[float] = (), bn_conv_mode: str = "exact",
              inputs: str | os.PathLike | None = None, input_shapes: Shapes | None = None, seed: int = 0, num_feeds: int = 4) -> OptimizeResult:
     """The registered transforms (`passes`, in registry order. Defaults to all) on `model`, every
-    step that changed it verified on the feeds; written to `output` only when every step passed."""
+    step that changed it verified on the feeds; written to `output` only when every step passed.
+    When output_tail moved a tail out of the graph, its recipe is written beside (OUT.recipe.json),
+    never over an existing file without `force`."""
     from .transforms.run import run_transforms, settings_from
 
     settings = settings_from(names=tuple(passes or ()), mean=mean, std=std, thresholds=thresholds, bn_conv_mode=bn_conv_mode)
     target = checked_output(model, output, force=force) if output is not None else None
+    recipe_file = _recipe_target(target, settings, force=force)
     proto, _ = _load(model)
     feeds, source = input_feeds(proto, inputs=inputs, input_shapes=input_shapes, seed=seed, num_feeds=num_feeds)
     result = OptimizeResult(run_transforms(proto, feeds, settings), settings, source, len(feeds), len(proto.graph.node))
+    result.recipe = _recipe(result.pipeline, target)
     if target is not None and result.passed:
+        result.recipe_written = _write_recipe(recipe_file, result.recipe)
         result.written = _write(target, result.model)
     return result
+
+
+def _recipe_target(target: Path | None, settings: TransformSettings, *, force: bool) -> Path | None:
+    """OUT.recipe.json when output_tail may write one; refused up front if it exists without force."""
+    from .fileio import refuse_overwrite
+    from .transforms.tail_recipe import recipe_path
+
+    if target is None or "output_tail" not in settings.selected():
+        return None
+    path = recipe_path(target)
+    refuse_overwrite(path, force=force)
+    return path
+
+
+def _recipe(pipeline: PipelineResult, target: Path | None) -> dict | None:
+    from .transforms.tail_recipe import recipe_document
+
+    step = next((s for s in pipeline.steps if s.name == "output_tail" and s.modified and s.passed), None)
+    return recipe_document(step.report, model_file=target.name if target else "<not written>") if step else None
+
+
+def _write_recipe(path: Path | None, recipe: dict | None) -> Path | None:
+    """Write the recipe; without one, remove a stale recipe of ours at the path (the model it
+    described is being replaced, which took force), never another file."""
+    from .fileio import atomic_write_text
+    from .transforms.tail_recipe import is_recipe_file
+
+    if path is None:
+        return None
+    if recipe is None:
+        if path.exists() and is_recipe_file(path):
+            path.unlink()
+        return None
+    atomic_write_text(path, json.dumps(recipe, indent=2) + "\n")
+    return path
 
 
 # ---------------------------------------------------------------- quantize

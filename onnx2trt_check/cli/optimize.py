@@ -27,7 +27,7 @@ def register(subparsers) -> None:
                         help="probability threshold (repeatable) to map to a logit threshold when an output Sigmoid is removed")
     parser.add_argument("--bn-conv-mode", default="exact", help="fold_bn_conv mode: exact, plain, skip_padded. Defaults to exact")
     add_input_options(parser)
-    parser.add_argument("--force", action="store_true", help="overwrite OUT.onnx if it exists")
+    parser.add_argument("--force", action="store_true", help="overwrite OUT.onnx (and its recipe OUT.recipe.json) if they exist")
     parser.set_defaults(handler=run)
 
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"'{args.output}' NOT written: step '{result.pipeline.failed_step}' failed verification "
               f"(leave it out with --passes to keep the steps before it)")
         return 1
-    for line in threshold_lines(result.pipeline, result.settings):
+    for line in threshold_lines(result.pipeline, result.settings) + recipe_lines(result.recipe, result.recipe_written):
         print(line)
     print(f"verified: {result.nodes_before} -> {len(result.model.graph.node)} nodes; wrote '{result.written}'")
     return 0
@@ -79,6 +79,21 @@ def step_lines(result, *, details: int = 10) -> list[str]:
             if len(step.report.matches) > details:
                 lines.append(f"      (+{len(step.report.matches) - details} more)")
     return lines
+
+
+def recipe_lines(recipe: dict | None, written) -> list[str]:
+    """The post-processing that restores each output whose tail output_tail moved out of the graph."""
+    from ..transforms.tail_recipe import describe
+
+    if recipe is None:
+        return []
+    lines = []
+    for name, entry in recipe["outputs"].items():
+        exactness = "bit-exact" if entry["exact"] else "within float rounding (linear Resize)"
+        lines.append(f"output '{name}' is now {entry['new_shape']} (was {entry['old_shape']}); post-processing restores it, {exactness}:")
+        lines += [f"  {index}. {describe(step)}" for index, step in enumerate(entry["steps"], 1)]
+    lines += [f"  left in the graph: {left['reason']}" for left in recipe["left_in_graph"] if "box decode" in left["reason"]]
+    return lines + [f"recipe written to '{written}' (tail_recipe.apply_recipe applies it in numpy)"]
 
 
 def threshold_lines(result, settings) -> list[str]:

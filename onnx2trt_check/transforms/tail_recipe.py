@@ -20,7 +20,9 @@ hand; the transform's verification compares its result with ONNX Runtime's Resiz
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -130,3 +132,35 @@ def describe(step: dict) -> str:
         return f"{step['op']} axes {step['axes'] if step['axes'] is not None else 'of size 1'}"
     detail = step["coordinate_transformation_mode"] + (f", {step['nearest_mode']}" if step["mode"] == "nearest" else "")
     return f"resize {step['mode']} x{tuple(int(s) for s in step['scales'])} ({detail})"
+
+
+# --- the recipe file written beside an optimized model ---------------------------------------------
+
+RECIPE_KIND = "postprocessing_recipe"
+RECIPE_SCHEMA_VERSION = 1
+
+
+def recipe_path(model_path) -> Path:
+    """Where the recipe of `model_path` goes: OUT.onnx -> OUT.recipe.json."""
+    path = Path(model_path)
+    return path.with_name(f"{path.stem if path.suffix == '.onnx' else path.name}.recipe.json")
+
+
+def recipe_document(report, *, model_file: str) -> dict:
+    """The JSON document of output_tail's report: per output the steps that restore it, its old and
+    new shape, whether it is bit-exact; and what was left in the graph, with the reasons."""
+    return {
+        "tool": "onnx2trt_check", "kind": RECIPE_KIND, "schema_version": RECIPE_SCHEMA_VERSION, "model": model_file,
+        "apply": "onnx2trt_check.transforms.tail_recipe.apply_recipe(steps, new_output) gives the old output; "
+                 "steps run in order on the output of the optimized model",
+        "outputs": report.figures.get("recipes", {}),
+        "left_in_graph": [{"nodes": list(skip.nodes), "reason": skip.reason} for skip in report.skips],
+    }
+
+
+def is_recipe_file(path) -> bool:
+    """Whether `path` is a recipe this tool wrote (so a stale one may be replaced with --force)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")).get("kind") == RECIPE_KIND
+    except (OSError, ValueError, AttributeError):
+        return False
