@@ -27,12 +27,14 @@ import torch
 import torch.nn.functional as F
 from metrics import mask_iou, pixel_accuracy, top1_accuracy  # models/ is on sys.path when run as a script
 from networks import (  # models/ is on sys.path when run as a script
+    CONVBN_WIDTHS,
     DEAD_EVERY,
     HeatmapNet,
     bn_before_conv,
     convbn_classifier,
     mobilenetv2_classifier,
     repvgg_classifier,
+    slimmed_convbn_classifier,
 )
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -243,6 +245,14 @@ def bn_before_conv_notes(model: onnx.ModelProto) -> dict:
             "unpadded_conv": next(name for name, p in pads.items() if not any(p))}
 
 
+def pruned_notes(model: onnx.ModelProto) -> dict:
+    weights = {init.name: init for init in model.graph.initializer}
+    channels = [list(weights[n.input[1]].dims)[0] for n in model.graph.node if n.op_type == "Conv"]
+    return {"original": "convbn_classifier", "method": f"network slimming: each conv block keeps {PRUNE_KEEP:.0%} of its "
+            "channels, those with the largest |BN gamma|, then fine-tuning", "conv_channels": channels,
+            "original_conv_channels": list(CONVBN_WIDTHS)}
+
+
 @dataclass(frozen=True)
 class Sample:
     name: str
@@ -252,6 +262,14 @@ class Sample:
     epochs: int
     notes: Callable[[onnx.ModelProto], dict] = lambda model: {}
     dynamic_batch: bool = False
+    # A derived sample starts from `parent` as exported (its ONNX weights loaded into its network:
+    # derive(parent) -> network), then trains `epochs` more at `lr` (fine-tuning).
+    parent: str | None = None
+    derive: Callable[[nn.Module], nn.Module] | None = None
+    lr: float = 3e-3
+
+
+PRUNE_KEEP = 0.5
 
 
 SAMPLES = (
@@ -267,6 +285,10 @@ SAMPLES = (
            lambda x: bn_before_conv(), epochs=10, notes=bn_before_conv_notes),
     Sample("heatmap_sigmoid", "heatmap", "input normalization (Sub/Div) folding; Sigmoid output heatmap",
            lambda x: HeatmapNet(x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3))), epochs=6, notes=heatmap_notes),
+    Sample("convbn_classifier_pruned", "classification",
+           "a derived model: convbn_classifier pruned to half its channels, checked against it with --reference-model",
+           None, epochs=4, dynamic_batch=True, notes=pruned_notes, parent="convbn_classifier",
+           derive=lambda parent: slimmed_convbn_classifier(parent, PRUNE_KEEP)[0], lr=1e-3),
 )
 INPUT_NAME = "input"
 OUTPUT_NAMES = {"classification": "logits", "heatmap": "heatmap"}
@@ -292,12 +314,33 @@ def metrics_for(task: str, outputs: np.ndarray, labels: np.ndarray) -> tuple[dic
     return {"name": "top1_accuracy", "value": top1_accuracy(outputs, labels)}, {}
 
 
-def build_sample(sample: Sample, split: Split, calibration_indices: np.ndarray) -> tuple[dict[str, bytes], dict]:
-    """Train, export and measure one sample: its files (name -> bytes) and its manifest entry."""
+def exported_network(sample: Sample, model_bytes: bytes, train_x: np.ndarray) -> nn.Module:
+    """`sample`'s network with the weights of its exported ONNX file (the exporter names the
+    initializers after the state_dict; BN's num_batches_tracked is not exported and not needed)."""
+    network = sample.network(train_x).eval()
+    weights = {t.name: torch.from_numpy(onnx.numpy_helper.to_array(t).copy()) for t in onnx.load_from_string(model_bytes).graph.initializer}
+    missing, unexpected = network.load_state_dict(weights, strict=False)
+    if unexpected or any(not key.endswith("num_batches_tracked") for key in missing):
+        raise RuntimeError(f"{sample.name}.onnx does not fit its network: missing {missing}, unexpected {unexpected}")
+    return network
+
+
+def starting_network(sample: Sample, split: Split, exported: Callable[[str], bytes]) -> nn.Module:
+    """A fresh network, or for a derived sample its parent as exported, derived."""
+    if sample.parent is None:
+        return sample.network(task_data(sample.task, split)[0])
+    parent = next(s for s in SAMPLES if s.name == sample.parent)
+    return sample.derive(exported_network(parent, exported(f"{parent.name}.onnx"), task_data(parent.task, split)[0]))
+
+
+def build_sample(sample: Sample, split: Split, calibration_indices: np.ndarray,
+                 exported: Callable[[str], bytes]) -> tuple[dict[str, bytes], dict]:
+    """Train, export and measure one sample: its files (name -> bytes) and its manifest entry.
+    `exported(file)` gives a file of this build or of the output folder (a derived sample's parent)."""
     train_x, train_y, test_x, test_y = task_data(sample.task, split)
     torch.manual_seed(SEED)
-    model = sample.network(train_x)
-    train(model, train_x, train_y, loss_for(sample.task), epochs=sample.epochs)
+    model = starting_network(sample, split, exported)
+    train(model, train_x, train_y, loss_for(sample.task), epochs=sample.epochs, lr=sample.lr)
     output_name = OUTPUT_NAMES[sample.task]
     model_bytes = export(model, test_x[:1], input_name=INPUT_NAME, output_name=output_name,
                          dynamic_batch=sample.dynamic_batch)
@@ -337,21 +380,33 @@ def manifest(entries: dict[str, dict], split: Split) -> dict:
     }
 
 
-def planned_files() -> list[str]:
+def planned_files(samples=SAMPLES) -> list[str]:
     suffixes = (".onnx", ".npz", ".labels.npy", ".calib.npz")
-    return [sample.name + suffix for sample in SAMPLES for suffix in suffixes] + ["manifest.json"]
+    return [sample.name + suffix for sample in samples for suffix in suffixes] + ["manifest.json"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     parser.add_argument("--output-dir", type=Path, default=MODELS_DIR, help="defaults to the models/ folder")
+    parser.add_argument("--only", action="append", choices=[s.name for s in SAMPLES], metavar="NAME",
+                        help="build only this sample (repeatable); the other samples' files and manifest entries stay")
     return parser.parse_args(argv)
+
+
+def kept_entries(args: argparse.Namespace, selected) -> dict[str, dict]:
+    """With --only: the manifest entries of the samples not rebuilt, from the output folder."""
+    if not args.only:
+        return {}
+    path = args.output_dir / "manifest.json"
+    entries = json.loads(path.read_text())["models"] if path.exists() else {}
+    return {name: entry for name, entry in entries.items() if name not in {s.name for s in selected}}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    existing = [name for name in planned_files() if (args.output_dir / name).exists()]
+    selected = [s for s in SAMPLES if not args.only or s.name in args.only]
+    existing = [name for name in planned_files(selected) if (args.output_dir / name).exists()]
     if existing and not args.force:
         print(f"build.py: {len(existing)} outputs exist in {args.output_dir} (e.g. {existing[0]}); "
               "pass --force to overwrite", file=sys.stderr)
@@ -361,12 +416,15 @@ def main(argv: list[str] | None = None) -> int:
     split = load_split()
     rng = np.random.default_rng(SEED)
     calibration_indices = np.sort(rng.choice(len(split.train_x), CALIBRATION_SAMPLES, replace=False))
-    files, entries = {}, {}
-    for sample in SAMPLES:
-        sample_files, entries[sample.name] = build_sample(sample, split, calibration_indices)
+    files, entries = {}, kept_entries(args, selected)
+    for sample in selected:
+        sample_files, entries[sample.name] = build_sample(
+            sample, split, calibration_indices, lambda file: files.get(file) or (args.output_dir / file).read_bytes())
         files.update(sample_files)
         metric = entries[sample.name]["metric"]
         print(f"{sample.name}: {metric['name']} = {metric['value']:.4f}")
+    order = [s.name for s in SAMPLES]
+    entries = dict(sorted(entries.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
     files["manifest.json"] = (json.dumps(manifest(entries, split), indent=2) + "\n").encode()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     for name, data in files.items():

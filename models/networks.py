@@ -22,12 +22,45 @@ def classifier_head(channels: int) -> nn.Sequential:
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 10))
 
 
-def convbn_classifier() -> nn.Module:
+CONVBN_WIDTHS = (16, 32, 32, 48)
+CONVBN_BLOCKS = (0, 1, 3, 5)  # positions of the conv blocks in convbn_classifier's Sequential
+
+
+def convbn_classifier(widths: tuple[int, ...] = CONVBN_WIDTHS) -> nn.Module:
     def block(cin: int, cout: int) -> nn.Sequential:
         return nn.Sequential(conv_bn(cin, cout, 3), nn.ReLU())
 
-    return nn.Sequential(block(1, 16), block(16, 32), nn.MaxPool2d(2), block(32, 32), nn.MaxPool2d(2),
-                         block(32, 48), classifier_head(48))
+    a, b, c, d = widths
+    return nn.Sequential(block(1, a), block(a, b), nn.MaxPool2d(2), block(b, c), nn.MaxPool2d(2),
+                         block(c, d), classifier_head(d))
+
+
+def slimmed_convbn_classifier(trained: nn.Module, keep: float) -> tuple[nn.Module, list[list[int]]]:
+    """Network slimming (Liu et al. 2017) of a trained convbn_classifier: each conv block keeps the
+    `keep` share of its channels with the largest |BN gamma| (a channel the BN scales towards zero
+    contributes little), and the kept weights are copied into a narrower network of the same
+    layout. Returns the pruned network and the kept channel indices per block (for the manifest)."""
+    blocks = [trained[i][0] for i in CONVBN_BLOCKS]  # (conv, bn) Sequentials
+    kept = [sorted(torch.argsort(-blk[1].weight.detach().abs())[: max(1, round(keep * blk[1].num_features))].tolist())
+            for blk in blocks]
+    pruned = convbn_classifier(tuple(len(k) for k in kept))
+    previous = [0]
+    for position, channels in zip(CONVBN_BLOCKS, kept):
+        _copy_block(trained[position][0], pruned[position][0], channels, previous)
+        previous = channels
+    head, new_head = trained[-1][2], pruned[-1][2]
+    with torch.no_grad():
+        new_head.weight.copy_(head.weight[:, previous])
+        new_head.bias.copy_(head.bias)
+    return pruned, kept
+
+
+def _copy_block(old: nn.Sequential, new: nn.Sequential, channels: list[int], inputs: list[int]) -> None:
+    """Conv weights of the kept output channels over the kept input channels, and their BN state."""
+    with torch.no_grad():
+        new[0].weight.copy_(old[0].weight[channels][:, inputs])
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(new[1], name).copy_(getattr(old[1], name)[channels])
 
 
 class RepVGGBlock(nn.Module):

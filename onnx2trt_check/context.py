@@ -17,6 +17,7 @@ from .config import ToleranceConfig
 from .data import Feed, FeedOptions, make_feeds
 from .fileio import atomic_write_bytes
 from .model import InputSpec, LoadedModel, load_model, resolve_input_specs
+from .references import ORT_REFERENCE, REFERENCE_KEY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +59,7 @@ class ModelContext:
         for spec in self.specs:
             if spec.defaulted:
                 notes.append(f"input '{spec.name}': dynamic batch dim '{spec.defaulted[0]}' set to {spec.shape[0]}")
-        return notes
+        return notes + reference_notes(self)
 
     def artifact(self, name: str, build: Callable[[], onnx.ModelProto]) -> Path:
         """The derived model `name` (e.g. "fp16"), built once and saved as an ONNX file that
@@ -87,6 +88,13 @@ class ModelContext:
 
     @functools.cached_property
     def reference(self) -> ReferenceRun:
+        """What every target is compared with: `onnx_reference`, unless the run names another
+        source (selected_reference)."""
+        return selected_reference(self)
+
+    @functools.cached_property
+    def onnx_reference(self) -> ReferenceRun:
+        """The model file itself in ONNX Runtime on the CPU, graph optimizations off."""
         started = time.perf_counter()
         session = runtime.create_session(self.path, optimized=False)
         outputs = runtime.run_feeds(session, self.feeds)
@@ -95,14 +103,32 @@ class ModelContext:
 
 @dataclasses.dataclass
 class ReferenceRun:
-    """ORT on the CPU, graph optimizations off: the graph as written."""
+    """ORT on the CPU, graph optimizations off: the graph as written (or, with a reference source,
+    what `source` names)."""
 
     names: list[str]
     outputs: list[dict[str, np.ndarray]]
     seconds: float
+    source: str = ORT_REFERENCE
 
     def per_output(self, name: str) -> list[np.ndarray]:
         return [feed[name] for feed in self.outputs]
+
+
+def selected_reference(ctx: ModelContext) -> ReferenceRun:
+    """The run's reference: the source named by --reference-script / --reference-model
+    (references.py), else the model itself (`ctx.onnx_reference`)."""
+    source = ctx.options.extra.get(REFERENCE_KEY)
+    if source is None:
+        return ctx.onnx_reference
+    started = time.perf_counter()
+    names, outputs = source.run(ctx.loaded.proto, ctx.path, ctx.feeds)
+    return ReferenceRun(names, outputs, time.perf_counter() - started, source.label)
+
+
+def reference_notes(ctx: ModelContext) -> list[str]:
+    source = ctx.options.extra.get(REFERENCE_KEY)
+    return source.notes(ctx.loaded.proto) if source is not None else []
 
 
 # Initializers up to this size stay: shape computations (Reshape targets, Slice bounds) read them.

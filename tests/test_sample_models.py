@@ -27,7 +27,8 @@ from metrics import mask_iou, pixel_accuracy, top1_accuracy  # noqa: E402 - mode
 MANIFEST = json.loads((MODELS_DIR / "manifest.json").read_text())
 ENTRIES = MANIFEST["models"]
 NAMES = list(ENTRIES)
-SAMPLE_NAMES = {"convbn_classifier", "repvgg_classifier", "mobilenetv2_classifier", "bn_before_conv", "heatmap_sigmoid"}
+SAMPLE_NAMES = {"convbn_classifier", "repvgg_classifier", "mobilenetv2_classifier", "bn_before_conv", "heatmap_sigmoid",
+                "convbn_classifier_pruned"}
 MAX_MODEL_BYTES = 2 * 1024 * 1024
 # A near-tie can flip across ONNX Runtime builds; more than this many flips is a real change.
 ALLOWED_FLIPS = {"top1_accuracy": 1, "pixel_accuracy_at_0.5": 10}
@@ -318,3 +319,15 @@ def test_heatmap_starts_with_per_channel_sub_div_and_ends_with_sigmoid():
     np.testing.assert_allclose(std.ravel(), notes["std"], atol=1e-5)
     assert {n.op_type for n in consumers(model, div.output[0])} == {"Conv"}
     assert producers(model)[model.graph.output[0].name].op_type == "Sigmoid"
+
+
+def test_pruned_classifier_is_the_original_layout_with_half_the_channels():
+    pruned, original = load("convbn_classifier_pruned"), load("convbn_classifier")
+    notes = ENTRIES["convbn_classifier_pruned"]["notes"]
+    assert notes["original"] == "convbn_classifier"
+    assert [n.op_type for n in pruned.graph.node] == [n.op_type for n in original.graph.node]
+    widths = {name: [numpy_helper.to_array(i).shape[0] for i in m.graph.initializer if i.name.endswith(".0.weight") and i.dims[-1] == 3]
+              for name, m in (("pruned", pruned), ("original", original))}
+    assert widths["pruned"] == notes["conv_channels"] and widths["original"] == notes["original_conv_channels"]
+    assert [2 * w for w in widths["pruned"]] == widths["original"]
+    assert ENTRIES["convbn_classifier_pruned"]["metric"]["value"] < ENTRIES["convbn_classifier"]["metric"]["value"]

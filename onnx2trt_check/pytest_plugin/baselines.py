@@ -29,6 +29,7 @@ from ..environment import environment_id, environment_key, tool_versions
 from ..errors import CheckFailed, CheckSkipped, ConfigError
 from ..report import PROPERTY_KEY
 from ..targets import select_targets, timing
+from . import task
 from .core import Check, _reference_or_skip
 from .options import INI_BASELINE_DIR, UPDATE_FLAG
 
@@ -183,7 +184,7 @@ def current_accuracy(ctx: ModelContext, target) -> dict[str, dict[str, float]]:
         tolerance = ctx.options.tolerances.for_output(name, target.precision)
         figures = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance).figures()
         current[name] = {m: float(figures[m]) for m in store.DEFAULT_ACCURACY_MARGINS if figures.get(m) is not None}
-    return current
+    return current | task.baseline_figures(ctx, outputs)  # task figures (--labels / --metric), if any
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,7 @@ from .. import trt_ops
 from ..compare import compare_output, format_stats
 from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, CheckSkipped
+from ..references import REFERENCE_KEY
 from ..targets import select_targets
 
 
@@ -109,13 +110,19 @@ def check_reference(ctx: ModelContext) -> dict:
     try:
         run = ctx.reference
     except Exception as exc:  # ORT's own errors (InvalidGraph, NotImplemented...) are the finding
-        raise CheckFailed(f"ONNX Runtime cannot run the model: {type(exc).__name__}: {exc}") from None
+        raise CheckFailed(_reference_failure(ctx, exc)) from None
     nonfinite = {name: int(sum(np.size(o) - np.count_nonzero(np.isfinite(o)) for o in run.per_output(name))) for name in run.names}
-    figures = {"feeds": len(ctx.feeds), "outputs": run.names, "seconds": round(run.seconds, 4), "notes": ctx.notes}
+    figures = {"feeds": len(ctx.feeds), "outputs": run.names, "seconds": round(run.seconds, 4), "notes": ctx.notes, "source": run.source}
     if any(nonfinite.values()):
         bad = ", ".join(f"'{n}' ({c} elements)" for n, c in nonfinite.items() if c)
         raise CheckFailed(f"reference outputs hold NaN/Inf: {bad}; the model is not finite on these inputs", figures)
     return figures
+
+
+def _reference_failure(ctx: ModelContext, exc: Exception) -> str:
+    if ctx.options.extra.get(REFERENCE_KEY) is not None:  # --reference-script / --reference-model
+        return f"the reference cannot be computed: {type(exc).__name__}: {exc}"
+    return f"ONNX Runtime cannot run the model: {type(exc).__name__}: {exc}"
 
 
 def accuracy_check(target) -> Callable[[ModelContext], dict]:

@@ -7,16 +7,18 @@ A family module provides two functions, so adding a family never touches the plu
 and optionally
   session_plugin(config, options) -> an object with pytest hook methods (terminal summary,
                             session finish, ...) registered for the run, or None
+  validate(ctx)             checks the family's options against one loaded model and its feeds
+                            before any item runs; raise a CheckError subclass for a misfit
 Its command-line options are declared in options.py (light, imported by every pytest run).
 """
 
 from __future__ import annotations
 
 from ..context import RunOptions
-from . import baselines, bisect, core, int8, precision, qdq, transforms
+from . import baselines, bisect, core, int8, parity, precision, qdq, task, transforms
 from .core import Check
 
-FAMILIES = (core, transforms, baselines, precision, int8, bisect, qdq)
+FAMILIES = (core, parity, task, transforms, baselines, precision, int8, bisect, qdq)
 
 
 def read_options(config) -> dict[str, object]:
@@ -34,3 +36,10 @@ def session_plugins(config, options: RunOptions) -> list[object]:
     """The hook objects the families want registered for this run (see the module docstring)."""
     found = (getattr(family, "session_plugin", None) for family in FAMILIES)
     return [plugin for factory in found if factory is not None if (plugin := factory(config, options)) is not None]
+
+
+def validate_model(ctx) -> None:
+    """Each family's `validate(ctx)`, for one model before any item runs (see the module docstring)."""
+    for family in FAMILIES:
+        if (validate := getattr(family, "validate", None)) is not None:
+            validate(ctx)

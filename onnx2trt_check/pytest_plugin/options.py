@@ -25,7 +25,7 @@ UPDATE_FLAG = "--baseline-update"
 
 def add_options(parser) -> None:
     group = parser.getgroup("onnx2trt_check", "onnx2trt_check: validate ONNX models for deployment")
-    for add in (_core, _transforms, _baselines, _precision, _int8, _bisect):
+    for add in (_core, _transforms, _baselines, _precision, _int8, _bisect, _reference_and_task):
         add(group)
     for key, ini in INI_TOLERANCES.items():
         parser.addini(ini, f"onnx2trt_check: {key} for every output", default=None)
@@ -99,3 +99,11 @@ def _bisect(group) -> None:
     group.addoption("--bisect-plot", metavar="DIR", help="also write an HTML plot of the per-layer error per failed item into DIR (implies --bisect); an existing file is kept and the new one gets a numeric suffix")
     group.addoption("--bisect-min-sqnr", type=float, metavar="DB", help="SQNR floor per tensor of the layerwise comparison. Defaults to 20")
     group.addoption("--bisect-feeds", type=int, metavar="N", help=f"feeds the layerwise comparison uses (the first N). Defaults to {BISECT_FEEDS}")
+
+
+def _reference_and_task(group) -> None:
+    group.addoption("--reference-script", metavar="FILE.py[:FUNC]", help="the source framework's outputs as the reference: FUNC (default reference) maps one feed dict to the outputs; adds export::parity (the ONNX file against them)")
+    group.addoption("--reference-model", metavar="ORIGINAL.onnx", help="an original model as the reference of a derived (pruned, distilled, re-exported) one; adds derived::parity and derived::size")
+    group.addoption("--labels", metavar="FILE.npy", help="ground truth, one label per feed row: top-1/top-5 task accuracy of the reference and every target (task[...]::metric)")
+    group.addoption("--metric", metavar="FILE.py[:FUNC]", help="FUNC(outputs, labels) (default metric) returns named task figures, higher is better (e.g. mAP)")
+    group.addoption("--max-metric-drop", type=float, metavar="D", help="fail a task item whose figure is more than D below the reference's (in the figure's unit; off by default)")

@@ -31,6 +31,7 @@ def start_run(config: pytest.Config) -> None:
             check_report_path(Path(report_path))
         for path in state.model_paths:  # validate every model and its input data before any test runs
             context = state.context_for(path)
+            families.validate_model(context)
             state.models[display(config, path)] = ModelInfo(str(path), context.loaded.sha256, context.notes)
     except CheckError as exc:
         raise pytest.UsageError(str(exc)) from None

@@ -1,0 +1,101 @@
+"""What a derived model (pruned, distilled) costs against its original: parameters, MACs and the
+channel count of every weighted layer.
+
+* Parameters: elements of the floating-point initializers and Constant tensors (integer tensors are
+  shapes and indices, not parameters).
+* MACs: onnx-tool's profile at the feed's input shapes (its per-op conventions: a Conv counts
+  C_out * H_out * W_out * C_in/group * k_h * k_w, a Gemm M * N * K plus the bias, element-wise ops
+  one per element). A model onnx-tool cannot profile gets no MAC figure and the reason instead.
+* Channels: output channels of every Conv, ConvTranspose, Gemm and MatMul with a constant weight,
+  matched by node name, else by position among those layers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def parameter_count(model: onnx.ModelProto) -> int:
+    tensors = list(model.graph.initializer) + [a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+    floating = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE)
+    return int(sum(int(np.prod(t.dims, dtype=np.int64)) for t in tensors if t.data_type in floating))
+
+
+def mac_count(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> tuple[float | None, str]:
+    """(MACs, "") at the shapes of `feed`, or (None, why not)."""
+    import onnx_tool  # here: only the derived-model comparison needs it
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints progress on some models
+            graph = onnx_tool.Model(_copy(model), {"verbose": False}).graph
+            graph.shape_infer({name: np.zeros(np.shape(array), np.asarray(array).dtype) for name, array in feed.items()})
+            graph.profile()
+        return float(graph.macs[0]), ""
+    except Exception as exc:  # noqa: BLE001 - any op onnx-tool does not know: no figure, the reason instead
+        return None, f"onnx-tool cannot profile the model: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+def layer_channels(model: onnx.ModelProto) -> dict[str, int]:
+    """Output channels of every weighted layer with a constant weight, in graph order."""
+    weights = {t.name: t for t in model.graph.initializer}
+    channels = {}
+    for index, node in enumerate(model.graph.node):
+        if node.op_type in WEIGHTED_OPS and len(node.input) > 1 and node.input[1] in weights:
+            dims = list(weights[node.input[1]].dims)
+            channels[node.name or f"{node.op_type}#{index}"] = _output_channels(node, dims)
+    return {name: count for name, count in channels.items() if count is not None}
+
+
+def _output_channels(node: onnx.NodeProto, dims: list[int]) -> int | None:
+    attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type == "Conv" and dims:
+        return dims[0]
+    if node.op_type == "ConvTranspose" and len(dims) > 1:
+        return dims[1] * int(attributes.get("group", 1))
+    if node.op_type == "Gemm" and len(dims) == 2:
+        return dims[0] if attributes.get("transB", 0) else dims[1]
+    if node.op_type == "MatMul" and len(dims) == 2:
+        return dims[1]
+    return None
+
+
+def channel_differences(original: Mapping[str, int], derived: Mapping[str, int]) -> tuple[list[dict], str]:
+    """The layers whose channel counts differ, and how layers were matched (by name, else by position)."""
+    if set(original) == set(derived):
+        pairs, how = [(name, name) for name in original], "by name"
+    elif len(original) == len(derived):
+        pairs, how = list(zip(original, derived)), "by position (layer names differ)"
+    else:
+        common = [name for name in original if name in derived]
+        pairs, how = [(n, n) for n in common], f"by name ({len(original) - len(common)} original / {len(derived) - len(common)} derived layers unmatched)"
+    rows = [{"layer": d, "original_layer": o, "original": original[o], "derived": derived[d]} for o, d in pairs if original[o] != derived[d]]
+    return rows, how
+
+
+def size_figures(original: onnx.ModelProto, derived: onnx.ModelProto, feed: Mapping[str, np.ndarray],
+                 original_feed: Mapping[str, np.ndarray]) -> dict:
+    """Parameters, MACs and channel differences of both models (JSON-ready)."""
+    sides = {}
+    for label, model, inputs in (("original", original, original_feed), ("derived", derived, feed)):
+        macs, reason = mac_count(model, inputs)
+        sides[label] = {"params": parameter_count(model), "macs": macs} | ({"macs_not_counted": reason} if reason else {})
+    rows, how = channel_differences(layer_channels(original), layer_channels(derived))
+    return sides | {"params_ratio": _ratio(sides, "params"), "macs_ratio": _ratio(sides, "macs"), "channels": rows, "layers_matched": how}
+
+
+def _ratio(sides: dict, key: str) -> float | None:
+    old, new = sides["original"][key], sides["derived"][key]
+    return None if not old or new is None else new / old

@@ -1,0 +1,116 @@
+"""The export against its source and a derived model against its original, for `pytest --model`.
+
+With `--reference-script FILE.py[:func]` the source framework's outputs are the run's reference (for
+every target too) and one item checks the ONNX file itself against them:
+  export::parity      the model in ONNX Runtime (graph as written) against the script's outputs,
+                      under the fp32 tolerances (the same report as a target's accuracy item)
+With `--reference-model ORIGINAL.onnx` the original is the reference and two items describe the
+derived model against it:
+  derived::parity     the derived model (graph as written) against the original, same tolerances
+  derived::size       parameters and MACs of both, and the layers whose channel counts differ
+Task figures of both side by side come from the task family (--labels / --metric).
+Both options check one model (`--model` names exactly one file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..compare import compare_output, format_stats
+from ..context import ModelContext, RunOptions
+from ..errors import CheckFailed, ConfigError
+from ..references import REFERENCE_KEY, ReferenceModel, ReferenceScript
+from ..report import accuracy_figures
+from .core import Check
+
+
+def read_options(config) -> dict:
+    script, original = config.getoption("reference_script"), config.getoption("reference_model")
+    if script and original:
+        raise ConfigError("--reference-script and --reference-model both name a reference; pass one of them")
+    if not (script or original):
+        return {}
+    _single_model(config.getoption("model"), "--reference-script" if script else "--reference-model")
+    return {REFERENCE_KEY: ReferenceScript(script) if script else ReferenceModel(original)}
+
+
+def _single_model(models: list[str], option: str) -> None:
+    if len(models) != 1 or Path(models[0]).is_dir():
+        raise ConfigError(f"{option} is the reference of one model; pass exactly one --model file (got {', '.join(models) or 'none'})")
+
+
+def validate(ctx: ModelContext) -> None:
+    """A reference model must match the checked model's inputs and outputs (by name or count)."""
+    source = ctx.options.extra.get(REFERENCE_KEY)
+    if source is not None:
+        source.check(ctx.loaded.proto)
+
+
+def checks(options: RunOptions) -> list[Check]:
+    source = options.extra.get(REFERENCE_KEY)
+    if isinstance(source, ReferenceScript):
+        return [Check("export", "parity", check_export_parity)]
+    if isinstance(source, ReferenceModel):
+        return [Check("derived", "parity", check_derived_parity), Check("derived", "size", check_derived_size)]
+    return []
+
+
+def check_export_parity(ctx: ModelContext) -> dict:
+    __tracebackhide__ = True
+    return _parity(ctx, "the ONNX file (onnxruntime, graph as written)")
+
+
+def check_derived_parity(ctx: ModelContext) -> dict:
+    __tracebackhide__ = True
+    return _parity(ctx, "the derived model (onnxruntime, graph as written)")
+
+
+def _parity(ctx: ModelContext, what: str) -> dict:
+    """Every output of the model as written against the reference, under the fp32 tolerances."""
+    reference, model = _reference_run(ctx), ctx.onnx_reference
+    results = []
+    for name in reference.names:
+        tolerance = ctx.options.tolerances.for_output(name, "fp32")
+        results.append((compare_output(name, reference.per_output(name), model.per_output(name), tolerance), tolerance))
+    figures = {"engine": "onnxruntime (graph as written)", "reference": reference.source, "outputs": {s.name: s.figures() for s, _ in results}}
+    figures["summary"] = accuracy_figures(figures) + f" against {reference.source}"
+    failed = [(s, t) for s, t in results if not s.passed]
+    if failed:
+        header = f"{what} differs from {reference.source} in {len(failed)} of {len(results)} output(s)"
+        raise CheckFailed("\n".join([header] + [format_stats(s, t) for s, t in failed]), figures)
+    return figures
+
+
+def _reference_run(ctx: ModelContext):
+    try:
+        return ctx.reference
+    except Exception as exc:  # the user's script or the original model: the reason is the finding
+        raise CheckFailed(f"the reference cannot be computed: {type(exc).__name__}: {exc}") from None
+
+
+def check_derived_size(ctx: ModelContext) -> dict:
+    __tracebackhide__ = True
+    from ..model_size import size_figures
+
+    source: ReferenceModel = ctx.options.extra[REFERENCE_KEY]
+    feed = ctx.feeds[0]
+    figures = size_figures(source.proto, ctx.loaded.proto, feed, source.original_feed(ctx.loaded.proto, feed))
+    return figures | {"summary": size_summary(figures)}
+
+
+def size_summary(figures: dict) -> str:
+    """'params 28.8k -> 7.9k (0.27x), MACs 2.52M -> 0.7M (0.28x), 4 layer(s) with other channel counts'."""
+    parts = [f"params {_short(figures['original']['params'])} -> {_short(figures['derived']['params'])}"
+             + (f" ({figures['params_ratio']:.2f}x)" if figures["params_ratio"] is not None else "")]
+    if figures["original"]["macs"] is not None and figures["derived"]["macs"] is not None:
+        parts.append(f"MACs {_short(figures['original']['macs'])} -> {_short(figures['derived']['macs'])} ({figures['macs_ratio']:.2f}x)")
+    else:
+        parts.append("MACs not counted")
+    return ", ".join(parts + [f"{len(figures['channels'])} layer(s) with other channel counts"])
+
+
+def _short(value: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{unit}"
+    return f"{value:.3g}"

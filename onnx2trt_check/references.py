@@ -1,0 +1,145 @@
+"""What a model's outputs are compared with, when it is not the model itself in ONNX Runtime.
+
+* `ReferenceScript` (--reference-script FILE.py[:func], default `reference`): the source framework's
+  outputs. func(feed) gets one feed dict {input name: numpy array} (a copy: the function may change it)
+  and returns the outputs: a dict by ONNX output name, a list or tuple in output order, or one array
+  for a one-output model; numpy arrays or anything np.asarray takes (torch: tensor.detach().numpy()).
+  The user's script imports the framework; the suite never does.
+* `ReferenceModel` (--reference-model ORIGINAL.onnx): an original ONNX model, run like the default
+  reference (ONNX Runtime on the CPU, graph optimizations off), for a derived model (pruned,
+  distilled, re-exported, QAT-exported) checked against it. Inputs and outputs are matched by name,
+  else by position; the notes say which.
+
+Both give (output names of the checked model, one dict of outputs per feed); context.py turns that
+into the run's reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from . import runtime
+from .errors import ConfigError
+from .model import load_model
+from .user_code import load_function
+
+REFERENCE_KEY = "reference_source"  # RunOptions.extra key of the selected source
+DEFAULT_REFERENCE_FUNCTION = "reference"
+ORT_REFERENCE = "onnxruntime (CPU, graph optimizations off)"
+
+
+class ReferenceScriptError(RuntimeError):
+    """The user's reference function failed or returned something that is not the model's outputs."""
+
+
+class ReferenceScript:
+    def __init__(self, reference: str):
+        self.function = load_function(reference, default=DEFAULT_REFERENCE_FUNCTION, option="--reference-script")
+        self.label = f"reference script '{reference}'"
+
+    def notes(self, model: onnx.ModelProto) -> list[str]:
+        return [f"reference: the outputs of {self.label} (the source framework), not the ONNX file"]
+
+    def check(self, model: onnx.ModelProto) -> None:
+        """Nothing to match before running: the function's result is checked feed by feed."""
+
+    def run(self, model: onnx.ModelProto, model_path: Path, feeds: Sequence[Mapping[str, np.ndarray]]) -> tuple[list[str], list[dict]]:
+        names = [output.name for output in model.graph.output]
+        return names, [self._one(names, feed, index) for index, feed in enumerate(feeds)]
+
+    def _one(self, names: list[str], feed: Mapping[str, np.ndarray], index: int) -> dict[str, np.ndarray]:
+        try:
+            result = self.function({name: np.array(array, copy=True) for name, array in feed.items()})
+        except Exception as exc:  # the user's code: its failure is the finding, in one line
+            raise ReferenceScriptError(f"{self.label} raised {type(exc).__name__} on feed {index}: {exc}") from None
+        return {name: _as_array(value, name, self.label) for name, value in _by_name(result, names, self.label).items()}
+
+
+def _by_name(result, names: list[str], label: str) -> dict:
+    if isinstance(result, Mapping):
+        missing = [n for n in names if n not in result]
+        if missing:
+            raise ReferenceScriptError(f"{label} returned keys {sorted(map(str, result))}, without output(s) {missing}; key the dict by ONNX output names")
+        return {name: result[name] for name in names}
+    if isinstance(result, list | tuple):
+        if len(result) != len(names):
+            raise ReferenceScriptError(f"{label} returned {len(result)} values for {len(names)} output(s) {names}")
+        return dict(zip(names, result))
+    if len(names) == 1:
+        return {names[0]: result}
+    raise ReferenceScriptError(f"{label} returned one {type(result).__name__} for {len(names)} outputs; return a dict by output name")
+
+
+def _as_array(value, name: str, label: str) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - e.g. a torch tensor that requires grad
+        raise ReferenceScriptError(f"{label} returned a {type(value).__name__} for '{name}' that numpy cannot take ({exc}); "
+                                   "return numpy arrays (torch: tensor.detach().numpy())") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class Matching:
+    """Checked model name -> original model name, for inputs and outputs, and how they were matched."""
+
+    inputs: dict[str, str]
+    outputs: dict[str, str]
+    how: list[str]
+
+
+class ReferenceModel:
+    def __init__(self, path: str | Path):
+        self.loaded = load_model(Path(path))
+        self.label = f"original model '{self.loaded.path.name}'"
+
+    @property
+    def proto(self) -> onnx.ModelProto:
+        return self.loaded.proto
+
+    def matching(self, model: onnx.ModelProto) -> Matching:
+        """How the checked model's inputs and outputs map to the original's; a ConfigError when
+        they cannot (different counts and names)."""
+        how = []
+        inputs = _match(_input_names(model), _input_names(self.proto), "input", how, self.label)
+        outputs = _match([o.name for o in model.graph.output], [o.name for o in self.proto.graph.output], "output", how, self.label)
+        return Matching(inputs, outputs, how)
+
+    def check(self, model: onnx.ModelProto) -> None:
+        self.matching(model)
+
+    def notes(self, model: onnx.ModelProto) -> list[str]:
+        return [f"reference: {self.label} ({ORT_REFERENCE}); {'; '.join(self.matching(model).how)}"]
+
+    def run(self, model: onnx.ModelProto, model_path: Path, feeds: Sequence[Mapping[str, np.ndarray]]) -> tuple[list[str], list[dict]]:
+        matching = self.matching(model)
+        session = runtime.create_session(self.loaded.path, optimized=False)
+        renamed = [{matching.inputs[name]: array for name, array in feed.items()} for feed in feeds]
+        outputs = runtime.run_feeds(session, renamed)
+        return list(matching.outputs), [{mine: out[theirs] for mine, theirs in matching.outputs.items()} for out in outputs]
+
+    def original_feed(self, model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One feed of the checked model under the original's input names."""
+        inputs = self.matching(model).inputs
+        return {inputs[name]: array for name, array in feed.items()}
+
+
+def _input_names(model: onnx.ModelProto) -> list[str]:
+    initializers = {t.name for t in model.graph.initializer}
+    return [value.name for value in model.graph.input if value.name not in initializers]
+
+
+def _match(mine: list[str], theirs: list[str], kind: str, how: list[str], label: str) -> dict[str, str]:
+    if set(mine) <= set(theirs) and (kind == "output" or set(mine) == set(theirs)):
+        how.append(f"{kind}s matched by name")
+        return {name: name for name in mine}
+    if len(mine) == len(theirs):
+        pairs = ", ".join(f"'{a}' <- '{b}'" for a, b in zip(mine, theirs) if a != b)
+        how.append(f"{kind}s matched by position ({pairs})")
+        return dict(zip(mine, theirs))
+    raise ConfigError(f"the model's {kind}s {mine} match {label}'s {theirs} neither by name nor by count; "
+                      f"give both models the same {kind} names")

@@ -1,0 +1,163 @@
+"""Task accuracy against ground truth: what deployment decisions are made on (TensorRT's own answer to
+"which tolerance for int8?" is "the end-to-end metric").
+
+Two sources of figures, both higher-is-better:
+  * labels alone (`--labels FILE.npy`, one class index per feed row): top-1 and top-5 accuracy of the
+    first output shaped [rows, classes] (top-5 only with more than 5 classes);
+  * a metric function (`--metric FILE.py[:func]`, default `metric`): func(outputs, labels) returns
+    named figures ({"map": 0.41, "f1": 0.7}); labels is the --labels array or None. Return an error
+    metric negated (-rmse), so that a drop is always reference - value.
+
+`outputs` maps each output name to its values over every feed, in feed order: when every feed gives
+the same shape, concatenated along the first (batch) axis (stacked when that shape has rank 0 or 1:
+one row per feed); otherwise (detections after NMS, a short last batch) a list of per-feed arrays.
+
+`TaskMetric.evaluate` is the function a caller needs as an objective: quantize and bisect's
+sensitivity search can rank candidates by it (outputs of `runtime.run_model` in, figures out).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, InputDataError
+from .user_code import load_function
+
+DEFAULT_METRIC_FUNCTION = "metric"
+# "More than the allowed drop" with a round-off slack: 0.95 - 0.94 is 0.010000000000000009 in floats.
+_ROUNDOFF = 1e-9
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskMetric:
+    """Ground-truth labels and/or a user metric function; `source` says which, for reports."""
+
+    labels: np.ndarray | None
+    function: Callable | None
+    source: str
+
+    def evaluate(self, outputs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
+        """Named figures of the outputs of every feed (one dict per feed, in feed order). Raises
+        InputDataError when the outputs and labels do not fit, or the function misbehaves."""
+        stacked = stacked_outputs(outputs)
+        if self.function is None:
+            return classification_figures(stacked, self.labels)
+        try:
+            figures = self.function(stacked, self.labels)
+        except Exception as exc:  # the user's function: its failure is the finding, in one line
+            raise InputDataError(f"metric function {self.source} raised {type(exc).__name__}: {exc}") from None
+        return checked_figures(figures, self.source)
+
+
+def load_task_metric(*, labels: str | Path | None = None, metric: str | None = None) -> TaskMetric | None:
+    """The metric the options describe, or None when neither is given."""
+    if labels is None and metric is None:
+        return None
+    array = load_labels(labels) if labels is not None else None
+    function = load_function(metric, default=DEFAULT_METRIC_FUNCTION, option="--metric") if metric else None
+    if function is None and not is_class_indices(array):
+        raise ConfigError(f"--labels '{labels}' holds {array.dtype} shaped {list(array.shape)}, not one class index per row; "
+                          "pass --metric FILE.py[:func] to score other ground truth")
+    source = f"metric function '{metric}'" if function else f"top-1/top-5 against '{Path(labels).name}'"
+    return TaskMetric(array, function, source)
+
+
+def load_labels(path: str | Path) -> np.ndarray:
+    """One label per feed row, from a .npy file (no pickles)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"--labels '{path}' does not exist; pass a .npy file with one label per feed row")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ConfigError(f"--labels '{path}' is not a readable .npy array ({exc}); save it with numpy.save") from None
+    if not isinstance(array, np.ndarray) or array.ndim == 0 or not len(array):
+        raise ConfigError(f"--labels '{path}' holds no rows; save one label per feed row with numpy.save")
+    return array
+
+
+def is_class_indices(labels: np.ndarray | None) -> bool:
+    return labels is not None and labels.ndim == 1 and labels.dtype.kind in "iu"
+
+
+def check_label_rows(labels: np.ndarray, feeds: Sequence[Mapping[str, np.ndarray]]) -> None:
+    """Labels must number the feeds or their rows (the first input's leading dims, summed)."""
+    first = next(iter(feeds[0]), None) if feeds else None
+    rows = sum(int(np.shape(feed[first])[0]) if np.ndim(feed[first]) else 1 for feed in feeds) if first else 0
+    if len(labels) not in (len(feeds), rows):
+        raise ConfigError(f"--labels holds {len(labels)} labels, the input data {len(feeds)} feed(s) of {rows} row(s) in all; "
+                          "give one label per feed row, in feed order")
+
+
+def stacked_outputs(outputs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray | list[np.ndarray]]:
+    """Each output over every feed (see the module docstring for the layout)."""
+    stacked = {}
+    for name in (outputs[0] if outputs else {}):
+        arrays = [np.asarray(feed[name]) for feed in outputs]
+        if len({a.shape for a in arrays}) > 1:
+            stacked[name] = arrays
+        else:
+            stacked[name] = np.stack(arrays) if arrays[0].ndim <= 1 else np.concatenate(arrays)
+    return stacked
+
+
+def classification_figures(outputs: Mapping[str, np.ndarray | list], labels: np.ndarray) -> dict[str, float]:
+    """Top-1 (and top-5 with more than 5 classes) accuracy of the first output shaped [rows, classes]."""
+    name, scores = _class_scores(outputs, len(labels))
+    figures = {"top1": float(np.mean(scores.argmax(axis=1) == labels))}
+    if scores.shape[1] > 5:
+        best5 = np.argsort(-scores, axis=1, kind="stable")[:, :5]
+        figures["top5"] = float(np.mean(np.any(best5 == labels[:, None], axis=1)))
+    return figures
+
+
+def _class_scores(outputs: Mapping[str, np.ndarray | list], rows: int) -> tuple[str, np.ndarray]:
+    found = {name: a for name, a in outputs.items() if isinstance(a, np.ndarray) and a.ndim == 2 and a.shape[1] >= 2 and a.dtype.kind == "f"}
+    for name, scores in found.items():
+        if len(scores) == rows:
+            return name, scores
+    shapes = ", ".join(f"'{n}' {list(a.shape)}" for n, a in found.items()) or "none"
+    raise InputDataError(f"no output of class scores has one row per label ({rows} labels; [rows, classes] outputs: {shapes}); "
+                         "pass --metric FILE.py[:func] for this task")
+
+
+def checked_figures(figures, source: str) -> dict[str, float]:
+    """The function's result as {name: float}; anything else is an error naming the function."""
+    if not isinstance(figures, Mapping) or not figures:
+        raise InputDataError(f"metric function {source} returned {type(figures).__name__}; return a non-empty dict of name -> number")
+    checked = {}
+    for name, value in figures.items():
+        if not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, int | float | np.number):
+            raise InputDataError(f"metric function {source} returned {name!r}: {value!r}; return a dict of str -> number")
+        if not math.isfinite(float(value)):
+            raise InputDataError(f"metric function {source} returned {name} = {value}; a figure must be finite")
+        checked[name] = float(value)
+    return checked
+
+
+def metric_drops(reference: Mapping[str, float], figures: Mapping[str, float]) -> dict[str, float]:
+    """reference - value per figure both sides have (positive: the candidate is worse)."""
+    return {name: reference[name] - value for name, value in figures.items() if name in reference}
+
+
+def excessive_drops(drops: Mapping[str, float], max_drop: float | None) -> dict[str, float]:
+    """The drops beyond `max_drop` (none when no gate is set)."""
+    if max_drop is None:
+        return {}
+    return {name: drop for name, drop in drops.items() if drop > max_drop * (1 + _ROUNDOFF) + _ROUNDOFF * 1e-3}
+
+
+def figures_text(figures: Mapping[str, float], reference: Mapping[str, float] | None = None) -> str:
+    """'top1 0.9833 (reference 0.9917, drop 0.0083), top5 1' for summaries and messages."""
+    parts = []
+    for name, value in figures.items():
+        text = f"{name} {value:.4g}"
+        if reference is not None and name in reference:
+            text += f" (reference {reference[name]:.4g}, drop {reference[name] - value:.4g})"
+        parts.append(text)
+    return ", ".join(parts)
