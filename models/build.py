@@ -31,6 +31,7 @@ from networks import (  # models/ is on sys.path when run as a script
     DEAD_EVERY,
     HeatmapNet,
     bn_before_conv,
+    bn_gemm_classifier,
     convbn_classifier,
     mobilenetv2_classifier,
     repvgg_classifier,
@@ -253,6 +254,14 @@ def pruned_notes(model: onnx.ModelProto) -> dict:
             "original_conv_channels": list(CONVBN_WIDTHS)}
 
 
+def bn_positions(model: onnx.ModelProto) -> dict[str, str]:
+    """Per BatchNormalization: the op before it and the op after it."""
+    made_by = {out: node for node in model.graph.node for out in node.output}
+    read_by = {i: node for node in model.graph.node for i in node.input}
+    return {bn.name: f"{made_by[bn.input[0]].op_type} -> BN -> {read_by[bn.output[0]].op_type if bn.output[0] in read_by else 'output'}"
+            for bn in model.graph.node if bn.op_type == "BatchNormalization"}
+
+
 @dataclass(frozen=True)
 class Sample:
     name: str
@@ -285,6 +294,9 @@ SAMPLES = (
            lambda x: bn_before_conv(), epochs=10, notes=bn_before_conv_notes),
     Sample("heatmap_sigmoid", "heatmap", "input normalization (Sub/Div) folding; Sigmoid output heatmap",
            lambda x: HeatmapNet(x.mean(axis=(0, 2, 3)), x.std(axis=(0, 2, 3))), epochs=6, notes=heatmap_notes),
+    Sample("bn_gemm_classifier", "classification",
+           "BN folds beyond Conv: BN across a MaxPool, BN before Flatten -> Gemm, BN after Gemm",
+           lambda x: bn_gemm_classifier(), epochs=10, notes=lambda model: {"bn_positions": bn_positions(model)}),
     Sample("convbn_classifier_pruned", "classification",
            "a derived model: convbn_classifier pruned to half its channels, checked against it with --reference-model",
            None, epochs=4, dynamic_batch=True, notes=pruned_notes, parent="convbn_classifier",

@@ -141,6 +141,17 @@ def bn_before_conv() -> nn.Module:
     )
 
 
+def bn_gemm_classifier() -> nn.Module:
+    """The BN placements the Conv folds cannot reach: a BN after a MaxPool that follows a Conv (it
+    folds once moved across the pool, when every BN scale is positive), a BN before Flatten -> Linear
+    (the classifier input) and a BatchNorm1d after the Linear."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.MaxPool2d(2), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.BatchNorm2d(32),
+        nn.Flatten(), nn.Linear(32, 10), nn.BatchNorm1d(10),
+    )
+
+
 class HeatmapNet(nn.Module):
     """(x - mean) / std on the raw 0..16 input, Conv-BN-ReLU layers, a 1-channel Sigmoid heatmap."""
 

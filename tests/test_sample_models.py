@@ -28,7 +28,7 @@ MANIFEST = json.loads((MODELS_DIR / "manifest.json").read_text())
 ENTRIES = MANIFEST["models"]
 NAMES = list(ENTRIES)
 SAMPLE_NAMES = {"convbn_classifier", "repvgg_classifier", "mobilenetv2_classifier", "bn_before_conv", "heatmap_sigmoid",
-                "convbn_classifier_pruned"}
+                "convbn_classifier_pruned", "bn_gemm_classifier"}
 MAX_MODEL_BYTES = 2 * 1024 * 1024
 # A near-tie can flip across ONNX Runtime builds; more than this many flips is a real change.
 ALLOWED_FLIPS = {"top1_accuracy": 1, "pixel_accuracy_at_0.5": 10}
@@ -331,3 +331,14 @@ def test_pruned_classifier_is_the_original_layout_with_half_the_channels():
     assert widths["pruned"] == notes["conv_channels"] and widths["original"] == notes["original_conv_channels"]
     assert [2 * w for w in widths["pruned"]] == widths["original"]
     assert ENTRIES["convbn_classifier_pruned"]["metric"]["value"] < ENTRIES["convbn_classifier"]["metric"]["value"]
+
+
+def test_bn_gemm_classifier_holds_a_bn_after_a_pool_before_flatten_gemm_and_after_gemm():
+    model = load("bn_gemm_classifier")
+    made_by = producers(model)
+    around = {bn.name: (made_by[bn.input[0]].op_type, [n.op_type for n in consumers(model, bn.output[0])])
+              for bn in nodes(model, "BatchNormalization")}
+    assert sorted(around.values()) == [("Gemm", []), ("GlobalAveragePool", ["Flatten"]), ("MaxPool", ["Relu"])]
+    assert made_by[nodes(model, "MaxPool")[0].input[0]].op_type == "Conv"
+    assert {name: f"{before} -> BN -> {after[0] if after else 'output'}" for name, (before, after) in around.items()} == \
+        ENTRIES["bn_gemm_classifier"]["notes"]["bn_positions"]

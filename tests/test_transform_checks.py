@@ -277,6 +277,7 @@ APPLICABLE = {
     "bn_before_conv": {"fold_bn_conv"},
     "heatmap_sigmoid": {"fold_conv_bn", "fuse_input_normalization", "remove_output_sigmoid"},
     "mobilenetv2_classifier": {"simplify", "optimize", "fold_conv_bn"},
+    "bn_gemm_classifier": {"bn_across_maxpool", "fold_gemm_bn", "fold_bn_gemm"},
 }
 
 
