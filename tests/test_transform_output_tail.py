@@ -51,8 +51,8 @@ def tail_models(draw):
     value, shape, ops = "v0", [1, channels, height, width], []
     for index in range(draw(st.integers(1, 3))):
         out = f"v{index + 1}"
-        op = draw(st.sampled_from(["Transpose", "Resize", "Reshape", "Flatten", "Squeeze", "Unsqueeze"] if len(shape) == 4
-                                  else ["Transpose", "Reshape", "Unsqueeze"]))
+        op = draw(st.sampled_from(["Transpose", "Resize", "Reshape", "Flatten", "Unsqueeze"] if len(shape) == 4
+                                  else ["Transpose", "Reshape", "Unsqueeze"]) | (st.just("Squeeze") if 1 in shape else st.nothing()))
         if op == "Transpose":
             perm = draw(st.permutations(range(len(shape))))
             parts.node("Transpose", [value], [out], perm=perm)
@@ -70,8 +70,9 @@ def tail_models(draw):
             parts.node("Flatten", [value], [out], axis=axis)
             shape = [int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))]
         elif op == "Squeeze":
-            parts.node("Squeeze", [value, _ints(parts, f"axes{index}", [0])], [out])
-            shape = shape[1:]
+            axis = shape.index(1)
+            parts.node("Squeeze", [value, _ints(parts, f"axes{index}", [axis])], [out])
+            shape = shape[:axis] + shape[axis + 1:]
         else:
             parts.node("Unsqueeze", [value, _ints(parts, f"axes{index}", [0])], [out])
             shape = [1, *shape]

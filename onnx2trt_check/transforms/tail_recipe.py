@@ -49,7 +49,7 @@ def _reshape(step: dict, array: np.ndarray) -> np.ndarray:
 
 
 def _flatten(step: dict, array: np.ndarray) -> np.ndarray:
-    axis = step["axis"] % array.ndim if array.ndim else 0
+    axis = step["axis"] + array.ndim if step["axis"] < 0 else step["axis"]  # ONNX allows 0..rank (and -rank..-1)
     return np.reshape(array, (math.prod(array.shape[:axis]), math.prod(array.shape[axis:])))
 
 
