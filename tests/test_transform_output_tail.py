@@ -5,6 +5,7 @@ numpy), and against plain numpy expressions written here for the common cases.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -207,3 +208,15 @@ def test_a_tail_over_a_value_read_elsewhere_becomes_an_identity():
     assert [o.name for o in result.model.graph.output] == ["c", "t"]
     feeds = [{"x": np.random.default_rng(0).standard_normal((1, 2, 3, 3)).astype(np.float32)}]
     assert verify_output_tails(model, result.model, feeds, result, {}).passed
+
+
+def test_the_transform_family_verifies_the_recipe_of_the_detector(pytester):
+    onnx.save(_tail_detector("linear"), str(pytester.path / "det.onnx"))
+    result = pytester.runpytest_inprocess("--model", "det.onnx", "--target", "ort", "--transform", "output_tail",
+                                          "-k", "transform", "--report-json", "r.json")
+    result.assert_outcomes(passed=2)
+    document = json.loads((pytester.path / "r.json").read_text())
+    item = document["models"]["det.onnx"]["families"]["transform[output_tail]"]["checks"]["equivalence"]["figures"]
+    (restored,) = item["verification_figures"]["restored"]
+    assert restored["name"] == "heatmap" and not restored["exact"] and restored["passed"] and restored["max_abs"] <= restored["atol"] > 0
+    assert item["report"]["figures"]["recipes"]["heatmap"]["steps"][0]["mode"] == "linear"
