@@ -1,11 +1,13 @@
 """What a derived model (pruned, distilled) costs against its original: parameters, MACs and the
 channel count of every weighted layer.
 
-* Parameters: elements of the floating-point initializers and Constant tensors (integer tensors are
-  shapes and indices, not parameters).
+* Parameters: elements of the floating-point initializers and Constant tensors, and of the quantized
+  weights a DequantizeLinear reads (other integer tensors are shapes and indices; quantization scales
+  and zero points are not counted).
 * MACs: onnx-tool's profile at the feed's input shapes (its per-op conventions: a Conv counts
   C_out * H_out * W_out * C_in/group * k_h * k_w, a Gemm M * N * K plus the bias, element-wise ops
-  one per element). A model onnx-tool cannot profile gets no MAC figure and the reason instead.
+  one per element; a Q/DQ pair counts like an element-wise op, so a QDQ model shows more MACs than
+  its float original). A model onnx-tool cannot profile gets no MAC figure and the reason instead.
 * Channels: output channels of every Conv, ConvTranspose, Gemm and MatMul with a constant weight,
   matched by node name, else by position among those layers.
 """
@@ -23,9 +25,14 @@ WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def parameter_count(model: onnx.ModelProto) -> int:
+    """Elements of the floating-point weights and of the quantized weights a DequantizeLinear reads;
+    quantization scales and zero points, shapes and indices are not parameters."""
     tensors = list(model.graph.initializer) + [a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+    quantized = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    scales = {i for n in model.graph.node if n.op_type in ("DequantizeLinear", "QuantizeLinear") for i in n.input[1:]}
     floating = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE)
-    return int(sum(int(np.prod(t.dims, dtype=np.int64)) for t in tensors if t.data_type in floating))
+    counted = [t for t in tensors if (t.data_type in floating or t.name in quantized) and t.name not in scales]
+    return int(sum(int(np.prod(t.dims, dtype=np.int64)) for t in counted))
 
 
 def mac_count(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> tuple[float | None, str]:
@@ -49,8 +56,10 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def layer_channels(model: onnx.ModelProto) -> dict[str, int]:
-    """Output channels of every weighted layer with a constant weight, in graph order."""
+    """Output channels of every weighted layer with a constant weight (or a dequantized one), in
+    graph order."""
     weights = {t.name: t for t in model.graph.initializer}
+    weights |= {n.output[0]: weights[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
     channels = {}
     for index, node in enumerate(model.graph.node):
         if node.op_type in WEIGHTED_OPS and len(node.input) > 1 and node.input[1] in weights:

@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from transform_strategies import GraphParts, tensor_info
 
 from onnx2trt_check.errors import CheckError
-from onnx2trt_check.model_size import channel_differences, mac_count, parameter_count
+from onnx2trt_check.model_size import channel_differences, layer_channels, mac_count, parameter_count
 from onnx2trt_check.task_metrics import (
     TaskMetric,
     check_label_rows,
@@ -135,3 +135,14 @@ def test_channel_differences_by_name_else_by_position():
     assert how == "by name" and rows == [{"layer": "a", "original_layer": "a", "original": 16, "derived": 8}]
     rows, how = channel_differences({"a": 16, "b": 32}, {"x": 16, "y": 24})
     assert how.startswith("by position") and rows == [{"layer": "y", "original_layer": "b", "original": 32, "derived": 24}]
+
+
+def test_quantized_weights_count_as_parameters_and_their_scales_do_not():
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["w"], axis=0), onnx.helper.make_node("Conv", ["x", "w"], ["y"])],
+        "q", [tensor_info("x", (1, 3, 4, 4))], [tensor_info("y", None)],
+        initializer=[onnx.numpy_helper.from_array(np.ones((4, 3, 1, 1), np.int8), "wq"),
+                     onnx.numpy_helper.from_array(np.ones(4, np.float32), "s"), onnx.numpy_helper.from_array(np.zeros(4, np.int8), "z")])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    assert parameter_count(model) == 12
+    assert layer_channels(model) == {"Conv#1": 4}

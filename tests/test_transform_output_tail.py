@@ -220,3 +220,12 @@ def test_the_transform_family_verifies_the_recipe_of_the_detector(pytester):
     (restored,) = item["verification_figures"]["restored"]
     assert restored["name"] == "heatmap" and not restored["exact"] and restored["passed"] and restored["max_abs"] <= restored["atol"] > 0
     assert item["report"]["figures"]["recipes"]["heatmap"]["steps"][0]["mode"] == "linear"
+
+
+def test_a_linear_layers_bias_is_not_taken_for_a_box_decode():
+    parts = GraphParts()
+    parts.node("MatMul", ["x", parts.const("w", np.ones((3, 4)))], ["m"])
+    parts.node("Add", ["m", parts.const("b", np.arange(4))], ["y"])
+    result = output_tail(parts.model([tensor_info("x", (2, 3))], [tensor_info("y", None)]))
+    (skip,) = result.report.skips
+    assert "comes from Add" in skip.reason and "box decode" not in skip.reason

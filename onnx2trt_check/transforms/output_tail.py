@@ -30,7 +30,9 @@ from onnx2trt_check.transforms.tail_recipe import COORDINATE_MODES, NEAREST_MODE
 from onnx2trt_check.transforms.verify import Runner, Verification, compare_runs
 
 TAIL_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Resize")
-DECODE_OPS = ("Add", "Sub", "Mul", "Div", "Pow", "Concat")
+DECODE_OPS = ("Add", "Sub", "Mul", "Div", "Pow")
+DECODE_PATH_OPS = ("Concat", "Reshape", "Transpose", "Slice", "Sigmoid", "Exp")
+DECODE_DEPTH = 5
 # A linear Resize is recomputed in float64 and rounded once; ONNX Runtime interpolates in float32
 # (a few roundings of weights and products). The allowance, in ulps of the output's largest
 # magnitude per linear step, is far above that and far below a wrong weight or a shifted index.
@@ -80,19 +82,38 @@ def _stop_reason(output: ir.Value, node: ir.Node | None, report: TransformReport
     if node is None:
         return f"output '{output.name}' is a graph input or constant"
     reason = f"output '{output.name}' comes from {node.op_type} '{gu.node_label(node)}', not from {'/'.join(TAIL_OPS)}"
-    if gu.is_op(node, *DECODE_OPS) and _decodes(node):
-        reason = (f"output '{output.name}' ends in a box decode ({node.op_type} '{gu.node_label(node)}' with constant grid "
-                  "offsets or anchors): arithmetic, not element movement; moving it to post-processing is out of scope")
+    table = _decode_table(node)
+    if table is not None:
+        reason = (f"output '{output.name}' ends in a box decode ({table.op_type} '{gu.node_label(table)}' with a constant table: "
+                  "grid offsets or anchors): arithmetic, not element movement; moving it to post-processing is out of scope")
         report.skipped([gu.node_label(node)], reason)
     return reason
 
 
-def _decodes(node: ir.Node) -> bool:
-    """An Add/Mul/... with a constant table of more than one element (a grid, anchors, strides), or a
-    Concat of such parts: the signature of a detector's box decoding."""
-    if node.op_type == "Concat":
-        return any(gu.is_op(v.producer(), *DECODE_OPS[:-1]) and _decodes(v.producer()) for v in node.inputs if v is not None)
-    return any((array := gu.constant_array(v)) is not None and array.size > 1 for v in node.inputs)
+def _is_table(array: np.ndarray | None) -> bool:
+    """A constant over two axes or more (a grid [1, 1, H, W, 2], anchors [1, 3, 1, 1, 2]); a bias or
+    a per-channel scale varies along one axis only."""
+    return array is not None and sum(d > 1 for d in array.shape) >= 2
+
+
+def _is_bias(node: ir.Node) -> bool:
+    """An Add right after a MatMul/Gemm/Conv: a layer's bias (exporters split Linear this way)."""
+    return node.op_type == "Add" and any(v is not None and gu.is_op(v.producer(), "MatMul", "Gemm", "Conv") for v in node.inputs)
+
+
+def _decode_table(node: ir.Node, depth: int = DECODE_DEPTH) -> ir.Node | None:
+    """The Add/Sub/Mul/Div/Pow with a constant table (`_is_table`: a grid, anchors) that `node` reaches within `depth` steps back through decode-like ops
+    (Concat, Reshape, Transpose, Slice, Sigmoid, Exp and the arithmetic itself): the signature of
+    a detector's box decoding."""
+    if node is None or depth < 0 or not gu.is_op(node, *DECODE_OPS, *DECODE_PATH_OPS):
+        return None
+    if gu.is_op(node, *DECODE_OPS) and any(_is_table(gu.constant_array(v)) for v in node.inputs) and not _is_bias(node):
+        return node
+    for value in node.inputs:
+        found = _decode_table(value.producer(), depth - 1) if value is not None else None
+        if found is not None:
+            return found
+    return None
 
 
 def recipe_step(node: ir.Node, opset: int) -> dict | str:
