@@ -55,10 +55,14 @@ def test_ids_inside_the_rootdir_are_relative_to_it(pytester, foreign):
     assert "models/a/model.onnx::structure::checker" in ids and "models/b/model.onnx::structure::checker" in ids
 
 
-def test_a_failed_line_names_the_model(pytester, foreign, noisy_ort):
+def test_a_failed_line_names_the_model_and_selects_the_item_again(pytester, foreign, noisy_ort):
     result = pytester.runpytest_inprocess(*MODELS, *LIGHT, "-rf")
     result.assert_outcomes(passed=2 * (PER_MODEL - 1), failed=2)
     result.stdout.fnmatch_lines([f"FAILED {foreign / 'a' / 'model.onnx'}::target[[]ort[]]::accuracy*"])
+    shown = next(line.split(" ")[1] for line in result.outlines if line.startswith("FAILED") and "/a/" in line)
+    again = pytester.runpytest_inprocess(*MODELS, *LIGHT, shown, "--collect-only", "-q")  # pasted back as pytest 9 prints it
+    selected = _ids(again)  # the argument is a path pytest roots at: ids are relative to it now
+    assert len(selected) == 1 and selected[0].endswith("models/a/model.onnx::target[ort]::accuracy")
 
 
 @pytest.mark.parametrize("dist", ["loadfile", "load"])

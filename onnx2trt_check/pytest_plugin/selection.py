@@ -5,6 +5,10 @@ looks for a node named "target" and finds none ("not found", exit 4). An argumen
 the run's models with `::` parts is therefore handed to pytest as the model's path, and the model's
 items are picked here, part by part. As in pytest's own matching, a part without brackets also
 matches the bracketed names it is the stem of (`m.onnx::target` selects every target[...] family).
+
+pytest 9 also prints such an id with one "]" too many in its FAILED/ERROR lines
+(`m.onnx::target[ort]::accuracy]`: it rebuilds the id from the parameters it parsed); that form,
+copied back as an argument, selects the item too.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class Selection:
                 continue
             kept.append(str(path))
             if separator:
-                wanted.setdefault(path, []).append(tuple(rest.split("::")))
+                wanted.setdefault(path, []).append(_parts_of(rest))
             else:
                 whole.add(path)
         return list(dict.fromkeys(kept)), cls({path: parts for path, parts in wanted.items() if path not in whole})
@@ -51,6 +55,14 @@ class Selection:
         if dropped:
             config.hook.pytest_deselected(items=dropped)
             items[:] = keep
+
+
+def _parts_of(rest: str) -> tuple[str, ...]:
+    """'target[ort]::accuracy' -> ('target[ort]', 'accuracy'), also from pytest 9's 'accuracy]'."""
+    *parents, last = rest.split("::")
+    if last.endswith("]") and last.count("]") > last.count("["):
+        last = last[:-1]
+    return (*parents, last)
 
 
 def _parts(item) -> tuple[str, ...]:
