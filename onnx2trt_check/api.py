@@ -53,13 +53,15 @@ def check(models: str | os.PathLike | Sequence[str | os.PathLike], *, pytest_arg
           report_json: str | os.PathLike | None = None) -> CheckResult:
     """`pytest --model M ...` for every model (a file or a folder), in this process. `pytest_args`
     are any other options of `pytest --model` (e.g. ["--target", "ort", "-q"]). The report is also
-    kept at `report_json` when given. Defaults to a temporary file, removed afterwards."""
+    kept at `report_json` when given. Defaults to a temporary file, removed afterwards. Like every
+    `pytest --model` run it writes nothing else outside the user's cache folder (pytest's cache, for
+    `--lf`), unless asked (`--artifact-dir`, baselines)."""
     import pytest
 
     paths = [models] if isinstance(models, str | os.PathLike) else list(models)
     with tempfile.TemporaryDirectory(prefix="onnx2trt_check-api-") as folder:
         report = Path(report_json) if report_json is not None else Path(folder) / "report.json"
-        args = [*(f"--model={os.fspath(p)}" for p in paths), "-p", "no:cacheprovider", f"--report-json={report}", *pytest_args]
+        args = [*(f"--model={os.fspath(p)}" for p in paths), f"--report-json={report}", *pytest_args]
         exit_code = int(pytest.main(args))
         document = json.loads(report.read_text(encoding="utf-8")) if report.is_file() else {}
     return CheckResult(exit_code, document)

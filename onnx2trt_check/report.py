@@ -128,7 +128,7 @@ def _skip_reasons(families: dict[str, list[CheckRecord]]) -> list[str]:
     return [f"    skipped: {reason}" for reason in reasons]
 
 
-def report_document(records: list[CheckRecord], models: dict[str, ModelInfo], exit_status: int) -> dict:
+def report_document(records: list[CheckRecord], models: dict[str, ModelInfo], exit_status: int, *, notes: Iterable[str] = ()) -> dict:
     document = {
         "schema_version": SCHEMA_VERSION,
         "tool": REPORT_TOOL,
@@ -136,6 +136,7 @@ def report_document(records: list[CheckRecord], models: dict[str, ModelInfo], ex
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "exit_status": exit_status,
         "counts": count_outcomes(records),
+        "notes": list(notes),
         "models": {},
     }
     for model, families in group(records, list(models)).items():

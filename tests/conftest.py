@@ -2,6 +2,10 @@
 
 import pytest
 
+# Held by the test process, so pytester's in-process runs (which drop the modules they import) all
+# use these modules and their one stash key, whichever test file runs first.
+import onnx2trt_check.pytest_plugin.session  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def _private_user_cache(monkeypatch, tmp_path_factory):

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from tiny_models import classifier, save
 
-import onnx2trt_check.pytest_plugin.session  # noqa: F401  held by this process: in-process runs then share one stash key
 from onnx2trt_check.targets.ort import OrtTarget
 
 LIGHT = ("--target", "ort", "-k", "structure or reference or target")

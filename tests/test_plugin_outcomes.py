@@ -6,7 +6,6 @@ import json
 import pytest
 from tiny_models import classifier, save
 
-import onnx2trt_check.pytest_plugin.session  # noqa: F401  held by this process: in-process runs then share one stash key
 from onnx2trt_check.report import CheckRecord, count_outcomes, summary_lines, verdict
 
 LIGHT = ("--target", "ort", "-k", "structure or reference or target")

@@ -10,7 +10,6 @@ import pytest
 from tiny_models import classifier, save
 
 import onnx2trt_check
-import onnx2trt_check.pytest_plugin.session  # noqa: F401  held by this process: in-process runs then share one stash key
 from onnx2trt_check.pytest_plugin.workspace import pytest_cache_folder
 
 # ort-fp16 and cpu-fp16-emu write derived models (the fp16 artifact and its emulation).

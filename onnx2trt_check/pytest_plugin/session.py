@@ -15,7 +15,7 @@ import pytest
 from ..config import ToleranceConfig, parse_output_tolerances, pyproject_section, split_section
 from ..context import RunOptions
 from ..data import FeedOptions, parse_range
-from ..errors import CheckError
+from ..errors import CheckError, ConfigError
 from ..model import parse_shape
 from ..report import ModelInfo, check_report_path, report_document, summary_lines, write_report
 from ..targets import get_target
@@ -33,9 +33,12 @@ def start_run(config: pytest.Config) -> None:
         state = RunState(_run_options(config, run_folder), _model_paths(config.getoption("model")))
         if report_path := config.getoption("report_json"):
             check_report_path(Path(report_path))
+        outputs: set[str] = set()
         for path in state.model_paths:  # validate every model and its input data before any test runs
             context = state.context_for(path)
             state.models[display(config, path)] = ModelInfo(str(path), context.loaded.sha256, context.notes)
+            outputs.update(output.name for output in context.loaded.proto.graph.output)
+        state.notes += _unmatched_output_tolerances(config, state.options.tolerances, outputs)
     except CheckError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[STATE] = state
@@ -101,6 +104,17 @@ def _run_options(config: pytest.Config, run_folder: Path) -> RunOptions:
     return RunOptions(feeds=feeds, input_shapes=shapes, tolerances=_tolerances(config), targets=targets, artifact_dir=artifact_dir, extra=extra)
 
 
+def _unmatched_output_tolerances(config: pytest.Config, tolerances: ToleranceConfig, outputs: set[str]) -> list[str]:
+    """A per-output tolerance for an output no model of the run has does nothing: on the command
+    line it is a usage error (a typo, or the wrong model); in pyproject.toml or the ini, which serve
+    every run of a project, a note in the summary."""
+    given = parse_output_tolerances(config.getoption("output_tolerance"))
+    if unknown := sorted(set(given) - outputs):
+        raise ConfigError(f"--output-tolerance names {', '.join(map(repr, unknown))}, which no model of this run has; outputs: {', '.join(sorted(outputs))}")
+    unmatched = sorted(set(tolerances.per_output) - outputs)
+    return [f"tolerance set for output {name!r} (pyproject.toml or ini), which no model of this run has" for name in unmatched]
+
+
 def _tolerances(config: pytest.Config) -> ToleranceConfig:
     tolerances = ToleranceConfig()
     values, outputs, precisions = split_section(pyproject_section(config.rootpath))
@@ -126,7 +140,7 @@ class RunHooks:
         if not state.records:
             return
         terminalreporter.write_sep("=", "onnx2trt_check summary")
-        for line in summary_lines(state.records, state.models):
+        for line in [f"note: {note}" for note in state.notes] + summary_lines(state.records, state.models):
             terminalreporter.write_line(line)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -134,4 +148,4 @@ class RunHooks:
         report_path = session.config.getoption("report_json", None)
         if not report_path or hasattr(session.config, "workerinput"):
             return  # under xdist only the controller writes
-        write_report(Path(report_path), report_document(state.records, state.models, int(exitstatus)))
+        write_report(Path(report_path), report_document(state.records, state.models, int(exitstatus), notes=state.notes))

@@ -33,6 +33,7 @@ class RunState:
         self.model_paths = model_paths
         self.models: dict[str, ModelInfo] = {}
         self.records: list[CheckRecord] = []
+        self.notes: list[str] = []  # facts about the whole run, for the summary and the report
         self.context: ModelContext | None = None  # only the latest: items of one model run together
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
