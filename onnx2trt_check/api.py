@@ -126,15 +126,20 @@ class OptimizeResult:
 
 def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, force: bool = False,
              passes: Sequence[str] | None = None, mean: Sequence[float] | str | None = None, std: Sequence[float] | str | None = None,
-             thresholds: Sequence[float] = (), bn_conv_mode: str = "exact",
+             thresholds: Mapping[str, float | Sequence[float]] | Sequence[str | float] = (), bn_conv_mode: str = "exact",
              inputs: str | os.PathLike | None = None, input_shapes: Shapes | None = None, seed: int = 0, num_feeds: int = 4) -> OptimizeResult:
     """The registered transforms (`passes`, in registry order. Defaults to all) on `model`, every
-    step that changed it verified on the feeds; written to `output` only when every step passed."""
+    step that changed it verified on the feeds; written to `output` only when every step passed.
+    `thresholds` declare the outputs that are scores, the only ones whose output Sigmoid is
+    removed: {"scores": [0.3, 0.7]}, or ["scores:0.3", "scores:0.7"], or [0.5] for the only output
+    of a single-output model. Defaults to none: every output Sigmoid stays."""
     from .transforms.run import run_transforms, settings_from
 
     settings = settings_from(names=tuple(passes or ()), mean=mean, std=std, thresholds=thresholds, bn_conv_mode=bn_conv_mode)
     target = checked_output(model, output, force=force) if output is not None else None
     proto, _ = _load(model)
+    if problem := settings.score_problem([[output.name for output in proto.graph.output]]):
+        raise ConfigError(problem)
     feeds, source = input_feeds(proto, inputs=inputs, input_shapes=input_shapes, seed=seed, num_feeds=num_feeds)
     result = OptimizeResult(run_transforms(proto, feeds, settings), settings, source, len(feeds), len(proto.graph.node))
     if target is not None and result.passed:

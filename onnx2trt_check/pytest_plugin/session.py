@@ -33,12 +33,11 @@ def start_run(config: pytest.Config) -> None:
         state = RunState(_run_options(config, run_folder), _model_paths(config.getoption("model")))
         if report_path := config.getoption("report_json"):
             check_report_path(Path(report_path))
-        outputs: set[str] = set()
         for path in state.model_paths:  # validate every model and its input data before any test runs
             context = state.context_for(path)
             state.models[display(config, path)] = ModelInfo(str(path), context.loaded.sha256, context.notes)
-            outputs.update(output.name for output in context.loaded.proto.graph.output)
-        state.notes += _unmatched_output_tolerances(config, state.options.tolerances, outputs)
+            state.outputs[display(config, path)] = [output.name for output in context.loaded.proto.graph.output]
+        state.notes += _unmatched_output_tolerances(config, state.options.tolerances, {n for names in state.outputs.values() for n in names})
     except CheckError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[STATE] = state

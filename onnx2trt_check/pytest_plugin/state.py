@@ -34,6 +34,7 @@ class RunState:
         self.models: dict[str, ModelInfo] = {}
         self.records: list[CheckRecord] = []
         self.notes: list[str] = []  # facts about the whole run, for the summary and the report
+        self.outputs: dict[str, list[str]] = {}  # model -> its output names, for options that name outputs
         self.context: ModelContext | None = None  # only the latest: items of one model run together
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
