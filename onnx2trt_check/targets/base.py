@@ -32,6 +32,15 @@ class Target:
         """The outputs this target is compared with. Defaults to the model's ORT reference run."""
         return ctx.reference
 
+    def tolerance_precision(self, ctx) -> str:
+        """The tolerance profile this target's outputs are judged by: its precision, or int8 for a
+        model that holds Q/DQ nodes, which every target runs as written (ORT, the fp16 artifacts,
+        TensorRT): a float difference of a few ulps before a QuantizeLinear (reordered sums, fused
+        ops) flips a value by one quantum, which fp32 tolerances read as a failure."""
+        from .ort_int8 import model_has_qdq  # here: ort_int8 is itself a Target module
+
+        return "int8" if model_has_qdq(ctx) else self.precision
+
     def figures(self, ctx) -> dict:
         """Facts about how this target ran the model (e.g. TensorRT's build path), merged into the
         accuracy item's figures. Defaults to none."""
