@@ -14,7 +14,8 @@ and nowhere beside the models.
   keeps them.
 
 Both redirections must happen before the cache and benchmark plugins are configured, so the plugin's
-pytest_configure runs first (tryfirst). Standard library only: imported by every `--model` run.
+pytest_configure runs first (tryfirst). Standard library and pytest only: imported by every
+`--model` run.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+import pytest
 
 BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"
 # pytest-benchmark options that read or write its storage: with any of them the user asked for it.
@@ -76,5 +79,12 @@ class RunFolder:
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def pytest_unconfigure(self, config) -> None:
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self) -> None:
+        """Removed here, once every item has run: an xdist worker reports that it finished after its
+        session-finish hooks, and the controller may end the worker's process before the worker's
+        unconfigure hooks have run (it left one folder per worker now and then)."""
         self.remove()
+
+    def pytest_unconfigure(self, config) -> None:
+        self.remove()  # a run that never started a session (configure failed)

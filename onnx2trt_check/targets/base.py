@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..quant.float_counterpart import has_qdq
+
 
 class Target:
     """A place a model runs. Subclasses set the names and `run`; the defaults deploy the model file
@@ -37,9 +39,7 @@ class Target:
         model that holds Q/DQ nodes, which every target runs as written (ORT, the fp16 artifacts,
         TensorRT): a float difference of a few ulps before a QuantizeLinear (reordered sums, fused
         ops) flips a value by one quantum, which fp32 tolerances read as a failure."""
-        from .ort_int8 import model_has_qdq  # here: ort_int8 is itself a Target module
-
-        return "int8" if model_has_qdq(ctx) else self.precision
+        return "int8" if has_qdq(ctx.loaded.proto) else self.precision  # a scan of the node list
 
     def figures(self, ctx) -> dict:
         """Facts about how this target ran the model (e.g. TensorRT's build path), merged into the
