@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import onnx
 import pytest
 from tiny_models import classifier, save
 
@@ -104,22 +105,34 @@ def test_an_id_with_brackets_selects_its_item(pytester):
 
 @pytest.fixture
 def linked(pytester):
-    """A folder holding one model file and one symlink to a model kept elsewhere."""
+    """A folder holding one model file, one symlink to a model kept elsewhere, and one symlinked
+    model with external data whose data file is symlinked too (as `ln -s store/* zoo/` makes)."""
     (pytester.path / "zoo").mkdir()
     (pytester.path / "store").mkdir()
     save(classifier(), pytester.path / "zoo" / "real.onnx")
     save(classifier(seed=1), pytester.path / "store" / "kept.onnx")
-    (pytester.path / "zoo" / "linked.onnx").symlink_to(pytester.path / "store" / "kept.onnx")
+    onnx.save(classifier(seed=2), str(pytester.path / "store" / "ext.onnx"), save_as_external_data=True, location="ext.data", size_threshold=0)
+    for name in ("kept.onnx", "ext.onnx", "ext.data"):
+        (pytester.path / "zoo" / name.replace("kept", "linked")).symlink_to(pytester.path / "store" / name)
     return pytester.path / "zoo"
 
 
 def test_symlinked_models_in_a_folder_are_collected(pytester, linked):
     ids = _ids(pytester.runpytest_inprocess("--model", "zoo", *LIGHT, "--collect-only", "-q"))
-    assert len(ids) == 2 * PER_MODEL and ids[0].startswith("zoo/linked.onnx::") and ids[-1].startswith("zoo/real.onnx::")
+    assert len(ids) == 3 * PER_MODEL and [i.split("::")[0] for i in ids[::PER_MODEL]] == ["zoo/ext.onnx", "zoo/linked.onnx", "zoo/real.onnx"]
 
 
 def test_symlinked_models_run_under_xdist(pytester, linked):
-    pytester.runpytest_subprocess("--model", "zoo", *LIGHT, "-n", "2").assert_outcomes(passed=2 * PER_MODEL)
+    pytester.runpytest_subprocess("--model", "zoo", *LIGHT, "-n", "2").assert_outcomes(passed=3 * PER_MODEL)
+
+
+def test_external_data_that_onnx_refuses_to_read_is_a_usage_error(pytester, linked):
+    """onnx reads no external data through a symlink next to the real model file."""
+    (pytester.path / "store" / "ext.data").rename(pytester.path / "ext.data")
+    (pytester.path / "store" / "ext.data").symlink_to(pytester.path / "ext.data")
+    result = pytester.runpytest_inprocess("--model", "zoo/ext.onnx")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    result.stderr.fnmatch_lines(["ERROR: external data of '*ext.onnx' cannot be read (*symbolic link*); re-export the model"])
 
 
 def test_every_hook_object_of_a_run_is_hashable(pytester):

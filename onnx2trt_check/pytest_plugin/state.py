@@ -36,6 +36,7 @@ class RunState:
         self.notes: list[str] = []  # facts about the whole run, for the summary and the report
         self.outputs: dict[str, list[str]] = {}  # model -> its output names, for options that name outputs
         self.context: ModelContext | None = None  # only the latest: items of one model run together
+        self._context_path: Path | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Registered as a plugin object, so results of xdist workers arrive here on the controller."""
@@ -68,9 +69,11 @@ class RunState:
         return None
 
     def context_for(self, path: Path) -> ModelContext:
-        if self.context is None or self.context.path != path:
+        """The context of the model collected at `path` (kept by that path: a symlinked model's
+        context holds the file it points to, model.load_model)."""
+        if self.context is None or self._context_path != path:
             self.context = None  # release the previous model before loading the next
-            self.context = ModelContext(path, self.options)
+            self.context, self._context_path = ModelContext(path, self.options), path
         return self.context
 
 
