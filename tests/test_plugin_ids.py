@@ -65,7 +65,7 @@ def test_a_failed_line_names_the_model_and_selects_the_item_again(pytester, fore
     assert len(selected) == 1 and selected[0].endswith("models/a/model.onnx::target[ort]::accuracy")
 
 
-@pytest.mark.parametrize("dist", ["loadfile", "load"])
+@pytest.mark.parametrize("dist", ["loadfile", pytest.param("load", marks=pytest.mark.slow)])
 def test_xdist_runs_every_item_of_every_model(pytester, foreign, dist):
     report = pytester.path / "report.json"
     result = pytester.runpytest_subprocess(*MODELS, *LIGHT, "-n", "2", "--dist", dist, f"--report-json={report}")
@@ -122,6 +122,7 @@ def test_symlinked_models_in_a_folder_are_collected(pytester, linked):
     assert len(ids) == 3 * PER_MODEL and [i.split("::")[0] for i in ids[::PER_MODEL]] == ["zoo/ext.onnx", "zoo/linked.onnx", "zoo/real.onnx"]
 
 
+@pytest.mark.slow
 def test_symlinked_models_run_under_xdist(pytester, linked):
     pytester.runpytest_subprocess("--model", "zoo", *LIGHT, "-n", "2").assert_outcomes(passed=3 * PER_MODEL)
 
