@@ -53,13 +53,15 @@ def check(models: str | os.PathLike | Sequence[str | os.PathLike], *, pytest_arg
           report_json: str | os.PathLike | None = None) -> CheckResult:
     """`pytest --model M ...` for every model (a file or a folder), in this process. `pytest_args`
     are any other options of `pytest --model` (e.g. ["--target", "ort", "-q"]). The report is also
-    kept at `report_json` when given. Defaults to a temporary file, removed afterwards."""
+    kept at `report_json` when given. Defaults to a temporary file, removed afterwards. Like every
+    `pytest --model` run it writes nothing else outside the user's cache folder (pytest's cache, for
+    `--lf`), unless asked (`--artifact-dir`, baselines)."""
     import pytest
 
     paths = [models] if isinstance(models, str | os.PathLike) else list(models)
     with tempfile.TemporaryDirectory(prefix="onnx2trt_check-api-") as folder:
         report = Path(report_json) if report_json is not None else Path(folder) / "report.json"
-        args = [*(f"--model={os.fspath(p)}" for p in paths), "-p", "no:cacheprovider", f"--report-json={report}", *pytest_args]
+        args = [*(f"--model={os.fspath(p)}" for p in paths), f"--report-json={report}", *pytest_args]
         exit_code = int(pytest.main(args))
         document = json.loads(report.read_text(encoding="utf-8")) if report.is_file() else {}
     return CheckResult(exit_code, document)
@@ -128,18 +130,23 @@ class OptimizeResult:
 
 def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, force: bool = False,
              passes: Sequence[str] | None = None, mean: Sequence[float] | str | None = None, std: Sequence[float] | str | None = None,
-             thresholds: Sequence[float] = (), bn_conv_mode: str = "exact",
+             thresholds: Mapping[str, float | Sequence[float]] | Sequence[str | float] = (), bn_conv_mode: str = "exact",
              inputs: str | os.PathLike | None = None, input_shapes: Shapes | None = None, seed: int = 0, num_feeds: int = 4) -> OptimizeResult:
     """The registered transforms (`passes`, in registry order. Defaults to all) on `model`, every
     step that changed it verified on the feeds; written to `output` only when every step passed.
-    When output_tail moved a tail out of the graph, its recipe is written beside (OUT.recipe.json),
-    never over an existing file without `force`."""
+    `thresholds` declare the outputs that are scores, the only ones whose output Sigmoid is
+    removed: {"scores": [0.3, 0.7]}, or ["scores:0.3", "scores:0.7"], or [0.5] for the only output
+    of a single-output model. Defaults to none: every output Sigmoid stays. When output_tail moved a
+    tail out of the graph, its recipe is written beside (OUT.recipe.json), never over an existing
+    file without `force`."""
     from .transforms.run import run_transforms, settings_from
 
     settings = settings_from(names=tuple(passes or ()), mean=mean, std=std, thresholds=thresholds, bn_conv_mode=bn_conv_mode)
     target = checked_output(model, output, force=force) if output is not None else None
     recipe_file = _recipe_target(target, settings, force=force)
     proto, _ = _load(model)
+    if problem := settings.score_problem([[output.name for output in proto.graph.output]]):
+        raise ConfigError(problem)
     feeds, source = input_feeds(proto, inputs=inputs, input_shapes=input_shapes, seed=seed, num_feeds=num_feeds)
     result = OptimizeResult(run_transforms(proto, feeds, settings), settings, source, len(feeds), len(proto.graph.node))
     result.recipe = _recipe(result.pipeline, target)

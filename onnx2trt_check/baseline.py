@@ -1,7 +1,9 @@
 """The baseline store and the regression decisions.
 
-One JSON file per (model, target, environment): `<model-stem>.<target>.<env-id>.json` in the store
-folder, written atomically with sorted keys and indent 2 so a baseline update reviews as a small
+One JSON file per (model, target, environment): `<model key>.<target>.<env-id>.json` in the store
+folder, where the model key is the model's path relative to the folder that holds the store
+(`model_key`), its folders mirrored as sub-folders, so two models of one file name never share a
+file (models/a/model.onnx -> <store>/models/a/model.ort.<env-id>.json). Written atomically with sorted keys and indent 2 so a baseline update reviews as a small
 diff. The latency block has the shape of a pytest-benchmark `stats` block (its fields plus p90/p99,
 `data` = raw samples in seconds rounded to ns, `iterations` = 1); on load only `data` is read back,
 the statistics are recomputed from it. Accuracy and latency decisions are pure functions returning
@@ -21,12 +23,13 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from .baseline_schema import REQUIRED_FIELDS as _REQUIRED_FIELDS  # noqa: F401  (tests name the fields)
+from .baseline_schema import SCHEMA_VERSION, accuracy_problem, schema_problem
 from .bench import LatencySamples, summarize
 from .environment import environment_id
 from .errors import ConfigError
 from .fileio import atomic_write_text
 
-SCHEMA_VERSION = 1
 UPDATE_HINT = "run with --baseline-update to rewrite it"
 _NS_DIGITS = 9  # samples are stored rounded to 1 ns
 _ROUNDOFF = 1e-9  # relative slack on accuracy margins (see _beyond)
@@ -54,10 +57,26 @@ class Baseline:
 # ----------------------------------------------------------------------------------------- store
 
 
+def model_key(model_path: str | os.PathLike, store_dir: str | os.PathLike) -> str:
+    """The model's name in the store: its path relative to the store's parent folder (typically the
+    project root, so the key is the same on every machine and from every working folder), "/"
+    separated, e.g. "models/a/model.onnx"; ".." where the model lies outside that folder."""
+    model, base = os.path.abspath(model_path), os.path.dirname(os.path.abspath(store_dir))
+    try:
+        return Path(os.path.relpath(model, base)).as_posix()
+    except ValueError:  # another drive (Windows): no relative path exists
+        return "@abs/" + Path(model).as_posix().replace(":", "")
+
+
 def baseline_path(store_dir: str | os.PathLike, *, model_name: str, target: str, environment: dict) -> Path:
-    """Where the baseline of (model, target, environment) lives; `model_name` may be a path."""
-    stem = _file_safe(Path(model_name).stem)
-    return Path(store_dir) / f"{stem}.{_file_safe(target)}.{environment_id(environment)}.json"
+    """Where the baseline of (model, target, environment) lives. `model_name` is the model's key
+    (`model_key`); its folders become sub-folders of the store, each name made file-safe
+    injectively, so distinct keys never map to one file and none leaves the store."""
+    *folders, name = (part for part in Path(model_name).as_posix().split("/") if part)
+    # "model.onnx" -> "model"; another name keeps its suffix and gets a bare "%" (which escaping never
+    # makes), so "model" and "model.onnx" stay apart.
+    stem = _file_safe(name[: -len(".onnx")]) if name.endswith(".onnx") else _file_safe(name) + "%"
+    return Path(store_dir, *map(_file_safe, folders)) / f"{stem}.{_file_safe(target)}.{environment_id(environment)}.json"
 
 
 def path_of(store_dir: str | os.PathLike, baseline: Baseline) -> Path:
@@ -65,7 +84,11 @@ def path_of(store_dir: str | os.PathLike, baseline: Baseline) -> Path:
 
 
 def _file_safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)
+    """Characters outside [A-Za-z0-9_.+-] (and "%") as %XX of their UTF-8 bytes; "." and ".."
+    escaped whole: injective, and never a path step."""
+    if name in (".", ".."):
+        return name.replace(".", "%2E")
+    return re.sub(r"[^A-Za-z0-9_.+-]", lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)
 
 
 def write_baseline(store_dir: str | os.PathLike, baseline: Baseline, *, update: bool = False) -> Path:
@@ -74,6 +97,8 @@ def write_baseline(store_dir: str | os.PathLike, baseline: Baseline, *, update: 
     path = path_of(store_dir, baseline)
     if path.exists() and not update:
         raise ConfigError(f"baseline {path} exists and update=False; {UPDATE_HINT}")
+    if problem := accuracy_problem(baseline.accuracy):
+        raise ConfigError(f"baseline {path} not written: {problem}")  # it could not be read back
     text = dumps_baseline(baseline)
     atomic_write_text(path, text)  # temp file beside it + os.replace: never half a file
     return path
@@ -110,7 +135,7 @@ def load_baseline(path: str | os.PathLike) -> Baseline:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"baseline {path} is not readable JSON ({exc}); {UPDATE_HINT}") from None
-    problem = _schema_problem(document)
+    problem = schema_problem(document)
     if problem:
         raise ConfigError(f"baseline {path}: {problem}; {UPDATE_HINT}")
     return _from_document(document)
@@ -131,78 +156,10 @@ def _from_document(document: dict) -> Baseline:
     )
 
 
-# Hand-written rather than a schema library: no JSON-schema package is a dependency, and a dozen
-# typed fields do not justify one. Paths are nested keys; the value is the accepted type(s).
-_REQUIRED_FIELDS: tuple[tuple[tuple[str, ...], type | tuple[type, ...]], ...] = (
-    (("model",), dict),
-    (("model", "name"), str),
-    (("model", "sha256"), str),
-    (("target",), dict),
-    (("target", "name"), str),
-    (("target", "build_options"), dict),
-    (("tool_versions",), dict),
-    (("environment",), dict),
-    (("accuracy",), dict),
-    (("latency",), (dict, type(None))),
-    (("created",), str),
-)
-
-
-def _schema_problem(document: object) -> str | None:
-    """The first thing wrong with a parsed file, or None."""
-    if not isinstance(document, dict):
-        return f"top level is {type(document).__name__}, expected an object"
-    version = document.get("schema_version")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
-        return f"schema_version is {version!r}, expected {SCHEMA_VERSION}"
-    for keys, expected in _REQUIRED_FIELDS:
-        problem = _field_problem(document, keys, expected)
-        if problem:
-            return problem
-    return _accuracy_problem(document["accuracy"]) or _latency_problem(document["latency"])
-
-
-def _field_problem(document: dict, keys: tuple[str, ...], expected) -> str | None:
-    value = document
-    for key in keys:
-        if not isinstance(value, dict) or key not in value:
-            return f"field {'.'.join(keys)!r} is missing"
-        value = value[key]
-    if not isinstance(value, expected):
-        names = "/".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
-        return f"field {'.'.join(keys)!r} is {type(value).__name__}, expected {names}"
-    return None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _accuracy_problem(accuracy: dict) -> str | None:
-    for output, metrics in accuracy.items():
-        if not isinstance(metrics, dict):
-            return f"accuracy of output {output!r} is {type(metrics).__name__}, expected an object"
-        for metric, value in metrics.items():
-            if not _is_number(value):
-                return f"accuracy {output!r}.{metric!r} is {value!r}, expected a number"
-    return None
-
-
-def _latency_problem(latency: dict | None) -> str | None:
-    if latency is None:
-        return None
-    data, warmup = latency.get("data"), latency.get("warmup")
-    if not isinstance(data, list) or not all(_is_number(s) and s >= 0 for s in data):
-        return "field 'latency.data' must be a list of non-negative seconds"
-    if not isinstance(warmup, int) or isinstance(warmup, bool):
-        return f"field 'latency.warmup' is {warmup!r}, expected an integer"
-    return None
-
-
 def find_unused(store_dir: str | os.PathLike, used_files: Iterable[str | os.PathLike]) -> list[Path]:
     """Baseline files in `store_dir` that no test used, sorted (candidates for deletion)."""
     used = {Path(p).resolve() for p in used_files}
-    return sorted(p for p in Path(store_dir).glob("*.json") if p.resolve() not in used)
+    return sorted(p for p in Path(store_dir).rglob("*.json") if p.resolve() not in used)
 
 
 # ------------------------------------------------------------------------------------- decisions
@@ -219,7 +176,7 @@ class Decision:
     current: float | None
     ratio: float | None
     delta: float | None
-    verdict: str
+    verdict: str  # or `missing`: a figure one side has and the other has not (or a NaN baseline)
     reason: str
     output: str | None = None
 
@@ -294,12 +251,10 @@ def _beyond(worse: float, better_value: float, worse_value: float, margin: Accur
 
 def _nonfinite_verdict(baseline: float, current: float) -> tuple[str, str] | None:
     # NaN never compares; an equal pair (inf == inf) is unchanged before any subtraction.
-    if math.isnan(baseline) and math.isnan(current):
-        return "unchanged", "both NaN"
+    if math.isnan(baseline):  # never a measurement (load_baseline refuses it): nothing to compare with
+        return "missing", "the baseline value is NaN, not a figure; re-record the baseline"
     if math.isnan(current):
         return "regression", "current value is NaN"
-    if math.isnan(baseline):
-        return "improvement", "baseline value was NaN"
     if baseline == current:
         return "unchanged", "identical to the baseline"
     return None
@@ -333,7 +288,8 @@ def compare_accuracy(
     *,
     margins: Mapping[str, AccuracyMargin] = DEFAULT_ACCURACY_MARGINS,
 ) -> list[Decision]:
-    """One decision per (output, metric) in either side; a side missing it gives `skipped`."""
+    """One decision per (output, metric) in either side; a side missing it gives `missing` (an
+    empty or partial baseline must not pass as "nothing regressed")."""
     decisions = []
     for output in sorted(set(baseline) | set(current)):
         old, new = baseline.get(output, {}), current.get(output, {})
@@ -345,7 +301,7 @@ def compare_accuracy(
                 side = "the baseline" if metric not in old else "the current run"
                 reason = f"{output}.{metric} is not in {side}"
                 decisions.append(
-                    _decision("accuracy", metric, old.get(metric), new.get(metric), "skipped", reason, output=output)
+                    _decision("accuracy", metric, old.get(metric), new.get(metric), "missing", reason, output=output)
                 )
     return decisions
 
@@ -359,6 +315,15 @@ class LatencyRule:
     alpha: float = 0.01
     max_ratio: float = 1.05
     min_samples: int = 20
+
+    def __post_init__(self):
+        # A NaN ratio or alpha compares False with everything: the gate would never fire.
+        if not (math.isfinite(self.max_ratio) and self.max_ratio >= 1.0):
+            raise ConfigError(f"latency max_ratio {self.max_ratio!r} must be a finite number >= 1, e.g. 1.05")
+        if not 0.0 < self.alpha < 1.0:
+            raise ConfigError(f"latency alpha {self.alpha!r} must be strictly between 0 and 1, e.g. 0.01")
+        if self.min_samples < 1:
+            raise ConfigError(f"latency min_samples {self.min_samples!r} must be at least 1")
 
 
 def decide_latency(baseline: Sequence[float], current: Sequence[float], *, rule: LatencyRule = LatencyRule()) -> Decision:

@@ -62,6 +62,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         raise ModelError(f"model file '{path}' does not exist; check the --model path")
     if path.is_dir():
         raise ModelError(f"'{path}' is a folder; pass the folder to --model to check every .onnx in it")
+    path = path.resolve()  # a symlinked model is read where it lies: its external data is there, and onnx refuses linked data
     proto = _parse(path)
     _load_external_data(proto, path)
     return LoadedModel(path=path, proto=proto, sha256=sha256_of(path))
@@ -91,7 +92,7 @@ def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
             )
     try:
         onnx.external_data_helper.load_external_data_for_model(proto, str(base))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, onnx.checker.ValidationError) as exc:  # ValidationError: a linked or escaping data path
         raise ModelError(f"external data of '{path}' cannot be read ({_first_line(exc)}); re-export the model") from None
 
 

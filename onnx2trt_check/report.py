@@ -27,7 +27,7 @@ class CheckRecord:
     model: str
     family: str
     name: str
-    outcome: str  # passed | failed | skipped
+    outcome: str  # passed | failed | skipped | error (the check crashed, or setup/teardown/collection failed)
     figures: dict
     message: str = ""
     order: int = 0  # position of the check in checks_for(): xdist delivers results in any order
@@ -40,9 +40,12 @@ class ModelInfo:
     notes: list[str]
 
 
+OUTCOMES = ("passed", "failed", "error", "skipped")
+
+
 def verdict(outcomes: Iterable[str]) -> str:
     outcomes = set(outcomes)
-    for word in ("failed", "passed"):
+    for word in ("failed", "error", "passed"):
         if word in outcomes:
             return word
     return "skipped"
@@ -101,10 +104,22 @@ def summary_lines(records: list[CheckRecord], models: dict[str, ModelInfo]) -> l
         for note in models.get(model, ModelInfo(model, "", [])).notes:
             lines.append(f"    note: {note}")
         for family, family_records in families.items():
-            counts = ", ".join(f"{n} {o}" for o in ("passed", "failed", "skipped") if (n := sum(r.outcome == o for r in family_records)))
+            counts = ", ".join(f"{n} {o}" for o, n in count_outcomes(family_records).items() if n)
             lines.append(f"  {family:<{width}}{verdict(r.outcome for r in family_records).upper():<8} {counts:<22} {key_figures(family, family_records)}")
         lines.extend(_skip_reasons(families))
+        lines.extend(_errors(families))
     return lines
+
+
+def count_outcomes(records: Iterable[CheckRecord]) -> dict[str, int]:
+    """How many records of each outcome, in OUTCOMES order: the counts pytest prints."""
+    outcomes = [r.outcome for r in records]
+    return {outcome: outcomes.count(outcome) for outcome in OUTCOMES}
+
+
+def _errors(families: dict[str, list[CheckRecord]]) -> list[str]:
+    """Each check that could not run, with its exception: it says nothing about the model."""
+    return [f"    error in {r.family}::{r.name}: {r.message}" for records in families.values() for r in records if r.outcome == "error"]
 
 
 def _skip_reasons(families: dict[str, list[CheckRecord]]) -> list[str]:
@@ -113,13 +128,15 @@ def _skip_reasons(families: dict[str, list[CheckRecord]]) -> list[str]:
     return [f"    skipped: {reason}" for reason in reasons]
 
 
-def report_document(records: list[CheckRecord], models: dict[str, ModelInfo], exit_status: int) -> dict:
+def report_document(records: list[CheckRecord], models: dict[str, ModelInfo], exit_status: int, *, notes: Iterable[str] = ()) -> dict:
     document = {
         "schema_version": SCHEMA_VERSION,
         "tool": REPORT_TOOL,
         "version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "exit_status": exit_status,
+        "counts": count_outcomes(records),
+        "notes": list(notes),
         "models": {},
     }
     for model, families in group(records, list(models)).items():
@@ -133,7 +150,14 @@ def report_document(records: list[CheckRecord], models: dict[str, ModelInfo], ex
 
 
 def _family_entry(records: list[CheckRecord]) -> dict:
-    checks = {r.name: {"outcome": r.outcome, "message": r.message, "figures": r.figures} for r in records}
+    """One entry per check; a check with more than one record (it passed, then its teardown failed)
+    keeps its first and lists the others' outcomes and messages under "also"."""
+    checks: dict[str, dict] = {}
+    for r in records:
+        if r.name in checks:
+            checks[r.name].setdefault("also", []).append({"outcome": r.outcome, "message": r.message})
+        else:
+            checks[r.name] = {"outcome": r.outcome, "message": r.message, "figures": r.figures}
     return {"verdict": verdict(r.outcome for r in records), "checks": checks}
 
 

@@ -78,6 +78,16 @@ def test_optimize_takes_a_model_proto_and_number_sequences():
     assert [s.name for s in result.pipeline.steps if s.modified] == ["fuse_input_normalization"]
 
 
+def test_optimize_removes_only_the_sigmoid_of_declared_scores():
+    kept = onnx2trt_check.optimize(conv_bn_sigmoid(), passes=["remove_output_sigmoid"])
+    assert kept.passed and not kept.pipeline.steps[0].modified
+    for declared in ({"y": 0.3}, {"y": [0.3, 0.7]}, ["y:0.3"], [0.3]):
+        result = onnx2trt_check.optimize(conv_bn_sigmoid(), passes=["remove_output_sigmoid"], thresholds=declared)
+        assert result.passed and result.pipeline.steps[0].report.figures["stripped_outputs"] == ["y"]
+    with pytest.raises(ConfigError, match="--threshold names 'boxes'"):
+        onnx2trt_check.optimize(conv_bn_sigmoid(), thresholds={"boxes": 0.5})
+
+
 def test_quantize_returns_the_build_and_its_accuracy(tmp_path):
     out = tmp_path / "q.onnx"
     result = onnx2trt_check.quantize(MODELS / "convbn_classifier.onnx", calibration_data=MODELS / "convbn_classifier.calib.npz",

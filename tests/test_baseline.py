@@ -41,9 +41,10 @@ def make_baseline(**changes) -> bl.Baseline:
 # ------------------------------------------------------------------------------------ the store
 
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_0123456789-", min_size=1, max_size=12)
-figures = st.floats(allow_nan=False, width=64) | st.integers(-(10**6), 10**6)
-accuracy = st.dictionaries(names, st.dictionaries(names, figures, max_size=6), max_size=4)
-samples = st.lists(st.integers(0, 10**10), max_size=60).map(lambda ns: tuple(n / 1e9 for n in ns))
+figures = st.floats(allow_nan=False, allow_infinity=False, width=64) | st.integers(-(10**6), 10**6)
+metrics = names.filter(lambda n: n not in bl.DEFAULT_ACCURACY_MARGINS)  # known metrics have ranges: tested apart
+accuracy = st.dictionaries(names, st.dictionaries(metrics, figures, max_size=6), max_size=4)
+samples = st.lists(st.integers(0, 10**10), min_size=1, max_size=60).map(lambda ns: tuple(n / 1e9 for n in ns))
 baselines = st.builds(
     make_baseline,
     model_name=names,
@@ -98,7 +99,7 @@ def test_existing_file_is_only_replaced_with_update(tmp_path):
 
 
 def test_failed_serialization_leaves_no_file(tmp_path):
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match="'out'.'max_abs' is <object"):
         bl.write_baseline(tmp_path, make_baseline(accuracy={"out": {"max_abs": object()}}))
     assert list(tmp_path.iterdir()) == []
 
@@ -113,7 +114,7 @@ def test_failed_replace_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
     monkeypatch.setattr(fileio.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         bl.write_baseline(tmp_path, make_baseline(model_sha256="cd" * 32), update=True)
-    assert list(tmp_path.iterdir()) == [path] and path.read_bytes() == before
+    assert list(path.parent.iterdir()) == [path] and path.read_bytes() == before
 
 
 def _valid_document(tmp_path) -> dict:
@@ -128,7 +129,8 @@ def _load_document(tmp_path, document) -> Path:
 
 @pytest.mark.parametrize("text", ["{not json", "", '{"schema_version": 1', "\xff\xfe"])
 def test_corrupt_file_is_a_config_error_and_not_overwritten(tmp_path, text):
-    path = bl.baseline_path(tmp_path, model_name="resnet.onnx", target="ort-fp16", environment=ENV)
+    path = bl.baseline_path(tmp_path, model_name="models/resnet.onnx", target="ort-fp16", environment=ENV)
+    path.parent.mkdir()
     path.write_text(text)
     with pytest.raises(ConfigError, match=r"edited|resnet") as info:
         bl.load_baseline(path)
@@ -274,8 +276,8 @@ def test_accuracy_decision_is_monotone(metric, base, worse_a, worse_b):
     ("metric", "base", "current", "verdict"),
     [
         ("max_abs", 0.1, math.nan, "regression"),
-        ("max_abs", math.nan, 0.1, "improvement"),
-        ("cosine", math.nan, math.nan, "unchanged"),
+        ("max_abs", math.nan, 0.1, "missing"),  # a NaN baseline is no figure: never an improvement
+        ("cosine", math.nan, math.nan, "missing"),
         ("sqnr_db", math.inf, math.inf, "unchanged"),
         ("sqnr_db", math.inf, 60.0, "regression"),
         ("sqnr_db", 60.0, math.inf, "improvement"),
@@ -294,11 +296,11 @@ def test_compare_accuracy_reports_every_metric():
         {"a": {"max_abs": 0.5, "sqnr_db": 30.0}},
     )
     found = {(d.output, d.metric): d.verdict for d in decisions}
-    assert found == {
-        ("a", "cosine"): "skipped",
+    assert found == {  # a figure one side lacks is missing, never a pass by omission
+        ("a", "cosine"): "missing",
         ("a", "max_abs"): "regression",
-        ("a", "sqnr_db"): "skipped",
-        ("gone", "top1"): "skipped",
+        ("a", "sqnr_db"): "missing",
+        ("gone", "top1"): "missing",
     }
     regression = next(d for d in decisions if d.verdict == "regression")
     assert regression.ratio == pytest.approx(5.0) and regression.delta == pytest.approx(0.4)
@@ -417,3 +419,64 @@ def test_tool_versions_names_every_tool():
     versions = tool_versions()
     assert set(versions) == {"onnx", "onnxruntime", "tensorrt", "polygraphy", "onnx2trt_check"}
     assert versions["onnx"] == onnx.__version__
+
+
+# ------------------------------------------------------------------ keys and figure validation
+
+
+def test_two_models_of_one_file_name_never_share_a_baseline(tmp_path):
+    store_dir = tmp_path / "baselines"
+    keys = [bl.model_key(tmp_path / "exports" / folder / "model.onnx", store_dir) for folder in ("a", "b")]
+    assert keys == ["exports/a/model.onnx", "exports/b/model.onnx"]
+    paths = {bl.baseline_path(store_dir, model_name=key, target="ort", environment=ENV) for key in keys}
+    assert len(paths) == 2 and all(p.name.startswith("model.ort.") for p in paths)
+    outside = bl.model_key(tmp_path.parent / "elsewhere" / "model.onnx", store_dir)
+    assert outside.startswith("../") and bl.baseline_path(store_dir, model_name=outside, target="ort", environment=ENV).is_relative_to(store_dir)
+
+
+@given(st.lists(st.text(min_size=1, max_size=6).filter(lambda t: "/" not in t and "\x00" not in t), min_size=1, max_size=3),
+       st.lists(st.text(min_size=1, max_size=6).filter(lambda t: "/" not in t and "\x00" not in t), min_size=1, max_size=3))
+def test_distinct_keys_map_to_distinct_files_inside_the_store(first, second):
+    store_dir = Path("/store")
+    a, b = (bl.baseline_path(store_dir, model_name="/".join(parts), target="ort", environment=ENV) for parts in (first, second))
+    assert (a == b) == (first == second)
+    assert a.is_relative_to(store_dir) and ".." not in a.relative_to(store_dir).parts
+
+
+@pytest.mark.parametrize(
+    ("figures", "named"),
+    [
+        ({"logits": {"max_abs": math.nan}}, "'logits'.'max_abs' is nan, not a finite number"),
+        ({"logits": {"cosine": math.inf}}, "'logits'.'cosine' is inf, not a finite number"),
+        ({"logits": {"sqnr_db": math.nan}}, "'logits'.'sqnr_db' is nan"),
+        ({"logits": {"top1": 1.5}}, "'logits'.'top1' is 1.5, outside"),
+        ({"logits": {"max_abs": -0.1}}, "'logits'.'max_abs' is -0.1, outside"),
+        ({"logits": {"max_rel": -math.inf}}, "'logits'.'max_rel' is -inf, not a finite number"),
+    ],
+)
+def test_a_figure_that_no_measurement_gives_fails_naming_file_and_field(tmp_path, figures, named):
+    document = _valid_document(tmp_path)
+    document["accuracy"] = figures
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(document))  # json writes NaN / Infinity, and reads them back
+    with pytest.raises(ConfigError, match=rf"edited\.json: accuracy {named}"):
+        bl.load_baseline(path)
+
+
+def test_infinities_a_measurement_gives_are_kept(tmp_path):
+    baseline = make_baseline(accuracy={"logits": {"sqnr_db": math.inf, "max_rel": math.inf, "max_abs": 0.0}})
+    assert bl.load_baseline(bl.write_baseline(tmp_path, baseline)).accuracy == baseline.accuracy
+
+
+@pytest.mark.parametrize("data", [[], [0.001, math.inf], [math.nan]])
+def test_latency_samples_must_be_finite_and_present(tmp_path, data):
+    document = _valid_document(tmp_path)
+    document["latency"]["data"] = data
+    with pytest.raises(ConfigError, match=r"latency\.data.*non-empty list of finite"):
+        bl.load_baseline(_load_document(tmp_path, document))
+
+
+@pytest.mark.parametrize("rule", [{"max_ratio": math.nan}, {"max_ratio": math.inf}, {"max_ratio": 0.9}, {"alpha": math.nan}, {"alpha": 0.0}, {"min_samples": 0}])
+def test_a_latency_rule_that_could_never_fire_is_refused(rule):
+    with pytest.raises(ConfigError):
+        bl.LatencyRule(**rule)

@@ -4,6 +4,7 @@ cycle, broken baseline files, another machine's baseline, and xdist (only the co
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -145,11 +146,15 @@ def test_update_without_latency_keeps_the_recorded_latency(pytester, model_path,
     [
         (lambda text: text[: len(text) // 2], " is not readable JSON (*); run with --baseline-update to rewrite it"),
         (lambda text: text.replace('"max_abs": ', '"max_abs": "tiny", "was": ', 1), ": accuracy 'logits'.'max_abs' is 'tiny', expected a number; run with --baseline-update to rewrite it"),
+        (lambda text: _edit(text, lambda d: d["accuracy"]["logits"].update({k: math.nan for k in d["accuracy"]["logits"]})),
+         ": accuracy 'logits'.'cosine' is nan, not a finite number; run with --baseline-update to rewrite it"),
+        (lambda text: _edit(text, lambda d: d["latency"]["data"].__setitem__(0, math.inf)),
+         ": field 'latency.data' must be a non-empty list of finite non-negative seconds; run with --baseline-update to rewrite it"),
     ],
-    ids=["truncated", "hand-edited"],
+    ids=["truncated", "hand-edited", "all-nan", "infinite-latency"],
 )
 def test_a_broken_baseline_fails_naming_the_file_and_stays_untouched(pytester, model_path, edit, message):
-    run(pytester, "--baseline-dir", "bl", "--baseline-update")
+    run(pytester, "--baseline-dir", "bl", *FAST, "--baseline-update")
     path = only_baseline(pytester)
     path.write_text(edit(path.read_text()))
     broken = path.read_bytes()
@@ -159,6 +164,45 @@ def test_a_broken_baseline_fails_naming_the_file_and_stays_untouched(pytester, m
     assert path.read_bytes() == broken
     _, items = run(pytester, "--baseline-dir", "bl", "--baseline-update")
     assert items["baseline[ort]::accuracy"][0] == "passed" and store.load_baseline(path).accuracy["logits"]["top1"] == 1.0
+
+
+def _edit(text: str, change) -> str:
+    document = json.loads(text)
+    change(document)
+    return json.dumps(document)  # NaN and Infinity as Python's json writes and reads them
+
+
+def test_an_empty_or_partial_accuracy_baseline_fails(pytester, model_path):
+    run(pytester, "--baseline-dir", "bl", "--baseline-update")
+    path = only_baseline(pytester)
+    path.write_text(_edit(path.read_text(), lambda d: d["accuracy"].clear()))
+    result, items = run(pytester, "--baseline-dir", "bl")
+    assert items["baseline[ort]::accuracy"][0] == "failed"
+    result.stdout.fnmatch_lines(["no accuracy baseline for m.onnx on target ort in *bl (expected m.ort.*.json)*"])
+    path.write_text(_edit(path.read_text(), lambda d: d["accuracy"].update(logits={"max_abs": 0.0})))
+    result, items = run(pytester, "--baseline-dir", "bl")
+    assert items["baseline[ort]::accuracy"][0] == "failed"
+    result.stdout.fnmatch_lines(["*figure(s) missing from, 0 regression(s) against baseline *", "  logits.cosine: baseline -, current *[[]missing[]] (logits.cosine is not in the baseline)"])
+
+
+def test_two_models_of_one_file_name_keep_two_baselines(pytester):
+    for folder, seed in (("a", 0), ("b", 1)):
+        (pytester.path / folder).mkdir()
+        save(classifier(seed=seed), pytester.path / folder / "model.onnx")
+    args = ("--model", "a/model.onnx", "--model", "b/model.onnx", *ONLY, "--baseline-dir", "bl")
+    pytester.runpytest_inprocess(*args, "--baseline-update").assert_outcomes(passed=4)
+    written = sorted(p.relative_to(pytester.path / "bl").parent.as_posix() for p in (pytester.path / "bl").rglob("*.json"))
+    assert written == ["a", "b"]
+    for folder in ("a", "b"):
+        baseline = store.load_baseline(next((pytester.path / "bl" / folder).glob("model.ort.*.json")))
+        assert baseline.model_name == f"{folder}/model.onnx" and baseline.model_sha256 == store_sha(pytester.path / folder / "model.onnx")
+    pytester.runpytest_inprocess(*args).assert_outcomes(passed=4)
+
+
+def store_sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_another_machine_baseline_compares_accuracy_and_skips_latency(pytester, model_path, monkeypatch):
@@ -204,7 +248,10 @@ def test_baseline_folder_from_configuration(pytester, model_path, write):
     [
         (["--baseline-update"], "--baseline-update needs a baseline folder; pass --baseline-dir DIR*"),
         (["--latency-rounds", "0"], "--latency-rounds 0 / --latency-warmup 10: pass rounds >= 1 and warmup >= 0"),
-        (["--latency-max-ratio", "0.5"], "--latency-max-ratio 0.5 is below 1*"),
+        (["--latency-max-ratio", "0.5"], "--latency-max-ratio 0.5 is not a finite ratio >= 1; pass e.g. 1.05"),
+        (["--latency-max-ratio", "nan"], "--latency-max-ratio nan is not a finite ratio >= 1*"),
+        (["--latency-max-ratio", "inf"], "--latency-max-ratio inf is not a finite ratio >= 1*"),
+        (["--latency-max-ratio", "-1"], "--latency-max-ratio -1.0 is not a finite ratio >= 1*"),
     ],
 )
 def test_bad_options_are_usage_errors(pytester, model_path, args, message):

@@ -35,7 +35,7 @@ def test_writes_the_verified_model_and_prints_steps_and_thresholds(model_path, t
     assert model_path.read_bytes() == before
     assert "fold_conv_bn              ok, 5 -> 4 nodes, 1 rewrite(s); equivalent over 1 output(s)" in printed
     assert "fuse_repconv              no change (no RepVGG/RepConv block" in printed
-    assert "output(s) 'y' now carry logits" in printed
+    assert "output 'y' now carries logits" in printed
     for t in (0.3, 0.9):  # logit(t) computed here, independently of the transform
         assert f"probability > {t}  ->  logit > {math.log(t / (1 - t)):.9g}" in printed
     assert f"wrote '{out}'" in printed
@@ -133,3 +133,31 @@ def test_sample_heatmap_with_its_test_data(tmp_path, capsys):
     assert "fuse_input_normalization  ok" in printed and "1 with a border correction" in printed
     assert "probability > 0.5  ->  logit > 0" in printed
     assert "Sigmoid" not in [n.op_type for n in onnx.load(str(out)).graph.node]
+
+
+BOXES = """
+    <ir_version: 8, opset_import: ["" : 17]>
+    g (float[1, 8, 4] x) => (float[1, 8, 3] scores, float[1, 8, 4] pred_boxes) {
+        w = Constant <value = float[4, 3] {0.5, -1, 2, 1, 0.3, -0.7, -2, 1.5, 0.1, 0.9, -0.4, 0.2}> ()
+        z = MatMul(x, w)
+        scores = Sigmoid(z)
+        pred_boxes = Sigmoid(x)
+    }"""
+
+
+def test_a_sigmoid_on_box_coordinates_is_kept(tmp_path, capsys):
+    """A DETR-style head: the Sigmoid of the box coordinates is no score. Only a declared output
+    loses its Sigmoid, and the boxes are written bit-identical."""
+    source, out = tmp_path / "detr.onnx", tmp_path / "out.onnx"
+    onnx.save(onnx.parser.parse_model(BOXES), str(source))
+    assert main(["optimize", str(source), "-o", str(out), "--passes", "remove_output_sigmoid"]) == 0
+    printed = capsys.readouterr().out
+    assert "no change (output 'scores' ends in a Sigmoid but is not declared a score" in printed
+    assert main(["optimize", str(source), "-o", str(out), "--force", "--passes", "remove_output_sigmoid", "--threshold", "0.5"]) == 4
+    assert "--threshold without an output name needs a model with one output" in capsys.readouterr().err
+    assert main(["optimize", str(source), "-o", str(out), "--force", "--passes", "remove_output_sigmoid", "--threshold", "scores:0.3"]) == 0
+    assert "output 'scores' now carries logits" in capsys.readouterr().out
+    x = np.random.default_rng(1).normal(scale=3, size=(1, 8, 4)).astype(np.float32)
+    before, after = run_model(onnx.load(str(source)), [{"x": x}])[0], run_model(onnx.load(str(out)), [{"x": x}])[0]
+    np.testing.assert_array_equal(after["pred_boxes"], before["pred_boxes"])
+    np.testing.assert_allclose(1 / (1 + np.exp(-after["scores"].astype(np.float64))), before["scores"], atol=1e-6)

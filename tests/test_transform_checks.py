@@ -179,9 +179,9 @@ def test_applicable_transforms_pass_and_the_others_skip_with_reasons(pytester, o
     assert (fold["nodes_before"], fold["nodes_after"], fold["matches"]) == (5, 4, 1)
     assert "equivalent over 1 output(s)" in fold["verification"]
     sigmoid = figures["transform[remove_output_sigmoid]"]["checks"]["equivalence"]["figures"]
-    assert sigmoid["logit_thresholds"] == {"0.25": pytest.approx(math.log(0.25 / 0.75), rel=1e-12)}
+    assert sigmoid["logit_thresholds"] == {"y": {"0.25": pytest.approx(math.log(0.25 / 0.75), rel=1e-12)}}
     decisions = {d["threshold"]: d for d in sigmoid["verification_figures"]["decisions"]}
-    assert set(decisions) == {0.25, 0.5} and decisions[0.5]["total"] == 4 * 2 * 36  # 4 random feeds
+    assert set(decisions) == {0.25} and decisions[0.25]["total"] == 4 * 2 * 36  # 4 random feeds, the declared threshold only
     pipeline = figures["transform[pipeline]"]["checks"]["equivalence"]["figures"]
     assert pipeline["changed"] == ["fold_conv_bn", "remove_output_sigmoid"] and pipeline["nodes_after"] == 3
 
@@ -210,7 +210,7 @@ def broken_registry(monkeypatch):
 def test_a_broken_transform_fails_its_item_and_stops_the_pipeline_by_name(pytester, only_transforms, broken_registry):
     broken_registry("fold_conv_bn", _broken_fold)
     save(conv_bn_sigmoid(), pytester.path / "m.onnx")
-    result = pytester.runpytest_inprocess("--model", "m.onnx")
+    result = pytester.runpytest_inprocess("--model", "m.onnx", "--threshold", "0.5")
     result.assert_outcomes(passed=1, failed=2, skipped=9)
     result.stdout.fnmatch_lines([
         "*fold_conv_bn (5 -> 4 nodes) changed the model's function on 4 feed(s): NOT equivalent*",
@@ -230,9 +230,17 @@ def test_a_crashing_transform_fails_with_its_exception(pytester, only_transforms
 
 def test_unknown_transform_or_bad_threshold_is_a_usage_error(pytester):
     save(conv_bn_sigmoid(), pytester.path / "m.onnx")
-    for option in (["--transform", "fold_all"], ["--threshold", "1"], ["--mean", "1,,2"]):
+    for option in (["--transform", "fold_all"], ["--threshold", "1"], ["--mean", "1,,2"], ["--threshold", "logits:0.5"]):
         result = pytester.runpytest_inprocess("--model", "m.onnx", *option)
         assert result.ret == pytest.ExitCode.USAGE_ERROR, option
+    result.stderr.fnmatch_lines(["ERROR: --threshold names 'logits', which no model has as an output; outputs: y"])
+
+
+def test_an_undeclared_output_sigmoid_is_kept_and_the_item_skips_with_the_reason(pytester, only_transforms):
+    save(conv_bn_sigmoid(), pytester.path / "m.onnx")
+    result = pytester.runpytest_inprocess("--model", "m.onnx", "-rs", "--transform", "remove_output_sigmoid", "--transform", "fold_conv_bn")
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(["*remove_output_sigmoid: output 'y' ends in a Sigmoid but is not declared a score*--threshold y:P*"])
 
 
 def test_external_mean_std_fold_is_verified_on_raw_inputs(pytester, only_transforms):

@@ -77,7 +77,7 @@ def test_default_pipeline_transforms_and_verifies_every_step():
     model = detector()
     original = model.SerializeToString()
 
-    result = run_pipeline(model, feeds(), options={"remove_output_sigmoid": {"thresholds": [0.3, 0.9]}})
+    result = run_pipeline(model, feeds(), options={"remove_output_sigmoid": {"scores": {"scores": [0.3, 0.9]}}})
 
     assert model.SerializeToString() == original
     assert result.passed, result.summary()
@@ -91,7 +91,7 @@ def test_default_pipeline_transforms_and_verifies_every_step():
         if not step.modified:
             assert step.nodes_after == step.nodes_before
     decisions = by_name["remove_output_sigmoid"].verification.figures["decisions"]
-    assert sorted({d["threshold"] for d in decisions}) == [0.3, 0.5, 0.9]
+    assert sorted({d["threshold"] for d in decisions}) == [0.3, 0.9]  # the declared ones, nothing else
     # The end result, checked here without the pipeline: logits whose sigmoid is the original output.
     expected = run_model(model, feeds(seed=7))[0]["scores"]
     logits = run_model(result.model, feeds(seed=7))[0]["scores"]
@@ -105,7 +105,7 @@ def test_every_model_of_the_pipeline_runs_once(monkeypatch):
 
     ran = []
     monkeypatch.setattr(pipeline_module, "run_model", lambda model, feeds: ran.append(model) or run_model(model, feeds))
-    result = run_pipeline(detector(), feeds())
+    result = run_pipeline(detector(), feeds(), options={"remove_output_sigmoid": {"scores": {"scores": [0.5]}}})
     modifying = sum(step.modified for step in result.steps)
     assert result.passed and modifying >= 3
     assert len(ran) == modifying + 1
@@ -163,7 +163,7 @@ def _negate_logits(model):
     bad.CopyFrom(model)
     sigmoid = next(n for n in bad.graph.node if n.op_type == "Sigmoid")
     sigmoid.op_type = "Neg"
-    report = TransformReport(figures={"stripped_outputs": ["scores"]})
+    report = TransformReport(figures={"stripped_outputs": ["scores"], "logit_thresholds": {"scores": {"0.5": 0.0}}})
     return TransformResult(bad, True, report)
 
 
@@ -236,3 +236,11 @@ def test_equivalence_reports_missing_outputs_moved_nans_and_integer_mismatch():
         g (float[2] x) => (float[2] z) { z = Sqrt(x) }""")
     result = check_equivalence(nan_model, renamed, {"x": np.array([1.0, 4.0], np.float32)})
     assert not result.passed and "missing" in result.outputs[0].note and "NOT equivalent" in result.summary
+
+
+def test_without_declared_scores_every_output_sigmoid_stays():
+    """The default pipeline changes no output's values: the Sigmoid stays, skipped with the reason."""
+    result = run_pipeline(detector(), feeds())
+    step = next(step for step in result.steps if step.name == "remove_output_sigmoid")
+    assert result.passed and not step.modified and "Sigmoid" in op_types(result.model)
+    assert "not declared a score" in step.report.skips[0].reason and "--threshold scores:P" in step.report.skips[0].reason

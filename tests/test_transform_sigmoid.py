@@ -142,25 +142,28 @@ def test_strips_sigmoids_keeps_names_and_decisions(sigmoid_outputs, plain_output
     weights = rng.normal(scale=3.0, size=(sigmoid_outputs + plain_outputs, k, m)).astype(np.float32)
     model = head_model(weights, sigmoid_outputs=sigmoid_outputs, plain_outputs=plain_outputs)
     original = model.SerializeToString()
-    selected = ["p0"] if select_first else None
+    stripped = ["p0"] if select_first else [f"p{i}" for i in range(sigmoid_outputs)]
+    ts = ts or [0.5]
 
-    result = remove_output_sigmoid(model, outputs=selected, thresholds=ts)
+    result = remove_output_sigmoid(model, scores={name: ts for name in stripped})
 
     assert model.SerializeToString() == original
     onnx.checker.check_model(result.model)
-    stripped = ["p0"] if select_first else [f"p{i}" for i in range(sigmoid_outputs)]
     assert result.report.figures["stripped_outputs"] == stripped
     assert [o.name for o in result.model.graph.output] == [o.name for o in model.graph.output]
     sigmoid_reads = {n.output[0] for n in result.model.graph.node if n.op_type == "Sigmoid"}
     assert sigmoid_reads == {f"p{i}" for i in range(sigmoid_outputs)} - set(stripped)
-    for t in ts:
-        assert sigmoid64(result.report.figures["logit_thresholds"][repr(t)]) == pytest.approx(t, rel=1e-12)
+    for name in stripped:
+        for t in ts:
+            assert sigmoid64(result.report.figures["logit_thresholds"][name][repr(t)]) == pytest.approx(t, rel=1e-12)
+    kept = {skip.nodes[0] for skip in result.report.skips}  # undeclared Sigmoid outputs, with the reason
+    assert kept == {f"p{i}" for i in range(sigmoid_outputs)} - set(stripped)
     feeds = [{"x": rng.normal(size=(batch, k)).astype(np.float32)}]
     before, after = run_model(model, feeds)[0], run_model(result.model, feeds)[0]
     for name in before:
         if name in stripped:
             np.testing.assert_allclose(sigmoid64(after[name]), before[name], rtol=1e-5, atol=1e-7)
-            for t in [0.5, *ts]:
+            for t in ts:
                 assert decisions_agree(before[name], after[name], t).agree
         else:
             np.testing.assert_array_equal(after[name], before[name])
@@ -174,7 +177,7 @@ def test_outputs_that_cannot_be_stripped_are_skipped_with_a_reason(text, fragmen
     model = onnx.parser.parse_model(f"""
         <ir_version: 8, opset_import: ["" : 17]>
         g (float[2] x) => (float[2] p) {{ {text} }}""")
-    result = remove_output_sigmoid(model)
+    result = remove_output_sigmoid(model, scores={"p": [0.5]})
     assert not result.modified
     assert result.model.SerializeToString() == model.SerializeToString()
     assert fragment in result.report.skips[0].reason
@@ -184,16 +187,44 @@ def test_sigmoid_of_a_graph_input_becomes_an_identity_under_the_same_name():
     model = onnx.parser.parse_model("""
         <ir_version: 8, opset_import: ["" : 17]>
         g (float[3] x) => (float[3] p) { p = Sigmoid(x) }""")
-    result = remove_output_sigmoid(model)
+    result = remove_output_sigmoid(model, scores={"": [0.5]})  # "": the only output
     onnx.checker.check_model(result.model)
     assert [n.op_type for n in result.model.graph.node] == ["Identity"]
     x = np.array([-1.0, 0.0, 2.0], np.float32)
     np.testing.assert_array_equal(run_model(result.model, [{"x": x}])[0]["p"], x)
 
 
-def test_unknown_output_name_and_bad_threshold_are_config_errors():
-    model = head_model(np.ones((1, 2, 2), np.float32), sigmoid_outputs=1, plain_outputs=0)
-    with pytest.raises(ConfigError, match="valid names: \\['p0'\\]"):
-        remove_output_sigmoid(model, outputs=["scores"])
+def test_a_declaration_this_model_cannot_take_is_a_skip_and_a_bad_threshold_an_error():
+    model = head_model(np.ones((2, 2, 2), np.float32), sigmoid_outputs=2, plain_outputs=0)
+    for scores, fragment in (({"scores": [0.5]}, "no such output (outputs: p0, p1)"), ({"": [0.5]}, "this one has 2: name the score output")):
+        result = remove_output_sigmoid(model, scores=scores)
+        assert not result.modified and any(fragment in skip.reason for skip in result.report.skips)
     with pytest.raises(ConfigError, match="1.5"):
-        remove_output_sigmoid(model, thresholds=[0.5, 1.5])
+        remove_output_sigmoid(model, scores={"p0": [0.5, 1.5]})
+    with pytest.raises(ConfigError, match="without a threshold"):
+        remove_output_sigmoid(model, scores={"p0": []})
+
+
+def box_detector() -> onnx.ModelProto:
+    """A DETR-style head: class logits through a Sigmoid (scores) and box coordinates through a
+    Sigmoid (normalized cx, cy, w, h), the second not a score at all."""
+    return onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[1, 8, 4] x) => (float[1, 8, 3] scores, float[1, 8, 4] pred_boxes) {
+            w = Constant <value = float[4, 3] {0.5, -1, 2, 1, 0.3, -0.7, -2, 1.5, 0.1, 0.9, -0.4, 0.2}> ()
+            z = MatMul(x, w)
+            scores = Sigmoid(z)
+            pred_boxes = Sigmoid(x)
+        }""")
+
+
+def test_box_coordinates_keep_their_sigmoid_unless_declared():
+    result = remove_output_sigmoid(box_detector(), scores={"scores": [0.3]})
+    assert result.report.figures["stripped_outputs"] == ["scores"]
+    assert [n.output[0] for n in result.model.graph.node if n.op_type == "Sigmoid"] == ["pred_boxes"]
+    (skip,) = result.report.skips
+    assert list(skip.nodes) == ["pred_boxes"] and "not declared a score" in skip.reason
+    x = np.random.default_rng(0).normal(scale=3, size=(1, 8, 4)).astype(np.float32)
+    before, after = run_model(box_detector(), [{"x": x}])[0], run_model(result.model, [{"x": x}])[0]
+    np.testing.assert_array_equal(after["pred_boxes"], before["pred_boxes"])
+    assert not remove_output_sigmoid(box_detector()).modified  # nothing declared: nothing removed

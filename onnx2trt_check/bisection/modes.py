@@ -88,7 +88,7 @@ def verdict(ctx, target) -> tuple[list[str], list[str], dict]:
     reference, outputs = target.reference(ctx), target.run(artifact, ctx.feeds)
     failures, figures = [], {}
     for name in reference.names:
-        tolerance = ctx.options.tolerances.for_output(name, target.precision)
+        tolerance = ctx.options.tolerances.for_output(name, target.tolerance_precision(ctx))
         stats = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance)
         figures[name] = stats.figures()
         if not stats.passed:

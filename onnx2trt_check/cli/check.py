@@ -1,4 +1,5 @@
-"""`onnx2trt-check check MODEL... [pytest options]`: the same as `pytest --model MODEL ...`."""
+"""`onnx2trt-check check MODEL... [pytest options]`: the same as `pytest --model MODEL ...`, `--lf`
+included (pytest's cache is kept in the user's cache folder: pytest_plugin/workspace.py)."""
 
 from __future__ import annotations
 
@@ -15,4 +16,4 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     import pytest  # only this command needs pytest's machinery
 
     model_args = [f"--model={m}" for m in args.model]
-    return int(pytest.main([*model_args, "-p", "no:cacheprovider", *extra]))
+    return int(pytest.main([*model_args, *extra]))

@@ -23,8 +23,10 @@ def register(subparsers) -> None:
     parser.add_argument("--mean", metavar="M1,M2,...",
                         help="per-channel mean of preprocessing done outside the model: the result reads raw values")
     parser.add_argument("--std", metavar="S1,S2,...", help="per-channel std of that preprocessing (see --mean)")
-    parser.add_argument("--threshold", action="append", default=[], metavar="P",
-                        help="probability threshold (repeatable) to map to a logit threshold when an output Sigmoid is removed")
+    parser.add_argument("--threshold", action="append", default=[], metavar="[OUTPUT:]P",
+                        help="declare OUTPUT a score compared with probability P (repeatable; P alone: the only output of a "
+                             "single-output model): its Sigmoid is removed and P mapped to a logit threshold. Only declared "
+                             "outputs lose their Sigmoid")
     parser.add_argument("--bn-conv-mode", default="exact", help="fold_bn_conv mode: exact, plain, skip_padded. Defaults to exact")
     add_input_options(parser)
     parser.add_argument("--force", action="store_true", help="overwrite OUT.onnx (and its recipe OUT.recipe.json) if they exist")
@@ -98,13 +100,11 @@ def recipe_lines(recipe: dict | None, written) -> list[str]:
 
 def threshold_lines(result, settings) -> list[str]:
     """The logit thresholds that replace probability thresholds on outputs whose Sigmoid was removed."""
-    from ..transforms.remove_output_sigmoid import logit_threshold
-
     step = next((s for s in result.steps if s.name == "remove_output_sigmoid" and s.modified), None)
     if step is None:
         return []
-    stripped = ", ".join(f"'{name}'" for name in step.report.figures["stripped_outputs"])
-    mapping = step.report.figures["logit_thresholds"] or {repr(0.5): logit_threshold(0.5)}
-    lines = [f"output(s) {stripped} now carry logits: compare them with the logit thresholds"]
-    lines += [f"  probability > {t}  ->  logit > {logit:.9g}" for t, logit in mapping.items()]
+    lines = []
+    for output, mapping in step.report.figures["logit_thresholds"].items():
+        lines.append(f"output '{output}' now carries logits: compare it with the logit thresholds")
+        lines += [f"  probability > {t}  ->  logit > {logit:.9g}" for t, logit in mapping.items()]
     return lines

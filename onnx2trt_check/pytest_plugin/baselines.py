@@ -13,6 +13,7 @@ figures travel to the controller in `user_properties`), so one run writes each f
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import shlex
 import weakref
@@ -60,7 +61,7 @@ def read_options(config: pytest.Config) -> dict:
         latency=bool(config.getoption("latency")),
         rounds=config.getoption("latency_rounds"),
         warmup=config.getoption("latency_warmup"),
-        rule=store.LatencyRule(max_ratio=config.getoption("latency_max_ratio")),
+        rule=store.LatencyRule(max_ratio=_ratio(config.getoption("latency_max_ratio"))),
         baseline_dir=_baseline_dir(config.getoption("baseline_dir"), config),
         update=bool(config.getoption("baseline_update")),
         under_xdist=_under_xdist(config),
@@ -68,6 +69,13 @@ def read_options(config: pytest.Config) -> dict:
     )
     _validate(settings)
     return {SETTINGS_KEY: settings}
+
+
+def _ratio(value: float) -> float:
+    """A NaN or infinite ratio turns the latency gate off without a word: refused."""
+    if not (math.isfinite(value) and value >= 1):
+        raise ConfigError(f"--latency-max-ratio {value} is not a finite ratio >= 1; pass e.g. 1.05")
+    return value
 
 
 def _baseline_dir(cli: str | None, config: pytest.Config | None) -> Path | None:
@@ -100,8 +108,6 @@ def _update_command(config: pytest.Config | None) -> str:
 def _validate(settings: Settings) -> None:
     if settings.rounds < 1 or settings.warmup < 0:
         raise ConfigError(f"--latency-rounds {settings.rounds} / --latency-warmup {settings.warmup}: pass rounds >= 1 and warmup >= 0")
-    if settings.rule.max_ratio < 1:
-        raise ConfigError(f"--latency-max-ratio {settings.rule.max_ratio} is below 1; pass a ratio >= 1, e.g. 1.05")
     if settings.update and settings.baseline_dir is None:
         raise ConfigError(f"{UPDATE_FLAG} needs a baseline folder; pass --baseline-dir DIR or set baseline_dir in [tool.onnx2trt_check]")
 
@@ -200,13 +206,18 @@ class Located:
 def locate(ctx: ModelContext, target, settings: Settings) -> Located:
     """The baseline of this machine; else one of another machine (for accuracy), in name order."""
     environment = environment_key()
-    expected = store.baseline_path(settings.baseline_dir, model_name=ctx.path.name, target=target.name, environment=environment)
+    expected = store.baseline_path(settings.baseline_dir, model_name=_key(ctx, settings), target=target.name, environment=environment)
     prefix = expected.name[: -len(f"{environment_id(environment)}.json")]
     others = sorted(p for p in expected.parent.glob("*.json") if p.name.startswith(prefix) and re.fullmatch(r"[0-9a-f]{12}\.json", p.name[len(prefix) :]))
     compared = expected if expected.exists() else next(iter(others), None)
     if compared is None or settings.update:
         return Located(expected, environment, compared if compared == expected else None)
     return Located(expected, environment, compared, _load(compared, settings))
+
+
+def _key(ctx: ModelContext, settings: Settings) -> str:
+    """The model's name in the store (baseline.model_key): its path relative to the store's folder."""
+    return store.model_key(ctx.path, settings.baseline_dir)
 
 
 def _load(path: Path, settings: Settings) -> store.Baseline:
@@ -226,13 +237,13 @@ def _quiet_load(path: Path | None) -> store.Baseline | None:
 
 
 def _missing(located: Located, ctx: ModelContext, target, settings: Settings, what: str) -> CheckFailed:
-    message = f"no {what} baseline for {ctx.path.name} on target {target.name} in {settings.baseline_dir} (expected {located.expected.name}); create it with: {settings.update_command}"
+    message = f"no {what} baseline for {_key(ctx, settings)} on target {target.name} in {settings.baseline_dir} (expected {located.expected.relative_to(settings.baseline_dir).as_posix()}); create it with: {settings.update_command}"
     return CheckFailed(message, {"file": str(located.expected), "verdict": "missing", "decisions": []})
 
 
-def _update_payload(ctx: ModelContext, target, located: Located, **measured) -> dict:
+def _update_payload(ctx: ModelContext, target, located: Located, settings: Settings, **measured) -> dict:
     build = {"engine": target.engine, "precision": target.precision, "description": target.description}
-    return {"model_name": ctx.path.name, "model_sha256": ctx.loaded.sha256, "target": target.name, "build_options": build, "environment": located.environment} | measured
+    return {"model_name": _key(ctx, settings), "model_sha256": ctx.loaded.sha256, "target": target.name, "build_options": build, "environment": located.environment} | measured
 
 
 def _base_figures(located: Located, ctx: ModelContext) -> dict:
@@ -248,10 +259,12 @@ def baseline_accuracy_check(target, settings: Settings):
         _skip_unavailable(target)
         current, located = current_accuracy(ctx, target), locate(ctx, target, settings)
         if settings.update:
+            if problem := store.accuracy_problem(current):
+                raise CheckFailed(f"not recorded as the baseline: {problem} (the target's outputs are not finite; see its accuracy item)", {"current": current})
             old = _quiet_load(located.compared)
             decisions = store.compare_accuracy(old.accuracy, current) if old else []
-            return _updated(located, ctx, decisions, _update_payload(ctx, target, located, accuracy=current))
-        if located.baseline is None:
+            return _updated(located, ctx, decisions, _update_payload(ctx, target, located, settings, accuracy=current))
+        if located.baseline is None or not located.baseline.accuracy:
             raise _missing(located, ctx, target, settings, "accuracy")
         figures = _base_figures(located, ctx) | {"current": current}
         differs = store.environment_difference(located.baseline.environment, located.environment)
@@ -270,7 +283,7 @@ def baseline_latency_check(target, settings: Settings):
         if settings.update:
             old = _quiet_load(located.compared)
             decisions = [store.decide_latency(old.latency.seconds, samples.seconds, rule=settings.rule)] if old and old.latency else []
-            return _updated(located, ctx, decisions, _update_payload(ctx, target, located, latency=latency))
+            return _updated(located, ctx, decisions, _update_payload(ctx, target, located, settings, latency=latency))
         if located.baseline is None:
             raise _missing(located, ctx, target, settings, "latency")
         differs = store.environment_difference(located.baseline.environment, located.environment)
@@ -294,12 +307,13 @@ def _updated(located: Located, ctx: ModelContext, decisions: list, payload: dict
 def _judge(decisions: list, figures: dict, located: Located, settings: Settings) -> dict:
     """Pass with the decisions in the figures, or fail listing every regressed metric."""
     verdicts = {d.verdict for d in decisions}
-    verdict = next((v for v in ("regression", "improvement", "unchanged") if v in verdicts), "skipped")
+    verdict = next((v for v in ("missing", "regression", "improvement", "unchanged") if v in verdicts), "skipped")
     figures |= {"verdict": verdict, "decisions": [dataclasses.asdict(d) for d in decisions]}
+    missing = [d for d in decisions if d.verdict == "missing"]
     regressions = [d for d in decisions if d.verdict == "regression"]
-    if regressions:
-        lines = [f"{len(regressions)} regression(s) against baseline {located.compared}:"]
-        lines += [f"  {decision_row(dataclasses.asdict(d))}" for d in regressions]
+    if missing or regressions:
+        lines = [f"{len(missing)} figure(s) missing from, {len(regressions)} regression(s) against baseline {located.compared}:"]
+        lines += [f"  {decision_row(dataclasses.asdict(d))}" for d in missing + regressions]
         lines.append(f"if the change is intended, update the baseline: {settings.update_command}")
         raise CheckFailed("\n".join(lines), figures)
     return figures

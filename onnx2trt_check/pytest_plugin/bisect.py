@@ -102,7 +102,7 @@ class BisectHook:
         from ..targets import get_target
 
         try:
-            ctx = item.config.stash[STATE].context_for(item.path.resolve())
+            ctx = item.config.stash[STATE].context_for(item.path)
             target = get_target(name)
             report, label, artifact = layerwise_for(ctx, target, min_sqnr_db=self.settings.min_sqnr_db, max_feeds=self.settings.max_feeds)
         except NotBisectable as exc:

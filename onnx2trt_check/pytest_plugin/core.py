@@ -150,11 +150,13 @@ def _reference_or_skip(ctx: ModelContext, target):
 
 def _compare_all(ctx: ModelContext, target, reference, outputs, seconds: float) -> dict:
     results = []
+    profile = target.tolerance_precision(ctx)
     for name in reference.names:
-        tolerance = ctx.options.tolerances.for_output(name, target.precision)
+        tolerance = ctx.options.tolerances.for_output(name, profile)
         stats = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance)
         results.append((stats, tolerance))
-    figures = {"engine": target.engine, **target.figures(ctx), "seconds": round(seconds, 4), "outputs": {s.name: s.figures() for s, _ in results}}
+    figures = {"engine": target.engine, **target.figures(ctx), "tolerance_profile": profile, "seconds": round(seconds, 4),
+               "outputs": {s.name: s.figures() for s, _ in results}}
     failed = [(s, t) for s, t in results if not s.passed]
     if failed:
         header = f"{target.name} ({target.description}) differs from the reference in {len(failed)} of {len(results)} output(s)"

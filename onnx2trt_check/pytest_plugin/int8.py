@@ -42,7 +42,24 @@ def read_options(config) -> dict:
         _check_pattern(pattern)
     if settings["calibration_sweep"] and settings["calibration_data"] is None:
         raise ConfigError("--calibration-sweep needs calibration data; pass --calibration-data calib.npz")
+    _check_quantizer_options(settings)
     return settings
+
+
+# Options of our quantizer (option dest -> flag): they shape the int8 build from --calibration-data,
+# and do nothing without it (a model with its own Q/DQ nodes is run as it is).
+QUANTIZER_OPTIONS = {"calibration_method": "--calibration-method", "calibration_percentile": "--percentile", "per_tensor": "--per-tensor",
+                     "cle": "--cle", "cle_relu6": "--cle-relu6", "bias_correction": "--bias-correction", "quant_exclude": "--exclude"}
+
+
+def _check_quantizer_options(settings: dict) -> None:
+    """An option that does nothing in this combination is a usage error, not silently ignored."""
+    given = [flag for name, flag in QUANTIZER_OPTIONS.items() if settings[name]]
+    if given and settings["calibration_data"] is None:
+        raise ConfigError(f"{', '.join(given)} shape{'s' if len(given) == 1 else ''} our int8 quantization of calibration data, "
+                          "and this run has none; pass --calibration-data calib.npz or leave them out")
+    if settings["calibration_percentile"] is not None and settings["calibration_method"] != "percentile":
+        raise ConfigError("--percentile applies to --calibration-method percentile only; add that or leave --percentile out")
 
 
 def _calibration_path(text: str | None) -> Path | None:

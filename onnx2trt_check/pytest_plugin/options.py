@@ -58,8 +58,9 @@ def _transforms(group) -> None:
                     help="per-channel mean of preprocessing done outside the model, folded by fuse_input_normalization")
     group.addoption("--std", dest="transform_std", metavar="S1,S2,...",
                     help="per-channel std of preprocessing done outside the model (see --mean)")
-    group.addoption("--threshold", action="append", default=[], dest="transform_threshold", metavar="P",
-                    help="probability threshold (repeatable) that remove_output_sigmoid maps to a logit threshold")
+    group.addoption("--threshold", action="append", default=[], dest="transform_threshold", metavar="[OUTPUT:]P",
+                    help="declare OUTPUT a score compared with probability P (repeatable; P alone: the only output of a single-output "
+                         "model). remove_output_sigmoid strips only declared outputs and checks decisions at their thresholds")
     group.addoption("--bn-conv-mode", dest="bn_conv_mode", default="exact", metavar="MODE",
                     help=f"fold_bn_conv mode: {', '.join(BN_CONV_MODES)}. Defaults to exact")
 

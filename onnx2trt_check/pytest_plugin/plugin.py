@@ -5,6 +5,8 @@ imported by every pytest run wherever the package is installed: it imports nothi
 
 from __future__ import annotations
 
+import pytest
+
 from . import options
 
 
@@ -12,6 +14,7 @@ def pytest_addoption(parser) -> None:
     options.add_options(parser)
 
 
+@pytest.hookimpl(tryfirst=True)  # before the cache and benchmark plugins are configured (workspace.py)
 def pytest_configure(config) -> None:
     if not config.getoption("model"):
         return

@@ -218,7 +218,7 @@ class QDQSession:
         return report
 
     def _model_has_qdq(self, collector) -> bool:
-        path = collector.path.resolve()
+        path = collector.path
         if path not in self._has_qdq:
             # The run's cached context: the model pytest_configure loaded last is not loaded again.
             self._has_qdq[path] = has_qdq(collector.config.stash[STATE].context_for(path).loaded.proto)
@@ -247,7 +247,7 @@ class QDQSession:
 def _is_model_file(collector) -> bool:
     """A model's collector (state.ModelFile), told by the run's model paths: state.py imports the
     family registry, so this family does not import it."""
-    return isinstance(collector, pytest.File) and collector.path.resolve() in collector.config.stash[STATE].model_paths
+    return isinstance(collector, pytest.File) and collector.path in collector.config.stash[STATE].model_paths
 
 
 def warning_lines(warnings: dict[str, list[dict]], optimized: dict[str, dict]) -> list[str]:

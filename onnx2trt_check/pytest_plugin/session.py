@@ -7,6 +7,7 @@ that check a model and by no other pytest run.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,25 +15,30 @@ import pytest
 from ..config import ToleranceConfig, parse_output_tolerances, pyproject_section, split_section
 from ..context import RunOptions
 from ..data import FeedOptions, parse_range
-from ..errors import CheckError
+from ..errors import CheckError, ConfigError
 from ..model import parse_shape
 from ..report import ModelInfo, check_report_path, report_document, summary_lines, write_report
 from ..targets import get_target
 from . import families
 from .options import INI_TOLERANCES
+from .selection import Selection
 from .stash import STATE
 from .state import ModelFile, RunState, display
+from .workspace import RunFolder, make_run_folder, redirect_benchmark_storage, redirect_pytest_cache
 
 
 def start_run(config: pytest.Config) -> None:
+    run_folder = _start_workspace(config)
     try:
-        state = RunState(_run_options(config), _model_paths(config.getoption("model")))
+        state = RunState(_run_options(config, run_folder), _model_paths(config.getoption("model")))
         if report_path := config.getoption("report_json"):
             check_report_path(Path(report_path))
         for path in state.model_paths:  # validate every model and its input data before any test runs
             context = state.context_for(path)
             families.validate_model(context)
             state.models[display(config, path)] = ModelInfo(str(path), context.loaded.sha256, context.notes)
+            state.outputs[display(config, path)] = [output.name for output in context.loaded.proto.graph.output]
+        state.notes += _unmatched_output_tolerances(config, state.options.tolerances, {n for names in state.outputs.values() for n in names})
     except CheckError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[STATE] = state
@@ -40,14 +46,33 @@ def start_run(config: pytest.Config) -> None:
     config.pluginmanager.register(RunHooks(), "onnx2trt_check_run")
     for index, family_plugin in enumerate(families.session_plugins(config, state.options)):
         config.pluginmanager.register(family_plugin, f"onnx2trt_check_family_{index}")
-    if config.args_source != pytest.Config.ArgsSource.ARGS:  # `pytest --model x.onnx` alone checks only the models
+    _collect_models(config, state)
+
+
+def _collect_models(config: pytest.Config, state: RunState) -> None:
+    """`pytest --model x.onnx` alone collects only the models; arguments that select a model's
+    items by id are resolved by selection.py (pytest 9 cannot find ids with brackets inside)."""
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(p) for p in state.model_paths]
+        return
+    config.args[:], selection = Selection.split(config.args, state.model_paths, config.invocation_params.dir)
+    config.pluginmanager.register(selection, "onnx2trt_check_selection")
+
+
+def _start_workspace(config: pytest.Config) -> Path:
+    """The run's temporary folder (removed at unconfigure, even when configure fails), and pytest's
+    cache and pytest-benchmark's storage kept out of the user's folders (workspace.py)."""
+    folder = RunFolder(make_run_folder())
+    config.pluginmanager.register(folder, "onnx2trt_check_run_folder")
+    redirect_pytest_cache(config)
+    redirect_benchmark_storage(config, folder.path)
+    return folder.path
 
 
 def _model_paths(arguments: list[str]) -> list[Path]:
     paths = []
     for argument in arguments:
-        path = Path(argument).resolve()
+        path = Path(os.path.abspath(argument))  # symlinks kept: a linked model is checked under its own name
         if path.is_dir():
             found = sorted(path.glob("*.onnx"))
             if not found:
@@ -60,7 +85,7 @@ def _model_paths(arguments: list[str]) -> list[Path]:
     return list(dict.fromkeys(paths))
 
 
-def _run_options(config: pytest.Config) -> RunOptions:
+def _run_options(config: pytest.Config, run_folder: Path) -> RunOptions:
     feeds = FeedOptions(
         seed=config.getoption("seed"),
         num_feeds=config.getoption("num_feeds"),
@@ -74,9 +99,20 @@ def _run_options(config: pytest.Config) -> RunOptions:
     targets = tuple(config.getoption("target")) or None
     for name in targets or ():
         get_target(name)  # an unknown name is a usage error now, not a collection error later
-    artifact_dir = Path(config.getoption("artifact_dir")) if config.getoption("artifact_dir") else None
+    artifact_dir = Path(config.getoption("artifact_dir")) if config.getoption("artifact_dir") else run_folder
     extra = families.read_options(config)
     return RunOptions(feeds=feeds, input_shapes=shapes, tolerances=_tolerances(config), targets=targets, artifact_dir=artifact_dir, extra=extra)
+
+
+def _unmatched_output_tolerances(config: pytest.Config, tolerances: ToleranceConfig, outputs: set[str]) -> list[str]:
+    """A per-output tolerance for an output no model of the run has does nothing: on the command
+    line it is a usage error (a typo, or the wrong model); in pyproject.toml or the ini, which serve
+    every run of a project, a note in the summary."""
+    given = parse_output_tolerances(config.getoption("output_tolerance"))
+    if unknown := sorted(set(given) - outputs):
+        raise ConfigError(f"--output-tolerance names {', '.join(map(repr, unknown))}, which no model of this run has; outputs: {', '.join(sorted(outputs))}")
+    unmatched = sorted(set(tolerances.per_output) - outputs)
+    return [f"tolerance set for output {name!r} (pyproject.toml or ini), which no model of this run has" for name in unmatched]
 
 
 def _tolerances(config: pytest.Config) -> ToleranceConfig:
@@ -95,8 +131,8 @@ class RunHooks:
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
         state = parent.config.stash[STATE]
-        if file_path.suffix == ".onnx" and file_path.resolve() in state.model_paths:
-            return ModelFile.from_parent(parent, path=file_path)
+        if file_path.suffix == ".onnx" and Path(os.path.abspath(file_path)) in state.model_paths:
+            return ModelFile.for_model(parent, file_path)
         return None
 
     def pytest_terminal_summary(self, terminalreporter, exitstatus, config: pytest.Config) -> None:
@@ -104,7 +140,7 @@ class RunHooks:
         if not state.records:
             return
         terminalreporter.write_sep("=", "onnx2trt_check summary")
-        for line in summary_lines(state.records, state.models):
+        for line in [f"note: {note}" for note in state.notes] + summary_lines(state.records, state.models):
             terminalreporter.write_line(line)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -112,4 +148,4 @@ class RunHooks:
         report_path = session.config.getoption("report_json", None)
         if not report_path or hasattr(session.config, "workerinput"):
             return  # under xdist only the controller writes
-        write_report(Path(report_path), report_document(state.records, state.models, int(exitstatus)))
+        write_report(Path(report_path), report_document(state.records, state.models, int(exitstatus), notes=state.notes))

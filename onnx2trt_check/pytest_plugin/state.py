@@ -3,7 +3,10 @@
     ModelFile (one per model)  ->  CheckFamily (one per family)  ->  CheckItem (one per check)
 
 A CheckItem runs its check on the model's shared ModelContext and records the check's figures in
-`user_properties`, so under pytest-xdist they travel to the controller with the report.
+`user_properties`, so under pytest-xdist they travel to the controller with the report. Every
+outcome pytest counts is recorded, so the summary and the JSON report count what pytest counts: a
+check that raises anything but CheckFailed/CheckSkipped is an error (not a failed check) with its
+exception, as are failures in setup, teardown or collection.
 """
 
 from __future__ import annotations
@@ -30,39 +33,105 @@ class RunState:
         self.model_paths = model_paths
         self.models: dict[str, ModelInfo] = {}
         self.records: list[CheckRecord] = []
+        self.notes: list[str] = []  # facts about the whole run, for the summary and the report
+        self.outputs: dict[str, list[str]] = {}  # model -> its output names, for options that name outputs
         self.context: ModelContext | None = None  # only the latest: items of one model run together
+        self._context_path: Path | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Registered as a plugin object, so results of xdist workers arrive here on the controller."""
-        if report.when != "call":
-            return
         for key, entry in report.user_properties:
-            if key == PROPERTY_KEY:
-                self.records.append(CheckRecord(outcome=report.outcome, **entry))
+            if key == PROPERTY_KEY and entry.get("when", "call") == report.when:
+                self.records.append(record_of(entry, report.outcome))
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """A model whose items could not be collected: one error record, as pytest counts one error."""
+        model = report.nodeid.split("::")[0]
+        if report.failed and model in self.models:
+            message = _first_lines(report.longreprtext)
+            self.records.append(CheckRecord(model, "collection", report.nodeid, "error", {}, message))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo):
+        """Record what the check itself could not: an exception that is not a check outcome, and a
+        failure or skip in setup or teardown (a user's conftest hook, a plugin)."""
+        report = yield
+        if isinstance(item, CheckItem) and (report.failed or report.skipped) and not _recorded(report):
+            outcome = "error" if report.failed else "skipped"
+            report.user_properties.append((PROPERTY_KEY, item.entry({}, _message(report, call), when=report.when, outcome=outcome)))
+        return report
+
+    def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config):
+        """A check that crashed counts as an error, like a failure in setup: it says nothing about
+        the model. pytest still exits 1."""
+        if report.when == "call" and report.failed and any(e.get("outcome") == "error" for e in _entries(report)):
+            return "error", "E", "ERROR"
+        return None
 
     def context_for(self, path: Path) -> ModelContext:
-        if self.context is None or self.context.path != path:
+        """The context of the model collected at `path` (kept by that path: a symlinked model's
+        context holds the file it points to, model.load_model)."""
+        if self.context is None or self._context_path != path:
             self.context = None  # release the previous model before loading the next
-            self.context = ModelContext(path, self.options)
+            self.context, self._context_path = ModelContext(path, self.options), path
         return self.context
 
 
+def record_of(entry: dict, outcome: str) -> CheckRecord:
+    fields = ("model", "family", "name", "figures", "message", "order")
+    return CheckRecord(outcome=entry.get("outcome", outcome), **{name: entry[name] for name in fields})
+
+
+def _entries(report) -> list[dict]:
+    return [entry for key, entry in report.user_properties if key == PROPERTY_KEY and entry.get("when", "call") == report.when]
+
+
+def _recorded(report) -> bool:
+    return bool(_entries(report))
+
+
+def _message(report, call) -> str:
+    """The exception's type and first lines, or a skip's reason."""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    if call.excinfo is not None:
+        head = "\n".join(str(call.excinfo.value).strip().splitlines()[:3])
+        return f"{call.excinfo.typename}: {head}" if head else call.excinfo.typename
+    return _first_lines(report.longreprtext)
+
+
+def _first_lines(text: str, lines: int = 3) -> str:
+    """The end of a failure's text, where pytest puts the error line."""
+    return "\n".join(text.strip().splitlines()[-lines:]) if text else ""
+
+
 def display(config: pytest.Config, path: Path) -> str:
-    """The model's name in ids and reports: relative to the rootdir, else the path as given."""
+    """The model's name in ids and reports: its path relative to the rootdir, else its absolute
+    path (never the bare file name: a/model.onnx and b/model.onnx must not share one id)."""
     try:
-        return str(path.relative_to(config.rootpath))
+        return path.relative_to(config.rootpath).as_posix()
     except ValueError:
-        return str(path)
+        return path.as_posix()
 
 
 class ModelFile(pytest.File):
+    """One model. Every node id below it is given explicitly, `<model>::<family>::<check>`, where
+    pytest would derive them: outside the rootdir pytest leaves the file part empty (every model's
+    items then share ids, and xdist's loadfile sees one file), and pytest 9 reads an id's first
+    bracket as the start of its parameters, so a derived `target[ort]::accuracy` would not equal the
+    same id read back from the --lf cache or an xdist report."""
+
+    @classmethod
+    def for_model(cls, parent: pytest.Collector, path: Path) -> ModelFile:
+        return cls.from_parent(parent, path=path, nodeid=display(parent.config, path))
+
     def collect(self):
         state = self.config.stash[STATE]
         by_family: dict[str, list] = {}
         for order, check in enumerate(families.all_checks(state.options)):
             by_family.setdefault(check.family, []).append((order, check))
         for family, family_checks in by_family.items():
-            yield CheckFamily.from_parent(self, name=family, checks=family_checks)
+            yield CheckFamily.from_parent(self, name=family, checks=family_checks, nodeid=f"{self.nodeid}::{family}")
 
 
 class CheckFamily(pytest.Collector):
@@ -72,7 +141,7 @@ class CheckFamily(pytest.Collector):
 
     def collect(self):
         for order, check in self.checks:
-            yield CheckItem.from_parent(self, name=check.name, check=check, order=order)
+            yield CheckItem.from_parent(self, name=check.name, check=check, order=order, nodeid=f"{self.nodeid}::{check.name}")
 
 
 class CheckItem(pytest.Item):
@@ -85,19 +154,21 @@ class CheckItem(pytest.Item):
         state = self.config.stash[STATE]
         figures, outcome_error = {}, None
         try:
-            figures = self.check.run(state.context_for(self.path.resolve()))
+            figures = self.check.run(state.context_for(self.path))
         except CheckFailed as exc:
             figures, outcome_error = exc.figures, exc
         except CheckSkipped as exc:
-            self._record({}, str(exc))
+            self.user_properties.append((PROPERTY_KEY, self.entry({}, str(exc))))
             pytest.skip(str(exc))
-        self._record(figures, str(outcome_error or ""))
+        self.user_properties.append((PROPERTY_KEY, self.entry(figures, str(outcome_error or ""))))
         if outcome_error:
             raise outcome_error
 
-    def _record(self, figures: dict, message: str) -> None:
-        entry = {"model": display(self.config, self.path.resolve()), "family": self.check.family, "name": self.check.name, "figures": figures, "message": message, "order": self.order}
-        self.user_properties.append((PROPERTY_KEY, entry))
+    def entry(self, figures: dict, message: str, *, when: str = "call", outcome: str | None = None) -> dict:
+        """What travels in `user_properties` to the controller's records (report.CheckRecord)."""
+        entry = {"model": display(self.config, self.path), "family": self.check.family, "name": self.check.name,
+                 "figures": figures, "message": message, "order": self.order, "when": when}
+        return entry | ({"outcome": outcome} if outcome else {})
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, CheckFailed):

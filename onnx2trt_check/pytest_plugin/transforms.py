@@ -2,8 +2,9 @@
 
 One item per transform, `transform[<name>]::equivalence`: the transform alone on the original model,
 verified as the pipeline verifies a step (value equivalence in the ONNX Runtime reference on the
-check inputs; decision agreement for remove_output_sigmoid). A transform that finds nothing to
-rewrite is skipped with its reason. One more item, `transform[pipeline]::equivalence`, runs the
+check inputs; decision agreement for remove_output_sigmoid, which strips only the outputs declared
+as scores with --threshold, at their thresholds). A transform that finds nothing to rewrite is
+skipped with its reason. One more item, `transform[pipeline]::equivalence`, runs the
 selected transforms in the registry's documented order and names the first step that fails.
 
 The transforms run through transforms.run (shared with the `optimize` command and the public API).
@@ -14,11 +15,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import onnx
+import pytest
 
 from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, CheckSkipped
 from ..transforms.run import TransformSettings, failing_output_lines, run_transforms, settings_from, skip_reason
 from .core import Check
+from .stash import STATE
 
 if TYPE_CHECKING:
     from ..transforms.pipeline import PipelineResult, PipelineStep
@@ -37,6 +40,14 @@ def read_options(config) -> dict:
 
 def settings_of(options: RunOptions) -> TransformSettings:
     return options.extra.get("transform_settings") or TransformSettings()
+
+
+def session_plugin(config, options: RunOptions):
+    """A --threshold that fits no model of the run (an output none has, or no name and no model
+    with one output) is a usage error before any item runs."""
+    if problem := settings_of(options).score_problem(list(config.stash[STATE].outputs.values())):
+        raise pytest.UsageError(problem)
+    return None
 
 
 # --- the checks ------------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..quant.float_counterpart import has_qdq
+
 
 class Target:
     """A place a model runs. Subclasses set the names and `run`; the defaults deploy the model file
@@ -31,6 +33,13 @@ class Target:
     def reference(self, ctx):
         """The outputs this target is compared with. Defaults to the model's ORT reference run."""
         return ctx.reference
+
+    def tolerance_precision(self, ctx) -> str:
+        """The tolerance profile this target's outputs are judged by: its precision, or int8 for a
+        model that holds Q/DQ nodes, which every target runs as written (ORT, the fp16 artifacts,
+        TensorRT): a float difference of a few ulps before a QuantizeLinear (reordered sums, fused
+        ops) flips a value by one quantum, which fp32 tolerances read as a failure."""
+        return "int8" if has_qdq(ctx.loaded.proto) else self.precision  # a scan of the node list
 
     def figures(self, ctx) -> dict:
         """Facts about how this target ran the model (e.g. TensorRT's build path), merged into the

@@ -2,6 +2,11 @@
 on probabilities becomes the threshold logit(t) = ln(t / (1 - t)) on logits (sigmoid is strictly
 increasing, so `sigmoid(z) > t` iff `z > logit(t)` in exact arithmetic). The output keeps its name.
 
+Only outputs the user declares as scores are stripped, each with the probability thresholds it is
+compared with (`scores`): the rewrite changes the output's values, and is right only if every
+consumer thresholds them. A Sigmoid on box coordinates is not a score (stripped, the boxes were off
+by up to 0.5 while decisions at 0.5 "agreed"), and no threshold the user did not give is checked.
+
 In floating point the two decisions can differ for z near logit(t): the float32 sigmoid rounds
 (and saturates to 0 or 1), so `decisions_agree` checks the equivalence outside a rounding band and
 counts the elements inside it (see there for the exact rule).
@@ -11,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import onnx
@@ -96,15 +101,15 @@ def decisions_agree(probabilities: np.ndarray, logits: np.ndarray, t: float) -> 
 
 def verify_decisions(before, after, feeds, result: TransformResult, options, run: Runner = run_model) -> Verification:
     """The pipeline's rule for this transform: on `feeds`, every stripped output decides like the
-    original at 0.5 and at each of `options["thresholds"]` (`decisions_agree`), and every other
-    output keeps its values (`verify.compare_runs`)."""
+    original at each threshold declared for it (`decisions_agree`), and every other output keeps
+    its values (`verify.compare_runs`)."""
     feeds = list(feeds)
     expected, actual = run(before, feeds), run(after, feeds)
     stripped = result.report.figures.get("stripped_outputs", [])
-    thresholds = sorted({0.5, *map(float, options.get("thresholds", ()))})
+    declared = result.report.figures.get("logit_thresholds", {})
     agreements = [
-        decisions_agree(run_before[name], run_after[name], t)
-        for name in stripped for t in thresholds for run_before, run_after in zip(expected, actual)
+        decisions_agree(run_before[name], run_after[name], float(t))
+        for name in stripped for t in declared[name] for run_before, run_after in zip(expected, actual)
     ]
     others = compare_runs(expected, actual, names=[n for n in expected[0] if n not in stripped])
     failed = [a for a in agreements if not a.agree]
@@ -113,26 +118,34 @@ def verify_decisions(before, after, feeds, result: TransformResult, options, run
     return Verification(not failed and others.passed, f"{summary}; other outputs {others.summary}", figures)
 
 
-def remove_output_sigmoid(
-    model: onnx.ModelProto, *, outputs: Sequence[str] | None = None, thresholds: Iterable[float] = ()
-) -> TransformResult:
-    """Remove the Sigmoid in front of graph outputs (every such output, or only those named in
-    `outputs`). `report.figures["logit_thresholds"]` maps repr(t) to logit(t) for each of
-    `thresholds`; `report.figures["stripped_outputs"]` lists the outputs that now carry logits.
-    """
-    mapping = {repr(float(t)): logit_threshold(t) for t in thresholds}
+SINGLE_OUTPUT = ""  # the key of `scores` that means "the model's only output"
+
+
+def remove_output_sigmoid(model: onnx.ModelProto, *, scores: Mapping[str, Iterable[float]] | None = None) -> TransformResult:
+    """Remove the Sigmoid in front of each graph output declared in `scores` (output name -> the
+    probability thresholds it is compared with, at least one; the key "" names the model's only
+    output). Every other output Sigmoid stays and is reported as a skip with the reason. Defaults
+    to no declared score: nothing is removed.
+
+    `report.figures["logit_thresholds"]` maps each stripped output to {repr(t): logit(t)};
+    `report.figures["stripped_outputs"]` lists the outputs that now carry logits."""
     ir_model = to_ir(model)
     graph = ir_model.graph
-    report = TransformReport(figures={"logit_thresholds": mapping, "stripped_outputs": []})
-    for output in _selected_outputs(graph, outputs):
-        problem = _sigmoid_problem(output)
-        if problem:
+    report = TransformReport(figures={"logit_thresholds": {}, "stripped_outputs": []})
+    declared = _declared_scores(graph, scores or {}, report)
+    for output in list(graph.outputs):
+        if output.name not in declared:
+            if is_op(output.producer(), "Sigmoid"):
+                report.skipped([output.name], _undeclared(output))
+            continue
+        if problem := _sigmoid_problem(output):
             report.skipped([output.name], problem)
             continue
         sigmoid, name = output.producer(), output.name
         report.matched([node_label(sigmoid)], f"output '{name}' now carries logits")
         _strip(graph, sigmoid)
         report.figures["stripped_outputs"].append(name)
+        report.figures["logit_thresholds"][name] = {repr(t): logit_threshold(t) for t in declared[name]}
     if not report.matches:
         copy = onnx.ModelProto()
         copy.CopyFrom(model)
@@ -140,14 +153,30 @@ def remove_output_sigmoid(
     return TransformResult(to_onnx(ir_model), True, report)
 
 
-def _selected_outputs(graph: ir.Graph, names: Sequence[str] | None) -> list[ir.Value]:
-    if names is None:
-        return list(graph.outputs)
-    by_name = {value.name: value for value in graph.outputs}
-    unknown = [name for name in names if name not in by_name]
-    if unknown:
-        raise ConfigError(f"outputs {unknown} are not graph outputs; valid names: {sorted(by_name)}")
-    return [by_name[name] for name in dict.fromkeys(names)]
+def _declared_scores(graph: ir.Graph, scores: Mapping[str, Iterable[float]], report: TransformReport) -> dict[str, tuple[float, ...]]:
+    """Output name -> its thresholds (validated). "" becomes the only output's name; on a model with
+    several outputs it names none, and a name that is not an output of this model is reported (in a
+    folder of models, the declaration may be meant for another model)."""
+    names = [value.name for value in graph.outputs]
+    declared = {}
+    for name, thresholds in scores.items():
+        values = tuple(sorted({_check_threshold(t) for t in thresholds}))
+        if not values:
+            raise ConfigError(f"output '{name or 'the only output'}' is declared a score without a threshold; give at least one")
+        if name == SINGLE_OUTPUT and len(names) != 1:
+            report.skipped(names, f"a threshold without an output name applies to a model with one output; this one has {len(names)}: "
+                                  f"name the score output, --threshold OUTPUT:P (outputs: {', '.join(names)})")
+        elif name != SINGLE_OUTPUT and name not in names:
+            report.skipped([name], f"'{name}' is declared a score, but the model has no such output (outputs: {', '.join(names)})")
+        else:
+            declared[names[0] if name == SINGLE_OUTPUT else name] = values
+    return declared
+
+
+def _undeclared(output: ir.Value) -> str:
+    return (f"output '{output.name}' ends in a Sigmoid but is not declared a score: removing it changes the output's values, which "
+            f"is right only where every consumer thresholds them; if it is a score, pass --threshold {output.name}:P for each "
+            "probability threshold it is compared with")
 
 
 def _sigmoid_problem(output: ir.Value) -> str:

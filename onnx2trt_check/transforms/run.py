@@ -49,15 +49,16 @@ class TransformSettings:
     """Which transforms run and with which options.
 
     `names` defaults to every registered transform; `mean`/`std` (per channel) describe
-    normalization done outside the model (None: fold the one in the graph); `thresholds` are
-    probability thresholds mapped to logits by remove_output_sigmoid; `bn_conv_mode` is
-    fold_bn_conv's mode. Defaults to "exact".
+    normalization done outside the model (None: fold the one in the graph); `scores` are the
+    outputs declared as scores, each with its probability thresholds ("" for the only output of a
+    single-output model), the only outputs remove_output_sigmoid strips. Defaults to none.
+    `bn_conv_mode` is fold_bn_conv's mode. Defaults to "exact".
     """
 
     names: tuple[str, ...] | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    thresholds: tuple[float, ...] = ()
+    scores: tuple[tuple[str, tuple[float, ...]], ...] = ()
     bn_conv_mode: str = "exact"
 
     @property
@@ -76,24 +77,52 @@ class TransformSettings:
         if name == "fold_bn_conv":
             return {"mode": self.bn_conv_mode} | ({"check_feeds": list(feeds)} if self.bn_conv_mode == "plain" else {})
         if name == "remove_output_sigmoid":
-            return {"thresholds": self.thresholds}
+            return {"scores": dict(self.scores)}
         return {}
+
+    def score_problem(self, models_outputs: Sequence[Sequence[str]]) -> str | None:
+        """Why the declared scores fit none of the models (each given by its output names), or
+        None: a named output no model has, or a bare threshold and no model with one output."""
+        every = sorted({name for outputs in models_outputs for name in outputs})
+        unknown = [name for name, _ in self.scores if name and name not in every]
+        if unknown:
+            return f"--threshold names {', '.join(map(repr, unknown))}, which no model has as an output; outputs: {', '.join(every)}"
+        if any(not name for name, _ in self.scores) and not any(len(outputs) == 1 for outputs in models_outputs):
+            return f"--threshold without an output name needs a model with one output; name the score output: --threshold OUTPUT:P (outputs: {', '.join(every)})"
+        return None
 
 
 def settings_from(*, names=(), mean=None, std=None, thresholds=(), bn_conv_mode="exact") -> TransformSettings:
-    """Validated settings from command-line text; a bad value is a ConfigError naming the flag."""
+    """Validated settings from command-line text; a bad value is a ConfigError naming the flag.
+    `thresholds` declare score outputs: "OUTPUT:P" or "P" (the only output) texts or numbers, or a
+    mapping output -> P or [P, ...] (the Python API)."""
     for name in names or ():
         _registry().get_transform(name)
     if bn_conv_mode not in BN_CONV_MODES:
         raise ConfigError(f"--bn-conv-mode {bn_conv_mode!r} is unknown; use one of {', '.join(BN_CONV_MODES)}")
-    probabilities = tuple(parse_floats(str(t), flag="--threshold") for t in thresholds or ())
-    from .remove_output_sigmoid import logit_threshold
-
-    for (value,) in probabilities:
-        logit_threshold(value)  # raises ConfigError outside (0, 1)
     return TransformSettings(
         names=tuple(names) or None, mean=_vector(mean, "--mean"), std=_vector(std, "--std"),
-        thresholds=tuple(p for (p,) in probabilities), bn_conv_mode=bn_conv_mode)
+        scores=parse_scores(thresholds), bn_conv_mode=bn_conv_mode)
+
+
+def parse_scores(thresholds) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """'scores:0.3', 'scores:0.7', '0.5' -> (('scores', (0.3, 0.7)), ('', (0.5,))). The output name
+    is everything before the last ':' (names like 'out:0' keep theirs); each probability in (0, 1)."""
+    from .remove_output_sigmoid import logit_threshold
+
+    pairs = thresholds.items() if isinstance(thresholds, Mapping) else (_split_score(t) for t in thresholds or ())
+    scores: dict[str, list[float]] = {}
+    for output, values in pairs:
+        for value in (values,) if isinstance(values, str | int | float) else values:
+            (probability,) = parse_floats(str(value), flag="--threshold")
+            logit_threshold(probability)  # raises ConfigError outside (0, 1)
+            scores.setdefault(str(output), []).append(probability)
+    return tuple((output, tuple(sorted(set(values)))) for output, values in scores.items())
+
+
+def _split_score(text) -> tuple[str, str]:
+    output, _, probability = str(text).rpartition(":")
+    return output, probability
 
 
 def parse_floats(text: str, *, flag: str) -> tuple[float, ...]:

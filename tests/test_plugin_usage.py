@@ -1,0 +1,45 @@
+"""Options that would do nothing in the given combination say so: a usage error on the command line
+(exit 4, one line), a note in the summary for project-wide configuration (issue 13, point 12)."""
+
+import json
+
+import numpy as np
+import pytest
+from tiny_models import classifier, save
+
+CORE = ("--target", "ort", "-k", "structure or reference or target")
+
+
+@pytest.fixture
+def model_path(pytester):
+    return save(classifier(), pytester.path / "m.onnx")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--calibration-method", "max"], "--calibration-method shapes our int8 quantization of calibration data, and this run has none; pass --calibration-data calib.npz or leave them out"),
+        (["--cle", "--per-tensor"], "--per-tensor, --cle shape our int8 quantization of calibration data, and this run has none*"),
+        (["--exclude", "conv"], "--exclude shapes our int8 quantization of calibration data*"),
+        (["--calibration-data", "calib.npz", "--percentile", "99.9"], "--percentile applies to --calibration-method percentile only; add that or leave --percentile out"),
+        (["--output-tolerance", "logit:atol=1e-3"], "--output-tolerance names 'logit', which no model of this run has; outputs: logits"),
+    ],
+)
+def test_an_option_that_does_nothing_is_a_usage_error(pytester, model_path, args, message):
+    np.savez(pytester.path / "calib.npz", x=np.random.default_rng(0).random((2, 1, 3, 8, 8), dtype=np.float32))
+    result = pytester.runpytest_inprocess("--model", "m.onnx", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_an_output_tolerance_of_the_project_for_an_absent_output_is_a_note(pytester, model_path):
+    pytester.makepyprojecttoml("[tool.onnx2trt_check.outputs.boxes]\natol = 1e-2\n")
+    result = pytester.runpytest_inprocess("--model", "m.onnx", *CORE, "--report-json", "r.json")
+    result.assert_outcomes(passed=7)
+    note = "tolerance set for output 'boxes' (pyproject.toml or ini), which no model of this run has"
+    result.stdout.fnmatch_lines(["*onnx2trt_check summary*", f"note: {note}"])
+    assert json.loads((pytester.path / "r.json").read_text())["notes"] == [note]
+
+
+def test_a_present_output_is_accepted(pytester, model_path):
+    pytester.runpytest_inprocess("--model", "m.onnx", *CORE, "--output-tolerance", "logits:atol=1e-3").assert_outcomes(passed=7)
