@@ -131,9 +131,12 @@ class OptimizeResult:
 def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, force: bool = False,
              passes: Sequence[str] | None = None, mean: Sequence[float] | str | None = None, std: Sequence[float] | str | None = None,
              thresholds: Mapping[str, float | Sequence[float]] | Sequence[str | float] = (), bn_conv_mode: str = "exact",
+             output_tail: bool = False,
              inputs: str | os.PathLike | None = None, input_shapes: Shapes | None = None, seed: int = 0, num_feeds: int = 4) -> OptimizeResult:
-    """The registered transforms (`passes`, in registry order. Defaults to all) on `model`, every
-    step that changed it verified on the feeds; written to `output` only when every step passed.
+    """The registered transforms (`passes`, in registry order. Defaults to all but output_tail) on
+    `model`, every step that changed it verified on the feeds; written to `output` only when every
+    step passed. output_tail changes the layout of the outputs (the deployment must apply its
+    recipe), so it runs only when named in `passes` or with `output_tail=True`.
     `thresholds` declare the outputs that are scores, the only ones whose output Sigmoid is
     removed: {"scores": [0.3, 0.7]}, or ["scores:0.3", "scores:0.7"], or [0.5] for the only output
     of a single-output model. Defaults to none: every output Sigmoid stays. When output_tail moved a
@@ -141,7 +144,9 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     file without `force`."""
     from .transforms.run import run_transforms, settings_from
 
-    settings = settings_from(names=tuple(passes or ()), mean=mean, std=std, thresholds=thresholds, bn_conv_mode=bn_conv_mode)
+    settings = settings_from(names=tuple(passes or ()) + (("output_tail",) if output_tail and passes else ()), mean=mean, std=std,
+                             thresholds=thresholds, bn_conv_mode=bn_conv_mode)
+    settings = settings if output_tail else settings.without_opt_in()
     target = checked_output(model, output, force=force) if output is not None else None
     recipe_file = _recipe_target(target, settings, force=force)
     proto, _ = _load(model)

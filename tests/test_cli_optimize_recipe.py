@@ -49,11 +49,11 @@ def test_prints_and_writes_a_recipe_that_restores_the_original(detector, tmp_pat
 def test_an_existing_recipe_is_refused_before_anything_runs_or_is_written(detector, tmp_path, capsys):
     out, recipe = tmp_path / "det.opt.onnx", tmp_path / "det.opt.recipe.json"
     recipe.write_text("mine")
-    assert main(["optimize", str(detector), "-o", str(out)]) == 4
+    assert main(["optimize", str(detector), "-o", str(out), "--output-tail"]) == 4
     assert "det.opt.recipe.json' already exists; pass --force" in capsys.readouterr().err
     assert not out.exists() and recipe.read_text() == "mine"
     with pytest.raises(ConfigError, match="already exists"):
-        o2t.optimize(detector, output=out)
+        o2t.optimize(detector, output=out, output_tail=True)
     assert main(["optimize", str(detector), "-o", str(out), "--force", "--passes", "output_tail"]) == 0
     assert json.loads(recipe.read_text())["outputs"]["heatmap"]["exact"] is True
 
@@ -63,10 +63,10 @@ def test_force_removes_a_stale_recipe_of_ours_but_no_other_file(tmp_path):
     onnx.save(conv_bn_sigmoid(), str(model))  # no tail: nothing to post-process
     out, recipe = tmp_path / "out.onnx", tmp_path / "out.recipe.json"
     recipe.write_text(json.dumps({"kind": "postprocessing_recipe"}))
-    result = o2t.optimize(model, output=out, force=True)
+    result = o2t.optimize(model, output=out, force=True, output_tail=True)
     assert result.recipe is None and result.written == out and not recipe.exists()
     recipe.write_text("someone else's notes")
-    o2t.optimize(model, output=out, force=True)
+    o2t.optimize(model, output=out, force=True, output_tail=True)
     assert recipe.read_text() == "someone else's notes"
 
 
@@ -75,3 +75,16 @@ def test_api_returns_the_recipe_without_writing(detector, tmp_path):
     assert result.written is None and result.recipe_written is None
     assert result.recipe["outputs"]["heatmap"]["new_shape"] == [1, 1, 16, 16]
     assert list(tmp_path.iterdir()) == [detector]
+
+
+def test_by_default_optimize_keeps_the_output_layout(detector, tmp_path, capsys):
+    """The written model is what gets deployed: its outputs keep their layout unless the user opts
+    into output_tail, whose recipe the post-processing must then apply."""
+    out = tmp_path / "det.opt.onnx"
+    assert main(["optimize", str(detector), "-o", str(out)]) == 0
+    assert "output_tail" not in capsys.readouterr().out
+    optimized, original = onnx.load(str(out)), onnx.load(str(detector))
+    assert not (tmp_path / "det.opt.recipe.json").exists()
+    for new, old in zip(run_model(optimized, _feeds()), run_model(original, _feeds())):
+        assert new["heatmap"].shape == old["heatmap"].shape
+    assert "output_tail" in o2t.optimize(detector, output_tail=True).settings.selected()

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument("-o", "--output", required=True, help="where to write the optimized model")
     parser.add_argument("--passes", metavar="A,B,...",
                         help="transforms to apply, applied in the documented registry order whatever order they are "
-                             "listed in. Defaults to all")
+                             "listed in. Defaults to all but output_tail (see --output-tail)")
     parser.add_argument("--mean", metavar="M1,M2,...",
                         help="per-channel mean of preprocessing done outside the model: the result reads raw values")
     parser.add_argument("--std", metavar="S1,S2,...", help="per-channel std of that preprocessing (see --mean)")
@@ -28,6 +28,9 @@ def register(subparsers) -> None:
                              "single-output model): its Sigmoid is removed and P mapped to a logit threshold. Only declared "
                              "outputs lose their Sigmoid")
     parser.add_argument("--bn-conv-mode", default="exact", help="fold_bn_conv mode: exact, plain, skip_padded. Defaults to exact")
+    parser.add_argument("--output-tail", action="store_true",
+                        help="also move trailing Transpose/Reshape/Resize of the outputs into post-processing (output_tail): "
+                             "the outputs change layout and OUT.recipe.json says how to restore them")
     add_input_options(parser)
     parser.add_argument("--force", action="store_true", help="overwrite OUT.onnx (and its recipe OUT.recipe.json) if they exist")
     parser.set_defaults(handler=run)
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     no_extra(extra)
     result = optimize(args.model, output=args.output, force=args.force, passes=pass_names(args.passes), mean=args.mean, std=args.std,
-                      thresholds=args.threshold, bn_conv_mode=args.bn_conv_mode, **input_kwargs(args))
+                      thresholds=args.threshold, bn_conv_mode=args.bn_conv_mode, output_tail=args.output_tail, **input_kwargs(args))
     print(f"optimize '{args.model}': {', '.join(result.settings.selected())} on {result.feeds} feed(s) ({result.feeds_source})")
     for line in step_lines(result.pipeline):
         print(line)

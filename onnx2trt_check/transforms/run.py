@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 # installed, over a second), and a run that never transforms should not pay for it.
 
 EXTERNAL_NORMALIZATION = "fuse_input_normalization"
+# Transforms that change the layout of the model's outputs (the deployment's post-processing must
+# apply their recipe): `pytest --model` checks them by default, since a check deploys nothing, but
+# `optimize`, which writes the file that is deployed, runs them only when asked.
+OPT_IN = ("output_tail",)
 
 BN_CONV_MODES = ("exact", "plain", "skip_padded")  # fold_bn_conv.MODES, kept equal by a test
 
@@ -64,6 +68,12 @@ class TransformSettings:
     @property
     def external_normalization(self) -> bool:
         return self.mean is not None or self.std is not None
+
+    def without_opt_in(self) -> TransformSettings:
+        """These settings with the opt-in transforms left out, unless named explicitly."""
+        if self.names is not None:
+            return self
+        return dataclasses.replace(self, names=tuple(n for n in _registry().transform_names() if n not in OPT_IN))
 
     def selected(self) -> tuple[str, ...]:
         """The selected names in the documented (registry) order."""
