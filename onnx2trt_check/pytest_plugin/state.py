@@ -17,6 +17,7 @@ import pytest
 
 from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, CheckSkipped
+from ..junit import junit_properties
 from ..report import PROPERTY_KEY, CheckRecord, ModelInfo
 from . import families
 from .stash import STATE
@@ -38,11 +39,15 @@ class RunState:
         self.context: ModelContext | None = None  # only the latest: items of one model run together
         self._context_path: Path | None = None
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Registered as a plugin object, so results of xdist workers arrive here on the controller."""
+        """Registered as a plugin object, so results of xdist workers arrive here on the controller.
+        First of the hooks: the teardown report is rewritten for junitxml before it writes it."""
         for key, entry in report.user_properties:
             if key == PROPERTY_KEY and entry.get("when", "call") == report.when:
                 self.records.append(record_of(entry, report.outcome))
+        if report.when == "teardown":  # the report pytest's junitxml writes an item's properties from
+            report.user_properties = junit_view(report.user_properties)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         """A model whose items could not be collected: one error record, as pytest counts one error."""
@@ -75,6 +80,21 @@ class RunState:
             self.context = None  # release the previous model before loading the next
             self.context, self._context_path = ModelContext(path, self.options), path
         return self.context
+
+
+def junit_view(properties: list) -> list:
+    """An item's properties as --junitxml should write them: the check's figures as flat key figures
+    (junit.py) instead of one nested dict. A teardown failure's own record stays as it is: under
+    xdist this report still has to reach the controller's records."""
+    view = []
+    for key, value in properties:
+        if key != PROPERTY_KEY:
+            view.append((key, value))
+        elif value.get("when", "call") == "call":
+            view += junit_properties(value)
+        elif value.get("when") == "teardown":
+            view.append((key, value))
+    return view
 
 
 def record_of(entry: dict, outcome: str) -> CheckRecord:
