@@ -42,6 +42,7 @@ from onnx2trt_check.compare import Tolerance, compare_output
 from onnx2trt_check.errors import InputDataError
 from onnx2trt_check.precision.activations import FLOAT_DTYPES
 from onnx2trt_check.runtime import create_session
+from onnx2trt_check.transforms.graph_utils import node_label
 
 DEFAULT_MIN_SQNR_DB = 20.0
 DEFAULT_TOLERANCE = Tolerance(atol=None, rtol=None, min_sqnr_db=DEFAULT_MIN_SQNR_DB)
@@ -287,7 +288,7 @@ def _delivered(value: ir.Value, errors: Mapping[str, float], reference_nodes: se
 
 
 def _label(node: ir.Node) -> str:
-    return node.name or f"{node.op_type}({node.outputs[0].name})"
+    return node_label(node)
 
 
 def _row(name, reference, ref_arrays, tgt_arrays, values, ref_nodes, tolerance) -> TensorComparison:
