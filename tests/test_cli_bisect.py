@@ -45,7 +45,7 @@ def test_layerwise_names_the_faulty_node_and_fails(faulty_ort, inputs, tmp_path,
     assert main(["bisect", faulty_ort, "--target", "ort", "--inputs", inputs, "--plot", str(plot), "--json", str(report)]) == 1
     out = capsys.readouterr().out
     assert "ort (onnxruntime) on 2 feed(s): 1 of 1 output(s) beyond tolerance" in out
-    assert f"first divergent tensor: 't{FAULT}' (reference 't{FAULT}') at node(s) {bm.node_name(FAULT)}:" in out
+    assert f"first divergent: node {bm.node_name(FAULT)}, tensor 't{FAULT}' (reference 't{FAULT}'):" in out
     document = json.loads(report.read_text())
     assert document["verdict"] == "failed" and document["layerwise"]["first_divergent"]["nodes"] == [bm.node_name(FAULT)]
     assert document["layerwise"]["executions"] == 4 and "t9" in document["outputs"]
@@ -70,7 +70,7 @@ def test_qdq_model_on_ort_int8_names_the_badly_scaled_node(tmp_path, inputs, cap
     assert main(["bisect", model, "--target", "ort-int8", "--inputs", inputs]) == 1
     out = capsys.readouterr().out
     assert "artifact vs the model's float counterpart" in out
-    assert f"first divergent tensor: 't{FAULT - 1}_dq{FAULT}' (reference 't{FAULT - 1}') at node(s) {bm.node_name(FAULT)}" in out
+    assert f"first divergent: node {bm.node_name(FAULT)}, tensor 't{FAULT - 1}_dq{FAULT}' (reference 't{FAULT - 1}')" in out
 
 
 def test_sensitivity_finds_the_planted_fp16_overflow(tmp_path, inputs, capsys):

@@ -31,10 +31,12 @@ def test_writes_a_valid_qdq_model_and_prints_report_and_accuracy(tmp_path, capsy
     assert not list(tmp_path.glob(".q.onnx.*"))  # no temporary file left behind
 
 
-def test_without_test_inputs_it_says_it_measures_on_the_calibration_data(tmp_path, capsys):
+def test_without_test_inputs_it_measures_on_held_out_calibration_feeds(tmp_path, capsys):
     assert quantize(tmp_path, "--per-tensor", "--exclude", ".*Gemm") == 0
     out = capsys.readouterr().out
-    assert "128 feed(s) of the calibration data" in out
+    # 128 calibration feeds: every 5th (25) judges, the other 103 calibrate
+    assert "calibrated on 103 feed(s)" in out
+    assert "int8 vs fp32 on 25 feed(s) of 25 held-out feed(s) of the calibration data" in out and "the quantizer calibrated on the other 103" in out
     assert "skipped /6/6.2/Gemm: excluded by '.*Gemm'" in out
     assert "4 weight(s)" in out and "per tensor" in out
 

@@ -79,10 +79,15 @@ class NodeAmplification:
 
 @dataclasses.dataclass
 class LayerwiseReport:
+    """`amplification`: nodes whose inputs already carry error, by how much they grow it;
+    `sources`: nodes whose inputs are exact but whose output is not (the error starts there), by
+    output error. Kept apart because a ratio over an exact input is a ratio over an epsilon."""
+
     tensors: list[TensorComparison]
     amplification: list[NodeAmplification]
     min_sqnr_db: float | None
     executions: int
+    sources: list[NodeAmplification] = dataclasses.field(default_factory=list)
 
     @property
     def first_divergent(self) -> TensorComparison | None:
@@ -95,23 +100,28 @@ class LayerwiseReport:
             "first_divergent": _plain(dataclasses.asdict(first)) if first else None,
             "tensors": [_plain({**dataclasses.asdict(row), "passed": row.passed}) for row in self.tensors],
             "amplification": [_plain(dataclasses.asdict(a)) for a in self.amplification],
+            "error_sources": [_plain(dataclasses.asdict(a)) for a in self.sources],
             "min_sqnr_db": _plain(self.min_sqnr_db),
             "executions": self.executions,
         }
         return data
 
     def format(self) -> str:
+        """The first divergent tensor and its node first, then what was compared, where error
+        starts (nodes with exact inputs) and which nodes amplify it."""
         first = self.first_divergent
-        lines = [f"layerwise: {len(self.tensors)} tensors compared in {self.executions} model executions"]
         if first is None:
-            lines.append("no tensor beyond tolerance")
+            lines = ["no tensor beyond tolerance"]
         else:
-            lines.append(
-                f"first divergent tensor: {first.tensor!r} (reference {first.reference!r}) at node(s) "
-                f"{', '.join(first.nodes) or '(graph input)'}: SQNR {first.sqnr_db:.2f} dB, cosine {first.cosine:.6f}, "
-                f"max abs {first.max_abs:.4g}; " + "; ".join(first.problems)
-            )
-        lines.append("largest error amplification (output rel. error / input rel. error):")
+            lines = [
+                f"first divergent: node {', '.join(first.nodes) or '(graph input)'}, tensor {first.tensor!r} (reference {first.reference!r}): "
+                f"SQNR {first.sqnr_db:.2f} dB, cosine {first.cosine:.6f}, max abs {first.max_abs:.4g}; " + "; ".join(first.problems)
+            ]
+        lines.append(f"layerwise: {len(self.tensors)} tensors compared in {self.executions} model executions")
+        if self.sources:
+            lines.append("error sources (exact inputs, inexact output), largest output rel. error first:")
+            lines += [f"  {a.node} ({a.op_type}): {a.output_error:.3g}" for a in self.sources]
+        lines.append("largest error amplification (output rel. error / input rel. error), nodes whose inputs carry error:")
         lines += [f"  {a.node} ({a.op_type}): x{a.amplification:.3g} ({a.input_error:.3g} -> {a.output_error:.3g})" for a in self.amplification]
         return "\n".join(lines)
 
@@ -138,7 +148,8 @@ def layerwise_compare(
     """Compare every matched tensor of `target_model` with `reference_model` over `feeds`.
 
     `tolerance` is a Tolerance or an SQNR floor in dB; defaults to DEFAULT_TOLERANCE (20 dB floor).
-    `top_k` nodes with the largest error amplification are reported; defaults to 10.
+    `top_k` nodes with the largest error amplification (among nodes whose inputs carry error) and
+    `top_k` error sources (exact inputs, inexact output) are reported; defaults to 10.
     `run_target(model, feeds)` gives the target's tensors by name (a list per tensor, one array per
     feed) when something other than ONNX Runtime runs it, e.g. a TensorRT engine with every tensor
     marked as an output; tensors it does not give (fused away) are not compared. Defaults to ONNX
@@ -157,9 +168,10 @@ def layerwise_compare(
     matches = {name: ref for name, ref in matches.items() if name in tgt_values}
     values = values_by_name(target.graph)
     rows = [_row(name, ref, ref_values[ref], tgt_values[name], values, ref_nodes, tolerance) for name, ref in matches.items()]
-    amplification = node_amplification(target.graph, {row.tensor: row.relative_error for row in rows}, ref_nodes)
-    amplification.sort(key=lambda a: -a.amplification)
-    return LayerwiseReport(rows, amplification[:top_k], tolerance.min_sqnr_db, 2 * len(feeds))
+    nodes = node_amplification(target.graph, {row.tensor: row.relative_error for row in rows}, ref_nodes)
+    amplifiers = sorted((a for a in nodes if a.input_error > 0), key=lambda a: -a.amplification)
+    sources = sorted((a for a in nodes if a.input_error == 0 and a.output_error > 0), key=lambda a: -a.output_error)
+    return LayerwiseReport(rows, amplifiers[:top_k], tolerance.min_sqnr_db, 2 * len(feeds), sources[:top_k])
 
 
 def _tolerance(tolerance: Tolerance | float | None) -> Tolerance:

@@ -93,15 +93,23 @@ def fp16_converter(model: onnx.ModelProto, *, keep_fp32: Iterable[str] = ()) -> 
     return convert_to_fp16(model, block_ops=(), block_nodes=sorted(keep_fp32)).model
 
 
-def int8_quantizer(calibration_feeds: Iterable[Mapping[str, np.ndarray]], **options) -> Lowering:
-    """A lowering that quantizes with quant/quantize.py over `calibration_feeds`, excluding the
-    kept nodes; `options` go to quantize_model (method, per_channel, ...)."""
+def int8_quantizer(calibration_feeds: Iterable[Mapping[str, np.ndarray]], *, exclude: Iterable[str] = (), **options) -> Lowering:
+    """A lowering that quantizes with quant/quantize.py, leaving the kept nodes (and `exclude`) in
+    float; `options` go to quantize_model (method, percentile, per_channel). The ranges are
+    calibrated once per model, with nothing kept, and reused for every keep set: a search compares
+    keep sets, not calibrations (and automatic calibration is too costly to repeat per set)."""
+    from onnx2trt_check.quant.insert_qdq import insert_qdq, plan_qdq
     from onnx2trt_check.quant.quantize import quantize_model
 
-    feeds = list(calibration_feeds)
+    feeds, user_exclude, ranges = list(calibration_feeds), sorted(exclude), {}
+    per_channel = options.get("per_channel", True)
 
     def lower(model: onnx.ModelProto, *, keep_fp32: Iterable[str] = ()) -> onnx.ModelProto:
-        return quantize_model(model, feeds, exclude=sorted(keep_fp32), **options).model
+        plan = plan_qdq(model, per_channel=per_channel, exclude=[*user_exclude, *sorted(keep_fp32)])
+        if any(name not in ranges for name in plan.activations):
+            report = quantize_model(model, feeds, exclude=user_exclude, **options).report
+            ranges.update({t.name: t.amax for t in report.tensors if t.kind == "activation"})
+        return insert_qdq(model, plan, ranges)[0]
 
     return lower
 
