@@ -123,6 +123,7 @@ class LayerwiseReport:
             lines += [f"  {a.node} ({a.op_type}): {a.output_error:.3g}" for a in self.sources]
         lines.append("largest error amplification (output rel. error / input rel. error), nodes whose inputs carry error:")
         lines += [f"  {a.node} ({a.op_type}): x{a.amplification:.3g} ({a.input_error:.3g} -> {a.output_error:.3g})" for a in self.amplification]
+        lines += [] if self.amplification else ["  (none)"]
         return "\n".join(lines)
 
 
