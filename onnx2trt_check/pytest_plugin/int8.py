@@ -26,7 +26,6 @@ from ..report import PROPERTY_KEY, accuracy_figures
 from ..targets import get_target, select_targets
 from ..targets import ort_int8 as int8
 from .core import Check
-from .stash import STATE
 
 TARGET = "ort-int8"
 HELD_OUT_NOTE = ("ort-int8: no --inputs, so the int8 model is judged on a held-out fifth of the calibration data "
@@ -134,7 +133,9 @@ def session_plugin(config, options: RunOptions):
     """Check the calibration data against every model's inputs, tell the ort-int8 target whether
     it can run, and collect the sweep's figures for the terminal summary."""
     qdq_model = False
-    state = config.stash[STATE]
+    # The registered RunState, not config.stash[STATE]: pytester's in-process runs re-import the
+    # plugin modules, and a stash key from an earlier import finds nothing.
+    state = config.pluginmanager.get_plugin("onnx2trt_check_state")
     for path in state.model_paths:
         qdq_model |= _check_model(path, options)
     if options.extra.get("calibration_data") is not None and not (options.feeds.npz or options.feeds.data_loader):
