@@ -150,3 +150,4 @@ def test_the_ort_int8_item_holds_the_same_floor_on_the_same_feeds(pytester):
     assert not refused.passed and accuracy["outcome"] == "failed"
     item, command = accuracy["figures"]["outputs"]["y"], refused.accuracy["y"]
     assert item["sqnr_db"] == pytest.approx(command["sqnr_db"]) and "8 held-out feed(s)" in accuracy["figures"]["inputs"]
+

@@ -124,7 +124,7 @@ def _spread_figures(target, path: str, per_build: list[dict]) -> dict:
     return figures
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # hashable by identity: pluggy keeps registered plugins in sets
 class PrecisionSummary:
     """Session hooks: collects this family's results and the TensorRT skips, and writes them in the
     terminal summary (the TensorRT reason once per run, not once per target and model)."""
