@@ -176,6 +176,10 @@ def bench(sample: Sample, *, with_ort: bool, with_bc: bool) -> dict:
     if with_bc:
         result["bc"] = ours(sample, Int8Settings(bias_correction=True))
         print(row("ours default + --bias-correction", result["bc"]))
+        result["per_tensor"] = ours(sample, Int8Settings(per_channel=False))
+        print(row("ours --per-tensor", result["per_tensor"]))
+        result["per_tensor_bc"] = ours(sample, Int8Settings(per_channel=False, bias_correction=True))
+        print(row("ours --per-tensor --bias-correction", result["per_tensor_bc"]))
     if with_ort:
         result["ort"] = ort_grid(sample)
         for label, figures in result["ort"].items():
@@ -195,9 +199,11 @@ def verdict_lines(name: str, result: dict, *, encoder: bool) -> list[str]:
             lines.append(f"{name}: metric {'holds' if held else 'FAILS'} (ours {default.metric:.2%} vs {ort_metric[0]} {ort_metric[1].metric:.2%})")
         held = default.sqnr >= ort_sqnr[1].sqnr
         lines.append(f"{name}: SQNR {'holds' if held else 'FAILS'} (ours {default.sqnr:.2f} dB vs {ort_sqnr[0]} {ort_sqnr[1].sqnr:.2f} dB)")
-    if "bc" in result and default.metric is not None:
-        change = result["bc"].metric - default.metric
-        lines.append(f"{name}: --bias-correction {'holds' if change >= -BC_TOLERANCE else 'FAILS'} (metric {change * 100:+.2f} pt, SQNR {result['bc'].sqnr - default.sqnr:+.2f} dB)")
+    for base, corrected, what in (("default", "bc", "--bias-correction"), ("per_tensor", "per_tensor_bc", "--per-tensor --bias-correction")):
+        if corrected in result and result[base].metric is not None:
+            change = result[corrected].metric - result[base].metric
+            held = "holds" if change >= -BC_TOLERANCE else "FAILS"
+            lines.append(f"{name}: {what} {held} (metric {change * 100:+.2f} pt, SQNR {result[corrected].sqnr - result[base].sqnr:+.2f} dB)")
     return lines
 
 
