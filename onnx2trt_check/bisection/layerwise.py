@@ -20,7 +20,8 @@ helper Casts. A node's error amplification treats it together with its helpers: 
 error of what it delivers (through trailing helper Casts) over the worst relative L2 error of the
 float tensors that feed its helpers, each plus 1e-3: errors below 0.1% count as noise, so an exact
 input does not divide by zero and the first rounding of an exact tensor (0 -> 0.3% for int8) does
-not outrank a real fault.
+not outrank a real fault. Nodes whose inputs are exact are not ranked by that ratio at all (it would
+be a ratio over the epsilon): they are the error sources, listed apart by their output error.
 
 The first divergent tensor is the first row in topological order that fails the tolerance. The
 default tolerance is an SQNR floor of 20 dB (relative L2 error 10%) and no element-wise test, plus

@@ -88,8 +88,8 @@ def _int8(group) -> None:
     group.addoption("--per-tensor", action="store_true", help="int8 weights per tensor instead of per output channel")
     group.addoption("--cle", action="store_true", help="cross-layer equalization before int8 quantization")
     group.addoption("--cle-relu6", choices=RELU6_MODES, help="ReLU6 between equalized convs: skip the pair, or swap it to Relu (changes the function). Defaults to skip")
-    group.addoption("--bias-correction", action="store_true", help="correct the mean output error of quantized weights in the biases")
-    group.addoption("--exclude", action="append", default=[], dest="quant_exclude", metavar="NODE_OR_REGEX", help="node name or regex left in float by int8 quantization (repeatable)")
+    group.addoption("--bias-correction", action="store_true", help="int8 bias correction: each layer's mean output error cancelled in its bias, layer by layer, kept only where it lowers the layer's error on held-out calibration feeds")
+    group.addoption("--exclude", action="append", default=[], dest="quant_exclude", metavar="NODE_OR_REGEX", help="node name or regex left in float by int8 quantization (repeatable); an unnamed node is OpType(first output)")
     group.addoption("--calibration-sweep", action="store_true", help="one accuracy item per calibrator (max, percentile 99.99/99.999, entropy, mse)")
 
 
