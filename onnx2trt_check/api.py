@@ -20,13 +20,13 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from .bisection.modes import BisectOutcome
 from .errors import ConfigError
 from .fileio import atomic_write_bytes, checked_output
 from .quant.pipeline import Int8Build, Int8Settings
+from .quant.verify import Int8Verdict
 from .transforms.pipeline import PipelineResult
 from .transforms.run import TransformSettings
 
@@ -201,33 +201,47 @@ def _write_recipe(path: Path | None, recipe: dict | None) -> Path | None:
 
 @dataclasses.dataclass
 class QuantizeResult:
-    """Our int8 build (the QDQ model, the quantizer's report, each preparation step), its accuracy
-    against the float model per output (SQNR dB, cosine, top-1 agreement or None) on the test feeds,
-    where those came from, and the written file."""
+    """Our int8 build (the QDQ model, the quantizer's report, each preparation step), its verdict
+    against the float model under the int8 floor (per output SQNR, cosine, top-1 agreement; the
+    worst tensors when it fails), where the test feeds came from, the command line of `bisect` that
+    explains a failure, and the written file (None when nothing was written)."""
 
     build: Int8Build
     settings: Int8Settings
     calibration_feeds: int
-    accuracy: dict[str, dict[str, float | None]]
+    verdict: Int8Verdict
     test_source: str
     test_feeds: int
+    bisect_command: str
     written: Path | None = None
 
     @property
     def model(self) -> onnx.ModelProto:
         return self.build.model
 
+    @property
+    def passed(self) -> bool:
+        return self.verdict.passed
+
+    @property
+    def accuracy(self) -> dict[str, dict[str, float | None]]:
+        return self.verdict.figures()
+
 
 def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output: str | os.PathLike | None = None, force: bool = False,
-             calibration_method: str = "entropy", percentile: float = 99.99, per_channel: bool = True, cle: bool = False,
+             calibration_method: str = "auto", percentile: float = 99.99, per_channel: bool = True, cle: bool = False,
              cle_relu6: str = "skip", bias_correction: bool = False, exclude: Sequence[str] = (),
-             inputs: str | os.PathLike | None = None, input_shapes: Shapes | None = None) -> QuantizeResult:
+             inputs: str | os.PathLike | None = None, input_shapes: Shapes | None = None, accept_degraded: bool = False) -> QuantizeResult:
     """Post-training int8 quantization of a float model by TensorRT's Q/DQ placement rules,
-    calibrated on `calibration_data` (a .npz or a data-loader script); the result is measured
-    against the float model on `inputs`. Defaults to the calibration data."""
+    calibrated on `calibration_data` (a .npz or a data-loader script), then verified: the result is
+    measured against the float model on `inputs` (Defaults to a held-out fifth of the calibration
+    data, which the quantizer then does not see) under the int8 floor of the `ort-int8` check, and
+    written to `output` only when it passes, or with `accept_degraded`. Defaults: automatic
+    calibration, per-channel weights, no CLE, no bias correction, nothing excluded."""
     from .data import feeds_from_npz, read_feeds
     from .quant.float_counterpart import has_qdq
     from .quant.pipeline import check_settings, quantize_for_tensorrt
+    from .quant.verify import verification_split, verify_int8
 
     settings = Int8Settings(method=calibration_method, percentile=percentile, per_channel=per_channel, cle=cle,
                             cle_relu6=cle_relu6, bias_correction=bias_correction, exclude=tuple(exclude))
@@ -237,31 +251,30 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     if has_qdq(proto):
         raise ConfigError(f"'{name}' already holds Q/DQ nodes; quantize its float model instead")
     specs = _specs(proto, input_shapes)
-    calibration = read_feeds(calibration_data, specs)
-    test, source = (feeds_from_npz(Path(inputs), specs), f"test inputs '{inputs}'") if inputs else (
-        calibration, "the calibration data (no test inputs given: pass some for an unbiased figure)")
-    build = quantize_for_tensorrt(proto, calibration, settings)
-    result = QuantizeResult(build, settings, len(calibration), int8_accuracy(proto, build.model, test), source, len(test))
-    if target is not None:
+    split = verification_split(read_feeds(calibration_data, specs), feeds_from_npz(Path(inputs), specs) if inputs else None)
+    source = f"test inputs '{inputs}'" if inputs else split.describe(os.fspath(calibration_data))
+    build = quantize_for_tensorrt(proto, split.calibration, settings)
+    command = bisect_command(name, calibration_data, settings, inputs=inputs, input_shapes=input_shapes)
+    result = QuantizeResult(build, settings, len(split.calibration), verify_int8(proto, build.model, split.test), source, len(split.test), command)
+    if target is not None and (result.passed or accept_degraded):
         result.written = _write(target, build.model)
     return result
 
 
-def int8_accuracy(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds) -> dict[str, dict[str, float | None]]:
-    """Per output: SQNR (dB), cosine and (class scores) top-1 agreement of int8 against fp32, both
-    run by ONNX Runtime on the CPU."""
-    from .compare import cosine_similarity, sqnr_db, top_k_agreement
-    from .runtime import run_model
+def bisect_command(model: str, calibration_data, settings: Int8Settings, *, inputs=None, input_shapes: Shapes | None = None) -> str:
+    """The `onnx2trt-check bisect` command line that builds the same int8 artifact and compares it
+    layer by layer on the same feeds, shell-quoted."""
+    import shlex
 
-    reference = run_model(float_model, feeds, optimized=False)
-    quantized = run_model(int8_model, feeds, optimized=True)
-    figures = {}
-    for name in reference[0]:
-        ref, got = [r[name] for r in reference], [q[name] for q in quantized]
-        flat_ref, flat_got = np.concatenate([r.ravel() for r in ref]), np.concatenate([g.ravel() for g in got])
-        top1, _ = top_k_agreement(ref, got)
-        figures[name] = {"sqnr_db": float(sqnr_db(flat_ref, flat_got)), "cosine": float(cosine_similarity(flat_ref, flat_got)), "top1": top1}
-    return figures
+    words = ["onnx2trt-check", "bisect", model if model != "<ModelProto>" else "MODEL.onnx", "--target", "ort-int8",
+             "--calibration-data", os.fspath(calibration_data), "--calibration-method", settings.method]
+    words += ["--percentile", f"{settings.percentile:g}"] if settings.percentile != Int8Settings.percentile else []
+    words += [flag for flag, on in (("--per-tensor", not settings.per_channel), ("--cle", settings.cle), ("--bias-correction", settings.bias_correction)) if on]
+    words += ["--cle-relu6", settings.cle_relu6] if settings.cle and settings.cle_relu6 != Int8Settings.cle_relu6 else []
+    words += [w for pattern in settings.exclude for w in ("--exclude", pattern)]
+    words += ["--inputs", os.fspath(inputs)] if inputs else []
+    words += [w for name, shape in (input_shapes or {}).items() for w in ("--input-shape", f"{name}:{'x'.join(map(str, shape))}")]
+    return shlex.join(words)
 
 
 # ---------------------------------------------------------------- bisect
@@ -271,13 +284,21 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
            inputs: str | os.PathLike | None = None, input_shapes: Shapes | None = None,
            input_ranges: Mapping[str, tuple[float, float]] | None = None, seed: int = 0, num_feeds: int = 4,
            calibration_data: str | os.PathLike | None = None, calibration_method: str | None = None,
-           fp16_block: Sequence[str] = (), exclude: Sequence[str] = (), lowering: str | None = None,
+           percentile: float | None = None, per_channel: bool = True, cle: bool = False, cle_relu6: str | None = None,
+           bias_correction: bool = False, fp16_block: Sequence[str] = (), fp16_no_fallback: bool = False,
+           exclude: Sequence[str] = (), lowering: str | None = None,
            min_sqnr_db: float | None = None, atol: float | None = None, rtol: float | None = None,
            max_feeds: int = 4, rank: bool = False, plot: str | os.PathLike | None = None,
            output_dir: str | os.PathLike | None = None, force: bool = False) -> BisectOutcome:
     """Where target `target`'s accuracy loss comes from, by `mode` (bisect.modes.MODES):
     "layerwise" (Defaults; `plot` writes the HTML plot), "sensitivity" (the nodes to keep in fp32),
-    or "reduce" (a minimal failing subgraph written into `output_dir`)."""
+    or "reduce" (a minimal failing subgraph written into `output_dir`). The artifact is built as
+    `pytest --model` builds it with the same options: the int8 ones (calibration_method ... exclude;
+    Defaults to automatic calibration) for ort-int8, and for fp16 targets `fp16_block` and
+    `fp16_no_fallback` (no data-driven fallback and no sensitive-op list: TensorRT 10's fp16 builder
+    flag keeps no layer in fp32, and this reproduces its overflows on the CPU; it also drops the
+    fallback from the fp16 lowerings of --sensitivity and --reduce, which start from a full lowering
+    anyway). Nodes without a name are named `OpType(first output)` in every report and option."""
     from .bisection import modes
     from .context import ModelContext
 
@@ -289,17 +310,22 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
         raise ConfigError("--plot draws the layerwise report; leave out --sensitivity/--reduce or --plot")
     if max_feeds < 1:
         raise ConfigError(f"--max-feeds {max_feeds} must be at least 1")
+    if percentile is not None and not 0.0 < percentile <= 100.0:
+        raise ConfigError(f"--percentile {percentile} is outside (0, 100]; pass e.g. 99.99")
     chosen = modes.bisectable(target)
     _refuse_existing(plot, output_dir, force=force)
-    options = _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds, calibration_data, calibration_method,
-                              fp16_block, exclude, atol, rtol)
+    int8 = {"calibration_data": Path(calibration_data) if calibration_data else None, "calibration_method": calibration_method,
+            "calibration_percentile": percentile, "per_tensor": not per_channel, "cle": cle, "cle_relu6": cle_relu6,
+            "bias_correction": bias_correction, "quant_exclude": tuple(exclude)}
+    fp16 = {"fp16_block": tuple(fp16_block), "fp16_calibration_data": None, "fp16_no_fallback": fp16_no_fallback}
+    options = _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds, calibration_data, {**int8, **fp16}, atol, rtol)
     ctx = ModelContext(Path(model), options)
     if mode == "sensitivity":
-        return modes.sensitivity(ctx, chosen, lowering=lowering, calibration=calibration_data, calibration_method=calibration_method,
+        return modes.sensitivity(ctx, chosen, lowering=lowering, calibration=calibration_data,
                                  min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, rank=rank)
     if mode == "reduce":
         return modes.reduce(ctx, chosen, output_dir=Path(output_dir), force=force, lowering=lowering, calibration=calibration_data,
-                            calibration_method=calibration_method, fp16_block=tuple(fp16_block), min_sqnr_db=min_sqnr_db, max_feeds=max_feeds)
+                            fp16_block=tuple(fp16_block), min_sqnr_db=min_sqnr_db, max_feeds=max_feeds)
     return modes.layerwise(ctx, chosen, min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, plot=Path(plot) if plot else None)
 
 
@@ -311,8 +337,7 @@ def _refuse_existing(plot, output_dir, *, force: bool) -> None:
         refuse_overwrite(path, force=force)
 
 
-def _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds, calibration_data, calibration_method,
-                    fp16_block, exclude, atol, rtol):
+def _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds, calibration_data, extra, atol, rtol):
     """The RunOptions `pytest --model` would build from the same options: feeds, shapes, tolerances,
     and the precision families' settings the targets read from `extra` (absent ones take the
     targets' defaults)."""
@@ -328,6 +353,4 @@ def _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds,
     tolerances = ToleranceConfig()
     tolerances.layer({k: v for k, v in (("atol", atol), ("rtol", rtol)) if v is not None}, {}, "command line")
     shapes = {name: tuple(int(d) for d in shape) for name, shape in (input_shapes or {}).items()}
-    extra = {"calibration_data": Path(calibration_data) if calibration_data else None, "calibration_method": calibration_method,
-             "quant_exclude": tuple(exclude), "fp16_block": tuple(fp16_block), "fp16_calibration_data": None, "fp16_no_fallback": False}
     return RunOptions(feeds=feeds, input_shapes=shapes, tolerances=tolerances, targets=(target,), extra=extra)

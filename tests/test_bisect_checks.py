@@ -40,9 +40,11 @@ def test_failed_accuracy_item_names_the_faulty_node_in_output_and_json(pytester,
     result.stdout.fnmatch_lines([
         "*onnx2trt_check bisect: ort*",
         "ort: artifact vs the model, ONNX Runtime with graph optimizations off",
-        f"first divergent tensor: 't{FAULT}' (reference 't{FAULT}') at node(s) {bm.node_name(FAULT)}: SQNR *",
+        f"first divergent: node {bm.node_name(FAULT)}, tensor 't{FAULT}' (reference 't{FAULT}'): SQNR *",
+        "layerwise: * tensors compared in * model executions",
+        "error sources (exact inputs, inexact output)*",
+        f"  {bm.node_name(FAULT)} (MatMul): *",
         "largest error amplification*",
-        f"  {bm.node_name(FAULT)} (MatMul): x*",
     ])
     assert result.stdout.str().count("m.onnx::target[ort]::accuracy: first divergent") == 1
     result.stdout.fnmatch_lines(["*= onnx2trt_check bisect =*", f"m.onnx::target[[]ort[]]::accuracy: first divergent tensor 't{FAULT}' at node(s) {bm.node_name(FAULT)}*"])
@@ -50,7 +52,7 @@ def test_failed_accuracy_item_names_the_faulty_node_in_output_and_json(pytester,
     bisect = accuracy["figures"]["bisect"]
     assert accuracy["outcome"] == "failed" and "outputs" in accuracy["figures"]  # the check's own figures stay
     assert bisect["first_divergent_nodes"] == [bm.node_name(FAULT)] and bisect["artifact"] == str(faulty_ort)
-    assert bisect["amplification"][0]["node"] == bm.node_name(FAULT)
+    assert bisect["error_sources"][0]["node"] == bm.node_name(FAULT)
     assert [row["passed"] for row in bisect["tensors"]].index(False) == FAULT + 1  # graph input x, then t0..
     assert bisect["executions"] == 2 * 4 and bisect["plot"] is None
 
@@ -161,6 +163,5 @@ def test_a_qdq_model_is_compared_with_its_float_counterpart(pytester):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "ort-int8: artifact vs the model's float counterpart (Q/DQ removed, weights dequantized)*",
-        "*",
-        f"first divergent tensor: 't{FAULT - 1}_dq{FAULT}' (reference 't{FAULT - 1}') at node(s) {bm.node_name(FAULT)}:*",
+        f"first divergent: node {bm.node_name(FAULT)}, tensor 't{FAULT - 1}_dq{FAULT}' (reference 't{FAULT - 1}'):*",
     ])

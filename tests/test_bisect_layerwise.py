@@ -26,12 +26,16 @@ FEEDS = bm.feeds()
 
 
 @pytest.mark.parametrize("depth,fault,residual", [(5, 0, False), (40, 17, False), (40, 12, True), (200, 197, False), (200, 199, False)])
-def test_wrong_weights_are_the_first_divergence_and_the_top_amplifier(depth, fault, residual):
+def test_wrong_weights_are_the_first_divergence_and_the_top_error_source(depth, fault, residual):
     reference, target = bm.wrong_weights(depth, fault, residual=residual)
     report = layerwise_compare(reference, target, FEEDS)
     assert report.first_divergent.nodes == [bm.node_name(fault)]
     assert report.first_divergent.tensor == f"t{fault}"
-    assert report.amplification[0].node == bm.node_name(fault)
+    # Its input is exact: it is where the error starts, listed apart from the amplifiers, which
+    # hold only nodes whose input error is above zero.
+    assert [s.node for s in report.sources] == [bm.node_name(fault)]
+    assert all(a.input_error > 0 for a in report.amplification)
+    assert bm.node_name(fault) not in {a.node for a in report.amplification}
     assert report.executions == 2 * len(FEEDS)
 
 
@@ -107,8 +111,10 @@ def test_report_is_json_and_text():
     report = layerwise_compare(reference, target, FEEDS, top_k=3)
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert data["first_divergent"]["tensor"] == "t5" and data["tensors"][0]["sqnr_db"] == "inf"
-    assert len(data["amplification"]) == 3
-    assert "n5_matmul" in report.format()
+    assert len(data["amplification"]) == 3 and data["error_sources"][0]["node"] == "n5_matmul"
+    text = report.format()
+    assert text.splitlines()[0].startswith("first divergent: node n5_matmul, tensor 't5'")
+    assert text.index("error sources") < text.index("largest error amplification")
 
 
 def test_empty_feeds_are_refused():

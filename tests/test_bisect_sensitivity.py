@@ -11,13 +11,15 @@ from hypothesis import strategies as st
 
 from onnx2trt_check.bisection.sensitivity import (
     ddmin,
+    fp16_converter,
     fp16_emulation,
+    int8_quantizer,
+    node_names,
     node_sensitivity,
     output_sqnr_db,
     search_fallback,
     smallest_passing_prefix,
 )
-from onnx2trt_check.errors import ModelError
 from onnx2trt_check.runtime import run_model
 
 FEEDS = bm.feeds()
@@ -77,11 +79,19 @@ def test_int8_quantizer_lowering_meets_the_floor_and_its_exclude_list_is_accepte
     quantize_model(model, FEEDS, method="max", exclude=result.exclude)
 
 
-def test_unnamed_nodes_are_refused():
-    model = bm.chain_model(5)
-    model.graph.node[2].name = ""
-    with pytest.raises(ModelError, match="node #2"):
-        search_fallback(model, FEEDS, fp16_emulation)
+@pytest.mark.parametrize("lowering", ["emulation", "converter", "int8"])
+def test_unnamed_nodes_are_named_by_op_type_and_first_output_and_every_lowering_keeps_them(lowering):
+    model = bm.fp16_overflow(8, 4) if lowering != "int8" else bm.chain_model(8)
+    for node in model.graph.node:
+        node.name = ""
+    lower = {"emulation": fp16_emulation, "converter": fp16_converter, "int8": int8_quantizer(FEEDS, method="max")}[lowering]
+    names = [name for name, _ in node_names(model)]
+    assert names == [f"{n.op_type}({n.output[0]})" for n in model.graph.node]
+    if lowering == "emulation":  # the converter's file computes in fp32 on ORT's CPU: no overflow to find
+        result = search_fallback(model, FEEDS, lower)
+        assert result.met and result.exclude == ["Conv(t4)"]  # the overflowing node, by its label
+    kept = lower(model, keep_fp32=set(names))
+    assert output_sqnr_db(run_model(model, FEEDS), run_model(kept, FEEDS)) > 100  # every node kept: nothing lowered
 
 
 @given(values=st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=32), min_size=1, max_size=20))

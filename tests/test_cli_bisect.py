@@ -45,7 +45,7 @@ def test_layerwise_names_the_faulty_node_and_fails(faulty_ort, inputs, tmp_path,
     assert main(["bisect", faulty_ort, "--target", "ort", "--inputs", inputs, "--plot", str(plot), "--json", str(report)]) == 1
     out = capsys.readouterr().out
     assert "ort (onnxruntime) on 2 feed(s): 1 of 1 output(s) beyond tolerance" in out
-    assert f"first divergent tensor: 't{FAULT}' (reference 't{FAULT}') at node(s) {bm.node_name(FAULT)}:" in out
+    assert f"first divergent: node {bm.node_name(FAULT)}, tensor 't{FAULT}' (reference 't{FAULT}'):" in out
     document = json.loads(report.read_text())
     assert document["verdict"] == "failed" and document["layerwise"]["first_divergent"]["nodes"] == [bm.node_name(FAULT)]
     assert document["layerwise"]["executions"] == 4 and "t9" in document["outputs"]
@@ -70,7 +70,7 @@ def test_qdq_model_on_ort_int8_names_the_badly_scaled_node(tmp_path, inputs, cap
     assert main(["bisect", model, "--target", "ort-int8", "--inputs", inputs]) == 1
     out = capsys.readouterr().out
     assert "artifact vs the model's float counterpart" in out
-    assert f"first divergent tensor: 't{FAULT - 1}_dq{FAULT}' (reference 't{FAULT - 1}') at node(s) {bm.node_name(FAULT)}" in out
+    assert f"first divergent: node {bm.node_name(FAULT)}, tensor 't{FAULT - 1}_dq{FAULT}' (reference 't{FAULT - 1}')" in out
 
 
 def test_sensitivity_finds_the_planted_fp16_overflow(tmp_path, inputs, capsys):
@@ -130,3 +130,39 @@ def test_misuse_is_exit_code_4(tmp_path, capsys, args, message):
     model = save(bm.chain_model(4), tmp_path / "m.onnx")
     assert main(["bisect", model, *args]) == 4
     assert message in capsys.readouterr().err
+
+
+def unnamed(model: onnx.ModelProto) -> onnx.ModelProto:
+    """As exporters often leave it: no node has a name."""
+    for node in model.graph.node:
+        node.name = ""
+    return model
+
+
+def test_fp16_no_fallback_reproduces_the_overflow_of_an_unnamed_node_and_names_it(tmp_path, inputs, capsys):
+    model = save(unnamed(bm.fp16_overflow(8, OVERFLOW)), tmp_path / "ovf.onnx")
+    label = f"Conv(t{OVERFLOW})"
+    # With the data-driven fallback the fp16 artifact keeps the overflowing Conv in fp32: healed.
+    assert main(["bisect", model, "--target", "cpu-fp16-emu", "--inputs", inputs]) == 0
+    assert "no tensor beyond tolerance" in capsys.readouterr().out
+    # Without it, as TensorRT 10's fp16 flag builds: the overflow shows and is named.
+    assert main(["bisect", model, "--target", "cpu-fp16-emu", "--inputs", inputs, "--fp16-no-fallback"]) == 1
+    out = capsys.readouterr().out
+    assert f"first divergent: node {label}, tensor 't{OVERFLOW}.fp16' (reference 't{OVERFLOW}')" in out and "NaN/Inf" in out
+    assert main(["bisect", model, "--target", "cpu-fp16-emu", "--inputs", inputs, "--fp16-no-fallback", "--sensitivity"]) == 0
+    assert f"flags: --fp16-block '{label}'\n" in capsys.readouterr().out  # quoted for the shell
+    # Printed names are accepted back: blocking the Conv and the MatMul that reads its out-of-range
+    # output (the converter casts a kept node's output to fp16 for a converted consumer) heals it.
+    blocks = ["--fp16-block", label, "--fp16-block", f"MatMul(t{OVERFLOW + 1})"]
+    assert main(["bisect", model, "--target", "cpu-fp16-emu", "--inputs", inputs, "--fp16-no-fallback", *blocks]) == 0
+    assert "no tensor beyond tolerance" in capsys.readouterr().out
+    bug = tmp_path / "bug"
+    assert main(["bisect", model, "--target", "cpu-fp16-emu", "--inputs", inputs, "--fp16-no-fallback", "--reduce", "-o", str(bug)]) == 0
+    assert "1 of 8 node(s) still fail (" in capsys.readouterr().out
+    assert [n.op_type for n in onnx.load(str(bug / "model.onnx")).graph.node] == ["Conv"]
+
+
+def test_fp16_block_of_an_unknown_label_is_a_usage_error(tmp_path, inputs, capsys):
+    model = save(unnamed(bm.fp16_overflow(8, OVERFLOW)), tmp_path / "ovf.onnx")
+    assert main(["bisect", model, "--target", "cpu-fp16-emu", "--inputs", inputs, "--fp16-block", "Conv(nope)"]) == 4
+    assert "Conv(nope)" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """`onnx2trt-check quantize`: writes a QDQ model atomically, prints the report and the accuracy."""
 
+import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -31,10 +33,12 @@ def test_writes_a_valid_qdq_model_and_prints_report_and_accuracy(tmp_path, capsy
     assert not list(tmp_path.glob(".q.onnx.*"))  # no temporary file left behind
 
 
-def test_without_test_inputs_it_says_it_measures_on_the_calibration_data(tmp_path, capsys):
+def test_without_test_inputs_it_measures_on_held_out_calibration_feeds(tmp_path, capsys):
     assert quantize(tmp_path, "--per-tensor", "--exclude", ".*Gemm") == 0
     out = capsys.readouterr().out
-    assert "128 feed(s) of the calibration data" in out
+    # 128 calibration feeds: every 5th (25) judges, the other 103 calibrate
+    assert "calibrated on 103 feed(s)" in out
+    assert "int8 vs fp32 on 25 feed(s) of 25 held-out feed(s) of the calibration data" in out and "the quantizer calibrated on the other 103" in out
     assert "skipped /6/6.2/Gemm: excluded by '.*Gemm'" in out
     assert "4 weight(s)" in out and "per tensor" in out
 
@@ -75,3 +79,75 @@ def test_misuse_is_exit_4_with_one_line(tmp_path, capsys, change, message):
     err = capsys.readouterr().err
     assert code == 4 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_calibration_method_is_the_option_and_method_its_alias(tmp_path, capsys):
+    main(["quantize", MODEL, "-o", str(tmp_path / "a.onnx"), "--calibration-data", CALIB, "--calibration-method", "mse"])
+    main(["quantize", MODEL, "-o", str(tmp_path / "b.onnx"), "--calibration-data", CALIB, "--method", "mse"])
+    out = capsys.readouterr().out
+    assert out.count("quantized 5 activation(s) (mse)") == 2
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+def test_auto_is_the_default_and_reports_the_method_of_every_tensor(tmp_path, capsys):
+    assert main(["quantize", MODEL, "-o", str(tmp_path / "q.onnx"), "--calibration-data", CALIB]) == 0
+    out = capsys.readouterr().out
+    assert "quantized 5 activation(s) (auto)" in out
+    # 103 calibration feeds: every 4th is held out for the choice, at most 16; the other 87 fit the ranges
+    assert "auto: ranges from 87 feed(s), chosen on 16 held-out calibration feed(s) by output SQNR" in out
+    lines = [line for line in out.splitlines() if line.startswith("  activation ")]
+    assert len(lines) == 5 and all(" by " in line and "output SQNR with: " in line for line in lines)
+
+
+def outlier_model(tmp_path):
+    """y = x @ W where x carries one huge constant element: its range swamps the int8 grid of the
+    others, and no range method can resolve both (the others all fall in the histogram's first bin)."""
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(64, 8)).astype(np.float32)
+    weight[0] = 1e-4
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 64])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 8])], [onnx.numpy_helper.from_array(weight, "w")])
+    model = tmp_path / "outlier.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(model))
+    x = rng.uniform(0, 1, size=(40, 1, 64)).astype(np.float32)
+    x[:, :, 0] = 1e4
+    np.savez(tmp_path / "calib.npz", x=x)
+    return str(model), str(tmp_path / "calib.npz")
+
+
+def test_below_the_int8_floor_nothing_is_written_and_the_worst_tensors_and_a_bisect_command_are_named(tmp_path, capsys):
+    model, calib = outlier_model(tmp_path)
+    out_path = tmp_path / "q.onnx"
+    assert main(["quantize", model, "-o", str(out_path), "--calibration-data", calib]) == 1
+    out = capsys.readouterr().out
+    assert not out_path.exists() and not list(tmp_path.glob(".q.onnx*"))
+    assert "BELOW the int8 floor" in out and "worst tensors (layerwise, int8 vs fp32):" in out
+    assert "  y at mm: SQNR 0.0 dB" in out
+    command = next(line for line in out.splitlines() if line.startswith("explain it: ")).removeprefix("explain it: ")
+    assert command == shlex.join(["onnx2trt-check", "bisect", model, "--target", "ort-int8", "--calibration-data", calib, "--calibration-method", "auto"])
+    # The command explains it: the same artifact on the same held-out feeds, the same verdict, the node named.
+    assert main(shlex.split(command)[1:]) == 1
+    explained = capsys.readouterr().out
+    assert "ort-int8 (onnxruntime) on 8 feed(s) (8 held-out feed(s) of the calibration data" in explained
+    assert "first divergent: node mm, tensor 'y' (reference 'y'): SQNR 0.00 dB" in explained
+    # --accept-degraded writes it, and says so.
+    assert main(["quantize", model, "-o", str(out_path), "--calibration-data", calib, "--accept-degraded"]) == 0
+    assert "WARNING: wrote" in capsys.readouterr().out and has_qdq(onnx.load(str(out_path)))
+
+
+def test_the_ort_int8_item_holds_the_same_floor_on_the_same_feeds(pytester):
+    model, calib = outlier_model(pytester.path)
+    import onnx2trt_check
+
+    refused = onnx2trt_check.quantize(model, calibration_data=calib)
+    result = pytester.runpytest_inprocess("--model", model, "--calibration-data", calib, "--target", "ort-int8", "--report-json", "r.json")
+    result.assert_outcomes(failed=1, passed=7, skipped=12)  # skips: items that do not apply here
+    result.stdout.fnmatch_lines(["*note: ort-int8: no --inputs, so the int8 model is judged on a held-out fifth of the calibration data*"])
+    report = json.loads((pytester.path / "r.json").read_text())
+    accuracy = next(iter(report["models"].values()))["families"]["target[ort-int8]"]["checks"]["accuracy"]
+    assert not refused.passed and accuracy["outcome"] == "failed"
+    item, command = accuracy["figures"]["outputs"]["y"], refused.accuracy["y"]
+    assert item["sqnr_db"] == pytest.approx(command["sqnr_db"]) and "8 held-out feed(s)" in accuracy["figures"]["inputs"]
+

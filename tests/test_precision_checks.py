@@ -51,9 +51,9 @@ def test_the_planted_overflow_passes_the_fp16_targets_because_of_the_fallback(py
     result.assert_outcomes(passed=3)
     report = json.loads((pytester.path / "r.json").read_text())
     blocked = {entry["node"]: entry for entry in outcome(report, "fp16[artifact]", "report")["figures"]["blocked"]}
-    assert blocked["Gemm"]["max_abs"] > 65504 and blocked["Gemm"]["reasons"][0].startswith("overflow of 'h'")
-    assert "overflow of 'r'" in blocked["Mul"]["reasons"][0] and set(blocked) == {"Gemm", "Relu", "Mul"}
-    result.stdout.fnmatch_lines(["p.onnx: fp16 artifact keeps * node(s) in fp32: 'Gemm' (overflow of 'h' (max|x|=*"])
+    assert blocked["Gemm(h)"]["max_abs"] > 65504 and blocked["Gemm(h)"]["reasons"][0].startswith("overflow of 'h'")
+    assert "overflow of 'r'" in blocked["Mul(y)"]["reasons"][0] and set(blocked) == {"Gemm(h)", "Relu(r)", "Mul(y)"}
+    result.stdout.fnmatch_lines(["p.onnx: fp16 artifact keeps * node(s) in fp32: 'Gemm(h)' (overflow of 'h' (max|x|=*"])
 
 
 def test_without_the_fallback_the_emulation_overflows_and_ort_does_not_see_it(pytester, planted):

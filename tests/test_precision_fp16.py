@@ -95,9 +95,10 @@ def test_plain_fp16_fails_and_the_data_driven_fallback_fixes_the_planted_overflo
     onnx.checker.check_model(result.model, full_check=True)
     np.testing.assert_allclose(output(result.model, feed), reference, atol=1e-2 * np.abs(reference).max())
     blocked = {node.name: node for node in result.report.blocked}
-    assert set(blocked) == {"MatMul", "LayerNormalization"}
-    assert blocked["MatMul"].reasons[0].kind == "overflow" and blocked["MatMul"].reasons[0].tensor == "h"
-    assert blocked["MatMul"].max_abs == pytest.approx(np.abs(x.astype(np.float64) @ weight).max(), rel=1e-5)
+    # unnamed nodes are named by their label, OpType(first output), as every report prints them
+    assert set(blocked) == {"MatMul(h)", "LayerNormalization(n)"}
+    assert blocked["MatMul(h)"].reasons[0].kind == "overflow" and blocked["MatMul(h)"].reasons[0].tensor == "h"
+    assert blocked["MatMul(h)"].max_abs == pytest.approx(np.abs(x.astype(np.float64) @ weight).max(), rel=1e-5)
     assert result.report.converted_ops == {"Relu": 1, "Transpose": 1}
 
 
@@ -159,7 +160,7 @@ def test_sensitive_ops_are_blocked_by_default_and_can_be_released():
         b=[1, 2, 3, 4],
     )
     default = convert_to_fp16(model)
-    assert [(node.name, node.reasons[0].kind) for node in default.report.blocked] == [("Exp", "sensitive-op")]
+    assert [(node.name, node.reasons[0].kind) for node in default.report.blocked] == [("Exp(e)", "sensitive-op")]
     released = convert_to_fp16(model, block_ops=())
     assert released.report.blocked == [] and released.report.converted_ops == {"Add": 1, "Exp": 1}
 

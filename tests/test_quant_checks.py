@@ -15,7 +15,6 @@ from onnx2trt_check.pytest_plugin import int8 as quant_checks
 from onnx2trt_check.quant.pipeline import (
     Int8Settings,
     _amax_summary,
-    _weight_quantized_layers,
     prepare_for_quantization,
     settings_from,
 )
@@ -31,15 +30,6 @@ def options(**given_values):
     """A stand-in for the pytest config: read_options only calls getoption."""
     values = {**OPTION_DEFAULTS, **given_values}
     return types.SimpleNamespace(getoption=values.__getitem__)
-
-
-def gemm(weight: np.ndarray, bias: np.ndarray) -> onnx.ModelProto:
-    """y = x @ weight.T + bias, x[1, K]."""
-    n, k = weight.shape
-    inits = [numpy_helper.from_array(weight.astype(np.float32), "w"), numpy_helper.from_array(bias.astype(np.float32), "b")]
-    node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1, name="fc")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [1, k])], [helper.make_tensor_value_info("y", 1, [1, n])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
 def conv_bn_relu_conv(w1: np.ndarray, w2: np.ndarray, gamma: np.ndarray) -> onnx.ModelProto:
@@ -122,32 +112,3 @@ def test_preparation_without_bias_correction_keeps_the_float_function(w1, w2, ga
     assert "BatchNormalization" not in {n.op_type for n in prepared.graph.node}
     for before, after in zip(run_model(model, feeds), run_model(prepared, feeds)):
         np.testing.assert_allclose(after["y"], before["y"], rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(before["y"]).max())))
-
-
-@given(
-    hnp.arrays(np.float32, (4, 6), elements=st.floats(-1, 1, width=32, allow_subnormal=False)),
-    hnp.arrays(np.float64, (5, 6), elements=st.floats(0, 1)),
-    st.booleans(),
-)
-def test_bias_correction_uses_the_weight_granularity_of_the_settings(weight, inputs, per_channel):
-    model = gemm(weight, np.zeros(4))
-    feeds = [{"x": row[None, :].astype(np.float32)} for row in inputs]
-    prepared, steps = prepare_for_quantization(model, feeds, Int8Settings(per_channel=per_channel, bias_correction=True))
-    # symmetric int8 by hand: one scale per output row, or one for the whole weight
-    amax = np.abs(weight).max(axis=1, keepdims=True) if per_channel else np.abs(weight).max()
-    # a scale below float32's smallest normal is 1.0 (onnxruntime.quantization's rule): all zeros
-    scale = amax / np.float32(127)
-    scale = np.where(scale >= np.finfo(np.float32).tiny, scale, np.float32(1)).astype(np.float32)
-    quantized = np.clip(np.round(weight / scale), -127, 127) * scale
-    expected_bias = -np.mean(inputs.astype(np.float32) @ (quantized - weight).T, axis=0)
-    bias_name = next(n.input[2] for n in prepared.graph.node if n.op_type == "Gemm")
-    bias = next(numpy_helper.to_array(t) for t in prepared.graph.initializer if t.name == bias_name)
-    np.testing.assert_allclose(bias, expected_bias, rtol=1e-4, atol=1e-6)
-    assert steps["bias_correction"] == {"layers": 1}
-
-
-def test_excluded_layers_are_not_bias_corrected():
-    rng = np.random.default_rng(0)
-    model = conv_bn_relu_conv(rng.normal(size=(3, 2, 3, 3)), rng.normal(size=(2, 3, 1, 1)), np.ones(3))
-    assert _weight_quantized_layers(model, Int8Settings()) == ["conv1", "conv2"]
-    assert _weight_quantized_layers(model, Int8Settings(exclude=("conv2",))) == ["conv1"]

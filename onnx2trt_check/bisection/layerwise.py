@@ -20,7 +20,8 @@ helper Casts. A node's error amplification treats it together with its helpers: 
 error of what it delivers (through trailing helper Casts) over the worst relative L2 error of the
 float tensors that feed its helpers, each plus 1e-3: errors below 0.1% count as noise, so an exact
 input does not divide by zero and the first rounding of an exact tensor (0 -> 0.3% for int8) does
-not outrank a real fault.
+not outrank a real fault. Nodes whose inputs are exact are not ranked by that ratio at all (it would
+be a ratio over the epsilon): they are the error sources, listed apart by their output error.
 
 The first divergent tensor is the first row in topological order that fails the tolerance. The
 default tolerance is an SQNR floor of 20 dB (relative L2 error 10%) and no element-wise test, plus
@@ -42,6 +43,7 @@ from onnx2trt_check.compare import Tolerance, compare_output
 from onnx2trt_check.errors import InputDataError
 from onnx2trt_check.precision.activations import FLOAT_DTYPES
 from onnx2trt_check.runtime import create_session
+from onnx2trt_check.transforms.graph_utils import node_label
 
 DEFAULT_MIN_SQNR_DB = 20.0
 DEFAULT_TOLERANCE = Tolerance(atol=None, rtol=None, min_sqnr_db=DEFAULT_MIN_SQNR_DB)
@@ -78,10 +80,15 @@ class NodeAmplification:
 
 @dataclasses.dataclass
 class LayerwiseReport:
+    """`amplification`: nodes whose inputs already carry error, by how much they grow it;
+    `sources`: nodes whose inputs are exact but whose output is not (the error starts there), by
+    output error. Kept apart because a ratio over an exact input is a ratio over an epsilon."""
+
     tensors: list[TensorComparison]
     amplification: list[NodeAmplification]
     min_sqnr_db: float | None
     executions: int
+    sources: list[NodeAmplification] = dataclasses.field(default_factory=list)
 
     @property
     def first_divergent(self) -> TensorComparison | None:
@@ -94,24 +101,30 @@ class LayerwiseReport:
             "first_divergent": _plain(dataclasses.asdict(first)) if first else None,
             "tensors": [_plain({**dataclasses.asdict(row), "passed": row.passed}) for row in self.tensors],
             "amplification": [_plain(dataclasses.asdict(a)) for a in self.amplification],
+            "error_sources": [_plain(dataclasses.asdict(a)) for a in self.sources],
             "min_sqnr_db": _plain(self.min_sqnr_db),
             "executions": self.executions,
         }
         return data
 
     def format(self) -> str:
+        """The first divergent tensor and its node first, then what was compared, where error
+        starts (nodes with exact inputs) and which nodes amplify it."""
         first = self.first_divergent
-        lines = [f"layerwise: {len(self.tensors)} tensors compared in {self.executions} model executions"]
         if first is None:
-            lines.append("no tensor beyond tolerance")
+            lines = ["no tensor beyond tolerance"]
         else:
-            lines.append(
-                f"first divergent tensor: {first.tensor!r} (reference {first.reference!r}) at node(s) "
-                f"{', '.join(first.nodes) or '(graph input)'}: SQNR {first.sqnr_db:.2f} dB, cosine {first.cosine:.6f}, "
-                f"max abs {first.max_abs:.4g}; " + "; ".join(first.problems)
-            )
-        lines.append("largest error amplification (output rel. error / input rel. error):")
+            lines = [
+                f"first divergent: node {', '.join(first.nodes) or '(graph input)'}, tensor {first.tensor!r} (reference {first.reference!r}): "
+                f"SQNR {first.sqnr_db:.2f} dB, cosine {first.cosine:.6f}, max abs {first.max_abs:.4g}; " + "; ".join(first.problems)
+            ]
+        lines.append(f"layerwise: {len(self.tensors)} tensors compared in {self.executions} model executions")
+        if self.sources:
+            lines.append("error sources (exact inputs, inexact output), largest output rel. error first:")
+            lines += [f"  {a.node} ({a.op_type}): {a.output_error:.3g}" for a in self.sources]
+        lines.append("largest error amplification (output rel. error / input rel. error), nodes whose inputs carry error:")
         lines += [f"  {a.node} ({a.op_type}): x{a.amplification:.3g} ({a.input_error:.3g} -> {a.output_error:.3g})" for a in self.amplification]
+        lines += [] if self.amplification else ["  (none)"]
         return "\n".join(lines)
 
 
@@ -137,7 +150,8 @@ def layerwise_compare(
     """Compare every matched tensor of `target_model` with `reference_model` over `feeds`.
 
     `tolerance` is a Tolerance or an SQNR floor in dB; defaults to DEFAULT_TOLERANCE (20 dB floor).
-    `top_k` nodes with the largest error amplification are reported; defaults to 10.
+    `top_k` nodes with the largest error amplification (among nodes whose inputs carry error) and
+    `top_k` error sources (exact inputs, inexact output) are reported; defaults to 10.
     `run_target(model, feeds)` gives the target's tensors by name (a list per tensor, one array per
     feed) when something other than ONNX Runtime runs it, e.g. a TensorRT engine with every tensor
     marked as an output; tensors it does not give (fused away) are not compared. Defaults to ONNX
@@ -156,9 +170,10 @@ def layerwise_compare(
     matches = {name: ref for name, ref in matches.items() if name in tgt_values}
     values = values_by_name(target.graph)
     rows = [_row(name, ref, ref_values[ref], tgt_values[name], values, ref_nodes, tolerance) for name, ref in matches.items()]
-    amplification = node_amplification(target.graph, {row.tensor: row.relative_error for row in rows}, ref_nodes)
-    amplification.sort(key=lambda a: -a.amplification)
-    return LayerwiseReport(rows, amplification[:top_k], tolerance.min_sqnr_db, 2 * len(feeds))
+    nodes = node_amplification(target.graph, {row.tensor: row.relative_error for row in rows}, ref_nodes)
+    amplifiers = sorted((a for a in nodes if a.input_error > 0), key=lambda a: -a.amplification)
+    sources = sorted((a for a in nodes if a.input_error == 0 and a.output_error > 0), key=lambda a: -a.output_error)
+    return LayerwiseReport(rows, amplifiers[:top_k], tolerance.min_sqnr_db, 2 * len(feeds), sources[:top_k])
 
 
 def _tolerance(tolerance: Tolerance | float | None) -> Tolerance:
@@ -287,7 +302,7 @@ def _delivered(value: ir.Value, errors: Mapping[str, float], reference_nodes: se
 
 
 def _label(node: ir.Node) -> str:
-    return node.name or f"{node.op_type}({node.outputs[0].name})"
+    return node_label(node)
 
 
 def _row(name, reference, ref_arrays, tgt_arrays, values, ref_nodes, tolerance) -> TensorComparison:

@@ -14,6 +14,7 @@ fails. Misuse (a target that cannot be bisected here, a lowering that does not f
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -85,7 +86,8 @@ def verdict(ctx, target) -> tuple[list[str], list[str], dict]:
         _, artifact = artifact_proto(ctx, target)
     except NotBisectable as exc:
         raise ConfigError(str(exc)) from None
-    reference, outputs = target.reference(ctx), target.run(artifact, ctx.feeds)
+    feeds = target.feeds(ctx)
+    reference, outputs = target.reference(ctx), target.run(artifact, feeds)
     failures, figures = [], {}
     for name in reference.names:
         tolerance = ctx.options.tolerances.for_output(name, target.tolerance_precision(ctx))
@@ -94,31 +96,34 @@ def verdict(ctx, target) -> tuple[list[str], list[str], dict]:
         if not stats.passed:
             failures.append(format_stats(stats, tolerance))
     summary = f"{len(failures)} of {len(figures)} output(s) beyond tolerance" if failures else "within tolerance"
-    return [f"{target.name} ({target.engine}) on {len(ctx.feeds)} feed(s): {summary}", *failures], failures, figures
+    where = target.figures(ctx).get("inputs")
+    head = f"{target.name} ({target.engine}) on {len(feeds)} feed(s){f' ({where})' if where else ''}: {summary}"
+    return [head, *failures], failures, figures
 
 
 # ---------------------------------------------------------------- sensitivity
 
 
-def sensitivity(ctx, target, *, lowering: str | None, calibration, calibration_method: str | None,
+def sensitivity(ctx, target, *, lowering: str | None, calibration,
                 min_sqnr_db: float | None, max_feeds: int, rank: bool) -> BisectOutcome:
     """The smallest fp32 fallback set that lifts the lowered model's output SQNR to the floor."""
     from .sensitivity import search_fallback
 
-    lower, name = lowering_for(ctx, target, lowering, calibration, calibration_method)
+    lower, name = lowering_for(ctx, target, lowering, calibration)
     floor = DEFAULT_SEARCH_SQNR_DB if min_sqnr_db is None else min_sqnr_db
-    search = search_fallback(ctx.loaded.proto, ctx.feeds[:max_feeds], lower, min_sqnr_db=floor, rank=rank)
-    lines = [f"{target.name}: fallback search with the {name} lowering on {min(len(ctx.feeds), max_feeds)} feed(s)"]
+    feeds = target.feeds(ctx)[:max_feeds]
+    search = search_fallback(ctx.loaded.proto, feeds, lower, min_sqnr_db=floor, rank=rank)
+    lines = [f"{target.name}: fallback search with the {name} lowering on {len(feeds)} feed(s)"]
     if search.lowered_sqnr_db >= floor:
         lines.append(f"fully lowered output SQNR {search.lowered_sqnr_db:.2f} dB meets the {floor} dB floor: nothing to keep in fp32")
     else:
         flag = "--fp16-block" if LOWERINGS[name] == "fp16" else "--exclude"
-        lines += [search.format(), "flags: " + " ".join(f"{flag} {node}" for node in search.exclude)]
+        lines += [search.format(), "flags: " + " ".join(f"{flag} {shlex.quote(node)}" for node in search.exclude)]
     failed = not (search.met or search.lowered_sqnr_db >= floor)
     return BisectOutcome("sensitivity", target.name, lines, {"target": target.name, "lowering": name, **search.to_dict()}, failed)
 
 
-def lowering_for(ctx, target, lowering: str | None, calibration, calibration_method: str | None):
+def lowering_for(ctx, target, lowering: str | None, calibration):
     """The lowering function for `target` (or `lowering`) and its name; misuse when it does not fit.
     `calibration` is the calibration data source (a .npz or a data-loader script), read by the
     int8_quantizer lowering only."""
@@ -133,7 +138,19 @@ def lowering_for(ctx, target, lowering: str | None, calibration, calibration_met
         raise ConfigError(f"--lowering {name} lowers to {LOWERINGS[name]}, target '{target.name}' runs in {target.precision}; pick a matching lowering")
     if name != "int8_quantizer":
         return getattr(search, name), name
-    return search.int8_quantizer(_calibration_feeds(ctx, calibration), method=calibration_method or "entropy"), name
+    return _int8_lowering(ctx, calibration), name
+
+
+def _int8_lowering(ctx, calibration):
+    """The int8_quantizer lowering with the run's int8 settings (method, percentile, granularity,
+    excluded nodes), calibrated on the feeds the ort-int8 artifact is calibrated on."""
+    from ..quant.pipeline import settings_from
+    from ..targets.ort_int8 import verification
+    from .sensitivity import int8_quantizer
+
+    _calibration_feeds(ctx, calibration)  # refuses a Q/DQ model and missing calibration data
+    feeds, settings = verification(ctx).calibration, settings_from(ctx.options.extra)
+    return int8_quantizer(feeds, exclude=settings.exclude, method=settings.method, percentile=settings.percentile, per_channel=settings.per_channel)
 
 
 def _calibration_feeds(ctx, calibration) -> list:
@@ -150,14 +167,14 @@ def _calibration_feeds(ctx, calibration) -> list:
 # ---------------------------------------------------------------- reduce
 
 
-def reduce(ctx, target, *, output_dir: Path, force: bool, lowering: str | None, calibration, calibration_method: str | None,
+def reduce(ctx, target, *, output_dir: Path, force: bool, lowering: str | None, calibration,
            fp16_block: tuple[str, ...], min_sqnr_db: float | None, max_feeds: int) -> BisectOutcome:
     """A minimal subgraph that still fails, saved into `output_dir` with its inputs."""
     from .reduce import reduce_failing_subgraph
 
     floor = DEFAULT_SEARCH_SQNR_DB if min_sqnr_db is None else min_sqnr_db
-    model, still_fails, how = _reduction(ctx, target, floor, lowering, calibration, calibration_method, fp16_block)
-    feeds = ctx.feeds[:max_feeds]
+    model, still_fails, how = _reduction(ctx, target, floor, lowering, calibration, fp16_block)
+    feeds = target.feeds(ctx)[:max_feeds]
     lines = [f"{target.name}: reducing {how}"]
     if not still_fails(model, feeds):
         lines.append("the whole model does not fail: nothing to reduce")
@@ -171,7 +188,7 @@ def reduce(ctx, target, *, output_dir: Path, force: bool, lowering: str | None, 
     return BisectOutcome("reduce", target.name, lines, document, False)
 
 
-def _reduction(ctx, target, floor: float, lowering, calibration, calibration_method, fp16_block):
+def _reduction(ctx, target, floor: float, lowering, calibration, fp16_block):
     """(model to reduce, predicate, description). A Q/DQ artifact or an fp32 target's own file is
     reduced as it is: a subgraph fails when the target's run of it is below the floor against its
     reference (the float counterpart for Q/DQ). An fp16 target's float model is reduced with the
@@ -179,7 +196,7 @@ def _reduction(ctx, target, floor: float, lowering, calibration, calibration_met
     from ..quant.float_counterpart import has_qdq
 
     if target.precision == "fp16":
-        lower, name = lowering_for(ctx, target, lowering, calibration, calibration_method)
+        lower, name = lowering_for(ctx, target, lowering, calibration)
         return ctx.loaded.proto, _lowered_fails(lower, fp16_block, floor), f"the model with the {name} lowering, output SQNR floor {floor} dB"
     try:
         artifact, path = artifact_proto(ctx, target)
@@ -190,7 +207,7 @@ def _reduction(ctx, target, floor: float, lowering, calibration, calibration_met
 
 
 def _lowered_fails(lower, keep: tuple[str, ...], floor: float):
-    from .sensitivity import output_sqnr_db
+    from ..quant.objective import output_sqnr_db
 
     def still_fails(model, feeds) -> bool:
         return output_sqnr_db(run_model(model, feeds), run_model(lower(model, keep_fp32=keep), feeds)) < floor
@@ -199,7 +216,7 @@ def _lowered_fails(lower, keep: tuple[str, ...], floor: float):
 
 
 def _target_fails(target, floor: float):
-    from .sensitivity import output_sqnr_db
+    from ..quant.objective import output_sqnr_db
 
     def still_fails(model, feeds) -> bool:
         with tempfile.TemporaryDirectory(prefix="onnx2trt_check-reduce-") as folder:

@@ -58,7 +58,7 @@ def layerwise_for(ctx: ModelContext, target, *, min_sqnr_db: float, max_feeds: i
 
     artifact, path = artifact_proto(ctx, target)
     reference, label = reference_model(ctx.loaded.proto)
-    report = layerwise_compare(reference, artifact, ctx.feeds[:max_feeds], tolerance=min_sqnr_db, run_target=_engine_runner(target, path))
+    report = layerwise_compare(reference, artifact, target.feeds(ctx)[:max_feeds], tolerance=min_sqnr_db, run_target=_engine_runner(target, path))
     return report, label, path
 
 

@@ -26,9 +26,10 @@ import onnx
 import onnx_ir as ir
 import onnx_ir.passes.common as ir_passes
 
-from onnx2trt_check.compare import sqnr_db
-from onnx2trt_check.errors import ConfigError, InputDataError, ModelError
+from onnx2trt_check.errors import ConfigError, InputDataError
+from onnx2trt_check.quant.objective import Objective, output_sqnr_db
 from onnx2trt_check.runtime import run_model
+from onnx2trt_check.transforms.graph_utils import node_label
 
 Lowering = Callable[..., onnx.ModelProto]
 DEFAULT_MIN_SQNR_DB = 30.0
@@ -49,7 +50,7 @@ def fp16_emulation(model: onnx.ModelProto, *, keep_fp32: Iterable[str] = (), wei
     if any(value.type is None for node in copy.graph for value in node.outputs if value.name):
         copy = ir_passes.ShapeInferencePass()(copy).model  # output dtypes decide what is rounded
     for node in list(copy.graph):
-        if node.name in keep:
+        if node_label(node) in keep:  # before its outputs are renamed: an unnamed node's label names them
             continue
         for output in node.outputs:
             if output.dtype == ir.DataType.FLOAT:
@@ -79,7 +80,7 @@ def _round_output(graph: ir.Graph, node: ir.Node, output: ir.Value) -> None:
 def _round_weights(graph: ir.Graph, node: ir.Node) -> None:
     for index, value in enumerate(node.inputs):
         if value is not None and value.is_initializer() and value.dtype == ir.DataType.FLOAT:
-            nodes, rounded = _round_trip(value, f"{node.name or node.op_type}__{value.name}")
+            nodes, rounded = _round_trip(value, f"{node_label(node)}__{value.name}")
             node.replace_input_with(index, rounded)
             graph.insert_before(node, nodes)
 
@@ -92,15 +93,23 @@ def fp16_converter(model: onnx.ModelProto, *, keep_fp32: Iterable[str] = ()) -> 
     return convert_to_fp16(model, block_ops=(), block_nodes=sorted(keep_fp32)).model
 
 
-def int8_quantizer(calibration_feeds: Iterable[Mapping[str, np.ndarray]], **options) -> Lowering:
-    """A lowering that quantizes with quant/quantize.py over `calibration_feeds`, excluding the
-    kept nodes; `options` go to quantize_model (method, per_channel, ...)."""
+def int8_quantizer(calibration_feeds: Iterable[Mapping[str, np.ndarray]], *, exclude: Iterable[str] = (), **options) -> Lowering:
+    """A lowering that quantizes with quant/quantize.py, leaving the kept nodes (and `exclude`) in
+    float; `options` go to quantize_model (method, percentile, per_channel). The ranges are
+    calibrated once per model, with nothing kept, and reused for every keep set: a search compares
+    keep sets, not calibrations (and automatic calibration is too costly to repeat per set)."""
+    from onnx2trt_check.quant.insert_qdq import insert_qdq, plan_qdq
     from onnx2trt_check.quant.quantize import quantize_model
 
-    feeds = list(calibration_feeds)
+    feeds, user_exclude, ranges = list(calibration_feeds), sorted(exclude), {}
+    per_channel = options.get("per_channel", True)
 
     def lower(model: onnx.ModelProto, *, keep_fp32: Iterable[str] = ()) -> onnx.ModelProto:
-        return quantize_model(model, feeds, exclude=sorted(keep_fp32), **options).model
+        plan = plan_qdq(model, per_channel=per_channel, exclude=[*user_exclude, *sorted(keep_fp32)])
+        if any(name not in ranges for name in plan.activations):
+            report = quantize_model(model, feeds, exclude=user_exclude, **options).report
+            ranges.update({t.name: t.amax for t in report.tensors if t.kind == "activation"})
+        return insert_qdq(model, plan, ranges)[0]
 
     return lower
 
@@ -108,24 +117,12 @@ def int8_quantizer(calibration_feeds: Iterable[Mapping[str, np.ndarray]], **opti
 # --- evaluation ---------------------------------------------------------------------------------
 
 
-def output_sqnr_db(reference: Sequence[Mapping[str, np.ndarray]], target: Sequence[Mapping[str, np.ndarray]]) -> float:
-    """The worst SQNR over the outputs, each over all feeds; -inf when the target has a NaN/Inf
-    the reference does not."""
-    worst = math.inf
-    for name in reference[0]:
-        ref = np.concatenate([np.asarray(r[name], np.float64).ravel() for r in reference])
-        got = np.concatenate([np.asarray(t[name], np.float64).ravel() for t in target])
-        if np.any(~np.isfinite(got) & np.isfinite(ref)):
-            return -math.inf
-        worst = min(worst, sqnr_db(ref, got))
-    return worst
-
-
 class _Evaluator:
-    """Lowers and runs the model for a keep set, caching by set and counting runs per phase."""
+    """Lowers and runs the model for a keep set, caching by set and counting runs per phase; each
+    lowered run is scored by `objective` against the model's own run (higher is better)."""
 
-    def __init__(self, model: onnx.ModelProto, feeds: list, lower: Lowering) -> None:
-        self.model, self.feeds, self.lower = model, feeds, lower
+    def __init__(self, model: onnx.ModelProto, feeds: list, lower: Lowering, objective: Objective = output_sqnr_db) -> None:
+        self.model, self.feeds, self.lower, self.objective = model, feeds, lower, objective
         self.reference = run_model(model, feeds)
         self.cache: dict[frozenset[str], float] = {}
         self.runs: dict[str, int] = {"reference": 1}
@@ -135,7 +132,7 @@ class _Evaluator:
         key = frozenset(keep)
         if key not in self.cache:
             self.runs[self.phase] = self.runs.get(self.phase, 0) + 1
-            self.cache[key] = output_sqnr_db(self.reference, run_model(self.lower(self.model, keep_fp32=set(key)), self.feeds))
+            self.cache[key] = self.objective(self.reference, run_model(self.lower(self.model, keep_fp32=set(key)), self.feeds))
         return self.cache[key]
 
 
@@ -157,19 +154,17 @@ class NodeSensitivity:
 
 
 def node_names(model: onnx.ModelProto) -> list[tuple[str, str]]:
-    """(name, op type) of every node; every node must be named, since names are the exclude list."""
-    nodes = [(node.name, node.op_type) for node in model.graph.node]
-    for index, (name, op_type) in enumerate(nodes):
-        if not name:
-            raise ModelError(f"node #{index} ({op_type}) has no name; name every node (onnx-ir's NameFixPass) so the fallback list can name it")
-    return nodes
+    """(label, op type) of every node: its name, or for an unnamed node `OpType(first output)`
+    (graph_utils.node_label), the label every lowering, the quantizer's exclude and the fp16
+    converter's block list accept."""
+    return [(node_label(node), node.op_type) for node in ir.from_proto(model).graph]
 
 
 def node_sensitivity(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]], lower: Lowering, *,
-                     nodes: Iterable[str] | None = None) -> list[NodeSensitivity]:
+                     nodes: Iterable[str] | None = None, objective: Objective = output_sqnr_db) -> list[NodeSensitivity]:
     """Per node (`nodes`, defaulting to all), most sensitive first: ranked by the SQNR with only it
     lowered (lowest first), ties by the SQNR with only it kept (highest first). 2 runs per node."""
-    evaluator = _Evaluator(model, _feed_list(feeds), lower)
+    evaluator = _Evaluator(model, _feed_list(feeds), lower, objective)
     return _sensitivities(evaluator, nodes)
 
 
@@ -228,14 +223,16 @@ class FallbackSearch:
 
 def search_fallback(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]], lower: Lowering, *,
                     min_sqnr_db: float = DEFAULT_MIN_SQNR_DB, rank: bool = False,
-                    ranking: Sequence[str | NodeSensitivity] | None = None) -> FallbackSearch:
+                    ranking: Sequence[str | NodeSensitivity] | None = None, objective: Objective = output_sqnr_db) -> FallbackSearch:
     """A small set of nodes to keep in fp32 so the output SQNR meets `min_sqnr_db` (Defaults to 30 dB).
+    `objective` scores a lowered run against the float run in the floor's unit. Defaults to the
+    worst output's SQNR (quant.objective.output_sqnr_db).
 
     With a `ranking` (node names or node_sensitivity's result, most sensitive first) or `rank=True`
     (computes it: 2 runs per node), the smallest passing prefix of the ranking is found first;
     without one, delta debugging starts from every node. Either way ddmin then minimizes the set.
     """
-    evaluator = _Evaluator(model, _feed_list(feeds), lower)
+    evaluator = _Evaluator(model, _feed_list(feeds), lower, objective)
     all_nodes = [name for name, _ in node_names(model)]
     if rank and ranking is None:
         ranking = _sensitivities(evaluator, None)

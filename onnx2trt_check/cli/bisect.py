@@ -22,7 +22,7 @@ from .common import input_shapes, no_extra
 # Written out rather than imported: the library modules that define them are heavy, and `--help`
 # should not pay for them (tests/test_cli.py holds them equal to bisection.modes.LOWERINGS).
 LOWERINGS = ("fp16_emulation", "fp16_converter", "int8_quantizer")
-CALIBRATION_METHODS = ("entropy", "max", "percentile", "mse")
+CALIBRATION_METHODS = ("auto", "max", "percentile", "entropy", "mse")
 DEFAULT_MAX_FEEDS = 4
 
 
@@ -34,10 +34,9 @@ def register(subparsers) -> None:
     mode.add_argument("--sensitivity", action="store_true", help="search the nodes to keep in fp32 (fp16 and int8 targets)")
     mode.add_argument("--reduce", action="store_true", help="save a minimal failing subgraph and its inputs into -o DIR")
     _add_input_options(parser)
-    parser.add_argument("--calibration-data", metavar="NPZ", help="int8 calibration inputs (ort-int8 on a float model)")
-    parser.add_argument("--calibration-method", choices=CALIBRATION_METHODS, help="int8 activation range method. Defaults to entropy")
-    parser.add_argument("--fp16-block", action="append", default=[], metavar="NODE", help="node kept in fp32 by the fp16 artifact and lowerings (repeatable)")
-    parser.add_argument("--exclude", action="append", default=[], metavar="NODE_OR_REGEX", help="node left in float by int8 quantization (repeatable)")
+    _add_int8_options(parser)
+    parser.add_argument("--fp16-block", action="append", default=[], metavar="NODE", help="node kept in fp32 by the fp16 artifact and lowerings (repeatable); an unnamed node is OpType(first output)")
+    parser.add_argument("--fp16-no-fallback", action="store_true", help="build the fp16 artifact without the data-driven fallback and the sensitive-op list, as TensorRT 10's fp16 builder flag keeps no layer in fp32: its overflows show on the CPU")
     parser.add_argument("--lowering", choices=LOWERINGS, help="how --sensitivity and --reduce lower a model. Defaults to fp16_emulation for fp16 targets, int8_quantizer for int8")
     parser.add_argument("--min-sqnr", type=float, metavar="DB", help="SQNR floor: per tensor for the layerwise report (Defaults to 20), on the outputs for --sensitivity and --reduce (Defaults to 30)")
     parser.add_argument("--atol", type=float, help="absolute tolerance of the accuracy verdict. Defaults to the target's precision profile")
@@ -49,6 +48,18 @@ def register(subparsers) -> None:
     parser.add_argument("-o", "--output", metavar="DIR", help="--reduce: folder for model.onnx and inputs.npz")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     parser.set_defaults(handler=run)
+
+
+def _add_int8_options(parser) -> None:
+    """The int8 artifact's options, named and meaning as in `pytest --model` and `quantize`."""
+    parser.add_argument("--calibration-data", metavar="NPZ|FILE.py[:FUNC]", help="int8 calibration inputs (ort-int8 on a float model)")
+    parser.add_argument("--calibration-method", choices=CALIBRATION_METHODS, help="int8 activation range method. Defaults to auto")
+    parser.add_argument("--percentile", type=float, help="percentile of |x| for the percentile method. Defaults to 99.99")
+    parser.add_argument("--per-tensor", action="store_true", help="int8 weights per tensor instead of per output channel")
+    parser.add_argument("--cle", action="store_true", help="cross-layer equalization before int8 quantization")
+    parser.add_argument("--cle-relu6", choices=("skip", "swap_to_relu"), help="ReLU6 between equalized convs: skip the pair, or swap it to Relu. Defaults to skip")
+    parser.add_argument("--bias-correction", action="store_true", help="int8 bias correction, kept per layer only where it lowers the held-out error")
+    parser.add_argument("--exclude", action="append", default=[], metavar="NODE_OR_REGEX", help="node left in float by int8 quantization (repeatable); an unnamed node is OpType(first output)")
 
 
 def _add_input_options(parser) -> None:
@@ -71,8 +82,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     outcome = bisect(
         args.model, target=args.target, mode=mode, inputs=args.inputs, input_shapes=input_shapes(args),
         input_ranges=dict(parse_range(t) for t in args.input_range), seed=args.seed, num_feeds=args.num_feeds,
-        calibration_data=args.calibration_data, calibration_method=args.calibration_method, fp16_block=args.fp16_block,
-        exclude=args.exclude, lowering=args.lowering, min_sqnr_db=args.min_sqnr, atol=args.atol, rtol=args.rtol,
+        calibration_data=args.calibration_data, calibration_method=args.calibration_method, percentile=args.percentile,
+        per_channel=not args.per_tensor, cle=args.cle, cle_relu6=args.cle_relu6, bias_correction=args.bias_correction,
+        fp16_block=args.fp16_block, fp16_no_fallback=args.fp16_no_fallback, exclude=args.exclude, lowering=args.lowering, min_sqnr_db=args.min_sqnr, atol=args.atol, rtol=args.rtol,
         max_feeds=args.max_feeds, rank=args.rank, plot=args.plot, output_dir=args.output, force=args.force,
     )
     for line in outcome.lines:

@@ -1,8 +1,11 @@
 """`onnx2trt-check quantize IN.onnx -o OUT.onnx --calibration-data calib.npz`: post-training int8
-quantization by TensorRT's Q/DQ placement rules; writes the QDQ model, prints the quantizer's report
-and the int8 model's SQNR and top-1 agreement against fp32 (both run by ONNX Runtime on the CPU).
+quantization by TensorRT's Q/DQ placement rules, verified before it is written: the int8 model is
+measured against the float one (both on ONNX Runtime's CPU) on --inputs, or else on a held-out fifth
+of the calibration data, under the int8 floor of `pytest --model`'s ort-int8 item; below it nothing
+is written, the worst tensors are named and the `bisect` command that explains them is printed.
 
-Exit codes: 0 written, 4 misuse (bad options or data, an existing output without --force).
+Exit codes: 0 written (or, with --accept-degraded, written below the floor with a warning), 1 below
+the int8 floor (nothing written), 4 misuse (bad options or data, an existing output without --force).
 """
 
 from __future__ import annotations
@@ -11,23 +14,27 @@ import argparse
 
 from .common import input_shapes, no_extra
 
-METHODS = ("entropy", "max", "percentile", "mse")
+# Written out rather than imported (the quantizer is heavy for --help); tests/test_plugin_options.py
+# holds them equal to quant.quantize.CALIBRATION_METHODS.
+CALIBRATION_METHODS = ("auto", "max", "percentile", "entropy", "mse")
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("quantize", help="int8 post-training quantization to a QDQ model TensorRT builds as it is")
+    parser = subparsers.add_parser("quantize", help="int8 post-training quantization to a QDQ model TensorRT builds as it is, verified before it is written")
     parser.add_argument("model", help="float ONNX model (never modified)")
     parser.add_argument("-o", "--output", required=True, help="where to write the QDQ model")
     parser.add_argument("--calibration-data", required=True, metavar="NPZ|FILE.py[:FUNC]", help="calibration inputs: a .npz (keys are input names, an extra leading axis gives one feed per slice) or a data-loader script")
-    parser.add_argument("--method", choices=METHODS, default="entropy", help="activation range method. Defaults to entropy")
-    parser.add_argument("--percentile", type=float, default=99.99, help="percentile of |x| for --method percentile. Defaults to 99.99")
+    parser.add_argument("--calibration-method", "--method", dest="calibration_method", choices=CALIBRATION_METHODS, default="auto",
+                        help="activation range method (--method is an alias); auto picks per tensor the best of the others by output SQNR on held-out calibration feeds. Defaults to auto")
+    parser.add_argument("--percentile", type=float, default=99.99, help="percentile of |x| for the percentile method (also one of auto's candidates). Defaults to 99.99")
     parser.add_argument("--per-tensor", action="store_true", help="weights per tensor instead of per output channel")
     parser.add_argument("--cle", action="store_true", help="cross-layer equalization first")
     parser.add_argument("--cle-relu6", choices=("skip", "swap_to_relu"), default="skip", help="ReLU6 between equalized convs: skip the pair, or swap it to Relu (changes the function). Defaults to skip")
-    parser.add_argument("--bias-correction", action="store_true", help="correct the mean output error of quantized weights in the biases")
-    parser.add_argument("--exclude", action="append", default=[], metavar="NODE_OR_REGEX", help="node name or regex left in float (repeatable)")
-    parser.add_argument("--inputs", metavar="NPZ", help="test inputs for the SQNR / top-1 figures. Defaults to the calibration data")
+    parser.add_argument("--bias-correction", action="store_true", help="correct each layer's mean output error in its bias, layer by layer, kept only where it lowers the layer's error on held-out feeds")
+    parser.add_argument("--exclude", action="append", default=[], metavar="NODE_OR_REGEX", help="node name or regex left in float (repeatable); an unnamed node is OpType(first output)")
+    parser.add_argument("--inputs", metavar="NPZ", help="test inputs the result is verified on. Defaults to a held-out fifth of the calibration data")
     parser.add_argument("--input-shape", action="append", default=[], metavar="NAME:1x3x224x224", help="shape for an input with dynamic dims")
+    parser.add_argument("--accept-degraded", action="store_true", help="write the result even when it is below the int8 floor")
     parser.add_argument("--force", action="store_true", help="overwrite OUT.onnx if it exists")
     parser.set_defaults(handler=run)
 
@@ -37,34 +44,50 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
     no_extra(extra)
     result = quantize(args.model, calibration_data=args.calibration_data, output=args.output, force=args.force,
-                      calibration_method=args.method, percentile=args.percentile, per_channel=not args.per_tensor, cle=args.cle,
+                      calibration_method=args.calibration_method, percentile=args.percentile, per_channel=not args.per_tensor, cle=args.cle,
                       cle_relu6=args.cle_relu6, bias_correction=args.bias_correction, exclude=args.exclude,
-                      inputs=args.inputs, input_shapes=input_shapes(args))
+                      inputs=args.inputs, input_shapes=input_shapes(args), accept_degraded=args.accept_degraded)
     print(f"quantize '{args.model}': {result.settings.label}, calibrated on {result.calibration_feeds} feed(s) of '{args.calibration_data}'")
-    for line in report_lines(result.build):
+    for line in report_lines(result.build) + accuracy_lines(result) + verdict_lines(result, args.output):
         print(line)
-    for line in accuracy_lines(result):
-        print(line)
-    print(f"wrote '{result.written}'")
-    return 0
+    return 0 if result.written is not None else 1
 
 
 def report_lines(build) -> list[str]:
-    """The quantizer's report: what was quantized with which amax, the steps, what was skipped."""
+    """The quantizer's report: what was quantized with which amax (and, for auto, which method and
+    the output SQNR each candidate gave), the steps, what was skipped."""
     import numpy as np
 
     report = build.report
     activations = [t for t in report.tensors if t.kind == "activation"]
     weights = [t for t in report.tensors if t.kind == "weight"]
     lines = [f"quantized {len(activations)} activation(s) ({report.method}) and {len(weights)} weight(s)"]
-    lines += [f"  activation {t.name}: amax {t.amax:.4g}" for t in activations]
+    if report.selection:
+        lines.append(_selection_text(report.selection))
+    lines += [f"  activation {t.name}: amax {t.amax:.4g}{_method_text(report, t.name)}" for t in activations]
     for t in weights:
         amax = np.atleast_1d(np.asarray(t.amax, np.float64))
         span = f"amax {amax.min():.4g}..{amax.max():.4g} over {amax.size} channels" if t.axis is not None else f"amax {amax[0]:.4g} per tensor"
         lines.append(f"  weight {t.name}: {span}")
     lines += [f"step {name}: {_step_text(figures)}" for name, figures in build.steps.items()]
+    lines += [f"  {line}" for line in build.steps.get("bias_correction", {}).get("kept", []) + build.steps.get("bias_correction", {}).get("skipped", [])]
     lines += [f"skipped {', '.join(s.nodes)}: {s.reason}" for s in report.skips]
     return lines
+
+
+def _selection_text(selection: dict) -> str:
+    where = f"{selection['selection_feeds']} held-out calibration feed(s)" if selection["held_out"] else "the single calibration feed (nothing to hold out)"
+    uniform = ", ".join(f"{m} {score:.1f}" for m, score in selection["uniform_scores"].items())
+    return (f"auto: ranges from {selection['fit_feeds']} feed(s), chosen on {where} by output SQNR; every tensor alike: {uniform} dB; "
+            f"per tensor, starting from {selection['start']}: {selection['final_score']:.1f} dB ({selection['evaluations']} evaluations)")
+
+
+def _method_text(report, tensor: str) -> str:
+    method = report.methods.get(tensor)
+    if not method or report.method != "auto":
+        return ""
+    others = ", ".join(f"{m} {s:.1f}" for m, s in report.scores.get(tensor, {}).items() if m != method)
+    return f" by {method}" + (f" (output SQNR with: {method} {report.scores[tensor][method]:.1f}, {others} dB)" if others else "")
 
 
 def _step_text(figures: dict) -> str:
@@ -76,5 +99,20 @@ def accuracy_lines(result) -> list[str]:
     lines = [f"int8 vs fp32 on {result.test_feeds} feed(s) of {result.test_source} (both on ONNX Runtime CPU):"]
     for name, figures in result.accuracy.items():
         agreement = f", top-1 agreement {figures['top1']:.1%}" if figures["top1"] is not None else ""
-        lines.append(f"  {name}: SQNR {figures['sqnr_db']:.1f} dB, cosine {figures['cosine']:.5f}{agreement}")
+        verdict = "" if figures["passed"] else "  BELOW the int8 floor"
+        lines.append(f"  {name}: SQNR {figures['sqnr_db']:.1f} dB, cosine {figures['cosine']:.5f}{agreement}{verdict}")
     return lines
+
+
+def verdict_lines(result, output: str) -> list[str]:
+    """Written, or refused with the failures, the worst tensors and the bisect command."""
+    if result.passed:
+        return [f"wrote '{result.written}'"]
+    lines = ["the int8 model is below the int8 floor (the ort-int8 check of `pytest --model` would fail it):"]
+    lines += [f"  {line}" for failure in result.verdict.failures for line in failure.splitlines()]
+    lines.append("worst tensors (layerwise, int8 vs fp32):")
+    lines += [f"  {row.tensor} at {', '.join(row.nodes) or '(graph input)'}: SQNR {row.sqnr_db:.1f} dB" for row in result.verdict.worst]
+    lines.append(f"explain it: {result.bisect_command}")
+    if result.written is not None:
+        return lines + [f"WARNING: wrote '{result.written}' below the int8 floor (--accept-degraded)"]
+    return lines + [f"nothing written to '{output}'; pass --accept-degraded to write it anyway, or --exclude the nodes above"]

@@ -32,6 +32,7 @@ from onnxruntime.transformers import float16 as ort_float16
 
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.precision.activations import TensorStats, collect_activation_stats
+from onnx2trt_check.transforms.graph_utils import node_label
 
 FP16_MAX = 65504.0
 
@@ -167,11 +168,12 @@ def _typed_named_copy(model: onnx.ModelProto) -> ir.Model:
 
 
 class _OpTypeNames:
-    """Unnamed nodes are named after their op type ("MatMul", "MatMul_1"): readable in reports.
-    (onnx-ir's NameGenerator protocol.)"""
+    """Unnamed nodes get their report label `OpType(first output)` (graph_utils.node_label): the
+    name every command prints and --fp16-block / --exclude accept, and stable when other nodes are
+    added or removed. (onnx-ir's NameGenerator protocol.)"""
 
     def generate_node_name(self, node: ir.Node) -> str:
-        return node.name or node.op_type
+        return node_label(node)
 
     def generate_value_name(self, value: ir.Value) -> str:
         return value.name or "v"

@@ -184,7 +184,7 @@ def latency_check(target, settings: Settings):
 def current_accuracy(ctx: ModelContext, target) -> dict[str, dict[str, float]]:
     """output -> metric -> value for the metrics baselines keep, from the core's compare_output."""
     reference = _reference_or_skip(ctx, target)
-    outputs = target.run(target.artifact(ctx), ctx.feeds)
+    outputs = target.run(target.artifact(ctx), target.feeds(ctx))
     current = {}
     for name in reference.names:
         tolerance = ctx.options.tolerances.for_output(name, target.precision)

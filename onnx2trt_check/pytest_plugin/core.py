@@ -134,7 +134,7 @@ def accuracy_check(target) -> Callable[[ModelContext], dict]:
         reference = _reference_or_skip(ctx, target)
         artifact = target.artifact(ctx)
         started = time.perf_counter()
-        outputs = target.run(artifact, ctx.feeds)
+        outputs = target.run(artifact, target.feeds(ctx))
         seconds = time.perf_counter() - started
         return _compare_all(ctx, target, reference, outputs, seconds)
 

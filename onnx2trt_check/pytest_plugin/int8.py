@@ -26,9 +26,10 @@ from ..report import PROPERTY_KEY, accuracy_figures
 from ..targets import get_target, select_targets
 from ..targets import ort_int8 as int8
 from .core import Check
-from .stash import STATE
 
 TARGET = "ort-int8"
+HELD_OUT_NOTE = ("ort-int8: no --inputs, so the int8 model is judged on a held-out fifth of the calibration data "
+                 "(every 5th feed, not used to calibrate), not on the generated inputs")
 # The calibrators of --calibration-sweep: (method, percentile). Percentile at 99.99 and 99.999, the
 # values TensorRT's tools and ONNX Runtime default to.
 SWEEP = (("max", None), ("percentile", 99.99), ("percentile", 99.999), ("entropy", None), ("mse", None))
@@ -121,7 +122,7 @@ def sweep_check(method: str, percentile: float | None):
         settings = dataclasses.replace(base, method=method, percentile=percentile or base.percentile)
         path = ctx.artifact(f"int8-{_sweep_label(method, percentile)}", lambda: int8.int8_build(ctx, settings).model)
         started = time.perf_counter()
-        outputs = get_target(TARGET).run(path, ctx.feeds)
+        outputs = get_target(TARGET).run(path, int8.judging_feeds(ctx))
         figures = {"calibrator": _sweep_label(method, percentile), "configuration": settings.label, "engine": get_target(TARGET).engine}
         return figures | _compared(ctx, outputs, time.perf_counter() - started, figures)
 
@@ -129,11 +130,11 @@ def sweep_check(method: str, percentile: float | None):
 
 
 def _compared(ctx: ModelContext, outputs, seconds: float, figures: dict) -> dict:
-    """Every output against the model's reference under the int8 tolerance profile."""
-    results = []
-    for name in ctx.reference.names:
+    """Every output against the model's reference (on the judging feeds) under the int8 tolerance profile."""
+    results, reference = [], int8.judging_reference(ctx)
+    for name in reference.names:
         tolerance = ctx.options.tolerances.for_output(name, "int8")
-        results.append((compare_output(name, ctx.reference.per_output(name), [o[name] for o in outputs], tolerance), tolerance))
+        results.append((compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance), tolerance))
     compared = {"seconds": round(seconds, 4), "outputs": {s.name: s.figures() for s, _ in results}}
     failed = [(s, t) for s, t in results if not s.passed]
     if failed:
@@ -149,8 +150,14 @@ def session_plugin(config, options: RunOptions):
     """Check the calibration data against every model's inputs, tell the ort-int8 target whether
     it can run, and collect the sweep's figures for the terminal summary."""
     qdq_model = False
-    for path in config.stash[STATE].model_paths:
+    # The registered RunState, not config.stash[STATE]: pytester's in-process runs re-import the
+    # plugin modules, and a stash key from an earlier import finds nothing.
+    state = config.pluginmanager.get_plugin("onnx2trt_check_state")
+    for path in state.model_paths:
         qdq_model |= _check_model(path, options)
+    if options.extra.get("calibration_data") is not None and not (options.feeds.npz or options.feeds.data_loader):
+        for info in state.models.values():  # the summary's and the JSON report's notes of each model
+            info.notes.append(HELD_OUT_NOTE)
     get_target(TARGET).configure(calibration_data=options.extra.get("calibration_data") is not None, qdq_model=qdq_model)
     return SweepSummary()
 

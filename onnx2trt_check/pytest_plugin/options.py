@@ -15,7 +15,7 @@ TARGET_NAMES = ("ort", "ort-fp16", "cpu-fp16-emu", "trt-fp32", "trt-fp16", "trt-
 TRANSFORM_NAMES = ("simplify", "optimize", "fuse_repconv", "bn_across_maxpool", "fold_conv_bn", "fold_gemm_bn", "fuse_input_normalization",
                    "fold_bn_conv", "fold_bn_gemm", "remove_output_sigmoid", "output_tail")
 BN_CONV_MODES = ("exact", "plain", "skip_padded")
-CALIBRATION_METHODS = ("entropy", "max", "percentile", "mse")
+CALIBRATION_METHODS = ("auto", "max", "percentile", "entropy", "mse")
 RELU6_MODES = ("skip", "swap_to_relu")
 BISECT_FEEDS = 4
 INI_TOLERANCES = {"atol": "onnx2trt_atol", "rtol": "onnx2trt_rtol", "min_cosine": "onnx2trt_min_cosine", "min_sqnr_db": "onnx2trt_min_sqnr_db"}
@@ -85,13 +85,13 @@ def _precision(group) -> None:
 
 def _int8(group) -> None:
     group.addoption("--calibration-data", metavar="NPZ|FILE.py[:FUNC]", help="int8 calibration inputs: a .npz like --inputs, or a data-loader script like --data-loader; makes the ort-int8 target available")
-    group.addoption("--calibration-method", choices=CALIBRATION_METHODS, help="int8 activation range method. Defaults to entropy")
+    group.addoption("--calibration-method", choices=CALIBRATION_METHODS, help="int8 activation range method; auto picks per tensor the best of the others by output SQNR on held-out calibration feeds. Defaults to auto")
     group.addoption("--percentile", type=float, dest="calibration_percentile", help="percentile of |x| for --calibration-method percentile. Defaults to 99.99")
     group.addoption("--per-tensor", action="store_true", help="int8 weights per tensor instead of per output channel")
     group.addoption("--cle", action="store_true", help="cross-layer equalization before int8 quantization")
     group.addoption("--cle-relu6", choices=RELU6_MODES, help="ReLU6 between equalized convs: skip the pair, or swap it to Relu (changes the function). Defaults to skip")
-    group.addoption("--bias-correction", action="store_true", help="correct the mean output error of quantized weights in the biases")
-    group.addoption("--exclude", action="append", default=[], dest="quant_exclude", metavar="NODE_OR_REGEX", help="node name or regex left in float by int8 quantization (repeatable)")
+    group.addoption("--bias-correction", action="store_true", help="int8 bias correction: each layer's mean output error cancelled in its bias, layer by layer, kept only where it lowers the layer's error on held-out calibration feeds")
+    group.addoption("--exclude", action="append", default=[], dest="quant_exclude", metavar="NODE_OR_REGEX", help="node name or regex left in float by int8 quantization (repeatable); an unnamed node is OpType(first output)")
     group.addoption("--calibration-sweep", action="store_true", help="one accuracy item per calibrator (max, percentile 99.99/99.999, entropy, mse)")
 
 

@@ -1,22 +1,29 @@
-"""Bias correction (Nagel et al. 2019, section 4.2): compensate the expected output error that
-quantizing a layer's weights introduces, E[(W_q - W) x] per output channel, by subtracting it
-from the layer's bias. The corrected model keeps float weights; the quantizer quantizes them later,
-and the correction then cancels the mean of their error.
+"""Bias correction (Nagel et al. 2019, section 4.2): cancel the mean output error that quantization
+leaves in a layer, per output channel, by subtracting it from the layer's bias.
 
-`correct_bias` is the empirical version: it measures E[(W_q - W) x] on calibration feeds.
-Corrections are computed in parallel, every layer's x taken from the *float* model, not
-sequentially through the quantized model as the paper's empirical version does. Why: this module
-only knows the weight quantizer, not how activations will be quantized, so a "quantized model" to
-run sequentially does not exist yet; with float inputs each correction is exactly the mean
-error of its own layer (what the caller can verify) and one ONNX Runtime run serves every layer.
-The price: the shift that upstream weight errors cause in a layer's input is not compensated.
+`correct_bias` is the empirical version, applied to the QDQ model the quantizer made, and built so
+that it cannot make a model worse:
+* sequential: the Conv/Gemm layers with a quantized weight are corrected one by one in graph
+  order, each measured in the QDQ model with every layer before it already quantized and
+  corrected, so the error it cancels is the one it really sees (its own weights' and input's
+  rounding, and what upstream layers pass on), as the paper's empirical version does;
+* verified: the mean error is fitted on the calibration feeds but every 4th (at most 16 feeds held
+  out; at most 48 fit), and the correction is kept only when it lowers the layer's output error
+  (sum of squares against the float model, over every channel) on the held-out feeds; otherwise
+  the layer is reported as skipped with both figures. A single feed has nothing to hold out: the
+  check then runs on it, and the report says so.
+The correction is an additive constant per channel of the layer's output, so its effect on the
+held-out error follows from per-channel sums of the difference and its square: one pass of both
+models over the feeds measures every layer, and a new pass is needed only after a kept correction
+(it moves everything downstream).
 
-`analytic_bias_correction` is the data-free version: with x = Relu(BN(.)) (or BN(.)) and BN's
-output taken as N(beta, gamma^2) per channel, E[x] is the clipped normal expectation and
-E[(W_q - W) x] = (W_q - W) E[x] (exact away from zero-padded borders, which the paper ignores too).
+`analytic_bias_correction` is the data-free version on the float model: with x = Relu(BN(.)) (or
+BN(.)) and BN's output taken as N(beta, gamma^2) per channel, E[x] is the clipped normal expectation
+and E[(W_q - W) x] = (W_q - W) E[x] (exact away from zero-padded borders, which the paper ignores
+too).
 
-The graph helpers at the bottom (initializer_array, set_constant, ensure_bias, capture_values, label)
-are shared with quant/equalize.py.
+The graph helpers at the bottom (initializer_array, set_constant, ensure_bias, capture_values) are
+shared with quant/equalize.py.
 """
 
 from __future__ import annotations
@@ -29,18 +36,22 @@ import onnx_ir as ir
 from scipy import special
 
 from onnx2trt_check.errors import ConfigError
+from onnx2trt_check.quant.auto_range import split_held_out
+from onnx2trt_check.quant.calibrate import with_outputs
 from onnx2trt_check.quant.qdq_math import (
     fake_quantize,
     per_channel_amax,
     per_tensor_amax,
     symmetric_scale,
 )
-from onnx2trt_check.runtime import run_model
+from onnx2trt_check.runtime import create_session, run_model
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
 from onnx2trt_check.transforms.graph_utils import expose_as_outputs, node_label
 
 WeightQuantizer = Callable[[np.ndarray, int], np.ndarray]
 _LAYER_OPS = ("Conv", "Gemm")
+MAX_FIT_FEEDS = 48
+MAX_HELD_FEEDS = 16
 
 
 def per_channel_int8(weight: np.ndarray, axis: int) -> np.ndarray:
@@ -53,28 +64,25 @@ def per_tensor_int8(weight: np.ndarray, axis: int) -> np.ndarray:
     return fake_quantize(weight, symmetric_scale(per_tensor_amax(weight)))
 
 
-def correct_bias(
-    model: onnx.ModelProto,
-    calibration_feeds: Iterable[Mapping[str, np.ndarray]],
-    *,
-    weight_quantizer: WeightQuantizer = per_channel_int8,
-    nodes: Sequence[str] | None = None,
-) -> TransformResult:
-    """Empirical bias correction of every Conv/Gemm with a constant weight (or only the ones named
-    in `nodes`). `weight_quantizer(weight, axis)` returns the fake-quantized weight, `axis` being
-    the output-channel axis; defaults to per-channel symmetric int8 (`per_channel_int8`)."""
+def correct_bias(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto, calibration_feeds: Iterable[Mapping[str, np.ndarray]]) -> TransformResult:
+    """Sequential, verified bias correction of `qdq_model` (the QDQ model of `float_model`, whose
+    tensor names it keeps): every Conv/Gemm with a quantized weight, in graph order, measured with
+    the layers before it already quantized and corrected, keeps its correction only where it lowers
+    that layer's output error on held-out feeds (see the module doc). Neither model is mutated."""
     feeds = list(calibration_feeds)
     if not feeds:
         raise ConfigError("calibration_feeds is empty; pass at least one feed dict")
     report = TransformReport()
-    work = ir.from_proto(model)
-    layers = _select_layers(work.graph, nodes, report)
+    work = ir.from_proto(qdq_model)
+    layers = _select_layers(work.graph, report)
     if not layers:
-        return TransformResult(model, False, report)
-    errors = _measured_errors(work, layers, feeds, weight_quantizer)
-    for node, error in zip(layers, errors):
-        _subtract_from_bias(work.graph, node, error, report)
-    return TransformResult(ir.to_proto(work), True, report)
+        return TransformResult(qdq_model, False, report)
+    fit, held, held_out = split_held_out(feeds, cap=MAX_HELD_FEEDS)
+    corrector = _Sequential(float_model, work, layers, fit[:MAX_FIT_FEEDS], held)
+    kept = sum(corrector.correct(index, report, held_out) for index in range(len(layers)))
+    report.figures.update({"corrected": kept, "layers": len(layers), "passes": corrector.passes,
+                           "fit_feeds": len(fit[:MAX_FIT_FEEDS]), "held_out_feeds": len(held) if held_out else 0})
+    return TransformResult(ir.to_proto(work) if kept else qdq_model, bool(kept), report)
 
 
 def analytic_bias_correction(
@@ -89,7 +97,7 @@ def analytic_bias_correction(
     report = TransformReport()
     work = ir.from_proto(model)
     corrected = False
-    for node in _select_layers(work.graph, nodes, report):
+    for node in _float_layers(work.graph, nodes, report):
         mean_input, reason = _expected_input(node)
         if reason:
             report.skipped([node_label(node)], reason)
@@ -114,15 +122,13 @@ def relu_normal_mean(mean, std) -> np.ndarray:
 # --- layers -------------------------------------------------------------------------------------
 
 
-def _select_layers(graph: ir.Graph, names: Sequence[str] | None, report: TransformReport) -> list[ir.Node]:
-    candidates = [n for n in graph if n.op_type in _LAYER_OPS and n.domain in ("", "ai.onnx")]
-    if names is not None:
-        unknown = set(names) - {node_label(n) for n in candidates}
-        if unknown:
-            raise ConfigError(f"nodes {sorted(unknown)} are not Conv/Gemm nodes of the model; pass names of Conv/Gemm nodes")
-        candidates = [n for n in candidates if node_label(n) in set(names)]
+def _select_layers(graph: ir.Graph, report: TransformReport) -> list[ir.Node]:
+    """The Conv/Gemm nodes whose weight the quantizer quantized (a DequantizeLinear of a constant),
+    in graph order; the others are reported as skips with the reason."""
     layers = []
-    for node in candidates:
+    for node in graph:
+        if node.op_type not in _LAYER_OPS or node.domain not in ("", "ai.onnx"):
+            continue
         reason = _layer_rejection(node)
         if reason:
             report.skipped([node_label(node)], reason)
@@ -132,9 +138,10 @@ def _select_layers(graph: ir.Graph, names: Sequence[str] | None, report: Transfo
 
 
 def _layer_rejection(node: ir.Node) -> str:
-    weight = initializer_array(node.inputs[1])
-    if weight is None or weight.dtype.kind != "f":
-        return "weight is not a constant float initializer"
+    weight = node.inputs[1] if len(node.inputs) > 1 else None
+    producer = weight.producer() if weight is not None else None
+    if producer is None or producer.op_type != "DequantizeLinear" or initializer_array(producer.inputs[0]) is None:
+        return "weight is not quantized (excluded, or not a constant): nothing to correct"
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     if bias is not None and initializer_array(bias) is None:
         return "bias is not a constant initializer"
@@ -143,6 +150,24 @@ def _layer_rejection(node: ir.Node) -> str:
     if node.op_type == "Gemm" and _attribute(node, "beta", 1.0) == 0.0:
         return "Gemm with beta=0 ignores its bias input C"
     return ""
+
+
+def _float_layers(graph: ir.Graph, names: Sequence[str] | None, report: TransformReport) -> list[ir.Node]:
+    """The float model's Conv/Gemm with a constant float weight (only those named in `names`)."""
+    candidates = [n for n in graph if n.op_type in _LAYER_OPS and n.domain in ("", "ai.onnx")]
+    if names is not None:
+        unknown = set(names) - {node_label(n) for n in candidates}
+        if unknown:
+            raise ConfigError(f"nodes {sorted(unknown)} are not Conv/Gemm nodes of the model; pass names of Conv/Gemm nodes")
+        candidates = [n for n in candidates if node_label(n) in set(names)]
+    layers = []
+    for node in candidates:
+        weight = initializer_array(node.inputs[1])
+        if weight is None or weight.dtype.kind != "f":
+            report.skipped([node_label(node)], "weight is not a constant float initializer")
+        else:
+            layers.append(node)
+    return layers
 
 
 def _attribute(node: ir.Node, name: str, default):
@@ -172,35 +197,86 @@ def _subtract_from_bias(graph: ir.Graph, node: ir.Node, error: np.ndarray, repor
     report.matched([node_label(node)], f"mean |correction| {float(np.mean(np.abs(error))):.3g} over {channels} channels")
 
 
-# --- empirical ----------------------------------------------------------------------------------
+# --- sequential, verified ----------------------------------------------------------------------
 
 
-def _measured_errors(work: ir.Model, layers: list[ir.Node], feeds: list, quantizer: WeightQuantizer) -> list[np.ndarray]:
-    """Per layer, the mean over feeds, batch and positions of (W_q - W) * x per output channel
-    (axis 1 of a Conv or Gemm output). x is the layer's input in the float model: a probe copy
-    gets, next to each layer, a twin with weight W_q - W and no bias, whose output is that error."""
-    probe = ir.from_proto(ir.to_proto(work))
-    index = {id(node): i for i, node in enumerate(work.graph)}
-    probe_nodes = list(probe.graph)
-    twins = [_add_error_twin(probe.graph, probe_nodes[index[id(n)]], _weight_error(n, quantizer)) for n in layers]
-    outputs = run_model(ir.to_proto(probe), feeds)
-    return [_channel_mean([out[name] for out in outputs]) for name in twins]
+class _Sequential:
+    """The QDQ model under correction with every corrected layer's bias an overridable input and
+    every layer output exposed, next to the float model with the same outputs exposed. A pass runs
+    both over the feeds, one feed at a time (no activations are kept), and keeps per layer and
+    channel the sums that give the output error before and after a correction:
+    sum d and count over the fitting feeds, sum d and sum d^2 over the held-out ones (d = q - f)."""
+
+    def __init__(self, float_model: onnx.ModelProto, work: ir.Model, layers: list[ir.Node], fit: list, held: list):
+        self.work, self.layers, self.fit, self.held = work, layers, fit, held
+        self.biases = [_private_bias(work.graph, node) for node in layers]
+        names = [node.outputs[0].name for node in layers]
+        self.float_session = create_session(with_outputs(float_model, names), optimized=False)
+        probe = with_outputs(ir.to_proto(work), names)
+        probe.graph.input.extend(onnx.helper.make_tensor_value_info(v.name, v.dtype.value, None) for v in self.biases)
+        self.session, self.names, self.passes, self.stats = create_session(probe, optimized=False), names, 0, None
+
+    def correct(self, index: int, report: TransformReport, held_out: bool) -> bool:
+        """Correct layer `index` if that lowers its held-out output error; whether it did."""
+        if self.stats is None:
+            self.stats = self._pass()
+        fit_sum, fit_count, held_sum, held_sq, held_count = self.stats[index]
+        error = fit_sum / fit_count
+        before = float(held_sq.sum()) / held_count
+        after = float((held_sq - 2 * error * held_sum + held_count * error**2).sum()) / held_count
+        label, node = node_label(self.layers[index]), self.layers[index]
+        where = "held-out" if held_out else "fitting (no feed to hold out)"
+        if not after < before:
+            report.skipped([label], f"the correction would not lower the output error on the {where} feeds (MSE {before:.3g} -> {after:.3g})")
+            return False
+        beta = float(_attribute(node, "beta", 1.0)) if node.op_type == "Gemm" else 1.0
+        bias = self.biases[index]
+        set_constant(bias, (bias.const_value.numpy() - (error / beta).reshape(_bias_shape(bias, error))).astype(bias.const_value.numpy().dtype))
+        report.matched([label], f"output MSE on the {where} feeds {before:.3g} -> {after:.3g}, mean |correction| {float(np.mean(np.abs(error))):.3g}")
+        self.stats = None  # everything downstream of this layer changed
+        return True
+
+    def _pass(self) -> list:
+        self.passes += 1
+        biases = {v.name: v.const_value.numpy() for v in self.biases}
+        sums = [[0.0, 0, 0.0, 0.0, 0] for _ in self.layers]
+        for feed, fitting in [(f, True) for f in self.fit] + [(f, False) for f in self.held]:
+            floats = self.float_session.run(self.names, dict(feed))
+            quantized = self.session.run(self.names, {**feed, **biases})
+            for entry, f, q in zip(sums, floats, quantized):
+                _accumulate(entry, q.astype(np.float64) - f.astype(np.float64), fitting)
+        return [(s[0], s[1], s[2], s[3], s[4]) for s in sums]
 
 
-def _add_error_twin(graph: ir.Graph, node: ir.Node, delta: np.ndarray) -> str:
-    delta_value = _new_initializer(graph, f"{node_label(node)}_weight_error", delta)
-    twin = ir.Node("", node.op_type, [node.inputs[0], delta_value], list(node.attributes.values()))
-    twin.outputs[0].name = _fresh_name(graph, f"{node_label(node)}_output_error")
-    graph.append(twin)
-    graph.outputs.append(twin.outputs[0])
-    return twin.outputs[0].name
+def _accumulate(entry: list, difference: np.ndarray, fitting: bool) -> None:
+    """Per channel (axis 1) sums of the difference (and its square on held-out feeds), and counts."""
+    per_channel = np.moveaxis(difference, 1, 0).reshape(difference.shape[1], -1)
+    if fitting:
+        entry[0] = entry[0] + per_channel.sum(axis=1)
+        entry[1] += per_channel.shape[1]
+    else:
+        entry[2] = entry[2] + per_channel.sum(axis=1)
+        entry[3] = entry[3] + (per_channel**2).sum(axis=1)
+        entry[4] += per_channel.shape[1]
 
 
-def _channel_mean(batches: list[np.ndarray]) -> np.ndarray:
-    """Mean over every axis but 1, pooled over all batches (each element weighs the same)."""
-    sums = sum(b.astype(np.float64).sum(axis=tuple(a for a in range(b.ndim) if a != 1)) for b in batches)
-    count = sum(b.size // b.shape[1] for b in batches)
-    return sums / count
+def _private_bias(graph: ir.Graph, node: ir.Node) -> ir.Value:
+    """The node's bias as an initializer only it uses (zeros when it has none)."""
+    weight = initializer_array(node.inputs[1].producer().inputs[0])
+    ensure_bias(graph, node, _output_channels(node, weight), np.float32)
+    return node.inputs[2]
+
+
+def _output_channels(node: ir.Node, weight: np.ndarray) -> int:
+    if node.op_type == "Conv":
+        return weight.shape[0]
+    return weight.shape[0] if _attribute(node, "transB", 0) else weight.shape[1]
+
+
+def _bias_shape(bias: ir.Value, error: np.ndarray) -> tuple[int, ...]:
+    """The correction shaped like the bias (Gemm's C may be [N] or [1, N])."""
+    shape = bias.const_value.numpy().shape
+    return shape if int(np.prod(shape)) == error.size else error.shape
 
 
 # --- analytic -----------------------------------------------------------------------------------
@@ -250,13 +326,14 @@ def set_constant(value: ir.Value, array: np.ndarray) -> None:
     value.shape = ir.Shape(array.shape)
 
 
-def ensure_bias(graph: ir.Graph, node: ir.Node, channels: int) -> np.ndarray:
+def ensure_bias(graph: ir.Graph, node: ir.Node, channels: int, dtype=None) -> np.ndarray:
     """The node's bias (input 2) as an array, after making it an initializer only this node uses:
-    a missing bias becomes zeros of the weight's dtype, a shared one a private copy."""
+    a missing bias becomes zeros of `dtype`, a shared one a private copy. Defaults to the dtype of
+    the weight initializer."""
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     if bias is not None and len(bias.uses()) == 1:
         return initializer_array(bias)
-    dtype = initializer_array(node.inputs[1]).dtype
+    dtype = dtype or initializer_array(node.inputs[1]).dtype
     array = initializer_array(bias).copy() if bias is not None else np.zeros(channels, dtype)
     private = _new_initializer(graph, f"{node_label(node)}_bias", array)
     if len(node.inputs) < 3:

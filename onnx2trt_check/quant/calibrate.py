@@ -98,7 +98,7 @@ class TensorStats:
 # ---------------------------------------------------------------- collection over the model
 
 
-def _with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
+def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
     """A copy of the model whose graph also outputs the tensors `names`."""
     ir_model = ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(model))
     values = {v.name: v for v in ir_model.graph.inputs}
@@ -120,7 +120,7 @@ def collect_statistics(
     """Run the model over every feed and accumulate `TensorStats` of each tensor in `tensor_names`
     (graph inputs or node outputs). Only one batch of activations is held at a time. `progress`
     writes a batch counter to stderr when stderr is a terminal or there are many batches."""
-    session = create_session(_with_outputs(model, tensor_names), optimized=False)
+    session = create_session(with_outputs(model, tensor_names), optimized=False)
     input_names = [i.name for i in session.get_inputs()]
     outputs = [n for n in tensor_names if n not in input_names]
     stats = {name: TensorStats() for name in tensor_names}

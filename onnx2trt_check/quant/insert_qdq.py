@@ -32,6 +32,7 @@ from onnx2trt_check.quant.qdq_math import (
     symmetric_scale,
 )
 from onnx2trt_check.transforms.base import Skip
+from onnx2trt_check.transforms.graph_utils import node_label
 
 LINEAR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 CONV_OPS = ("Conv", "ConvTranspose")
@@ -77,11 +78,6 @@ class QuantizedTensor:
 # ---------------------------------------------------------------- planning
 
 
-def node_label(node: ir.Node, index: int) -> str:
-    """The node's name, or `OpType#index` for an unnamed node."""
-    return node.name or f"{node.op_type}#{index}"
-
-
 def _excluded_by(label: str, exclude: Iterable[str]) -> str | None:
     for pattern in exclude:
         if label == pattern or re.fullmatch(pattern, label):
@@ -121,7 +117,7 @@ def _weight_axis(node: ir.Node, weight: ir.Value, per_channel: bool) -> int | No
 
 
 def _plan_linear(node: ir.Node, index: int, per_channel: bool, plan: QdqPlan) -> None:
-    label = node_label(node, index)
+    label = node_label(node)
     problem = _activation_problem(node.inputs[0])
     if problem:
         plan.skips.append(Skip((label,), problem))
@@ -149,7 +145,7 @@ def _is_conv_output(value: ir.Value) -> bool:
 
 
 def _plan_residual_add(node: ir.Node, index: int, plan: QdqPlan) -> None:
-    label = node_label(node, index)
+    label = node_label(node)
     conv_inputs = [i for i, v in enumerate(node.inputs) if v is not None and _is_conv_output(v)]
     if not conv_inputs:
         return  # a plain Add, not a Conv+Add fusion candidate: nothing to record
@@ -166,9 +162,9 @@ def _plan_graph(graph: ir.Graph, *, per_channel: bool, exclude: Iterable[str]) -
     for index, node in enumerate(graph):
         if node.op_type not in (*LINEAR_OPS, "Add") or node.domain not in ("", "ai.onnx"):
             continue
-        pattern = _excluded_by(node_label(node, index), exclude)
+        pattern = _excluded_by(node_label(node), exclude)
         if pattern is not None:
-            plan.skips.append(Skip((node_label(node, index),), f"excluded by {pattern!r}"))
+            plan.skips.append(Skip((node_label(node),), f"excluded by {pattern!r}"))
         elif node.op_type == "Add":
             _plan_residual_add(node, index, plan)
         else:
@@ -187,7 +183,8 @@ def _load(model: onnx.ModelProto) -> ir.Model:
 
 def plan_qdq(model: onnx.ModelProto, *, per_channel: bool = True, exclude: Iterable[str] = ()) -> QdqPlan:
     """Which inputs of which nodes get Q/DQ, and which candidate nodes are skipped and why.
-    `exclude` holds node names or regexes (full match; unnamed nodes are `OpType#index`).
+    `exclude` holds node names or regexes (full match; an unnamed node is `OpType(first output)`,
+    graph_utils.node_label, the label every report and bisect prints).
     Defaults: per-channel weights, nothing excluded."""
     return _plan_graph(_load(model).graph, per_channel=per_channel, exclude=tuple(exclude))
 

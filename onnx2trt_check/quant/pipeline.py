@@ -3,8 +3,9 @@
 `quantize_for_tensorrt` is the whole pipeline (the `quantize` command, the `ort-int8` and `trt-int8`
 targets and the quantization benchmark use it): fold BN into the convs, as TensorRT does before it
 quantizes weights; lift Constant nodes to initializers, so ReLU6's bounds (Constant nodes in PyTorch
-exports) are visible to equalization; optional cross-layer equalization; optional bias correction of
-the layers the plan quantizes; then calibration and Q/DQ insertion.
+exports) are visible to equalization; optional cross-layer equalization; calibration (automatic per
+tensor by default) and Q/DQ insertion; then optional bias correction of the QDQ model, layer by
+layer, each correction kept only where it lowers the layer's error on held-out feeds.
 """
 
 from __future__ import annotations
@@ -20,9 +21,8 @@ from onnx_ir.passes.common import LiftConstantsToInitializersPass
 
 from ..errors import ConfigError
 from ..transforms.fold_conv_bn import fold_conv_bn
-from ..transforms.graph_utils import node_label
 from . import bias_correction, equalize
-from .insert_qdq import plan_qdq
+from .objective import Objective, output_sqnr_db
 from .quantize import QuantizeReport, quantize_model
 
 # The ReLU6 swap's effect on the float outputs is measured on this many calibration feeds: enough
@@ -32,11 +32,12 @@ SWAP_CHECK_FEEDS = 16
 
 @dataclasses.dataclass(frozen=True)
 class Int8Settings:
-    """How our int8 artifact is made. Defaults: entropy calibration (TensorRT's), percentile 99.99
-    (used by "percentile" only), per-channel weights, no equalization (ReLU6 pairs skipped when it
-    is on), no bias correction, nothing excluded."""
+    """How our int8 artifact is made. Defaults: automatic calibration (per tensor the best of max,
+    percentile, entropy and mse on held-out feeds), percentile 99.99 (the percentile method's),
+    per-channel weights, no equalization (ReLU6 pairs skipped when it is on), no bias correction,
+    nothing excluded."""
 
-    method: str = "entropy"
+    method: str = "auto"
     percentile: float = 99.99
     per_channel: bool = True
     cle: bool = False
@@ -74,21 +75,28 @@ def check_settings(settings: Int8Settings) -> None:
             raise ConfigError(f"--exclude '{pattern}' is not a valid regex ({exc}); escape it or pass the exact node name") from None
 
 
-def quantize_for_tensorrt(model: onnx.ModelProto, calibration_feeds: Sequence[Mapping[str, np.ndarray]], settings: Int8Settings) -> Int8Build:
-    """The int8 QDQ model of `model` by `settings`, calibrated on `calibration_feeds`. `model` is
-    not mutated."""
+def quantize_for_tensorrt(model: onnx.ModelProto, calibration_feeds: Sequence[Mapping[str, np.ndarray]], settings: Int8Settings,
+                          *, objective: Objective = output_sqnr_db) -> Int8Build:
+    """The int8 QDQ model of `model` by `settings`, calibrated on `calibration_feeds`; `objective`
+    scores candidate ranges for the automatic calibration. Defaults to the worst output SQNR.
+    `model` is not mutated."""
     prepared, steps = prepare_for_quantization(model, calibration_feeds, settings)
     result = quantize_model(
         prepared, calibration_feeds, method=settings.method, percentile=settings.percentile,
-        per_channel=settings.per_channel, exclude=settings.exclude,
+        per_channel=settings.per_channel, exclude=settings.exclude, objective=objective,
         progress=True,  # a batch counter on stderr, only on a terminal or for long calibrations
     )
-    return Int8Build(result.model, result.report, steps)
+    quantized = result.model
+    if settings.bias_correction:
+        corrected = bias_correction.correct_bias(prepared, quantized, calibration_feeds)
+        steps["bias_correction"] = _correction_figures(corrected.report)
+        quantized = corrected.model
+    return Int8Build(quantized, result.report, steps)
 
 
 def prepare_for_quantization(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], settings: Int8Settings) -> tuple[onnx.ModelProto, dict[str, dict]]:
-    """The float model the quantizer sees (BN folded, constants lifted, optionally equalized and
-    bias-corrected) and each step's figures."""
+    """The float model the quantizer sees (BN folded, constants lifted, optionally equalized) and
+    each step's figures."""
     folded = fold_conv_bn(model)
     steps = {"fold_conv_bn": {"folded": len(folded.report.matches)}}
     work = _lift_constants(folded.model)
@@ -96,12 +104,12 @@ def prepare_for_quantization(model: onnx.ModelProto, feeds: Sequence[Mapping[str
         result = equalize.equalize(work, relu6=settings.cle_relu6, check_feeds=feeds[:SWAP_CHECK_FEEDS])
         steps["cle"] = {"pairs": len(result.report.matches), "skipped": [f"{', '.join(s.nodes)}: {s.reason}" for s in result.report.skips], **result.report.figures}
         work = result.model
-    if settings.bias_correction:
-        quantizer = bias_correction.per_channel_int8 if settings.per_channel else bias_correction.per_tensor_int8
-        result = bias_correction.correct_bias(work, feeds, weight_quantizer=quantizer, nodes=_weight_quantized_layers(work, settings))
-        steps["bias_correction"] = {"layers": len(result.report.matches)}
-        work = result.model
     return work, steps
+
+
+def _correction_figures(report) -> dict:
+    return {**report.figures, "kept": [f"{', '.join(m.nodes)}: {m.detail}" for m in report.matches],
+            "skipped": [f"{', '.join(s.nodes)}: {s.reason}" for s in report.skips]}
 
 
 def _lift_constants(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -110,18 +118,10 @@ def _lift_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     return ir.to_proto(work)
 
 
-def _weight_quantized_layers(model: onnx.ModelProto, settings: Int8Settings) -> list[str]:
-    """Labels (as bias_correction names nodes) of the Conv/Gemm whose weights the quantizer will
-    quantize: correcting an excluded layer would add the error it corrects for."""
-    plan = plan_qdq(model, per_channel=settings.per_channel, exclude=settings.exclude)
-    nodes = list(ir.from_proto(model).graph)
-    indices = dict.fromkeys(t.node for t in plan.targets if t.kind == "weight")
-    return [node_label(nodes[i]) for i in indices if nodes[i].op_type in ("Conv", "Gemm")]
-
-
 def report_figures(build: Int8Build) -> dict:
-    """The quantizer's report as JSON-ready figures: tensors quantized with their amax, the method,
-    the preparation steps, and every skipped node with its reason."""
+    """The quantizer's report as JSON-ready figures: tensors quantized with their amax, the method
+    (and for auto the method chosen per activation, the score of each candidate there and how the
+    choice was made), the preparation steps, and every skipped node with its reason."""
     report = build.report
     activations = {t.name: t.amax for t in report.tensors if t.kind == "activation"}
     weights = {t.name: _amax_summary(t.amax, t.axis) for t in report.tensors if t.kind == "weight"}
@@ -129,6 +129,8 @@ def report_figures(build: Int8Build) -> dict:
         "method": report.method,
         "tensors_quantized": {"activations": len(activations), "weights": len(weights)},
         "activation_amax": activations,
+        "activation_method": dict(report.methods),
+        "auto_selection": report.selection and {**report.selection, "scores_db": report.scores},
         "weight_amax": weights,
         "skipped": [{"nodes": list(s.nodes), "reason": s.reason} for s in report.skips],
         "steps": build.steps,

@@ -12,18 +12,27 @@ import numpy as np
 import onnx
 
 from onnx2trt_check.errors import ConfigError
+from onnx2trt_check.quant.auto_range import auto_ranges
 from onnx2trt_check.quant.calibrate import METHODS, collect_statistics, compute_amax
 from onnx2trt_check.quant.insert_qdq import QuantizedTensor, insert_qdq, plan_qdq
+from onnx2trt_check.quant.objective import Objective, output_sqnr_db
 from onnx2trt_check.transforms.base import Skip
+
+AUTO = "auto"
+CALIBRATION_METHODS = (AUTO, *METHODS)
 
 
 @dataclasses.dataclass
 class QuantizeReport:
-    """Every quantized tensor with its amax and scale, and every candidate node skipped, with why."""
+    """Every quantized tensor with its amax and scale, the range method of each activation (auto
+    picks one per tensor; `selection` says how), and every candidate node skipped, with why."""
 
     method: str
     tensors: list[QuantizedTensor] = dataclasses.field(default_factory=list)
     skips: list[Skip] = dataclasses.field(default_factory=list)
+    methods: dict[str, str] = dataclasses.field(default_factory=dict)
+    scores: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    selection: dict | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -35,9 +44,9 @@ class QuantizeResult:
     report: QuantizeReport
 
 
-def _check_options(method: str, percentile: float) -> None:
-    if method not in METHODS:
-        raise ConfigError(f"unknown calibration method {method!r}; pass one of {', '.join(METHODS)}")
+def check_options(method: str, percentile: float) -> None:
+    if method not in CALIBRATION_METHODS:
+        raise ConfigError(f"unknown calibration method {method!r}; pass one of {', '.join(CALIBRATION_METHODS)}")
     if not 0.0 < percentile <= 100.0:
         raise ConfigError(f"percentile {percentile} is outside (0, 100]; pass e.g. 99.99")
 
@@ -46,22 +55,31 @@ def quantize_model(
     model: onnx.ModelProto,
     calibration_feeds: Iterable[Mapping[str, np.ndarray]],
     *,
-    method: str = "entropy",
+    method: str = AUTO,
     percentile: float = 99.99,
     per_channel: bool = True,
     exclude: Iterable[str] = (),
+    objective: Objective = output_sqnr_db,
     progress: bool = False,
 ) -> QuantizeResult:
     """The int8 QDQ model of `model`, activations calibrated over `calibration_feeds` (an iterable
-    of {input name: array}, consumed once) by `method` ("entropy", "max", "percentile" or "mse").
-    `exclude` holds node names or regexes left in float. `model` is not mutated.
-    Defaults: entropy (TensorRT's), percentile 99.99 (used by "percentile" only), per-channel
-    weights, nothing excluded, no progress display."""
-    _check_options(method, percentile)
+    of {input name: array}) by `method`: "auto" (per tensor the best of the others on held-out
+    feeds by `objective`, quant/auto_range.py), "max", "percentile", "entropy" or "mse".
+    `exclude` holds node names or regexes left in float (unnamed nodes: `OpType(first output)`).
+    `model` is not mutated. Defaults: auto, percentile 99.99 (its percentile method), per-channel
+    weights, nothing excluded, the worst output SQNR as the objective, no progress display."""
+    check_options(method, percentile)
     plan = plan_qdq(model, per_channel=per_channel, exclude=exclude)
+    report = QuantizeReport(method, skips=list(plan.skips))
     amax = {}
-    if plan.activations:
+    if plan.activations and method == AUTO:
+        found = auto_ranges(model, plan, list(calibration_feeds), percentile=percentile, objective=objective, progress=progress)
+        amax, report.selection = found.amax, found.figures()
+        report.methods = {t: c.method for t, c in found.choices.items()}
+        report.scores = {t: c.scores for t, c in found.choices.items()}
+    elif plan.activations:
         stats = collect_statistics(model, calibration_feeds, plan.activations, progress=progress)
         amax = {name: compute_amax(stats[name], method, percentile=percentile) for name in plan.activations}
-    quantized_model, tensors = insert_qdq(model, plan, amax)
-    return QuantizeResult(quantized_model, QuantizeReport(method, tensors, list(plan.skips)))
+        report.methods = dict.fromkeys(plan.activations, method)
+    quantized_model, report.tensors = insert_qdq(model, plan, amax)
+    return QuantizeResult(quantized_model, report)

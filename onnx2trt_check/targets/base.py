@@ -30,8 +30,13 @@ class Target:
         """The ONNX file this target deploys. Defaults to the model itself."""
         return ctx.path
 
+    def feeds(self, ctx) -> list:
+        """The feeds this target is judged on. Defaults to the run's feeds (ctx.feeds)."""
+        return ctx.feeds
+
     def reference(self, ctx):
-        """The outputs this target is compared with. Defaults to the model's ORT reference run."""
+        """The outputs this target is compared with, on `feeds(ctx)`. Defaults to the model's ORT
+        reference run."""
         return ctx.reference
 
     def tolerance_precision(self, ctx) -> str:

@@ -3,7 +3,12 @@
 The artifact is the model itself when it already holds Q/DQ nodes (QAT or a quantized export);
 its reference is then the model's float counterpart (Q/DQ removed, weights dequantized). Otherwise
 the artifact is our quantizer's output from calibration data (quant.pipeline), compared with the
-model's own reference. ONNX Runtime runs it with every graph optimization but with its Q/DQ as
+model's own reference.
+
+The feeds it is judged on: the run's inputs when --inputs or --data-loader give real data;
+otherwise, with calibration data, a held-out fifth of it (quant.verify.verification_split, the
+split `quantize` uses), which the quantizer then does not calibrate on. Random inputs never judge a
+calibrated model. ONNX Runtime runs it with every graph optimization but with its Q/DQ as
 written (runtime.create_session: ORT's fused int8 kernels saturate on some CPUs), which is the
 arithmetic of the QDQ model: an emulation that gives int8 signal on any machine, labelled
 onnxruntime, never TensorRT.
@@ -23,6 +28,7 @@ from ..data import read_feeds
 from ..errors import CheckError, CheckFailed, CheckSkipped
 from ..quant.float_counterpart import float_counterpart, has_qdq
 from ..quant.pipeline import Int8Build, Int8Settings, quantize_for_tensorrt, settings_from
+from ..quant.verify import VerificationSplit, verification_split
 from ..runtime import create_session, output_names, run_feeds
 from .base import Target
 
@@ -56,10 +62,43 @@ def calibration_feeds(ctx) -> list[dict[str, np.ndarray]]:
     return cached(ctx, "calibration_feeds", lambda: read_feeds(path, ctx.specs))
 
 
+def real_inputs(ctx) -> bool:
+    """Whether the run's feeds are real data (--inputs or --data-loader), not generated."""
+    return bool(ctx.options.feeds.npz or ctx.options.feeds.data_loader)
+
+
+def verification(ctx) -> VerificationSplit:
+    """The calibration feeds the quantizer sees and the feeds the int8 model is judged on."""
+    return cached(ctx, "verification", lambda: verification_split(calibration_feeds(ctx), ctx.feeds if real_inputs(ctx) else None))
+
+
+def judged_on_calibration_data(ctx) -> bool:
+    """Whether the int8 comparison runs on held-out calibration feeds (no real inputs given)."""
+    return ctx.options.extra.get("calibration_data") is not None and not real_inputs(ctx)
+
+
+def judging_feeds(ctx) -> list:
+    return verification(ctx).test if judged_on_calibration_data(ctx) else ctx.feeds
+
+
+def judging_reference(ctx):
+    """The float model's run on the judging feeds (the context's own when those are its feeds)."""
+    if not judged_on_calibration_data(ctx):
+        return ctx.reference
+
+    def compute():
+        started = time.perf_counter()
+        session = create_session(ctx.path, optimized=False)
+        outputs = run_feeds(session, judging_feeds(ctx))
+        return ReferenceRun(output_names(session), outputs, time.perf_counter() - started)
+
+    return cached(ctx, "judging_reference", compute)
+
+
 def int8_build(ctx, settings: Int8Settings | None = None) -> Int8Build:
     """Our int8 build of the model under the run's settings (or `settings`), made once."""
     settings = settings or settings_from(ctx.options.extra)
-    feeds = calibration_feeds(ctx)
+    feeds = verification(ctx).calibration
     try:
         return cached(ctx, f"build:{settings}", lambda: quantize_for_tensorrt(ctx.loaded.proto, feeds, settings))
     except CheckError as exc:  # a model our quantizer cannot take (e.g. opset < 13) is a finding
@@ -67,12 +106,13 @@ def int8_build(ctx, settings: Int8Settings | None = None) -> Int8Build:
 
 
 def qdq_reference(ctx):
-    """The float counterpart of a QDQ model, run as the reference runs a model (no graph rewrites)."""
+    """The float counterpart of a QDQ model, run as the reference runs a model (no graph rewrites),
+    on the judging feeds."""
     def compute():
         path = ctx.artifact("float", lambda: float_counterpart(ctx.loaded.proto))
         started = time.perf_counter()
         session = create_session(path, optimized=False)
-        outputs = run_feeds(session, ctx.feeds)
+        outputs = run_feeds(session, judging_feeds(ctx))
         return ReferenceRun(output_names(session), outputs, time.perf_counter() - started)
 
     return cached(ctx, "qdq_reference", compute)
@@ -102,8 +142,16 @@ class OrtInt8Target(Target):
             return ctx.path
         return ctx.artifact("int8", lambda: int8_build(ctx).model)
 
+    def feeds(self, ctx) -> list:
+        return judging_feeds(ctx)
+
     def reference(self, ctx):
-        return qdq_reference(ctx) if model_has_qdq(ctx) else ctx.reference
+        return qdq_reference(ctx) if model_has_qdq(ctx) else judging_reference(ctx)
+
+    def figures(self, ctx) -> dict:
+        if not judged_on_calibration_data(ctx):
+            return {}
+        return {"inputs": verification(ctx).describe(str(ctx.options.extra["calibration_data"]))}
 
     def run(self, model_path: str | os.PathLike, feeds) -> list[dict[str, np.ndarray]]:
         return run_feeds(create_session(model_path, optimized=True), feeds)

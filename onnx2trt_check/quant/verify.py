@@ -1,0 +1,111 @@
+"""Verify, then write: the int8 model against the float one, under the int8 floor, on real data.
+
+* The floor is the int8 precision profile (config.PRECISION_PROFILES["int8"]: SQNR >= 20 dB, cosine
+  >= 0.99, top-1 agreement >= 95% on class scores), applied by compare.compare_output: exactly what
+  the `ort-int8` item of `pytest --model` applies, so `quantize` writes what that item passes.
+* The data: the test inputs when given; otherwise a held-out part of the calibration data (every
+  5th feed), which the quantizer then does not see. Random inputs never judge a calibrated model:
+  they are not the distribution it was calibrated for (a model fine on real data measured 4 dB on
+  uniform noise). A single calibration feed cannot be split: it then judges itself, and says so.
+* Below the floor, the tensors that explain it: a layerwise comparison of both models over the first
+  feeds (bisection/layerwise.py), its worst tensors by SQNR with the nodes they belong to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from onnx2trt_check.compare import OutputStats, compare_output, format_stats
+from onnx2trt_check.config import ToleranceConfig
+from onnx2trt_check.runtime import run_model
+
+INT8 = "int8"
+VERIFICATION_EVERY = 5
+WORST_TENSORS = 5
+# The layerwise comparison holds every tensor of both models per feed: a few feeds suffice to rank.
+LAYERWISE_FEEDS = 4
+
+Feeds = Sequence[Mapping[str, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationSplit:
+    """The feeds the quantizer calibrates on, the feeds the result is judged on, and how they relate."""
+
+    calibration: list
+    test: list
+    held_out: bool
+
+    def describe(self, source: str) -> str:
+        if not self.held_out:
+            return f"the calibration data '{source}' itself (a single feed: nothing to hold out; pass --inputs for an unbiased figure)"
+        return (f"{len(self.test)} held-out feed(s) of the calibration data '{source}' (every {VERIFICATION_EVERY}th feed; "
+                f"the quantizer calibrated on the other {len(self.calibration)})")
+
+
+def verification_split(calibration: Feeds, test: Feeds | None = None) -> VerificationSplit:
+    """With test feeds: calibrate on all of `calibration`, judge on `test`. Without: every 5th
+    calibration feed is held out for judging (a single feed is both)."""
+    calibration = list(calibration)
+    if test is not None:
+        return VerificationSplit(calibration, list(test), True)
+    if len(calibration) < 2:
+        return VerificationSplit(calibration, calibration, False)
+    held = set(range(VERIFICATION_EVERY - 1, len(calibration), VERIFICATION_EVERY)) or {len(calibration) - 1}
+    return VerificationSplit([f for i, f in enumerate(calibration) if i not in held], [calibration[i] for i in sorted(held)], True)
+
+
+@dataclasses.dataclass
+class Int8Verdict:
+    """Per output the comparison under the int8 floor; the failing ones' messages; and when
+    something failed, the worst tensors of the layerwise comparison."""
+
+    outputs: dict[str, OutputStats]
+    failures: list[str]
+    worst: list = dataclasses.field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def figures(self) -> dict[str, dict]:
+        return {name: {"sqnr_db": s.sqnr_db, "cosine": s.cosine, "top1": s.top1, "passed": s.passed} for name, s in self.outputs.items()}
+
+
+def int8_floor(name: str, tolerances: ToleranceConfig | None = None):
+    """The tolerance an int8 output is held to (the `ort-int8` item's, by the same call)."""
+    return (tolerances or ToleranceConfig()).for_output(name, INT8)
+
+
+def verify_int8(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds: Feeds, *, tolerances: ToleranceConfig | None = None) -> Int8Verdict:
+    """The int8 model's outputs against the float model's on `feeds` under the int8 floor, both on
+    ONNX Runtime's CPU (the float model as written, the int8 one optimized with its Q/DQ as
+    written, as the ort-int8 target runs it). Defaults to the built-in profile."""
+    reference = run_model(float_model, feeds, optimized=False)
+    quantized = run_model(int8_model, feeds, optimized=True)
+    outputs, failures = {}, []
+    for name in reference[0]:
+        tolerance = int8_floor(name, tolerances)
+        stats = compare_output(name, [r[name] for r in reference], [q[name] for q in quantized], tolerance)
+        outputs[name] = stats
+        if not stats.passed:
+            failures.append(format_stats(stats, tolerance))
+    verdict = Int8Verdict(outputs, failures)
+    if failures:
+        verdict.worst = worst_tensors(float_model, int8_model, feeds[:LAYERWISE_FEEDS])
+    return verdict
+
+
+def worst_tensors(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds: Feeds, count: int = WORST_TENSORS) -> list:
+    """The first divergent tensor, then the lowest-SQNR ones, of the layerwise comparison (at most
+    `count` rows in all). Defaults to 5."""
+    from onnx2trt_check.bisection.layerwise import layerwise_compare
+
+    report = layerwise_compare(float_model, int8_model, feeds)
+    first = report.first_divergent
+    ranked = ([first] if first else []) + sorted((r for r in report.tensors if r is not first), key=lambda row: row.sqnr_db)
+    return ranked[:count]
