@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ..context import ModelContext, RunOptions
-from ..errors import CheckFailed, CheckSkipped
+from ..errors import CheckError, CheckFailed, CheckSkipped
 from ..report import PROPERTY_KEY, CheckRecord, ModelInfo
 from . import families
 from .stash import STATE
@@ -31,6 +31,7 @@ class RunState:
         self.models: dict[str, ModelInfo] = {}
         self.records: list[CheckRecord] = []
         self.context: ModelContext | None = None  # only the latest: items of one model run together
+        self.refused: dict[Path, str] = {}  # models that cannot be checked, in a run over several: why
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Registered as a plugin object, so results of xdist workers arrive here on the controller."""
@@ -58,6 +59,9 @@ def display(config: pytest.Config, path: Path) -> str:
 class ModelFile(pytest.File):
     def collect(self):
         state = self.config.stash[STATE]
+        if self.path.resolve() in state.refused:
+            yield RefusedModel.from_parent(self, name="model", message=state.refused[self.path.resolve()])
+            return
         by_family: dict[str, list] = {}
         for order, check in enumerate(families.all_checks(state.options)):
             by_family.setdefault(check.family, []).append((order, check))
@@ -91,6 +95,8 @@ class CheckItem(pytest.Item):
         except CheckSkipped as exc:
             self._record({}, str(exc))
             pytest.skip(str(exc))
+        except CheckError as exc:  # e.g. an artifact that cannot be written: the item fails with the line
+            figures, outcome_error = {}, CheckFailed(str(exc))
         self._record(figures, str(outcome_error or ""))
         if outcome_error:
             raise outcome_error
@@ -106,3 +112,33 @@ class CheckItem(pytest.Item):
 
     def reportinfo(self):
         return self.path, None, f"{self.check.family}::{self.check.name}"
+
+
+class RefusedModel(pytest.Collector):
+    """The `model::load` item of a model that cannot be checked (out of scope, unreadable, shapes
+    or data that do not fit) in a run over several models: it fails with the reason and the other
+    models run. (A run of one such model is a usage error instead.)"""
+
+    def __init__(self, *, message: str, **kwargs):
+        super().__init__(**kwargs)
+        self.message = message
+
+    def collect(self):
+        yield RefusedItem.from_parent(self, name="load", message=self.message)
+
+
+class RefusedItem(pytest.Item):
+    def __init__(self, *, message: str, **kwargs):
+        super().__init__(**kwargs)
+        self.message = message
+
+    def runtest(self) -> None:
+        entry = {"model": display(self.config, self.path.resolve()), "family": "model", "name": "load", "figures": {}, "message": self.message, "order": -1}
+        self.user_properties.append((PROPERTY_KEY, entry))
+        raise CheckFailed(self.message)
+
+    def repr_failure(self, excinfo, style=None):
+        return str(excinfo.value)
+
+    def reportinfo(self):
+        return self.path, None, "model::load"
