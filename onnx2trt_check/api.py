@@ -53,7 +53,8 @@ def check(models: str | os.PathLike | Sequence[str | os.PathLike], *, pytest_arg
           report_json: str | os.PathLike | None = None) -> CheckResult:
     """`pytest --model M ...` for every model (a file or a folder), in this process. `pytest_args`
     are any other options of `pytest --model` (e.g. ["--target", "ort", "-q"]). The report is also
-    kept at `report_json` when given. Defaults to a temporary file, removed afterwards."""
+    kept at `report_json` when given. Defaults to a temporary file, removed afterwards. A usage
+    error (pytest's exit code 4: a bad option, model or data) raises ConfigError with its line."""
     import pytest
 
     paths = [models] if isinstance(models, str | os.PathLike) else list(models)

@@ -16,7 +16,7 @@ from . import protos, runtime
 from .config import ToleranceConfig
 from .data import MAX_LOADER_FEEDS, Feed, FeedOptions, model_feeds
 from .fileio import save_model
-from .model import InputSpec, LoadedModel, graph_inputs, load_model
+from .model import InputSpec, LoadedModel, graph_inputs, load_model, override_problem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,7 @@ class ModelContext:
         self.loaded: LoadedModel = load_model(path)
         self._notes: list[str] = []
         names = {value.name for value in graph_inputs(self.loaded.proto)}
-        shapes = self._for_this_model(options.input_shapes, names, "--input-shape")
+        shapes = self._shapes_for_this_model(self._for_this_model(options.input_shapes, names, "--input-shape"))
         ranges = self._for_this_model(options.feeds.ranges, names | {"*"}, "--input-range")
         self._feed_options = dataclasses.replace(options.feeds, ranges=ranges, raw=options.feeds.read())
         self.specs: list[InputSpec]
@@ -64,6 +64,22 @@ class ModelContext:
         for name in sorted(set(values) - names):
             self._notes.append(f"{option} '{name}' ignored: the model has no input '{name}'")
         return {name: value for name, value in values.items() if name in names}
+
+    def _shapes_for_this_model(self, shapes: dict) -> dict:
+        """In a run over several models, an --input-shape that does not fit this model's input
+        (rank, a dim the model fixes) was meant for another model with that input name: ignored
+        with a note."""
+        if not self.options.per_model_names:
+            return shapes
+        values = {value.name: value for value in graph_inputs(self.loaded.proto)}
+        fitting = {}
+        for name, shape in shapes.items():
+            problem = override_problem(values[name], shape)
+            if problem:
+                self._notes.append(f"--input-shape {name}:{'x'.join(map(str, shape))} ignored: it {problem}")
+            else:
+                fitting[name] = shape
+        return fitting
 
     @property
     def path(self) -> Path:

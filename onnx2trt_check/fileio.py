@@ -12,9 +12,9 @@ from .errors import ConfigError, OutputPathError
 if TYPE_CHECKING:
     import onnx
 
-# protobuf cannot serialize a message of 2 GiB or more. A model whose tensors hold more than this
-# (the margin is for the graph itself) is saved with its weights in `<file>.data` beside it (ONNX
-# external data), tensor by tensor, never as one protobuf.
+# protobuf cannot serialize a message of 2 GiB or more. A model whose weights (initializers) hold
+# more than this (the margin is for the rest of the model) is saved with its large weights in
+# `<file>.data` beside it (ONNX external data), tensor by tensor, never as one protobuf.
 EXTERNAL_DATA_BYTES = 2**31 - 2**26
 # Tensors below this size stay inside the model file (onnx.save's own default threshold).
 _EXTERNAL_TENSOR_BYTES = 1024
@@ -91,11 +91,13 @@ def unique_path(directory: Path, stem: str, suffix: str) -> Path:
 
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, force: bool = True) -> Path:
-    """Write `model` to `path` atomically. When its tensors hold more than EXTERNAL_DATA_BYTES, the
-    large ones go to `<path>.data` (written first, renamed into place, then the model file), which
-    `force=False` refuses to replace. The model is unchanged afterwards."""
+    """Write `model` to `path` atomically. When its initializers hold more than EXTERNAL_DATA_BYTES,
+    the large ones go to `<path>.data` (written first, renamed into place, then the model file),
+    which `force=False` refuses to replace. `model` is never modified: the file written is a shell
+    whose large initializers point into the data file, and each weight is copied once, on its way
+    to the data file (onnx.save_model would convert the proto it is given)."""
     path = Path(path)
-    large = _large_tensors(model)
+    large = [t for t in model.graph.initializer if t.HasField("raw_data") and _stored_bytes(t) >= _EXTERNAL_TENSOR_BYTES]
     if sum(_stored_bytes(t) for t in large) <= EXTERNAL_DATA_BYTES:
         atomic_write_bytes(path, model.SerializeToString())
         return path
@@ -109,46 +111,56 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, force: bool =
     return path
 
 
-def _large_tensors(model: onnx.ModelProto) -> list:
-    from onnx.external_data_helper import _get_all_tensors
-
-    return [t for t in _get_all_tensors(model) if t.HasField("raw_data") and _stored_bytes(t) >= _EXTERNAL_TENSOR_BYTES]
-
-
 def _stored_bytes(tensor) -> int:
-    """raw_data's length without copying it (reading the field makes a bytes copy)."""
-    return tensor.ByteSize()
+    """raw_data's length from the tensor's shape and type: reading the field makes a bytes copy, and
+    ByteSize() fails on a tensor of 2 GiB or more."""
+    from .protos import raw_data_bytes
+
+    try:
+        return raw_data_bytes(tensor)
+    except (KeyError, TypeError, ValueError):
+        return len(tensor.raw_data)
 
 
 def _save_with_external_data(model: onnx.ModelProto, path: Path, data_path: Path, large: list) -> None:
-    """Each large tensor's bytes are moved to the data file and its entry points there while the
-    small model is serialized; every tensor gets its bytes back afterwards, even on failure."""
+    places: dict[str, tuple[int, int]] = {}
+
+    def write_tensors(f) -> None:
+        for tensor in large:
+            places[tensor.name] = (f.tell(), _stored_bytes(tensor))
+            f.write(tensor.raw_data)  # one tensor's bytes at a time
+
+    _write_then_rename(data_path, write_tensors)
+    try:
+        shell = _shell(model, places, data_path.name)
+        _write_then_rename(path, lambda f: f.write(shell.SerializeToString()))
+    except BaseException:
+        data_path.unlink(missing_ok=True)
+        raise
+
+
+def _shell(model: onnx.ModelProto, places: dict[str, tuple[int, int]], location: str) -> onnx.ModelProto:
+    """`model` with the initializers named in `places` as external-data entries (offset, length)."""
     import onnx
 
-    moved = []
-    try:
+    from .protos import model_with_graph
 
-        def write_tensors(f) -> None:
-            for tensor in large:
-                data = tensor.raw_data
-                offset = f.tell()
-                f.write(data)
-                moved.append((tensor, data, tensor.HasField("data_location")))
-                tensor.ClearField("raw_data")
-                tensor.data_location = onnx.TensorProto.EXTERNAL
-                for key, value in (("location", data_path.name), ("offset", str(offset)), ("length", str(len(data)))):
-                    tensor.external_data.add(key=key, value=value)
-
-        _write_then_rename(data_path, write_tensors)
-        try:
-            _write_then_rename(path, lambda f: f.write(model.SerializeToString()))
-        except BaseException:
-            data_path.unlink(missing_ok=True)
-            raise
-    finally:
-        for tensor, data, had_location in moved:
-            del tensor.external_data[:]
-            tensor.ClearField("data_location")
-            if had_location:
-                tensor.data_location = onnx.TensorProto.DEFAULT  # large tensors held their bytes, so DEFAULT
-            tensor.raw_data = data
+    graph = onnx.GraphProto()
+    for field, value in model.graph.ListFields():
+        if field.name == "initializer":
+            continue
+        if hasattr(value, "extend"):  # a repeated field
+            getattr(graph, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(graph, field.name).CopyFrom(value)
+        else:
+            setattr(graph, field.name, value)
+    for tensor in model.graph.initializer:
+        if tensor.name not in places:
+            graph.initializer.add().CopyFrom(tensor)
+            continue
+        stub = graph.initializer.add(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims, data_location=onnx.TensorProto.EXTERNAL)
+        offset, length = places[tensor.name]
+        for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+            stub.external_data.add(key=key, value=value)
+    return model_with_graph(model, graph)

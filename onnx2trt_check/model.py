@@ -206,13 +206,21 @@ def _unresolved(value: onnx.ValueInfoProto, index: int, dim) -> int:
 
 
 def _check_override(value: onnx.ValueInfoProto, shape: tuple[int, ...]) -> tuple[int, ...]:
+    problem = override_problem(value, shape)
+    if problem:
+        raise ModelError(f"--input-shape {problem}")
+    return tuple(shape)
+
+
+def override_problem(value: onnx.ValueInfoProto, shape: tuple[int, ...]) -> str | None:
+    """Why `shape` cannot be input `value`'s shape (wrong rank, a dim the model fixes), or None."""
     dims = value.type.tensor_type.shape.dim
     if value.type.tensor_type.HasField("shape") and len(dims) != len(shape):
-        raise ModelError(f"--input-shape gives {len(shape)} dims for input '{value.name}', which has {len(dims)}")
+        return f"gives {len(shape)} dims for input '{value.name}', which has {len(dims)}"
     for index, (dim, size) in enumerate(zip(dims, shape)):
         if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != size:
-            raise ModelError(f"--input-shape sets dim {index} of input '{value.name}' to {size}, but the model fixes it at {dim.dim_value}")
-    return tuple(shape)
+            return f"sets dim {index} of input '{value.name}' to {size}, but the model fixes it at {dim.dim_value}"
+    return None
 
 
 def _numpy_dtype(elem_type: int) -> np.dtype | None:

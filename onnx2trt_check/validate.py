@@ -62,7 +62,7 @@ def output_file(path, option: str, *, force: bool = False, flag: str = "--force"
     if path.is_dir():
         raise OutputPathError(f"{option} '{path}' is a folder; pass a file path")
     if path.exists() and not path.is_file():
-        raise OutputPathError(f"{option} '{path}' is not a regular file (a device or a pipe); pass a file path")
+        raise OutputPathError(f"{option} '{path}' is not a regular file (a device, a pipe or a socket); pass a file path")
     if path.exists() and not force:
         raise OutputPathError(f"{option} '{path}' already exists; pass {flag} to overwrite it or choose another path")
     writable_folder(path.parent, option, path)

@@ -107,7 +107,7 @@ PYTEST = [
     (["--model", GOOD, "--output-tolerance", "logits:fast=1"], "unknown tolerance 'fast'"),
     # output paths
     (["--model", GOOD, "--report-json", "{d}"], "--report-json '{d}' is a folder"),
-    (["--model", GOOD, "--report-json", "/dev/full"], "--report-json '/dev/full' is not a regular file"),
+    (["--model", GOOD, "--report-json", "{d}/socket.out"], "--report-json '{d}/socket.out' is not a regular file"),
     (["--model", GOOD, "--report-json", "{ro}/report.json"], "cannot create files in '{ro}'"),
     (["--model", GOOD, "--report-json", "{d}/good.onnx/report.json"], "which is a file; choose another path"),
     (["--model", GOOD, "--report-json", "{d}/ok.npz"], "exists and is not an onnx2trt_check report"),
@@ -127,7 +127,7 @@ CLI = [
     (["check", GOOD, "--seed", "-1"], "--seed -1"),
     (["optimize", GOOD, "-o", "{d}"], "-o '{d}' is a folder; pass a file path"),
     (["optimize", GOOD, "-o", "{ro}/out.onnx"], "cannot create files in '{ro}'"),
-    (["optimize", GOOD, "-o", "/dev/full", "--force"], "-o '/dev/full' is not a regular file"),
+    (["optimize", GOOD, "-o", "{d}/socket.out", "--force"], "-o '{d}/socket.out' is not a regular file"),
     (["optimize", GOOD, "-o", "{d}/ok.npz"], "-o '{d}/ok.npz' already exists; pass --force"),
     (["optimize", GOOD, "-o", GOOD, "--force"], "is the input model"),
     (["optimize", GOOD, "-o", "{d}/good.onnx/out.onnx"], "which is a file"),

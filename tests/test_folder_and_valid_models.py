@@ -67,6 +67,22 @@ def test_input_shape_is_scoped_per_model_in_a_folder(pytester, folder):
     typo.stderr.fnmatch_lines(["ERROR: --input-shape names 'image', which is an input of none of the models (inputs: images, x)"])
 
 
+def test_an_input_shape_that_does_not_fit_a_model_with_that_input_is_ignored_for_it(pytester):
+    models = pytester.path / "models"
+    models.mkdir()
+    save(classifier(), models / "fixed.onnx")  # x: [N, 3, 8, 8]
+    save(parse(f"{HEADER} g (float[N, 3, H, W] x) => (float[N, 3, H, W] y) {{ y = Relu(x) }}"), models / "open.onnx")
+    result = pytester.runpytest("--model", str(models), "--target", "ort", "-k", "reference or target", "--input-shape", "x:1x3x5x6")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines_random([
+        "*note: --input-shape x:1x3x5x6 ignored: it sets dim 2 of input 'x' to 5, but the model fixes it at 8",
+        "*target[[]ort[]]*PASSED*",
+    ])
+    alone = pytester.runpytest("--model", str(models / "fixed.onnx"), "--input-shape", "x:1x3x5x6")
+    assert alone.ret == 4  # with one model it can only be a mistake
+    alone.stderr.fnmatch_lines(["ERROR: --input-shape sets dim 2 of input 'x' to 5, but the model fixes it at 8"])
+
+
 def test_the_only_model_of_a_run_that_cannot_be_checked_is_a_usage_error(pytester, folder):
     result = pytester.runpytest("--model", str(folder / "c_zipmap.onnx"))
     assert result.ret == 4

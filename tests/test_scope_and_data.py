@@ -158,7 +158,7 @@ def test_a_large_model_is_saved_with_external_data_and_left_unchanged(tmp_path, 
         fileio.save_model(model, tmp_path / "out.onnx", force=False)
 
 
-def test_a_failed_external_data_write_leaves_nothing_and_restores_the_model(tmp_path, monkeypatch):
+def test_a_failed_external_data_write_leaves_nothing_and_the_model_unchanged(tmp_path, monkeypatch):
     big_enough(monkeypatch)
     model = classifier()
     before = model.SerializeToString()
@@ -211,3 +211,39 @@ def test_a_full_disk_is_refused_before_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(validate.os, "statvfs", lambda path: Full())
     with pytest.raises(OutputPathError, match="the disk holding .* is full"):
         validate.output_file(tmp_path / "out.onnx", "-o")
+
+
+def _file_size_limit(size: int):
+    """A child process in which every write past `size` bytes fails (EFBIG), as on a full disk."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return apply
+
+
+@pytest.mark.parametrize("command", [
+    ["-m", "onnx2trt_check.cli", "optimize", "m.onnx", "-o", "out.onnx"],
+    ["-m", "pytest", "--model", "m.onnx", "--target", "ort", "-k", "structure", "--report-json", "out.json", "-p", "no:cacheprovider",
+     "-p", "no:benchmark"],  # pytest-benchmark's .benchmarks/ in the working folder is not this test's subject
+], ids=["optimize", "pytest-report"])
+def test_a_write_that_fails_after_the_checks_is_one_line_exit_4_and_leaves_nothing(tmp_path, command):
+    import subprocess
+    import sys
+
+    work, temp = tmp_path / "work", tmp_path / "temp"
+    work.mkdir()
+    temp.mkdir()
+    save(classifier(), work / "m.onnx")
+    env = {**__import__("os").environ, "TMPDIR": str(temp), "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run([sys.executable, *command], cwd=work, env=env, capture_output=True, text=True, preexec_fn=_file_size_limit(2000), timeout=300)
+    text = done.stdout + done.stderr
+    assert done.returncode == 4, text
+    assert "Traceback" not in text and "INTERNALERROR" not in text, text
+    (line,) = [line for line in text.splitlines() if "cannot write" in line]
+    assert "File too large" in line and "out." in line
+    assert sorted(p.name for p in work.iterdir()) == ["m.onnx"]
+    assert sorted(p.name for p in temp.iterdir()) in ([], [".ses"])  # `import onnxruntime` itself writes $TMPDIR/.ses

@@ -124,7 +124,7 @@ def _spread_figures(target, path: str, per_build: list[dict]) -> dict:
     return figures
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # registered as a pytest plugin object, which must stay hashable
 class PrecisionSummary:
     """Session hooks: collects this family's results and the TensorRT skips, and writes them in the
     terminal summary (the TensorRT reason once per run, not once per target and model)."""

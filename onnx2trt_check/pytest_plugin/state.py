@@ -108,6 +108,10 @@ class CheckItem(pytest.Item):
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, CheckFailed):
             return str(excinfo.value)
+        if style is None and self.config.getoption("tbstyle", "auto") == "auto":
+            # A crash: the long style prints every argument's repr, and a model proto of 2 GB takes
+            # hours to repr. --tb=long still gets it.
+            style = "short"
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
