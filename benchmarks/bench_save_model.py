@@ -17,7 +17,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 CHILD = r"""
 import resource, sys, time
