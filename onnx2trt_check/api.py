@@ -20,11 +20,12 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from .bisection.modes import BisectOutcome
 from .errors import ConfigError
-from .fileio import atomic_write_bytes, checked_output
+from .fileio import checked_output
 from .quant.pipeline import Int8Build, Int8Settings
 from .quant.verify import Int8Verdict
 from .transforms.pipeline import PipelineResult
@@ -55,16 +56,41 @@ def check(models: str | os.PathLike | Sequence[str | os.PathLike], *, pytest_arg
     are any other options of `pytest --model` (e.g. ["--target", "ort", "-q"]). The report is also
     kept at `report_json` when given. Defaults to a temporary file, removed afterwards. Like every
     `pytest --model` run it writes nothing else outside the user's cache folder (pytest's cache, for
-    `--lf`), unless asked (`--artifact-dir`, baselines)."""
+    `--lf`), unless asked (`--artifact-dir`, baselines). A usage error (pytest's exit code 4: a bad
+    option, model or data) raises ConfigError with its line."""
     import pytest
 
     paths = [models] if isinstance(models, str | os.PathLike) else list(models)
+    if not paths:
+        raise ConfigError("check() got no model; pass a model file or a folder of models")
+    usage = _usage_errors()
     with tempfile.TemporaryDirectory(prefix="onnx2trt_check-api-") as folder:
         report = Path(report_json) if report_json is not None else Path(folder) / "report.json"
         args = [*(f"--model={os.fspath(p)}" for p in paths), f"--report-json={report}", *pytest_args]
-        exit_code = int(pytest.main(args))
-        document = json.loads(report.read_text(encoding="utf-8")) if report.is_file() else {}
+        exit_code = int(pytest.main(args, plugins=[usage]))
+        document = json.loads(report.read_text(encoding="utf-8")) if report.is_file() and exit_code != 4 else {}
+    if exit_code == 4:
+        raise ConfigError(usage.message or f"pytest refused the arguments {list(pytest_args)} (exit code 4; its message is above)")
     return CheckResult(exit_code, document)
+
+
+def _usage_errors():
+    """A pytest plugin object that keeps the message of the usage error raised while configuring,
+    so check() raises it as a ConfigError, as every other function of the API does."""
+    import pytest
+
+    class UsageErrors:
+        message: str | None = None
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_cmdline_main(self, config):  # wraps pytest_configure, which is historic (no wrappers)
+            try:
+                return (yield)
+            except pytest.UsageError as exc:
+                self.message = str(exc)
+                raise
+
+    return UsageErrors()
 
 
 # ---------------------------------------------------------------- shared input handling
@@ -72,32 +98,63 @@ def check(models: str | os.PathLike | Sequence[str | os.PathLike], *, pytest_arg
 
 def _load(model: ModelSource) -> tuple[onnx.ModelProto, str]:
     from .model import load_model
+    from .scope import check_scope
 
     if isinstance(model, onnx.ModelProto):
+        check_scope(model, "<ModelProto>")
         return model, "<ModelProto>"
+    if not isinstance(model, str | os.PathLike):
+        raise ConfigError(f"model must be a path or an onnx.ModelProto, not {type(model).__name__}")
     return load_model(model).proto, os.fspath(model)
 
 
-def _specs(proto: onnx.ModelProto, input_shapes: Shapes | None):
+def _shapes(input_shapes: Shapes | None) -> dict[str, tuple[int, ...]]:
+    """{name: dims} with every dim a positive integer (what --input-shape NAME:1x3x224x224 gives)."""
+    shapes = {}
+    for name, shape in (input_shapes or {}).items():
+        dims = tuple(shape) if isinstance(shape, Sequence) and not isinstance(shape, str) else ()
+        if not dims or not all(isinstance(d, int | np.integer) and not isinstance(d, bool) and d > 0 for d in dims):
+            raise ConfigError(f"input shape {name}: {shape!r} is not a list of positive integers; pass e.g. {{'{name}': (1, 3, 224, 224)}}")
+        shapes[str(name)] = tuple(int(d) for d in dims)
+    return shapes
+
+
+def _specs(proto: onnx.ModelProto, input_shapes: Shapes | None, data=None):
+    from .data import data_shapes
     from .model import resolve_input_specs
 
-    return resolve_input_specs(proto, {name: tuple(int(d) for d in shape) for name, shape in (input_shapes or {}).items()})
+    return resolve_input_specs(proto, _shapes(input_shapes), data_shapes=data_shapes(data, proto) if data is not None else None)
+
+
+def feed_options(*, inputs, seed: int, num_feeds: int, input_ranges: Mapping[str, tuple[float, float]] | None = None):
+    """The input options checked (seed, count, ranges) and the --inputs data read (a .npz or a
+    data-loader script), before any model is loaded."""
+    from . import validate
+    from .data import FeedOptions, is_loader, parse_range, read_source
+
+    ranges = dict(parse_range(f"{name}:{low},{high}" if name != "*" else f"{low},{high}") for name, (low, high) in (input_ranges or {}).items())
+    options = FeedOptions(seed=validate.seed(seed), num_feeds=validate.integer(num_feeds, "--num-feeds", low=1), ranges=ranges,
+                          npz=Path(inputs) if inputs and not is_loader(inputs) else None, data_loader=str(inputs) if inputs and is_loader(inputs) else None)
+    return dataclasses.replace(options, raw=read_source(inputs, "--inputs") if inputs else None)
 
 
 def input_feeds(proto: onnx.ModelProto, *, inputs, input_shapes: Shapes | None, seed: int, num_feeds: int,
-           input_ranges: Mapping[str, tuple[float, float]] | None = None):
+                input_ranges: Mapping[str, tuple[float, float]] | None = None):
     """The feeds the input options describe, and a label saying where they came from."""
-    from .data import FeedOptions, make_feeds
-
-    if num_feeds < 1:
-        raise ConfigError(f"--num-feeds {num_feeds} must be at least 1")
-    options = FeedOptions(seed=seed, num_feeds=num_feeds, ranges=dict(input_ranges or {}), npz=Path(inputs) if inputs else None)
-    return make_feeds(_specs(proto, input_shapes), options), options.source
+    options = feed_options(inputs=inputs, seed=seed, num_feeds=num_feeds, input_ranges=input_ranges)
+    return _model_feeds(proto, options, input_shapes), options.source
 
 
-def _write(output, model: onnx.ModelProto) -> Path:
-    atomic_write_bytes(output, model.SerializeToString())
-    return Path(output)
+def _model_feeds(proto: onnx.ModelProto, options, input_shapes: Shapes | None):
+    from .data import model_feeds
+
+    return model_feeds(proto, options, _shapes(input_shapes))[1]
+
+
+def _write(output, model: onnx.ModelProto, *, force: bool) -> Path:
+    from .fileio import save_model
+
+    return save_model(model, output, force=force)
 
 
 # ---------------------------------------------------------------- optimize
@@ -149,15 +206,16 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     settings = settings if output_tail else settings.without_opt_in()
     target = checked_output(model, output, force=force) if output is not None else None
     recipe_file = _recipe_target(target, settings, force=force)
+    options = feed_options(inputs=inputs, seed=seed, num_feeds=num_feeds)
     proto, _ = _load(model)
     if problem := settings.score_problem([[output.name for output in proto.graph.output]]):
         raise ConfigError(problem)
-    feeds, source = input_feeds(proto, inputs=inputs, input_shapes=input_shapes, seed=seed, num_feeds=num_feeds)
-    result = OptimizeResult(run_transforms(proto, feeds, settings), settings, source, len(feeds), len(proto.graph.node))
+    feeds = _model_feeds(proto, options, input_shapes)
+    result = OptimizeResult(run_transforms(proto, feeds, settings), settings, options.source, len(feeds), len(proto.graph.node))
     result.recipe = _recipe(result.pipeline, target)
     if target is not None and result.passed:
         result.recipe_written = _write_recipe(recipe_file, result.recipe)
-        result.written = _write(target, result.model)
+        result.written = _write(target, result.model, force=force)
     return result
 
 
@@ -238,7 +296,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     data, which the quantizer then does not see) under the int8 floor of the `ort-int8` check, and
     written to `output` only when it passes, or with `accept_degraded`. Defaults: automatic
     calibration, per-channel weights, no CLE, no bias correction, nothing excluded."""
-    from .data import feeds_from_npz, read_feeds
+    from .data import fit, read_source
     from .quant.float_counterpart import has_qdq
     from .quant.pipeline import check_settings, quantize_for_tensorrt
     from .quant.verify import verification_split, verify_int8
@@ -247,17 +305,19 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
                             cle_relu6=cle_relu6, bias_correction=bias_correction, exclude=tuple(exclude))
     check_settings(settings)
     target = checked_output(model, output, force=force) if output is not None else None
+    calibration_raw = read_source(calibration_data, "--calibration-data")
+    test_raw = read_source(inputs, "--inputs") if inputs else None
     proto, name = _load(model)
     if has_qdq(proto):
         raise ConfigError(f"'{name}' already holds Q/DQ nodes; quantize its float model instead")
-    specs = _specs(proto, input_shapes)
-    split = verification_split(read_feeds(calibration_data, specs), feeds_from_npz(Path(inputs), specs) if inputs else None)
+    specs = _specs(proto, input_shapes, calibration_raw)  # open dims settled by the calibration data
+    split = verification_split(fit(calibration_raw, specs), fit(test_raw, specs) if test_raw is not None else None)
     source = f"test inputs '{inputs}'" if inputs else split.describe(os.fspath(calibration_data))
     build = quantize_for_tensorrt(proto, split.calibration, settings)
     command = bisect_command(name, calibration_data, settings, inputs=inputs, input_shapes=input_shapes)
     result = QuantizeResult(build, settings, len(split.calibration), verify_int8(proto, build.model, split.test), source, len(split.test), command)
     if target is not None and (result.passed or accept_degraded):
-        result.written = _write(target, build.model)
+        result.written = _write(target, build.model, force=force)
     return result
 
 
@@ -308,8 +368,7 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
         raise ConfigError("--reduce needs -o DIR and -o is only for --reduce; pass both or neither")
     if plot is not None and mode != "layerwise":
         raise ConfigError("--plot draws the layerwise report; leave out --sensitivity/--reduce or --plot")
-    if max_feeds < 1:
-        raise ConfigError(f"--max-feeds {max_feeds} must be at least 1")
+    _check_bisect_numbers(max_feeds=max_feeds, min_sqnr_db=min_sqnr_db, atol=atol, rtol=rtol)
     if percentile is not None and not 0.0 < percentile <= 100.0:
         raise ConfigError(f"--percentile {percentile} is outside (0, 100]; pass e.g. 99.99")
     chosen = modes.bisectable(target)
@@ -329,12 +388,26 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
     return modes.layerwise(ctx, chosen, min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, plot=Path(plot) if plot else None)
 
 
-def _refuse_existing(plot, output_dir, *, force: bool) -> None:
-    from .fileio import refuse_overwrite
+def _check_bisect_numbers(*, max_feeds, min_sqnr_db, atol, rtol) -> None:
+    from . import validate
 
-    outputs = [plot] + ([Path(output_dir) / "model.onnx", Path(output_dir) / "inputs.npz"] if output_dir is not None else [])
-    for path in filter(None, outputs):
-        refuse_overwrite(path, force=force)
+    validate.integer(max_feeds, "--max-feeds", low=1)
+    validate.number(min_sqnr_db, "--min-sqnr", example="20")
+    validate.number(atol, "--atol", low=0.0, example="1e-4")
+    validate.number(rtol, "--rtol", low=0.0, example="1e-4")
+
+
+def _refuse_existing(plot, output_dir, *, force: bool) -> None:
+    """Every output checked before the search runs: the plot file, and for --reduce a folder whose
+    model.onnx and inputs.npz are new or may be replaced."""
+    from . import validate
+
+    if plot is not None:
+        validate.output_file(plot, "--plot", force=force)
+    if output_dir is not None:
+        validate.output_folder(output_dir, "-o")
+        for name in ("model.onnx", "inputs.npz"):
+            validate.output_file(Path(output_dir) / name, "-o", force=force)
 
 
 def _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds, calibration_data, extra, atol, rtol):
@@ -343,13 +416,11 @@ def _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds,
     targets' defaults)."""
     from .config import ToleranceConfig
     from .context import RunOptions
-    from .data import FeedOptions, source_file
+    from .data import read_source
 
-    if num_feeds < 1:
-        raise ConfigError(f"--num-feeds {num_feeds} must be at least 1")
-    if calibration_data is not None and not source_file(calibration_data).is_file():
-        raise ConfigError(f"calibration data file '{calibration_data}' does not exist; check the --calibration-data path")
-    feeds = FeedOptions(seed=seed, num_feeds=num_feeds, ranges=dict(input_ranges or {}), npz=Path(inputs) if inputs else None)
+    if calibration_data is not None:
+        read_source(calibration_data, "--calibration-data")  # readable and not empty, before the model is loaded
+    feeds = feed_options(inputs=inputs, seed=seed, num_feeds=num_feeds, input_ranges=input_ranges)
     tolerances = ToleranceConfig()
     tolerances.layer({k: v for k, v in (("atol", atol), ("rtol", rtol)) if v is not None}, {}, "command line")
     shapes = {name: tuple(int(d) for d in shape) for name, shape in (input_shapes or {}).items()}

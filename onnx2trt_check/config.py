@@ -10,6 +10,7 @@ the global values, and per-output settings (`[tool.onnx2trt_check.outputs.NAME]`
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -71,8 +72,10 @@ def _number(value: object, label: str) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{label} = {value!r} is not a number; write e.g. 1e-4") from None
-    if number != number or number < 0 and not label.endswith("min_sqnr_db"):
-        raise ConfigError(f"{label} = {value!r} must be a non-negative number")
+    if not math.isfinite(number) or number < 0 and not label.endswith("min_sqnr_db"):
+        raise ConfigError(f"{label} = {value!r} must be a finite{'' if label.endswith('min_sqnr_db') else ', non-negative'} number")
+    if label.endswith(("min_cosine", "min_top1")) and number > 1:
+        raise ConfigError(f"{label} = {value!r} is above 1, which no output reaches; pass a value in [0, 1]")
     return number
 
 

@@ -14,9 +14,9 @@ import onnx
 
 from . import protos, runtime
 from .config import ToleranceConfig
-from .data import Feed, FeedOptions, make_feeds
-from .fileio import atomic_write_bytes
-from .model import InputSpec, LoadedModel, load_model, resolve_input_specs
+from .data import MAX_LOADER_FEEDS, Feed, FeedOptions, model_feeds
+from .fileio import save_model
+from .model import InputSpec, LoadedModel, graph_inputs, load_model, override_problem
 from .references import ORT_REFERENCE, REFERENCE_KEY
 
 
@@ -33,6 +33,9 @@ class RunOptions:
     artifact_dir: Path | None = None
     # Options of the check families (families.py), by option name.
     extra: Mapping[str, object] = dataclasses.field(default_factory=dict)
+    # A run over several models: an --input-shape or --input-range name that one model has no input
+    # of is ignored for it, with a note (in a run of one model it is a usage error).
+    per_model_names: bool = False
 
 
 class ModelContext:
@@ -43,10 +46,41 @@ class ModelContext:
     def __init__(self, path: Path, options: RunOptions):
         self.options = options
         self.loaded: LoadedModel = load_model(path)
-        self.specs: list[InputSpec] = resolve_input_specs(self.loaded.proto, options.input_shapes)
-        self.feeds: list[Feed] = make_feeds(self.specs, options.feeds)
+        self._notes: list[str] = []
+        names = {value.name for value in graph_inputs(self.loaded.proto)}
+        shapes = self._shapes_for_this_model(self._for_this_model(options.input_shapes, names, "--input-shape"))
+        ranges = self._for_this_model(options.feeds.ranges, names | {"*"}, "--input-range")
+        self._feed_options = dataclasses.replace(options.feeds, ranges=ranges, raw=options.feeds.read())
+        self.specs: list[InputSpec]
+        self.feeds: list[Feed]
+        self.specs, self.feeds = model_feeds(self.loaded.proto, self._feed_options, shapes)
         self._artifacts: dict[str, Path] = {}
         self._folder: Path | None = None
+
+    def _for_this_model(self, values: Mapping[str, object], names: set[str], option: str) -> dict:
+        """In a run over several models, the entries naming one of this model's inputs; the rest
+        are ignored with a note."""
+        if not self.options.per_model_names:
+            return dict(values)
+        for name in sorted(set(values) - names):
+            self._notes.append(f"{option} '{name}' ignored: the model has no input '{name}'")
+        return {name: value for name, value in values.items() if name in names}
+
+    def _shapes_for_this_model(self, shapes: dict) -> dict:
+        """In a run over several models, an --input-shape that does not fit this model's input
+        (rank, a dim the model fixes) was meant for another model with that input name: ignored
+        with a note."""
+        if not self.options.per_model_names:
+            return shapes
+        values = {value.name: value for value in graph_inputs(self.loaded.proto)}
+        fitting = {}
+        for name, shape in shapes.items():
+            problem = override_problem(values[name], shape)
+            if problem:
+                self._notes.append(f"--input-shape {name}:{'x'.join(map(str, shape))} ignored: it {problem}")
+            else:
+                fitting[name] = shape
+        return fitting
 
     @property
     def path(self) -> Path:
@@ -55,11 +89,15 @@ class ModelContext:
     @property
     def notes(self) -> list[str]:
         """Facts the summary states about how the model was run."""
-        notes = [f"inputs: {self.options.feeds.source}, {len(self.feeds)} feed(s)"]
+        raw = self._feed_options.raw
+        capped = f" (the loader was stopped at the cap of {MAX_LOADER_FEEDS} feeds or 2 GiB)" if raw is not None and raw.capped else ""
+        notes = [f"inputs: {self.options.feeds.source}, {len(self.feeds)} feed(s){capped}"]
         for spec in self.specs:
             if spec.defaulted:
                 notes.append(f"input '{spec.name}': dynamic batch dim '{spec.defaulted[0]}' set to {spec.shape[0]}")
-        return notes + reference_notes(self)
+            if spec.settled:
+                notes.append(f"input '{spec.name}': dynamic dim(s) {', '.join(spec.settled)} set by the input data: shape {list(spec.shape)}")
+        return notes + self._notes + reference_notes(self)
 
     def artifact(self, name: str, build: Callable[[], onnx.ModelProto]) -> Path:
         """The derived model `name` (e.g. "fp16"), built once and saved as an ONNX file that
@@ -67,7 +105,7 @@ class ModelContext:
         if name not in self._artifacts:
             folder = self._artifact_folder()
             path = folder / f"{self.path.stem}.{name}.onnx"
-            atomic_write_bytes(path, build().SerializeToString())
+            save_model(build(), path)
             self._artifacts[name] = path
         return self._artifacts[name]
 

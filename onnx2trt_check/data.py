@@ -1,21 +1,29 @@
 """Input feeds for a model: generated (seeded), from a .npz file, or from a data-loader script.
 
-A feed is a dict {input name: array}. Every source is validated against the model's input specs so
-that a mismatch is a one-line `InputDataError` naming the input and the fix, never an ORT traceback.
+A feed is a dict {input name: array}. A data source is read once (`read_source`: the file and the
+loader are the user's, so every failure is a one-line InputDataError naming the option and the
+fix), then fitted to each model's inputs (`fit`: names, shapes, dtypes). Data with no samples is an
+error, never an empty check. Dims a model leaves open are settled by the data when it fixes them
+(`data_shapes`, model.resolve_input_specs).
+
+Limits, so no input makes the run exhaust memory: generated feeds may hold at most MAX_FEED_BYTES
+in all; a data loader is drawn at most MAX_LOADER_FEEDS feeds or MAX_FEED_BYTES (an endless
+generator is fine), and the summary notes when the cap stopped it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from .errors import InputDataError
-from .model import InputSpec
+from .model import InputSpec, Shapes, graph_inputs, resolve_input_specs
+from .npz import read_npz
 
 Feed = dict[str, np.ndarray]
 
@@ -23,17 +31,35 @@ Feed = dict[str, np.ndarray]
 # (raw pixels, token ids) gets it with --input-range.
 DEFAULT_RANGE = (0.0, 1.0)
 DEFAULT_LOADER_FUNCTION = "load_data"  # Polygraphy's data-loader-script convention
+MAX_LOADER_FEEDS = 1000
+MAX_FEED_BYTES = 2 * 2**30
+_END = object()
+
+
+@dataclasses.dataclass(frozen=True)
+class RawData:
+    """Input data as its source gave it, not yet fitted to a model: `arrays` of an .npz (one feed
+    or a stack per input), or the `feeds` a loader yielded. `capped`: the loader was stopped at
+    the cap."""
+
+    label: str
+    option: str
+    arrays: dict[str, np.ndarray] | None = None
+    feeds: list[dict[str, np.ndarray]] | None = None
+    capped: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class FeedOptions:
-    """How to make feeds. `ranges` maps an input name (or '*' for all) to (low, high)."""
+    """How to make feeds. `ranges` maps an input name (or '*' for all) to (low, high). `raw` is the
+    --inputs/--data-loader source once read (read_source); None reads it on use."""
 
     seed: int = 0
     num_feeds: int = 4
     ranges: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     npz: Path | None = None
     data_loader: str | None = None
+    raw: RawData | None = None
 
     @property
     def source(self) -> str:
@@ -43,14 +69,28 @@ class FeedOptions:
             return f"data-loader:{self.data_loader}"
         return f"random(seed={self.seed}, n={self.num_feeds})"
 
+    def read(self) -> RawData | None:
+        """The --inputs or --data-loader data, read now unless it was read already."""
+        if self.npz and self.data_loader:
+            raise InputDataError("--inputs and --data-loader are both given; choose one source of input data")
+        if self.raw is not None or not (self.npz or self.data_loader):
+            return self.raw
+        return read_source(self.npz or self.data_loader, "--inputs" if self.npz else "--data-loader")
+
+
+def model_feeds(proto: onnx.ModelProto, options: FeedOptions, overrides: Shapes | None = None) -> tuple[list[InputSpec], list[Feed]]:
+    """The model's input specs (open dims settled by --input-shape, then the data) and its feeds."""
+    raw = options.read()
+    specs = resolve_input_specs(proto, overrides, data_shapes=data_shapes(raw, proto) if raw else None)
+    if raw is not None:
+        return specs, fit(raw, specs)
+    return specs, random_feeds(specs, seed=options.seed, count=options.num_feeds, ranges=options.ranges)
+
 
 def make_feeds(specs: list[InputSpec], options: FeedOptions) -> list[Feed]:
-    if options.npz and options.data_loader:
-        raise InputDataError("--inputs and --data-loader are both given; choose one source of input data")
-    if options.npz:
-        return feeds_from_npz(options.npz, specs)
-    if options.data_loader:
-        return feeds_from_loader(options.data_loader, specs)
+    raw = options.read()
+    if raw is not None:
+        return fit(raw, specs)
     return random_feeds(specs, seed=options.seed, count=options.num_feeds, ranges=options.ranges)
 
 
@@ -59,8 +99,19 @@ def random_feeds(specs: list[InputSpec], *, seed: int, count: int, ranges: Mappi
     unknown = set(ranges) - {s.name for s in specs} - {"*"}
     if unknown:
         raise InputDataError(f"--input-range names '{sorted(unknown)[0]}', which is not an input; inputs: {_names(specs)}")
+    _check_budget(specs, count)
     rng = np.random.default_rng(seed)
     return [{s.name: _random_array(rng, s, ranges.get(s.name, ranges.get("*", DEFAULT_RANGE))) for s in specs} for _ in range(count)]
+
+
+def _check_budget(specs: list[InputSpec], count: int) -> None:
+    per_feed = sum(int(np.prod(s.shape, dtype=np.float64)) * (s.dtype.itemsize if s.dtype is not None else 1) for s in specs)
+    if per_feed * count > MAX_FEED_BYTES:
+        shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in specs)
+        raise InputDataError(
+            f"{count} generated feed(s) of {per_feed / 2**20:.4g} MiB each ({shapes}) exceed the {MAX_FEED_BYTES / 2**30:g} GiB "
+            "limit on input data; lower --num-feeds or the --input-shape sizes"
+        )
 
 
 def _random_array(rng: np.random.Generator, spec: InputSpec, value_range: tuple[float, float]) -> np.ndarray:
@@ -69,10 +120,11 @@ def _random_array(rng: np.random.Generator, spec: InputSpec, value_range: tuple[
     if dtype == np.bool_:
         return rng.integers(0, 2, size=spec.shape).astype(np.bool_)
     if np.issubdtype(dtype, np.integer):
-        low, high = int(np.ceil(low)), int(np.floor(high))
+        info = np.iinfo(dtype)
+        low, high = max(int(np.ceil(low)), info.min), min(int(np.floor(high)), info.max)
         if low > high:
-            raise InputDataError(f"the range {value_range} of integer input '{spec.name}' holds no integer; widen it with --input-range {spec.name}:LOW,HIGH")
-        return rng.integers(low, high + 1, size=spec.shape, dtype=dtype)
+            raise InputDataError(f"the range {value_range} of integer input '{spec.name}' holds no integer of its type {spec.onnx_type}; widen it with --input-range {spec.name}:LOW,HIGH")
+        return rng.integers(low, high, size=spec.shape, dtype=dtype, endpoint=True)
     return rng.uniform(low, high, size=spec.shape).astype(dtype)
 
 
@@ -86,45 +138,83 @@ def _generatable_dtype(spec: InputSpec) -> np.dtype:
     return dtype
 
 
+# ---------------------------------------------------------------------------------- reading a source
+
+
 def source_file(source: str | Path) -> Path:
     """The file behind a data source: the .npz, or the script of `file.py:func`."""
     text = str(source)
     return Path(text.rpartition(".py:")[0] + ".py") if ".py:" in text else Path(text)
 
 
-def read_feeds(source: str | Path, specs: list[InputSpec]) -> list[Feed]:
-    """Feeds from a .npz file or a data-loader script (`file.py[:func]`): what every option that
-    takes input data (--inputs, --calibration-data, ...) accepts."""
+def is_loader(source: str | Path) -> bool:
     text = str(source)
-    if text.endswith(".py") or ".py:" in text:
-        return feeds_from_loader(text, specs)
-    return feeds_from_npz(Path(text), specs)
+    return text.endswith(".py") or ".py:" in text
 
 
-def feeds_from_npz(path: Path, specs: list[InputSpec]) -> list[Feed]:
-    """Keys are input names; an array shaped like the input is one feed, one with an extra leading
-    axis is one feed per slice."""
-    arrays = _read_npz(Path(path))
-    _check_names(arrays.keys(), specs, source=f"'{path}'")
-    per_input = {s.name: _split_feeds(arrays[s.name], s, source=f"'{path}'") for s in specs}
+def read_source(source: str | Path, option: str) -> RawData:
+    """The data of a .npz file or a data-loader script (`file.py[:func]`), checked for everything
+    that does not depend on a model: readable, named arrays of numbers, at least one sample."""
+    if is_loader(source):
+        raw = _draw(str(source), option)
+    else:
+        raw = RawData(f"'{source}'", option, arrays=read_npz(Path(source), option))
+    for name, array in _all_arrays(raw):
+        if array.size == 0:
+            raise InputDataError(f"{option} {raw.label}: array '{name}' has shape {list(array.shape)}, which holds no samples; give at least one feed")
+    return raw
+
+
+def _all_arrays(raw: RawData):
+    if raw.arrays is not None:
+        yield from raw.arrays.items()
+    for feed in raw.feeds or ():
+        yield from feed.items()
+
+
+def read_feeds(source: str | Path, specs: list[InputSpec], *, option: str = "--calibration-data") -> list[Feed]:
+    """Feeds from a .npz file or a data-loader script: what every option that takes input data
+    (--inputs, --calibration-data, ...) accepts; `option` names it in messages. Defaults to
+    --calibration-data."""
+    return fit(read_source(source, option), specs)
+
+
+def data_shapes(raw: RawData, proto: onnx.ModelProto) -> Shapes:
+    """One feed's shape per input as the data gives it: an .npz array of the input's rank is one
+    feed, one of rank + 1 a stack of feeds; a loader's first feed."""
+    if raw.feeds is not None:
+        return {name: np.shape(array) for name, array in raw.feeds[0].items()}
+    shapes = {}
+    for value in graph_inputs(proto):
+        array = raw.arrays.get(value.name)
+        if array is None:
+            continue
+        rank = len(value.type.tensor_type.shape.dim) if value.type.tensor_type.HasField("shape") else array.ndim
+        shapes[value.name] = array.shape[1:] if array.ndim == rank + 1 else array.shape
+    return shapes
+
+
+# ---------------------------------------------------------------------------------- fitting to a model
+
+
+def fit(raw: RawData, specs: list[InputSpec]) -> list[Feed]:
+    """The data as feeds of the model's inputs: names, shapes and dtypes checked."""
+    source = f"{raw.option} {raw.label}"
+    if raw.feeds is not None:
+        return [_fit_feed(feed, specs, f"{source} feed #{index}") for index, feed in enumerate(raw.feeds)]
+    _check_names(raw.arrays.keys(), specs, source=source)
+    per_input = {s.name: _split_feeds(raw.arrays[s.name], s, source=source) for s in specs}
     counts = {name: len(slices) for name, slices in per_input.items()}
     if len(set(counts.values())) > 1:
-        raise InputDataError(f"arrays in '{path}' hold different numbers of feeds {counts}; give every input the same leading count")
+        raise InputDataError(f"arrays of {source} hold different numbers of feeds {counts}; give every input the same leading count")
     count = next(iter(counts.values()), 0)
     return [{name: slices[i] for name, slices in per_input.items()} for i in range(count)]
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise InputDataError(f"input data file '{path}' does not exist; check the --inputs path")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if not isinstance(data, Mapping):
-                raise InputDataError(f"'{path}' holds a single array, not named arrays; save it with numpy.savez(path, input_name=array)")
-            return {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        # numpy's own message for a non-zip file talks about pickles, which misleads here
-        raise InputDataError(f"'{path}' is not a readable .npz archive; write it with numpy.savez(path, input_name=array)") from None
+def feeds_from_npz(path: Path, specs: list[InputSpec], *, option: str = "--inputs") -> list[Feed]:
+    """Keys are input names; an array shaped like the input is one feed, one with an extra leading
+    axis is one feed per slice."""
+    return fit(RawData(f"'{path}'", option, arrays=read_npz(Path(path), option)), specs)
 
 
 def _check_names(keys: Iterable[str], specs: list[InputSpec], *, source: str) -> None:
@@ -148,10 +238,11 @@ def _split_feeds(array: np.ndarray, spec: InputSpec, *, source: str) -> list[np.
 
 
 def _fits(shape: tuple[int, ...], spec: InputSpec) -> bool:
-    """Shape matches the spec; a defaulted (dynamic) batch dim accepts any size."""
+    """Shape matches the spec; a dim the model leaves open (and --input-shape did not fix) accepts
+    any size."""
     if len(shape) != len(spec.shape):
         return False
-    return all(a == b or (i == 0 and spec.defaulted) for i, (a, b) in enumerate(zip(shape, spec.shape)))
+    return all(a == b or i in spec.flexible for i, (a, b) in enumerate(zip(shape, spec.shape)))
 
 
 def _cast(array: np.ndarray, spec: InputSpec, source: str) -> np.ndarray:
@@ -162,44 +253,102 @@ def _cast(array: np.ndarray, spec: InputSpec, source: str) -> np.ndarray:
     return np.ascontiguousarray(array.astype(spec.dtype))
 
 
-def feeds_from_loader(reference: str, specs: list[InputSpec]) -> list[Feed]:
+def _fit_feed(feed: Mapping[str, np.ndarray], specs: list[InputSpec], source: str) -> Feed:
+    _check_names(feed.keys(), specs, source=source)
+    fitted = {}
+    for spec in specs:
+        array = feed[spec.name]
+        if not _fits(array.shape, spec):
+            raise InputDataError(f"{source}: '{spec.name}' has shape {list(array.shape)}, the input is {list(spec.shape)}")
+        fitted[spec.name] = _cast(array, spec, source)
+    return fitted
+
+
+# ---------------------------------------------------------------------------------- data loaders
+
+
+def feeds_from_loader(reference: str, specs: list[InputSpec], *, option: str = "--data-loader") -> list[Feed]:
     """`file.py[:func]`: call `func` (default `load_data`) and take the feed dicts it yields."""
-    function = _load_function(reference)
-    feeds = []
-    for index, feed in enumerate(function()):
-        if not isinstance(feed, Mapping):
-            raise InputDataError(f"data loader '{reference}' yielded a {type(feed).__name__} at #{index}; yield dicts {{input name: array}}")
-        _check_names(feed.keys(), specs, source=f"data loader '{reference}' feed #{index}")
-        feeds.append({s.name: _one_feed(np.asarray(feed[s.name]), s, reference, index) for s in specs})
+    return fit(_draw(reference, option), specs)
+
+
+def _draw(reference: str, option: str) -> RawData:
+    """Call the loader and draw its feeds, up to the cap. Anything the user's code does wrong
+    (raises, exits, returns None or non-dicts) is one line naming the loader."""
+    function = _load_function(reference, option)
+    label = f"data loader '{reference}'"
+    iterator = _iterate(_call(function, label, "when called"), label)
+    feeds, total = [], 0
+    try:
+        while len(feeds) < MAX_LOADER_FEEDS and total <= MAX_FEED_BYTES:
+            feed = _call(lambda: next(iterator, _END), label, f"while yielding feed #{len(feeds)}")
+            if feed is _END:
+                break
+            feeds.append(_as_arrays(feed, label, len(feeds)))
+            total += sum(a.nbytes for a in feeds[-1].values())
+    finally:
+        getattr(iterator, "close", lambda: None)()
     if not feeds:
-        raise InputDataError(f"data loader '{reference}' yielded no feeds; make it yield at least one dict")
-    return feeds
+        raise InputDataError(f"{label} yielded no feeds; make it yield at least one dict {{input name: array}}")
+    capped = len(feeds) == MAX_LOADER_FEEDS or total > MAX_FEED_BYTES
+    return RawData(label, option, feeds=feeds, capped=capped)
 
 
-def _one_feed(array: np.ndarray, spec: InputSpec, reference: str, index: int) -> np.ndarray:
-    source = f"data loader '{reference}' feed #{index}"
-    if not _fits(array.shape, spec):
-        raise InputDataError(f"{source}: '{spec.name}' has shape {list(array.shape)}, the input is {list(spec.shape)}")
-    return _cast(array, spec, source)
+def _call(function, label: str, when: str):
+    try:
+        return function()
+    except SystemExit as exc:
+        raise InputDataError(f"{label} called sys.exit({exc.code}) {when}; make it return or yield feed dicts") from None
+    except Exception as exc:  # the user's code: its own message, in one line
+        raise InputDataError(f"{label} raised {type(exc).__name__} {when}: {_one_line(exc)}") from None
 
 
-def _load_function(reference: str):
+def _iterate(produced, label: str):
+    if produced is None or isinstance(produced, Mapping | str | bytes):
+        kind = "None" if produced is None else f"a {type(produced).__name__}"
+        raise InputDataError(f"{label} returned {kind}; make it return a list of dicts {{input name: array}} or yield them")
+    try:
+        return iter(produced)
+    except TypeError:
+        raise InputDataError(f"{label} returned a {type(produced).__name__}, which is not iterable; return a list of feed dicts or yield them") from None
+
+
+def _as_arrays(feed, label: str, index: int) -> dict[str, np.ndarray]:
+    if not isinstance(feed, Mapping):
+        raise InputDataError(f"{label} yielded a {type(feed).__name__} at #{index}; yield dicts {{input name: array}}")
+    arrays = {}
+    for name, value in feed.items():
+        try:
+            arrays[name] = np.asarray(value)
+        except Exception as exc:  # any object the user yielded
+            raise InputDataError(f"{label} feed #{index}: '{name}' is no array ({type(exc).__name__}: {_one_line(exc)})") from None
+        if arrays[name].dtype.hasobject or arrays[name].dtype.kind not in "biuf":
+            raise InputDataError(f"{label} feed #{index}: '{name}' is a {arrays[name].dtype} array, not numbers; yield numeric arrays")
+    return arrays
+
+
+def _load_function(reference: str, option: str):
     path_text, _, name = reference.partition(":")
     if reference.count(":") > 1 or (len(path_text) == 1 and name):  # a Windows drive letter
         path_text, _, name = reference.rpartition(":")
     path, name = Path(path_text), name or DEFAULT_LOADER_FUNCTION
     if not path.is_file():
-        raise InputDataError(f"data loader script '{path}' does not exist; pass --data-loader file.py[:function]")
+        raise InputDataError(f"{option}: data loader script '{path}' does not exist; pass {option} file.py[:function]")
     spec = importlib.util.spec_from_file_location(f"onnx2trt_check_loader_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # the user's script: any failure is theirs to fix, shown in one line
-        raise InputDataError(f"data loader script '{path}' failed to import: {type(exc).__name__}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # the user's script: any failure is theirs to fix, shown in one line
+        raise InputDataError(f"data loader script '{path}' failed to import: {type(exc).__name__}: {_one_line(exc)}") from None
     function = getattr(module, name, None)
     if not callable(function):
         raise InputDataError(f"data loader script '{path}' has no function '{name}'; define it or name another with {path}:function")
     return function
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
 
 
 def parse_range(text: str) -> tuple[str, tuple[float, float]]:
@@ -209,8 +358,8 @@ def parse_range(text: str) -> tuple[str, tuple[float, float]]:
         low, high = (float(v) for v in values.split(","))
     except ValueError:
         low = high = None
-    if low is None or not low < high:
-        raise InputDataError(f"--input-range '{text}' is malformed; write [NAME:]LOW,HIGH with LOW < HIGH, e.g. images:0,255")
+    if low is None or not np.isfinite([low, high, high - low]).all() or not low < high:
+        raise InputDataError(f"--input-range '{text}' is malformed; write [NAME:]LOW,HIGH with finite LOW < HIGH, e.g. images:0,255")
     return name or "*", (low, high)
 
 

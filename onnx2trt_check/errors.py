@@ -20,12 +20,20 @@ class ModelError(CheckError):
     """The model file is missing, unreadable, invalid or has shapes we cannot resolve."""
 
 
+class OutOfScopeError(ModelError):
+    """A valid ONNX model outside what the checks cover (model.check_scope names why)."""
+
+
 class InputDataError(CheckError):
     """Input data (.npz, data loader, shapes, ranges) that does not fit the model."""
 
 
 class ConfigError(CheckError):
     """A malformed option or configuration value."""
+
+
+class OutputPathError(ConfigError):
+    """An output path that cannot be written: a folder, a read-only place, a full disk."""
 
 
 class CheckFailed(Exception):

@@ -5,19 +5,38 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import ConfigError
+from .errors import ConfigError, OutputPathError
+
+if TYPE_CHECKING:
+    import onnx
+
+# protobuf cannot serialize a message of 2 GiB or more. A model whose weights (initializers) hold
+# more than this (the margin is for the rest of the model) is saved with its large weights in
+# `<file>.data` beside it (ONNX external data), tensor by tensor, never as one protobuf.
+EXTERNAL_DATA_BYTES = 2**31 - 2**26
+# Tensors below this size stay inside the model file (onnx.save's own default threshold).
+_EXTERNAL_TENSOR_BYTES = 1024
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename over it: readers see the old file or
-    the new one, never a half-written one."""
+    the new one, never a half-written one. A failed write (full disk, read-only folder) is an
+    OutputPathError naming the path, and nothing is left behind."""
     path = Path(path)
+    try:
+        _write_then_rename(path, lambda f: f.write(data))
+    except OSError as exc:
+        raise OutputPathError(f"cannot write '{path}' ({exc.strerror or exc}); free space or choose another path") from None
+
+
+def _write_then_rename(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
@@ -37,13 +56,15 @@ def refuse_overwrite(path: str | os.PathLike, *, force: bool, flag: str = "--for
         raise ConfigError(f"'{path}' already exists; pass {flag} to overwrite it or choose another output path")
 
 
-def checked_output(model, output: str | os.PathLike, *, force: bool) -> Path:
-    """The output path, refused when it is the input model or exists without `force`."""
+def checked_output(model, output: str | os.PathLike, *, force: bool, option: str = "-o") -> Path:
+    """The output path, refused when it is the input model, a folder, a device, unwritable, or
+    exists without `force` (validate.output_file)."""
+    from .validate import output_file
+
     path = Path(output)
     if isinstance(model, str | os.PathLike) and path.resolve() == Path(model).resolve():
-        raise ConfigError(f"-o '{output}' is the input model; write the result to another path")
-    refuse_overwrite(path, force=force)
-    return path
+        raise ConfigError(f"{option} '{output}' is the input model; write the result to another path")
+    return output_file(path, option, force=force)
 
 
 def _umask() -> int:
@@ -64,3 +85,82 @@ def unique_path(directory: Path, stem: str, suffix: str) -> Path:
         except FileExistsError:
             continue
     raise ConfigError(f"'{directory}' holds 10000 plots named {stem}*; clear the folder or pass another folder")
+
+
+# ---------------------------------------------------------------------------------- models
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, force: bool = True) -> Path:
+    """Write `model` to `path` atomically. When its initializers hold more than EXTERNAL_DATA_BYTES,
+    the large ones go to `<path>.data` (written first, renamed into place, then the model file),
+    which `force=False` refuses to replace. `model` is never modified: the file written is a shell
+    whose large initializers point into the data file, and each weight is copied once, on its way
+    to the data file (onnx.save_model would convert the proto it is given)."""
+    path = Path(path)
+    large = [t for t in model.graph.initializer if t.HasField("raw_data") and _stored_bytes(t) >= _EXTERNAL_TENSOR_BYTES]
+    if sum(_stored_bytes(t) for t in large) <= EXTERNAL_DATA_BYTES:
+        atomic_write_bytes(path, model.SerializeToString())
+        return path
+    data_path = path.with_name(path.name + ".data")
+    if data_path.exists() and not force:
+        raise OutputPathError(f"'{data_path}' (the external data of '{path}') already exists; pass --force or choose another path")
+    try:
+        _save_with_external_data(model, path, data_path, large)
+    except OSError as exc:
+        raise OutputPathError(f"cannot write '{path}' ({exc.strerror or exc}); free space or choose another path") from None
+    return path
+
+
+def _stored_bytes(tensor) -> int:
+    """raw_data's length from the tensor's shape and type: reading the field makes a bytes copy, and
+    ByteSize() fails on a tensor of 2 GiB or more."""
+    from .protos import raw_data_bytes
+
+    try:
+        return raw_data_bytes(tensor)
+    except (KeyError, TypeError, ValueError):
+        return len(tensor.raw_data)
+
+
+def _save_with_external_data(model: onnx.ModelProto, path: Path, data_path: Path, large: list) -> None:
+    places: dict[str, tuple[int, int]] = {}
+
+    def write_tensors(f) -> None:
+        for tensor in large:
+            places[tensor.name] = (f.tell(), _stored_bytes(tensor))
+            f.write(tensor.raw_data)  # one tensor's bytes at a time
+
+    _write_then_rename(data_path, write_tensors)
+    try:
+        shell = _shell(model, places, data_path.name)
+        _write_then_rename(path, lambda f: f.write(shell.SerializeToString()))
+    except BaseException:
+        data_path.unlink(missing_ok=True)
+        raise
+
+
+def _shell(model: onnx.ModelProto, places: dict[str, tuple[int, int]], location: str) -> onnx.ModelProto:
+    """`model` with the initializers named in `places` as external-data entries (offset, length)."""
+    import onnx
+
+    from .protos import model_with_graph
+
+    graph = onnx.GraphProto()
+    for field, value in model.graph.ListFields():
+        if field.name == "initializer":
+            continue
+        if hasattr(value, "extend"):  # a repeated field
+            getattr(graph, field.name).extend(value)
+        elif field.message_type is not None:
+            getattr(graph, field.name).CopyFrom(value)
+        else:
+            setattr(graph, field.name, value)
+    for tensor in model.graph.initializer:
+        if tensor.name not in places:
+            graph.initializer.add().CopyFrom(tensor)
+            continue
+        stub = graph.initializer.add(name=tensor.name, data_type=tensor.data_type, dims=tensor.dims, data_location=onnx.TensorProto.EXTERNAL)
+        offset, length = places[tensor.name]
+        for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+            stub.external_data.add(key=key, value=value)
+    return model_with_graph(model, graph)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import google.protobuf.message
 import numpy as np
@@ -17,6 +17,8 @@ import onnx
 from onnx import helper
 
 from .errors import ModelError
+from .protos import raw_data_bytes
+from .scope import check_scope
 
 _HASH_CHUNK = 1 << 20
 
@@ -25,14 +27,18 @@ _HASH_CHUNK = 1 << 20
 class InputSpec:
     """A graph input with every dim resolved to an int.
 
-    `defaulted` names the dims that were symbolic and set by the leading-batch rule (the summary
-    reports them); `dtype` is a numpy dtype, or None when numpy has no equivalent."""
+    `defaulted` names the dims that were symbolic and set by the leading-batch rule, `settled` the
+    ones the input data fixed (the summary reports both); `flexible` holds the indexes of dims the
+    model leaves open and no --input-shape fixed, where feeds may differ from `shape`. `dtype` is a
+    numpy dtype, or None when numpy has no equivalent."""
 
     name: str
     shape: tuple[int, ...]
     dtype: np.dtype | None
     onnx_type: str
     defaulted: tuple[str, ...] = ()
+    settled: tuple[str, ...] = ()
+    flexible: tuple[int, ...] = ()
 
 
 @dataclasses.dataclass
@@ -56,7 +62,7 @@ def sha256_of(path: Path) -> str:
 
 def load_model(path: str | os.PathLike) -> LoadedModel:
     """Read a model with its external data; raise ModelError for anything that is not a usable ONNX
-    model."""
+    model, OutOfScopeError for a valid model the checks do not cover (scope.check_scope)."""
     path = Path(path)
     if not path.exists():
         raise ModelError(f"model file '{path}' does not exist; check the --model path")
@@ -64,6 +70,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         raise ModelError(f"'{path}' is a folder; pass the folder to --model to check every .onnx in it")
     path = path.resolve()  # a symlinked model is read where it lies: its external data is there, and onnx refuses linked data
     proto = _parse(path)
+    check_scope(proto, path)
     _load_external_data(proto, path)
     return LoadedModel(path=path, proto=proto, sha256=sha256_of(path))
 
@@ -71,7 +78,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
 def _parse(path: Path) -> onnx.ModelProto:
     try:
         proto = onnx.load(str(path), load_external_data=False)
-    except (google.protobuf.message.DecodeError, RuntimeWarning, ValueError) as exc:
+    except (google.protobuf.message.DecodeError, RuntimeWarning, ValueError, OSError) as exc:
         raise ModelError(
             f"'{path}' is not a valid ONNX model ({_first_line(exc)}); the file may be truncated or "
             "not ONNX: re-export it"
@@ -82,18 +89,52 @@ def _parse(path: Path) -> onnx.ModelProto:
 
 
 def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
-    base = path.parent
     for tensor in _external_tensors(proto):
-        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        if not (base / location).is_file():
-            raise ModelError(
-                f"initializer '{tensor.name}' of '{path}' keeps its data in '{location}', which is missing next to "
-                "the model; copy the external data file beside it"
-            )
+        check_external_data(tensor, path)
     try:
-        onnx.external_data_helper.load_external_data_for_model(proto, str(base))
-    except (OSError, ValueError, onnx.checker.ValidationError) as exc:  # ValidationError: a linked or escaping data path
+        onnx.external_data_helper.load_external_data_for_model(proto, str(path.parent))
+    except Exception as exc:  # onnx's own refusals (ValidationError, OSError, ValueError) past our checks
         raise ModelError(f"external data of '{path}' cannot be read ({_first_line(exc)}); re-export the model") from None
+
+
+def check_external_data(tensor: onnx.TensorProto, path: Path) -> None:
+    """The rules onnx enforces when it reads external data (a relative location inside the model's
+    folder, no symbolic link, a file long enough), checked first so each gets a message that
+    names the tensor, the file and the fix."""
+    info = {entry.key: entry.value for entry in tensor.external_data}
+    location = info.get("location", "")
+    where = f"initializer '{tensor.name}' of '{path}' keeps its data in '{location}'"
+    if not location or os.path.isabs(location) or PureWindowsPath(location).drive:
+        raise ModelError(f"{where}, which is not a path relative to the model; re-save the model with its data file beside it")
+    base = Path(os.path.abspath(path.parent))
+    file = Path(os.path.normpath(base / location))
+    if base not in file.parents:
+        raise ModelError(f"{where}, outside the model's folder, which onnx refuses to read; move the data file beside the model and re-save it")
+    if any((base / Path(*Path(location).parts[: i + 1])).is_symlink() for i in range(len(Path(location).parts))):
+        raise ModelError(f"{where}, a symbolic link, which onnx refuses to read; copy the data file itself beside the model")
+    if not file.is_file():
+        raise ModelError(f"{where}, which is missing next to the model; copy the external data file beside it")
+    _check_length(tensor, info, file, where)
+
+
+def _check_length(tensor: onnx.TensorProto, info: dict[str, str], file: Path, where: str) -> None:
+    try:
+        offset, length = int(info.get("offset", 0)), (int(info["length"]) if "length" in info else None)
+    except ValueError:
+        raise ModelError(f"{where} at a malformed offset/length {info.get('offset')!r}/{info.get('length')!r}; re-export the model") from None
+    available = file.stat().st_size - offset
+    present = available if length is None else min(length, available)
+    needed = _tensor_bytes(tensor)
+    if offset < 0 or present < 0 or (needed is not None and present < needed) or (length is not None and length > available):
+        declared = f"{needed} bytes for its {list(tensor.dims)} {onnx.TensorProto.DataType.Name(tensor.data_type)} values"
+        raise ModelError(f"{where}, which is shorter than declared ({declared}, {max(present, 0)} present from offset {offset}); the data file is truncated or belongs to another export: re-export the model")
+
+
+def _tensor_bytes(tensor: onnx.TensorProto) -> int | None:
+    try:
+        return raw_data_bytes(tensor)
+    except (KeyError, TypeError, ValueError):
+        return None  # strings: no fixed size
 
 
 def _external_tensors(proto: onnx.ModelProto):
@@ -111,52 +152,76 @@ def graph_inputs(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [i for i in proto.graph.input if i.name not in initializers]
 
 
-def resolve_input_specs(proto: onnx.ModelProto, overrides: dict[str, tuple[int, ...]] | None = None) -> list[InputSpec]:
-    """Input specs with static shapes. A symbolic or unknown leading dim defaults to 1 (the batch);
-    any other symbolic dim needs an override (`--input-shape name:1x3x224x224`)."""
+Shapes = dict[str, tuple[int, ...]]
+
+
+def resolve_input_specs(proto: onnx.ModelProto, overrides: Shapes | None = None, *, data_shapes: Shapes | None = None) -> list[InputSpec]:
+    """Input specs with static shapes. Each dim the model leaves open takes, in this order, its
+    --input-shape override, the data's size (`data_shapes`: one feed's shape per input, from the
+    input data), or 1 for a leading (batch) dim; any other open dim is a ModelError asking for
+    `--input-shape name:1x3x224x224`."""
     overrides = dict(overrides or {})
-    specs = [_resolve_one(value, overrides.pop(value.name, None)) for value in graph_inputs(proto)]
+    data_shapes = data_shapes or {}
+    specs = [_resolve_one(value, overrides.pop(value.name, None), data_shapes.get(value.name)) for value in graph_inputs(proto)]
     if overrides:
         names = ", ".join(s.name for s in specs) or "none"
         raise ModelError(f"--input-shape names '{next(iter(overrides))}', which is not an input of the model (inputs: {names})")
     return specs
 
 
-def _resolve_one(value: onnx.ValueInfoProto, override: tuple[int, ...] | None) -> InputSpec:
+def _resolve_one(value: onnx.ValueInfoProto, override: tuple[int, ...] | None, data_shape: tuple[int, ...] | None) -> InputSpec:
     tensor_type = value.type.tensor_type
     elem = tensor_type.elem_type
     onnx_type = onnx.TensorProto.DataType.Name(elem)
     dtype = _numpy_dtype(elem)
     if override is not None:
         return InputSpec(value.name, _check_override(value, override), dtype, onnx_type)
-    if not tensor_type.HasField("shape"):
-        raise ModelError(f"input '{value.name}' has no shape in the model; pass --input-shape {value.name}:DIMxDIM...")
-    shape, defaulted = [], []
-    for index, dim in enumerate(tensor_type.shape.dim):
+    dims = list(tensor_type.shape.dim) if tensor_type.HasField("shape") else None
+    if dims is None and data_shape is not None:
+        return InputSpec(value.name, tuple(data_shape), dtype, onnx_type, settled=("all",), flexible=tuple(range(len(data_shape))))
+    if dims is None:
+        raise ModelError(f"input '{value.name}' has no shape in the model; pass --input-shape {value.name}:DIMxDIM... or input data")
+    if data_shape is not None and len(data_shape) != len(dims):
+        data_shape = None  # the data does not fit this input: reading it says so, naming both shapes
+    shape, defaulted, settled, flexible = [], [], [], []
+    for index, dim in enumerate(dims):
         if dim.HasField("dim_value") and dim.dim_value > 0:
             shape.append(dim.dim_value)
+            continue
+        flexible.append(index)
+        if data_shape is not None and data_shape[index] > 0:
+            shape.append(data_shape[index])
+            settled.append(dim.dim_param or f"#{index}")
         elif index == 0:
             shape.append(1)
             defaulted.append(dim.dim_param or "?")
         else:
             shape.append(_unresolved(value, index, dim))
-    return InputSpec(value.name, tuple(shape), dtype, onnx_type, tuple(defaulted))
+    return InputSpec(value.name, tuple(shape), dtype, onnx_type, tuple(defaulted), tuple(settled), tuple(flexible))
 
 
 def _unresolved(value: onnx.ValueInfoProto, index: int, dim) -> int:
     label = f"'{dim.dim_param}'" if dim.dim_param else f"#{index} (unknown)"
     example = "x".join(str(d.dim_value) if d.dim_value > 0 else "N" for d in value.type.tensor_type.shape.dim)
-    raise ModelError(f"input '{value.name}' has dynamic dim {label}; pass --input-shape {value.name}:{example} with N set")
+    raise ModelError(f"input '{value.name}' has dynamic dim {label}; pass --input-shape {value.name}:{example} with N set, or input data that fixes it")
 
 
 def _check_override(value: onnx.ValueInfoProto, shape: tuple[int, ...]) -> tuple[int, ...]:
+    problem = override_problem(value, shape)
+    if problem:
+        raise ModelError(f"--input-shape {problem}")
+    return tuple(shape)
+
+
+def override_problem(value: onnx.ValueInfoProto, shape: tuple[int, ...]) -> str | None:
+    """Why `shape` cannot be input `value`'s shape (wrong rank, a dim the model fixes), or None."""
     dims = value.type.tensor_type.shape.dim
     if value.type.tensor_type.HasField("shape") and len(dims) != len(shape):
-        raise ModelError(f"--input-shape gives {len(shape)} dims for input '{value.name}', which has {len(dims)}")
+        return f"gives {len(shape)} dims for input '{value.name}', which has {len(dims)}"
     for index, (dim, size) in enumerate(zip(dims, shape)):
         if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != size:
-            raise ModelError(f"--input-shape sets dim {index} of input '{value.name}' to {size}, but the model fixes it at {dim.dim_value}")
-    return tuple(shape)
+            return f"sets dim {index} of input '{value.name}' to {size}, but the model fixes it at {dim.dim_value}"
+    return None
 
 
 def _numpy_dtype(elem_type: int) -> np.dtype | None:

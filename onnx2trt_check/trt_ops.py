@@ -20,6 +20,8 @@ from importlib import resources
 
 import onnx
 
+from .protos import without_large_weights
+
 ONNX_DOMAINS = ("", "ai.onnx")
 TABLE_RESOURCE = "trt_onnx_ops.json"
 
@@ -114,9 +116,10 @@ def unsupported_nodes(model: onnx.ModelProto, *, include_notes: bool = False, in
 
 
 def _inferred(model: onnx.ModelProto) -> onnx.ModelProto:
-    # Shape inference fills value types so the data-type note can see them; it returns a copy.
+    # Shape inference fills value types so the data-type note can see them; it returns a copy. The
+    # weights are set aside (typed inputs instead): it serializes the model, which fails at 2 GiB.
     try:
-        return onnx.shape_inference.infer_shapes(model)
+        return onnx.shape_inference.infer_shapes(without_large_weights(model, 1024)[0])
     except onnx.shape_inference.InferenceError:
         return model  # an unchecked model still gets its op check; only the dtype notes get thinner
 

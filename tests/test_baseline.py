@@ -17,7 +17,7 @@ from onnx2trt_check import baseline as bl
 from onnx2trt_check import fileio
 from onnx2trt_check.bench import LatencySamples
 from onnx2trt_check.environment import environment_id
-from onnx2trt_check.errors import ConfigError
+from onnx2trt_check.errors import ConfigError, OutputPathError
 
 ENV = {"cpu": "Test CPU", "logical_cores": 2, "threads": 1, "os": "Linux x86_64", "gpu": None}
 VERDICT_RANK = {"improvement": 0, "unchanged": 1, "regression": 2}
@@ -112,7 +112,7 @@ def test_failed_replace_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(fileio.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputPathError, match=r"cannot write .* \(disk full\)"):  # one line, exit code 4
         bl.write_baseline(tmp_path, make_baseline(model_sha256="cd" * 32), update=True)
     assert list(path.parent.iterdir()) == [path] and path.read_bytes() == before
 

@@ -103,7 +103,7 @@ def test_excluded_nodes_are_reported_with_the_pattern(pytester):
     "args, message",
     [
         (["--calibration-data", "missing.npz"], "*calibration data file 'missing.npz' does not exist*"),
-        (["--calibration-data", "wrong.npz"], "*--calibration-data:*array 'images', which is not an input*"),
+        (["--calibration-data", "wrong.npz"], "*--calibration-data 'wrong.npz' has array 'images', which is not an input*"),
         (["--calibration-data", "calib.npz", "--percentile", "0"], "*--percentile 0.0 is outside (0, 100]*"),
         (["--calibration-sweep"], "*--calibration-sweep needs calibration data*"),
         (["--calibration-data", "calib.npz", "--exclude", "("], "*--exclude '(' is not a valid regex*"),

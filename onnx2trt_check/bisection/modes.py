@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..fileio import atomic_write_bytes
+from ..fileio import save_model
 from ..runtime import run_model
 from .run import TRT_NEEDED, NotBisectable, artifact_proto, layerwise_for, reference_model, section_text
 
@@ -221,7 +221,7 @@ def _target_fails(target, floor: float):
     def still_fails(model, feeds) -> bool:
         with tempfile.TemporaryDirectory(prefix="onnx2trt_check-reduce-") as folder:
             path = Path(folder) / "subgraph.onnx"  # targets run files, as they run the deployed one
-            atomic_write_bytes(path, model.SerializeToString())
+            save_model(model, path)
             return output_sqnr_db(run_model(reference_model(model)[0], feeds), target.run(path, feeds)) < floor
 
     return still_fails

@@ -25,7 +25,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as ir_passes
 
 from onnx2trt_check.errors import ConfigError, InputDataError
-from onnx2trt_check.fileio import atomic_write_bytes, refuse_overwrite
+from onnx2trt_check.fileio import atomic_write_bytes, refuse_overwrite, save_model
 from onnx2trt_check.runtime import create_session
 
 Feeds = list[dict[str, np.ndarray]]
@@ -55,7 +55,7 @@ class ReducedModel:
             refuse_overwrite(path, force=force, flag="force=True")
         buffer = io.BytesIO()
         np.savez(buffer, **_npz_arrays(self.feeds))
-        atomic_write_bytes(model_path, self.model.SerializeToString())
+        save_model(self.model, model_path, force=force)
         atomic_write_bytes(inputs_path, buffer.getvalue())
         return model_path, inputs_path
 

@@ -49,7 +49,7 @@ def run_check(args: argparse.Namespace, extra: list[str]) -> int:
 def run_optimize(args: argparse.Namespace, extra: list[str]) -> int:
     import onnx_ir as ir
 
-    from ..fileio import atomic_write_bytes, checked_output
+    from ..fileio import checked_output, save_model
     from ..model import load_model
     from ..quant.float_counterpart import has_qdq
     from ..quant.qdq_optimize import optimize_qdq
@@ -70,7 +70,7 @@ def run_optimize(args: argparse.Namespace, extra: list[str]) -> int:
         print(line)
     print(f"findings before optimizing:\n{format_findings(before)}")
     print(f"findings after optimizing:\n{format_findings(after)}")
-    atomic_write_bytes(output, result.model.SerializeToString())
+    save_model(result.model, output, force=args.force)
     print(f"wrote '{output}'" if result.modified else f"no rewrite applies; wrote an unchanged copy to '{output}'")
     return 0
 

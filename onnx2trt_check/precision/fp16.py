@@ -15,7 +15,12 @@ What stays fp32 (each reason is in the report, with its figures):
   (max|x| > 65504 / overflow_margin) or underflows (share of non-zero |x| below 2**-14 above
   `underflow_fraction`): blocking only the producer would still store the tensor in fp16 between
   the two nodes;
-* every consumer of a weight (initializer or Constant) with max|w| > 65504.
+* every consumer of a weight (initializer or Constant) with max|w| > 65504;
+* QuantizeLinear and DequantizeLinear below opset 19, where their scale (and so DequantizeLinear's
+  output and QuantizeLinear's input) must be fp32: converted, they would make invalid ONNX.
+
+Some valid models have no fp16 artifact (`not_applicable` says why): a model without nodes, one
+whose inputs or outputs are fp16 already, one whose graph output is a graph input.
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ DEFAULT_SENSITIVE_OPS = (
 # Softmax (max-subtracted, so its exp never overflows) and the fused LayerNormalization (computed in
 # fp32 inside ORT's and TensorRT's kernels) are not listed: their input range is checked by the data.
 
+# Q/DQ ops take fp16 scales from this opset on; below it their float side must stay fp32.
+QDQ_FP16_OPSET = 19
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
 DEFAULT_OVERFLOW_MARGIN = 2.0
 DEFAULT_UNDERFLOW_FRACTION = 0.1
 
@@ -60,7 +69,7 @@ class BlockReason:
     """Why one node stays fp32. `kind` is one of: overflow, underflow, weight-overflow, sensitive-op,
     converter-op, user. The figures belong to `tensor`, the tensor that triggered the reason."""
 
-    kind: str
+    kind: str  # overflow, underflow, weight-overflow, sensitive-op, converter-op, qdq-opset, user
     tensor: str = ""
     max_abs: float | None = None
     underflow_fraction: float | None = None
@@ -147,7 +156,7 @@ def convert_to_fp16(
     original_names = {node.name for node in named.graph}
     _check_names(block_nodes, original_names)
     limit = FP16_MAX / overflow_margin
-    reasons = _static_reasons(named.graph, set(block_ops), set(block_nodes))
+    reasons = _static_reasons(named.graph, set(block_ops), set(block_nodes), _default_opset(model))
     feeds = list(feeds) if feeds is not None else []
     if feeds:
         stats = collect_activation_stats(ir.to_proto(named), feeds)
@@ -158,6 +167,25 @@ def convert_to_fp16(
     output = _tidied(converted, original_names)
     report = Fp16Report(blocked, _converted_ops(output.graph, original_names), limit, underflow_fraction, len(feeds))
     return Fp16Result(ir.to_proto(output), report)
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def not_applicable(model: onnx.ModelProto) -> str | None:
+    """Why the model has no fp16 artifact to check, or None."""
+    graph = model.graph
+    if not graph.node:
+        return "the model has no nodes, so there is nothing to convert to fp16"
+    half = [v.name for v in list(graph.input) + list(graph.output) if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16]
+    if half:
+        return f"the model already takes or gives fp16 tensors ('{half[0]}'); it is its own fp16 artifact: the fp32 targets check it"
+    inputs = {v.name for v in graph.input} | {t.name for t in graph.initializer}
+    passed = [v.name for v in graph.output if v.name in inputs]
+    if passed:
+        return f"graph output '{passed[0]}' is a graph input or weight passed through unchanged, which the fp16 converter cannot retype"
+    return None
 
 
 def _typed_named_copy(model: onnx.ModelProto) -> ir.Model:
@@ -193,14 +221,16 @@ def _merge(into: Reasons, more: Reasons) -> None:
         into.setdefault(node, []).extend(reasons)
 
 
-def _static_reasons(graph: ir.Graph, block_ops: set[str], block_nodes: set[str]) -> Reasons:
-    """Reasons known without data: names, op types and weights."""
+def _static_reasons(graph: ir.Graph, block_ops: set[str], block_nodes: set[str], opset: int) -> Reasons:
+    """Reasons known without data: names, op types, the opset and weights."""
     reasons: Reasons = {}
     converter_ops = set(ort_float16.DEFAULT_OP_BLOCK_LIST)
+    fp32_qdq = opset < QDQ_FP16_OPSET
     for node in graph:
         found = [BlockReason("user")] if node.name in block_nodes else []
         found += [BlockReason("sensitive-op")] if node.op_type in block_ops else []
         found += [BlockReason("converter-op")] if node.op_type in converter_ops else []
+        found += [BlockReason("qdq-opset")] if fp32_qdq and node.op_type in QDQ_OPS and node.domain in ("", "ai.onnx") else []
         if found:
             reasons[node] = found
     _merge(reasons, _weight_reasons(graph))

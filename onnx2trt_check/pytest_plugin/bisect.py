@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from .. import validate
 from ..bisection.run import NotBisectable, bisect_figures, layerwise_for, section_text
 from ..context import RunOptions
 from ..errors import ConfigError
@@ -52,7 +53,7 @@ def read_options(config) -> dict:
         raise ConfigError(f"--bisect-feeds {feeds} must be at least 1")
     if plot and Path(plot).exists() and not Path(plot).is_dir():
         raise ConfigError(f"--bisect-plot '{plot}' is a file; pass a folder for the plots")
-    floor = config.getoption("bisect_min_sqnr")
+    floor = validate.number(config.getoption("bisect_min_sqnr"), "--bisect-min-sqnr", example="20")
     settings = BisectSettings(
         enabled=bool(config.getoption("bisect") or plot), plot_dir=Path(plot).resolve() if plot else None,
         min_sqnr_db=BisectSettings.min_sqnr_db if floor is None else float(floor), max_feeds=feeds or DEFAULT_FEEDS,

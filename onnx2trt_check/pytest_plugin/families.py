@@ -7,7 +7,7 @@ A family module provides two functions, so adding a family never touches the plu
 and optionally
   session_plugin(config, options) -> an object with pytest hook methods (terminal summary,
                             session finish, ...) registered for the run, or None
-  validate(ctx)             checks the family's options against one loaded model and its feeds
+  check_model(ctx)          checks the family's options against one loaded model and its feeds
                             before any item runs; raise a CheckError subclass for a misfit
 Its command-line options are declared in options.py (light, imported by every pytest run).
 """
@@ -39,7 +39,7 @@ def session_plugins(config, options: RunOptions) -> list[object]:
 
 
 def validate_model(ctx) -> None:
-    """Each family's `validate(ctx)`, for one model before any item runs (see the module docstring)."""
+    """Each family's `check_model(ctx)`, for one model before any item runs (see the module docstring)."""
     for family in FAMILIES:
-        if (validate := getattr(family, "validate", None)) is not None:
-            validate(ctx)
+        if (check := getattr(family, "check_model", None)) is not None:
+            check(ctx)

@@ -17,9 +17,8 @@ import pytest
 
 from ..compare import compare_output, format_stats
 from ..context import ModelContext, RunOptions
-from ..data import read_feeds, source_file
+from ..data import fit, read_source, source_file
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
-from ..model import load_model, resolve_input_specs
 from ..quant.float_counterpart import has_qdq
 from ..quant.pipeline import report_figures, settings_from
 from ..report import PROPERTY_KEY, accuracy_figures
@@ -149,29 +148,35 @@ def _compared(ctx: ModelContext, outputs, seconds: float, figures: dict) -> dict
 def session_plugin(config, options: RunOptions):
     """Check the calibration data against every model's inputs, tell the ort-int8 target whether
     it can run, and collect the sweep's figures for the terminal summary."""
-    qdq_model = False
     # The registered RunState, not config.stash[STATE]: pytester's in-process runs re-import the
     # plugin modules, and a stash key from an earlier import finds nothing.
     state = config.pluginmanager.get_plugin("onnx2trt_check_state")
-    for path in state.model_paths:
-        qdq_model |= _check_model(path, options)
-    if options.extra.get("calibration_data") is not None and not (options.feeds.npz or options.feeds.data_loader):
+    try:
+        raw = read_source(options.extra["calibration_data"], "--calibration-data") if options.extra.get("calibration_data") else None
+    except CheckError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    qdq_model = False
+    for path in [p for p in state.model_paths if p not in state.refused]:
+        qdq_model |= _check_model(state, path, raw)
+    if raw is not None and not (options.feeds.npz or options.feeds.data_loader):
         for info in state.models.values():  # the summary's and the JSON report's notes of each model
             info.notes.append(HELD_OUT_NOTE)
-    get_target(TARGET).configure(calibration_data=options.extra.get("calibration_data") is not None, qdq_model=qdq_model)
+    get_target(TARGET).configure(calibration_data=raw is not None, qdq_model=qdq_model)
     return SweepSummary()
 
 
-def _check_model(path: Path, options: RunOptions) -> bool:
-    """Validate the calibration data for one model; whether the model holds Q/DQ nodes."""
+def _check_model(state, path: Path, raw) -> bool:
+    """Fit the calibration data to one model (a usage error for the only model of the run, the
+    model's failed load item in a run over several); whether the model holds Q/DQ nodes."""
+    context = state.context_for(path)
     try:
-        proto = load_model(path).proto
-        calibration = options.extra.get("calibration_data")
-        if calibration is not None:
-            read_feeds(calibration, resolve_input_specs(proto, options.input_shapes))
+        if raw is not None:
+            fit(raw, context.specs)
     except CheckError as exc:
-        raise pytest.UsageError(f"--calibration-data: {exc}") from None
-    return has_qdq(proto)
+        if len(state.model_paths) == 1:
+            raise pytest.UsageError(str(exc)) from None
+        state.refused[path] = str(exc)
+    return has_qdq(context.loaded.proto)
 
 
 class SweepSummary:

@@ -39,7 +39,7 @@ def _single_model(models: list[str], option: str) -> None:
         raise ConfigError(f"{option} is the reference of one model; pass exactly one --model file (got {', '.join(models) or 'none'})")
 
 
-def validate(ctx: ModelContext) -> None:
+def check_model(ctx: ModelContext) -> None:
     """A reference model must match the checked model's inputs and outputs (by name or count)."""
     source = ctx.options.extra.get(REFERENCE_KEY)
     if source is not None:

@@ -17,8 +17,8 @@ import numpy as np
 
 from ..compare import compare_output
 from ..context import ModelContext, RunOptions
-from ..data import source_file
-from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError, InputDataError
+from ..data import read_source
+from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
 from ..report import PROPERTY_KEY
 from ..targets import TARGETS, select_targets
 from ..targets.fp16 import Fp16Settings, fp16_artifact, fp16_conversion
@@ -36,8 +36,8 @@ def read_options(config) -> dict:
     if builds == 1 or builds < 0:
         raise ConfigError(f"--trt-builds {builds} gives no spread; pass N >= 2 (or leave it out)")
     data = config.getoption("fp16_calibration_data")
-    if data and not source_file(data).is_file():
-        raise InputDataError(f"--fp16-calibration-data '{data}' does not exist; pass an .npz with one array per input or a data-loader script")
+    if data:
+        read_source(data, "--fp16-calibration-data")  # readable, with samples: checked once, before any item
     return {
         "fp16_calibration_data": data,
         "fp16_block": tuple(config.getoption("fp16_block") or ()),

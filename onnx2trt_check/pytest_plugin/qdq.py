@@ -219,6 +219,8 @@ class QDQSession:
 
     def _model_has_qdq(self, collector) -> bool:
         path = collector.path
+        if path in collector.config.stash[STATE].refused:
+            return True  # its one item is the reason it cannot be checked: nothing to drop
         if path not in self._has_qdq:
             # The run's cached context: the model pytest_configure loaded last is not loaded again.
             self._has_qdq[path] = has_qdq(collector.config.stash[STATE].context_for(path).loaded.proto)

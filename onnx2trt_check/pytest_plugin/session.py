@@ -7,11 +7,13 @@ that check a model and by no other pytest run.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
+from .. import validate
 from ..config import ToleranceConfig, parse_output_tolerances, pyproject_section, split_section
 from ..context import RunOptions
 from ..data import FeedOptions, parse_range
@@ -30,14 +32,10 @@ from .workspace import RunFolder, make_run_folder, redirect_benchmark_storage, r
 def start_run(config: pytest.Config) -> None:
     run_folder = _start_workspace(config)
     try:
-        state = RunState(_run_options(config, run_folder), _model_paths(config.getoption("model")))
-        if report_path := config.getoption("report_json"):
-            check_report_path(Path(report_path))
-        for path in state.model_paths:  # validate every model and its input data before any test runs
-            context = state.context_for(path)
-            families.validate_model(context)
-            state.models[display(config, path)] = ModelInfo(str(path), context.loaded.sha256, context.notes)
-            state.outputs[display(config, path)] = [output.name for output in context.loaded.proto.graph.output]
+        paths = _model_paths(config.getoption("model"))
+        state = RunState(_run_options(config, run_folder, several=len(paths) > 1), paths)
+        check_output_paths(config, state.options)
+        load_models(config, state)
         state.notes += _unmatched_output_tolerances(config, state.options.tolerances, {n for names in state.outputs.values() for n in names})
     except CheckError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -69,6 +67,73 @@ def _start_workspace(config: pytest.Config) -> Path:
     return folder.path
 
 
+def load_models(config: pytest.Config, state: RunState) -> None:
+    """Load every model and make its feeds before any test runs. A problem with the only model of
+    the run is a usage error; in a run over several models it becomes that model's one failed item
+    (state.refused) and the others run."""
+    inputs: set[str] = set()
+    for path in state.model_paths:
+        try:
+            context = state.context_for(path)
+            families.validate_model(context)
+        except CheckError as exc:
+            if len(state.model_paths) == 1:
+                raise
+            state.refused[path] = str(exc)
+            state.models[display(config, path)] = ModelInfo(str(path), "", [f"not checked: {exc}"])
+            inputs |= _input_names(path)
+            continue
+        inputs |= {spec.name for spec in context.specs}
+        state.models[display(config, path)] = ModelInfo(str(path), context.loaded.sha256, context.notes)
+        state.outputs[display(config, path)] = [output.name for output in context.loaded.proto.graph.output]
+    _check_names_used(state.options, inputs)
+
+
+def _input_names(path: Path) -> set[str]:
+    """The input names of a model that could not be checked, when its graph can be read at all."""
+    import onnx
+
+    from ..model import graph_inputs
+
+    try:
+        return {value.name for value in graph_inputs(onnx.load(str(path), load_external_data=False))}
+    except Exception:  # unreadable: it names no input
+        return set()
+
+
+def _check_names_used(options: RunOptions, inputs: set[str]) -> None:
+    """In a run over several models an input name no model has is a typo, not a scoped option."""
+    names = [("--input-shape", n) for n in options.input_shapes] + [("--input-range", n) for n in options.feeds.ranges if n != "*"]
+    for option, name in names:
+        if name not in inputs:
+            raise CheckError(f"{option} names '{name}', which is an input of none of the models (inputs: {', '.join(sorted(inputs)) or 'none'})")
+
+
+def check_output_paths(config: pytest.Config, options: RunOptions) -> None:
+    """Every place the run writes, checked before the first item: a report that cannot be written
+    would otherwise be found only after the whole run."""
+    if report_path := config.getoption("report_json"):
+        validate.output_file(Path(report_path), "--report-json", force=True)  # first: a device is never read
+        check_report_path(Path(report_path))
+    if options.artifact_dir is not None:
+        validate.output_folder(options.artifact_dir, "--artifact-dir")
+    for option, folder in (("--bisect-plot", config.getoption("bisect_plot")), ("--engine-cache", config.getoption("engine_cache"))):
+        if folder:
+            validate.output_folder(Path(folder), option)
+    _check_baseline_dir(options)
+
+
+def _check_baseline_dir(options: RunOptions) -> None:
+    settings = options.extra.get("baseline_checks")
+    folder = getattr(settings, "baseline_dir", None)
+    if folder is None:
+        return
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--baseline-dir '{folder}' is a file; pass the folder that holds (or will hold) the baselines")
+    if settings.update:
+        validate.output_folder(folder, "--baseline-dir")
+
+
 def _model_paths(arguments: list[str]) -> list[Path]:
     paths = []
     for argument in arguments:
@@ -85,23 +150,23 @@ def _model_paths(arguments: list[str]) -> list[Path]:
     return list(dict.fromkeys(paths))
 
 
-def _run_options(config: pytest.Config, run_folder: Path) -> RunOptions:
+def _run_options(config: pytest.Config, run_folder: Path, *, several: bool) -> RunOptions:
     feeds = FeedOptions(
-        seed=config.getoption("seed"),
-        num_feeds=config.getoption("num_feeds"),
+        seed=validate.seed(config.getoption("seed")),
+        num_feeds=validate.integer(config.getoption("num_feeds"), "--num-feeds", low=1),
         ranges=dict(parse_range(t) for t in config.getoption("input_range")),
         npz=Path(config.getoption("inputs")) if config.getoption("inputs") else None,
         data_loader=config.getoption("data_loader"),
     )
-    if feeds.num_feeds < 1:
-        raise CheckError(f"--num-feeds {feeds.num_feeds} must be at least 1")
+    feeds = dataclasses.replace(feeds, raw=feeds.read())  # once per run: the loader is the user's code
     shapes = dict(parse_shape(t) for t in config.getoption("input_shape"))
     targets = tuple(config.getoption("target")) or None
     for name in targets or ():
         get_target(name)  # an unknown name is a usage error now, not a collection error later
     artifact_dir = Path(config.getoption("artifact_dir")) if config.getoption("artifact_dir") else run_folder
     extra = families.read_options(config)
-    return RunOptions(feeds=feeds, input_shapes=shapes, tolerances=_tolerances(config), targets=targets, artifact_dir=artifact_dir, extra=extra)
+    return RunOptions(feeds=feeds, input_shapes=shapes, tolerances=_tolerances(config), targets=targets, artifact_dir=artifact_dir,
+                      extra=extra, per_model_names=several)
 
 
 def _unmatched_output_tolerances(config: pytest.Config, tolerances: ToleranceConfig, outputs: set[str]) -> list[str]:
@@ -148,4 +213,8 @@ class RunHooks:
         report_path = session.config.getoption("report_json", None)
         if not report_path or hasattr(session.config, "workerinput"):
             return  # under xdist only the controller writes
-        write_report(Path(report_path), report_document(state.records, state.models, int(exitstatus), notes=state.notes))
+        try:
+            write_report(Path(report_path), report_document(state.records, state.models, int(exitstatus), notes=state.notes))
+        except CheckError as exc:  # checked before the run; the disk filled up or the folder went away since
+            session.config.get_terminal_writer().line(f"ERROR: --report-json: {exc}", red=True)
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR

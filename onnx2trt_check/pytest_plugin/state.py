@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ..context import ModelContext, RunOptions
-from ..errors import CheckFailed, CheckSkipped
+from ..errors import CheckError, CheckFailed, CheckSkipped
 from ..junit import junit_properties
 from ..report import PROPERTY_KEY, CheckRecord, ModelInfo
 from . import families
@@ -38,6 +38,7 @@ class RunState:
         self.outputs: dict[str, list[str]] = {}  # model -> its output names, for options that name outputs
         self.context: ModelContext | None = None  # only the latest: items of one model run together
         self._context_path: Path | None = None
+        self.refused: dict[Path, str] = {}  # models that cannot be checked, in a run over several: why
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -147,6 +148,9 @@ class ModelFile(pytest.File):
 
     def collect(self):
         state = self.config.stash[STATE]
+        if self.path in state.refused:
+            yield RefusedModel.from_parent(self, name="model", message=state.refused[self.path], nodeid=f"{self.nodeid}::model")
+            return
         by_family: dict[str, list] = {}
         for order, check in enumerate(families.all_checks(state.options)):
             by_family.setdefault(check.family, []).append((order, check))
@@ -180,6 +184,8 @@ class CheckItem(pytest.Item):
         except CheckSkipped as exc:
             self.user_properties.append((PROPERTY_KEY, self.entry({}, str(exc))))
             pytest.skip(str(exc))
+        except CheckError as exc:  # e.g. an artifact that cannot be written: the item fails with the line
+            figures, outcome_error = {}, CheckFailed(str(exc))
         self.user_properties.append((PROPERTY_KEY, self.entry(figures, str(outcome_error or ""))))
         if outcome_error:
             raise outcome_error
@@ -193,7 +199,42 @@ class CheckItem(pytest.Item):
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, CheckFailed):
             return str(excinfo.value)
+        if style is None and self.config.getoption("tbstyle", "auto") == "auto":
+            # A crash: the long style prints every argument's repr, and a model proto of 2 GB takes
+            # hours to repr. --tb=long still gets it.
+            style = "short"
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self):
         return self.path, None, f"{self.check.family}::{self.check.name}"
+
+
+class RefusedModel(pytest.Collector):
+    """The `model::load` item of a model that cannot be checked (out of scope, unreadable, shapes
+    or data that do not fit) in a run over several models: it fails with the reason and the other
+    models run. (A run of one such model is a usage error instead.)"""
+
+    def __init__(self, *, message: str, **kwargs):
+        super().__init__(**kwargs)
+        self.message = message
+
+    def collect(self):
+        yield RefusedItem.from_parent(self, name="load", message=self.message, nodeid=f"{self.nodeid}::load")
+
+
+class RefusedItem(pytest.Item):
+    def __init__(self, *, message: str, **kwargs):
+        super().__init__(**kwargs)
+        self.message = message
+
+    def runtest(self) -> None:
+        entry = {"model": display(self.config, self.path), "family": "model", "name": "load", "figures": {}, "message": self.message,
+                 "order": -1, "when": "call"}
+        self.user_properties.append((PROPERTY_KEY, entry))
+        raise CheckFailed(self.message)
+
+    def repr_failure(self, excinfo, style=None):
+        return str(excinfo.value)
+
+    def reportinfo(self):
+        return self.path, None, "model::load"

@@ -36,7 +36,7 @@ def read_options(config) -> dict:
     return {METRIC_KEY: metric, DROP_KEY: drop}
 
 
-def validate(ctx: ModelContext) -> None:
+def check_model(ctx: ModelContext) -> None:
     metric = ctx.options.extra.get(METRIC_KEY)
     if metric is not None and metric.labels is not None:
         check_label_rows(metric.labels, ctx.feeds)

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import onnx
 import onnx_ir as ir
+import onnx_ir.passes.common as ir_passes
 import scipy.special
 
 from onnx2trt_check.errors import ConfigError, InputDataError
@@ -100,7 +101,9 @@ class TensorStats:
 
 def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
     """A copy of the model whose graph also outputs the tensors `names`."""
-    ir_model = ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(model))
+    # onnx-ir's pass sets large weights aside while onnx infers: onnx.shape_inference.infer_shapes
+    # serializes the whole model, which fails at 2 GiB.
+    ir_model = ir_passes.ShapeInferencePass()(ir.from_proto(model)).model
     values = {v.name: v for v in ir_model.graph.inputs}
     values.update((v.name, v) for node in ir_model.graph for v in node.outputs)
     for name in names:

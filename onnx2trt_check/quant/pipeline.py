@@ -64,8 +64,13 @@ class Int8Build:
 
 
 def check_settings(settings: Int8Settings) -> None:
-    """A ConfigError naming the option for a percentile outside (0, 100] or an --exclude pattern
-    that is not a regex."""
+    """A ConfigError naming the option for an unknown calibration method or ReLU6 mode, a
+    percentile outside (0, 100] or an --exclude pattern that is not a regex."""
+    from .calibrate import METHODS
+
+    for value, option, choices in ((settings.method, "--calibration-method", ("auto", *METHODS)), (settings.cle_relu6, "--cle-relu6", ("skip", "swap_to_relu"))):
+        if value not in choices:
+            raise ConfigError(f"{option} {value!r} is unknown; choose from {', '.join(choices)}")
     if not 0.0 < settings.percentile <= 100.0:
         raise ConfigError(f"--percentile {settings.percentile} is outside (0, 100]; pass e.g. 99.99")
     for pattern in settings.exclude:

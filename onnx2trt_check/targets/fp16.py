@@ -27,8 +27,8 @@ import onnx_ir as ir
 import onnx_ir.passes.common as ir_passes
 
 from ..data import read_feeds
-from ..errors import CheckError, CheckFailed
-from ..precision.fp16 import Fp16Result, _typed_named_copy, convert_to_fp16
+from ..errors import CheckError, CheckFailed, CheckSkipped
+from ..precision.fp16 import Fp16Result, _typed_named_copy, convert_to_fp16, not_applicable
 from ..runtime import create_session, run_feeds
 from .base import Target
 
@@ -82,8 +82,11 @@ _CONVERSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def fp16_conversion(ctx) -> Fp16Result:
     """The fp16 conversion of ctx's model under the run's settings, computed once per context."""
     if ctx not in _CONVERSIONS:
+        reason = not_applicable(ctx.loaded.proto)
+        if reason:
+            raise CheckSkipped(f"no fp16 artifact: {reason}")
         settings = Fp16Settings.from_extra(ctx.options.extra)
-        feeds = read_feeds(settings.calibration_data, ctx.specs) if settings.calibration_data else ctx.feeds
+        feeds = read_feeds(settings.calibration_data, ctx.specs, option="--fp16-calibration-data") if settings.calibration_data else ctx.feeds
         _CONVERSIONS[ctx] = convert_with_settings(ctx.loaded.proto, feeds, settings)
     return _CONVERSIONS[ctx]
 

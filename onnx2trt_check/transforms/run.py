@@ -110,9 +110,9 @@ def settings_from(*, names=(), mean=None, std=None, thresholds=(), bn_conv_mode=
         _registry().get_transform(name)
     if bn_conv_mode not in BN_CONV_MODES:
         raise ConfigError(f"--bn-conv-mode {bn_conv_mode!r} is unknown; use one of {', '.join(BN_CONV_MODES)}")
-    return TransformSettings(
-        names=tuple(names) or None, mean=_vector(mean, "--mean"), std=_vector(std, "--std"),
-        scores=parse_scores(thresholds), bn_conv_mode=bn_conv_mode)
+    mean, std = _vector(mean, "--mean"), _vector(std, "--std")
+    _check_normalization(mean, std)
+    return TransformSettings(names=tuple(names) or None, mean=mean, std=std, scores=parse_scores(thresholds), bn_conv_mode=bn_conv_mode)
 
 
 def parse_scores(thresholds) -> tuple[tuple[str, tuple[float, ...]], ...]:
@@ -133,6 +133,16 @@ def parse_scores(thresholds) -> tuple[tuple[str, tuple[float, ...]], ...]:
 def _split_score(text) -> tuple[str, str]:
     output, _, probability = str(text).rpartition(":")
     return output, probability
+
+
+def _check_normalization(mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> None:
+    """What fuse_input_normalization would refuse, refused before any model is read."""
+    if any(not np.isfinite(v) for v in (mean or ()) + (std or ())):
+        raise ConfigError(f"--mean {mean} / --std {std}: pass finite numbers, one per channel")
+    if std is not None and 0.0 in std:
+        raise ConfigError(f"--std {','.join(f'{v:g}' for v in std)} has a zero; pass the nonzero per-channel std of the preprocessing")
+    if mean is not None and std is not None and len(mean) != len(std) and 1 not in (len(mean), len(std)):
+        raise ConfigError(f"--mean has {len(mean)} values and --std {len(std)}; pass one per channel for both")
 
 
 def parse_floats(text: str, *, flag: str) -> tuple[float, ...]:

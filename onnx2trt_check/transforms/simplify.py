@@ -82,7 +82,8 @@ def _with_weights(optimized: onnx.ModelProto, stash: dict[str, onnx.TensorProto]
     inputs = [i for i in graph.input if i.name not in stash]
     del graph.input[:]
     graph.input.extend(inputs)
-    graph.initializer.extend(stash[name] for name in stash if name in used)
+    for name in (name for name in stash if name in used):
+        graph.initializer.add().CopyFrom(stash[name])  # extend() serializes each tensor: EncodeError at 2 GiB
     return optimized
 
 

@@ -1,0 +1,101 @@
+"""What the checks cover, decided once per model when it is loaded.
+
+In scope: a model onnx can read (IR version up to the installed onnx's) whose graph inputs and
+outputs are tensors of the numeric and bool types numpy holds natively (IO_TYPES), built from ONNX
+operators and any custom domain (TensorRT plugins, contrib ops: the op table reports those).
+
+Out of scope, refused with OutOfScopeError before any check runs:
+* sequence, map, optional and sparse inputs or outputs: every comparison, artifact and tolerance
+  is per tensor, and TensorRT's I/O bindings are tensors;
+* bfloat16, float8/6/4, 4-/2-bit integer, string and complex inputs or outputs: numpy cannot hold
+  them without extra packages, so no data can be made or compared;
+* operators of the ai.onnx.ml domain (scikit-learn and other classical-ML exports): TensorRT has
+  none of them, so the ONNX -> TensorRT path does not exist for such a graph;
+* an IR version newer than the installed onnx reads: its checker, shape inference and every graph
+  tool would misread the file.
+
+Valid models inside the scope can still make a check not apply (an fp16 artifact of a model that
+already computes in fp16, of a model without nodes): those checks skip with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+
+import onnx
+from onnx import TensorProto
+
+from .errors import OutOfScopeError
+
+IO_TYPES = frozenset(
+    getattr(TensorProto, name)
+    for name in ("FLOAT", "FLOAT16", "DOUBLE", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "BOOL")
+)
+ML_DOMAIN = "ai.onnx.ml"
+_KINDS = {"sequence_type": "sequence", "map_type": "map", "optional_type": "optional value", "sparse_tensor_type": "sparse tensor"}
+
+
+def check_scope(proto: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Raise OutOfScopeError (one line: what, why, what to do) for a model outside the scope."""
+    problem = scope_problem(proto)
+    if problem:
+        raise OutOfScopeError(f"'{path}' is outside what onnx2trt_check checks: {problem}")
+
+
+def scope_problem(proto: onnx.ModelProto) -> str | None:
+    """Why the model is out of scope, or None."""
+    if proto.ir_version > onnx.IR_VERSION:
+        return (f"IR version {proto.ir_version} is newer than the installed onnx {onnx.__version__} reads (IR {onnx.IR_VERSION}); "
+                "upgrade onnx or re-export the model with an older IR version")
+    for kind, values in (("input", _real_inputs(proto.graph)), ("output", proto.graph.output)):
+        for value in values:
+            problem = _io_problem(kind, value)
+            if problem:
+                return problem
+    ml_ops = sorted({node.op_type for node in _all_nodes(proto) if node.domain == ML_DOMAIN})
+    if ml_ops:
+        return (f"it uses ai.onnx.ml operators ({', '.join(ml_ops[:5])}), which TensorRT does not have; "
+                "a classical-ML graph has no ONNX -> TensorRT path (check it with ONNX Runtime alone)")
+    return None
+
+
+def _real_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    initializers = {t.name for t in graph.initializer}
+    return [value for value in graph.input if value.name not in initializers]
+
+
+def _io_problem(kind: str, value: onnx.ValueInfoProto) -> str | None:
+    which = value.type.WhichOneof("value")
+    if which is None:
+        return None if kind == "output" else f"input '{value.name}' declares no type; re-export the model with typed inputs"
+    if which != "tensor_type":
+        described = _describe(value.type)
+        hint = " (skl2onnx: options={'zipmap': False})" if described.endswith("of maps") else ""
+        return f"{kind} '{value.name}' is {described}, and the checks compare tensors only; re-export the model with tensor {kind}s{hint}"
+    elem = value.type.tensor_type.elem_type
+    if elem not in IO_TYPES:
+        name = TensorProto.DataType.Name(elem) if elem in TensorProto.DataType.values() else str(elem)
+        return (f"{kind} '{value.name}' is a {name} tensor; inputs and outputs must be float, float16, double, "
+                f"integer or bool tensors: cast it inside the model")
+    return None
+
+
+def _describe(type_proto: onnx.TypeProto) -> str:
+    """'a sequence of maps', 'an optional', 'a sparse tensor'."""
+    kind = _KINDS.get(type_proto.WhichOneof("value"), "non-tensor value")
+    if kind == "sequence" and type_proto.sequence_type.elem_type.WhichOneof("value") in _KINDS:
+        kind += f" of {_KINDS[type_proto.sequence_type.elem_type.WhichOneof('value')]}s"
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
+def _all_nodes(proto: onnx.ModelProto):
+    """Every node of the graph, its subgraphs and the model's local functions."""
+    stack = [proto.graph]
+    for function in proto.functions:
+        yield from function.node
+    while stack:
+        graph = stack.pop()
+        for node in graph.node:
+            yield node
+            for attribute in node.attribute:
+                stack.extend(([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs))

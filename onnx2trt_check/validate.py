@@ -1,0 +1,117 @@
+"""Checks of option values and output paths that every face runs before any work starts.
+
+Each problem is one line naming the option, the value and the fix (a ConfigError, exit code 4).
+Output paths are checked without leaving anything behind: a folder that would hold an output is
+probed by creating and removing one empty file in it (permission bits do not tell, e.g. for root or
+on a read-only mount), and its file system must have free space.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import ConfigError, OutputPathError
+
+
+def number(value, option: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+           example: str = "") -> float:
+    """`value` as a finite float in [low, high] (open at `low` when `low_open`); None stays None."""
+    if value is None:
+        return None
+    hint = f", e.g. {option} {example}" if example else ""
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{option} {value!r} is not a number; pass a finite number{hint}") from None
+    if not math.isfinite(result):
+        raise ConfigError(f"{option} {value} is not finite; pass a finite number{hint}")
+    if low is not None and (result < low or (low_open and result == low)):
+        raise ConfigError(f"{option} {value} must be {'above' if low_open else 'at least'} {low:g}{hint}")
+    if high is not None and result > high:
+        raise ConfigError(f"{option} {value} must be at most {high:g}{hint}")
+    return result
+
+
+def integer(value, option: str, *, low: int, high: int | None = None) -> int:
+    """`value` as an int in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise ConfigError(f"{option} {value!r} is not a whole number; pass an integer >= {low}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{option} {value} must be {bound}")
+    return int(value)
+
+
+def seed(value) -> int:
+    """A seed numpy's generators take: a non-negative integer."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+        raise ConfigError(f"--seed {value} is not a seed numpy takes; pass an integer from 0 to 2**64 - 1, e.g. --seed 0")
+    return value
+
+
+# ---------------------------------------------------------------------------------- output paths
+
+
+def output_file(path, option: str, *, force: bool = False, flag: str = "--force") -> Path:
+    """A file path this run may write: not a folder or a device, not an existing file unless
+    `force`, in a writable folder with free space (the folder may not exist yet)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{option} '{path}' is a folder; pass a file path")
+    if path.exists() and not path.is_file():
+        raise OutputPathError(f"{option} '{path}' is not a regular file (a device, a pipe or a socket); pass a file path")
+    if path.exists() and not force:
+        raise OutputPathError(f"{option} '{path}' already exists; pass {flag} to overwrite it or choose another path")
+    writable_folder(path.parent, option, path)
+    return path
+
+
+def output_folder(path, option: str) -> Path:
+    """A folder this run may create files in: not a file, creatable, writable, with free space."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{option} '{path}' is a file; pass a folder")
+    writable_folder(path, option, path)
+    return path
+
+
+def writable_folder(folder: Path, option: str, path: Path) -> None:
+    """Raise unless files can be created in `folder` (or, when it does not exist yet, in the
+    nearest folder above it, where it would be created)."""
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        raise OutputPathError(f"{option} '{path}' is under '{existing}', which is a file; choose another path")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".onnx2trt_check-probe-", dir=existing)
+    except OSError as exc:
+        raise OutputPathError(f"{option} '{path}': cannot create files in '{existing}' ({exc.strerror}); choose a writable location") from None
+    os.close(handle)
+    os.unlink(probe)
+    if _free_bytes(existing) == 0:
+        raise OutputPathError(f"{option} '{path}': the disk holding '{existing}' is full; free space or choose another location")
+
+
+def _nearest_existing(folder: Path) -> Path:
+    folder = Path(os.path.abspath(folder))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _free_bytes(folder: Path) -> int:
+    stats = os.statvfs(folder)
+    blocks = stats.f_bfree if getattr(os, "geteuid", lambda: -1)() == 0 else stats.f_bavail  # root may use the reserved blocks
+    return blocks * stats.f_frsize
+
+
+def input_file(path, option: str, *, fix: str) -> Path:
+    """An input file that exists and is a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} '{path}' is a folder; {fix}")
+    if not path.is_file():
+        raise ConfigError(f"{option} file '{path}' does not exist; {fix}")
+    return path
