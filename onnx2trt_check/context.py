@@ -14,7 +14,7 @@ import onnx
 
 from . import protos, runtime
 from .config import ToleranceConfig
-from .data import MAX_LOADER_FEEDS, Feed, FeedOptions, model_feeds
+from .data import MAX_LOADER_FEEDS, Feed, FeedOptions, for_model, model_feeds
 from .fileio import save_model
 from .model import InputSpec, LoadedModel, graph_inputs, load_model, override_problem
 from .references import ORT_REFERENCE, REFERENCE_KEY
@@ -37,6 +37,11 @@ class RunOptions:
     # of is ignored for it, with a note (in a run of one model it is a usage error).
     per_model_names: bool = False
 
+    def for_model(self, model: Path) -> RunOptions:
+        """These options as they apply to `model`: data sources written with {model} name its own
+        file (data.for_model), in the feeds and in every family's option."""
+        return dataclasses.replace(self, feeds=self.feeds.for_model(model), extra={key: for_model(value, model) for key, value in self.extra.items()})
+
 
 class ModelContext:
     """One model under check. Loading and input validation happen in the constructor, so a bad
@@ -44,7 +49,7 @@ class ModelContext:
     first use and cached."""
 
     def __init__(self, path: Path, options: RunOptions):
-        self.options = options
+        self.options = options = options.for_model(path)
         self.loaded: LoadedModel = load_model(path)
         self._notes: list[str] = []
         names = {value.name for value in graph_inputs(self.loaded.proto)}

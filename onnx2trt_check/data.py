@@ -35,6 +35,24 @@ MAX_LOADER_FEEDS = 1000
 MAX_FEED_BYTES = 2 * 2**30
 _END = object()
 
+# In a data option (--inputs models/{model}.npz), the file name of the model being checked without
+# its .onnx: a folder of models each with its own data, in one run.
+MODEL_FIELD = "{model}"
+
+
+def is_template(source) -> bool:
+    return source is not None and MODEL_FIELD in str(source)
+
+
+def for_model(value, model: Path):
+    """An option value as it applies to `model`: a path or text with {model} filled in, an object
+    that depends on the model (its `for_model(model)`), anything else as it is."""
+    if hasattr(value, "for_model"):
+        return value.for_model(model)
+    if isinstance(value, str | Path) and is_template(value):
+        return type(value)(str(value).replace(MODEL_FIELD, Path(model).stem))
+    return value
+
 
 @dataclasses.dataclass(frozen=True)
 class RawData:
@@ -68,6 +86,16 @@ class FeedOptions:
         if self.data_loader:
             return f"data-loader:{self.data_loader}"
         return f"random(seed={self.seed}, n={self.num_feeds})"
+
+    @property
+    def templated(self) -> bool:
+        """The source names a file per model ({model}): read for each model, not once per run."""
+        return is_template(self.npz) or is_template(self.data_loader)
+
+    def for_model(self, model: Path) -> FeedOptions:
+        if not self.templated:
+            return self
+        return dataclasses.replace(self, npz=for_model(self.npz, model), data_loader=for_model(self.data_loader, model), raw=None)
 
     def read(self) -> RawData | None:
         """The --inputs or --data-loader data, read now unless it was read already."""

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .data import for_model, is_template
 from .errors import ConfigError, InputDataError
 from .user_code import load_function
 
@@ -54,12 +55,31 @@ class TaskMetric:
         return checked_figures(figures, self.source)
 
 
-def load_task_metric(*, labels: str | Path | None = None, metric: str | None = None) -> TaskMetric | None:
+@dataclasses.dataclass(frozen=True)
+class TaskMetricPerModel:
+    """--labels written with {model}: each model's own labels file, loaded with that model
+    (RunOptions.for_model), scored by the same metric function."""
+
+    labels: str
+    function: Callable | None
+    metric: str | None
+
+    def for_model(self, model: Path) -> TaskMetric:
+        return _task_metric(for_model(self.labels, model), self.function, self.metric)
+
+
+def load_task_metric(*, labels: str | Path | None = None, metric: str | None = None) -> TaskMetric | TaskMetricPerModel | None:
     """The metric the options describe, or None when neither is given."""
     if labels is None and metric is None:
         return None
-    array = load_labels(labels) if labels is not None else None
     function = load_function(metric, default=DEFAULT_METRIC_FUNCTION, option="--metric") if metric else None
+    if is_template(labels):
+        return TaskMetricPerModel(str(labels), function, metric)
+    return _task_metric(labels, function, metric)
+
+
+def _task_metric(labels, function: Callable | None, metric: str | None) -> TaskMetric:
+    array = load_labels(labels) if labels is not None else None
     if function is None and not is_class_indices(array):
         raise ConfigError(f"--labels '{labels}' holds {array.dtype} shaped {list(array.shape)}, not one class index per row; "
                           "pass --metric FILE.py[:func] to score other ground truth")

@@ -17,7 +17,7 @@ import pytest
 
 from ..compare import compare_output, format_stats
 from ..context import ModelContext, RunOptions
-from ..data import fit, read_source, source_file
+from ..data import fit, is_template, read_source, source_file
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
 from ..quant.float_counterpart import has_qdq
 from ..quant.pipeline import report_figures, settings_from
@@ -63,8 +63,8 @@ def _check_quantizer_options(settings: dict) -> None:
 
 
 def _calibration_path(text: str | None) -> Path | None:
-    if text is None:
-        return None
+    if text is None or is_template(text):  # {model}: each model's file is checked when it is loaded
+        return None if text is None else Path(text)
     path = source_file(text)
     if not path.is_file():
         raise ConfigError(f"calibration data file '{path}' does not exist; check the --calibration-data path")
@@ -151,17 +151,18 @@ def session_plugin(config, options: RunOptions):
     # The registered RunState, not config.stash[STATE]: pytester's in-process runs re-import the
     # plugin modules, and a stash key from an earlier import finds nothing.
     state = config.pluginmanager.get_plugin("onnx2trt_check_state")
-    try:
-        raw = read_source(options.extra["calibration_data"], "--calibration-data") if options.extra.get("calibration_data") else None
+    source = options.extra.get("calibration_data")
+    try:  # read once per run; a source with {model} is read per model, by _check_model
+        raw = read_source(source, "--calibration-data") if source is not None and not is_template(source) else None
     except CheckError as exc:
         raise pytest.UsageError(str(exc)) from None
     qdq_model = False
     for path in [p for p in state.model_paths if p not in state.refused]:
         qdq_model |= _check_model(state, path, raw)
-    if raw is not None and not (options.feeds.npz or options.feeds.data_loader):
+    if source is not None and not (options.feeds.npz or options.feeds.data_loader):
         for info in state.models.values():  # the summary's and the JSON report's notes of each model
             info.notes.append(HELD_OUT_NOTE)
-    get_target(TARGET).configure(calibration_data=raw is not None, qdq_model=qdq_model)
+    get_target(TARGET).configure(calibration_data=source is not None, qdq_model=qdq_model)
     return SweepSummary()
 
 
@@ -169,9 +170,10 @@ def _check_model(state, path: Path, raw) -> bool:
     """Fit the calibration data to one model (a usage error for the only model of the run, the
     model's failed load item in a run over several); whether the model holds Q/DQ nodes."""
     context = state.context_for(path)
+    source = context.options.extra.get("calibration_data")  # this model's file when the option has {model}
     try:
-        if raw is not None:
-            fit(raw, context.specs)
+        if source is not None:
+            fit(raw if raw is not None else read_source(source, "--calibration-data"), context.specs)
     except CheckError as exc:
         if len(state.model_paths) == 1:
             raise pytest.UsageError(str(exc)) from None

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..compare import compare_output
 from ..context import ModelContext, RunOptions
-from ..data import read_source
+from ..data import is_template, read_source
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
 from ..report import PROPERTY_KEY
 from ..targets import TARGETS, select_targets
@@ -36,7 +36,7 @@ def read_options(config) -> dict:
     if builds == 1 or builds < 0:
         raise ConfigError(f"--trt-builds {builds} gives no spread; pass N >= 2 (or leave it out)")
     data = config.getoption("fp16_calibration_data")
-    if data:
+    if data and not is_template(data):  # {model}: read with each model
         read_source(data, "--fp16-calibration-data")  # readable, with samples: checked once, before any item
     return {
         "fp16_calibration_data": data,

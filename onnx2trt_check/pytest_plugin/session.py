@@ -158,7 +158,8 @@ def _run_options(config: pytest.Config, run_folder: Path, *, several: bool) -> R
         npz=Path(config.getoption("inputs")) if config.getoption("inputs") else None,
         data_loader=config.getoption("data_loader"),
     )
-    feeds = dataclasses.replace(feeds, raw=feeds.read())  # once per run: the loader is the user's code
+    if not feeds.templated:  # once per run: the loader is the user's code ({model}: once per model)
+        feeds = dataclasses.replace(feeds, raw=feeds.read())
     shapes = dict(parse_shape(t) for t in config.getoption("input_shape"))
     targets = tuple(config.getoption("target")) or None
     for name in targets or ():
