@@ -1,13 +1,19 @@
-"""Which nodes of a model TensorRT's ONNX parser cannot import, from its published operator table.
+"""Which nodes of a model TensorRT's ONNX parser cannot import, from its published operator table:
+the fallback where no TensorRT is installed (with one, `structure::trt_ops` and `ops` ask the real
+parser, onnx2trt_check/trt/).
 
 The table is `data/trt_onnx_ops.json`, transcribed from onnx/onnx-tensorrt `docs/operators.md`
-(its `source` block names the TensorRT version and the transcription date). No library ships this
-table in machine-readable form, hence the hand transcription; see docs/research/tensorrt.md.
+(its `source` block names the TensorRT version and the transcription date), then corrected against
+the real parser and builder on ONNX's node tests (trt/differential.py; its `corrections` block
+says what was measured). No library ships this table in machine-readable form, hence the file.
 
 Errors (the build would fail): an op the table marks unsupported, an ai.onnx op the table does not
-list ("unknown", never silently passed), an op in a custom domain (it needs a TensorRT plugin).
-Notes (the build may fail, depending on the node): the table's restriction text for the op, and a
-first-input data type outside the table's "Supported Types" column.
+list ("unknown", never silently passed), an op in a custom domain (it needs a TensorRT plugin), an
+op the chosen flavour lacks (TensorRT-RTX ships no plugin library), and the per-node rules of
+trt_op_rules.py (data types of every input and output, build-time constant inputs, output counts,
+attribute values). Notes: the table's restriction text, a first input type outside the table's
+"Supported Types" column, a computed input TensorRT must fold to a constant, and what the other
+flavour would say.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from importlib import resources
 
 import onnx
 
+from . import trt_op_rules
 from .protos import without_large_weights
 
 ONNX_DOMAINS = ("", "ai.onnx")
@@ -51,6 +58,10 @@ class OpEntry:
     supported: bool
     types: tuple[str, ...]
     restrictions: str
+    constant_inputs: Mapping[int, str] = dataclasses.field(default_factory=dict)
+    max_outputs: int | None = None
+    attributes: Mapping[str, Mapping] = dataclasses.field(default_factory=dict)
+    flavours: Mapping[str, Mapping] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,17 +87,20 @@ class OpTable:
 @dataclasses.dataclass(frozen=True)
 class OpFinding:
     """One node TensorRT's parser may not import. `kind` is one of "unsupported", "unknown",
-    "custom_domain" (severity "error") or "restriction", "dtype" (severity "note")."""
+    "custom_domain", "flavour" (always errors), "dtype", "constant_input", "outputs", "attribute"
+    (errors or notes, see trt_op_rules) or "restriction" (a note). `severity` is "error" or "note";
+    it defaults to "note" for "restriction" and "error" otherwise."""
 
     node_name: str
     op_type: str
     domain: str
     kind: str
     reason: str
+    severity: str = ""
 
-    @property
-    def severity(self) -> str:
-        return "note" if self.kind in ("restriction", "dtype") else "error"
+    def __post_init__(self):
+        if not self.severity:
+            object.__setattr__(self, "severity", "note" if self.kind == "restriction" else "error")
 
 
 @functools.cache
@@ -94,24 +108,40 @@ def load_op_table() -> OpTable:
     """The packaged table, parsed once per process."""
     text = resources.files("onnx2trt_check").joinpath("data", TABLE_RESOURCE).read_text(encoding="utf-8")
     raw = json.loads(text)
-    ops = {
-        name: OpEntry(name, bool(row["supported"]), tuple(row["types"]), row["restrictions"])
-        for name, row in raw["ops"].items()
-    }
-    return OpTable(source=raw["source"], ops=ops)
+    return OpTable(source=raw["source"], ops={name: _entry(name, row) for name, row in raw["ops"].items()})
 
 
-def unsupported_nodes(model: onnx.ModelProto, *, include_notes: bool = False, inferred: onnx.ModelProto | None = None) -> list[OpFinding]:
+def _entry(name: str, row: Mapping) -> OpEntry:
+    return OpEntry(
+        name,
+        bool(row["supported"]),
+        tuple(row["types"]),
+        row["restrictions"],
+        {int(index): role for index, role in row.get("constant_inputs", {}).items()},
+        row.get("max_outputs"),
+        row.get("attributes", {}),
+        row.get("flavours", {}),
+    )
+
+
+FLAVOURS = ("tensorrt", "tensorrt-rtx")
+
+
+def unsupported_nodes(
+    model: onnx.ModelProto, *, include_notes: bool = False, inferred: onnx.ModelProto | None = None, flavour: str = "tensorrt"
+) -> list[OpFinding]:
     """Every node (subgraphs and model-local function bodies included) the table says TensorRT's
-    parser cannot import, in graph order. `include_notes` adds the restriction and data-type notes
-    of supported ops. Defaults to errors only. `inferred`, the model after shape inference, saves
-    running inference again when the caller has it. The model is not modified."""
+    parser or builder rejects, in graph order. `include_notes` adds the notes. Defaults to errors
+    only. `inferred`, the model after shape inference, saves running inference again when the
+    caller has it. `flavour` ("tensorrt" or "tensorrt-rtx") picks the verdict where the two differ.
+    Defaults to "tensorrt". The model is not modified."""
     table = load_op_table()
     inferred = inferred if inferred is not None else _inferred(model)
-    types = _element_types(inferred)
+    facts = trt_op_rules.graph_facts(inferred, list(_graphs(inferred.graph)))
     findings: list[OpFinding] = []
     for index, node in enumerate(_nodes_to_check(inferred)):
-        findings.extend(_node_findings(node, index, table, types, include_notes=include_notes))
+        found = _node_findings(node, index, table, facts, flavour)
+        findings.extend(f for f in found if include_notes or f.severity == "error")
     return findings
 
 
@@ -133,16 +163,6 @@ def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
                 yield from _graphs(subgraph)
 
 
-def _element_types(model: onnx.ModelProto) -> dict[str, int]:
-    types: dict[str, int] = {}
-    for graph in _graphs(model.graph):
-        for value in (*graph.input, *graph.value_info, *graph.output):
-            if value.type.HasField("tensor_type"):
-                types[value.name] = value.type.tensor_type.elem_type
-        types.update((t.name, t.data_type) for t in graph.initializer)
-    return types
-
-
 def _nodes_to_check(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
     """Nodes of the main graph and its subgraphs, then of model-local function bodies. A call to a
     local function is not itself an op: the parser expands the function, so its body is checked."""
@@ -154,11 +174,11 @@ def _nodes_to_check(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
             yield node
 
 
-def _node_findings(node: onnx.NodeProto, index: int, table: OpTable, types: dict[str, int], *, include_notes: bool) -> list[OpFinding]:
+def _node_findings(node: onnx.NodeProto, index: int, table: OpTable, facts, flavour: str) -> list[OpFinding]:
     name = node.name or f"<unnamed {node.op_type} #{index}>"
 
-    def finding(kind: str, reason: str) -> OpFinding:
-        return OpFinding(name, node.op_type, node.domain, kind, reason)
+    def finding(kind: str, reason: str, severity: str = "") -> OpFinding:
+        return OpFinding(name, node.op_type, node.domain, kind, reason, severity)
 
     if node.domain not in ONNX_DOMAINS:
         plugin = f"op in custom domain '{node.domain}': needs a TensorRT plugin registered as '{node.op_type}'"
@@ -168,20 +188,32 @@ def _node_findings(node: onnx.NodeProto, index: int, table: OpTable, types: dict
         return [finding("unknown", f"unknown to the table of {table.citation}")]
     if not entry.supported:
         return [finding("unsupported", f"not supported by {table.citation}")]
-    if not include_notes:
-        return []
-    return [finding(kind, reason) for kind, reason in _notes(node, entry, types)]
+    found = [finding(*flavoured) for flavoured in _flavour_findings(entry, flavour)]
+    found += [finding(kind, reason, severity) for kind, severity, reason in trt_op_rules.node_rules(node, facts, entry)]
+    return found + [finding(kind, reason, severity) for kind, severity, reason in _notes(node, entry, facts.types)]
 
 
-def _notes(node: onnx.NodeProto, entry: OpEntry, types: dict[str, int]) -> Iterator[tuple[str, str]]:
+def _flavour_findings(entry: OpEntry, flavour: str) -> Iterator[tuple[str, str, str]]:
+    """An error for the chosen flavour when the table says it lacks the op; a note naming any
+    other flavour that does."""
+    for key, override in entry.flavours.items():
+        if override.get("supported", True):
+            continue
+        product = "TensorRT-RTX" if key == "tensorrt-rtx" else "TensorRT"
+        yield ("flavour", f"{product}: {override['reason']}", "error" if key == flavour else "note")
+
+
+def _notes(node: onnx.NodeProto, entry: OpEntry, types: Mapping[str, int]) -> Iterator[tuple[str, str, str]]:
+    """The restriction text (a note) and the first input's type against the "Supported Types"
+    column (an error: the column, corrected by the differential test, decides it)."""
     if entry.restrictions:
-        yield "restriction", f"restriction: {entry.restrictions}"
+        yield "restriction", "note", f"restriction: {entry.restrictions}"
     type_name = _first_input_type_name(node, types)
     if type_name is not None and entry.types and type_name not in entry.types:
-        yield "dtype", f"input type {type_name} is not among the supported types {', '.join(entry.types)}"
+        yield "dtype", "error", f"input type {type_name} is not among the supported types {', '.join(entry.types)}"
 
 
-def _first_input_type_name(node: onnx.NodeProto, types: dict[str, int]) -> str | None:
+def _first_input_type_name(node: onnx.NodeProto, types: Mapping[str, int]) -> str | None:
     """The table's name for the first input's element type; None when unknown or DOUBLE."""
     first = node.input[0] if node.input else ""
     return _TABLE_TYPE_NAMES.get(types.get(first)) if first else None

@@ -10,13 +10,14 @@ the ONNX artifact (fp16 tensors, Q/DQ nodes) and is the only path on TensorRT >=
 the builder's precision flags and calibrators; on TensorRT 10 the fp16/int8 builder flags may be
 used, and int8 on a model without Q/DQ is calibrated by Polygraphy's Calibrator.
 
-Constructing the loaders does not import tensorrt (Polygraphy imports it lazily); only calling them
-does. tensorrt itself is imported inside functions only, so this module imports on any machine.
+The flavour (TensorRT 10/11 or TensorRT-RTX, trt/flavour.py) is part of the options: Polygraphy's
+TensorRT backend is imported on first use, bound to that flavour's module (flavour.polygraphy_backend),
+and TensorRT-RTX builds for the local GPU (Polygraphy's CreateConfigRTX(use_gpu=True)). Constructing
+the loaders does not import tensorrt; only calling them does, so this module imports on any machine.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import functools
 import hashlib
@@ -30,85 +31,60 @@ import onnx
 import onnx_ir as ir
 from polygraphy import constants
 from polygraphy.backend.common import BytesFromPath
-from polygraphy.backend.trt import (
-    Calibrator,
-    CreateConfig,
-    EngineFromBytes,
-    EngineFromNetwork,
-    ModifyNetworkOutputs,
-    NetworkFromOnnxPath,
-    Profile,
-    SaveEngine,
-    TrtRunner,
-)
 
 from onnx2trt_check.errors import ConfigError
+from onnx2trt_check.trt import devices, flavour
+
+# Polygraphy names this module uses, resolved on first use from the flavour's backend (a module
+# attribute set by a test wins, which is how the tests stand in for TensorRT's runner).
+_POLYGRAPHY_NAMES = ("Calibrator", "CreateConfig", "EngineFromBytes", "EngineFromNetwork", "ModifyNetworkOutputs",
+                     "NetworkFromOnnxPath", "Profile", "SaveEngine", "TrtRunner")
+
+
+def _pg(name: str, flavour_key: str = "tensorrt"):
+    """Polygraphy's `name` for the flavour: patched module attribute first, else its TensorRT backend."""
+    if name in globals():
+        return globals()[name]
+    return getattr(flavour.polygraphy_backend(flavour_key), name)
+
+
+def __getattr__(name: str):
+    if name in _POLYGRAPHY_NAMES:
+        return _pg(name, flavour.requested() if flavour.requested() != "auto" else "tensorrt")
+    raise AttributeError(name)
+
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
-INSTALL_HINT = "pip install 'onnx2trt_check[trt]'"
+INSTALL_HINT = flavour.INSTALL_HINT
 # The path name that goes into reports; never a TensorRT number, only how the engine was asked for.
 STRONGLY_TYPED_PATH = "strongly typed network: precision comes from the ONNX artifact (fp16 tensors / Q/DQ nodes)"
 FLAG_PATH = "TensorRT 10 builder flags on a weakly typed network"
 
 
-# The driver library ships with the NVIDIA driver itself, so probing it needs neither cuda-python
-# nor the CUDA runtime; cuda-python would be one more optional dependency for four calls.
-_CUDA_DRIVER_LIBRARIES = ("libcuda.so.1", "libcuda.so", "nvcuda.dll")
-
-
 def cuda_devices() -> tuple[list[str], str]:
-    """Names of the visible CUDA devices (CUDA_VISIBLE_DEVICES applies), and how they were found
-    or why none was."""
-    driver, how = _load_cuda_driver()
-    if driver is None:
-        return [], how
-    status = driver.cuInit(0)
-    if status != 0:
-        return [], f"{how}: cuInit returned CUDA error {status}"
-    count = ctypes.c_int(0)
-    status = driver.cuDeviceGetCount(ctypes.byref(count))
-    if status != 0 or count.value == 0:
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-        return [], f"{how}: cuDeviceGetCount found no device (status {status}, CUDA_VISIBLE_DEVICES={visible!r})"
-    return [_device_name(driver, index) for index in range(count.value)], f"{how}: {count.value} device(s)"
+    """Names of the visible CUDA devices and how they were found or why none was (trt/devices.py)."""
+    found, how = devices.cuda_devices()
+    return [device.name for device in found], how
 
 
-def _load_cuda_driver():
-    for library in _CUDA_DRIVER_LIBRARIES:
-        try:
-            return ctypes.CDLL(library), f"CUDA driver {library}"
-        except OSError:
-            continue
-    return None, f"no NVIDIA driver: none of {', '.join(_CUDA_DRIVER_LIBRARIES)} could be loaded"
+def installed_flavour(choice: str | None = None) -> flavour.Flavour:
+    """The TensorRT flavour to build with (trt/flavour.py); raises flavour.TrtUnavailable."""
+    return flavour.select(choice)
 
 
-def _device_name(driver, index: int) -> str:
-    device = ctypes.c_int(0)
-    driver.cuDeviceGet(ctypes.byref(device), index)
-    name = ctypes.create_string_buffer(256)
-    driver.cuDeviceGetName(name, len(name), device)
-    return name.value.decode(errors="replace")
+def installed_trt_version(choice: str | None = None) -> str:
+    """The selected flavour's label, e.g. "TensorRT 10.13.0.35" or "TensorRT-RTX 1.7.1.116"."""
+    return installed_flavour(choice).label
 
 
-def installed_trt_version() -> str:
-    """tensorrt.__version__; raises ImportError when tensorrt is missing."""
-    import tensorrt  # noqa: PLC0415 - optional dependency, imported only when asked for
-
-    return tensorrt.__version__
-
-
-def trt_unavailable_reason() -> str | None:
-    """None when tensorrt imports and a CUDA device is visible; otherwise why not, exactly."""
+def trt_unavailable_reason(choice: str | None = None) -> str | None:
+    """None when a TensorRT flavour is installed and the first visible GPU runs its engines;
+    otherwise why not, exactly (no TensorRT, no GPU, or a GPU the flavour does not run on)."""
     try:
-        installed_trt_version()
-    except ModuleNotFoundError as error:
-        if error.name == "tensorrt":
-            return f"tensorrt is not installed ({INSTALL_HINT})"
-        return f"tensorrt failed to import: {error}"
-    except Exception as error:  # a broken install raises OSError, ImportError, ... with the real cause
-        return f"tensorrt failed to import: {type(error).__name__}: {error}"
-    devices, how = cuda_devices()
-    return None if devices else f"no CUDA device is visible ({how})"
+        selected = flavour.select(choice)
+    except flavour.TrtUnavailable as error:
+        return str(error)
+    return devices.inference_unavailable_reason(selected)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +116,8 @@ class TrtBuildOptions:
     `calibration_id` names the calibration data (e.g. its sha256); it keys cached calibrated
     engines, which are not cached without it. Defaults to None.
     `trt_major` is the TensorRT major version the build targets; >= 11 allows only the strongly
-    typed path. Defaults to 10.
+    typed path. Defaults to 10. `flavour` is "tensorrt" or "tensorrt-rtx" (strongly typed only,
+    whatever `trt_major`; its own major is never read as a TensorRT version). Defaults to "tensorrt".
     """
 
     precision: str = "fp32"
@@ -151,19 +128,34 @@ class TrtBuildOptions:
     timing_cache: str | None = None
     calibration_id: str | None = None
     trt_major: int = 10
+    flavour: str = "tensorrt"
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.trt_major >= 11 and self.precision != "fp32" and not self.strongly_typed:
+        if self.strongly_typed_only and self.precision != "fp32" and not self.strongly_typed:
             raise ConfigError(
-                f"TensorRT {self.trt_major} has no {self.precision} builder flag or calibrator; "
+                f"{self.product} has no {self.precision} builder flag or calibrator; "
                 "build the fp16/QDQ ONNX artifact and use strongly_typed=True"
             )
 
     @property
+    def is_rtx(self) -> bool:
+        return self.flavour == "tensorrt-rtx"
+
+    @property
+    def product(self) -> str:
+        """"TensorRT-RTX" or "TensorRT <major>", for messages."""
+        return "TensorRT-RTX" if self.is_rtx else f"TensorRT {self.trt_major}"
+
+    @property
+    def strongly_typed_only(self) -> bool:
+        """TensorRT >= 11 and TensorRT-RTX have no precision flags and no calibrators."""
+        return self.is_rtx or self.trt_major >= 11
+
+    @property
     def uses_builder_flags(self) -> bool:
-        return not self.strongly_typed and self.trt_major < 11
+        return not self.strongly_typed and not self.strongly_typed_only
 
     @property
     def fp16_flag(self) -> bool:
@@ -175,8 +167,8 @@ class TrtBuildOptions:
 
     @property
     def network_strongly_typed(self) -> bool:
-        """TensorRT 11 networks are always strongly typed, whatever was asked."""
-        return self.strongly_typed or self.trt_major >= 11
+        """TensorRT 11 and TensorRT-RTX networks are always strongly typed, whatever was asked."""
+        return self.strongly_typed or self.strongly_typed_only
 
 
 ShapeRange = tuple[Sequence[int], Sequence[int], Sequence[int]]
@@ -187,12 +179,14 @@ def profile_from_shapes(shapes: Mapping[str, ShapeRange]) -> tuple[InputProfile,
     return tuple(InputProfile(name, tuple(lo), tuple(mid), tuple(hi)) for name, (lo, mid, hi) in shapes.items())
 
 
-def engine_cache_key(model_sha256: str, options: TrtBuildOptions, trt_version: str, gpu_name: str) -> str:
-    """sha256 over everything the engine depends on. The timing-cache path is left out: it only
-    speeds up tactic selection, the engine stays valid for the same model, options, TensorRT, GPU."""
+def engine_cache_key(model_sha256: str, options: TrtBuildOptions, trt_version: str, targets: str) -> str:
+    """sha256 over everything the engine depends on: the model, the options, the flavour and its
+    version (`trt_version` is the flavour's label, "TensorRT-RTX 1.7.1.116"), and the compute
+    capabilities the engine targets (`targets`: an engine built on a CPU has no GPU name). The
+    timing-cache path is left out: it only speeds up tactic selection."""
     build = dataclasses.asdict(options)
     build.pop("timing_cache")
-    payload = {"model": model_sha256, "build": build, "tensorrt": trt_version, "gpu": gpu_name}
+    payload = {"model": model_sha256, "build": build, "tensorrt": trt_version, "targets": targets}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -211,10 +205,10 @@ class EngineCache:
 
     directory: str
     trt_version: str
-    gpu_name: str
+    targets: str
 
     def path_for(self, model_path: str | os.PathLike, options: TrtBuildOptions) -> str:
-        key = engine_cache_key(file_sha256(model_path), options, self.trt_version, self.gpu_name)
+        key = engine_cache_key(file_sha256(model_path), options, self.trt_version, self.targets)
         return os.path.join(self.directory, f"{key}.engine")
 
 
@@ -223,10 +217,13 @@ class _PoolLimits(dict):
     imports tensorrt; this dict hands them over only when CreateConfig iterates it at build time,
     so the loader chain itself stays constructible (and testable) without TensorRT."""
 
-    def items(self):
-        import tensorrt  # noqa: PLC0415 - only reached inside a TensorRT build
+    def __init__(self, flavour_key: str = "tensorrt", **limits):
+        super().__init__(**limits)
+        self.flavour_key = flavour_key
 
-        return [(getattr(tensorrt.MemoryPoolType, name), size) for name, size in super().items()]
+    def items(self):
+        trt = flavour.probe(self.flavour_key).module()  # only reached inside a TensorRT build
+        return [(getattr(trt.MemoryPoolType, name), size) for name, size in super().items()]
 
 
 def has_qdq_nodes(model_path: str | os.PathLike) -> bool:
@@ -241,11 +238,16 @@ def needs_calibrator(model_path: str | os.PathLike, options: TrtBuildOptions) ->
     return options.int8_flag and not has_qdq_nodes(model_path)
 
 
-def build_config(options: TrtBuildOptions, *, calibrator=None) -> CreateConfig:
+def build_config(options: TrtBuildOptions, *, calibrator=None):
     """The CreateConfig loader for `options`; precision flags only on the TensorRT 10 flag path."""
-    profiles = [_polygraphy_profile(options.profile)] if options.profile else None
-    pool_limits = _PoolLimits(WORKSPACE=options.workspace_bytes) if options.workspace_bytes else None
-    return CreateConfig(
+    profiles = [_polygraphy_profile(options.profile, options.flavour)] if options.profile else None
+    pool_limits = _PoolLimits(options.flavour, WORKSPACE=options.workspace_bytes) if options.workspace_bytes else None
+    if options.is_rtx:  # TensorRT-RTX: no precision flags, no calibrator; build for this GPU
+        flavour.polygraphy_backend("tensorrt-rtx")  # binds Polygraphy to tensorrt_rtx before its RTX config loads
+        from polygraphy.backend.tensorrt_rtx import CreateConfigRTX  # noqa: PLC0415
+
+        return CreateConfigRTX(use_gpu=True, tf32=options.tf32, memory_pool_limits=pool_limits, profiles=profiles, load_timing_cache=options.timing_cache)
+    return _pg("CreateConfig", options.flavour)(
         fp16=options.fp16_flag,
         int8=options.int8_flag,
         tf32=options.tf32,
@@ -256,8 +258,8 @@ def build_config(options: TrtBuildOptions, *, calibrator=None) -> CreateConfig:
     )
 
 
-def _polygraphy_profile(profile: Iterable[InputProfile]) -> Profile:
-    polygraphy_profile = Profile()
+def _polygraphy_profile(profile: Iterable[InputProfile], flavour_key: str = "tensorrt"):
+    polygraphy_profile = _pg("Profile", flavour_key)()
     for entry in profile:
         polygraphy_profile.add(entry.name, min=entry.min, opt=entry.opt, max=entry.max)
     return polygraphy_profile
@@ -279,14 +281,15 @@ def build_loader_chain(
     model_path = os.fspath(model_path)
     calibrator = _calibrator_for(model_path, options, data_loader)
     cached = None if mark_all else _cached_engine_path(model_path, options, engine_cache, calibrated=calibrator is not None)
+    key = options.flavour
     if cached is not None and os.path.exists(cached):
-        return EngineFromBytes(BytesFromPath(cached))
-    network = NetworkFromOnnxPath(model_path, strongly_typed=options.network_strongly_typed)
+        return _pg("EngineFromBytes", key)(BytesFromPath(cached))
+    network = _pg("NetworkFromOnnxPath", key)(model_path, strongly_typed=options.network_strongly_typed)
     if mark_all:
-        network = ModifyNetworkOutputs(network, outputs=constants.MARK_ALL)
+        network = _pg("ModifyNetworkOutputs", key)(network, outputs=constants.MARK_ALL)
     config = build_config(options, calibrator=calibrator)
-    engine = EngineFromNetwork(network, config=config, save_timing_cache=options.timing_cache)
-    return engine if cached is None else SaveEngine(engine, path=cached)
+    engine = _pg("EngineFromNetwork", key)(network, config=config, save_timing_cache=options.timing_cache)
+    return engine if cached is None else _pg("SaveEngine", key)(engine, path=cached)
 
 
 def _calibrator_for(model_path: str, options: TrtBuildOptions, data_loader):
@@ -297,7 +300,7 @@ def _calibrator_for(model_path: str, options: TrtBuildOptions, data_loader):
             f"trt-{options.precision} on TensorRT 10 flags needs calibration data for a model without "
             "Q/DQ nodes; pass data_loader=... or build the QDQ artifact and use strongly_typed=True"
         )
-    return Calibrator(data_loader)
+    return _pg("Calibrator", options.flavour)(data_loader)
 
 
 def _cached_engine_path(model_path: str, options: TrtBuildOptions, engine_cache, *, calibrated: bool) -> str | None:
@@ -316,18 +319,18 @@ def describe_path(options: TrtBuildOptions, *, calibrated: bool = False) -> str:
     return f"trt-{options.precision}: {FLAG_PATH} ({flags}){int8_source}"
 
 
-def installed_trt_major() -> int:
-    """The installed TensorRT's major version, for `TrtBuildOptions(trt_major=...)`."""
-    return int(installed_trt_version().split(".")[0])
+def installed_trt_major(choice: str | None = None) -> int:
+    """The selected flavour's major version, for `TrtBuildOptions(trt_major=...)`."""
+    return installed_flavour(choice).major
 
 
 def check_installed_major(options: TrtBuildOptions) -> None:
-    """The options must target the installed TensorRT: the precision path depends on its major."""
-    installed = installed_trt_major()
-    if installed != options.trt_major:
+    """The options must target the selected flavour and its major: the precision path depends on them."""
+    installed = installed_flavour(options.flavour)
+    if installed.key != options.flavour or installed.major != options.trt_major:
         raise ConfigError(
-            f"options target TensorRT {options.trt_major} but TensorRT {installed} is installed; "
-            f"pass trt_major={installed}"
+            f"options target {options.product} but {installed.label} is installed; "
+            f"pass flavour={installed.key!r}, trt_major={installed.major}"
         )
 
 
@@ -350,7 +353,7 @@ class TrtTarget:
         return f"trt-{self.options.precision}"
 
     def unavailable_reason(self) -> str | None:
-        return trt_unavailable_reason()
+        return trt_unavailable_reason(self.options.flavour)
 
     def describe(self, model_path: str | os.PathLike | None = None) -> str:
         """The path taken; with `model_path`, also whether int8 is calibrated (no Q/DQ nodes)."""
@@ -365,7 +368,7 @@ class TrtTarget:
         loader = build_loader_chain(
             model_path, self.options, data_loader=self.data_loader, engine_cache=self._engine_cache()
         )
-        with TrtRunner(loader) as runner:
+        with _pg("TrtRunner", self.options.flavour)(loader) as runner:
             # Runners may reuse their output buffers between calls, so every output is copied.
             return [_copied(runner.infer(dict(feed))) for feed in feeds]
 
@@ -374,7 +377,7 @@ class TrtTarget:
         dict of tensor name -> array per feed. Tensors that TensorRT fused away are absent."""
         check_installed_major(self.options)
         loader = build_loader_chain(model_path, self.options, data_loader=self.data_loader, mark_all=True)
-        with TrtRunner(loader) as runner:
+        with _pg("TrtRunner", self.options.flavour)(loader) as runner:
             return [_copied(runner.infer(dict(feed))) for feed in feeds]
 
     def timed_runner(self, model_path: str | os.PathLike, feed: Mapping[str, np.ndarray]):
@@ -384,7 +387,7 @@ class TrtTarget:
         (Polygraphy's TrtRunner has no CUDA-graph option; none is offered here.)"""
         check_installed_major(self.options)
         loader = build_loader_chain(model_path, self.options, data_loader=self.data_loader, engine_cache=self._engine_cache())
-        runner = TrtRunner(loader)
+        runner = _pg("TrtRunner", self.options.flavour)(loader)
         runner.activate()
         call = functools.partial(runner.infer, dict(feed))
         weakref.finalize(call, runner.deactivate)
@@ -394,8 +397,14 @@ class TrtTarget:
         if self.engine_cache_dir is None:
             return None
         os.makedirs(self.engine_cache_dir, exist_ok=True)
-        devices, _how = cuda_devices()
-        return EngineCache(self.engine_cache_dir, installed_trt_version(), devices[0] if devices else "unknown")
+        return EngineCache(self.engine_cache_dir, installed_trt_version(self.options.flavour), engine_targets(self.options))
+
+
+def engine_targets(options: TrtBuildOptions) -> str:
+    """What the engine is built for, for the cache key: the local GPU's name and compute capability
+    (TensorRT-RTX builds for it: use_gpu=True), or "no GPU" where none is visible."""
+    found, _how = devices.cuda_devices()
+    return f"{found[0].name} sm{found[0].sm}" if found else "no GPU"
 
 
 def _copied(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

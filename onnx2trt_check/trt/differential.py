@@ -1,0 +1,130 @@
+"""The op table (trt_ops.py) against the real parser and builder, on single-op models.
+
+The corpus is ONNX's own backend node tests (about 1,900 single-op models with their inputs, every
+op in several dtype and attribute variants), generated with `onnx.backend.test.case.node`: the
+generators ship in every onnx wheel, the stored `data/node` folder only in some. A model is
+accepted by TensorRT when it parses and builds (an optimization profile from the test's inputs);
+by the table when `trt_ops.unsupported_nodes` reports no error. Agreement is the share of models
+with the same verdict. benchmarks/bench_trt_differential.py prints the figures.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import onnx
+
+from .. import trt_ops
+from .build import build_engine
+from .flavour import Flavour
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One node test: its name, model and first input set (as a feed)."""
+
+    name: str
+    model: onnx.ModelProto
+    feed: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    name: str
+    table_accepts: bool
+    trt_accepts: bool
+    table_reason: str
+    trt_reason: str
+
+    @property
+    def agrees(self) -> bool:
+        return self.table_accepts == self.trt_accepts
+
+
+def node_test_cases(op_type: str | None = None) -> list[Case]:
+    """ONNX's node tests (all, or one op's); their expected outputs are computed by numpy on
+    the way, which is most of the 20 s this takes."""
+    from onnx.backend.test.case import node  # noqa: PLC0415 - heavy: imports every test generator
+
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        cases = node.collect_testcases(op_type)
+    return [Case(c.name, c.model, _feed(c)) for c in cases if c.kind == "node"]
+
+
+def _feed(case) -> dict:
+    if not case.data_sets:
+        return {}
+    inputs = case.data_sets[0][0]
+    names = [value.name for value in case.model.graph.input]
+    return {name: np.asarray(value) for name, value in zip(names, inputs) if isinstance(value, (np.ndarray, np.generic))}
+
+
+def table_verdict(model: onnx.ModelProto, *, flavour_key: str) -> tuple[bool, str]:
+    """Whether the op table lets the model through (no error finding) for that flavour, and the
+    first error's reason."""
+    errors = [f for f in trt_ops.unsupported_nodes(model, flavour=flavour_key) if f.severity == "error"]
+    return (not errors, errors[0].reason if errors else "")
+
+
+def trt_verdict(path: str, flavour: Flavour, feed: dict) -> tuple[bool, str]:
+    """Whether TensorRT parses and builds the model, and the first message when it does not."""
+    result = build_engine(path, flavour, feeds=[feed] if feed else ())
+    if result.ok:
+        return True, ""
+    first = result.parse.issues[0].message if not result.parse.ok else (result.errors[0] if result.errors else "")
+    return False, first.splitlines()[-1] if first else ""
+
+
+def _verdicts_of(chunk: Sequence[tuple[str, bytes, dict]], flavour: Flavour) -> list[tuple[str, bool, str]]:
+    """Worker: TensorRT's verdict on a chunk of (name, serialized model, feed)."""
+    found = []
+    with tempfile.TemporaryDirectory(prefix="onnx2trt_check-diff-") as folder:
+        for name, data, feed in chunk:
+            path = os.path.join(folder, f"{name}.onnx")
+            with open(path, "wb") as stream:
+                stream.write(data)
+            found.append((name, *trt_verdict(path, flavour, feed)))
+            os.remove(path)
+    return found
+
+
+def compare(cases: Iterable[Case], flavour: Flavour, *, workers: int = 2) -> list[Verdict]:
+    """Table and TensorRT verdicts per case; TensorRT's in `workers` processes (a builder crash
+    then loses one worker's chunk with an exception, not the run). Defaults to 2 processes."""
+    cases = list(cases)
+    payload = [(c.name, c.model.SerializeToString(), c.feed) for c in cases]
+    chunks = [payload[index::workers] for index in range(workers)]
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        results = [row for rows in pool.map(_verdicts_of, chunks, [flavour] * workers) for row in rows]
+    trt = {name: (accepted, reason) for name, accepted, reason in results}
+    verdicts = []
+    for case in cases:
+        table_ok, table_reason = table_verdict(case.model, flavour_key=flavour.key)
+        trt_ok, trt_reason = trt[case.name]
+        verdicts.append(Verdict(case.name, table_ok, trt_ok, table_reason, trt_reason))
+    return verdicts
+
+
+def summary(verdicts: Sequence[Verdict], flavour: Flavour) -> list[str]:
+    """The figures: agreement, and each kind of disagreement with examples."""
+    agree = sum(v.agrees for v in verdicts)
+    passes_rejected = [v for v in verdicts if v.table_accepts and not v.trt_accepts]
+    rejects_accepted = [v for v in verdicts if not v.table_accepts and v.trt_accepts]
+    table = trt_ops.load_op_table()
+    lines = [
+        f"op table ({table.citation}, checked as {flavour.name}) vs {flavour.label} parser+builder on {len(verdicts)} ONNX node tests (onnx {onnx.__version__})",
+        f"  agreement {agree}/{len(verdicts)} = {100 * agree / max(len(verdicts), 1):.1f}%",
+        f"  {flavour.name} accepts {sum(v.trt_accepts for v in verdicts)}, rejects {sum(not v.trt_accepts for v in verdicts)}",
+        f"  table passes but {flavour.name} rejects: {len(passes_rejected)}",
+        f"  table rejects but {flavour.name} accepts: {len(rejects_accepted)}",
+    ]
+    lines += [f"    passes, rejected: {v.name}: {v.trt_reason[:160]}" for v in passes_rejected]
+    lines += [f"    rejects, accepted: {v.name}: {v.table_reason[:160]}" for v in rejects_accepted]
+    return lines

@@ -1,0 +1,173 @@
+"""The real TensorRT ONNX parser of the selected flavour, as values: which nodes it rejects and why.
+
+Written over the TensorRT API instead of Polygraphy's NetworkFromOnnxPath because a check needs
+each rejected node's index, name, op and message as data; Polygraphy logs them and raises one
+generic exception. Everything here runs without a GPU (TensorRT-RTX parses and builds ahead of time).
+
+The parser checks every node for ops it has no importer or plugin for (all are reported), then
+imports nodes in order and stops at the first one it cannot import: fixing that one may reveal the
+next, which the failure message says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+
+import onnx
+
+from .flavour import Flavour
+
+# Known parser and builder messages -> the fix, first match wins. The messages are TensorRT's
+# own (onnx-tensorrt's importers), identical in TensorRT 10 and TensorRT-RTX 1.x where both have them.
+FIXES = (
+    (r"must resolve to a build-time constant|is not a constant|must be an initializer|only supports the \w+ input as an initializer",
+     "make that input a constant (an initializer), e.g. export with constant axes/scales or fold it with onnxsim"),
+    (r"support(s)? (mode|more) than \d+ outputs? for LayerNormalization|LayerNormalization",
+     "re-export LayerNormalization with one output (drop Mean and InvStdDev)"),
+    (r"outputs for MaxPool", "re-export MaxPool without the Indices output"),
+    (r"Attention nodes with one output", "re-export Attention with its single output (no present_key/value, no qk_matmul_output)"),
+    (r"training_mode", "export the model in eval mode (training_mode constant false)"),
+    (r"Plugin not found|plugin creator|plugin was not found", "this op needs a TensorRT plugin; replace the node, or register a plugin (TensorRT-RTX ships no plugin library)"),
+    (r"convert ONNX da[te]a? type|Unsupported data type|Unsupported ONNX data type|UINT8 types for intermediate|input has type UInt",
+     "cast the tensor to a type TensorRT takes (float32, float16, bfloat16, int32, int64, bool; int8/fp8/int4/fp4 only through Q/DQ)"),
+    (r"dilations", "use pooling without dilations"),
+    (r"shape tensor|no optimization profile", "give the shape input's values with --inputs (they go into the optimization profile)"),
+    (r"zero_point. which is not an initializer|zero_point", "store the zero point as an initializer"),
+)
+
+
+def fix_for(message: str) -> str:
+    """The known fix for a parser or builder message, else ""."""
+    for pattern, fix in FIXES:
+        if re.search(pattern, message):
+            return fix
+    return ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ParserIssue:
+    """One node the parser rejected: its index in the graph, name, op, the parser's message and code."""
+
+    node_index: int
+    node_name: str
+    op_type: str
+    message: str
+    code: str
+
+    @property
+    def fix(self) -> str:
+        return fix_for(self.message)
+
+    def line(self) -> str:
+        fix = f"; fix: {self.fix}" if self.fix else ""
+        return f"node '{self.node_name}' ({self.op_type}, #{self.node_index}): {self.message}{fix}"
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkInput:
+    """A network input as the parser made it: -1 marks a dynamic dimension."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    is_shape_tensor: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ParseResult:
+    """The parser's verdict: `issues` is empty exactly when it accepted the model."""
+
+    flavour: Flavour
+    issues: tuple[ParserIssue, ...]
+    seconds: float
+    layers: int
+    inputs: tuple[NetworkInput, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.issues
+
+    def failure(self) -> str:
+        head = f"{self.flavour.label} ONNX parser rejects {len(self.issues)} node(s):"
+        lines = [head, *(f"  {issue.line()}" for issue in self.issues)]
+        lines.append("  (every op is checked up front, but import stops at the first node that fails: later nodes may fail too)")
+        return "\n".join(lines)
+
+
+class CapturingLogger:
+    """A TensorRT ILogger subclass instance keeping messages of severity ERROR and worse (TensorRT's
+    default logger prints to stderr, which would interleave with pytest's output)."""
+
+    def __new__(cls, trt):
+        class _Logger(trt.ILogger):
+            def __init__(self):
+                trt.ILogger.__init__(self)
+                self.errors: list[str] = []
+
+            def log(self, severity, message):
+                if severity <= trt.ILogger.Severity.ERROR:
+                    self.errors.append(message)
+
+        return _Logger()
+
+
+@dataclasses.dataclass
+class ParsedNetwork:
+    """The parser's network, kept alive with the builder, parser and logger it depends on (the
+    parser owns the weight memory the network points to), for build.py."""
+
+    trt: object
+    builder: object
+    network: object
+    parser: object
+    logger: object
+    result: ParseResult
+
+
+def parse_network(path: str | os.PathLike, flavour: Flavour) -> ParsedNetwork:
+    """Parse `path` (external data next to it is read by the parser) into a strongly typed network.
+    Strongly typed: precision comes from the ONNX file; it is the only network TensorRT-RTX and
+    TensorRT 11 make, and TensorRT 10 makes it too."""
+    trt = flavour.module()
+    logger = CapturingLogger(trt)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    started = time.perf_counter()
+    accepted = parser.parse_from_file(os.fspath(path))
+    seconds = time.perf_counter() - started
+    issues = () if accepted else _issues(parser, path, logger)
+    result = ParseResult(flavour, issues, seconds, network.num_layers, _inputs(network))
+    return ParsedNetwork(trt, builder, network, parser, logger, result)
+
+
+def parse_model(path: str | os.PathLike, flavour: Flavour) -> ParseResult:
+    """The parser's verdict on `path` (see parse_network)."""
+    return parse_network(path, flavour).result
+
+
+def _issues(parser, path, logger) -> tuple[ParserIssue, ...]:
+    names = _node_names(path)
+    found = []
+    for index in range(parser.num_errors):
+        error = parser.get_error(index)
+        node = error.node()
+        name = error.node_name() or (names[node] if 0 <= node < len(names) else "")
+        found.append(ParserIssue(node, name or f"<unnamed {error.node_operator()} #{node}>", error.node_operator() or "?", error.desc(), error.code().name))
+    if not found:  # parse() returned False without a recorded error: the logger has the reason
+        found.append(ParserIssue(-1, "<model>", "?", " | ".join(logger.errors) or "parse failed without a message", "UNKNOWN"))
+    return tuple(found)
+
+
+def _node_names(path) -> list[str]:
+    """Node names of the main graph, by index (the parser reports unnamed nodes with an empty name)."""
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    return [node.name or f"<unnamed {node.op_type} #{index}>" for index, node in enumerate(model.graph.node)]
+
+
+def _inputs(network) -> tuple[NetworkInput, ...]:
+    tensors = (network.get_input(index) for index in range(network.num_inputs))
+    return tuple(NetworkInput(t.name, tuple(t.shape), t.dtype.name, bool(t.is_shape_tensor)) for t in tensors)
