@@ -59,15 +59,18 @@ class GraphFacts:
     graph_outputs: frozenset[str]
     sizes: Mapping[str, int]
     producers: Mapping[str, onnx.NodeProto]
+    unpacked: frozenset[str] = frozenset()
 
 
 def graph_facts(model: onnx.ModelProto, graphs) -> GraphFacts:
     """The facts of `model` over `graphs` (the main graph and its subgraphs)."""
-    types, sizes, non_tensors, constants, producers = {}, {}, set(), set(), {}
+    types, sizes, non_tensors, constants, producers, unpacked = {}, {}, set(), set(), {}, set()
     for graph in graphs:
         for value in (*graph.input, *graph.value_info, *graph.output):
             _record_value(value, types, sizes, non_tensors)
         for tensor in graph.initializer:
+            if tensor.data_type in FOUR_BIT_TYPES | {_T.UINT4} and not tensor.raw_data and not tensor.external_data:
+                unpacked.add(tensor.name)
             types[tensor.name] = tensor.data_type
             sizes[tensor.name] = int(np.prod(tensor.dims, dtype=np.int64))
             constants.add(tensor.name)
@@ -78,7 +81,7 @@ def graph_facts(model: onnx.ModelProto, graphs) -> GraphFacts:
     main = model.graph
     initializers = {t.name for t in main.initializer}
     return GraphFacts(types, frozenset(non_tensors), frozenset(constants), frozenset(v.name for v in main.input) - initializers,
-                      frozenset(v.name for v in main.output), sizes, producers)
+                      frozenset(v.name for v in main.output), sizes, producers, frozenset(unpacked))
 
 
 def _record_value(value: onnx.ValueInfoProto, types: dict, sizes: dict, non_tensors: set) -> None:
@@ -105,6 +108,10 @@ def check_types(node: onnx.NodeProto, facts: GraphFacts, entry) -> Iterator[Rule
             yield "dtype", "error", f"{side} '{name}' is a sequence, optional or map: TensorRT takes tensors only"
         elif facts.types.get(name, 0) and facts.types[name] not in PARSER_TYPES:
             yield "dtype", "error", f"{side} '{name}' is {type_name(facts.types[name])}, which TensorRT cannot represent; use {_ALLOWED_TYPES}"
+    for name in node.input:
+        if name in facts.unpacked:
+            yield "dtype", "error", (f"initializer '{name}' holds 4-bit values in int32_data; TensorRT's parser imports 4-bit weights only "
+                                     "packed in raw_data: re-save it with onnx.numpy_helper.from_array")
     target = _attribute(node, "to")
     if node.op_type == "Cast" and target is not None and target not in PARSER_TYPES:
         yield "dtype", "error", f"Cast to {type_name(target)}, which TensorRT cannot represent; cast to {_ALLOWED_TYPES}"

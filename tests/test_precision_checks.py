@@ -117,7 +117,7 @@ def test_spread_is_min_median_max(values):
 def simulated_trt(monkeypatch):
     """TensorRT 10 "available"; every engine build returns the reference plus the next planted error."""
     monkeypatch.setattr(tensorrt, "trt_unavailable_reason", lambda: None)
-    monkeypatch.setattr(tensorrt, "installed_trt_major", lambda: 10)
+    monkeypatch.setattr(tensorrt, "installed_trt", lambda: (10, "tensorrt"))
     errors = []
 
     def run(self, path, feeds):

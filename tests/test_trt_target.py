@@ -244,6 +244,7 @@ OPTION_CHANGES = {
     "profile": (InputProfile("x", (1, 3), (2, 3), (4, 3)),),
     "calibration_id": "calib-v2",
     "trt_major": 11,
+    "flavour": "tensorrt-rtx",
 }
 texts = st.text(min_size=1, max_size=12)
 
@@ -268,11 +269,11 @@ def test_cache_key_changes_with_each_component_and_is_stable_otherwise(sha, vers
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="tensorrt is installed here")
 def test_reason_names_the_missing_tensorrt_and_the_install_command():
-    assert trt_unavailable_reason() == "tensorrt is not installed (pip install 'onnx2trt_check[trt]')"
+    assert trt_unavailable_reason("tensorrt") == "TensorRT is not installed (pip install 'onnx2trt_check[trt]')"
 
 
 def test_reason_when_tensorrt_import_is_blocked(no_tensorrt):
-    assert trt_unavailable_reason().startswith("tensorrt is not installed")
+    assert trt_unavailable_reason("tensorrt").startswith("TensorRT is not installed")
 
 
 def test_reason_carries_the_import_error_of_a_broken_install(monkeypatch, tmp_path):
@@ -281,8 +282,8 @@ def test_reason_carries_the_import_error_of_a_broken_install(monkeypatch, tmp_pa
     (package / "__init__.py").write_text("raise OSError('libnvinfer.so.10: cannot open shared object file')\n")
     monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
-    expected = "tensorrt failed to import: OSError: libnvinfer.so.10: cannot open shared object file"
-    assert trt_unavailable_reason() == expected
+    expected = "TensorRT (tensorrt) failed to import: OSError: libnvinfer.so.10: cannot open shared object file"
+    assert trt_unavailable_reason("tensorrt") == expected
 
 
 def test_tensorrt_present_but_no_driver(monkeypatch):
@@ -292,8 +293,9 @@ def test_tensorrt_present_but_no_driver(monkeypatch):
         raise OSError(f"{name}: cannot open shared object file")
 
     monkeypatch.setattr(trt_target.ctypes, "CDLL", no_library)
-    reason = trt_unavailable_reason()
+    reason = trt_unavailable_reason("tensorrt")
     assert reason.startswith("no CUDA device is visible (no NVIDIA driver: none of libcuda.so.1")
+    assert "TensorRT 10.9.0 builds here" in reason
 
 
 class FakeDriver:
@@ -322,7 +324,7 @@ def test_tensorrt_present_but_driver_sees_no_device(monkeypatch):
     fake_tensorrt(monkeypatch)
     monkeypatch.setattr(trt_target.ctypes, "CDLL", lambda name: FakeDriver([]))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    reason = trt_unavailable_reason()
+    reason = trt_unavailable_reason("tensorrt")
     expected = "no CUDA device is visible (CUDA driver libcuda.so.1: cuDeviceGetCount found no device"
     assert reason.startswith(expected)
     assert "CUDA_VISIBLE_DEVICES=''" in reason
@@ -331,7 +333,7 @@ def test_tensorrt_present_but_driver_sees_no_device(monkeypatch):
 def test_tensorrt_and_a_device_mean_available(monkeypatch):
     fake_tensorrt(monkeypatch)
     monkeypatch.setattr(trt_target.ctypes, "CDLL", lambda name: FakeDriver(["NVIDIA Orin", "NVIDIA A100"]))
-    assert trt_unavailable_reason() is None
+    assert trt_unavailable_reason("tensorrt") is None
     assert trt_target.cuda_devices()[0] == ["NVIDIA Orin", "NVIDIA A100"]
 
 
@@ -355,12 +357,13 @@ def test_describe_names_the_path(float_model, qdq_model):
 
 
 def test_target_reports_the_same_reason(no_tensorrt):
-    assert TrtTarget(TrtBuildOptions()).unavailable_reason() == trt_unavailable_reason()
+    assert TrtTarget(TrtBuildOptions()).unavailable_reason() == trt_unavailable_reason("tensorrt")
+    assert TrtTarget(TrtBuildOptions(flavour="tensorrt-rtx")).unavailable_reason() == trt_unavailable_reason("tensorrt-rtx")
 
 
 def test_run_refuses_options_for_another_major(monkeypatch, float_model):
     fake_tensorrt(monkeypatch, version="11.1.0")
-    with pytest.raises(ConfigError, match="pass trt_major=11"):
+    with pytest.raises(ConfigError, match="trt_major=11"):
         TrtTarget(TrtBuildOptions()).run(float_model, [{}])
 
 

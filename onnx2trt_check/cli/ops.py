@@ -1,4 +1,5 @@
-"""`onnx2trt-check ops MODEL`: the nodes TensorRT's ONNX parser cannot take (exit 1 when any)."""
+"""`onnx2trt-check ops MODEL`: the nodes TensorRT cannot take (exit 1 when any), from the real
+parser of the installed TensorRT flavour, else from the op table."""
 
 from __future__ import annotations
 
@@ -8,18 +9,24 @@ from .common import no_extra
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("ops", help="list nodes TensorRT's ONNX parser cannot take")
+    parser = subparsers.add_parser("ops", help="list nodes TensorRT's ONNX parser cannot take (the real parser when TensorRT is installed)")
     parser.add_argument("model")
+    parser.add_argument("--trt-flavour", choices=("auto", "tensorrt", "tensorrt-rtx"),
+                        help="which TensorRT answers when both are installed (or set ONNX2TRT_CHECK_TRT). Defaults to auto: TensorRT, else TensorRT-RTX")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from .. import trt_ops
     from ..model import load_model
+    from ..trt import flavour
+    from ..trt.ops_check import check_ops
 
     no_extra(extra)
-    findings = trt_ops.unsupported_nodes(load_model(args.model).proto, include_notes=True)
-    print(f"{len(findings)} finding(s) against {trt_ops.load_op_table().citation}")
-    for f in findings:
-        print(f"{f.severity:<6} {f.node_name} ({f.domain or 'ai.onnx'}::{f.op_type}): {f.reason}")
-    return 1 if any(f.severity == "error" for f in findings) else 0
+    flavour.set_choice(args.trt_flavour)
+    report = check_ops(args.model, load_model(args.model).proto)
+    print(f"{len(report.errors)} node(s) rejected, {len(report.notes)} note(s), according to {report.source}")
+    for line in report.errors:
+        print(f"error  {line}")
+    for line in report.notes:
+        print(f"note   {line}")
+    return 1 if report.errors else 0

@@ -1,8 +1,9 @@
 """`onnx2trt-check qdq check|optimize`: TensorRT's Q/DQ placement rules and the verified Q/DQ
 optimizer, for a model that already holds Q/DQ nodes.
 
-  qdq check MODEL                      prints every finding; exit 1 if any is an error (TensorRT
-                                       rejects the model), else 0
+  qdq check MODEL                      prints every finding and, where a TensorRT flavour is
+                                       installed, its builder's verdict; exit 1 when that builder
+                                       rejects the model (without TensorRT: when a rule says error)
   qdq optimize IN -o OUT [--inputs X]  rewrites the Q/DQ flow, each rewrite verified on input data
                                        against its bound, writes OUT atomically (never over an
                                        existing file without --force); exit 0 when written
@@ -22,6 +23,9 @@ def register(subparsers) -> None:
     commands = parser.add_subparsers(dest="qdq_command", required=True)
     check = commands.add_parser("check", help="list Q/DQ placement errors (TensorRT rejects) and warnings (slower or less accurate)")
     check.add_argument("model", help="ONNX model with Q/DQ nodes")
+    check.add_argument("--trt-flavour", choices=("auto", "tensorrt", "tensorrt-rtx"),
+                       help="which TensorRT builds the model when both are installed (or set ONNX2TRT_CHECK_TRT). Defaults to auto")
+    add_input_options(check)  # sizes dynamic and shape-tensor inputs for the build's optimization profile
     check.set_defaults(handler=run_check)
     optimize = commands.add_parser("optimize", help="rewrite the Q/DQ flow for TensorRT, verify every rewrite, write the result")
     optimize.add_argument("model", help="ONNX model with Q/DQ nodes (never modified)")
@@ -43,7 +47,36 @@ def run_check(args: argparse.Namespace, extra: list[str]) -> int:
         return 0
     findings = validate_qdq(proto)
     print(format_findings(findings))
-    return 1 if any(f.severity == "error" for f in findings) else 0
+    rule_errors = any(f.severity == "error" for f in findings)
+    verdict = builder_verdict(args.model, args.trt_flavour, lambda: feeds_from_args(proto, args)[0])
+    if verdict is None:
+        return 1 if rule_errors else 0
+    label, builds, message = verdict
+    print(f"{label} builder: {'builds the model' if builds else 'rejects the model: ' + message}")
+    if builds and rule_errors:
+        print(f"note: the rules flag errors that {label} builds; another TensorRT (10/11) may reject them")
+    return 0 if builds else 1
+
+
+def builder_verdict(model: str, choice: str | None, feeds) -> tuple[str, bool, str] | None:
+    """(flavour label, builds, first message) from the installed flavour's builder; None without
+    one. `feeds()` gives the feeds that size dynamic inputs (made only when a builder is there)."""
+    from ..trt import flavour, isolated
+    from ..trt.build import build_engine
+
+    flavour.set_choice(choice)
+    try:
+        chosen = flavour.select()
+    except flavour.TrtUnavailable as error:
+        print(f"no TensorRT builder to ask ({error}); the rules answer alone")
+        return None
+    try:
+        result = isolated.call(build_engine, model, chosen, feeds=feeds())
+    except isolated.TrtCrashed as error:
+        return chosen.label, False, str(error)
+    if result.ok or result.needs_gpu:  # a build that needs a GPU gave no verdict: the rules answer
+        return (chosen.label, True, "") if result.ok else None
+    return chosen.label, False, result.failure().splitlines()[1].strip() if not result.parse.ok else result.errors[0]
 
 
 def run_optimize(args: argparse.Namespace, extra: list[str]) -> int:

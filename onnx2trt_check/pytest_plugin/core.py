@@ -20,6 +20,10 @@ from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, CheckSkipped
 from ..references import REFERENCE_KEY
 from ..targets import select_targets
+from ..targets.ort_int8 import cached
+from ..trt import flavour, isolated
+from ..trt.ops_check import check_ops
+from ..trt.parse import parse_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,17 +96,43 @@ def _constant_tensors(proto: onnx.ModelProto):
             yield from (a.t for a in node.attribute if a.name == "value")
 
 
+def _parsed(ctx: ModelContext):
+    """The selected flavour's parse of the model, once per model (trt_parse and trt_ops share it)."""
+    chosen = flavour.select()
+    try:
+        return cached(ctx, f"trt-parse:{chosen.label}", lambda: isolated.call(parse_model, ctx.path, chosen))
+    except isolated.TrtCrashed as error:
+        raise CheckFailed(f"{chosen.label} crashed while parsing the model ({error})") from None
+
+
+def check_trt_parse(ctx: ModelContext) -> dict:
+    """The real TensorRT ONNX parser's verdict (skipped with the install hint without TensorRT)."""
+    try:
+        result = _parsed(ctx)
+    except flavour.TrtUnavailable as error:
+        raise CheckSkipped(str(error)) from None
+    figures = {"tensorrt": result.flavour.label, "parse_seconds": round(result.seconds, 4), "network_layers": result.layers,
+               "inputs": [dataclasses.asdict(i) for i in result.inputs]}
+    if not result.ok:
+        raise CheckFailed(result.failure(), figures)
+    return figures
+
+
 def check_trt_ops(ctx: ModelContext) -> dict:
+    """Nodes TensorRT cannot take: the parser's answer where a flavour is installed, else the op table's."""
     try:
         inferred = ctx.inferred
     except (onnx.shape_inference.InferenceError, RuntimeError):
         inferred = None  # trt_ops falls back to lenient inference; the shape_inference item reports the failure
-    findings = trt_ops.unsupported_nodes(ctx.loaded.proto, include_notes=True, inferred=inferred)
-    errors = [f for f in findings if f.severity == "error"]
-    figures = {"op_table": trt_ops.load_op_table().citation, "findings": [dataclasses.asdict(f) | {"severity": f.severity} for f in findings]}
-    if errors:
-        listing = "\n".join(f"  node '{f.node_name}' ({f.domain or 'ai.onnx'}::{f.op_type}): {f.reason}" for f in errors[:20])
-        raise CheckFailed(f"{len(errors)} node(s) that TensorRT's ONNX parser cannot take:\n{listing}", figures)
+    try:
+        parsed = _parsed(ctx)
+    except flavour.TrtUnavailable:
+        parsed = None
+    report = check_ops(ctx.path, ctx.loaded.proto, inferred=inferred, parse=parsed)
+    figures = report.figures()
+    if report.errors:
+        listing = "\n".join(f"  {line}" for line in report.errors[:20])
+        raise CheckFailed(f"{len(report.errors)} node(s) that TensorRT cannot take, according to {report.source}:\n{listing}", figures)
     return figures
 
 
@@ -170,6 +200,7 @@ STRUCTURE_CHECKS = (
     Check("structure", "versions", check_versions),
     Check("structure", "finite_weights", check_finite_weights),
     Check("structure", "trt_ops", check_trt_ops),
+    Check("structure", "trt_parse", check_trt_parse),
     Check("reference", "run", check_reference),
 )
 

@@ -18,6 +18,7 @@ BN_CONV_MODES = ("exact", "plain", "skip_padded")
 CALIBRATION_METHODS = ("auto", "max", "percentile", "entropy", "mse")
 RELU6_MODES = ("skip", "swap_to_relu")
 BISECT_FEEDS = 4
+TRT_FLAVOURS = ("auto", "tensorrt", "tensorrt-rtx")
 INI_TOLERANCES = {"atol": "onnx2trt_atol", "rtol": "onnx2trt_rtol", "min_cosine": "onnx2trt_min_cosine", "min_sqnr_db": "onnx2trt_min_sqnr_db"}
 INI_BASELINE_DIR = "onnx2trt_baseline_dir"
 UPDATE_FLAG = "--baseline-update"
@@ -81,6 +82,7 @@ def _precision(group) -> None:
     group.addoption("--engine-cache", metavar="DIR", help="reuse TensorRT engines from DIR (keyed by model, options, TensorRT version, GPU). Defaults to no cache")
     group.addoption("--trt-builds", type=int, default=0, metavar="N", help="build each TensorRT target N times (N >= 2, engine cache off) and report the spread of the errors")
     group.addoption("--trt-flags", action="store_true", help="TensorRT 10: build fp16/int8/best from the fp32 model with builder flags (int8 calibrated) instead of the ONNX artifacts")
+    group.addoption("--trt-flavour", choices=TRT_FLAVOURS, help="which TensorRT parses, builds and runs when both are installed (or set ONNX2TRT_CHECK_TRT). Defaults to auto: TensorRT, else TensorRT-RTX")
 
 
 def _int8(group) -> None:

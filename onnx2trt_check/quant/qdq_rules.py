@@ -5,11 +5,15 @@ quantize_static, TensorRT Model Optimizer, pytorch-quantization QAT exports) and
 `Finding` per violation. Severity "error": TensorRT rejects the model. Severity "warning": it builds,
 but runs slower or less accurately than it could.
 
+Severities are held against the real builder (tests/qdq_rule_models.py, benchmarks/bench_trt_differential.py):
+every "error" rule has a model TensorRT-RTX 1.7.1.116 rejects (or crashes on); a rule whose model
+it builds is a "warning" whose text says so and where TensorRT 10/11 may differ.
+
 Per-channel weight axis (QDQ003): int8 kernels accumulate in int32 and apply the weight scale
 afterwards, which only works when the scale is constant along the reduced dimension, i.e. when it
 runs along the output-channel axis of the weight: 0 for Conv ([C_out, C_in/g, k...]), 1 for
 ConvTranspose ([C_in, C_out/g, k...]), the N axis for Gemm (0 with transB=1, else 1) and for MatMul
-(the last axis of B). Any other axis is an error.
+(the last axis of B). Another axis is a warning: TensorRT-RTX builds it (not as an int8 kernel).
 
 Only the main graph is checked (If/Loop bodies are not). The matchers below (`is_q`,
 `per_tensor_scale`, `conv_add_qdq`, ...) are shared with qdq_optimize and float_counterpart.
@@ -110,9 +114,15 @@ def quant_dtype(node: ir.Node) -> ir.DataType | None:
             return quant_dtype(source)
         if node.inputs[0] is not None and node.inputs[0].dtype is not None:
             return node.inputs[0].dtype
+        data = const(node.inputs[0])  # a Constant node's output carries no dtype before shape inference
+        if data is not None:
+            return ir.DataType.from_numpy(data.dtype)
     zero_point = input_at(node, 2)
     if zero_point is not None and zero_point.dtype is not None:
         return zero_point.dtype
+    array = const(zero_point)  # a Constant node's output carries no dtype before shape inference
+    if array is not None:
+        return ir.DataType.from_numpy(array.dtype)
     output_dtype = gu.attr(node, "output_dtype", 0)
     if output_dtype:
         return ir.DataType(output_dtype)
@@ -183,33 +193,58 @@ def _label(*nodes: ir.Node) -> tuple[str, ...]:
 
 
 def check_zero_point(graph: ir.Graph) -> Iterator[Finding]:
-    """QDQ001: TensorRT quantization is signed and symmetric: int8 (or fp8/int4), zero point 0."""
+    """QDQ001: TensorRT quantization is signed and symmetric: int8 (or fp8/int4), zero point 0.
+    Errors (backed by builds that fail): a non-zero zero point, a type TensorRT has no Q/DQ for
+    (int16, ...). Warning: uint8 with zero point 0, which TensorRT-RTX 1.7 builds; TensorRT 10/11
+    document uint8 Q/DQ for DLA only and may reject it."""
     for node in graph:
         if not (is_q(node) or is_dq(node)):
             continue
         dtype = quant_dtype(node)
         zero_point = zero_point_array(node)
-        if dtype is not None and dtype != ir.DataType.INT32 and dtype not in TRT_QUANT_TYPES:
-            yield Finding("QDQ001-zero-point", "error", _label(node), f"{node.op_type} quantizes to {dtype.name}; TensorRT takes signed int8",
-                          "quantize with int8 and zero point 0 (onnxruntime: activation_type=QuantType.QInt8)")
-        elif zero_point is not None and np.any(zero_point != 0):
+        if zero_point is not None and np.any(zero_point != 0):
             yield Finding("QDQ001-zero-point", "error", _label(node), f"{node.op_type} has a non-zero zero point ({zero_point.ravel()[0]})",
                           "quantize symmetrically (onnxruntime: extra_options ActivationSymmetric/WeightSymmetric=True)")
+        elif dtype == ir.DataType.UINT8:
+            yield Finding("QDQ001-zero-point", "warning", _label(node), f"{node.op_type} quantizes to UINT8 with zero point 0: TensorRT-RTX 1.7 builds it, TensorRT 10/11 may reject it (uint8 Q/DQ is documented for DLA only)",
+                          "quantize with int8 and zero point 0 (onnxruntime: activation_type=QuantType.QInt8)")
+        elif dtype is not None and dtype != ir.DataType.INT32 and dtype not in TRT_QUANT_TYPES:
+            yield Finding("QDQ001-zero-point", "error", _label(node), f"{node.op_type} quantizes to {dtype.name}; TensorRT takes signed int8 (or fp8/int4)",
+                          "quantize with int8 and zero point 0 (onnxruntime: activation_type=QuantType.QInt8)")
 
 
 def check_scale(graph: ir.Graph) -> Iterator[Finding]:
-    """QDQ002: the scale is a build-time constant, finite and > 0."""
+    """QDQ002: the scale is a build-time constant, finite and > 0. Errors (backed by builds that
+    fail): a scale <= 0, a scale computed from the data (TensorRT-RTX 1.7 crashes building it;
+    TensorRT 10 rejects it). A scale computed from constants only is folded (builds: no finding).
+    Warning: an infinite or NaN scale, which TensorRT-RTX 1.7 builds (every value quantizes to 0
+    or NaN); TensorRT 10/11 may reject it."""
     for node in graph:
         if not (is_q(node) or is_dq(node)):
             continue
         scale = scale_array(node)
-        if scale is None:
-            yield Finding("QDQ002-scale", "error", _label(node), f"{node.op_type} scale is not a constant",
+        if scale is None and not _from_constants(input_at(node, 1), set()):
+            yield Finding("QDQ002-scale", "error", _label(node), f"{node.op_type} scale is computed from the data, not a build-time constant",
                           "store the scale as an initializer")
-        elif not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-            bad = scale.ravel()[~(np.isfinite(scale.ravel()) & (scale.ravel() > 0))][0]
-            yield Finding("QDQ002-scale", "error", _label(node), f"{node.op_type} scale has a non-positive or non-finite entry ({bad})",
+        elif scale is not None and np.any(scale <= 0):
+            bad = scale.ravel()[scale.ravel() <= 0][0]
+            yield Finding("QDQ002-scale", "error", _label(node), f"{node.op_type} scale has a non-positive entry ({bad})",
                           "recalibrate: scale = amax / 127 with amax > 0")
+        elif scale is not None and not np.all(np.isfinite(scale)):
+            bad = scale.ravel()[~np.isfinite(scale.ravel())][0]
+            yield Finding("QDQ002-scale", "warning", _label(node), f"{node.op_type} scale has a non-finite entry ({bad}): TensorRT-RTX 1.7 builds it, TensorRT 10/11 may reject it; the values become 0 or NaN",
+                          "recalibrate: scale = amax / 127 with a finite amax > 0")
+
+
+def _from_constants(value: ir.Value | None, seen: set) -> bool:
+    """Computed from constants only (TensorRT folds it at build time); graph inputs are not."""
+    if value is None or value.is_graph_input() or id(value) in seen:
+        return False
+    if const(value) is not None:
+        return True
+    seen.add(id(value))
+    node = value.producer()
+    return node is not None and all(_from_constants(v, seen) for v in node.inputs if v is not None)
 
 
 def expected_weight_axis(consumer: ir.Node, index: int, rank: int) -> int | None:
@@ -236,8 +271,9 @@ def check_weight_axis(graph: ir.Graph) -> Iterator[Finding]:
         for use in dq.outputs[0].uses():
             expected = expected_weight_axis(use.node, use.idx, rank)
             if expected is not None and axis != expected:
-                yield Finding("QDQ003-weight-axis", "error", _label(dq, use.node),
-                              f"per-channel weight scale along axis {axis}; {use.node.op_type} needs its output-channel axis {expected}",
+                yield Finding("QDQ003-weight-axis", "warning", _label(dq, use.node),
+                              f"per-channel weight scale along axis {axis}; {use.node.op_type} needs its output-channel axis {expected} for int8 kernels "
+                              "(TensorRT-RTX 1.7 builds it, likely with the weight dequantized to float; TensorRT 10/11 may reject it)",
                               f"quantize the weight per channel along axis {expected}")
 
 
@@ -314,7 +350,8 @@ def check_dangling_q(graph: ir.Graph) -> Iterator[Finding]:
             continue
         users = [use.node for use in q.outputs[0].uses()]
         if not users or q.outputs[0].is_graph_output() or not all(is_dq(user) for user in users):
-            yield Finding("QDQ010-dangling-q", "error", _label(q, *users), "QuantizeLinear output is not (only) read by DequantizeLinear",
+            yield Finding("QDQ010-dangling-q", "warning", _label(q, *users),
+                          "QuantizeLinear output is not (only) read by DequantizeLinear (TensorRT-RTX 1.7 builds it, with an int8 tensor outside Q/DQ; TensorRT 10/11 may reject it)",
                           "pair every QuantizeLinear with a DequantizeLinear, or remove it")
 
 

@@ -41,7 +41,7 @@ from .trt import (
     TrtTarget,
     describe_path,
     file_sha256,
-    installed_trt_major,
+    installed_flavour,
     trt_unavailable_reason,
 )
 
@@ -54,17 +54,30 @@ TOLERANCE_PROFILE = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "best": "in
 class BuildInputs:
     """What the plan depends on besides the precision.
 
-    `trt_major`: the installed TensorRT's major version. `model_has_qdq`: the model has Q/DQ nodes.
+    `trt_major`: the installed TensorRT's major version; `flavour`: "tensorrt" or "tensorrt-rtx"
+    (strongly typed only, like TensorRT 11). `model_has_qdq`: the model has Q/DQ nodes.
     `int8_artifact`: an int8 QDQ artifact can be built (quantizer and calibration data present).
     `calibration`: calibration data was given. `use_flags`: `--trt-flags` asked for TensorRT 10's
     builder-flag path. All default to the plain case: TensorRT 10, nothing available, no flags.
     """
 
     trt_major: int = 10
+    flavour: str = "tensorrt"
     model_has_qdq: bool = False
     int8_artifact: bool = False
     calibration: bool = False
     use_flags: bool = False
+
+    @property
+    def strongly_typed_only(self) -> bool:
+        return self.flavour == "tensorrt-rtx" or self.trt_major >= 11
+
+    @property
+    def product(self) -> str:
+        return "TensorRT-RTX" if self.flavour == "tensorrt-rtx" else f"TensorRT {self.trt_major}"
+
+    def options(self, precision: str, **build) -> TrtBuildOptions:
+        return TrtBuildOptions(precision=precision, trt_major=self.trt_major, flavour=self.flavour, **build)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,19 +102,19 @@ def plan_build(precision: str, inputs: BuildInputs) -> BuildPlan:
 
 
 def _plan_fp32(inputs: BuildInputs) -> BuildPlan:
-    return BuildPlan("model", TrtBuildOptions(precision="fp32", trt_major=inputs.trt_major))
+    return BuildPlan("model", inputs.options("fp32"))
 
 
 def _plan_fp16(inputs: BuildInputs) -> BuildPlan:
     if inputs.use_flags:
-        if inputs.trt_major >= 11:
-            return BuildPlan(skip_reason=_no_flags(inputs.trt_major))
-        return BuildPlan("model", TrtBuildOptions(precision="fp16", trt_major=inputs.trt_major))
-    return BuildPlan("fp16", TrtBuildOptions(precision="fp16", strongly_typed=True, trt_major=inputs.trt_major))
+        if inputs.strongly_typed_only:
+            return BuildPlan(skip_reason=_no_flags(inputs))
+        return BuildPlan("model", inputs.options("fp16"))
+    return BuildPlan("fp16", inputs.options("fp16", strongly_typed=True))
 
 
 def _plan_int8(inputs: BuildInputs) -> BuildPlan:
-    strongly_typed = TrtBuildOptions(precision="int8", strongly_typed=True, trt_major=inputs.trt_major)
+    strongly_typed = inputs.options("int8", strongly_typed=True)
     if inputs.model_has_qdq:
         return BuildPlan("model", strongly_typed)
     if inputs.use_flags:
@@ -112,12 +125,12 @@ def _plan_int8(inputs: BuildInputs) -> BuildPlan:
 
 
 def _plan_best(inputs: BuildInputs) -> BuildPlan:
-    if inputs.trt_major >= 11:
+    if inputs.strongly_typed_only:
         return BuildPlan(
-            skip_reason=f"TensorRT {inputs.trt_major} builds strongly typed networks only; trt-best would need "
+            skip_reason=f"{inputs.product} builds strongly typed networks only; trt-best would need "
             "an fp16+QDQ artifact, which is not built: use trt-fp16 and trt-int8"
         )
-    flags = TrtBuildOptions(precision="best", trt_major=inputs.trt_major)
+    flags = inputs.options("best")
     if inputs.model_has_qdq:
         return BuildPlan("model", flags)
     if inputs.use_flags:
@@ -129,15 +142,15 @@ def _plan_best(inputs: BuildInputs) -> BuildPlan:
 
 def _calibrated_flag_plan(precision: str, inputs: BuildInputs) -> BuildPlan:
     """TensorRT 10 implicit int8: the fp32 model, the int8 flag, Polygraphy's Calibrator."""
-    if inputs.trt_major >= 11:
-        return BuildPlan(skip_reason=_no_flags(inputs.trt_major))
+    if inputs.strongly_typed_only:
+        return BuildPlan(skip_reason=_no_flags(inputs))
     if not inputs.calibration:
         return BuildPlan(skip_reason=NO_CALIBRATION)
-    return BuildPlan("model", TrtBuildOptions(precision=precision, trt_major=inputs.trt_major), calibrated=True)
+    return BuildPlan("model", inputs.options(precision), calibrated=True)
 
 
-def _no_flags(major: int) -> str:
-    return f"TensorRT {major} has no builder precision flags or calibrator; drop --trt-flags to build the ONNX artifacts"
+def _no_flags(inputs: BuildInputs) -> str:
+    return f"{inputs.product} has no builder precision flags or calibrator; drop --trt-flags to build the ONNX artifacts"
 
 
 def int8_artifact(ctx) -> Path:
@@ -165,8 +178,9 @@ class TensorRtTarget(Target):
         return trt_unavailable_reason()
 
     def plan(self, ctx) -> BuildPlan:
-        """The plan for ctx's model on the installed TensorRT (imports tensorrt)."""
-        return plan_build(self.trt_precision, build_inputs(ctx, trt_major=installed_trt_major()))
+        """The plan for ctx's model on the selected TensorRT flavour (imports it)."""
+        major, key = installed_trt()
+        return plan_build(self.trt_precision, build_inputs(ctx, trt_major=major, flavour=key))
 
     def artifact(self, ctx) -> Path:
         plan = self.plan(ctx)
@@ -213,11 +227,18 @@ class TensorRtTarget(Target):
         return self._builds[os.fspath(model_path)].timed_runner(model_path, feed)
 
 
-def build_inputs(ctx, *, trt_major: int) -> BuildInputs:
+def installed_trt() -> tuple[int, str]:
+    """(major version, flavour key) of the selected TensorRT flavour (imports it)."""
+    chosen = installed_flavour()
+    return chosen.major, chosen.key
+
+
+def build_inputs(ctx, *, trt_major: int, flavour: str = "tensorrt") -> BuildInputs:
     extra = ctx.options.extra
     calibration = bool(extra.get("calibration_data"))
     return BuildInputs(
         trt_major=trt_major,
+        flavour=flavour,
         model_has_qdq=model_has_qdq(ctx),
         int8_artifact=calibration,
         calibration=calibration,

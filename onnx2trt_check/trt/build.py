@@ -27,6 +27,9 @@ from .parse import NetworkInput, ParseResult, fix_for, parse_network
 RTX_DEFAULT_TARGETS = "compute capability 8.0, 8.6, 8.9, 12.x (TensorRT-RTX's default AOT targets)"
 
 
+_CUDA_MARKERS = ("Cuda Runtime", "catchCudaError", "cudaError")
+
+
 class ProfileError(ValueError):
     """A dynamic input without data to size it; the message names the input and the fix."""
 
@@ -64,6 +67,12 @@ class BuildResult:
     @property
     def ok(self) -> bool:
         return self.parse.ok and self.built
+
+    @property
+    def needs_gpu(self) -> bool:
+        """The build failed on a CUDA call: this model needs a GPU to build (TensorRT-RTX's AOT
+        build runs shape-tensor and some constant computations on the device), not a rejection."""
+        return not self.built and any(marker in error for error in self.errors for marker in _CUDA_MARKERS)
 
     def figures(self) -> dict:
         flavour = self.parse.flavour

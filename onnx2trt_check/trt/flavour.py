@@ -40,6 +40,14 @@ INSTALL_HINT = f"{INSTALL_HINTS['tensorrt']} for TensorRT, or {INSTALL_HINTS['te
 RTX_RUNS_ON = ((8, 0), (8, 6), (8, 9), (12, 0), (12, 1))
 
 
+_RUN_CHOICE: list[str] = []  # the run's --trt-flavour, set once by the pytest face or the CLI
+
+
+def set_choice(choice: str | None) -> None:
+    """Make `choice` the process's flavour choice (below an explicit argument, above the env var)."""
+    _RUN_CHOICE[:] = [requested(choice)] if choice else []
+
+
 class TrtUnavailable(Exception):
     """No usable TensorRT flavour; the message says which was looked for and how to install it."""
 
@@ -91,7 +99,7 @@ class Flavour:
 
 def requested(choice: str | None = None) -> str:
     """The requested flavour key or "auto": `choice` (the option) wins over the environment variable."""
-    value = (choice or os.environ.get(ENV_VAR) or "auto").strip().lower()
+    value = (choice or (_RUN_CHOICE[0] if _RUN_CHOICE else None) or os.environ.get(ENV_VAR) or "auto").strip().lower()
     if value not in CHOICES:
         source = "--trt-flavour" if choice else ENV_VAR
         raise ConfigError(f"{source}={value!r} is not one of {', '.join(CHOICES)}; pick one of them")

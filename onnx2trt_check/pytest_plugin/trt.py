@@ -1,0 +1,99 @@
+"""The TensorRT build family of `pytest --model`: real engine builds that need no GPU.
+
+Items (one per precision, in this order):
+  trt[fp32]::build   the model
+  trt[fp16]::build   its fp16 artifact (the file trt-fp16 and ort-fp16 deploy)
+  trt[int8]::build   its int8 QDQ file: the model itself when it holds Q/DQ, else the int8
+                     artifact of `--calibration-data` (skipped with that hint otherwise)
+each built strongly typed by the selected TensorRT flavour (trt/flavour.py; `--trt-flavour`).
+They run by default; an explicit `--target` list keeps those of its trt-* targets only.
+Figures: build seconds, engine bytes, flavour and version, the parsed network's layer count, the
+optimization profile (dynamic inputs from `--input-shape`/the data). Without any TensorRT the
+items skip with the install hint; a build that hits a CUDA call on a machine without a GPU skips
+with that reason (TensorRT gave no verdict). Builds run in a worker process (trt/isolated.py): a
+crash inside TensorRT fails the item instead of ending the run. `structure::trt_parse` and `structure::trt_ops`
+live in core.py.
+"""
+
+from __future__ import annotations
+
+from ..context import ModelContext, RunOptions
+from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
+from ..targets.fp16 import fp16_artifact
+from ..targets.ort_int8 import cached, model_has_qdq
+from ..targets.tensorrt import int8_artifact
+from ..trt import flavour, isolated
+from ..trt.build import build_engine
+from .core import Check
+
+PRECISIONS = ("fp32", "fp16", "int8")
+NO_INT8_FILE = "no int8 QDQ file: the model holds no Q/DQ nodes; pass --calibration-data to build the int8 artifact"
+
+
+def read_options(config) -> dict:
+    """`--trt-flavour`: validated (a bad value, or a flavour asked for but not installed, is a
+    usage error) and made the run's choice."""
+    choice = config.getoption("trt_flavour", None)
+    if choice:
+        wanted = flavour.requested(choice)
+        if wanted != "auto":
+            found = flavour.probe(wanted)
+            if not isinstance(found, flavour.Flavour):
+                raise ConfigError(f"--trt-flavour {wanted}: {found}")
+    flavour.set_choice(choice)
+    return {"trt_flavour": choice}
+
+
+# The build item each TensorRT target deploys (trt-best builds the int8 file too).
+TARGET_PRECISION = {"trt-fp32": "fp32", "trt-fp16": "fp16", "trt-int8": "int8", "trt-best": "int8"}
+
+
+def checks(options: RunOptions) -> list[Check]:
+    """Every precision by default; with an explicit `--target` list, those of its trt-* targets
+    (`--target ort` alone asks for no TensorRT engine, so none is built)."""
+    wanted = PRECISIONS if not options.targets else {TARGET_PRECISION[t] for t in options.targets if t in TARGET_PRECISION}
+    return [Check(f"trt[{precision}]", "build", build_check(precision)) for precision in PRECISIONS if precision in wanted]
+
+
+def selected_flavour() -> flavour.Flavour:
+    """The run's flavour, or a skip with the install hint."""
+    try:
+        return flavour.select()
+    except flavour.TrtUnavailable as error:
+        raise CheckSkipped(str(error)) from None
+
+
+def build_check(precision: str):
+    def check(ctx: ModelContext) -> dict:
+        __tracebackhide__ = True
+        chosen = selected_flavour()
+        path, what = onnx_file(ctx, precision)
+        try:
+            result = cached(ctx, f"trt-build:{chosen.label}:{path}", lambda: isolated.call(build_engine, path, chosen, feeds=ctx.feeds))
+        except isolated.TrtCrashed as error:
+            raise CheckFailed(f"{precision} {what}: {chosen.label} crashed while parsing or building it ({error})", {"tensorrt": chosen.label}) from None
+        figures = {"file": what, **result.figures()}
+        figures["summary"] = f"[{chosen.label}] {figures['build_seconds']:.2f} s, {figures['engine_bytes']:,} bytes, {figures['network_layers']} layers"
+        if result.needs_gpu:
+            raise CheckSkipped(f"{chosen.label} needs a GPU to build this model (its build made a CUDA call): {result.errors[0][:200]}")
+        if not result.ok:
+            raise CheckFailed(f"{precision} {what}: {result.failure()}", figures)
+        return figures
+
+    return check
+
+
+def onnx_file(ctx: ModelContext, precision: str):
+    """The ONNX file the precision deploys, and a word for the report."""
+    try:
+        if precision == "fp32":
+            return ctx.path, "the model"
+        if precision == "fp16":
+            return fp16_artifact(ctx), "the fp16 artifact"
+        if model_has_qdq(ctx):
+            return ctx.path, "the model's own Q/DQ"
+        if not ctx.options.extra.get("calibration_data"):
+            raise CheckSkipped(NO_INT8_FILE)
+        return int8_artifact(ctx), "the int8 QDQ artifact"
+    except CheckError as error:
+        raise CheckFailed(f"the {precision} file cannot be made: {error}") from None

@@ -1,0 +1,223 @@
+"""TensorRT in the loop: the flavour choice, the real parser and builder (TensorRT-RTX, installed by
+the test extra on Linux x86-64, builds without a GPU), the Q/DQ rules held against the builder, the
+op table against the parser, and the pytest items and `ops` command over them.
+
+Tests that need TensorRT-RTX take the fixture `rtx` and skip where it is not installed (other
+platforms); every figure they check names TensorRT-RTX, never TensorRT 10/11.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import onnx
+import onnx.parser
+import pytest
+
+from onnx2trt_check.cli.main import main
+from onnx2trt_check.errors import ConfigError
+from onnx2trt_check.quant.qdq_rules import validate_qdq
+from onnx2trt_check.trt import devices, differential, flavour, isolated
+from onnx2trt_check.trt.build import build_engine
+from onnx2trt_check.trt.parse import parse_model
+
+sys.path.insert(0, os.path.dirname(__file__))
+from qdq_rule_models import CASES, model  # noqa: E402
+
+HEAD = '<ir_version: 9, opset_import: ["" : 18]>'
+RUNTIME_AXES = HEAD + """
+g (float[2, 3] x, int64[1] ax) => (float[2] y) { r = Relu (x)  y = ReduceSum <keepdims = 0> (r, ax) }"""
+DYNAMIC = HEAD + """
+g (float[N, 3] x) => (float[N, 3] y) { y = Relu (x) }"""
+
+
+@pytest.fixture
+def rtx(monkeypatch):
+    """TensorRT-RTX, chosen explicitly (a TensorRT 10 install beside it would otherwise win)."""
+    found = flavour.probe("tensorrt-rtx")
+    if not isinstance(found, flavour.Flavour):
+        pytest.skip(found)
+    monkeypatch.setenv(flavour.ENV_VAR, "tensorrt-rtx")
+    return found
+
+
+def save(tmp_path, text: str, name: str = "m.onnx") -> str:
+    path = tmp_path / name
+    onnx.save(onnx.parser.parse_model(text), path)
+    return str(path)
+
+
+# --- which TensorRT ---------------------------------------------------------------------------------
+
+
+def test_the_option_wins_over_the_run_choice_and_the_environment(monkeypatch):
+    monkeypatch.setenv(flavour.ENV_VAR, "tensorrt")
+    assert flavour.requested() == "tensorrt"
+    flavour.set_choice("tensorrt-rtx")
+    try:
+        assert flavour.requested() == "tensorrt-rtx"
+        assert flavour.requested("auto") == "auto"
+    finally:
+        flavour.set_choice(None)
+
+
+def test_a_bad_flavour_is_a_usage_error_naming_the_source(monkeypatch):
+    monkeypatch.setenv(flavour.ENV_VAR, "tensorrt12")
+    with pytest.raises(ConfigError, match=f"{flavour.ENV_VAR}='tensorrt12' is not one of auto, tensorrt, tensorrt-rtx"):
+        flavour.requested()
+
+
+def test_missing_tensorrt_gives_the_install_hint(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    monkeypatch.setenv(flavour.ENV_VAR, "tensorrt")
+    reason = flavour.unavailable_reason()
+    assert reason.startswith("TensorRT ") and "onnx2trt_check[trt]" in reason
+
+
+def test_labels_name_the_product_and_rtx_is_never_a_tensorrt_major():
+    rtx = flavour.Flavour("tensorrt-rtx", "1.7.1.116")
+    assert rtx.label == "TensorRT-RTX 1.7.1.116" and rtx.strongly_typed_only and not rtx.has_plugin_library
+    assert rtx.precision_api == 11  # the strongly typed path, not "TensorRT 1"
+    trt10 = flavour.Flavour("tensorrt", "10.13.0.35")
+    assert trt10.label == "TensorRT 10.13.0.35" and not trt10.strongly_typed_only and trt10.precision_api == 10
+    assert flavour.Flavour("tensorrt", "11.1.0").strongly_typed_only
+
+
+@pytest.mark.parametrize(("capability", "runs"), [((8, 6), True), ((8, 9), True), ((12, 0), True), ((9, 0), False), ((7, 5), False)])
+def test_tensorrt_rtx_runs_engines_on_ampere_ada_blackwell_only(capability, runs):
+    reason = devices.runs_on(flavour.Flavour("tensorrt-rtx", "1.7.1.116"), devices.Device("GPU", capability))
+    assert (reason is None) is runs
+    if not runs:
+        assert f"compute capability {capability[0]}.{capability[1]}" in reason and "8.0, 8.6, 8.9, 12.0" in reason
+    assert devices.runs_on(flavour.Flavour("tensorrt", "10.13"), devices.Device("H100", (9, 0))) is None
+
+
+def test_no_gpu_is_the_exact_reason(monkeypatch):
+    def no_driver(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(devices.ctypes, "CDLL", no_driver)
+    reason = devices.inference_unavailable_reason(flavour.Flavour("tensorrt-rtx", "1.7.1.116"))
+    assert reason.startswith("no CUDA device is visible (no NVIDIA driver") and "TensorRT-RTX 1.7.1.116 builds here" in reason
+
+
+# --- the real parser and builder ----------------------------------------------------------------------
+
+
+def test_the_parser_names_the_node_the_op_the_message_and_the_fix(rtx, tmp_path):
+    result = parse_model(save(tmp_path, RUNTIME_AXES), rtx)
+    assert not result.ok
+    [issue] = result.issues
+    assert (issue.node_index, issue.op_type) == (1, "ReduceSum")
+    assert "build-time constant" in issue.message and "make that input a constant" in issue.fix
+    assert result.failure().startswith("TensorRT-RTX 1.7.1.116 ONNX parser rejects 1 node(s):")
+
+
+def test_a_sample_model_builds_without_a_gpu(rtx):
+    result = build_engine("models/heatmap_sigmoid.onnx", rtx)
+    assert result.ok and result.engine_bytes > 10_000 and result.parse.layers > 0
+    assert result.figures()["tensorrt"] == "TensorRT-RTX 1.7.1.116"
+
+
+def test_dynamic_inputs_take_their_profile_from_the_feeds(rtx, tmp_path):
+    path = save(tmp_path, DYNAMIC)
+    assert "input 'x' needs a shape" in build_engine(path, rtx).errors[0]
+    feeds = [{"x": np.zeros((n, 3), np.float32)} for n in (2, 5, 3)]
+    result = build_engine(path, rtx, feeds=feeds)
+    assert result.ok and [r.text() for r in result.profile] == ["x shape 2x3..5x3 (opt 2x3)"]
+
+
+def test_a_crash_inside_tensorrt_is_reported_not_fatal(rtx, tmp_path):
+    crashing = next(text for name, _, text in CASES if name == "QDQ002 scale computed from the data")
+    path = tmp_path / "crash.onnx"
+    onnx.save(model(crashing), path)
+    with pytest.raises(isolated.TrtCrashed, match="crash inside TensorRT"):
+        isolated.call(build_engine, str(path), rtx)
+    assert isolated.call(build_engine, "models/heatmap_sigmoid.onnx", rtx).ok  # a new worker takes over
+
+
+@pytest.mark.parametrize(("name", "rule", "text"), CASES, ids=[c[0] for c in CASES])
+def test_every_error_rule_is_backed_by_a_model_the_builder_rejects(rtx, tmp_path, name, rule, text):
+    """An "error" finding must mean the builder rejects (or crashes); a model it builds has none."""
+    path = tmp_path / "q.onnx"
+    onnx.save(model(text), path)
+    errors = {f.rule for f in validate_qdq(model(text)) if f.severity == "error"}
+    try:
+        builds = isolated.call(build_engine, str(path), rtx).ok
+    except isolated.TrtCrashed:
+        builds = False
+    if builds:
+        assert errors == set(), f"{name}: TensorRT-RTX builds it, but the rules say error {errors}"
+    if rule and not builds:
+        assert rule in errors, f"{name}: TensorRT-RTX rejects it, but {rule} is not an error"
+
+
+def test_the_op_table_agrees_with_the_parser_on_a_sample_of_node_tests(rtx):
+    cases = [c for op in ("ReduceSum", "Cast", "LayerNormalization", "Resize") for c in differential.node_test_cases(op)]
+    verdicts = differential.compare(cases, rtx, workers=2)
+    agree, decided = differential.agreement(verdicts)
+    print("\n".join(differential.summary(verdicts, rtx)))
+    assert decided >= 100 and agree / decided >= 0.98
+
+
+@pytest.mark.slow
+def test_the_op_table_agrees_with_the_parser_on_every_node_test(rtx):
+    """The differential (python benchmarks/bench_trt_differential.py prints the same figures)."""
+    verdicts = differential.compare(differential.node_test_cases(), rtx, workers=2)
+    agree, decided = differential.agreement(verdicts)
+    print("\n".join(differential.summary(verdicts, rtx)))
+    assert decided >= 1500 and agree / decided >= 0.98
+
+
+# --- the faces ----------------------------------------------------------------------------------------
+
+
+def test_ops_answers_from_the_parser_and_exits_1_when_it_rejects(rtx, tmp_path, capsys):
+    assert main(["ops", save(tmp_path, RUNTIME_AXES)]) == 1
+    out = capsys.readouterr().out
+    assert "according to TensorRT-RTX 1.7.1.116 ONNX parser" in out and "ReduceSum" in out
+
+
+def test_ops_falls_back_to_the_table_without_tensorrt(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    monkeypatch.setenv(flavour.ENV_VAR, "tensorrt")
+    assert main(["ops", save(tmp_path, RUNTIME_AXES)]) == 1
+    out = capsys.readouterr().out
+    assert "the op table of TensorRT 10.15's ONNX parser" in out and "no TensorRT installed" in out and "axes (input 1)" in out
+
+
+def test_pytest_model_runs_parse_and_builds_for_real(rtx, pytester):
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
+    model_path = os.path.abspath("models/heatmap_sigmoid.onnx")
+    result = pytester.runpytest(f"--model={model_path}", "-v")
+    result.stdout.fnmatch_lines(["*structure::trt_parse PASSED*", "*trt?fp32?::build PASSED*", "*trt?fp16?::build PASSED*", "*trt?int8?::build SKIPPED*"])
+    result.stdout.fnmatch_lines(["*trt[[]fp32[]]*PASSED*[[]TensorRT-RTX 1.7.1.116[]]*bytes*layers*"])
+
+
+def test_an_explicit_target_list_keeps_only_its_builds(rtx, pytester):
+    result = pytester.runpytest(f"--model={os.path.abspath('models/heatmap_sigmoid.onnx')}", "--target=ort", "--target=trt-fp16", "--co", "-q", "-p", "no:cacheprovider")
+    ids = result.stdout.str()
+    assert "trt[fp16]::build" in ids and "trt[fp32]::build" not in ids and "trt[int8]::build" not in ids
+
+
+def test_pytest_model_fails_trt_parse_with_the_node_line(rtx, pytester, tmp_path):
+    path = save(tmp_path, RUNTIME_AXES)
+    result = pytester.runpytest(f"--model={path}", "--target=ort", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*structure::trt_parse*", "*TensorRT-RTX 1.7.1.116 ONNX parser rejects 1 node(s)*", "*node '<unnamed ReduceSum #1>' (ReduceSum, #1)*fix: make that input a constant*"])
+
+
+def test_without_tensorrt_the_items_skip_with_the_install_hint(pytester, monkeypatch):
+    monkeypatch.setenv(flavour.ENV_VAR, "tensorrt")  # not installed here
+    result = pytester.runpytest(f"--model={os.path.abspath('models/heatmap_sigmoid.onnx')}", "--target=trt-fp32", "-rs", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*TensorRT is not installed (pip install 'onnx2trt_check[trt]')*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_asking_for_a_missing_flavour_is_a_usage_error(pytester):
+    result = pytester.runpytest(f"--model={os.path.abspath('models/heatmap_sigmoid.onnx')}", "--trt-flavour=tensorrt", "-p", "no:cacheprovider")
+    if isinstance(flavour.probe("tensorrt"), flavour.Flavour):
+        pytest.skip("TensorRT is installed here")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--trt-flavour tensorrt: TensorRT is not installed*"])
