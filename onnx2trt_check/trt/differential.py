@@ -10,7 +10,6 @@ with the same verdict. benchmarks/bench_trt_differential.py prints the figures.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import os
 import tempfile
@@ -88,35 +87,25 @@ def trt_verdict(path: str, flavour: Flavour, feed: dict) -> tuple[bool, str, boo
     return False, first.splitlines()[-1] if first else "", result.needs_gpu
 
 
-def _verdicts_of(chunk: Sequence[tuple[str, bytes, dict]], flavour: Flavour) -> list[tuple[str, bool, str, bool]]:
-    """Worker: TensorRT's verdict on a chunk of (name, serialized model, feed)."""
-    found = []
+def _verdict_of(name: str, data: bytes, feed: dict, flavour: Flavour) -> tuple[bool, str, bool]:
+    """Worker: TensorRT's verdict on one serialized model."""
     with tempfile.TemporaryDirectory(prefix="onnx2trt_check-diff-") as folder:
-        for name, data, feed in chunk:
-            path = os.path.join(folder, f"{name}.onnx")
-            with open(path, "wb") as stream:
-                stream.write(data)
-            try:
-                found.append((name, *isolated.call(trt_verdict, path, flavour, feed)))
-            except isolated.TrtCrashed as error:
-                found.append((name, False, str(error), False))
-            os.remove(path)
-    return found
+        path = os.path.join(folder, f"{name}.onnx")
+        with open(path, "wb") as stream:
+            stream.write(data)
+        return trt_verdict(path, flavour, feed)
 
 
 def compare(cases: Iterable[Case], flavour: Flavour, *, workers: int = 2) -> list[Verdict]:
-    """Table and TensorRT verdicts per case; TensorRT's in `workers` processes, each case in an
-    isolated worker of theirs (a crash is a rejection). Defaults to 2 processes."""
+    """Table and TensorRT verdicts per case; TensorRT's in `workers` processes (isolated.map_calls:
+    a crash is a rejection). Defaults to 2 processes."""
     cases = list(cases)
-    payload = [(c.name, c.model.SerializeToString(), c.feed) for c in cases]
-    chunks = [payload[index::workers] for index in range(workers)]
-    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
-        results = [row for rows in pool.map(_verdicts_of, chunks, [flavour] * workers) for row in rows]
-    trt = {name: rest for name, *rest in results}
+    payload = [(c.name, c.model.SerializeToString(), c.feed, flavour) for c in cases]
+    results = isolated.map_calls(_verdict_of, payload, workers=workers)
     verdicts = []
-    for case in cases:
+    for case, result in zip(cases, results):
         table_ok, table_reason = table_verdict(case.model, flavour_key=flavour.key)
-        accepted, reason, needs_gpu = trt[case.name]
+        accepted, reason, needs_gpu = (False, str(result), False) if isinstance(result, isolated.TrtCrashed) else result
         verdicts.append(Verdict(case.name, table_ok, accepted, table_reason, reason, needs_gpu))
     return verdicts
 

@@ -16,23 +16,44 @@ about it is silenced for that one call. Elsewhere the worker is spawned.
 from __future__ import annotations
 
 import concurrent.futures
+import faulthandler
 import multiprocessing
+import os
 import sys
 import warnings
 from concurrent.futures.process import BrokenProcessPool
 
 _POOL: list[concurrent.futures.ProcessPoolExecutor] = []
+_OWNER: list[int] = []  # the pid that started the worker: a forked child must start its own
 
 
 class TrtCrashed(RuntimeError):
     """The TensorRT call killed its worker process (a crash inside TensorRT)."""
 
 
+def _context():
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
 def _pool() -> concurrent.futures.ProcessPoolExecutor:
+    if _POOL and _OWNER != [os.getpid()]:
+        _POOL.clear()  # inherited through a fork: the worker belongs to the parent, leave it alone
     if not _POOL:
-        method = "fork" if sys.platform.startswith("linux") else "spawn"
-        _POOL.append(concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(method)))
+        _OWNER[:] = [os.getpid()]
+        _POOL.append(_new_pool(1))
     return _POOL[0]
+
+
+def _new_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    with warnings.catch_warnings():  # see the module docstring on fork
+        warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
+        return concurrent.futures.ProcessPoolExecutor(workers, mp_context=_context(), initializer=_quiet_crashes)
+
+
+def _quiet_crashes() -> None:
+    """A forked worker inherits pytest's faulthandler, which would print the parent's stack on a
+    TensorRT crash; the crash is reported as TrtCrashed instead."""
+    faulthandler.disable()
 
 
 def call(function, *args, **kwargs):
@@ -45,6 +66,35 @@ def call(function, *args, **kwargs):
     except BrokenProcessPool:
         _POOL.pop().shutdown(wait=False, cancel_futures=True)
         raise TrtCrashed(f"{getattr(function, '__name__', function)} crashed its process (a crash inside TensorRT)") from None
+
+
+def map_calls(function, arguments: list[tuple], *, workers: int = 2) -> list:
+    """`function(*args)` for each tuple of `arguments` in `workers` processes; a call that crashes
+    its worker gives a TrtCrashed in its place. A crash breaks the whole pool, so the calls that
+    were in flight are run again one at a time to find the one that crashed. Never nested in a
+    worker: a fork inside a forked pool worker can deadlock on a lock copied mid-use."""
+    results: dict[int, object] = {}
+    pending = list(range(len(arguments)))
+    while pending:
+        pool = _new_pool(workers)
+        futures = [(index, pool.submit(function, *arguments[index])) for index in pending]
+        broken = [index for index, future in futures if not _collect(future, index, results)]
+        pool.shutdown(wait=False, cancel_futures=True)
+        if broken:
+            try:
+                results[broken[0]] = call(function, *arguments[broken[0]])
+            except TrtCrashed as error:
+                results[broken[0]] = error
+        pending = broken[1:]
+    return [results[index] for index in range(len(arguments))]
+
+
+def _collect(future, index: int, results: dict) -> bool:
+    try:
+        results[index] = future.result()
+    except BrokenProcessPool:
+        return False
+    return True
 
 
 def shutdown() -> None:
