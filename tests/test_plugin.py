@@ -16,6 +16,7 @@ EXPECTED_IDS = [
     "m.onnx::structure::versions",
     "m.onnx::structure::finite_weights",
     "m.onnx::structure::trt_ops",
+    "m.onnx::structure::trt_parse",
     "m.onnx::reference::run",
     "m.onnx::target[ort]::accuracy",
     "m.onnx::target[ort-fp16]::accuracy",
@@ -33,6 +34,9 @@ EXPECTED_IDS = [
     "m.onnx::transform[output_tail]::equivalence",
     "m.onnx::transform[pipeline]::equivalence",
     "m.onnx::fp16[artifact]::report",
+    "m.onnx::trt[fp32]::build",
+    "m.onnx::trt[fp16]::build",
+    "m.onnx::trt[int8]::build",
 ]
 # The foundation's own checks (structure, reference, the ort target), apart from later families.
 CORE = ("--target", "ort", "-k", "structure or reference or target")

@@ -118,14 +118,14 @@ def test_quantize_static_model_passes_and_its_warning_is_summarized_with_the_fix
 
 
 def test_an_error_rule_fails_with_nodes_and_fix_and_the_others_pass(pytester):
-    planted(pytester, "weight_axis_conv")
+    planted(pytester, "int32_bias")
     result = run_qdq(pytester)
     result.assert_outcomes(passed=11, failed=1)
     result.stdout.fnmatch_lines([
-        "*1 Q/DQ placement error(s) of QDQ003-weight-axis: TensorRT rejects the model",
-        "ERROR   QDQ003-weight-axis at w2_dq, conv2: per-channel weight scale along axis 1*",
-        "        fix: quantize the weight per channel along axis 0",
-        "FAILED q.onnx::qdq[[]QDQ003-weight-axis[]]::placement*",
+        "*1 Q/DQ placement error(s) of QDQ004-int32-bias: TensorRT rejects the model",
+        "ERROR   QDQ004-int32-bias at b1_dq*: int32 DequantizeLinear (a quantized bias)",
+        "        fix: keep the bias in float (onnxruntime: extra_options QuantizeBias=False)",
+        "FAILED q.onnx::qdq[[]QDQ004-int32-bias[]]::placement*",
     ])
 
 

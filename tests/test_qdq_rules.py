@@ -32,8 +32,8 @@ def test_planted_violation_fires_its_rule_only(spec):
     assert any(PLANTED_NODES[spec.violation] in f.nodes for f in findings), format_findings(findings)
 
 
-@pytest.mark.parametrize("violation, severity", [("uint8_zero_point", "error"), ("bad_scale", "error"), ("weight_axis_conv", "error"),
-                                                 ("int32_bias", "error"), ("dangling_q", "error"), ("conv_add_qdq", "warning"),
+@pytest.mark.parametrize("violation, severity", [("uint8_zero_point", "error"), ("bad_scale", "error"), ("weight_axis_conv", "warning"),
+                                                 ("int32_bias", "error"), ("dangling_q", "warning"), ("conv_add_qdq", "warning"),
                                                  ("residual_unquantized", "warning"), ("concat_scales", "warning"),
                                                  ("passthrough_scale", "warning"), ("output_qdq", "warning"), ("unquantized_input", "warning")])
 def test_severity(violation, severity):

@@ -93,9 +93,9 @@ def test_custom_domain_op_is_flagged(domain):
 
 
 def test_onnx_op_missing_from_the_table_is_unknown_not_passed():
-    # Swish (opset 24) is a standard op that the TensorRT 10.15 table does not list.
+    # CumProd (opset 25) is a standard op that the TensorRT 10.15 table does not list.
     model = parse(
-        "g (float[4] x) => (float[4] y) { y = Swish (x) }", header='<ir_version: 11, opset_import: ["" : 24]>'
+        "g (float[4] x) => (float[4] y) { ax = Constant <value = int64 {0}> () y = CumProd (x, ax) }", header='<ir_version: 11, opset_import: ["" : 25]>'
     )
     [finding] = unsupported_nodes(model)
     assert finding.kind == "unknown"
