@@ -77,7 +77,7 @@ def polygraphy_convert(path: Path, chosen: flavour.Flavour) -> tuple[float, bool
     env = dict(os.environ, POLYGRAPHY_USE_TENSORRT_RTX="1" if chosen.is_rtx else "0")
     shapes = ["--trt-min-shapes", "input:[1,1,16,16]", "--trt-opt-shapes", "input:[1,1,16,16]", "--trt-max-shapes", "input:[1,1,16,16]"]
     dynamic = any(not d.HasField("dim_value") for v in onnx.load(path, load_external_data=False).graph.input for d in v.type.tensor_type.shape.dim)
-    command = [sys.executable, "-m", "polygraphy", "convert", str(path), "-o", str(engine), *(shapes if dynamic else [])]
+    command = [str(Path(sys.executable).parent / "polygraphy"), "convert", str(path), "-o", str(engine), *(shapes if dynamic else [])]
     started = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     return time.perf_counter() - started, done.returncode == 0 and engine.exists()

@@ -72,7 +72,8 @@ class BuildResult:
     def needs_gpu(self) -> bool:
         """The build failed on a CUDA call: this model needs a GPU to build (TensorRT-RTX's AOT
         build runs shape-tensor and some constant computations on the device), not a rejection."""
-        return not self.built and any(marker in error for error in self.errors for marker in _CUDA_MARKERS)
+        messages = [*self.errors, *(issue.message for issue in self.parse.issues)]
+        return not self.ok and any(marker in message for message in messages for marker in _CUDA_MARKERS)
 
     def figures(self) -> dict:
         flavour = self.parse.flavour
