@@ -55,13 +55,13 @@ def test_item_ids_are_stable(pytester, model_path):
 def test_a_good_model_passes_with_a_summary_and_the_file_untouched(pytester, model_path):
     before = model_path.read_bytes()
     result = pytester.runpytest("--model", "m.onnx", *CORE)
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)
     result.stdout.fnmatch_lines(
         [
             "*onnx2trt_check summary*",
             "m.onnx",
             "*note: input 'x': dynamic batch dim 'N' set to 1",
-            "*structure*PASSED*5 passed*5 nodes, opset 17, IR 8",
+            "*structure*PASSED*6 passed*5 nodes, opset 17, IR 8",
             "*reference*PASSED*",
             "*target[[]ort[]]*PASSED*[[]onnxruntime[]] max abs*SQNR*top-1*",
         ]

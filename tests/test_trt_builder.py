@@ -26,6 +26,7 @@ from onnx2trt_check.trt.parse import parse_model
 sys.path.insert(0, os.path.dirname(__file__))
 from qdq_rule_models import CASES, model  # noqa: E402
 
+MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 HEAD = '<ir_version: 9, opset_import: ["" : 18]>'
 RUNTIME_AXES = HEAD + """
 g (float[2, 3] x, int64[1] ax) => (float[2] y) { r = Relu (x)  y = ReduceSum <keepdims = 0> (r, ax) }"""
@@ -116,7 +117,7 @@ def test_the_parser_names_the_node_the_op_the_message_and_the_fix(rtx, tmp_path)
 
 
 def test_a_sample_model_builds_without_a_gpu(rtx):
-    result = build_engine("models/heatmap_sigmoid.onnx", rtx)
+    result = build_engine(os.path.join(MODELS, "heatmap_sigmoid.onnx"), rtx)
     assert result.ok and result.engine_bytes > 10_000 and result.parse.layers > 0
     assert result.figures()["tensorrt"] == "TensorRT-RTX 1.7.1.116"
 
@@ -135,7 +136,7 @@ def test_a_crash_inside_tensorrt_is_reported_not_fatal(rtx, tmp_path):
     onnx.save(model(crashing), path)
     with pytest.raises(isolated.TrtCrashed, match="crash inside TensorRT"):
         isolated.call(build_engine, str(path), rtx)
-    assert isolated.call(build_engine, "models/heatmap_sigmoid.onnx", rtx).ok  # a new worker takes over
+    assert isolated.call(build_engine, os.path.join(MODELS, "heatmap_sigmoid.onnx"), rtx).ok  # a new worker takes over
 
 
 @pytest.mark.parametrize(("name", "rule", "text"), CASES, ids=[c[0] for c in CASES])
@@ -190,14 +191,14 @@ def test_ops_falls_back_to_the_table_without_tensorrt(monkeypatch, tmp_path, cap
 
 def test_pytest_model_runs_parse_and_builds_for_real(rtx, pytester):
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
-    model_path = os.path.abspath("models/heatmap_sigmoid.onnx")
+    model_path = os.path.join(MODELS, "heatmap_sigmoid.onnx")
     result = pytester.runpytest(f"--model={model_path}", "-v")
     result.stdout.fnmatch_lines(["*structure::trt_parse PASSED*", "*trt?fp32?::build PASSED*", "*trt?fp16?::build PASSED*", "*trt?int8?::build SKIPPED*"])
     result.stdout.fnmatch_lines(["*trt[[]fp32[]]*PASSED*[[]TensorRT-RTX 1.7.1.116[]]*bytes*layers*"])
 
 
 def test_an_explicit_target_list_keeps_only_its_builds(rtx, pytester):
-    result = pytester.runpytest(f"--model={os.path.abspath('models/heatmap_sigmoid.onnx')}", "--target=ort", "--target=trt-fp16", "--co", "-q", "-p", "no:cacheprovider")
+    result = pytester.runpytest(f"--model={os.path.join(MODELS, 'heatmap_sigmoid.onnx')}", "--target=ort", "--target=trt-fp16", "--co", "-q", "-p", "no:cacheprovider")
     ids = result.stdout.str()
     assert "trt[fp16]::build" in ids and "trt[fp32]::build" not in ids and "trt[int8]::build" not in ids
 
@@ -210,13 +211,13 @@ def test_pytest_model_fails_trt_parse_with_the_node_line(rtx, pytester, tmp_path
 
 def test_without_tensorrt_the_items_skip_with_the_install_hint(pytester, monkeypatch):
     monkeypatch.setenv(flavour.ENV_VAR, "tensorrt")  # not installed here
-    result = pytester.runpytest(f"--model={os.path.abspath('models/heatmap_sigmoid.onnx')}", "--target=trt-fp32", "-rs", "-p", "no:cacheprovider")
+    result = pytester.runpytest(f"--model={os.path.join(MODELS, 'heatmap_sigmoid.onnx')}", "--target=trt-fp32", "-rs", "-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["*TensorRT is not installed (pip install 'onnx2trt_check[trt]')*"])
     assert "Traceback" not in result.stdout.str()
 
 
 def test_asking_for_a_missing_flavour_is_a_usage_error(pytester):
-    result = pytester.runpytest(f"--model={os.path.abspath('models/heatmap_sigmoid.onnx')}", "--trt-flavour=tensorrt", "-p", "no:cacheprovider")
+    result = pytester.runpytest(f"--model={os.path.join(MODELS, 'heatmap_sigmoid.onnx')}", "--trt-flavour=tensorrt", "-p", "no:cacheprovider")
     if isinstance(flavour.probe("tensorrt"), flavour.Flavour):
         pytest.skip("TensorRT is installed here")
     assert result.ret == 4

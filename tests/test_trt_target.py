@@ -40,6 +40,7 @@ from onnx2trt_check.targets.trt import (
     profile_from_shapes,
     trt_unavailable_reason,
 )
+from onnx2trt_check.trt import devices
 
 FLOAT_MODEL = """
 <ir_version: 8, opset_import: ["" : 17]>
@@ -292,7 +293,7 @@ def test_tensorrt_present_but_no_driver(monkeypatch):
     def no_library(name):
         raise OSError(f"{name}: cannot open shared object file")
 
-    monkeypatch.setattr(trt_target.ctypes, "CDLL", no_library)
+    monkeypatch.setattr(devices.ctypes, "CDLL", no_library)
     reason = trt_unavailable_reason("tensorrt")
     assert reason.startswith("no CUDA device is visible (no NVIDIA driver: none of libcuda.so.1")
     assert "TensorRT 10.9.0 builds here" in reason
@@ -322,7 +323,7 @@ class FakeDriver:
 
 def test_tensorrt_present_but_driver_sees_no_device(monkeypatch):
     fake_tensorrt(monkeypatch)
-    monkeypatch.setattr(trt_target.ctypes, "CDLL", lambda name: FakeDriver([]))
+    monkeypatch.setattr(devices.ctypes, "CDLL", lambda name: FakeDriver([]))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     reason = trt_unavailable_reason("tensorrt")
     expected = "no CUDA device is visible (CUDA driver libcuda.so.1: cuDeviceGetCount found no device"
@@ -332,7 +333,7 @@ def test_tensorrt_present_but_driver_sees_no_device(monkeypatch):
 
 def test_tensorrt_and_a_device_mean_available(monkeypatch):
     fake_tensorrt(monkeypatch)
-    monkeypatch.setattr(trt_target.ctypes, "CDLL", lambda name: FakeDriver(["NVIDIA Orin", "NVIDIA A100"]))
+    monkeypatch.setattr(devices.ctypes, "CDLL", lambda name: FakeDriver(["NVIDIA Orin", "NVIDIA A100"]))
     assert trt_unavailable_reason("tensorrt") is None
     assert trt_target.cuda_devices()[0] == ["NVIDIA Orin", "NVIDIA A100"]
 
