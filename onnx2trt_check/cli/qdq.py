@@ -13,6 +13,7 @@ Misuse (missing file, no Q/DQ nodes to optimize, existing OUT) is exit 4.
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..errors import ConfigError
 from .common import add_input_options, feeds_from_args, no_extra
@@ -71,7 +72,7 @@ def builder_verdict(model: str, choice: str | None, feeds) -> tuple[str, bool, s
         print(f"no TensorRT builder to ask ({error}); the rules answer alone")
         return None
     try:
-        result = isolated.call(build_engine, model, chosen, feeds=feeds())
+        result = isolated.call(build_engine, os.path.abspath(model), chosen, feeds=feeds())
     except isolated.TrtCrashed as error:
         return chosen.label, False, str(error)
     if result.ok or result.needs_gpu:  # a build that needs a GPU gave no verdict: the rules answer

@@ -8,6 +8,7 @@ come in a stable order, so test ids are stable: `<model>::<family>::<name>`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 
@@ -100,7 +101,7 @@ def _parsed(ctx: ModelContext):
     """The selected flavour's parse of the model, once per model (trt_parse and trt_ops share it)."""
     chosen = flavour.select()
     try:
-        return cached(ctx, f"trt-parse:{chosen.label}", lambda: isolated.call(parse_model, ctx.path, chosen))
+        return cached(ctx, f"trt-parse:{chosen.label}", lambda: isolated.call(parse_model, os.path.abspath(ctx.path), chosen))
     except isolated.TrtCrashed as error:
         raise CheckFailed(f"{chosen.label} crashed while parsing the model ({error})") from None
 

@@ -17,6 +17,8 @@ live in core.py.
 
 from __future__ import annotations
 
+import os
+
 from ..context import ModelContext, RunOptions
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
 from ..targets.fp16 import fp16_artifact
@@ -69,7 +71,7 @@ def build_check(precision: str):
         chosen = selected_flavour()
         path, what = onnx_file(ctx, precision)
         try:
-            result = cached(ctx, f"trt-build:{chosen.label}:{path}", lambda: isolated.call(build_engine, path, chosen, feeds=ctx.feeds))
+            result = cached(ctx, f"trt-build:{chosen.label}:{path}", lambda: isolated.call(build_engine, os.path.abspath(path), chosen, feeds=ctx.feeds))
         except isolated.TrtCrashed as error:
             raise CheckFailed(f"{precision} {what}: {chosen.label} crashed while parsing or building it ({error})", {"tensorrt": chosen.label}) from None
         figures = {"file": what, **result.figures()}

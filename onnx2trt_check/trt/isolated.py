@@ -57,7 +57,8 @@ def _quiet_crashes() -> None:
 
 
 def call(function, *args, **kwargs):
-    """`function(*args, **kwargs)` in the worker; raises TrtCrashed when the worker dies."""
+    """`function(*args, **kwargs)` in the worker; raises TrtCrashed when the worker dies. The
+    worker keeps the working folder it was forked in: pass absolute paths."""
     try:
         with warnings.catch_warnings():  # the worker is forked on the first submit
             warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)

@@ -42,7 +42,7 @@ def check_ops(path: str | os.PathLike, proto: onnx.ModelProto, *, inferred: onnx
     if chosen is None:
         errors = tuple(_line(f) for f in findings if f.severity == "error")
         return OpsReport(f"the op table of {trt_ops.load_op_table().citation} (no TensorRT installed: {flavour.INSTALL_HINT})", errors, notes)
-    result = parse if parse is not None else isolated.call(parse_model, path, chosen)
+    result = parse if parse is not None else isolated.call(parse_model, os.path.abspath(path), chosen)
     return OpsReport(f"{chosen.label} ONNX parser", tuple(issue.line() for issue in result.issues), notes, result)
 
 
