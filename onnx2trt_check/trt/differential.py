@@ -11,6 +11,7 @@ with the same verdict. benchmarks/bench_trt_differential.py prints the figures.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tempfile
 import warnings
@@ -27,9 +28,11 @@ from .flavour import Flavour
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One node test: its name, model and first input set (as a feed)."""
+    """One node test: its name, the op it tests, its model and first input set (as a feed).
+    A function-expanded test ("..._expanded") tests the op it expands."""
 
     name: str
+    op_type: str
     model: onnx.ModelProto
     feed: dict
 
@@ -52,14 +55,29 @@ class Verdict:
 
 
 def node_test_cases(op_type: str | None = None) -> list[Case]:
-    """ONNX's node tests (all, or one op's); their expected outputs are computed by numpy on
-    the way, which is most of the 20 s this takes."""
+    """ONNX's node tests (all, or one op's)."""
+    return [case for case in _all_node_test_cases() if op_type in (None, case.op_type)]
+
+
+@functools.cache
+def _all_node_test_cases() -> tuple[Case, ...]:
+    """Every node test, collected once per process: onnx's collect_testcases registers the tests
+    while importing its generator modules, so only its first call in a process collects (a later
+    call, with any op filter, returns the first call's list). Their expected outputs are computed
+    by numpy on the way, which is most of the 10-20 s this takes."""
     from onnx.backend.test.case import node  # noqa: PLC0415 - heavy: imports every test generator
 
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        cases = node.collect_testcases(op_type)
-    return [Case(c.name, c.model, _feed(c)) for c in cases if c.kind == "node"]
+        cases = [c for c in node.collect_testcases(None) if c.kind == "node"]
+    tested = {c.name: c.model.graph.node[0].op_type for c in cases if len(c.model.graph.node) == 1}
+    return tuple(Case(c.name, _tested_op(c, tested), c.model, _feed(c)) for c in cases)
+
+
+def _tested_op(case, tested: dict[str, str]) -> str:
+    if "_expanded" in case.name:
+        return tested.get(case.name.split("_expanded")[0], "")
+    return case.model.graph.node[0].op_type if len(case.model.graph.node) == 1 else ""
 
 
 def _feed(case) -> dict:
