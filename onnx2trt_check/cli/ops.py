@@ -18,12 +18,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from ..model import load_model
-    from ..trt import flavour
     from ..trt.ops_check import check_ops
 
     no_extra(extra)
-    flavour.set_choice(args.trt_flavour)
-    report = check_ops(args.model, load_model(args.model).proto)
+    report = check_ops(args.model, load_model(args.model).proto, choice=args.trt_flavour)
     print(f"{len(report.errors)} node(s) rejected, {len(report.notes)} note(s), according to {report.source}")
     for line in report.errors:
         print(f"error  {line}")

@@ -65,9 +65,8 @@ def builder_verdict(model: str, choice: str | None, feeds) -> tuple[str, bool, s
     from ..trt import flavour, isolated
     from ..trt.build import build_engine
 
-    flavour.set_choice(choice)
     try:
-        chosen = flavour.select()
+        chosen = flavour.select(choice)
     except flavour.TrtUnavailable as error:
         print(f"no TensorRT builder to ask ({error}); the rules answer alone")
         return None

@@ -4,7 +4,8 @@ Items (one per precision, in this order):
   trt[fp32]::build   the model
   trt[fp16]::build   its fp16 artifact (the file trt-fp16 and ort-fp16 deploy)
   trt[int8]::build   its int8 QDQ file: the model itself when it holds Q/DQ, else the int8
-                     artifact of `--calibration-data` (skipped with that hint otherwise)
+                     artifact of `--calibration-data` (left out of a run that has neither, and
+                     skipped with that hint for a model without Q/DQ in a run that has one)
 each built strongly typed by the selected TensorRT flavour (trt/flavour.py; `--trt-flavour`).
 They run by default; an explicit `--target` list keeps those of its trt-* targets only.
 Figures: build seconds, engine bytes, flavour and version, the parsed network's layer count, the
@@ -21,6 +22,7 @@ import os
 
 from ..context import ModelContext, RunOptions
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
+from ..targets import get_target
 from ..targets.fp16 import fp16_artifact
 from ..targets.ort_int8 import cached, model_has_qdq
 from ..targets.tensorrt import int8_artifact
@@ -34,7 +36,8 @@ NO_INT8_FILE = "no int8 QDQ file: the model holds no Q/DQ nodes; pass --calibrat
 
 def read_options(config) -> dict:
     """`--trt-flavour`: validated (a bad value, or a flavour asked for but not installed, is a
-    usage error) and made the run's choice."""
+    usage error) and made the run's choice, until the run ends (a process may hold several runs:
+    api.check, pytester)."""
     choice = config.getoption("trt_flavour", None)
     if choice:
         wanted = flavour.requested(choice)
@@ -43,6 +46,7 @@ def read_options(config) -> dict:
             if not isinstance(found, flavour.Flavour):
                 raise ConfigError(f"--trt-flavour {wanted}: {found}")
     flavour.set_choice(choice)
+    config.add_cleanup(lambda: flavour.set_choice(None))
     return {"trt_flavour": choice}
 
 
@@ -51,9 +55,13 @@ TARGET_PRECISION = {"trt-fp32": "fp32", "trt-fp16": "fp16", "trt-int8": "int8", 
 
 
 def checks(options: RunOptions) -> list[Check]:
-    """Every precision by default; with an explicit `--target` list, those of its trt-* targets
-    (`--target ort` alone asks for no TensorRT engine, so none is built)."""
-    wanted = PRECISIONS if not options.targets else {TARGET_PRECISION[t] for t in options.targets if t in TARGET_PRECISION}
+    """Every precision by default, int8 only where the run has an int8 file to build (calibration
+    data or a model with Q/DQ, as for the ort-int8 target); with an explicit `--target` list, those
+    of its trt-* targets (`--target ort` alone asks for no TensorRT engine, so none is built)."""
+    if options.targets:
+        wanted = {TARGET_PRECISION[t] for t in options.targets if t in TARGET_PRECISION}
+    else:
+        wanted = {"fp32", "fp16"} | ({"int8"} if get_target("ort-int8").unavailable_reason() is None else set())
     return [Check(f"trt[{precision}]", "build", build_check(precision)) for precision in PRECISIONS if precision in wanted]
 
 

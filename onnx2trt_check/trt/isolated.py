@@ -57,16 +57,23 @@ def _quiet_crashes() -> None:
 
 
 def call(function, *args, **kwargs):
-    """`function(*args, **kwargs)` in the worker; raises TrtCrashed when the worker dies. The
-    worker keeps the working folder it was forked in: pass absolute paths."""
+    """`function(*args, **kwargs)` in the worker, in the caller's working folder; raises TrtCrashed
+    when the worker dies."""
     try:
         with warnings.catch_warnings():  # the worker is forked on the first submit
             warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
-            future = _pool().submit(function, *args, **kwargs)
+            future = _pool().submit(_in_folder, os.getcwd(), function, args, kwargs)
         return future.result()
     except BrokenProcessPool:
         _POOL.pop().shutdown(wait=False, cancel_futures=True)
         raise TrtCrashed(f"{getattr(function, '__name__', function)} crashed its process (a crash inside TensorRT)") from None
+
+
+def _in_folder(folder: str, function, args: tuple, kwargs: dict):
+    """The worker outlives the folder it was started in (a later caller may have changed folder,
+    as pytester does for each test): relative paths must mean what they mean to the caller."""
+    os.chdir(folder)
+    return function(*args, **kwargs)
 
 
 def map_calls(function, arguments: list[tuple], *, workers: int = 2) -> list:
@@ -78,7 +85,7 @@ def map_calls(function, arguments: list[tuple], *, workers: int = 2) -> list:
     pending = list(range(len(arguments)))
     while pending:
         pool = _new_pool(workers)
-        futures = [(index, pool.submit(function, *arguments[index])) for index in pending]
+        futures = [(index, pool.submit(_in_folder, os.getcwd(), function, arguments[index], {})) for index in pending]
         broken = [index for index, future in futures if not _collect(future, index, results)]
         pool.shutdown(wait=False, cancel_futures=True)
         if broken:

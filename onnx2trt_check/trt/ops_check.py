@@ -29,12 +29,13 @@ class OpsReport:
 
 
 def check_ops(path: str | os.PathLike, proto: onnx.ModelProto, *, inferred: onnx.ModelProto | None = None,
-              parse: ParseResult | None = None) -> OpsReport:
+              parse: ParseResult | None = None, choice: str | None = None) -> OpsReport:
     """The parser's verdict when a flavour is installed (`parse`, when the caller already has it),
     else the table's errors; the table's notes either way (the table is checked as the installed
-    flavour, or as TensorRT 10 where none is)."""
+    flavour, or as TensorRT 10 where none is). `choice` picks the flavour (flavour.select).
+    Defaults to the run's choice."""
     try:
-        chosen = flavour.select()
+        chosen = flavour.select(choice)
     except flavour.TrtUnavailable:
         chosen = None
     findings = trt_ops.unsupported_nodes(proto, include_notes=True, inferred=inferred, flavour=chosen.key if chosen else "tensorrt")
