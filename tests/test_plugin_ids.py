@@ -13,7 +13,7 @@ from tiny_models import classifier, save
 from onnx2trt_check.targets.ort import OrtTarget
 
 LIGHT = ("--target", "ort", "-k", "structure or reference or target")
-PER_MODEL = 7  # 5 structure, 1 reference, 1 target[ort]
+PER_MODEL = 8  # 6 structure (trt_parse among them), 1 reference, 1 target[ort]
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_xdist_runs_every_item_of_every_model(pytester, foreign, dist):
     result.assert_outcomes(passed=2 * PER_MODEL)
     models = json.loads(report.read_text())["models"]
     assert sorted(models) == [str(foreign / "a" / "model.onnx"), str(foreign / "b" / "model.onnx")]
-    assert all(len(m["families"]["structure"]["checks"]) == 5 for m in models.values())
+    assert all(len(m["families"]["structure"]["checks"]) == 6 for m in models.values())
 
 
 @pytest.fixture

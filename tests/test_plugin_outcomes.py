@@ -44,7 +44,7 @@ def broken(pytester):
 def _check_report(pytester, result) -> dict:
     outcomes = result.parseoutcomes()
     report = json.loads((pytester.path / "r.json").read_text())
-    assert report["counts"] == {"passed": 4, "failed": 0, "error": 2, "skipped": 1}
+    assert report["counts"] == {"passed": 5, "failed": 0, "error": 2, "skipped": 1}
     assert {k: outcomes.get(k + "s" if k == "error" else k, 0) for k in report["counts"]} == report["counts"]
     families = report["models"]["m.onnx"]["families"]
     assert families["target[ort]"]["checks"]["accuracy"] == {"outcome": "error", "message": "ZeroDivisionError: boom in the target", "figures": {}}
@@ -58,12 +58,12 @@ def _check_report(pytester, result) -> dict:
 def test_crashes_and_setup_errors_are_counted_as_pytest_counts_them(pytester, broken, xdist):
     run = pytester.runpytest_subprocess if xdist else pytester.runpytest_inprocess
     result = run("--model", "m.onnx", *LIGHT, "--report-json", "r.json", *(["-n", "2"] if xdist else []))
-    result.assert_outcomes(passed=4, skipped=1, errors=2)
+    result.assert_outcomes(passed=5, skipped=1, errors=2)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     _check_report(pytester, result)
     result.stdout.fnmatch_lines([
         "*onnx2trt_check summary*", "m.onnx",
-        "*structure*PASSED*4 passed, 1 skipped*", "*reference*ERROR*1 error*", "*target[[]ort[]]*ERROR*1 error*",
+        "*structure*PASSED*5 passed, 1 skipped*", "*reference*ERROR*1 error*", "*target[[]ort[]]*ERROR*1 error*",
         "*error in target[[]ort[]]::accuracy: ZeroDivisionError: boom in the target",
     ])
     result.stdout.fnmatch_lines(["ERROR m.onnx::target[[]ort[]]::accuracy*"])
@@ -78,8 +78,8 @@ def test_a_failed_check_is_still_failed_not_an_error(pytester):
                           "def pytest_unconfigure(config):\n"
                           "    OrtTarget.run = _run\n")
     result = pytester.runpytest_inprocess("--model", "m.onnx", *LIGHT, "--report-json", "r.json")
-    result.assert_outcomes(passed=6, failed=1)
-    assert json.loads((pytester.path / "r.json").read_text())["counts"] == {"passed": 6, "failed": 1, "error": 0, "skipped": 0}
+    result.assert_outcomes(passed=7, failed=1)
+    assert json.loads((pytester.path / "r.json").read_text())["counts"] == {"passed": 7, "failed": 1, "error": 0, "skipped": 0}
 
 
 def test_verdict_and_counts_of_records():

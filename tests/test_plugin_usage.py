@@ -35,11 +35,11 @@ def test_an_option_that_does_nothing_is_a_usage_error(pytester, model_path, args
 def test_an_output_tolerance_of_the_project_for_an_absent_output_is_a_note(pytester, model_path):
     pytester.makepyprojecttoml("[tool.onnx2trt_check.outputs.boxes]\natol = 1e-2\n")
     result = pytester.runpytest_inprocess("--model", "m.onnx", *CORE, "--report-json", "r.json")
-    result.assert_outcomes(passed=7)
+    result.assert_outcomes(passed=8)
     note = "tolerance set for output 'boxes' (pyproject.toml or ini), which no model of this run has"
     result.stdout.fnmatch_lines(["*onnx2trt_check summary*", f"note: {note}"])
     assert json.loads((pytester.path / "r.json").read_text())["notes"] == [note]
 
 
 def test_a_present_output_is_accepted(pytester, model_path):
-    pytester.runpytest_inprocess("--model", "m.onnx", *CORE, "--output-tolerance", "logits:atol=1e-3").assert_outcomes(passed=7)
+    pytester.runpytest_inprocess("--model", "m.onnx", *CORE, "--output-tolerance", "logits:atol=1e-3").assert_outcomes(passed=8)

@@ -39,19 +39,19 @@ def test_a_run_leaves_no_file_behind(pytester, folders, how):
     before = _listing(*folders)
     if how == "onnx2trt_check.check":
         outcome = onnx2trt_check.check("../models/m.onnx", pytest_args=list(CHECKS))
-        assert outcome.passed and outcome.report["counts"]["passed"] == 9
+        assert outcome.passed and outcome.report["counts"]["passed"] == 10
     elif how == "onnx2trt-check check":
         result = pytester.run(sys.executable, "-m", "onnx2trt_check.cli", "check", "../models/m.onnx", *CHECKS)
         assert result.ret == 0, result.stdout.str()
     else:
         result = pytester.runpytest_subprocess("--model", "../models/m.onnx", *CHECKS, *(["-n", "2"] if "-n" in how else []))
-        result.assert_outcomes(passed=9)
+        result.assert_outcomes(passed=10)
     assert _listing(*folders) == before
 
 
 def test_artifact_dir_keeps_the_derived_models(pytester, folders):
     models, work, _ = folders
-    pytester.runpytest_subprocess("--model", "../models/m.onnx", *CHECKS, "--artifact-dir", "kept").assert_outcomes(passed=9)
+    pytester.runpytest_subprocess("--model", "../models/m.onnx", *CHECKS, "--artifact-dir", "kept").assert_outcomes(passed=10)
     kept = sorted(p.name for p in (work / "kept").rglob("*.onnx"))
     assert kept == ["m.fp16-emu.onnx", "m.fp16.onnx"]
 
@@ -61,7 +61,7 @@ def test_the_cache_for_last_failed_is_in_the_user_cache_folder(pytester, folders
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     strict = ("--model", "../models/m.onnx", *CHECKS, "--min-sqnr=200")  # every target fails
     first = pytester.runpytest_subprocess(*strict)
-    first.assert_outcomes(passed=6, failed=3)
+    first.assert_outcomes(passed=7, failed=3)
     rootdir = next(line.split(": ", 1)[1] for line in first.outlines if line.startswith("rootdir: "))
     folder = pytest_cache_folder(Path(rootdir))
     assert folder.parent.parent.parent == tmp_path / "cache" and (folder / "v" / "cache" / "lastfailed").is_file()
@@ -71,5 +71,5 @@ def test_the_cache_for_last_failed_is_in_the_user_cache_folder(pytester, folders
 def test_a_configured_cache_dir_is_kept(pytester, folders):
     _, work, _ = folders
     (work / "pytest.ini").write_text("[pytest]\ncache_dir = my_cache\n")
-    pytester.runpytest_subprocess("--model=../models/m.onnx", *CHECKS).assert_outcomes(passed=9)
+    pytester.runpytest_subprocess("--model=../models/m.onnx", *CHECKS).assert_outcomes(passed=10)
     assert (work / "my_cache").is_dir()

@@ -40,7 +40,7 @@ def test_labels_give_top1_of_the_reference_and_every_target_as_the_manifest_reco
     copy(pytester, "convbn_classifier.onnx", "convbn_classifier.npz", "convbn_classifier.labels.npy")
     result = pytester.runpytest_inprocess("--model", "convbn_classifier.onnx", "--inputs", "convbn_classifier.npz",
                                           "--labels", "convbn_classifier.labels.npy", *ONLY)
-    result.assert_outcomes(passed=9)
+    result.assert_outcomes(passed=10)
     recorded = MANIFEST["convbn_classifier"]["metric"]["value"]  # measured by models/build.py with its own top-1
     assert figures(pytester, "task[reference]")["figures"]["top1"] == pytest.approx(recorded, abs=1 / 360)
     target = figures(pytester, "task[ort]")
@@ -116,7 +116,7 @@ def test_export_parity_against_a_reference_script(pytester):
         "def same(feed):\n    return run_model('convbn_classifier.onnx', [feed])[0]\n"
         "def framework(feed):\n    return [run_model('framework.onnx', [feed])[0]['logits']]\n")
     result = pytester.runpytest_inprocess("--model", "convbn_classifier.onnx", "--reference-script", "ref.py:same", *ONLY)
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=9)
     assert figures(pytester, "export", "parity")["reference"] == "reference script 'ref.py:same'"
     result = pytester.runpytest_inprocess("--model", "convbn_classifier.onnx", "--reference-script", "ref.py:framework", *ONLY)
     outcome = {family: entry["verdict"] for family, entry in families(pytester).items()}
@@ -129,7 +129,7 @@ def test_the_readme_torch_reference_script(pytester):
     copy(pytester, "convbn_classifier.onnx", "convbn_classifier.npz")
     result = pytester.runpytest_inprocess("--model", "convbn_classifier.onnx", "--inputs", "convbn_classifier.npz", "--num-feeds", "1",
                                           "--reference-script", str(MODELS / "torch_reference.py"), *ONLY)
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=9)
     assert figures(pytester, "export", "parity")["outputs"]["logits"]["max_abs"] < 1e-4
 
 

@@ -150,22 +150,25 @@ def parse_model(path: str | os.PathLike, flavour: Flavour) -> ParseResult:
 
 
 def _issues(parser, path, logger) -> tuple[ParserIssue, ...]:
-    names = _node_names(path)
+    nodes = _nodes(path)
     found = []
     for index in range(parser.num_errors):
         error = parser.get_error(index)
         node = error.node()
-        name = error.node_name() or (names[node] if 0 <= node < len(names) else "")
-        found.append(ParserIssue(node, name or f"<unnamed {error.node_operator()} #{node}>", error.node_operator() or "?", error.desc(), error.code().name))
+        name, domain = nodes[node] if 0 <= node < len(nodes) else ("", "")
+        op = error.node_operator() or "?"
+        found.append(ParserIssue(node, error.node_name() or name or f"<unnamed {op} #{node}>", f"{domain}::{op}" if domain else op, error.desc(), error.code().name))
     if not found:  # parse() returned False without a recorded error: the logger has the reason
         found.append(ParserIssue(-1, "<model>", "?", " | ".join(logger.errors) or "parse failed without a message", "UNKNOWN"))
     return tuple(found)
 
 
-def _node_names(path) -> list[str]:
-    """Node names of the main graph, by index (the parser reports unnamed nodes with an empty name)."""
+def _nodes(path) -> list[tuple[str, str]]:
+    """(name, custom domain) of the main graph's nodes, by index: the parser reports unnamed nodes
+    with an empty name, and ops without their domain ("MyPlugin" for com.example::MyPlugin)."""
     model = onnx.load(os.fspath(path), load_external_data=False)
-    return [node.name or f"<unnamed {node.op_type} #{index}>" for index, node in enumerate(model.graph.node)]
+    return [(node.name or f"<unnamed {node.op_type} #{index}>", "" if node.domain in ("", "ai.onnx") else node.domain)
+            for index, node in enumerate(model.graph.node)]
 
 
 def _inputs(network) -> tuple[NetworkInput, ...]:
