@@ -22,7 +22,7 @@ from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.quant.qdq_rules import validate_qdq
 from onnx2trt_check.trt import devices, differential, flavour, isolated
 from onnx2trt_check.trt.build import build_engine
-from onnx2trt_check.trt.parse import parse_model
+from onnx2trt_check.trt.parse import failed_on_cuda, parse_model
 
 sys.path.insert(0, os.path.dirname(__file__))
 from qdq_rule_models import CASES, model  # noqa: E402
@@ -115,6 +115,33 @@ def test_the_parser_names_the_node_the_op_the_message_and_the_fix(rtx, tmp_path)
     assert (issue.node_index, issue.op_type) == (1, "ReduceSum")
     assert "build-time constant" in issue.message and "make that input a constant" in issue.fix
     assert result.failure().startswith("TensorRT-RTX 1.7.1.116 ONNX parser rejects 1 node(s):")
+
+
+# TensorRT-RTX 1.7.1.116's own messages on this machine (no GPU), from onnx's node tests.
+UINT8_ADD = ("Invalid Node - node_of_sum\nITensor::getDimensions: Error Code 4: API Usage Error (node_of_sum: ElementWiseOperation SUM "
+             "requires inputs with type kFLOAT, kHALF, kBF16, kFP8, or kINT8, kINT32, or kINT64. But type is UInt8.)\n"
+             "[checkMacros.cpp::catchCudaError::250] Error Code 1: Cuda Runtime (In catchCudaError (cudaError 35: CUDA driver version is insufficient))")
+ONEHOT = ("Invalid Node - node_of_y\n[graphShapeAnalyzer.cpp::checkCalculationStatusSanity::2155] Error Code 2: Internal Error "
+          "(Assertion !isInFlight(p.second.symbolicRep) failed.)\n"
+          "[checkMacros.cpp::catchCudaError::250] Error Code 1: Cuda Runtime (In catchCudaError (cudaError 35: CUDA driver version is insufficient))")
+
+
+def test_a_validation_error_before_a_cuda_error_is_a_rejection_not_a_missing_gpu():
+    assert not failed_on_cuda([UINT8_ADD])  # the uint8 Add is rejected on any machine
+    assert failed_on_cuda([ONEHOT])  # an internal error, then the CUDA call: no verdict here
+    assert failed_on_cuda(["IBuilder::buildSerializedNetwork: [checkMacros.cpp::catchCudaError::250] Error Code 1: Cuda Runtime"])
+    assert not failed_on_cuda(["Assertion failed: resolvedWeights(axesWeights): Axis input must resolve to a build-time constant"])
+
+
+def test_a_parse_that_needs_a_gpu_skips_trt_parse_and_trt_ops_answers_from_the_table(rtx, pytester):
+    path = save(pytester.path, HEAD + """
+g (int64[3] indices, float[1] depth, float[2] values) => (float[3, 10] y) { y = OneHot (indices, depth, values) }""")
+    result = pytester.runpytest(f"--model={path}", "--target=ort", "-k", "trt_parse or trt_ops", "-rs", "-p", "no:cacheprovider", "--report-json=r.json")
+    result.assert_outcomes(skipped=1, failed=1)
+    result.stdout.fnmatch_lines(["*TensorRT-RTX 1.7.1.116 needs a GPU to parse this model (its parser made a CUDA call, no verdict here)*"])
+    ops = json.loads((pytester.path / "r.json").read_text())["models"]["m.onnx"]["families"]["structure"]["checks"]["trt_ops"]["figures"]
+    assert ops["source"].startswith("the op table of") and "needs a GPU for this model" in ops["source"]
+    assert any("depth (input 1)" in line for line in ops["errors"])
 
 
 def test_a_sample_model_builds_without_a_gpu(rtx):

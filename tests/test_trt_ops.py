@@ -180,3 +180,16 @@ def test_finding_is_a_value():
     finding = OpFinding("n", "Unique", "", "unsupported", "why")
     assert finding == OpFinding("n", "Unique", "", "unsupported", "why")
     assert finding.severity == "error"
+
+
+@pytest.mark.parametrize("op", ["Squeeze", "Unsqueeze"])
+def test_squeeze_axes_from_a_graph_input_are_an_error_and_constant_axes_pass(op):
+    """TensorRT-RTX 1.7.1.116 rejects "<op> axis is not a constant" (bench_trt_differential)."""
+    shapes = {"Squeeze": ("float[1, 4] x", "float[4] y"), "Unsqueeze": ("float[4] x", "float[1, 4] y")}
+    x, y = shapes[op]
+    runtime = parse(f"g ({x}, int64[1] axes) => ({y}) {{ y = {op} (x, axes) }}", header='<ir_version: 10, opset_import: ["" : 17]>')
+    [finding] = unsupported_nodes(runtime)
+    assert finding.severity == "error" and "axes (input 1) comes from graph input 'axes'" in finding.reason
+    constant = parse(f"g ({x}) => ({y}) {{ axes = Constant <value = int64[1] {{0}}> () y = {op} (x, axes) }}",
+                     header='<ir_version: 10, opset_import: ["" : 17]>')
+    assert unsupported_nodes(constant) == []

@@ -21,13 +21,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .flavour import Flavour
-from .parse import NetworkInput, ParseResult, fix_for, parse_network
+from .parse import NetworkInput, ParseResult, failed_on_cuda, fix_for, parse_network
 
 # TensorRT-RTX's default targets (docs: "CPU-Only AOT and TensorRT-RTX Engines").
 RTX_DEFAULT_TARGETS = "compute capability 8.0, 8.6, 8.9, 12.x (TensorRT-RTX's default AOT targets)"
-
-
-_CUDA_MARKERS = ("Cuda Runtime", "catchCudaError", "cudaError")
 
 
 class ProfileError(ValueError):
@@ -70,10 +67,9 @@ class BuildResult:
 
     @property
     def needs_gpu(self) -> bool:
-        """The build failed on a CUDA call: this model needs a GPU to build (TensorRT-RTX's AOT
-        build runs shape-tensor and some constant computations on the device), not a rejection."""
-        messages = [*self.errors, *(issue.message for issue in self.parse.issues)]
-        return not self.ok and any(marker in message for message in messages for marker in _CUDA_MARKERS)
+        """The parse or build failed on a CUDA call: this model needs a GPU to build, TensorRT gave
+        no verdict here (parse.failed_on_cuda)."""
+        return not self.ok and failed_on_cuda([*self.errors, *(issue.message for issue in self.parse.issues)])
 
     def figures(self) -> dict:
         flavour = self.parse.flavour

@@ -24,6 +24,7 @@ from .. import trt_ops
 from . import isolated
 from .build import build_engine
 from .flavour import Flavour
+from .parse import failed_on_cuda
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +103,15 @@ def trt_verdict(path: str, flavour: Flavour, feed: dict) -> tuple[bool, str, boo
     if result.ok:
         return True, "", False
     first = result.parse.issues[0].message if not result.parse.ok else (result.errors[0] if result.errors else "")
-    return False, first.splitlines()[-1] if first else "", result.needs_gpu
+    return False, _reason(first), result.needs_gpu
+
+
+def _reason(message: str) -> str:
+    """The line of a TensorRT message that says why: not the "Invalid Node - name" header, not a
+    CUDA error that TensorRT's error path adds after the real one."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    telling = [line for line in lines if not line.startswith("Invalid Node") and not failed_on_cuda([line])]
+    return (telling or lines or [""])[0]
 
 
 def _verdict_of(name: str, data: bytes, feed: dict, flavour: Flavour) -> tuple[bool, str, bool]:

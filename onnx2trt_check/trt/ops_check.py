@@ -40,10 +40,13 @@ def check_ops(path: str | os.PathLike, proto: onnx.ModelProto, *, inferred: onnx
         chosen = None
     findings = trt_ops.unsupported_nodes(proto, include_notes=True, inferred=inferred, flavour=chosen.key if chosen else "tensorrt")
     notes = tuple(_line(f) for f in findings if f.severity == "note")
+    table_errors = tuple(_line(f) for f in findings if f.severity == "error")
+    table = f"the op table of {trt_ops.load_op_table().citation}"
     if chosen is None:
-        errors = tuple(_line(f) for f in findings if f.severity == "error")
-        return OpsReport(f"the op table of {trt_ops.load_op_table().citation} (no TensorRT installed: {flavour.INSTALL_HINT})", errors, notes)
+        return OpsReport(f"{table} (no TensorRT installed: {flavour.INSTALL_HINT})", table_errors, notes)
     result = parse if parse is not None else isolated.call(parse_model, os.path.abspath(path), chosen)
+    if result.needs_gpu:  # the parser gave no verdict here: the table answers
+        return OpsReport(f"{table} ({chosen.label} ONNX parser needs a GPU for this model, none here)", table_errors, notes, result)
     return OpsReport(f"{chosen.label} ONNX parser", tuple(issue.line() for issue in result.issues), notes, result)
 
 

@@ -39,6 +39,24 @@ FIXES = (
 )
 
 
+# A CUDA call failing (no GPU here) and TensorRT's own validation of the network (which runs the
+# same with a GPU), as they appear in its messages.
+_CUDA_MARKERS = ("Cuda Runtime", "catchCudaError", "cudaError")
+_VALIDATION_MARKERS = ("API Usage Error", "Shape Error")
+
+
+def failed_on_cuda(messages) -> bool:
+    """Whether a failure is a CUDA call failing, so TensorRT gave no verdict (TensorRT-RTX's
+    ahead-of-time parse and build run some shape and constant computations on the device), rather
+    than a rejection. After a validation error (an API usage or shape error: a uint8 Add, an axes
+    input that is not a constant) its error path makes a CUDA call too; that failure is a
+    rejection all the same (59 of onnx's node tests had been counted as "needs a GPU", no verdict)."""
+    messages = list(messages)
+    cuda = [min((m.find(k) for k in _CUDA_MARKERS if k in m), default=-1) for m in messages]
+    validated = any(v in m[: c if c >= 0 else len(m)] for m, c in zip(messages, cuda) for v in _VALIDATION_MARKERS)
+    return any(c >= 0 for c in cuda) and not validated
+
+
 def fix_for(message: str) -> str:
     """The known fix for a parser or builder message, else ""."""
     for pattern, fix in FIXES:
@@ -89,6 +107,11 @@ class ParseResult:
     @property
     def ok(self) -> bool:
         return not self.issues
+
+    @property
+    def needs_gpu(self) -> bool:
+        """The parse failed on a CUDA call: no verdict on this machine (see failed_on_cuda)."""
+        return not self.ok and failed_on_cuda(issue.message for issue in self.issues)
 
     def failure(self) -> str:
         head = f"{self.flavour.label} ONNX parser rejects {len(self.issues)} node(s):"
