@@ -73,8 +73,8 @@ def _feeds(path: Path) -> list[dict]:
     return [feed]
 
 
-def polygraphy_convert(path: Path, chosen: flavour.Flavour) -> tuple[float, bool]:
-    engine = path.with_suffix(".polygraphy.engine")
+def polygraphy_convert(path: Path, chosen: flavour.Flavour, folder: Path) -> tuple[float, bool]:
+    engine = folder / f"{path.stem}.polygraphy.engine"  # the benchmark's folder, never beside the sample models
     env = dict(os.environ, POLYGRAPHY_USE_TENSORRT_RTX="1" if chosen.is_rtx else "0")
     shapes = ["--trt-min-shapes", "input:[1,1,16,16]", "--trt-opt-shapes", "input:[1,1,16,16]", "--trt-max-shapes", "input:[1,1,16,16]"]
     dynamic = any(not d.HasField("dim_value") for v in onnx.load(path, load_external_data=False).graph.input for d in v.type.tensor_type.shape.dim)
@@ -112,7 +112,7 @@ def build_table(chosen: flavour.Flavour, *, large: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_trt_build-") as folder:
         for label, path in files(Path(folder), large=large):
             parse_s, build_s, size, ok = ours(path, chosen)
-            convert_s, converted = polygraphy_convert(path, chosen)
+            convert_s, converted = polygraphy_convert(path, chosen, Path(folder))
             state = "" if ok else "  (our build FAILED)"
             other = f"{convert_s:.2f}" + ("" if converted else " (failed)")
             print(f"{label:36} {parse_s:8.3f} {build_s:8.3f} {size:13,} {other:>21}{state}")
