@@ -62,9 +62,11 @@ class GraphFacts:
     unpacked: frozenset[str] = frozenset()
 
 
-def graph_facts(model: onnx.ModelProto, graphs) -> GraphFacts:
-    """The facts of `model` over `graphs` (the main graph and its subgraphs)."""
-    types, sizes, non_tensors, constants, producers, unpacked = {}, {}, set(), set(), {}, set()
+def graph_facts(model: onnx.ModelProto, graphs, *, weights: frozenset[str] = frozenset()) -> GraphFacts:
+    """The facts of `model` over `graphs` (the main graph and its subgraphs). `weights` names
+    initializers that `model` holds as typed graph inputs (shape inference runs without the large
+    weights, context.weightless): constants all the same. Defaults to none."""
+    types, sizes, non_tensors, constants, producers, unpacked = {}, {}, set(), set(weights), {}, set()
     for graph in graphs:
         for value in (*graph.input, *graph.value_info, *graph.output):
             _record_value(value, types, sizes, non_tensors)
@@ -80,7 +82,7 @@ def graph_facts(model: onnx.ModelProto, graphs) -> GraphFacts:
             producers.update((name, node) for name in node.output if name)
     main = model.graph
     initializers = {t.name for t in main.initializer}
-    return GraphFacts(types, frozenset(non_tensors), frozenset(constants), frozenset(v.name for v in main.input) - initializers,
+    return GraphFacts(types, frozenset(non_tensors), frozenset(constants), frozenset(v.name for v in main.input) - initializers - weights,
                       frozenset(v.name for v in main.output), sizes, producers, frozenset(unpacked))
 
 

@@ -137,7 +137,8 @@ def unsupported_nodes(
     Defaults to "tensorrt". The model is not modified."""
     table = load_op_table()
     inferred = inferred if inferred is not None else _inferred(model)
-    facts = trt_op_rules.graph_facts(inferred, list(_graphs(inferred.graph)))
+    weights = frozenset(t.name for graph in _graphs(model.graph) for t in graph.initializer)
+    facts = trt_op_rules.graph_facts(inferred, list(_graphs(inferred.graph)), weights=weights)
     findings: list[OpFinding] = []
     for index, node in enumerate(_nodes_to_check(inferred)):
         found = _node_findings(node, index, table, facts, flavour)

@@ -143,7 +143,7 @@ def test_the_ort_int8_item_holds_the_same_floor_on_the_same_feeds(pytester):
 
     refused = onnx2trt_check.quantize(model, calibration_data=calib)
     result = pytester.runpytest_inprocess("--model", model, "--calibration-data", calib, "--target", "ort-int8", "--report-json", "r.json")
-    result.assert_outcomes(failed=1, passed=7, skipped=12)  # skips: items that do not apply here
+    result.assert_outcomes(failed=1, passed=8, skipped=12)  # skips: items that do not apply here
     result.stdout.fnmatch_lines(["*note: ort-int8: no --inputs, so the int8 model is judged on a held-out fifth of the calibration data*"])
     report = json.loads((pytester.path / "r.json").read_text())
     accuracy = next(iter(report["models"].values()))["families"]["target[ort-int8]"]["checks"]["accuracy"]

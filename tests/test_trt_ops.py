@@ -2,9 +2,11 @@
 
 import datetime
 
+import numpy as np
 import onnx
 import pytest
 
+from onnx2trt_check.context import weightless
 from onnx2trt_check.trt_ops import OpFinding, load_op_table, unsupported_nodes
 
 HEADER = '<ir_version: 10, opset_import: ["" : 17]>'
@@ -193,3 +195,22 @@ def test_squeeze_axes_from_a_graph_input_are_an_error_and_constant_axes_pass(op)
     constant = parse(f"g ({x}) => ({y}) {{ axes = Constant <value = int64[1] {{0}}> () y = {op} (x, axes) }}",
                      header='<ir_version: 10, opset_import: ["" : 17]>')
     assert unsupported_nodes(constant) == []
+
+
+def test_a_large_per_channel_zero_point_is_a_constant_after_weightless_inference():
+    """Shape inference runs on the model without its weights above 1 kB (context.weightless), which
+    turns them into graph inputs: a 2,048-channel int8 zero point was 'from a graph input'."""
+    channels = 2048
+    weight = onnx.numpy_helper.from_array(np.ones((channels, 4), np.int8), "w")
+    scale = onnx.numpy_helper.from_array(np.full(channels, 0.1, np.float32), "s")
+    zero = onnx.numpy_helper.from_array(np.zeros(channels, np.int8), "z")
+    nodes = [onnx.helper.make_node("DequantizeLinear", ["w", "s", "z"], ["wd"], axis=0),
+             onnx.helper.make_node("MatMul", ["x", "wd"], ["y"])]
+    graph = onnx.helper.make_graph(nodes, "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])], [weight, scale, zero])
+    graph.node[1].input[1] = "wt"
+    graph.node.insert(1, onnx.helper.make_node("Transpose", ["wd"], ["wt"]))
+    graph.output[0].type.tensor_type.shape.dim[1].dim_value = channels
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 21)])
+    assert unsupported_nodes(model) == []
+    assert unsupported_nodes(model, inferred=onnx.shape_inference.infer_shapes(weightless(model))) == []
