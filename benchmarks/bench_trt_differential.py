@@ -29,7 +29,7 @@ from onnx2trt_check.trt.build import build_engine  # noqa: E402
 
 
 def qdq_lines(chosen: flavour.Flavour) -> list[str]:
-    lines = [f"Q/DQ rules (quant/qdq_rules.py) vs {chosen.label} builder on {len(CASES)} models (tests/qdq_rule_models.py)"]
+    lines, agreed = [], 0
     with tempfile.TemporaryDirectory() as folder:
         for name, _rule, text in CASES:
             path = Path(folder) / "q.onnx"
@@ -42,8 +42,10 @@ def qdq_lines(chosen: flavour.Flavour) -> list[str]:
             except isolated.TrtCrashed:
                 verdict = "crashes"
             agrees = (not errors) == (verdict == "builds")
+            agreed += agrees
             lines.append(f"  {'agree   ' if agrees else 'DISAGREE'} {name:62} rules: errors {errors or '-'}, warnings {warnings or '-'}; {chosen.name} {verdict}")
-    return lines
+    head = f"Q/DQ rules (quant/qdq_rules.py) vs {chosen.label} builder on {len(CASES)} models (tests/qdq_rule_models.py): {agreed} agree"
+    return [head, *lines]
 
 
 def main() -> None:
