@@ -162,7 +162,9 @@ def test_strips_sigmoids_keeps_names_and_decisions(sigmoid_outputs, plain_output
     before, after = run_model(model, feeds)[0], run_model(result.model, feeds)[0]
     for name in before:
         if name in stripped:
-            np.testing.assert_allclose(sigmoid64(after[name]), before[name], rtol=1e-5, atol=1e-7)
+            # atol: ORT's float32 Sigmoid (MLAS's approximation) is off by up to 1.7e-7 (measured on [-20, 20])
+            # (found by hypothesis: 9.16e-07 for an exact 1.04e-06); the transform itself is exact.
+            np.testing.assert_allclose(sigmoid64(after[name]), before[name], rtol=1e-5, atol=5e-7)
             for t in ts:
                 assert decisions_agree(before[name], after[name], t).agree
         else:
