@@ -200,17 +200,12 @@ def test_every_error_rule_is_backed_by_a_model_the_builder_rejects(rtx, tmp_path
 SAMPLE_OPS = ("ReduceSum", "Cast", "LayerNormalization", "Resize", "MaxPool", "Dropout", "Clip", "TopK")
 
 
-def test_node_test_cases_of_one_op_are_that_ops_in_any_order():
-    """onnx's collect_testcases collects only on its first call in a process (a later call with
-    another op returned the first op's tests: the sample below was 4 x 12 ReduceSum tests)."""
-    reduce_sum, cast = differential.node_test_cases("ReduceSum"), differential.node_test_cases("Cast")
-    assert {c.op_type for c in reduce_sum} == {"ReduceSum"} and {c.op_type for c in cast} == {"Cast"}
-    assert all(c.name.startswith("test_reduce_sum") for c in reduce_sum) and len(cast) > len(reduce_sum)
-    assert len(differential.node_test_cases()) > 1500
-
-
 def test_the_op_table_agrees_with_the_parser_on_a_sample_of_node_tests(rtx):
-    cases = [c for op in SAMPLE_OPS for c in differential.node_test_cases(op)]
+    by_op = {op: differential.node_test_cases(op) for op in SAMPLE_OPS}
+    # onnx's collect_testcases collects only on its first call in a process: a later call with
+    # another op returned the first op's tests (this sample was 4 x the same 12 ReduceSum tests).
+    assert all(found and {c.op_type for c in found} == {op} for op, found in by_op.items())
+    cases = [c for found in by_op.values() for c in found]
     verdicts = differential.compare(cases, rtx, workers=2)
     agree, decided = differential.agreement(verdicts)
     print("\n".join(differential.summary(verdicts, rtx)))
