@@ -5,8 +5,10 @@
 Needs torch==2.13.0 (CPU), transformers, skl2onnx, scikit-learn and onnxscript, which are never
 runtime dependencies of onnx2trt_check: install them in a separate environment
 (`pip install torch==2.13.0 transformers skl2onnx scikit-learn onnxscript`). Nothing is downloaded:
-every network has random weights (transformers models are built from tiny configs), BatchNorm
-statistics are randomized so folds change numbers, and the data are synthetic but shaped like real
+every network has random weights (transformers models are built from tiny configs with a wider
+initializer range, so outputs depend on the input), BatchNorm statistics are measured by a forward pass
+over synthetic images (as a trained net's are, so activations stay normalized and the logits vary
+with the input) under random affine parameters, so folds change numbers; the data are synthetic but shaped like real
 data (smooth images normalized like ImageNet, padded token ids below the vocabulary size, smooth
 sequences, the iris table bundled with scikit-learn).
 
@@ -105,15 +107,28 @@ def save_npz(folder: Path, name: str, arrays: dict[str, np.ndarray]) -> str:
 
 
 def randomize_bn(module: nn.Module, seed: int) -> nn.Module:
-    """Random running statistics and affine parameters, so BatchNorm is not an identity."""
+    """Random affine parameters, so BatchNorm is not an identity (statistics: settle_bn)."""
     g = torch.Generator().manual_seed(seed)
     for bn in module.modules():
         if isinstance(bn, nn.modules.batchnorm._BatchNorm):
             n = bn.num_features
-            bn.running_mean.copy_(0.2 * torch.randn(n, generator=g))
-            bn.running_var.copy_(0.5 + torch.rand(n, generator=g))
             bn.weight.data.copy_(0.5 + torch.rand(n, generator=g))
             bn.bias.data.copy_(0.2 * torch.randn(n, generator=g))
+    return module.eval()
+
+
+def settle_bn(module: nn.Module, shape: tuple[int, ...], tag: str) -> nn.Module:
+    """BatchNorm running statistics of 64 synthetic images (one train-mode pass, cumulative average),
+    as training leaves them: without this, random statistics make the logits ignore the input."""
+    batchnorms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    x = torch.from_numpy(images(64, shape, tag + ".bnstats").reshape(-1, *shape[1:]))
+    for bn in batchnorms:
+        bn.reset_running_stats()
+        bn.momentum = None
+    with torch.no_grad():
+        module.train()(x)
+    for bn in batchnorms:
+        bn.momentum = 0.1
     return module.eval()
 
 
@@ -374,6 +389,7 @@ def image_data(folder: Path, stem: str, shape: tuple[int, ...], name: str = IMG,
 def cnn(folder: Path, name: str, what: str, module: nn.Module, shape: tuple[int, ...], outputs: list[str],
         dynamic: dict | None = None, notes: str = "") -> list[Entry]:
     torch.manual_seed(SEED)
+    settle_bn(module, shape, name)
     x = torch.from_numpy(images(1, shape, name)[0])
     entries = []
     for stem, exporter in export_both(module, (x,), folder, name, inputs=[IMG], outputs=outputs, dynamic=dynamic):
@@ -452,7 +468,8 @@ def build_transformers(folder: Path) -> list[Entry]:
         YolosConfig,
         YolosForObjectDetection,
     )
-    small = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+    # initializer_range 0.1 (default 0.02): with 0.02 the tiny models' outputs barely depend on the input
+    small = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, initializer_range=0.1)
     seq = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
            "token_type_ids": {0: "batch", 1: "sequence"}, "logits": {0: "batch"}}
     pix = {"pixel_values": {0: "batch"}, "logits": {0: "batch"}, "pred_boxes": {0: "batch"}}
@@ -462,7 +479,7 @@ def build_transformers(folder: Path) -> list[Entry]:
                         BertForSequenceClassification(BertConfig(vocab_size=1000, max_position_embeddings=64, num_labels=3, **small)),
                         bert_feeds, ["logits"], seq, token_note)
     torch.manual_seed(SEED)
-    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=1000, n_positions=64, n_embd=64, n_layer=2, n_head=4, use_cache=False,
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=1000, n_positions=64, n_embd=64, n_layer=2, n_head=4, use_cache=False, initializer_range=0.1,
                                       bos_token_id=1, eos_token_id=2))
     entries += hf_export(folder, "gpt2", "GPT-2 decoder LM head (transformers GPT2Config, 2 layers, n_embd 64): logits [batch, seq, 1000]",
                          gpt2, lambda n, tag: tokens(n, 1, 32, 1000, tag), ["logits"],
@@ -473,6 +490,8 @@ def build_transformers(folder: Path) -> list[Entry]:
                          vit, lambda n, tag: {"pixel_values": images(n, (1, 3, 32, 32), tag)}, ["logits"], pix, "")
     torch.manual_seed(SEED)
     yolos = YolosForObjectDetection(YolosConfig(image_size=[64, 64], patch_size=16, num_detection_tokens=10, num_labels=5, **small))
+    with torch.no_grad():  # they start at zero: every query would predict the same box
+        yolos.vit.embeddings.detection_tokens.normal_(0, 0.5)
     entries += hf_export(folder, "vit_detector", "ViT detector (transformers YOLOS, DETR-style head): logits [batch, 10, 6] and "
                          "pred_boxes = Sigmoid(MLP) box coordinates [batch, 10, 4]",
                          yolos, lambda n, tag: {"pixel_values": images(n, (1, 3, 64, 64), tag)}, ["logits", "pred_boxes"], pix,
