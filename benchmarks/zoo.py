@@ -694,6 +694,8 @@ def write_readme(folder: Path, entries: list[Entry]) -> None:
     lines += [readme_line(folder, e) for e in entries]
     if EXPORT_FAILURES:
         lines += ["", "Exports that failed (left out):", "", *(f"* {failure}" for failure in EXPORT_FAILURES)]
+    if (folder / "FINDINGS.md").exists():  # written by hand beside the zoo: keep pointing at it on a rebuild
+        lines += ["", "`FINDINGS.md`: what onnx2trt_check does on these models, one entry per surprise."]
     (folder / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
