@@ -194,15 +194,19 @@ class AccuracyMargin:
 
 
 # sqnr_db in dB; cosine absolute; top1 is the fraction of samples whose top-1 class agrees (0..1),
-# so 0.01 is one percentage point. Error-metric floors sit at fp32 round-off level: 1e-6 for
-# max_abs, 1e-7 for mean_abs (an average is smaller than the max), 1e-5 for the relative max_rel.
+# so 0.01 is one percentage point. Baselines are compared across machines (a CI runner with other
+# CPU kernels than the machine that wrote them), so the floors sit above what float32 rounding moves
+# between kernels: 1e-5 for max_abs, 1e-6 for mean_abs (an fp32 target's own tolerance is 1e-4 and
+# catches real damage there), and SQNR above SQNR_CEILING_DB counts as SQNR_CEILING_DB. max_rel is
+# kept in the figures but not gated: near-zero reference values make it swing by orders of
+# magnitude between kernels.
+SQNR_CEILING_DB = 80.0  # a relative RMS error of 1e-4: beyond it, float32 rounding
 DEFAULT_ACCURACY_MARGINS: Mapping[str, AccuracyMargin] = {
     "sqnr_db": AccuracyMargin(higher_is_better=True, absolute=1.0),
     "cosine": AccuracyMargin(higher_is_better=True, absolute=1e-4),
     "top1": AccuracyMargin(higher_is_better=True, absolute=0.01),
-    "max_abs": AccuracyMargin(higher_is_better=False, absolute=1e-6, relative=0.20),
-    "mean_abs": AccuracyMargin(higher_is_better=False, absolute=1e-7, relative=0.20),
-    "max_rel": AccuracyMargin(higher_is_better=False, absolute=1e-5, relative=0.20),
+    "max_abs": AccuracyMargin(higher_is_better=False, absolute=1e-5, relative=0.20),
+    "mean_abs": AccuracyMargin(higher_is_better=False, absolute=1e-6, relative=0.20),
 }
 
 
@@ -226,6 +230,8 @@ def decide_accuracy(
     margin = margins.get(metric)
     if margin is None:
         return decision("skipped", f"no margin defined for metric {metric!r}")
+    if metric == "sqnr_db":  # rounding-level SQNR (150 dB here, 120 dB there) is one figure: exact
+        baseline, current = min(baseline, SQNR_CEILING_DB), min(current, SQNR_CEILING_DB)
     special = _nonfinite_verdict(baseline, current)
     if special:
         return decision(*special)

@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 from onnx2trt_check.compare import (
     Tolerance,
+    allowed_disagreements,
     compare_output,
     cosine_similarity,
     needed_tolerances,
@@ -109,3 +110,29 @@ def test_top1_agreement_counts_rows_whose_argmax_matches(rows, classes, seed):
 
 def test_top_k_only_for_class_score_outputs():
     assert top_k_agreement([np.zeros((1, 3, 8, 8), np.float32)], [np.zeros((1, 3, 8, 8), np.float32)]) == (None, None)
+
+
+@given(floor=st.floats(0.5, 0.999), rows=st.integers(1, 5000))
+def test_the_top1_floor_is_a_rate_except_that_one_disagreement_is_always_allowed(floor, rows):
+    allowed = allowed_disagreements(floor, rows)
+    assert allowed >= 1
+    if allowed > 1:  # enough rows: the floor holds as a rate
+        assert (rows - allowed) / rows >= floor - 1e-9
+        assert (rows - allowed - 1) / rows < floor
+    assert allowed_disagreements(1.0, rows) == 0
+
+
+def test_one_near_tie_in_sixteen_rows_passes_the_int8_top1_floor_two_do_not():
+    rng = np.random.default_rng(0)
+    reference = [rng.normal(size=(1, 10)).astype(np.float32) for _ in range(16)]
+    tolerance = Tolerance(atol=np.inf, rtol=np.inf, min_top1=0.95)
+
+    def flipped(count):
+        target = [r.copy() for r in reference]
+        for r in target[:count]:
+            r[0, (r.argmax() + 1) % 10] = r.max() + 1
+        return target
+
+    assert compare_output("y", reference, flipped(1), tolerance).passed
+    two = compare_output("y", reference, flipped(2), tolerance)
+    assert not two.passed and "2 of 16 rows disagree" in two.problems[0]

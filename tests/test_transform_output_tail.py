@@ -229,3 +229,22 @@ def test_a_linear_layers_bias_is_not_taken_for_a_box_decode():
     result = output_tail(parts.model([tensor_info("x", (2, 3))], [tensor_info("y", None)]))
     (skip,) = result.report.skips
     assert "comes from Add" in skip.reason and "box decode" not in skip.reason
+
+
+def test_an_output_that_other_nodes_read_keeps_its_tail():
+    """An RNN's per-step output that its head also reads (zoo lstm/gru): moving the output's
+    Transpose out would change what the head reads. It stays, with the reason (this crashed)."""
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[2, 3, 4] x) => (float[3, 2, 4] steps, float[2, 4] head) {
+            r = Relu(x)
+            steps = Transpose<perm = [1, 0, 2]>(r)
+            axes = Constant<value = int64[1] {0}>()
+            head = ReduceSum<keepdims = 0>(steps, axes)
+        }
+    """)
+    result = output_tail(model)
+    assert not result.modified
+    assert any("also read by other nodes" in s.reason for s in result.report.skips)
+    feeds = [{"x": np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 10}]
+    assert run_pipeline(model, feeds, passes=["output_tail"]).passed

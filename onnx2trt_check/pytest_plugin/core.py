@@ -25,6 +25,7 @@ from ..targets.ort_int8 import cached
 from ..trt import flavour, isolated
 from ..trt.ops_check import check_ops
 from ..trt.parse import parse_model
+from ..weights import nonfinite_constants
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,25 +77,18 @@ def check_versions(ctx: ModelContext) -> dict:
 
 
 def check_finite_weights(ctx: ModelContext) -> dict:
-    bad = {}
-    for tensor in _constant_tensors(ctx.loaded.proto):
-        array = onnx.numpy_helper.to_array(tensor)
-        if array.dtype.kind in "fc":
-            count = int(array.size - np.count_nonzero(np.isfinite(array)))
-            if count:
-                bad[tensor.name] = count
-    figures = {"tensors_with_nan_or_inf": bad}
-    if bad:
-        listing = ", ".join(f"'{name}' ({count} elements)" for name, count in list(bad.items())[:5])
-        raise CheckFailed(f"{len(bad)} weight tensor(s) hold NaN/Inf: {listing}; the export or training diverged", figures)
+    """NaN in any constant, or an infinity in a learned parameter, fails (weights.py says why an
+    infinity elsewhere, e.g. a transformer's -inf mask fill, is an ordinary value)."""
+    found = nonfinite_constants(ctx.loaded.proto)
+    failures = [f for f in found if f.is_failure]
+    figures = {"tensors_with_nan_or_inf": {f.name: f.nan + f.inf for f in failures},
+               "constants_with_inf": {f.name: f.inf for f in found if not f.is_failure}}
+    if failures:
+        listing = ", ".join(f"'{f.name}' ({f.nan} NaN, {f.inf} inf{' in a weight' if f.parameter else ''})" for f in failures[:5])
+        raise CheckFailed(f"{len(failures)} weight tensor(s) hold NaN/Inf: {listing}; the export or training diverged", figures)
+    if found:
+        figures["summary"] = f"{len(found)} constant(s) hold +-inf outside any weight (e.g. a mask fill): not a failure"
     return figures
-
-
-def _constant_tensors(proto: onnx.ModelProto):
-    yield from proto.graph.initializer
-    for node in proto.graph.node:
-        if node.op_type == "Constant":
-            yield from (a.t for a in node.attribute if a.name == "value")
 
 
 def _parsed(ctx: ModelContext):

@@ -63,6 +63,8 @@ def _walk(output: ir.Value, opset: int, report: TransformReport) -> tuple[list[t
     walk stopped (a reason for the report when nothing is removable)."""
     if sum(1 for value in output.graph.outputs if value is output) > 1:
         return [], f"output '{output.name}' is listed twice among the graph outputs"
+    if output.uses():  # e.g. an RNN's per-step output that a head also reads
+        return [], f"output '{output.name}' is also read by other nodes of the graph: its tail computes what they read and stays"
     tail, value = [], output
     while True:
         node = value.producer()
