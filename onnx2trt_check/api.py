@@ -378,14 +378,17 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
             "bias_correction": bias_correction, "quant_exclude": tuple(exclude)}
     fp16 = {"fp16_block": tuple(fp16_block), "fp16_calibration_data": None, "fp16_no_fallback": fp16_no_fallback}
     options = _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds, calibration_data, {**int8, **fp16}, atol, rtol)
-    ctx = ModelContext(Path(model), options)
-    if mode == "sensitivity":
-        return modes.sensitivity(ctx, chosen, lowering=lowering, calibration=calibration_data,
-                                 min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, rank=rank)
-    if mode == "reduce":
-        return modes.reduce(ctx, chosen, output_dir=Path(output_dir), force=force, lowering=lowering, calibration=calibration_data,
-                            fp16_block=tuple(fp16_block), min_sqnr_db=min_sqnr_db, max_feeds=max_feeds)
-    return modes.layerwise(ctx, chosen, min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, plot=Path(plot) if plot else None)
+    # The artifacts the search builds (fp16/int8 files) live as long as the call: nothing is left
+    # in the temporary folder (the outcome holds figures, and --reduce/--plot write to the user's paths).
+    with tempfile.TemporaryDirectory(prefix="onnx2trt_check-bisect-") as folder:
+        ctx = ModelContext(Path(model), dataclasses.replace(options, artifact_dir=Path(folder)))
+        if mode == "sensitivity":
+            return modes.sensitivity(ctx, chosen, lowering=lowering, calibration=calibration_data,
+                                     min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, rank=rank)
+        if mode == "reduce":
+            return modes.reduce(ctx, chosen, output_dir=Path(output_dir), force=force, lowering=lowering, calibration=calibration_data,
+                                fp16_block=tuple(fp16_block), min_sqnr_db=min_sqnr_db, max_feeds=max_feeds)
+        return modes.layerwise(ctx, chosen, min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, plot=Path(plot) if plot else None)
 
 
 def _check_bisect_numbers(*, max_feeds, min_sqnr_db, atol, rtol) -> None:

@@ -117,3 +117,16 @@ def test_bisect_layerwise_and_its_misuse(tmp_path):
         onnx2trt_check.bisect(MODELS / "convbn_classifier.onnx", target="ort", mode="bogus")
     with pytest.raises(CheckError, match="needs -o DIR"):
         onnx2trt_check.bisect(MODELS / "convbn_classifier.onnx", target="ort", mode="reduce")
+
+
+@pytest.mark.parametrize("mode", ["layerwise", "sensitivity"])
+def test_the_api_leaves_nothing_in_the_temporary_folder(tmp_path, monkeypatch, mode):
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    model = MODELS / "convbn_classifier.onnx"
+    onnx2trt_check.bisect(model, target="cpu-fp16-emu", mode=mode, max_feeds=2)  # builds the fp16 artifact
+    onnx2trt_check.optimize(model)
+    assert list(scratch.iterdir()) == []
