@@ -303,7 +303,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     folder) applies: the int8 profile, then [tool.onnx2trt_check] of its pyproject.toml, its pytest
     ini's onnx2trt_* keys, then `atol` ... `output_tolerances` as pytest's --atol, --rtol,
     --min-cosine, --min-sqnr, --output-tolerance OUT:key=value."""
-    from .config import project_tolerances
+    from .config import check_output_names, project_tolerances
     from .data import fit, read_source
     from .quant.float_counterpart import has_qdq
     from .quant.pipeline import check_settings, quantize_for_tensorrt
@@ -320,7 +320,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     proto, name = _load(model)
     if has_qdq(proto):
         raise ConfigError(f"'{name}' already holds Q/DQ nodes; quantize its float model instead")
-    _check_output_tolerances(output_tolerances, proto)
+    check_output_names(output_tolerances, {o.name for o in proto.graph.output})
     specs = _specs(proto, input_shapes, calibration_raw)  # open dims settled by the calibration data
     split = verification_split(fit(calibration_raw, specs), fit(test_raw, specs) if test_raw is not None else None)
     source = f"test inputs '{inputs}'" if inputs else split.describe(os.fspath(calibration_data))
@@ -331,15 +331,6 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     if target is not None and (result.passed or accept_degraded):
         result.written = _write(target, build.model, force=force)
     return result
-
-
-def _check_output_tolerances(lines: Sequence[str], proto: onnx.ModelProto) -> None:
-    """An --output-tolerance for an output the model does not have is a typo or the wrong model."""
-    from .config import parse_output_tolerances
-
-    outputs = {o.name for o in proto.graph.output}
-    if unknown := sorted(set(parse_output_tolerances(lines)) - outputs):
-        raise ConfigError(f"--output-tolerance names {', '.join(map(repr, unknown))}, which the model does not have; outputs: {', '.join(sorted(outputs))}")
 
 
 def bisect_command(model: str, calibration_data, settings: Int8Settings, *, inputs=None, input_shapes: Shapes | None = None) -> str:

@@ -126,6 +126,13 @@ def parse_output_tolerances(lines: Iterable[str]) -> dict[str, dict[str, float]]
     return merged
 
 
+def check_output_names(lines: Sequence[str], outputs: set[str]) -> None:
+    """An --output-tolerance on a command for an output the model does not have is a typo or the
+    wrong model: a usage error (pytest, over a folder of models, notes it in the summary instead)."""
+    if unknown := sorted(set(parse_output_tolerances(lines)) - outputs):
+        raise ConfigError(f"--output-tolerance names {', '.join(map(repr, unknown))}, which the model does not have; outputs: {', '.join(sorted(outputs))}")
+
+
 # ---------------------------------------------------------------- one order for every face
 
 Layer = tuple[Mapping[str, object], Sequence[str]]  # (tolerance key -> value, OUTPUT:key=value lines)
