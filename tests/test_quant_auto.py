@@ -6,7 +6,7 @@ that the per-tensor choice is never below the best uniform method on the held-ou
 import numpy as np
 import onnx
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from tiny_models import classifier
 
@@ -98,10 +98,15 @@ def test_a_trial_scores_exactly_what_a_full_evaluation_scores(seed, data):
 
 @settings(deadline=None, max_examples=5)
 @given(seed=st.integers(0, 10_000), scale=st.floats(0.01, 10))
+@example(seed=2386, scale=5.73046875)
 def test_the_probe_scores_what_the_written_qdq_model_gives_in_the_ort_int8_target(seed, scale):
     """The int8 verdict runs the written model with graph optimizations (weights constant-folded);
     the probe stores them dequantized: the same arithmetic, up to ONNX Runtime's choice of kernel
-    (a packed or blocked convolution sums in another order: measured below 1e-6 dB)."""
+    (a packed or blocked convolution sums in another order). Measured: below 1e-5 dB on 59 of 60
+    random cases, 2.2e-3 dB on the example above (4.1441 against 4.1463 dB: the optimized run
+    differs, the unoptimized written model gives the probe's 4.1441). The bound is half of
+    MIN_GAIN, the smallest gain the search acts on; a probe that scored another model would miss
+    it by decibels."""
     for model in (classifier(), residual_model()):
         model, feeds = _model_and_feeds(seed, model)
         plan = plan_qdq(model)
@@ -109,7 +114,7 @@ def test_the_probe_scores_what_the_written_qdq_model_gives_in_the_ort_int8_targe
         reference = run_model(model, feeds)
         probe = ScaleProbe(model, plan, feeds, output_sqnr_db, reference)
         written, _ = insert_qdq(model, plan, amax)
-        assert probe.score(amax) == pytest.approx(output_sqnr_db(reference, run_model(written, feeds, optimized=True)), abs=1e-4)
+        assert probe.score(amax) == pytest.approx(output_sqnr_db(reference, run_model(written, feeds, optimized=True)), abs=MIN_GAIN / 2)
 
 
 def _plain_search(model, plan, feeds):
