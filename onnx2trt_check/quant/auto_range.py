@@ -119,7 +119,9 @@ def _per_tensor_pass(probe: ScaleProbe, candidates: dict[str, dict[str, float]],
     methods = dict.fromkeys(candidates, start)
     choices = {}
     for tensor, ranges in candidates.items():
-        trials = {m: probe.try_range(tensor, ranges[m]) for m in METHODS if ranges[m] != ranges[start]}
+        by_range = {ranges[m]: None for m in METHODS if ranges[m] != ranges[start]}  # methods that agree run once
+        by_range = {amax: probe.try_range(tensor, amax) for amax in by_range}
+        trials = {m: by_range[ranges[m]] for m in METHODS if ranges[m] in by_range}
         scores = {m: trials[m].score if m in trials else score for m in METHODS}
         best = max(METHODS, key=lambda m: (scores[m], -METHODS.index(m)))
         if scores[best] > score + MIN_GAIN:
