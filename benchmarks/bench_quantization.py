@@ -17,9 +17,11 @@ metric and the best SQNR may come from different settings).
 
 Goals printed at the end: our default >= ORT's best on the task metric and on SQNR for every sample
 model; >= 25 dB on every encoder; bias correction lowers no sample model's task metric by more than
-0.1 point.
+0.1 point; the automatic calibration (the default) takes at most twice the time of `--calibration-method
+max` on the same model and data (quantize_for_tensorrt's wall time, the fastest of --repeat runs of
+each, alternated so that load drifts hit both alike).
 
-    python benchmarks/bench_quantization.py [--only NAME ...] [--no-encoders] [--no-ort-on-encoders]
+    python benchmarks/bench_quantization.py [--only NAME ...] [--no-encoders] [--no-ort-on-encoders] [--no-ort] [--repeat N]
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ import metrics  # noqa: E402  (models/metrics.py: the task metrics, torch-free)
 ORT_GRID = list(itertools.product(("MinMax", "Entropy", "Percentile", "Distribution"), (True, False), (False, True)))
 ENCODER_FLOOR_DB = 25.0
 BC_TOLERANCE = 0.001  # 0.1 point of the task metric
+AUTO_TIME_GOAL = 2.0  # auto calibration's wall time over max calibration's
 
 
 @dataclasses.dataclass
@@ -117,6 +120,22 @@ def ours(sample: Sample, settings: Int8Settings) -> Figures:
     return evaluate(sample, build.model, time.perf_counter() - started)
 
 
+def quantize_seconds(sample: Sample, settings: Int8Settings) -> float:
+    started = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):
+        quantize_for_tensorrt(sample.model, sample.calibration, settings)
+    return time.perf_counter() - started
+
+
+def auto_and_max_seconds(sample: Sample, repeat: int) -> tuple[float, float]:
+    """The fastest of `repeat` runs of the default (auto) and of max calibration, alternated."""
+    auto, maximum = [], []
+    for _ in range(repeat):
+        auto.append(quantize_seconds(sample, Int8Settings()))
+        maximum.append(quantize_seconds(sample, Int8Settings(method="max")))
+    return min(auto), min(maximum)
+
+
 class _Reader(ortq.CalibrationDataReader):
     def __init__(self, feeds):
         self._feeds = iter(feeds)
@@ -165,14 +184,17 @@ def best(rows: dict[str, Figures], key) -> tuple[str, Figures]:
     return max(rows.items(), key=lambda item: key(item[1]))
 
 
-def bench(sample: Sample, *, with_ort: bool, with_bc: bool) -> dict:
+def bench(sample: Sample, *, with_ort: bool, with_bc: bool, repeat: int) -> dict:
     print(f"\n{sample.name} ({len(sample.calibration)} calibration feeds, {len(sample.test)} test feeds)")
     print(f"  {'configuration':<44} {'metric':>8} {'SQNR dB':>9} {'top1-agr':>8} {'quant s':>8}")
     if sample.labels is not None:
         print(f"  {'fp32 (ONNX Runtime reference)':<44} {task_metric(sample, sample.reference):>8.2%}")
     default = ours(sample, Int8Settings())
     print(row("ours default (auto per-channel)", default))
-    result = {"default": default}
+    result = {"default": default, "max": ours(sample, Int8Settings(method="max"))}
+    print(row("ours --calibration-method max", result["max"]))
+    result["seconds"] = auto, maximum = auto_and_max_seconds(sample, repeat)
+    print(f"  quantize time, fastest of {repeat}: auto {auto:.2f} s, max {maximum:.2f} s, ratio {auto / maximum:.2f}")
     if with_bc:
         result["bc"] = ours(sample, Int8Settings(bias_correction=True))
         print(row("ours default + --bias-correction", result["bc"]))
@@ -189,6 +211,9 @@ def bench(sample: Sample, *, with_ort: bool, with_bc: bool) -> dict:
 
 def verdict_lines(name: str, result: dict, *, encoder: bool) -> list[str]:
     default, lines = result["default"], []
+    auto, maximum = result["seconds"]
+    held = "holds" if auto <= AUTO_TIME_GOAL * maximum else "FAILS"
+    lines.append(f"{name}: auto time {held} ({auto:.2f} s vs max {maximum:.2f} s: {auto / maximum:.2f}x, goal <= {AUTO_TIME_GOAL:g}x)")
     if encoder:
         lines.append(f"{name}: SQNR {'holds' if default.sqnr >= ENCODER_FLOOR_DB else 'FAILS'} ({default.sqnr:.2f} dB vs floor {ENCODER_FLOOR_DB} dB)")
     if result.get("ort"):
@@ -214,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], help="model name to run (repeatable). Defaults to all")
     parser.add_argument("--no-encoders", action="store_true", help="skip the transformer encoders (they need torch and transformers)")
     parser.add_argument("--no-ort-on-encoders", action="store_true", help="run quantize_static's grid on the sample models only")
+    parser.add_argument("--no-ort", action="store_true", help="skip quantize_static's grid everywhere (the time goal alone)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of auto and of max for the time ratio. Defaults to 3")
     args = parser.parse_args(argv)
     manifest = json.loads((args.models / "manifest.json").read_text())["models"]
     import encoders
@@ -223,9 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         encoder = name not in manifest
         sample = encoder_sample(name) if encoder else load_sample(args.models, name, manifest[name])
-        result = bench(sample, with_ort=not (encoder and args.no_ort_on_encoders), with_bc=not encoder)
+        with_ort = not args.no_ort and not (encoder and args.no_ort_on_encoders)
+        result = bench(sample, with_ort=with_ort, with_bc=not encoder, repeat=args.repeat)
         verdicts += verdict_lines(name, result, encoder=encoder)
-    print("\nGoals (our default against quantize_static's best setting in this run; encoders >= 25 dB; bias correction >= -0.1 pt):")
+    print("\nGoals (our default against quantize_static's best setting in this run; encoders >= 25 dB; bias correction >= -0.1 pt;"
+          " auto calibration time <= 2x max's):")
     for line in verdicts:
         print(f"  {line}")
     return 0

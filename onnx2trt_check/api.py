@@ -289,13 +289,21 @@ class QuantizeResult:
 def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output: str | os.PathLike | None = None, force: bool = False,
              calibration_method: str = "auto", percentile: float = 99.99, per_channel: bool = True, cle: bool = False,
              cle_relu6: str = "skip", bias_correction: bool = False, exclude: Sequence[str] = (),
-             inputs: str | os.PathLike | None = None, input_shapes: Shapes | None = None, accept_degraded: bool = False) -> QuantizeResult:
+             inputs: str | os.PathLike | None = None, input_shapes: Shapes | None = None, accept_degraded: bool = False,
+             atol: float | None = None, rtol: float | None = None, min_cosine: float | None = None, min_sqnr_db: float | None = None,
+             output_tolerances: Sequence[str] = (), project: str | os.PathLike | None = None) -> QuantizeResult:
     """Post-training int8 quantization of a float model by TensorRT's Q/DQ placement rules,
     calibrated on `calibration_data` (a .npz or a data-loader script), then verified: the result is
     measured against the float model on `inputs` (Defaults to a held-out fifth of the calibration
     data, which the quantizer then does not see) under the int8 floor of the `ort-int8` check, and
     written to `output` only when it passes, or with `accept_degraded`. Defaults: automatic
-    calibration, per-channel weights, no CLE, no bias correction, nothing excluded."""
+    calibration, per-channel weights, no CLE, no bias correction, nothing excluded.
+
+    The floor is the one `pytest --model` run in the `project` folder (Defaults to the current
+    folder) applies: the int8 profile, then [tool.onnx2trt_check] of its pyproject.toml, its pytest
+    ini's onnx2trt_* keys, then `atol` ... `output_tolerances` as pytest's --atol, --rtol,
+    --min-cosine, --min-sqnr, --output-tolerance OUT:key=value."""
+    from .config import check_output_names, project_tolerances
     from .data import fit, read_source
     from .quant.float_counterpart import has_qdq
     from .quant.pipeline import check_settings, quantize_for_tensorrt
@@ -304,18 +312,22 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     settings = Int8Settings(method=calibration_method, percentile=percentile, per_channel=per_channel, cle=cle,
                             cle_relu6=cle_relu6, bias_correction=bias_correction, exclude=tuple(exclude))
     check_settings(settings)
+    given = {"atol": atol, "rtol": rtol, "min_cosine": min_cosine, "min_sqnr_db": min_sqnr_db}
+    tolerances = project_tolerances(Path(project) if project is not None else None, command_line=given, output_tolerances=output_tolerances)
     target = checked_output(model, output, force=force) if output is not None else None
     calibration_raw = read_source(calibration_data, "--calibration-data")
     test_raw = read_source(inputs, "--inputs") if inputs else None
     proto, name = _load(model)
     if has_qdq(proto):
         raise ConfigError(f"'{name}' already holds Q/DQ nodes; quantize its float model instead")
+    check_output_names(output_tolerances, {o.name for o in proto.graph.output})
     specs = _specs(proto, input_shapes, calibration_raw)  # open dims settled by the calibration data
     split = verification_split(fit(calibration_raw, specs), fit(test_raw, specs) if test_raw is not None else None)
     source = f"test inputs '{inputs}'" if inputs else split.describe(os.fspath(calibration_data))
     build = quantize_for_tensorrt(proto, split.calibration, settings)
     command = bisect_command(name, calibration_data, settings, inputs=inputs, input_shapes=input_shapes)
-    result = QuantizeResult(build, settings, len(split.calibration), verify_int8(proto, build.model, split.test), source, len(split.test), command)
+    verdict = verify_int8(proto, build.model, split.test, tolerances=tolerances)
+    result = QuantizeResult(build, settings, len(split.calibration), verdict, source, len(split.test), command)
     if target is not None and (result.passed or accept_degraded):
         result.written = _write(target, build.model, force=force)
     return result
@@ -417,14 +429,13 @@ def _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds,
     """The RunOptions `pytest --model` would build from the same options: feeds, shapes, tolerances,
     and the precision families' settings the targets read from `extra` (absent ones take the
     targets' defaults)."""
-    from .config import ToleranceConfig
+    from .config import project_tolerances
     from .context import RunOptions
     from .data import read_source
 
     if calibration_data is not None:
         read_source(calibration_data, "--calibration-data")  # readable and not empty, before the model is loaded
     feeds = feed_options(inputs=inputs, seed=seed, num_feeds=num_feeds, input_ranges=input_ranges)
-    tolerances = ToleranceConfig()
-    tolerances.layer({k: v for k, v in (("atol", atol), ("rtol", rtol)) if v is not None}, {}, "command line")
+    tolerances = project_tolerances(command_line={"atol": atol, "rtol": rtol})  # as pytest --model run here
     shapes = {name: tuple(int(d) for d in shape) for name, shape in (input_shapes or {}).items()}
     return RunOptions(feeds=feeds, input_shapes=shapes, tolerances=tolerances, targets=(target,), extra=extra)

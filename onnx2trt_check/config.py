@@ -5,6 +5,11 @@ Later sources win: the precision profile of the target (PRECISION_PROFILES), the
 then the command line. Per-precision tables (`[tool.onnx2trt_check.precision.int8]`) apply on top of
 the global values, and per-output settings (`[tool.onnx2trt_check.outputs.NAME]`, ini
 `onnx2trt_output_tolerances`, `--output-tolerance NAME:atol=1e-3,min_sqnr_db=30`) on top of all.
+
+`layered_tolerances` is that order, once: `pytest --model` gives it pytest's own reading of its ini,
+and the commands and the API (`quantize`'s int8 floor) give it `read_ini_tolerances`, the same keys
+read from the pytest configuration file of the project folder (the current folder), found as pytest
+finds it there: so a project that loosened or tightened a floor gets the same verdict from both.
 """
 
 from __future__ import annotations
@@ -12,13 +17,19 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+
+import iniconfig
 
 from .compare import Tolerance
 from .errors import ConfigError
 
 TOLERANCE_KEYS = tuple(f.name for f in dataclasses.fields(Tolerance))
+# The pytest ini keys (pytest_plugin/options.py declares the same; tests/test_config.py holds them equal).
+INI_TOLERANCES = {"atol": "onnx2trt_atol", "rtol": "onnx2trt_rtol", "min_cosine": "onnx2trt_min_cosine", "min_sqnr_db": "onnx2trt_min_sqnr_db"}
+INI_OUTPUT_TOLERANCES = "onnx2trt_output_tolerances"
+PYPROJECT_SOURCE = "[tool.onnx2trt_check] of pyproject.toml"
 
 
 # Tolerance profiles by the precision a target runs in; user settings apply on top of them.
@@ -82,13 +93,7 @@ def _number(value: object, label: str) -> float:
 def pyproject_section(rootdir: Path) -> dict:
     """`[tool.onnx2trt_check]` of rootdir/pyproject.toml, or {} when there is none."""
     path = rootdir / "pyproject.toml"
-    if not path.is_file():
-        return {}
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f).get("tool", {}).get("onnx2trt_check", {})
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"'{path}' is not valid TOML ({exc}); fix the file") from None
+    return _toml(path).get("tool", {}).get("onnx2trt_check", {}) if path.is_file() else {}
 
 
 def split_section(section: Mapping[str, object]) -> tuple[dict[str, object], dict[str, dict], dict[str, dict]]:
@@ -119,3 +124,91 @@ def parse_output_tolerances(lines: Iterable[str]) -> dict[str, dict[str, float]]
         name, values = parse_output_tolerance(line)
         merged.setdefault(name, {}).update(values)
     return merged
+
+
+def check_output_names(lines: Sequence[str], outputs: set[str]) -> None:
+    """An --output-tolerance on a command for an output the model does not have is a typo or the
+    wrong model: a usage error (pytest, over a folder of models, notes it in the summary instead)."""
+    if unknown := sorted(set(parse_output_tolerances(lines)) - outputs):
+        raise ConfigError(f"--output-tolerance names {', '.join(map(repr, unknown))}, which the model does not have; outputs: {', '.join(sorted(outputs))}")
+
+
+# ---------------------------------------------------------------- one order for every face
+
+Layer = tuple[Mapping[str, object], Sequence[str]]  # (tolerance key -> value, OUTPUT:key=value lines)
+
+
+def layered_tolerances(folder: Path, *, ini: Layer = ({}, ()), command_line: Layer = ({}, ())) -> ToleranceConfig:
+    """The profiles, then `[tool.onnx2trt_check]` of folder/pyproject.toml, then the pytest ini's
+    values, then the command line's: what every face applies."""
+    tolerances = ToleranceConfig()
+    values, outputs, precisions = split_section(pyproject_section(folder))
+    tolerances.layer(values, outputs, PYPROJECT_SOURCE, precisions)
+    for (given, lines), source in ((ini, "pytest ini"), (command_line, "command line")):
+        tolerances.layer({k: v for k, v in given.items() if v is not None}, parse_output_tolerances(lines), source)
+    return tolerances
+
+
+def project_tolerances(folder: Path | None = None, *, command_line: Mapping[str, float | None] | None = None,
+                       output_tolerances: Sequence[str] = ()) -> ToleranceConfig:
+    """layered_tolerances for a command or the API run in `folder` (Defaults to the current
+    folder): the project is found as pytest finds its rootdir from there (project_root), and its
+    pytest ini read by read_ini_tolerances: the tolerances `pytest --model` run there applies."""
+    root, table = project_root(Path.cwd() if folder is None else Path(folder))
+    return layered_tolerances(root, ini=_ini_layer(table), command_line=(dict(command_line or {}), list(output_tolerances)))
+
+
+# pytest's configuration files in the order it tries them, each with the table that makes it pytest's.
+_INI_FILES = ("pytest.toml", ".pytest.toml", "pytest.ini", ".pytest.ini", "pyproject.toml", "tox.ini", "setup.cfg")
+
+
+def project_root(start: Path) -> tuple[Path, Mapping[str, object]]:
+    """(rootdir, pytest's ini table) as pytest finds them from `start` (its locate_config): the
+    nearest folder, `start` or a parent, whose file of _INI_FILES (in that order) is pytest's
+    configuration; else the nearest one with a pyproject.toml; else `start`."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        for name in _INI_FILES:
+            table = _pytest_table(folder / name) if (folder / name).is_file() else None
+            if table is not None:
+                return folder, table
+    return next((f for f in (start, *start.parents) if (f / "pyproject.toml").is_file()), start), {}
+
+
+def read_ini_tolerances(folder: Path) -> Layer:
+    """The onnx2trt_* tolerance keys of the pytest configuration in `folder` or above (project_root):
+    pytest.toml, .pytest.toml, pytest.ini, .pytest.ini (always pytest's, even without a table),
+    pyproject.toml ([tool.pytest] or [tool.pytest.ini_options]), tox.ini ([pytest]), setup.cfg
+    ([tool:pytest]), parsed as pytest parses them (iniconfig, tomllib)."""
+    return _ini_layer(project_root(folder)[1])
+
+
+def _ini_layer(table: Mapping[str, object]) -> Layer:
+    values = {key: table.get(ini) for key, ini in INI_TOLERANCES.items()}
+    lines = table.get(INI_OUTPUT_TOLERANCES) or ()
+    return values, lines.splitlines() if isinstance(lines, str) else list(lines)
+
+
+def _pytest_table(path: Path) -> Mapping[str, object] | None:
+    if path.suffix == ".toml":
+        document = _toml(path)
+        if path.name != "pyproject.toml":
+            return document.get("pytest", {})
+        tool = document.get("tool", {}).get("pytest")
+        return None if tool is None else tool.get("ini_options", tool)
+    try:
+        parsed = iniconfig.IniConfig(str(path))
+    except iniconfig.ParseError as exc:
+        raise ConfigError(f"'{path}' is not a valid ini file ({exc}); fix the file") from None
+    section = "tool:pytest" if path.name == "setup.cfg" else "pytest"
+    if section in parsed:
+        return dict(parsed[section].items())
+    return {} if path.name in ("pytest.ini", ".pytest.ini") else None
+
+
+def _toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"'{path}' is not valid TOML ({exc}); fix the file") from None

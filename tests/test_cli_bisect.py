@@ -79,10 +79,13 @@ def test_sensitivity_finds_the_planted_fp16_overflow(tmp_path, inputs, capsys):
     assert main(["bisect", model, "--target", "ort-fp16", "--sensitivity", "--lowering", "fp16_emulation", "--inputs", inputs, "--json", str(report)]) == 0
     out = capsys.readouterr().out
     assert "fallback search with the fp16_emulation lowering on 2 feed(s)" in out
-    assert f"flags: --fp16-block {bm.node_name(OVERFLOW)}\n" in out
+    pair = [bm.node_name(OVERFLOW), bm.node_name(OVERFLOW + 1)]  # the Conv and the MatMul that reads its output
+    assert f"flags: --fp16-block {pair[0]} --fp16-block {pair[1]}\n" in out
     assert "fully lowered -inf dB" in out
+    assert f"checked on the fp16 artifact with {', '.join(pair)} blocked" in out and "meets the 30.0 dB floor" in out
     document = json.loads(report.read_text())
-    assert document["exclude"] == [bm.node_name(OVERFLOW)] and document["met"] is True and document["lowering"] == "fp16_emulation"
+    assert document["exclude"] == pair and document["met"] is True and document["lowering"] == "fp16_emulation"
+    assert document["verified"]["met"] is True and document["verified"]["blocks"] == pair
 
 
 def test_sensitivity_of_a_model_in_range_keeps_nothing(tmp_path, capsys):
@@ -149,17 +152,43 @@ def test_fp16_no_fallback_reproduces_the_overflow_of_an_unnamed_node_and_names_i
     assert main(["bisect", model, "--target", "cpu-fp16-emu", "--inputs", inputs, "--fp16-no-fallback"]) == 1
     out = capsys.readouterr().out
     assert f"first divergent: node {label}, tensor 't{OVERFLOW}.fp16' (reference 't{OVERFLOW}')" in out and "NaN/Inf" in out
+    # The search suggests the Conv and the MatMul that reads its out-of-range output (the converter
+    # casts a kept node's output to fp16 for a converted reader), checked on the artifact first.
     assert main(["bisect", model, "--target", "cpu-fp16-emu", "--inputs", inputs, "--fp16-no-fallback", "--sensitivity"]) == 0
-    assert f"flags: --fp16-block '{label}'\n" in capsys.readouterr().out  # quoted for the shell
-    # Printed names are accepted back: blocking the Conv and the MatMul that reads its out-of-range
-    # output (the converter casts a kept node's output to fp16 for a converted consumer) heals it.
-    blocks = ["--fp16-block", label, "--fp16-block", f"MatMul(t{OVERFLOW + 1})"]
+    reader = f"MatMul(t{OVERFLOW + 1})"
+    out = capsys.readouterr().out
+    assert f"flags: --fp16-block '{label}' --fp16-block '{reader}'\n" in out  # quoted for the shell
+    assert "(fallback: off (--fp16-no-fallback)" in out and "meets the 30.0 dB floor" in out
+    # Printed names are accepted back, and those blocks heal the artifact the target deploys.
+    blocks = ["--fp16-block", label, "--fp16-block", reader]
     assert main(["bisect", model, "--target", "cpu-fp16-emu", "--inputs", inputs, "--fp16-no-fallback", *blocks]) == 0
     assert "no tensor beyond tolerance" in capsys.readouterr().out
+    # With one of them given, the search keeps it and asks for the other only.
+    assert main(["bisect", model, "--target", "cpu-fp16-emu", "--inputs", inputs, "--fp16-no-fallback", "--sensitivity", "--fp16-block", label]) == 0
+    out = capsys.readouterr().out
+    assert f"keeping {label} as --fp16-block asks" in out and f"flags: --fp16-block '{reader}'\n" in out
     bug = tmp_path / "bug"
     assert main(["bisect", model, "--target", "cpu-fp16-emu", "--inputs", inputs, "--fp16-no-fallback", "--reduce", "-o", str(bug)]) == 0
     assert "1 of 8 node(s) still fail (" in capsys.readouterr().out
     assert [n.op_type for n in onnx.load(str(bug / "model.onnx")).graph.node] == ["Conv"]
+
+
+def test_a_suggestion_the_artifact_does_not_bear_out_is_not_printed(tmp_path, inputs, capsys, monkeypatch):
+    """A lowering that believes the overflow's reader stays fp32 (as the emulation did before it
+    rounded a kept node's output for a converted reader) finds the Conv alone; the artifact with
+    only the Conv blocked still overflows: no flags, exit 1, the figure of the check."""
+    from onnx2trt_check.bisection import sensitivity
+
+    model = save(unnamed(bm.fp16_overflow(8, OVERFLOW)), tmp_path / "ovf.onnx")
+    reader = f"MatMul(t{OVERFLOW + 1})"
+    monkeypatch.setattr(sensitivity, "fp16_emulation", lambda m, *, keep_fp32=(): fp16_emulation(m, keep_fp32={*keep_fp32, reader}))
+    report = tmp_path / "s.json"
+    assert main(["bisect", model, "--target", "cpu-fp16-emu", "--inputs", inputs, "--fp16-no-fallback", "--sensitivity", "--json", str(report)]) == 1
+    out = capsys.readouterr().out
+    assert f"checked on the fp16 artifact with Conv(t{OVERFLOW}) blocked" in out and "output SQNR -inf dB, MISSES the 30.0 dB floor" in out
+    assert "flags:" not in out
+    assert json.loads(report.read_text())["verified"] == {"blocks": [f"Conv(t{OVERFLOW})"], "fallback": "off (--fp16-no-fallback): no data-driven fallback, no sensitive-op list",
+                                                         "sqnr_db": "-inf", "met": False}
 
 
 def test_fp16_block_of_an_unknown_label_is_a_usage_error(tmp_path, inputs, capsys):

@@ -151,3 +151,81 @@ def test_the_ort_int8_item_holds_the_same_floor_on_the_same_feeds(pytester):
     item, command = accuracy["figures"]["outputs"]["y"], refused.accuracy["y"]
     assert item["sqnr_db"] == pytest.approx(command["sqnr_db"]) and "8 held-out feed(s)" in accuracy["figures"]["inputs"]
 
+
+
+def _item_and_command(pytester, model, calib, *options):
+    """The ort-int8 item's outcome and the quantize command's exit code, both run in the same folder
+    with the same floor options (--calibration-method max, the item's own judging feeds)."""
+    result = pytester.runpytest_inprocess("--model", model, "--calibration-data", calib, "--calibration-method", "max",
+                                          "--target", "ort-int8", "--report-json", "r.json", *options)
+    report = json.loads((pytester.path / "r.json").read_text())
+    accuracy = next(iter(report["models"].values()))["families"]["target[ort-int8]"]["checks"]["accuracy"]
+    code = main(["quantize", model, "-o", str(pytester.path / "q.onnx"), "--calibration-data", calib, "--calibration-method", "max", "--force", *options])
+    assert result.ret in (0, 1)
+    return accuracy["outcome"], code
+
+
+TIGHTER = {  # the int8 floor raised above the 31-35 dB convbn_classifier reaches
+    "pyproject int8 table": ("pyproject.toml", "[tool.onnx2trt_check.precision.int8]\nmin_sqnr_db = 60\n", ()),
+    "pytest.ini": ("pytest.ini", "[pytest]\nonnx2trt_min_sqnr_db = 60\n", ()),
+    "command line": (None, "", ("--min-sqnr", "60")),
+}
+LOOSER = {  # the outlier model's 0 dB accepted for its output y
+    "pyproject output table": ("pyproject.toml", "[tool.onnx2trt_check.outputs.y]\nmin_sqnr_db = -1\nmin_cosine = 0\nmin_top1 = 0\n", ()),
+    "tox.ini": ("tox.ini", "[pytest]\nonnx2trt_output_tolerances =\n    y:min_sqnr_db=-1,min_cosine=0,min_top1=0\n", ()),
+    "command line": (None, "", ("--output-tolerance", "y:min_sqnr_db=-1,min_cosine=0,min_top1=0")),
+}
+
+
+@pytest.mark.parametrize("where", TIGHTER)
+def test_a_project_that_tightens_the_int8_floor_gets_the_same_refusal_from_pytest_and_quantize(pytester, where):
+    """Run in the project folder, which holds the model (pytest finds its rootdir from the model's
+    folder as well as from the current one)."""
+    file, text, options = TIGHTER[where]
+    model, calib = (str(shutil.copy(path, pytester.path)) for path in (MODEL, CALIB))
+    assert _item_and_command(pytester, model, calib) == ("passed", 0)
+    if file:
+        pytester.path.joinpath(file).write_text(text)
+    assert _item_and_command(pytester, model, calib, *options) == ("failed", 1)
+
+
+@pytest.mark.parametrize("where", LOOSER)
+def test_a_project_that_loosens_the_int8_floor_gets_the_same_pass_from_pytest_and_quantize(pytester, where, capsys):
+    model, calib = outlier_model(pytester.path)
+    file, text, options = LOOSER[where]
+    assert _item_and_command(pytester, model, calib) == ("failed", 1)
+    if file:
+        pytester.path.joinpath(file).write_text(text)
+    capsys.readouterr()
+    assert _item_and_command(pytester, model, calib, *options) == ("passed", 0)
+    assert "(floor: SQNR >= -1 dB, cosine >= 0, top-1 >= 0%)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["pyproject int8 table", "pytest.ini"])
+def test_bisect_judges_the_int8_artifact_by_the_projects_floor(pytester, where, capsys):
+    """The bisect command's verdict (its exit code) is the ort-int8 item's, project floor included."""
+    file, text, _ = TIGHTER[where]
+    model, calib = (str(shutil.copy(path, pytester.path)) for path in (MODEL, CALIB))
+    command = ["bisect", model, "--target", "ort-int8", "--calibration-data", calib, "--calibration-method", "max", "--inputs", str(MODELS / "convbn_classifier.npz")]
+    assert main(command) == 0
+    pytester.path.joinpath(file).write_text(text)
+    capsys.readouterr()
+    assert main(command) == 1
+    assert "SQNR 36.44 dB below the floor 60.0 dB" in capsys.readouterr().out
+
+
+def test_the_api_reads_the_floor_of_the_project_folder_it_is_given(tmp_path):
+    from onnx2trt_check.api import quantize as api_quantize
+
+    strict, plain = tmp_path / "strict", tmp_path / "plain"
+    strict.mkdir(), plain.mkdir()
+    (strict / "pyproject.toml").write_text(TIGHTER["pyproject int8 table"][1])
+    assert api_quantize(MODEL, calibration_data=CALIB, calibration_method="max", project=plain).passed
+    refused = api_quantize(MODEL, calibration_data=CALIB, calibration_method="max", project=strict, output=strict / "q.onnx")
+    assert not refused.passed and refused.written is None and not (strict / "q.onnx").exists()
+
+
+def test_an_output_tolerance_for_an_output_the_model_lacks_is_a_usage_error(tmp_path, capsys):
+    assert quantize(tmp_path, "--output-tolerance", "logit:min_sqnr_db=30") == 4
+    assert "--output-tolerance names 'logit', which the model does not have; outputs: logits" in capsys.readouterr().err
+    assert not (tmp_path / "q.onnx").exists()

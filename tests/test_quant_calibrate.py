@@ -1,27 +1,30 @@
-"""Calibration statistics and range methods: bounds, monotonicity, TensorRT's entropy search checked
-against a literal transcription of pytorch-quantization's loop, and ORT's calibrators as oracles."""
+"""Calibration statistics and range methods: bounds, monotonicity, TensorRT's entropy search and the
+mse search checked candidate by candidate against literal transcriptions of pytorch-quantization's
+loops, and ORT's calibrators as oracles."""
 
+import math
 from collections import Counter
 
 import numpy as np
 import onnx
 import pytest
 import scipy.stats
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from onnxruntime.quantization.calibrate import HistogramCollector
 
 from onnx2trt_check.errors import ConfigError, InputDataError
-from onnx2trt_check.quant.calibrate import (
+from onnx2trt_check.quant.calibrate import NUM_BINS, TensorStats, collect_statistics
+from onnx2trt_check.quant.qdq_math import fake_quantize, symmetric_scale
+from onnx2trt_check.quant.ranges import (
     METHODS,
-    NUM_BINS,
-    TensorStats,
     amax_entropy,
     amax_mse,
     amax_percentile,
-    collect_statistics,
     compute_amax,
+    entropy_divergences,
+    mse_errors,
 )
 
 
@@ -52,8 +55,39 @@ def test_single_batch_histogram_is_numpys_2048_bins_over_abs():
     x = _heavy_tailed(0, 5000)
     stats = _stats_of(x)
     expected, _ = np.histogram(np.abs(x.astype(np.float64)), bins=NUM_BINS, range=(0, np.abs(x).max()))
-    assert stats.amax == np.abs(x).max()
-    assert np.array_equal(stats.counts, expected)
+    assert stats.amax == np.abs(x).max() and len(stats.counts) == NUM_BINS
+    # the same counts but where a value lies within float rounding of a bin edge
+    assert np.abs(stats.counts - expected).sum() <= 2 and stats.counts.sum() == x.size
+
+
+def _python_bins(batches) -> tuple[float, Counter]:
+    """The bin of every |x| by the definition, one Python float at a time: the width is the first
+    nonzero batch's max over 2048, doubled (bins k -> k // 2) while a later max would need more
+    than 8192 bins; a value goes to bin floor(|x| / width), or to the last bin of the histogram as
+    it is after its batch when that quotient is its top edge."""
+    width, bins, found = None, 0, Counter()
+    for batch in batches:
+        values = [abs(float(v)) for v in batch]
+        if width is None and max(values) > 0:
+            width, bins = max(values) / NUM_BINS, NUM_BINS
+        if width is None:
+            found[0] += len(values)
+            continue
+        while math.ceil(max(values) / width) > 4 * NUM_BINS:
+            width, bins, found = width * 2, (bins + 1) // 2, sum((Counter({k // 2: c}) for k, c in found.items()), Counter())
+        bins = max(bins, math.ceil(max(values) / width))
+        found.update(min(math.floor(v / width), bins - 1) for v in values)
+    return width, found
+@settings(max_examples=25)
+@given(batches=st.lists(hnp.arrays(np.float32, st.integers(1, 60), elements=st.floats(-1e4, 1e4, width=32)), min_size=1, max_size=4),
+       stretch=st.sampled_from([1.0, 3.0, 1e3]))
+def test_streamed_histogram_counts_each_value_in_the_bin_of_its_quotient(batches, stretch):
+    batches = [b * np.float32(stretch ** i) for i, b in enumerate(batches)]  # later batches reach further
+    assume(any(np.any(b != 0) for b in batches))
+    stats = _stats_of(*batches)
+    width, expected = _python_bins(batches)
+    assert stats.width == width
+    assert {k: int(c) for k, c in enumerate(stats.counts) if c} == dict(expected)
 
 
 @given(batches=st.lists(activations, min_size=1, max_size=4))
@@ -168,6 +202,41 @@ def test_entropy_equals_tensorrts_loop(counts, tail):
     assert amax_entropy(stats) == pytest.approx(_reference_entropy_amax(counts, stats.edges), rel=1e-12)
 
 
+def _reference_divergences(counts: np.ndarray, start_bin: int = 128) -> np.ndarray:
+    """The KL divergence of every candidate, by TensorRT's loop body (the transcription above)."""
+    bins = np.array(counts, dtype=np.int64)
+    bins[0] = bins[1]
+    found = []
+    for i in range(start_bin, len(bins) + 1):
+        space = np.linspace(0, i, num=129)
+        digitized_space = np.digitize(range(i), space) - 1
+        digitized_space[bins[:i] == 0] = -1
+        density = np.zeros(128)
+        for idx, level in enumerate(digitized_space):
+            if level != -1:
+                density[level] += bins[idx]
+        for key, val in Counter(digitized_space).items():
+            if key != -1:
+                density[key] /= val
+        candidate = np.array([density[level] if level != -1 else 0.0 for level in digitized_space])
+        reference = np.array(bins[:i], dtype=np.float64)
+        reference[-1] += np.sum(bins[i:])
+        found.append(scipy.stats.entropy(reference, candidate) if candidate.any() else np.inf)
+    return np.array(found)
+
+
+@settings(max_examples=15, deadline=None)
+@given(counts=hnp.arrays(np.int64, st.integers(128, 300), elements=st.one_of(st.just(0), st.integers(0, 10**6))))
+def test_every_entropy_divergence_is_tensorrts(counts):
+    assume(counts.sum() > 0)
+    candidates, divergences = entropy_divergences(counts)
+    expected = _reference_divergences(counts)
+    assert list(candidates) == list(range(128, len(counts) + 1))
+    assert np.array_equal(np.isinf(divergences), np.isinf(expected))
+    finite = np.isfinite(expected)
+    assert np.allclose(divergences[finite], expected[finite], rtol=1e-9, atol=1e-12)
+
+
 def test_entropy_clips_a_heavy_tail_where_onnxruntimes_default_degenerates_to_max(capsys):
     x = _heavy_tailed(3)
     ort = HistogramCollector("entropy", True, 128, 128, 99.999, "same")  # ORT's defaults
@@ -203,6 +272,23 @@ def test_mse_picks_the_candidate_of_least_error(counts):
     rounding = [np.abs(_reference_qdq_error(centers, a)) for a in (best, chosen)]
     slack = 8 * np.finfo(np.float32).eps * float(np.sum(counts * np.abs(centers) * (rounding[0] + rounding[1])))
     assert _reference_mse(centers, counts, chosen) <= min(errors) + slack + 1e-12
+
+
+@settings(max_examples=15, deadline=None)
+@given(counts=hnp.arrays(np.int64, st.integers(129, 400), elements=st.one_of(st.just(0), st.integers(0, 10**6))),
+       width=st.floats(1e-6, 1e3))
+def test_every_mse_error_is_the_float32_qdq_error_of_the_bin_centers(counts, width):
+    """Each candidate's error, against the centers pushed through quantize/dequantize one by one
+    (qdq_math, bit-identical to ONNX Runtime) and summed in float64."""
+    counts[-1] = max(counts[-1], 1)
+    stats = _histogram_stats(counts, width)
+    centers = ((stats.edges[1:] + stats.edges[:-1]) / 2).astype(np.float32)
+    amax, errors = mse_errors(stats)
+    assert np.array_equal(amax, centers[128:])
+    for candidate, error in zip(amax, errors):
+        exact = fake_quantize(centers, symmetric_scale(candidate)).astype(np.float64) - centers.astype(np.float64)
+        expected = float(np.sum(exact ** 2 * counts))
+        assert error == pytest.approx(expected, rel=1e-7, abs=1e-9 * float(np.sum(counts * centers.astype(np.float64) ** 2)))
 
 
 def test_mse_keeps_the_range_of_a_uniform_distribution_and_clips_a_lone_far_outlier():

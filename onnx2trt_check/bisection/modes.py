@@ -18,6 +18,8 @@ import shlex
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ConfigError
 from ..fileio import save_model
 from ..runtime import run_model
@@ -106,21 +108,68 @@ def verdict(ctx, target) -> tuple[list[str], list[str], dict]:
 
 def sensitivity(ctx, target, *, lowering: str | None, calibration,
                 min_sqnr_db: float | None, max_feeds: int, rank: bool) -> BisectOutcome:
-    """The smallest fp32 fallback set that lifts the lowered model's output SQNR to the floor."""
+    """The smallest fp32 fallback set that lifts the lowered model's output SQNR to the floor. For
+    an fp16 target the nodes it already keeps (--fp16-block) stay kept in the search, and the set
+    found is checked on the real artifact before it is printed (verify_fp16_blocks)."""
     from .sensitivity import search_fallback
 
     lower, name = lowering_for(ctx, target, lowering, calibration)
+    fp16 = LOWERINGS[name] == "fp16"
+    given = tuple(ctx.options.extra.get("fp16_block") or ()) if fp16 else ()
     floor = DEFAULT_SEARCH_SQNR_DB if min_sqnr_db is None else min_sqnr_db
     feeds = target.feeds(ctx)[:max_feeds]
-    search = search_fallback(ctx.loaded.proto, feeds, lower, min_sqnr_db=floor, rank=rank)
-    lines = [f"{target.name}: fallback search with the {name} lowering on {len(feeds)} feed(s)"]
+    search = search_fallback(ctx.loaded.proto, feeds, _keeping(lower, given), min_sqnr_db=floor, rank=rank)
+    lines = [f"{target.name}: fallback search with the {name} lowering on {len(feeds)} feed(s)"
+             + (f", keeping {', '.join(given)} as --fp16-block asks" if given else "")]
+    document = {"target": target.name, "lowering": name, **search.to_dict()}
     if search.lowered_sqnr_db >= floor:
         lines.append(f"fully lowered output SQNR {search.lowered_sqnr_db:.2f} dB meets the {floor} dB floor: nothing to keep in fp32")
-    else:
-        flag = "--fp16-block" if LOWERINGS[name] == "fp16" else "--exclude"
-        lines += [search.format(), "flags: " + " ".join(f"{flag} {shlex.quote(node)}" for node in search.exclude)]
-    failed = not (search.met or search.lowered_sqnr_db >= floor)
-    return BisectOutcome("sensitivity", target.name, lines, {"target": target.name, "lowering": name, **search.to_dict()}, failed)
+        return BisectOutcome("sensitivity", target.name, lines, document, False)
+    flag = "--fp16-block" if fp16 else "--exclude"
+    lines.append(search.format())
+    verified = verify_fp16_blocks(ctx, feeds, [*given, *search.exclude], floor) if fp16 and search.met else None
+    if verified is not None:
+        document["verified"] = verified
+        lines.append(_verified_text(verified, floor))
+    if search.met and (verified is None or verified["met"]):
+        lines.append("flags: " + " ".join(f"{flag} {shlex.quote(node)}" for node in search.exclude))
+    failed = not search.met or (verified is not None and not verified["met"])
+    return BisectOutcome("sensitivity", target.name, lines, document, failed)
+
+
+def _keeping(lower, given: tuple[str, ...]):
+    """`lower` with the nodes `given` always kept in fp32 (the user's own --fp16-block)."""
+    if not given:
+        return lower
+
+    def lower_keeping(model, *, keep_fp32=()):
+        return lower(model, keep_fp32={*keep_fp32, *given})
+
+    return lower_keeping
+
+
+def verify_fp16_blocks(ctx, feeds, blocks: list[str], floor: float) -> dict:
+    """The fp16 artifact as the target builds it (precision/fp16.py with the run's fallback
+    setting) with `blocks` kept in fp32, fp16 storage emulated on it as cpu-fp16-emu runs it, and
+    its output SQNR against the model on `feeds`: whether the suggestion really fixes the file."""
+    import dataclasses as dc
+
+    from ..data import read_feeds
+    from ..quant.objective import output_sqnr_db
+    from ..targets.fp16 import Fp16Settings, convert_with_settings, fp16_storage_emulation
+
+    settings = dc.replace(Fp16Settings.from_extra(ctx.options.extra), block_nodes=tuple(dict.fromkeys(blocks)))
+    data = read_feeds(settings.calibration_data, ctx.specs) if settings.calibration_data else ctx.feeds
+    artifact = convert_with_settings(ctx.loaded.proto, data, settings).model
+    with np.errstate(all="ignore"):
+        sqnr = output_sqnr_db(run_model(ctx.loaded.proto, feeds), run_model(fp16_storage_emulation(ctx.loaded.proto, artifact), feeds))
+    return {"blocks": list(settings.block_nodes), "fallback": settings.describe_fallback(), "sqnr_db": sqnr, "met": sqnr >= floor}
+
+
+def _verified_text(verified: dict, floor: float) -> str:
+    verdict = f"meets the {floor} dB floor" if verified["met"] else f"MISSES the {floor} dB floor: these blocks do not fix the artifact, nothing to suggest"
+    return (f"checked on the fp16 artifact with {', '.join(verified['blocks'])} blocked (fallback: {verified['fallback']}), "
+            f"fp16 storage emulated as cpu-fp16-emu runs it: output SQNR {verified['sqnr_db']:.2f} dB, {verdict}")
 
 
 def lowering_for(ctx, target, lowering: str | None, calibration):

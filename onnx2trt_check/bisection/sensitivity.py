@@ -39,25 +39,92 @@ DEFAULT_MIN_SQNR_DB = 30.0
 
 
 def fp16_emulation(model: onnx.ModelProto, *, keep_fp32: Iterable[str] = (), weights: bool = True) -> onnx.ModelProto:
-    """fp16 storage emulated in fp32: every float output of every node not in `keep_fp32` (and,
-    with `weights`, every float initializer it reads) passes through Cast(fp16) -> Cast(fp32), so
-    values round to fp16 and overflow to inf. The post-cast tensor keeps the original name. The
-    converter's casts on a kept node's inputs are not emulated: a kept node's out-of-range output
-    reaches a lowered consumer intact (use `fp16_converter` for that). Run it with ORT graph
-    optimizations off (the reference session), which keeps the casts. Defaults: weights rounded."""
-    keep = set(keep_fp32)
+    """fp16 storage emulated in fp32, on every edge where precision/fp16.py's artifact with
+    `keep_fp32` blocked (and no other fallback) holds a value in fp16: Cast(fp16) -> Cast(fp32)
+    rounds it there and overflows it to inf. As the converter builds the artifact:
+    * a lowered node's float outputs are fp16 for every reader (a kept reader casts them up);
+    * a value a lowered node reads from a kept node or a graph input is cast down for that node
+      only (kept readers read it exact);
+    * a float initializer (with `weights`) that a lowered node reads is stored in fp16, and kept
+      readers read it cast back up;
+    * inputs the converter leaves float (Resize's scales) are not cast for their node;
+    * lowered means: not in `keep_fp32`, not an op the converter cannot convert (its op block list)
+      and not a reader of a weight beyond the fp16 range (convert_to_fp16 blocks those).
+    tests/test_bisect_sensitivity.py holds it equal to fp16_storage_emulation of the converted
+    file. The post-cast tensor keeps the original name. Run it with ORT graph optimizations off (the
+    reference session), which keeps the casts. Defaults: weights rounded."""
     copy = ir.from_proto(model)
     if any(value.type is None for node in copy.graph for value in node.outputs if value.name):
         copy = ir_passes.ShapeInferencePass()(copy).model  # output dtypes decide what is rounded
+    lowered = _lowered_nodes(copy.graph, set(keep_fp32))
+    rounded: dict[ir.Value, ir.Value] = {}  # value -> its rounded copy for lowered readers
     for node in list(copy.graph):
-        if node_label(node) in keep:  # before its outputs are renamed: an unnamed node's label names them
-            continue
-        for output in node.outputs:
-            if output.dtype == ir.DataType.FLOAT:
-                _round_output(copy.graph, node, output)
-        if weights:
-            _round_weights(copy.graph, node)
+        if node in lowered:
+            _round_reads(copy.graph, node, rounded)
+            for output in node.outputs:
+                if output.dtype == ir.DataType.FLOAT:
+                    rounded_output = _round_output(copy.graph, node, output)
+                    rounded[rounded_output] = rounded_output  # read as it is by everyone
+    if weights:
+        _round_shared_weights(copy.graph, lowered, rounded)
     return ir.to_proto(copy)
+
+
+def _lowered_nodes(graph: ir.Graph, keep: set[str]) -> set[ir.Node]:
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
+
+    from onnx2trt_check.precision.fp16 import FP16_MAX
+
+    kept = {node for node in graph if node_label(node) in keep or node.op_type in DEFAULT_OP_BLOCK_LIST}
+    for value in list(graph.initializers.values()) + [n.outputs[0] for n in graph if n.op_type == "Constant" and n.outputs]:
+        array = _float_constant(value)
+        if array is not None and array.size and float(np.max(np.abs(array))) > FP16_MAX:  # convert_to_fp16's weight-overflow
+            kept |= {use.node for use in value.uses()} | ({value.producer()} if value.producer() else set())
+    return {node for node in graph if node not in kept}
+
+
+def _float_constant(value: ir.Value) -> np.ndarray | None:
+    tensor = value.const_value
+    if tensor is None and value.producer() is not None and value.producer().op_type == "Constant":
+        attribute = value.producer().attributes.get("value")
+        tensor = attribute.as_tensor() if attribute is not None and attribute.type == ir.AttributeType.TENSOR else None
+    return tensor.numpy() if tensor is not None and tensor.dtype == ir.DataType.FLOAT else None
+
+
+def _always_float(node: ir.Node, index: int) -> bool:
+    from onnxruntime.transformers.float16 import ALWAYS_FLOAT_INPUTS
+
+    return index in ALWAYS_FLOAT_INPUTS.get(node.op_type, ())
+
+
+def _round_reads(graph: ir.Graph, node: ir.Node, rounded: dict) -> None:
+    """A lowered node's float reads of a kept node's output or of a graph input (any value not
+    rounded yet: lowered producers come first in graph order) go through a round trip, one per
+    value shared by its lowered readers."""
+    for index, value in enumerate(node.inputs):
+        if value is None or value.dtype != ir.DataType.FLOAT or _always_float(node, index) or value.is_initializer():
+            continue
+        if value.producer() is None and value.const_value is not None:
+            continue  # a constant without a node: a weight, rounded with the initializers
+        if value not in rounded:
+            nodes, rounded[value] = _round_trip(value, f"{value.name}__to_lowered")
+            graph.insert_before(node, nodes)
+        node.replace_input_with(index, rounded[value])
+
+
+def _round_shared_weights(graph: ir.Graph, lowered: set[ir.Node], rounded: dict) -> None:
+    """A float initializer some lowered node reads (outside the always-float inputs) is rounded
+    for every reader: the converter stores it in fp16 and casts it back up for kept readers."""
+    for value in list(graph.initializers.values()):
+        if value.dtype != ir.DataType.FLOAT or value.is_graph_input():
+            continue
+        uses = list(value.uses())
+        if not any(use.node in lowered and not _always_float(use.node, use.idx) for use in uses):
+            continue
+        nodes, copy = _round_trip(value, f"{value.name}__fp16_weight")
+        graph.insert_before(next(iter(graph)), nodes)
+        for use in uses:
+            use.node.replace_input_with(use.idx, copy)
 
 
 def _round_trip(value: ir.Value, name: str) -> tuple[list[ir.Node], ir.Value]:
@@ -68,21 +135,15 @@ def _round_trip(value: ir.Value, name: str) -> tuple[list[ir.Node], ir.Value]:
     return [half, full], full.outputs[0]
 
 
-def _round_output(graph: ir.Graph, node: ir.Node, output: ir.Value) -> None:
+def _round_output(graph: ir.Graph, node: ir.Node, output: ir.Value) -> ir.Value:
+    """Every reader of `output` (and the graph output) reads it rounded, under its name."""
     name = output.name
     nodes, rounded = _round_trip(output, name)
     output.replace_all_uses_with(rounded, replace_graph_outputs=True)
     nodes[0].replace_input_with(0, output)  # replace_all_uses_with also moved the cast's own input
     output.name, rounded.name = f"{name}__unrounded", name
     graph.insert_after(node, nodes)
-
-
-def _round_weights(graph: ir.Graph, node: ir.Node) -> None:
-    for index, value in enumerate(node.inputs):
-        if value is not None and value.is_initializer() and value.dtype == ir.DataType.FLOAT:
-            nodes, rounded = _round_trip(value, f"{node_label(node)}__{value.name}")
-            node.replace_input_with(index, rounded)
-            graph.insert_before(node, nodes)
+    return rounded
 
 
 def fp16_converter(model: onnx.ModelProto, *, keep_fp32: Iterable[str] = ()) -> onnx.ModelProto:

@@ -1,8 +1,10 @@
 """`onnx2trt-check quantize IN.onnx -o OUT.onnx --calibration-data calib.npz`: post-training int8
 quantization by TensorRT's Q/DQ placement rules, verified before it is written: the int8 model is
 measured against the float one (both on ONNX Runtime's CPU) on --inputs, or else on a held-out fifth
-of the calibration data, under the int8 floor of `pytest --model`'s ort-int8 item; below it nothing
-is written, the worst tensors are named and the `bisect` command that explains them is printed.
+of the calibration data, under the int8 floor of `pytest --model`'s ort-int8 item run in the same
+folder (the int8 profile, the project's pyproject.toml and pytest ini, then --min-sqnr and the
+other floor options); below it nothing is written, the worst tensors are named and the `bisect`
+command that explains them is printed.
 
 Exit codes: 0 written (or, with --accept-degraded, written below the floor with a warning), 1 below
 the int8 floor (nothing written), 4 misuse (bad options or data, an existing output without --force).
@@ -35,8 +37,19 @@ def register(subparsers) -> None:
     parser.add_argument("--inputs", metavar="NPZ", help="test inputs the result is verified on. Defaults to a held-out fifth of the calibration data")
     parser.add_argument("--input-shape", action="append", default=[], metavar="NAME:1x3x224x224", help="shape for an input with dynamic dims")
     parser.add_argument("--accept-degraded", action="store_true", help="write the result even when it is below the int8 floor")
+    _add_floor_options(parser)
     parser.add_argument("--force", action="store_true", help="overwrite OUT.onnx if it exists")
     parser.set_defaults(handler=run)
+
+
+def _add_floor_options(parser) -> None:
+    """The int8 floor's overrides, named and meaning as in `pytest --model`; both read the project's
+    pyproject.toml ([tool.onnx2trt_check]) and pytest ini first."""
+    parser.add_argument("--atol", type=float, help="absolute tolerance per element. Defaults to none for int8 (the project's setting if it has one)")
+    parser.add_argument("--rtol", type=float, help="relative tolerance per element. Defaults to none for int8 (the project's setting if it has one)")
+    parser.add_argument("--min-cosine", type=float, help="floor on cosine similarity per output. Defaults to 0.99 for int8 (the project's setting if it has one)")
+    parser.add_argument("--min-sqnr", type=float, dest="min_sqnr_db", help="floor on SQNR in dB per output. Defaults to 20 for int8 (the project's setting if it has one)")
+    parser.add_argument("--output-tolerance", action="append", default=[], metavar="OUT:key=value,...", help="floor of one output, e.g. logits:min_sqnr_db=25")
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
@@ -46,7 +59,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     result = quantize(args.model, calibration_data=args.calibration_data, output=args.output, force=args.force,
                       calibration_method=args.calibration_method, percentile=args.percentile, per_channel=not args.per_tensor, cle=args.cle,
                       cle_relu6=args.cle_relu6, bias_correction=args.bias_correction, exclude=args.exclude,
-                      inputs=args.inputs, input_shapes=input_shapes(args), accept_degraded=args.accept_degraded)
+                      inputs=args.inputs, input_shapes=input_shapes(args), accept_degraded=args.accept_degraded,
+                      atol=args.atol, rtol=args.rtol, min_cosine=args.min_cosine, min_sqnr_db=args.min_sqnr_db, output_tolerances=args.output_tolerance)
     print(f"quantize '{args.model}': {result.settings.label}, calibrated on {result.calibration_feeds} feed(s) of '{args.calibration_data}'")
     for line in report_lines(result.build) + accuracy_lines(result) + verdict_lines(result, args.output):
         print(line)
@@ -100,7 +114,8 @@ def accuracy_lines(result) -> list[str]:
     for name, figures in result.accuracy.items():
         agreement = f", top-1 agreement {figures['top1']:.1%}" if figures["top1"] is not None else ""
         verdict = "" if figures["passed"] else "  BELOW the int8 floor"
-        lines.append(f"  {name}: SQNR {figures['sqnr_db']:.1f} dB, cosine {figures['cosine']:.5f}{agreement}{verdict}")
+        floor = result.verdict.floor_text(name)
+        lines.append(f"  {name}: SQNR {figures['sqnr_db']:.1f} dB, cosine {figures['cosine']:.5f}{agreement} (floor: {floor}){verdict}")
     return lines
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from .. import validate
-from ..config import ToleranceConfig, parse_output_tolerances, pyproject_section, split_section
+from ..config import ToleranceConfig, layered_tolerances, parse_output_tolerances
 from ..context import RunOptions
 from ..data import FeedOptions, parse_range
 from ..errors import CheckError, ConfigError
@@ -182,14 +182,11 @@ def _unmatched_output_tolerances(config: pytest.Config, tolerances: ToleranceCon
 
 
 def _tolerances(config: pytest.Config) -> ToleranceConfig:
-    tolerances = ToleranceConfig()
-    values, outputs, precisions = split_section(pyproject_section(config.rootpath))
-    tolerances.layer(values, outputs, "[tool.onnx2trt_check] of pyproject.toml", precisions)
-    ini_values = {key: config.getini(ini) for key, ini in INI_TOLERANCES.items() if config.getini(ini) is not None}
-    tolerances.layer(ini_values, parse_output_tolerances(config.getini("onnx2trt_output_tolerances")), "pytest ini")
-    cli_values = {key: config.getoption(key) for key in INI_TOLERANCES if config.getoption(key) is not None}
-    tolerances.layer(cli_values, parse_output_tolerances(config.getoption("output_tolerance")), "command line")
-    return tolerances
+    """config.layered_tolerances with pytest's own reading of its ini (the commands read the same
+    keys with config.read_ini_tolerances)."""
+    ini = ({key: config.getini(ini) for key, ini in INI_TOLERANCES.items()}, config.getini("onnx2trt_output_tolerances"))
+    cli = ({key: config.getoption(key) for key in INI_TOLERANCES}, config.getoption("output_tolerance"))
+    return layered_tolerances(config.rootpath, ini=ini, command_line=cli)
 
 
 class RunHooks:

@@ -1,24 +1,22 @@
-"""Calibration: activation statistics over calibration feeds, and the ranges (amax) computed from them.
+"""Calibration statistics: per activation tensor, max|x| and a histogram of |x| over the calibration
+feeds, from which quant/ranges.py computes the ranges (amax).
 
 Statistics are streamed: per tensor only the running max|x| and a histogram of |x| are kept, so a
 large calibration set never sits in memory. The histogram follows TensorRT's pytorch-quantization
 `HistogramCalibrator`: 2048 bins over [0, max|x|] of the first batch, then bins of the same width are
-appended when a later batch reaches further.
-
-The range methods are pure functions of `TensorStats`:
-* `amax_max`: max|x|.
-* `amax_percentile`: the given percentile of |x|.
-* `amax_entropy`: TensorRT's KL-divergence search (128 levels, thresholds from bin 128 to the last).
-* `amax_mse`: the threshold whose quantize-dequantize has the least mean squared error.
+appended when a later batch reaches further. Bin k holds the |x| with floor(|x| / width) = k (the
+quotient in float64), so a count does not depend on when bins were appended or merged.
 
 onnxruntime.quantization's calibrators are not used for collection: they keep every intermediate
 output of every batch in memory until the end, and their entropy search (num_bins=128,
-num_quantized_bins=128 by default) tries a single threshold, i.e. degenerates to max.
+num_quantized_bins=128 by default) tries a single threshold, i.e. degenerates to max. np.histogram
+is not used either: per call it checks and converts what we know already, 3-5x our cost per value.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -26,28 +24,23 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import onnx_ir.passes.common as ir_passes
-import scipy.special
 
 from onnx2trt_check.errors import ConfigError, InputDataError
-from onnx2trt_check.quant.qdq_math import fake_quantize, symmetric_scale
 from onnx2trt_check.runtime import create_session
 from onnx2trt_check.transforms.graph_utils import expose_as_outputs
 
 NUM_BINS = 2048
 # A histogram that would grow past this many bins (a later batch far beyond the first) has its bins
-# merged by a power of two instead, so memory and the O(bins^2) entropy search stay bounded.
+# merged by a power of two instead, so memory and the range searches stay bounded.
 MAX_BINS = 4 * NUM_BINS
-# 8-bit signed: 128 magnitude levels (TensorRT's `1 << (num_bits - 1)`).
-NUM_QUANTIZED_BINS = 128
-START_BIN = 128
-METHODS = ("max", "percentile", "entropy", "mse")
 
 
 @dataclasses.dataclass
 class TensorStats:
     """Streaming statistics of one tensor: max|x| and a histogram of |x| with bins of fixed width.
 
-    `counts[k]` counts |x| in [k*width, (k+1)*width). Zeros seen before the first nonzero value are
+    `counts[k]` counts |x| with floor(|x| / width) = k, i.e. in [k*width, (k+1)*width) up to the
+    rounding of the quotient (at most one unit in the last place of a bin edge). Zeros seen before the first nonzero value are
     held in `pending_zeros` (the bin width is not known yet)."""
 
     amax: float = 0.0
@@ -60,10 +53,10 @@ class TensorStats:
         return np.arange(len(self.counts) + 1, dtype=np.float64) * self.width
 
     def update(self, x: np.ndarray) -> None:
-        magnitudes = np.abs(np.asarray(x, dtype=np.float64)).ravel()
-        if magnitudes.size and not np.all(np.isfinite(magnitudes)):
+        magnitudes = np.abs(np.asarray(x).ravel())
+        batch_max = float(magnitudes.max()) if magnitudes.size else 0.0  # NaN propagates through max
+        if not math.isfinite(batch_max):
             raise InputDataError("calibration produced NaN/Inf activations; check the calibration feeds")
-        batch_max = float(magnitudes.max()) if magnitudes.size else 0.0
         self.amax = max(self.amax, batch_max)
         if self.counts is None and batch_max == 0.0:
             self.pending_zeros += magnitudes.size
@@ -71,8 +64,13 @@ class TensorStats:
         if self.counts is None:
             self._start(batch_max)
         self._grow_to(batch_max)
-        top = len(self.counts) * self.width
-        self.counts += np.histogram(magnitudes, bins=len(self.counts), range=(0.0, top))[0]
+        self.counts += np.bincount(self._bin_of(magnitudes), minlength=len(self.counts))
+
+    def _bin_of(self, magnitudes: np.ndarray) -> np.ndarray:
+        """floor(|x| / width) in float64 (the top value's bin is the last one). Bins merged by a
+        power of two keep this rule: floor(floor(q) / 2^k) = floor(q / 2^k)."""
+        index = np.divide(magnitudes, self.width, dtype=np.float64).astype(np.intp)
+        return np.minimum(index, len(self.counts) - 1, out=index)
 
     def _start(self, batch_max: float) -> None:
         self.width = batch_max / NUM_BINS
@@ -171,88 +169,3 @@ class _Progress:
     def done(self, batches: int) -> None:
         if self.enabled and self.tty:
             sys.stderr.write(f"\rcalibrating: {batches} batches done\n")
-
-
-# ---------------------------------------------------------------- range methods
-
-
-def amax_max(stats: TensorStats) -> float:
-    """max|x| over all calibration data."""
-    return float(stats.amax)
-
-
-def amax_percentile(stats: TensorStats, percentile: float) -> float:
-    """The `percentile` (in [0, 100]) of |x|: the edge of the histogram bin where the cumulative
-    count reaches it, as pytorch-quantization's `_compute_amax_percentile`, capped at max|x|."""
-    if not 0.0 <= percentile <= 100.0:
-        raise ConfigError(f"percentile {percentile} is outside [0, 100]; pass e.g. 99.99")
-    if stats.counts is None:
-        return 0.0
-    cdf = np.cumsum(stats.counts / stats.counts.sum())
-    index = min(int(np.searchsorted(cdf, percentile / 100.0)), len(stats.counts))
-    return float(min(stats.edges[index], stats.amax))
-
-
-def _entropy_divergence(bins: np.ndarray, i: int, num_quantized_bins: int) -> float:
-    """KL(reference || quantized) for the threshold at bin i, vectorized from TensorRT's loop."""
-    digitized = np.digitize(np.arange(i), np.linspace(0, i, num=num_quantized_bins + 1)) - 1
-    nonzero = bins[:i] != 0
-    levels = digitized[nonzero]
-    level_sums = np.bincount(levels, weights=bins[:i][nonzero], minlength=num_quantized_bins)
-    level_nonzeros = np.bincount(levels, minlength=num_quantized_bins)
-    level_density = np.divide(level_sums, level_nonzeros, out=np.zeros(num_quantized_bins), where=level_nonzeros > 0)
-    candidate = np.where(nonzero, level_density[np.clip(digitized, 0, None)], 0.0)
-    reference = bins[:i].astype(np.float64)
-    reference[-1] += bins[i:].sum()
-    if not candidate.any():
-        # TensorRT's loop gets NaN here and its argmin would pick it; an empty candidate is no candidate.
-        return np.inf
-    # scipy.stats.entropy(reference, candidate) computes exactly this, at 10x the call overhead.
-    return float(np.sum(scipy.special.rel_entr(reference / reference.sum(), candidate / candidate.sum())))
-
-
-def amax_entropy(stats: TensorStats, *, start_bin: int = START_BIN, stride: int = 1) -> float:
-    """TensorRT's entropy calibration (pytorch-quantization `_compute_amax_entropy`): for each
-    threshold bin i from `start_bin` to the last, quantize the clipped histogram to 128 levels and
-    measure the KL divergence; the last threshold of least divergence wins. Capped at max|x|.
-    Defaults: start_bin 128, stride 1."""
-    if stats.counts is None:
-        return 0.0
-    bins = stats.counts.astype(np.float64)
-    # TensorRT's heuristic: the zero bin (huge after ReLU) is replaced by its neighbour.
-    bins[0] = bins[1]
-    candidates = np.arange(start_bin, len(bins) + 1, stride)
-    divergences = np.array([_entropy_divergence(bins, i, NUM_QUANTIZED_BINS) for i in candidates])
-    last_argmin = len(divergences) - 1 - int(np.argmin(divergences[::-1]))
-    return float(min(stats.edges[candidates[last_argmin]], stats.amax))
-
-
-def amax_mse(stats: TensorStats, *, start_bin: int = START_BIN, stride: int = 1) -> float:
-    """The bin center, from `start_bin` on, that minimizes the count-weighted squared error of
-    symmetric int8 fake quantization of the bin centers (pytorch-quantization `_compute_amax_mse`).
-    Defaults: start_bin 128, stride 1."""
-    if stats.counts is None:
-        return 0.0
-    edges = stats.edges
-    centers = ((edges[1:] + edges[:-1]) / 2).astype(np.float32)
-    candidates = np.arange(start_bin, len(centers), stride)
-    errors = [_weighted_qdq_error(centers, stats.counts, centers[i]) for i in candidates]
-    return float(min(centers[candidates[int(np.argmin(errors))]], stats.amax))
-
-
-def _weighted_qdq_error(centers: np.ndarray, counts: np.ndarray, amax: float) -> float:
-    error = fake_quantize(centers, symmetric_scale(amax)) - centers
-    return float(np.sum(error.astype(np.float64) ** 2 * counts))
-
-
-def compute_amax(stats: TensorStats, method: str, *, percentile: float = 99.99) -> float:
-    """The amax of one tensor by `method` (one of METHODS). percentile defaults to 99.99."""
-    if method == "max":
-        return amax_max(stats)
-    if method == "percentile":
-        return amax_percentile(stats, percentile)
-    if method == "entropy":
-        return amax_entropy(stats)
-    if method == "mse":
-        return amax_mse(stats)
-    raise ConfigError(f"unknown calibration method {method!r}; pass one of {', '.join(METHODS)}")

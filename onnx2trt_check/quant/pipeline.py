@@ -66,7 +66,7 @@ class Int8Build:
 def check_settings(settings: Int8Settings) -> None:
     """A ConfigError naming the option for an unknown calibration method or ReLU6 mode, a
     percentile outside (0, 100] or an --exclude pattern that is not a regex."""
-    from .calibrate import METHODS
+    from .ranges import METHODS
 
     for value, option, choices in ((settings.method, "--calibration-method", ("auto", *METHODS)), (settings.cle_relu6, "--cle-relu6", ("skip", "swap_to_relu"))):
         if value not in choices:

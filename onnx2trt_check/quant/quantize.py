@@ -13,9 +13,10 @@ import onnx
 
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.quant.auto_range import auto_ranges
-from onnx2trt_check.quant.calibrate import METHODS, collect_statistics, compute_amax
+from onnx2trt_check.quant.calibrate import collect_statistics
 from onnx2trt_check.quant.insert_qdq import QuantizedTensor, insert_qdq, plan_qdq
 from onnx2trt_check.quant.objective import Objective, output_sqnr_db
+from onnx2trt_check.quant.ranges import METHODS, compute_amax
 from onnx2trt_check.transforms.base import Skip
 
 AUTO = "auto"

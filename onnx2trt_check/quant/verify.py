@@ -1,8 +1,10 @@
 """Verify, then write: the int8 model against the float one, under the int8 floor, on real data.
 
 * The floor is the int8 precision profile (config.PRECISION_PROFILES["int8"]: SQNR >= 20 dB, cosine
-  >= 0.99, top-1 agreement >= 95% on class scores), applied by compare.compare_output: exactly what
-  the `ort-int8` item of `pytest --model` applies, so `quantize` writes what that item passes.
+  >= 0.99, top-1 agreement >= 95% on class scores) with the project's overrides on top
+  (config.project_tolerances: [tool.onnx2trt_check] of pyproject.toml, the pytest ini, the command
+  line), applied by compare.compare_output: exactly what the `ort-int8` item of `pytest --model`
+  applies in the same folder, so `quantize` writes what that item passes.
 * The data: the test inputs when given; otherwise a held-out part of the calibration data (every
   5th feed), which the quantizer then does not see. Random inputs never judge a calibrated model:
   they are not the distribution it was calibrated for (a model fine on real data measured 4 dB on
@@ -19,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx
 
-from onnx2trt_check.compare import OutputStats, compare_output, format_stats
+from onnx2trt_check.compare import OutputStats, Tolerance, compare_output, format_stats
 from onnx2trt_check.config import ToleranceConfig
 from onnx2trt_check.runtime import run_model
 
@@ -67,6 +69,7 @@ class Int8Verdict:
     outputs: dict[str, OutputStats]
     failures: list[str]
     worst: list = dataclasses.field(default_factory=list)
+    floors: dict[str, Tolerance] = dataclasses.field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -74,6 +77,15 @@ class Int8Verdict:
 
     def figures(self) -> dict[str, dict]:
         return {name: {"sqnr_db": s.sqnr_db, "cosine": s.cosine, "top1": s.top1, "passed": s.passed} for name, s in self.outputs.items()}
+
+    def floor_text(self, name: str) -> str:
+        """The floor output `name` was held to, e.g. 'SQNR >= 20 dB, cosine >= 0.99, top-1 >= 95%'."""
+        floor = self.floors[name]
+        parts = [f"SQNR >= {floor.min_sqnr_db:g} dB" if floor.min_sqnr_db is not None else None,
+                 f"cosine >= {floor.min_cosine:g}" if floor.min_cosine is not None else None,
+                 f"top-1 >= {floor.min_top1:.0%}" if floor.min_top1 is not None else None,
+                 f"atol {floor.atol:g}" if floor.atol is not None else None, f"rtol {floor.rtol:g}" if floor.rtol is not None else None]
+        return ", ".join(p for p in parts if p) or "no floor"
 
 
 def int8_floor(name: str, tolerances: ToleranceConfig | None = None):
@@ -84,17 +96,18 @@ def int8_floor(name: str, tolerances: ToleranceConfig | None = None):
 def verify_int8(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds: Feeds, *, tolerances: ToleranceConfig | None = None) -> Int8Verdict:
     """The int8 model's outputs against the float model's on `feeds` under the int8 floor, both on
     ONNX Runtime's CPU (the float model as written, the int8 one optimized with its Q/DQ as
-    written, as the ort-int8 target runs it). Defaults to the built-in profile."""
+    written, as the ort-int8 target runs it). `tolerances` are the project's (the `quantize`
+    command and api.quantize pass config.project_tolerances). Defaults to the built-in profile."""
     reference = run_model(float_model, feeds, optimized=False)
     quantized = run_model(int8_model, feeds, optimized=True)
-    outputs, failures = {}, []
+    outputs, failures, floors = {}, [], {}
     for name in reference[0]:
-        tolerance = int8_floor(name, tolerances)
+        floors[name] = tolerance = int8_floor(name, tolerances)
         stats = compare_output(name, [r[name] for r in reference], [q[name] for q in quantized], tolerance)
         outputs[name] = stats
         if not stats.passed:
             failures.append(format_stats(stats, tolerance))
-    verdict = Int8Verdict(outputs, failures)
+    verdict = Int8Verdict(outputs, failures, floors=floors)
     if failures:
         verdict.worst = worst_tensors(float_model, int8_model, feeds[:LAYERWISE_FEEDS])
     return verdict

@@ -1,0 +1,235 @@
+"""Scoring candidate activation ranges on held-out feeds: what the automatic calibration
+(quant/auto_range.py) runs for every candidate it weighs.
+
+One QDQ model of the plan has every activation's scale as a graph input (`scales_as_inputs`), so no
+candidate needs a model or a session of its own; its weights are stored dequantized (the float32
+values its DequantizeLinear nodes compute, bit for bit), so a run does not dequantize them again.
+A full evaluation runs that model over the held-out feeds. A trial of one tensor's range runs only
+the nodes downstream of its Q/DQ (its suffix), fed with the values upstream from the current
+configuration's last run: they are the same for every candidate of that tensor. Every node of a
+suffix runs the kernel it runs in the full model (graph optimizations off in both, so no fusion
+differs across the cut), so a trial scores exactly what a full evaluation of the same ranges
+scores; tests/test_quant_auto.py holds them equal.
+
+Written by hand: onnxruntime.quantization has no search over ranges (one calibrator per run), and
+ONNX Runtime cannot start a run at an intermediate tensor, so each suffix is a model of its own,
+cut once from the probe model and kept as a session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from onnx2trt_check.quant.calibrate import with_outputs
+from onnx2trt_check.quant.insert_qdq import QdqPlan, insert_qdq
+from onnx2trt_check.quant.objective import Objective
+from onnx2trt_check.quant.qdq_math import dequantize, symmetric_scale
+from onnx2trt_check.runtime import create_session, run_feeds
+
+Feeds = Sequence[Mapping[str, np.ndarray]]
+Outputs = list[dict[str, np.ndarray]]
+
+
+@dataclasses.dataclass
+class Trial:
+    """The score of one configuration and the values it produced (per feed) that later trials read."""
+
+    score: float
+    values: Outputs
+
+
+@dataclasses.dataclass
+class _Suffix:
+    """The nodes downstream of one tensor's Q/DQ (indices into the probe graph), what they read
+    from upstream, what they give that later trials or the objective read, and their session."""
+
+    nodes: list[int]
+    inputs: list[str]
+    outputs: list[str]
+    session: object = None
+
+
+class ScaleProbe:
+    """The QDQ model of a plan with its activation scales as inputs, run on held-out `feeds` and
+    scored by `objective` against `reference` (the float model's outputs on the same feeds).
+    `threads` for its sessions (0: ONNX Runtime's choice; None: the faster of 1 and 0, timed)."""
+
+    def __init__(self, model: onnx.ModelProto, plan: QdqPlan, feeds: Feeds, objective: Objective, reference: Outputs,
+                 *, threads: int | None = None):
+        self.feeds, self.objective, self.reference = list(feeds), objective, reference
+        self.evaluations = 0
+        self._scale_of: dict[float, np.ndarray] = {}
+        self.model, self.scale_inputs = probe_model(model, plan)
+        self.outputs = [value.name for value in self.model.graph.output]
+        self.suffixes = _suffixes(self.model.graph, self.scale_inputs, self.outputs)
+        kept = sorted({name for suffix in self.suffixes.values() for name in suffix.inputs} - _graph_inputs(self.model.graph))
+        full = with_outputs(self.model, kept)
+        first = self._feed(self.feeds[0], dict.fromkeys(self.scale_inputs, 1.0))
+        self.session, self.threads = quickest_session(full, first) if threads is None else (create_session(full, optimized=False, threads=threads), threads)
+        self.current: dict[str, float] = {}
+        self.values: Outputs = []
+
+    def evaluate(self, amax: Mapping[str, float]) -> Trial:
+        """A full run with these ranges (every activation of the plan)."""
+        self.evaluations += 1
+        values = run_feeds(self.session, [self._feed(feed, amax) for feed in self.feeds])
+        return Trial(self._score(values), values)
+
+    def score(self, amax: Mapping[str, float]) -> float:
+        return self.evaluate(amax).score
+
+    def settle(self, amax: Mapping[str, float], trial: Trial) -> None:
+        """Make `amax` the current configuration; `trial` is its full evaluation."""
+        self.current, self.values = dict(amax), [dict(v) for v in trial.values]
+
+    def try_range(self, tensor: str, amax: float) -> Trial:
+        """The current configuration with `tensor` at `amax`, scored after running only its suffix."""
+        ranges = {**self.current, tensor: amax}
+        suffix = self.suffixes.get(tensor)
+        if suffix is None:
+            return self.evaluate(ranges)
+        self.evaluations += 1
+        scales = self._scales(ranges)
+        feeds = [{name: scales[name] if name in scales else feed[name] if name in feed else values[name] for name in suffix.inputs}
+                 for feed, values in zip(self.feeds, self.values, strict=True)]
+        fresh = run_feeds(self._session(suffix), feeds)
+        return Trial(self._score([{**values, **new} for values, new in zip(self.values, fresh, strict=True)]), fresh)
+
+    def accept(self, tensor: str, amax: float, trial: Trial) -> None:
+        """Keep `tensor` at `amax`; `trial` is what try_range gave for it."""
+        self.current[tensor] = amax
+        for values, fresh in zip(self.values, trial.values, strict=True):
+            values.update(fresh)
+
+    def _score(self, values: Outputs) -> float:
+        return self.objective(self.reference, [{name: v[name] for name in self.outputs} for v in values])
+
+    def _feed(self, feed: Mapping[str, np.ndarray], amax: Mapping[str, float]) -> dict:
+        return {**feed, **self._scales(amax)}
+
+    def _scales(self, amax: Mapping[str, float]) -> dict[str, np.ndarray]:
+        return {self.scale_inputs[t]: self._scale(a) for t, a in amax.items()}
+
+    def _scale(self, amax: float) -> np.ndarray:
+        if amax not in self._scale_of:
+            self._scale_of[amax] = np.asarray(symmetric_scale(amax), np.float32)
+        return self._scale_of[amax]
+
+    def _session(self, suffix: _Suffix):
+        if suffix.session is None:
+            model = _cut(self.model, suffix, self.values[0], self.feeds[0])
+            suffix.session = create_session(model, optimized=False, threads=self.threads)
+        return suffix.session
+
+
+def probe_model(model: onnx.ModelProto, plan: QdqPlan) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """The QDQ model of `plan` with each activation scale a graph input (tensor -> input name) and
+    every weight's DequantizeLinear replaced by the float32 tensor it computes."""
+    qdq, _ = insert_qdq(model, plan, dict.fromkeys(plan.activations, 1.0))
+    scale_inputs = scales_as_inputs(qdq, plan.activations)
+    work = ir.from_proto(qdq)
+    for node in [n for n in work.graph if n.op_type == "DequantizeLinear" and n.inputs[0].const_value is not None]:
+        weights = dequantize(node.inputs[0].const_value.numpy(), node.inputs[1].const_value.numpy(), axis=node.attributes.get_int("axis", 1)
+                             if node.inputs[1].const_value.numpy().size > 1 else None)
+        tensor = ir.tensor(weights, name=node.outputs[0].name)
+        folded = ir.Value(name=tensor.name, type=ir.TensorType(tensor.dtype), shape=tensor.shape, const_value=tensor)
+        work.graph.register_initializer(_renamed(node.outputs[0], folded))
+        work.graph.remove(node, safe=True)
+    return ir.to_proto(work), scale_inputs
+
+
+def _renamed(old: ir.Value, new: ir.Value) -> ir.Value:
+    """`new` takes `old`'s name and uses (old is left nameless and unused)."""
+    name = old.name
+    old.name = None
+    old.replace_all_uses_with(new)
+    new.name = name
+    return new
+
+
+def _graph_inputs(graph: onnx.GraphProto) -> set[str]:
+    return {value.name for value in graph.input}
+
+
+def _suffixes(graph: onnx.GraphProto, scale_inputs: Mapping[str, str], graph_outputs: Sequence[str]) -> dict[str, _Suffix]:
+    """The suffix of every tensor whose scale some node reads; none when a node holds a subgraph
+    (its reads from the outer scope are not node inputs, so no cut is known to be safe)."""
+    if any(attr.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for node in graph.node for attr in node.attribute):
+        return {}
+    consumers: dict[str, list[int]] = {}
+    for index, node in enumerate(graph.node):
+        for name in node.input:
+            consumers.setdefault(name, []).append(index)
+    constants = {t.name for t in graph.initializer}
+    found = {t: _suffix_of(graph, consumers, constants, scale) for t, scale in scale_inputs.items() if scale in consumers}
+    needed = set(graph_outputs) | {name for suffix in found.values() for name in suffix.inputs}
+    for suffix in found.values():
+        suffix.outputs = [name for i in suffix.nodes for name in graph.node[i].output if name in needed]
+    return {tensor: suffix for tensor, suffix in found.items() if suffix.outputs}
+
+
+def _suffix_of(graph: onnx.GraphProto, consumers: Mapping[str, list[int]], constants: set[str], scale: str) -> _Suffix:
+    downstream, stack = set(), list(consumers[scale])
+    while stack:
+        index = stack.pop()
+        if index not in downstream:
+            downstream.add(index)
+            stack.extend(c for name in graph.node[index].output for c in consumers.get(name, ()))
+    nodes = sorted(downstream)
+    produced = {name for i in nodes for name in graph.node[i].output}
+    reads = [name for i in nodes for name in graph.node[i].input if name and name not in produced and name not in constants]
+    return _Suffix(nodes, list(dict.fromkeys(reads)), [])
+
+
+def _cut(model: onnx.ModelProto, suffix: _Suffix, values: Mapping[str, np.ndarray], feed: Mapping[str, np.ndarray]) -> onnx.ModelProto:
+    """The suffix as a model of its own: its upstream reads become inputs, typed from one feed's
+    values (intermediate tensors) or the graph's own inputs."""
+    graph = model.graph
+    declared = {value.name: value for value in graph.input}
+    nodes = [graph.node[i] for i in suffix.nodes]
+    read = {name for node in nodes for name in node.input}
+    inputs = [declared[name] if name in declared else _value_info(name, values[name]) for name in suffix.inputs]
+    outputs = [_value_info(name, values[name]) for name in suffix.outputs]
+    initializers = [t for t in graph.initializer if t.name in read]
+    cut = onnx.helper.make_graph(nodes, f"{graph.name}_suffix", inputs, outputs, initializers)
+    return onnx.helper.make_model(cut, opset_imports=model.opset_import, ir_version=model.ir_version, functions=model.functions)
+
+
+def _value_info(name: str, array: np.ndarray) -> onnx.ValueInfoProto:
+    array = np.asarray(array)
+    return onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(array.dtype), array.shape)
+
+
+def quickest_session(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]):
+    """(session, threads): the faster of one thread and ONNX Runtime's default thread pool, timed on
+    `feed`: many short runs of a small model lose more to the pool's synchronization than they
+    gain, a large model gains."""
+    best = None
+    for threads in (1, 0):
+        session = create_session(model, optimized=False, threads=threads)
+        session.run(None, dict(feed))  # the first run allocates
+        started = time.perf_counter()
+        session.run(None, dict(feed))
+        elapsed = time.perf_counter() - started
+        if best is None or elapsed < best[0]:
+            best = (elapsed, session, threads)
+    return best[1], best[2]
+
+
+def scales_as_inputs(qdq: onnx.ModelProto, tensors: Sequence[str]) -> dict[str, str]:
+    """Turn the scale initializer of each activation's QuantizeLinear into a float scalar graph
+    input (in place); tensor name -> input name."""
+    wanted = set(tensors)
+    names = {n.input[0]: n.input[1] for n in qdq.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in wanted}
+    scale_names = set(names.values())
+    kept = [t for t in qdq.graph.initializer if t.name not in scale_names]
+    del qdq.graph.initializer[:]
+    qdq.graph.initializer.extend(kept)
+    qdq.graph.input.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, []) for name in sorted(scale_names))
+    return names
