@@ -1,20 +1,29 @@
-"""Where the time of `pytest --model M` goes: per item, split by kind of work.
+"""Where the time of `pytest --model M` goes: per item, split by kind of work, and the phases around
+the items (startup, collection, the end of the run).
 
-One in-process run per model with a small pytest plugin that profiles every item (cProfile) and sums
-the cumulative time of a few entry points, chosen so that they do not nest in one another:
+One run per model in a fresh process, with a small pytest plugin that times a few entry points of
+the libraries we call. Time is charged to the innermost timed call (a session created inside the
+fp16 conversion is `session`, the rest of the conversion `convert`), so the kinds add up to the
+item's time without overlap:
 
-  session    onnxruntime.InferenceSession.__init__ (graph load, optimization, weight hand-over)
+  session    onnxruntime InferenceSession creation (graph load, optimization, weight hand-over)
   run        InferenceSession.run
-  shapes     onnx.shape_inference.infer_shapes
+  shapes     onnx.shape_inference (also inside onnx-ir's ShapeInferencePass)
   checker    onnx.checker.check_model
-  serialize  protobuf SerializeToString / ParseFromString / onnx.load / onnx.save outside the above
-  other      everything else (conversion, transforms' own Python, comparisons)
+  serialize  protobuf SerializeToString / ParseFromString / CopyFrom, onnx.load / onnx.save, our
+             fileio.save_model (file writes)
+  convert    onnx <-> onnx-ir (from_proto / to_proto), proto <-> numpy, ORT's fp16 converter
+  tools      onnxsim.simplify and onnxoptimizer.optimize (their C++ work)
+  import     imports done while an item runs (a library imported on first use)
+  other      the rest: our own Python (transforms, comparisons, statistics)
 
-plus the time before the first item (startup: imports, option reading, model loading and feed
-making in pytest_configure) and after the last one. Printed per item, then per kind over the run.
-The sample models and a ResNet-50-sized model (benchmarks/synthetic.py, about 100 MB) are measured.
+The phases: `python+pytest` (interpreter start to pytest's configure, which includes importing
+pytest and every installed pytest plugin), `our imports` (importing the library in the plugin's
+configure), `load` (the rest of configure: options, models read, feeds made), `collect`, the items,
+`end` (from the last item to the end of pytest.main: summaries, report, temporary folder removed)
+and `exit` (interpreter shutdown). The wall time is the parent's, around the whole process.
 
-Usage: python benchmarks/bench_profile.py [--skip-large] [--top N] [pytest args ...]
+Usage: python benchmarks/bench_profile.py [--skip-large] [--only NAME] [--top N] [pytest args ...]
 """
 
 from __future__ import annotations
@@ -29,86 +38,198 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = {
-    "session": [("onnxruntime/capi/onnxruntime_inference_collection.py", "__init__")],
-    "run": [("onnxruntime/capi/onnxruntime_inference_collection.py", "run")],
-    "shapes": [("onnx/shape_inference.py", "infer_shapes")],
-    "checker": [("onnx/checker.py", "check_model")],
-    "serialize": [("~", "<method 'SerializeToString' of 'google._upb._message.Message' objects>"),
-                  ("~", "<method 'ParseFromString' of 'google._upb._message.Message' objects>")],
-}
+KINDS = ("session", "run", "shapes", "checker", "serialize", "convert", "tools", "import", "other")
+PHASES = ("python+pytest", "our imports", "load", "collect", "items", "end", "exit")
 
-# Runs in a fresh process: pytest in-process with the profiling plugin; prints one line per item.
+# Runs in a fresh process: pytest in-process with the timing plugin; prints one JSON line.
 CHILD = r'''
-import cProfile, pstats, sys, time, json
-started = time.perf_counter()
-import pytest
+import builtins, importlib.abc, importlib.machinery, json, sys, time
+started, started_epoch = time.perf_counter(), time.time()
+marks = {}
+stack = []  # [kind, resumed at]
+spent = {}
 
-KINDS = json.loads(sys.argv[1])
+def enter(kind):
+    now = time.perf_counter()
+    if stack:
+        spent[stack[-1][0]] = spent.get(stack[-1][0], 0.0) + now - stack[-1][1]
+    stack.append([kind, now])
+
+def leave():
+    now = time.perf_counter()
+    kind, resumed = stack.pop()
+    spent[kind] = spent.get(kind, 0.0) + now - resumed
+    if stack:
+        stack[-1][1] = now
+
+def timed(kind, function):
+    if getattr(function, "_timed", False):
+        return function
+    def wrapper(*args, **kwargs):
+        enter(kind)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            leave()
+    wrapper._timed = True
+    wrapper.__wrapped__ = function
+    return wrapper
+
+def patch(owner, name, kind):
+    function = getattr(owner, name, None)
+    if function is not None:
+        setattr(owner, name, timed(kind, function))
+
+ENTRY_POINTS = (
+    ("onnxruntime.capi.onnxruntime_inference_collection", "InferenceSession", ("__init__",), "session"),
+    ("onnxruntime.capi.onnxruntime_inference_collection", "InferenceSession", ("run",), "run"),
+    ("onnx.shape_inference", None, ("infer_shapes", "infer_shapes_path"), "shapes"),
+    ("onnx.checker", None, ("check_model",), "checker"),
+    ("onnx", "ModelProto", ("SerializeToString", "ParseFromString", "CopyFrom"), "serialize"),
+    ("onnx", "TensorProto", ("SerializeToString", "ParseFromString", "CopyFrom"), "serialize"),
+    ("onnx", None, ("load", "load_model", "save", "save_model", "load_model_from_string"), "serialize"),
+    ("onnx2trt_check.fileio", None, ("save_model",), "serialize"),
+    ("onnx_ir", None, ("from_proto", "to_proto"), "convert"),
+    ("onnx_ir.serde", None, ("from_proto", "to_proto", "serialize_model", "deserialize_model"), "convert"),
+    ("onnx.numpy_helper", None, ("to_array", "from_array"), "convert"),
+    ("onnxruntime.transformers.float16", None, ("convert_float_to_float16",), "convert"),
+    ("onnxsim", None, ("simplify",), "tools"),
+    ("onnxoptimizer", None, ("optimize",), "tools"),
+)
+
+def patch_loaded():
+    """Time the entry points of the modules loaded so far (each once)."""
+    for module_name, owner_name, names, kind in ENTRY_POINTS:
+        module = sys.modules.get(module_name)
+        owner = getattr(module, owner_name, None) if owner_name else module
+        for name in names if owner is not None else ():
+            patch(owner, name, kind)
+
+real_import = builtins.__import__
+def timed_import(name, *args, **kwargs):
+    if not stack or name in sys.modules:
+        return real_import(name, *args, **kwargs)
+    enter("import")
+    try:
+        return real_import(name, *args, **kwargs)
+    finally:
+        leave()
+builtins.__import__ = timed_import
+
+class Watch(importlib.abc.MetaPathFinder):
+    """Times the import of our session module: the library's imports, paid in configure."""
+    def find_spec(self, name, path, target=None):
+        if name != "onnx2trt_check.pytest_plugin.session":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        execute = spec.loader.exec_module
+        def exec_module(module):
+            begun = time.perf_counter()
+            try:
+                execute(module)
+            finally:
+                marks["our imports"] = time.perf_counter() - begun
+        spec.loader.exec_module = exec_module
+        return spec
+sys.meta_path.insert(0, Watch())
+
+import pytest
 rows = []
 
-def spent(stats):
-    found = {}
-    for (path, _line, name), (_cc, _nc, _tt, cumulative, _callers) in stats.stats.items():
-        for kind, entries in KINDS.items():
-            if any(path.endswith(p) and name == n for p, n in entries):
-                found[kind] = found.get(kind, 0.0) + cumulative
-    return found
-
 class Profile:
-    first = None
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_cmdline_main(self, config):  # right before configure (a historic hook: no wrapper)
+        marks["configure"] = time.perf_counter()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session):  # right after configure
+        marks["configured"] = time.perf_counter()
+
+    def pytest_collection_finish(self, session):
+        marks["collected"] = time.perf_counter()
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item):
-        if Profile.first is None:
-            Profile.first = time.perf_counter()
-        profiler = cProfile.Profile()
-        t = time.perf_counter()
-        profiler.enable()
+        patch_loaded()
+        marks.setdefault("first", time.perf_counter())
+        spent.clear()
+        begun = time.perf_counter()
+        enter("other")
         try:
             return (yield)
         finally:
-            profiler.disable()
-            total = time.perf_counter() - t
-            rows.append((item.nodeid.split("::", 1)[-1], total, spent(pstats.Stats(profiler))))
+            leave()
+            patch_loaded()  # modules the item imported: timed from the next item on
+            rows.append((item.nodeid.split("::", 1)[-1], time.perf_counter() - begun, dict(spent)))
+            marks["last"] = time.perf_counter()
 
-code = pytest.main(sys.argv[2:], plugins=[Profile()])
+code = pytest.main(sys.argv[1:], plugins=[Profile()])
 ended = time.perf_counter()
-print("JSON" + json.dumps({"rows": rows, "startup": (Profile.first or ended) - started, "total": ended - started, "exit": int(code)}))
+first, last = marks.get("first", ended), marks.get("last", ended)
+phases = {
+    "python+pytest": marks["configure"] - started,  # the interpreter's own start is added by the parent
+    "our imports": marks.get("our imports", 0.0),
+    "load": marks["configured"] - marks["configure"] - marks.get("our imports", 0.0),
+    "collect": first - marks["configured"],
+    "items": last - first,
+    "end": ended - last,
+}
+print("JSON" + json.dumps({"rows": rows, "phases": phases, "exit": int(code), "child": ended - started, "epoch": started_epoch}), flush=True)
 '''
 
 
 def profile(model: Path, pytest_args: list[str], cwd: Path) -> dict:
-    args = [json.dumps(KINDS), "-p", "no:cacheprovider", "-p", "no:xdist", "-q", "--model", str(model), *pytest_args]
+    """One fresh process checking `model`: its rows and phases, and the parent's wall time."""
+    args = ["-p", "no:cacheprovider", "-p", "no:xdist", "-q", "--model", str(model), *pytest_args]
+    begun, begun_epoch = time.perf_counter(), time.time()
     result = subprocess.run([sys.executable, "-c", CHILD, *args], cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - begun
     line = next((x for x in result.stdout.splitlines() if x.startswith("JSON")), None)
     if line is None:
         raise SystemExit(f"profiling {model.name} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
-    return json.loads(line[4:])
+    data = json.loads(line[4:])
+    data["wall"] = wall
+    # What the child did not see: the interpreter's start before its first line, and its shutdown.
+    interpreter = max(data["epoch"] - begun_epoch, 0.0)
+    data["phases"]["python+pytest"] += interpreter
+    data["phases"]["exit"] = max(wall - data["child"] - interpreter, 0.0)
+    return data
+
+
+def item_kind(item: str) -> str:
+    """The family of an item id (`target[ort]::accuracy` -> `target[ort]`)."""
+    return item.split("::")[0]
 
 
 def print_profile(name: str, data: dict, top: int) -> None:
-    kinds = list(KINDS) + ["other"]
     rows = sorted(data["rows"], key=lambda r: -r[1])
-    items_total = sum(r[1] for r in rows)
-    print(f"\n{name}: {data['total']:.2f} s wall (startup {data['startup']:.2f} s, items {items_total:.2f} s, exit {data['exit']})")
-    print(f"  {'item':<52}{'total':>7}" + "".join(f"{k:>10}" for k in kinds))
-    sums = dict.fromkeys(kinds, 0.0)
+    phases = data["phases"]
+    print(f"\n{name}: {data['wall']:.2f} s wall, exit code {data['exit']}")
+    print("  phases: " + ", ".join(f"{p} {phases.get(p, 0.0):.2f}" for p in PHASES))
+    print(f"  {'item':<50}{'total':>7}" + "".join(f"{k:>10}" for k in KINDS))
+    sums = dict.fromkeys(KINDS, 0.0)
     for rank, (item, total, found) in enumerate(rows):
-        found = dict(found, other=max(total - sum(found.values()), 0.0))
-        for kind in kinds:
+        found = dict(found)
+        found["other"] = found.get("other", 0.0)
+        for kind in KINDS:
             sums[kind] += found.get(kind, 0.0)
         if rank < top:
-            print(f"  {item[:51]:<52}{total:>7.3f}" + "".join(f"{found.get(k, 0.0):>10.3f}" for k in kinds))
-    print(f"  {'all items':<52}{items_total:>7.3f}" + "".join(f"{sums[k]:>10.3f}" for k in kinds))
+            print(f"  {item[:49]:<50}{total:>7.3f}" + "".join(f"{found.get(k, 0.0):>10.3f}" for k in KINDS))
+    items_total = sum(r[1] for r in rows)
+    print(f"  {'all items':<50}{items_total:>7.3f}" + "".join(f"{sums[k]:>10.3f}" for k in KINDS))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--only", help="profile only the model whose file name contains this text")
     parser.add_argument("--top", type=int, default=12, help="items listed per model (the slowest). Defaults to 12")
+    parser.add_argument("--json", type=Path, help="also write every model's figures to this JSON file")
     args, pytest_args = parser.parse_known_args()
+    results = {}
     with tempfile.TemporaryDirectory(prefix="bench_profile-") as tmp:
         cwd = Path(tmp)
+        # Copies, so pytest's rootdir is a temporary folder, as in a user's project.
         models = [Path(shutil.copy(m, cwd)) for m in sorted((ROOT / "models").glob("*.onnx"))]
         if not args.skip_large:
             sys.path.insert(0, str(Path(__file__).parent))
@@ -118,10 +239,14 @@ def main() -> None:
             large = cwd / "resnet50_like.onnx"
             onnx.save(resnet50_like(size=224), str(large))
             models.append(large)
+        models = [m for m in models if args.only is None or args.only in m.name]
         started = time.perf_counter()
         for model in models:
-            print_profile(model.name, profile(model, pytest_args, cwd), args.top)
+            results[model.name] = profile(model, pytest_args, cwd)
+            print_profile(model.name, results[model.name], args.top)
     print(f"\nmeasured in {time.perf_counter() - started:.1f} s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

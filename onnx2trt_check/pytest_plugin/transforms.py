@@ -8,10 +8,14 @@ skipped with its reason. One more item, `transform[pipeline]::equivalence`, runs
 selected transforms in the registry's documented order and names the first step that fails.
 
 The transforms run through transforms.run (shared with the `optimize` command and the public API).
+The items of one model share one PipelineMemo: the model itself is not run again (its outputs are
+the reference run's), and the pipeline takes the single-transform items' steps up to its first
+modifying one instead of transforming and verifying the same thing twice.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 import onnx
@@ -24,7 +28,7 @@ from .core import Check
 from .stash import STATE
 
 if TYPE_CHECKING:
-    from ..transforms.pipeline import PipelineResult, PipelineStep
+    from ..transforms.pipeline import PipelineMemo, PipelineResult, PipelineStep
 
 FAMILY_PIPELINE = "transform[pipeline]"
 CHECK_NAME = "equivalence"
@@ -63,7 +67,7 @@ def transform_check(name: str):
     def check(ctx: ModelContext) -> dict:
         __tracebackhide__ = True
         settings = settings_of(ctx.options)
-        result = run_transforms(ctx.loaded.proto, ctx.feeds, settings, names=[name])
+        result = run_transforms(ctx.loaded.proto, ctx.feeds, settings, names=[name], memo=memo_of(ctx))
         step = result.steps[0]
         if not step.passed:
             raise CheckFailed(step_failure(step, len(ctx.feeds)), step_figures(step))
@@ -77,7 +81,8 @@ def transform_check(name: str):
 def check_pipeline(ctx: ModelContext) -> dict:
     __tracebackhide__ = True
     settings = settings_of(ctx.options)
-    result = run_transforms(ctx.loaded.proto, ctx.feeds, settings)
+    result = run_transforms(ctx.loaded.proto, ctx.feeds, settings, memo=memo_of(ctx))
+    _MEMOS.pop(ctx, None)  # its last use
     figures = pipeline_figures(ctx.loaded.proto, result)
     if not result.passed:
         failed = result.steps[-1]
@@ -86,6 +91,21 @@ def check_pipeline(ctx: ModelContext) -> dict:
     if not figures["changed"]:
         raise CheckSkipped("pipeline: no transform changed the model")
     return figures | {"feeds": len(ctx.feeds)}
+
+
+# One memo per model context, weak, so it is released with its context (and after the pipeline item).
+_MEMOS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def memo_of(ctx: ModelContext) -> PipelineMemo:
+    """The runs and steps the transform items of ctx's model share; the model's own outputs are
+    its ORT reference run (the graph as written, on the same feeds: what run_model computes)."""
+    if ctx not in _MEMOS:
+        from ..transforms.pipeline import PipelineMemo
+
+        context = weakref.ref(ctx)  # the memo must not keep its own key alive
+        _MEMOS[ctx] = PipelineMemo(ctx.loaded.proto, ctx.feeds, reference=lambda: context().onnx_reference.outputs)
+    return _MEMOS[ctx]
 
 
 # --- figures and messages --------------------------------------------------------------------------

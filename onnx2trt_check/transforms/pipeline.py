@@ -8,7 +8,7 @@ step that fails and names it; its result model is the last one that passed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -70,20 +70,30 @@ def run_pipeline(
     *,
     passes: Sequence[str | RegisteredTransform] | None = None,
     options: Mapping[str, Mapping[str, object]] | None = None,
+    memo: PipelineMemo | None = None,
 ) -> PipelineResult:
     """Apply `passes` in the order given (names from the registry, or `RegisteredTransform`
     entries) to `model`, verifying each modifying step on `feeds`. Defaults to every registered
     transform in registry order. `options` maps a transform name to keyword options that update
-    its defaults.
+    its defaults. `memo` shares runs and steps with other pipelines over the same model and feeds
+    (PipelineMemo). Defaults to none: this call's own.
     """
     entries = _resolve(passes)
     options = _checked_options(options, entries)
     feeds = as_feed_list(feeds)
-    run = _RememberingRunner(feeds)
+    run = memo if memo is not None and memo.serves(feeds) else PipelineMemo(model, feeds)
+    try:
+        return _run_steps(model, feeds, entries, options, run)
+    finally:
+        run.forget_unkept()
+
+
+def _run_steps(model, feeds, entries, options, run: PipelineMemo) -> PipelineResult:
     current, steps = model, []
     for entry in entries:
         kwargs = {**entry.defaults, **options.get(entry.name, {})}
-        step, candidate = _run_step(entry, current, feeds, kwargs, run)
+        step, candidate = run.known_step(entry, current, kwargs) or _run_step(entry, current, feeds, kwargs, run)
+        run.keep_step(entry, current, kwargs, step, candidate)
         steps.append(step)
         if not step.passed:
             return PipelineResult(_not_the_input(current, model), steps, entry.name)
@@ -130,24 +140,91 @@ def _checked_options(options, entries) -> dict:
     return options
 
 
-class _RememberingRunner:
-    """run_model that remembers the outputs of the last models it ran on the pipeline's feeds: a
-    step's result is the next step's `before`, so every model of the pipeline runs once, not twice
-    (an ONNX Runtime session per run is most of a verified step's time)."""
+class PipelineMemo:
+    """What pipelines over one model on one list of feeds share, so nothing is computed twice:
+    `pytest --model` applies each transform alone (one item each) and then all of them (the pipeline
+    item), on the same model and feeds.
 
-    def __init__(self, feeds: list) -> None:
-        self._feeds = feeds
-        self._remembered: list[tuple[onnx.ModelProto, list]] = []  # (model, outputs), the newest last
+    * Runs: a model run on the feeds is remembered, so a step's result, which is the next step's
+      `before`, runs once, not twice (an ONNX Runtime session per run is most of a verified step's
+      time). The model itself is run by `reference` when given: a function that returns its
+      outputs as run_model would (the ORT reference run every target is compared with), so the
+      original is not run again for its transforms. Should `reference` raise, the model is run here
+      and the verification reports what ONNX Runtime says.
+    * Steps: a transform applied to the model itself, with the same options, is taken once: the
+      pipeline's steps up to and including its first modifying one are the single-transform runs'
+      steps. Of the modifying ones only the first result is kept (one model's worth of memory):
+      the pipeline can use no other.
+
+    Models and feeds are matched by identity, not equality: comparing protos would cost as much as
+    a small run. Outputs of other models are kept for one pipeline call (forget_unkept).
+    """
+
+    def __init__(self, model: onnx.ModelProto, feeds, *, reference: Callable[[], list] | None = None) -> None:
+        self.model, self._feeds = model, list(feeds)
+        self._reference = reference
+        self._outputs: list[tuple[onnx.ModelProto, list]] = []  # (model, outputs), the newest last
+        self._steps: dict[tuple, tuple[PipelineStep, onnx.ModelProto]] = {}
+
+    def serves(self, feeds) -> bool:
+        """Whether `feeds` are this memo's feeds (the same dicts, in the same order)."""
+        return len(feeds) == len(self._feeds) and all(a is b for a, b in zip(feeds, self._feeds))
 
     def __call__(self, model: onnx.ModelProto, feeds) -> list:
-        if len(feeds) != len(self._feeds) or any(a is not b for a, b in zip(feeds, self._feeds)):
+        """run_model(model, feeds), remembered (the `run` of every verifier)."""
+        if not self.serves(feeds):
             return run_model(model, feeds)  # other feeds (a verifier that maps them): nothing to reuse
-        for known, outputs in self._remembered:
+        for known, outputs in self._outputs:
             if known is model:
                 return outputs
-        outputs = run_model(model, feeds)
-        self._remembered = [*self._remembered[-1:], (model, outputs)]
+        outputs = self._reference_outputs() if model is self.model else None
+        outputs = run_model(model, feeds) if outputs is None else outputs
+        self._outputs.append((model, outputs))
         return outputs
+
+    def _reference_outputs(self) -> list | None:
+        if self._reference is None:
+            return None
+        try:
+            return self._reference()
+        except Exception:  # noqa: BLE001 - run here instead: the step's verification reports the error
+            self._reference = None
+            return None
+
+    def known_step(self, entry: RegisteredTransform, model, kwargs) -> tuple[PipelineStep, onnx.ModelProto] | None:
+        """The step `entry` with `kwargs` already took from this memo's model, if `model` is it."""
+        return self._steps.get(_step_key(entry, kwargs)) if model is self.model else None
+
+    def keep_step(self, entry: RegisteredTransform, model, kwargs, step: PipelineStep, candidate: onnx.ModelProto) -> None:
+        """Remember a step taken from this memo's model (a modifying one only if it is the first)."""
+        if model is not self.model:
+            return
+        if candidate is not model and any(kept is not self.model for _, kept in self._steps.values()):
+            return
+        self._steps[_step_key(entry, kwargs)] = (step, candidate)
+
+    def forget_unkept(self) -> None:
+        """Drop the outputs of models other than this memo's and the kept step results."""
+        kept = [self.model] + [candidate for _, candidate in self._steps.values()]
+        self._outputs = [(m, o) for m, o in self._outputs if any(m is k for k in kept)]
+
+
+def _step_key(entry: RegisteredTransform, kwargs) -> tuple:
+    return entry.name, entry.function, entry.verifier, _frozen(kwargs)
+
+
+def _frozen(value):
+    """A hashable stand-in for option values: containers by content, arrays and other unhashable
+    objects by identity (the feeds a memo holds stay alive, so their ids stay theirs)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return ("id", id(value))
+    return value
 
 
 def _run_step(entry: RegisteredTransform, model, feeds, kwargs, run) -> tuple[PipelineStep, onnx.ModelProto]:

@@ -18,7 +18,7 @@ import onnx
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from .pipeline import PipelineResult, PipelineStep
+    from .pipeline import PipelineMemo, PipelineResult, PipelineStep
     from .verify import Verification
 
 # The registry is imported where it is used: it pulls in onnxsim (which imports torch where it is
@@ -172,8 +172,10 @@ def _registry():
 
 
 def run_transforms(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], settings: TransformSettings,
-                   *, names: Sequence[str] | None = None) -> PipelineResult:
-    """`run_pipeline` over `names` (defaults to `settings.selected()`), in that order.
+                   *, names: Sequence[str] | None = None, memo: PipelineMemo | None = None) -> PipelineResult:
+    """`run_pipeline` over `names` (defaults to `settings.selected()`), in that order. `memo` shares
+    runs and steps between calls over the same model, feeds and settings (pipeline.PipelineMemo).
+    Defaults to none.
 
     With external normalization the pipeline is run in two parts: the steps after a modifying
     fuse_input_normalization are verified on raw feeds, since the model they get reads raw values.
@@ -182,21 +184,21 @@ def run_transforms(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarr
 
     names = list(settings.selected() if names is None else names)
     split = names.index(EXTERNAL_NORMALIZATION) + 1 if settings.external_normalization and EXTERNAL_NORMALIZATION in names else len(names)
-    first = _run_part(model, feeds, names[:split], settings)
+    first = _run_part(model, feeds, names[:split], settings, memo)
     if not first.passed or split == len(names):
         return first
     fold = first.steps[-1]
     rest_feeds = raw_feeds(feeds, folded_inputs(fold.report), settings) if fold.modified else feeds
-    second = _run_part(first.model, rest_feeds, names[split:], settings)
+    second = _run_part(first.model, rest_feeds, names[split:], settings, memo)
     return PipelineResult(second.model, first.steps + second.steps, second.failed_step)
 
 
-def _run_part(model, feeds, names, settings: TransformSettings) -> PipelineResult:
+def _run_part(model, feeds, names, settings: TransformSettings, memo) -> PipelineResult:
     from .pipeline import run_pipeline
 
     entries = [_entry(name, settings) for name in names]
     options = {name: settings.kwargs(name, feeds) for name in names}
-    return run_pipeline(model, feeds, passes=entries, options=options)
+    return run_pipeline(model, feeds, passes=entries, options=options, memo=memo)
 
 
 def _entry(name: str, settings: TransformSettings):

@@ -7,7 +7,9 @@ modifying step with `verify.check_equivalence`, one rule for every transform.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 import onnx
 import onnxoptimizer
@@ -24,10 +26,38 @@ _ONNXSIM_STEPS = ("constant_folding", "shape_inference", "onnxoptimizer fuse_and
 def simplify(model: onnx.ModelProto, *, fuse_bn: bool = True) -> TransformResult:
     """onnxsim.simplify with its own random-input check disabled (check_n=0). `fuse_bn=False`
     leaves BatchNormalization to our own folds (onnxsim's skip_fuse_bn). Defaults to True."""
-    import onnxsim  # here, not at the top: it imports torch where torch is installed (seconds)
-
+    onnxsim = import_onnxsim()
     simplified, _ = onnxsim.simplify(gu.copy_model(model), check_n=0, skip_fuse_bn=not fuse_bn, certify=False)
     return _result(model, simplified, list(_ONNXSIM_STEPS), tool="onnxsim")
+
+
+# onnxsim modules that import torch when their module is executed, each inside a try/except that
+# turns a missing torch into "that feature is unavailable" (checked by tests/test_transform_simplify.py
+# against the installed onnxsim): ppq_integration, its PPQ quantization bridge, which we never call.
+ONNXSIM_TORCH_IMPORTERS = ("onnxsim.ppq_integration",)
+
+
+def import_onnxsim() -> ModuleType:
+    """onnxsim, imported without torch unless the process has imported torch already.
+
+    onnxsim 0.8's package import runs `import torch` (ppq_integration, for its PPQ bridge), which
+    costs 2-5 s where torch is installed, as it is for most users of this tool. Nothing we call
+    needs torch, and that import is guarded by try/except, so while onnxsim is imported torch is
+    marked absent (`sys.modules["torch"] = None`, Python's documented way to make an import fail)
+    and unmarked right after: only onnxsim's own optional PPQ bridge sees it missing, every later
+    `import torch` in the process (a user's reference script) works as usual. Imported here, not
+    at the top, so a run that never simplifies pays nothing."""
+    if "onnxsim" in sys.modules or "torch" in sys.modules:
+        import onnxsim
+
+        return onnxsim
+    sys.modules["torch"] = None  # type: ignore[assignment]
+    try:
+        import onnxsim
+    finally:
+        if sys.modules.get("torch", ...) is None:
+            del sys.modules["torch"]
+    return onnxsim
 
 
 # Passes that read the values of large weights; with none of them requested, the large weights
