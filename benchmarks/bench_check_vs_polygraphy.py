@@ -1,19 +1,36 @@
-"""Wall time and peak memory of `pytest --model M --target ort` beside `polygraphy run M --onnxrt --onnxrt`.
+"""Wall time, CPU time and peak memory of `pytest --model M` beside `polygraphy run M --onnxrt --onnxrt`.
 
 For each sample model in models/ and a generated ResNet-50-sized model (about 100 MB of weights),
-both commands run as fresh processes, alternating, `--repeats` times each; the medians are printed
-with their ratio. Peak memory is the child's own VmHWM, read from /proc at its exit (a forked
-child's ru_maxrss would include the benchmark's own memory at fork time). The share of our time spent inside
-ONNX Runtime (session creation + run) comes from one more in-process run with the ORT entry points
-timed. Goals (issue 2): our time <= 1.5x Polygraphy's on the large model; peak memory under 3x the
-model size plus the two ONNX Runtime sessions.
+three commands run as fresh processes, alternating, `--repeats` times each, and their medians are
+printed with the ratios measured in the same run:
 
-Usage: python benchmarks/bench_check_vs_polygraphy.py [--repeats 3] [--skip-large]
+  full        pytest --model M                      every default check (the run as a user gets it)
+  ort         pytest --model M --target ort -k "structure or reference or target"
+                                                    the checks issue 2 compared with Polygraphy
+  polygraphy  polygraphy run M --onnxrt --onnxrt    two ONNX Runtime sessions, one feed each
+
+CPU time (user + system of the child) is printed beside the wall time: on a shared, loaded machine
+it moves less than the wall time (ONNX Runtime's threads make it exceed the wall time on an idle
+one). Peak memory is the child's own VmHWM, read from /proc at its exit (a forked child's ru_maxrss
+would include the benchmark's own memory at fork time). `pytest alone` is a one-test pytest run
+without --model in the same environment: what pytest and its installed plugins cost any run.
+`polygraphy x4` runs Polygraphy on as many feeds as our checks use (4): the same work per graph.
+With `--before DIR` (a source tree holding another version's onnx2trt_check package, e.g.
+`git archive main onnx2trt_check | tar -x -C DIR`), the full and ort runs of that version alternate
+with the others, for before/after figures measured in the same run.
+
+Goals (issue 18): the full run on the large model <= 4x Polygraphy's time, the `ort` run <= 1.5x,
+a sample model's full run <= 1.5 s wall, and the large model's peak memory within 3x the model plus
+the two ONNX Runtime sessions of a run (reference and ort, measured in a process that holds just them).
+
+Usage: python benchmarks/bench_check_vs_polygraphy.py [--repeats 3] [--skip-large] [--skip-samples] [--before DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -28,8 +45,15 @@ sys.path.insert(0, str(Path(__file__).parent))
 from synthetic import resnet50_like  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-# Only the checks issue 2 asks for (structure, reference, the ort target), as other families grow.
-PYTEST_ARGS = ["-p", "no:cacheprovider", "-p", "no:xdist", "-q", "--target", "ort", "-k", "structure or reference or target", "--model"]
+PYTEST = ["-p", "no:cacheprovider", "-p", "no:xdist", "-q"]
+JOBS = {
+    "full": lambda m: ("pytest", [*PYTEST, "--model", str(m)]),
+    "ort": lambda m: ("pytest", [*PYTEST, "--target", "ort", "-k", "structure or reference or target", "--model", str(m)]),
+    "polygraphy": lambda m: ("polygraphy", ["run", str(m), "--onnxrt", "--onnxrt"]),
+}
+FEEDS = 4  # our default --num-feeds
+GOALS = {"full": 4.0, "ort": 1.5}
+SAMPLE_GOAL_SECONDS = 1.5
 # Runs one job in this fresh process and writes its peak resident memory (VmHWM, kB) to argv[1].
 PEAK = """
 import atexit, sys
@@ -55,92 +79,122 @@ for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationL
 """
 
 
-def measure(job: str, args: list[str], cwd: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one fresh process running `job`."""
+def measure(job: str, args: list[str], cwd: Path, source: Path | None = None) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS in MB) of one fresh process running `job`, with the
+    onnx2trt_check package of `source` first on the path when given."""
+    env = os.environ | {"PYTHONPATH": str(source)} if source else None
     peak_file = cwd / "peak.txt"
     peak_file.unlink(missing_ok=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", PEAK, str(peak_file), job, *args], cwd=cwd, capture_output=True)
+    result = subprocess.run([sys.executable, "-c", PEAK, str(peak_file), job, *args], cwd=cwd, capture_output=True, env=env)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"{job} {' '.join(args)} failed:\n{result.stdout.decode()[-2000:]}{result.stderr.decode()[-2000:]}")
-    return seconds, int(peak_file.read_text()) / 1024
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu, int(peak_file.read_text()) / 1024
 
 
-def ort_share(model: Path, cwd: Path) -> float:
-    """Share of an in-process `pytest --model` spent in onnxruntime session creation and runs."""
-    code = f"""
-import time, pytest, onnxruntime as ort
-spent = [0.0]
-def timed(fn):
-    def wrapper(*a, **k):
-        t = time.perf_counter()
-        try:
-            return fn(*a, **k)
-        finally:
-            spent[0] += time.perf_counter() - t
-    return wrapper
-ort.InferenceSession.__init__ = timed(ort.InferenceSession.__init__)
-ort.InferenceSession.run = timed(ort.InferenceSession.run)
-t = time.perf_counter()
-pytest.main({PYTEST_ARGS!r} + [{str(model)!r}])
-print(spent[0] / (time.perf_counter() - t))
-"""
-    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, check=True).stdout
-    return float(out.strip().splitlines()[-1])
+def pytest_alone(cwd: Path, repeats: int) -> float:
+    """Median wall time of a one-test pytest run without --model: pytest and its plugins."""
+    folder = cwd / "plain"
+    folder.mkdir(exist_ok=True)
+    (folder / "test_one.py").write_text("def test_one():\n    pass\n")
+    return statistics.median(measure("pytest", [*PYTEST, str(folder / "test_one.py")], folder)[0] for _ in range(repeats))
 
 
-def compare(model: Path, repeats: int, cwd: Path) -> dict:
-    ours, theirs = [], []
-    for _ in range(repeats):  # alternate, so drift of the machine hits both alike
-        ours.append(measure("pytest", [*PYTEST_ARGS, str(model)], cwd))
-        theirs.append(measure("polygraphy", ["run", str(model), "--onnxrt", "--onnxrt"], cwd))
-    row = {
-        "model": model.name,
-        "size_mb": model.stat().st_size / 1e6,
-        "ours_s": statistics.median(t for t, _ in ours),
-        "polygraphy_s": statistics.median(t for t, _ in theirs),
-        "ours_peak_mb": max(m for _, m in ours),
-        "polygraphy_peak_mb": max(m for _, m in theirs),
-        "ort_share": ort_share(model, cwd),
-        "two_sessions_mb": measure("sessions", [str(model)], cwd)[1],
-    }
-    row["time_ratio"] = row["ours_s"] / row["polygraphy_s"]
+def compare(model: Path, repeats: int, cwd: Path, jobs: dict) -> dict:
+    samples: dict[str, list] = {name: [] for name in jobs}
+    for _ in range(repeats):  # alternate, so drift of the machine hits every job alike
+        for name, job in jobs.items():
+            command, args, *source = job(model)
+            samples[name].append(measure(command, args, cwd, *source))
+    row = {"model": model.name, "size_mb": model.stat().st_size / 1e6}
+    for name, values in samples.items():
+        row[name] = statistics.median(v[0] for v in values)
+        row[f"{name}_cpu"] = statistics.median(v[1] for v in values)
+        row[f"{name}_peak"] = max(v[2] for v in values)
     return row
 
 
-def print_rows(rows: list[dict]) -> None:
-    print(f"{'model':<28}{'MB':>8}{'ours s':>9}{'polyg. s':>10}{'ratio':>7}{'ours MB':>9}{'polyg. MB':>11}{'in ORT':>8}")
+def with_before(jobs: dict, source: Path | None) -> dict:
+    """The jobs, plus the full and ort runs of the version in `source` when given."""
+    if source is None:
+        return jobs
+    return jobs | {f"{name}_before": (lambda m, name=name: (*JOBS[name](m), source)) for name in ("full", "ort")}
+
+
+def print_before(rows: list[dict]) -> None:
+    if not rows or "full_before" not in rows[0]:
+        return
+    print(f"\n{'model':<30}{'full before':>12}{'full now':>10}{'now/before':>11}{'ort before':>11}{'ort now':>9}{'now/before':>11}{'peak MB before/now':>20}")
     for r in rows:
-        print(
-            f"{r['model']:<28}{r['size_mb']:>8.2f}{r['ours_s']:>9.2f}{r['polygraphy_s']:>10.2f}{r['time_ratio']:>7.2f}"
-            f"{r['ours_peak_mb']:>9.0f}{r['polygraphy_peak_mb']:>11.0f}{r['ort_share']:>8.0%}"
-        )
+        print(f"{r['model']:<30}{r['full_before']:>12.2f}{r['full']:>10.2f}{r['full'] / r['full_before']:>10.2f}x{r['ort_before']:>11.2f}"
+              f"{r['ort']:>9.2f}{r['ort'] / r['ort_before']:>10.2f}x{r['full_before_peak']:>11.0f} / {r['full_peak']:<7.0f}")
+
+
+def print_rows(rows: list[dict], extra: str | None) -> None:
+    head = f"{'model':<30}{'MB':>7}{'full s':>8}{'(cpu)':>7}{'ort s':>7}{'(cpu)':>7}{'polyg. s':>9}{'(cpu)':>7}"
+    head += f"{'full/pg':>9}{'ort/pg':>8}{'full MB':>9}{'pg MB':>7}" + (f"{'pg x4 s':>9}{'full/x4':>9}" if extra else "")
+    print(head)
+    for r in rows:
+        line = (f"{r['model']:<30}{r['size_mb']:>7.2f}{r['full']:>8.2f}{r['full_cpu']:>7.2f}{r['ort']:>7.2f}{r['ort_cpu']:>7.2f}"
+                f"{r['polygraphy']:>9.2f}{r['polygraphy_cpu']:>7.2f}{r['full'] / r['polygraphy']:>8.2f}x{r['ort'] / r['polygraphy']:>7.2f}x"
+                f"{r['full_peak']:>9.0f}{r['polygraphy_peak']:>7.0f}")
+        if extra and extra in r:
+            line += f"{r[extra]:>9.2f}{r['full'] / r[extra]:>8.2f}x"
+        print(line)
+
+
+def print_goals(rows: list[dict], large: dict | None, plain: float) -> None:
+    print(f"\npytest alone (one trivial test, no --model, same plugins): {plain:.2f} s of every run above")
+    samples = [r for r in rows if r is not large]
+    if samples:
+        worst = max(samples, key=lambda r: r["full"])
+        median = statistics.median(r["full"] for r in samples)
+        verdict = "meets" if worst["full"] <= SAMPLE_GOAL_SECONDS else "MISSES"
+        print(f"sample models, full default check: median {median:.2f} s, slowest {worst['model']} {worst['full']:.2f} s wall "
+              f"({worst['full_cpu']:.2f} s CPU): {verdict} the goal of <= {SAMPLE_GOAL_SECONDS} s")
+    if large is None:
+        return
+    for job, goal in GOALS.items():
+        ratio = large[job] / large["polygraphy"]
+        cpu_ratio = large[f"{job}_cpu"] / large["polygraphy_cpu"]
+        verdict = "meets" if ratio <= goal else "MISSES"
+        print(f"large model, {job}: {ratio:.2f}x Polygraphy's wall time ({cpu_ratio:.2f}x its CPU time): {verdict} the goal of <= {goal}x")
+    budget = 3 * large["size_mb"] + large["two_sessions_mb"]
+    verdict = "within" if large["full_peak"] <= budget else "ABOVE"
+    print(f"large model, peak memory of the full run {large['full_peak']:.0f} MB: {verdict} the budget 3 x {large['size_mb']:.0f} MB "
+          f"+ two sessions {large['two_sessions_mb']:.0f} MB = {budget:.0f} MB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--skip-samples", action="store_true")
+    parser.add_argument("--before", type=Path, help="a source tree with another version's onnx2trt_check package, run alongside")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    jobs = with_before(JOBS, args.before)
+    with tempfile.TemporaryDirectory(prefix="bench_check_vs_polygraphy-") as tmp:
         cwd = Path(tmp)
         # Copies, so pytest's rootdir is the temporary folder, as in a user's project: the
         # repository's own conftest.py (test settings) is not part of what is measured.
-        models = [Path(shutil.copy(m, cwd)) for m in sorted((ROOT / "models").glob("*.onnx"))]
+        models = [] if args.skip_samples else [Path(shutil.copy(m, cwd)) for m in sorted((ROOT / "models").glob("*.onnx"))]
+        rows = [compare(m, args.repeats, cwd, jobs) for m in models]
+        large = None
         if not args.skip_large:
-            large = cwd / "resnet50_like.onnx"
-            onnx.save(resnet50_like(size=224), str(large))
-            models.append(large)
-        rows = [compare(m, args.repeats, cwd) for m in models]
-    print_rows(rows)
-    if not args.skip_large:
-        large = rows[-1]
-        budget = 3 * large["size_mb"] + large["two_sessions_mb"]  # a process holding just the two ORT sessions
-        print(
-            f"large model: time {large['time_ratio']:.2f}x Polygraphy's (goal <= 1.5x); peak {large['ours_peak_mb']:.0f} MB "
-            f"vs budget 3 x {large['size_mb']:.0f} MB + two sessions {large['two_sessions_mb']:.0f} MB = {budget:.0f} MB"
-        )
+            path = cwd / "resnet50_like.onnx"
+            onnx.save(resnet50_like(size=224), str(path))
+            x4 = {"polygraphy_x4": lambda m: ("polygraphy", ["run", str(m), "--onnxrt", "--onnxrt", "--iterations", str(FEEDS)])}
+            large = compare(path, args.repeats, cwd, jobs | x4)
+            large["two_sessions_mb"] = measure("sessions", [str(path)], cwd)[2]
+            rows.append(large)
+        plain = pytest_alone(cwd, args.repeats)
+    print_rows(rows, "polygraphy_x4" if large else None)
+    print_goals(rows, large, plain)
+    print_before(rows)
 
 
 if __name__ == "__main__":

@@ -101,6 +101,23 @@ def test_other_feeds_or_another_model_share_nothing(runs):
     assert memo.known_step(pipeline.get_transform("fold_conv_bn"), copy, {}) is None
 
 
+def test_results_are_the_callers_to_edit():
+    """A result the memo keeps, or the unchanged input, is handed out as a copy: editing it changes
+    neither the caller's model nor what the next pipeline starts from."""
+    model, data = conv_bn_sigmoid(), feeds()
+    original = model.SerializeToString()
+    alone = run_transforms(model, data, SETTINGS)
+    memo = PipelineMemo(model, data, reference=lambda: run_model(model, data))
+    item = run_transforms(model, data, SETTINGS, names=["fold_conv_bn"], memo=memo)
+    del item.model.graph.node[:]
+    unchanged = run_transforms(model, data, SETTINGS, names=["fold_gemm_bn"], memo=memo)
+    assert not unchanged.steps[0].modified and unchanged.model is not model
+    del unchanged.model.graph.node[:]
+    shared = run_transforms(model, data, SETTINGS, memo=memo)
+    assert model.SerializeToString() == original
+    assert summaries(shared) == summaries(alone) and shared.model.SerializeToString() == alone.model.SerializeToString()
+
+
 def weights_digest(names, values) -> str:
     digest = hashlib.sha256()
     for name, value in sorted(zip(names, values), key=lambda pair: pair[0]):

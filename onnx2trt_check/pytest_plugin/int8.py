@@ -20,7 +20,6 @@ from ..context import ModelContext, RunOptions
 from ..data import fit, is_template, read_source, source_file
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
 from ..quant.float_counterpart import has_qdq
-from ..quant.pipeline import report_figures, settings_from
 from ..report import PROPERTY_KEY, accuracy_figures
 from ..targets import get_target, select_targets
 from ..targets import ort_int8 as int8
@@ -100,6 +99,8 @@ def _sweep_label(method: str, percentile: float | None) -> str:
 def check_report(ctx: ModelContext) -> dict:
     __tracebackhide__ = True
     _skip_if_qdq(ctx, "it is deployed as it is, nothing is quantized by us")
+    from ..quant.pipeline import report_figures  # here: the quantizer imports scipy, and most runs never quantize
+
     build = int8.int8_build(ctx)
     figures = report_figures(build)
     if not build.report.tensors:
@@ -117,6 +118,8 @@ def sweep_check(method: str, percentile: float | None):
     def check(ctx: ModelContext) -> dict:
         __tracebackhide__ = True
         _skip_if_qdq(ctx, "there is nothing to calibrate")
+        from ..quant.pipeline import settings_from  # here: the quantizer imports scipy
+
         base = settings_from(ctx.options.extra)
         settings = dataclasses.replace(base, method=method, percentile=percentile or base.percentile)
         path = ctx.artifact(f"int8-{_sweep_label(method, percentile)}", lambda: int8.int8_build(ctx, settings).model)

@@ -142,7 +142,7 @@ def _condensed(figures: dict) -> dict:
 
 def pipeline_figures(model: onnx.ModelProto, result: PipelineResult) -> dict:
     return {
-        "nodes_before": len(model.graph.node), "nodes_after": len(result.model.graph.node),
+        "nodes_before": len(model.graph.node), "nodes_after": result.nodes_after,
         "changed": [step.name for step in result.steps if step.modified and step.passed],
         "failed_step": result.failed_step,
         "steps": [{"name": s.name, "modified": s.modified, "passed": s.passed, "nodes_before": s.nodes_before,

@@ -20,6 +20,7 @@ import os
 import time
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,10 +28,12 @@ from ..context import ReferenceRun
 from ..data import read_feeds
 from ..errors import CheckError, CheckFailed, CheckSkipped
 from ..quant.float_counterpart import float_counterpart, has_qdq
-from ..quant.pipeline import Int8Build, Int8Settings, quantize_for_tensorrt, settings_from
 from ..quant.verify import VerificationSplit, verification_split
 from ..runtime import create_session, output_names, run_feeds
 from .base import Target
+
+if TYPE_CHECKING:  # the quantizer is imported where it runs: it imports scipy, and most runs never quantize
+    from ..quant.pipeline import Int8Build, Int8Settings
 
 NO_CALIBRATION_REASON = "no calibration data and the model holds no Q/DQ nodes; pass --calibration-data calib.npz"
 
@@ -97,6 +100,8 @@ def judging_reference(ctx):
 
 def int8_build(ctx, settings: Int8Settings | None = None) -> Int8Build:
     """Our int8 build of the model under the run's settings (or `settings`), made once."""
+    from ..quant.pipeline import quantize_for_tensorrt, settings_from
+
     settings = settings or settings_from(ctx.options.extra)
     feeds = verification(ctx).calibration
     try:

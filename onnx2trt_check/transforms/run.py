@@ -190,7 +190,7 @@ def run_transforms(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarr
     fold = first.steps[-1]
     rest_feeds = raw_feeds(feeds, folded_inputs(fold.report), settings) if fold.modified else feeds
     second = _run_part(first.model, rest_feeds, names[split:], settings, memo)
-    return PipelineResult(second.model, first.steps + second.steps, second.failed_step)
+    return PipelineResult(second.model, first.steps + second.steps, second.failed_step)  # `second` made its copy
 
 
 def _run_part(model, feeds, names, settings: TransformSettings, memo) -> PipelineResult:
