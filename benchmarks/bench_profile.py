@@ -17,6 +17,9 @@ item's time without overlap:
   import     imports done while an item runs (a library imported on first use)
   other      the rest: our own Python (transforms, comparisons, statistics)
 
+Each item's peak resident memory is measured too (VmHWM, reset before the item by writing 5 to
+/proc/self/clear_refs), beside the resident memory when it started.
+
 The phases: `python+pytest` (interpreter start to pytest's configure, which includes importing
 pytest and every installed pytest plugin), `our imports` (importing the library in the plugin's
 configure), `load` (the rest of configure: options, models read, feeds made), `collect`, the items,
@@ -136,6 +139,19 @@ sys.meta_path.insert(0, Watch())
 import pytest
 rows = []
 
+def memory():
+    """Resident memory now (MB), after resetting the peak (Linux: VmHWM := VmRSS)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError:
+        pass
+    return status("VmRSS")
+
+def status(field):
+    with open("/proc/self/status") as text:
+        return int(text.read().split(field + ":")[1].split()[0]) / 1024
+
 class Profile:
     @pytest.hookimpl(tryfirst=True)
     def pytest_cmdline_main(self, config):  # right before configure (a historic hook: no wrapper)
@@ -150,6 +166,7 @@ class Profile:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item):
+        rss = memory()
         patch_loaded()
         marks.setdefault("first", time.perf_counter())
         spent.clear()
@@ -159,8 +176,9 @@ class Profile:
             return (yield)
         finally:
             leave()
+            rss = (rss, status("VmHWM"))
             patch_loaded()  # modules the item imported: timed from the next item on
-            rows.append((item.nodeid.split("::", 1)[-1], time.perf_counter() - begun, dict(spent)))
+            rows.append((item.nodeid.split("::", 1)[-1], time.perf_counter() - begun, dict(spent), rss))
             marks["last"] = time.perf_counter()
 
 code = pytest.main(sys.argv[1:], plugins=[Profile()])
@@ -174,7 +192,8 @@ phases = {
     "items": last - first,
     "end": ended - last,
 }
-print("JSON" + json.dumps({"rows": rows, "phases": phases, "exit": int(code), "child": ended - started, "epoch": started_epoch}), flush=True)
+print("JSON" + json.dumps({"rows": rows, "phases": phases, "exit": int(code), "child": ended - started, "epoch": started_epoch,
+                          "peak": status("VmHWM")}), flush=True)
 '''
 
 
@@ -206,15 +225,15 @@ def print_profile(name: str, data: dict, top: int) -> None:
     phases = data["phases"]
     print(f"\n{name}: {data['wall']:.2f} s wall, exit code {data['exit']}")
     print("  phases: " + ", ".join(f"{p} {phases.get(p, 0.0):.2f}" for p in PHASES))
-    print(f"  {'item':<50}{'total':>7}" + "".join(f"{k:>10}" for k in KINDS))
+    print(f"  {'item':<50}{'total':>7}" + "".join(f"{k:>10}" for k in KINDS) + f"{'MB start':>10}{'peak':>7}")
     sums = dict.fromkeys(KINDS, 0.0)
-    for rank, (item, total, found) in enumerate(rows):
+    for rank, (item, total, found, (start_mb, peak_mb)) in enumerate(rows):
         found = dict(found)
         found["other"] = found.get("other", 0.0)
         for kind in KINDS:
             sums[kind] += found.get(kind, 0.0)
         if rank < top:
-            print(f"  {item[:49]:<50}{total:>7.3f}" + "".join(f"{found.get(k, 0.0):>10.3f}" for k in KINDS))
+            print(f"  {item[:49]:<50}{total:>7.3f}" + "".join(f"{found.get(k, 0.0):>10.3f}" for k in KINDS) + f"{start_mb:>10.0f}{peak_mb:>7.0f}")
     items_total = sum(r[1] for r in rows)
     print(f"  {'all items':<50}{items_total:>7.3f}" + "".join(f"{sums[k]:>10.3f}" for k in KINDS))
 
