@@ -106,6 +106,22 @@ def test_quantize_and_dequantize_match_onnxruntime_per_channel(ort_q_axis, ort_d
     assert np.array_equal(dequantize(q, scale, axis=1), ort_dq_axis.run(None, {"x": q, "s": scale})[0])
 
 
+@pytest.fixture(scope="module")
+def ort_q_zero_point():
+    text = """<ir_version: 8, opset_import: ["": 19]>
+    g (float[N, C] x, float[C] s, int8[C] zp) => (y) { y = QuantizeLinear<axis = 1>(x, s, zp) }"""
+    return create_session(onnx.parser.parse_model(text), optimized=False)
+
+
+@given(x=hnp.arrays(np.float32, (4, 3), elements=st.floats(_f32(-3e38), _f32(3e38), width=32)),
+       scale=hnp.arrays(np.float32, 3, elements=scales), zero_point=hnp.arrays(np.int8, 3))
+def test_quantize_with_a_zero_point_matches_onnxruntime(ort_q_zero_point, x, scale, zero_point):
+    # quantize works in float32 in place (no float64 copy of a large weight): the zero point is
+    # added in float32, which must still round and saturate like ORT over the whole float range.
+    expected = ort_q_zero_point.run(None, {"x": x, "s": scale, "zp": zero_point})[0]
+    assert np.array_equal(quantize(x, scale, zero_point, axis=1), expected)
+
+
 @given(amax=st.floats(_f32(1e-30), _f32(1e30), width=32))
 def test_symmetric_scale_maps_amax_to_127(amax):
     scale = symmetric_scale(amax)

@@ -52,9 +52,16 @@ def quantize(x, scale, zero_point=0, *, axis: int | None = None) -> np.ndarray:
     length = x.shape[axis] if axis is not None else None
     scale = _along_axis(np.asarray(scale, dtype=np.float32), x.ndim, axis, "scale", length)
     zero_point = _along_axis(np.asarray(zero_point, dtype=np.int32), x.ndim, axis, "zero_point", length)
+    # One float32 working array, edited in place: a 2 GB weight must not cost five of it in
+    # temporaries (float32 + int32 promotes to float64). Adding the zero point in float32 is exact
+    # wherever the clip keeps the value (|x| < 2**24), so the result is the same.
     with np.errstate(over="ignore", invalid="ignore"):
-        rounded = np.rint(x / scale) + zero_point
-    return np.clip(rounded, INT8_MIN, INT8_MAX).astype(np.int8)
+        rounded = np.asarray(x / scale)
+        np.rint(rounded, out=rounded)
+        if np.any(zero_point):
+            rounded += zero_point.astype(np.float32)
+    np.clip(rounded, INT8_MIN, INT8_MAX, out=rounded)
+    return rounded.astype(np.int8)
 
 
 def dequantize(q, scale, zero_point=0, *, axis: int | None = None) -> np.ndarray:
