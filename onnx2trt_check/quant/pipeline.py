@@ -104,7 +104,10 @@ def prepare_for_quantization(model: onnx.ModelProto, feeds: Sequence[Mapping[str
     each step's figures."""
     folded = fold_conv_bn(model)
     steps = {"fold_conv_bn": {"folded": len(folded.report.matches)}}
-    work = _lift_constants(folded.model)
+    # An unchanged result is a copy of the input (the transform contract): keep the input instead,
+    # so a model with nothing to fold is not held twice through calibration.
+    work = _lift_constants(folded.model if folded.modified else model)
+    del folded
     if settings.cle:
         result = equalize.equalize(work, relu6=settings.cle_relu6, check_feeds=feeds[:SWAP_CHECK_FEEDS])
         steps["cle"] = {"pairs": len(result.report.matches), "skipped": [f"{', '.join(s.nodes)}: {s.reason}" for s in result.report.skips], **result.report.figures}
@@ -119,8 +122,8 @@ def _correction_figures(report) -> dict:
 
 def _lift_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     work = ir.from_proto(model)
-    LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(work)
-    return ir.to_proto(work)
+    lifted = LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0)(work)
+    return ir.to_proto(work) if lifted.modified else model  # to_proto copies every weight
 
 
 def report_figures(build: Int8Build) -> dict:
