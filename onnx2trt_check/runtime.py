@@ -17,12 +17,14 @@ import onnxruntime as ort
 
 from onnx2trt_check.protos import raw_data_bytes
 
+# An onnx-ir Model is accepted too (typed loosely here, so this leaf module does not import onnx-ir).
 ModelSource = str | os.PathLike | bytes | onnx.ModelProto
 
 
 def create_session(model: ModelSource, *, optimized: bool, threads: int = 0) -> ort.InferenceSession:
     """An ORT CPU session. `optimized=False` is the reference: no graph rewrites, so what runs is
-    the graph as written. `threads=0` lets ORT choose."""
+    the graph as written. `threads=0` lets ORT choose. `model` may also be an onnx-ir Model: its
+    weights are handed over as they are, with no protobuf copy of them (ir.to_proto would make one)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = (
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -35,10 +37,13 @@ def create_session(model: ModelSource, *, optimized: bool, threads: int = 0) -> 
     # is neither the model's nor TensorRT's arithmetic (int32 accumulation).
     options.add_session_config_entry("session.disable_quant_qdq", "1")
     weights = []
-    if isinstance(model, onnx.ModelProto):
+    if not isinstance(model, str | bytes | os.PathLike | onnx.ModelProto):
+        model, weights = _ir_without_weights(model)
+    elif isinstance(model, onnx.ModelProto):
         model, weights = _without_weights(model)
-        if weights:
-            options.add_external_initializers([name for name, _ in weights], [value for _, value in weights])
+    if weights:
+        options.add_external_initializers([name for name, _ in weights], [value for _, value in weights])
+    if isinstance(model, onnx.ModelProto):
         model = model.SerializeToString()
     elif isinstance(model, os.PathLike):
         model = os.fspath(model)
@@ -74,6 +79,27 @@ def _without_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[tupl
     light = onnx.helper.make_model(shell, opset_imports=model.opset_import, ir_version=model.ir_version, functions=model.functions)
     weights = [(t.name, ort.OrtValue.ortvalue_from_numpy(onnx.numpy_helper.to_array(t))) for t in large]
     return light, weights
+
+
+def _ir_without_weights(model) -> tuple[onnx.ModelProto, list[tuple[str, ort.OrtValue]]]:
+    """An onnx-ir Model as a proto whose large initializers are external-data stubs, and those
+    initializers as OrtValues over their arrays: one copy of a proto-backed weight (its raw_data),
+    none of a numpy-backed one. The model is not modified: a clone (which shares the tensors) gets
+    the stubs."""
+    import onnx_ir as ir
+
+    shell = model.clone()
+    inputs = set(shell.graph.inputs)
+    weights = []
+    for name, value in shell.graph.initializers.items():
+        tensor = value.const_value
+        if value in inputs or tensor is None or int(tensor.dtype) not in _HANDED_OVER_TYPES or tensor.nbytes <= _HANDED_OVER_BYTES:
+            continue
+        if isinstance(tensor, ir.ExternalTensor):
+            continue  # data in a file ORT reads itself
+        weights.append((name, ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(tensor.numpy()))))
+        value.const_value = ir.ExternalTensor(_IN_MEMORY, 0, tensor.nbytes, tensor.dtype, shape=tensor.shape, name=name)
+    return ir.to_proto(shell), weights
 
 
 def _stub(tensor: onnx.TensorProto) -> onnx.TensorProto:

@@ -35,6 +35,24 @@ def test_in_memory_sessions_equal_sessions_from_bytes(tmp_path, dtype, optimized
     np.testing.assert_array_equal(run_feeds(session, [feed])[0]["y"], expected)
 
 
+@pytest.mark.parametrize("numpy_backed", [False, True])
+def test_sessions_from_onnx_ir_models_equal_sessions_from_protos_and_leave_the_model_alone(numpy_backed):
+    import onnx_ir as ir
+
+    model = _matmul_model(np.float32)
+    feed = {"x": np.random.default_rng(1).normal(size=(2, 256)).astype(np.float32)}
+    expected = run_model(model, [feed])[0]["y"]
+    work = ir.from_proto(model)
+    weight = work.graph.initializers["w"]
+    if numpy_backed:  # as a transform leaves a weight it rewrote
+        weight.const_value = ir.tensor(weight.const_value.numpy().copy(), name="w")
+    session = create_session(work, optimized=False)
+    assert len(session._onnx2trt_check_weights) == 1
+    np.testing.assert_array_equal(run_feeds(session, [feed])[0]["y"], expected)
+    assert not isinstance(weight.const_value, ir.ExternalTensor)  # the stub went into a clone only
+    np.testing.assert_array_equal(run_model(ir.to_proto(work), [feed])[0]["y"], expected)
+
+
 def test_an_initializer_that_is_also_an_input_stays_overridable():
     model = _matmul_model(np.float32, as_input=True)
     feed = {"x": np.ones((2, 256), np.float32), "w": np.zeros((256, 160), np.float32)}

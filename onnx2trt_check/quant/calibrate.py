@@ -99,6 +99,12 @@ class TensorStats:
 
 def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
     """A copy of the model whose graph also outputs the tensors `names`."""
+    return ir.serde.serialize_model(_exposing(model, names))
+
+
+def _exposing(model: onnx.ModelProto, names: Sequence[str]) -> ir.Model:
+    """with_outputs as an onnx-ir model that shares the weights of `model`: a session made from it
+    (runtime.create_session) takes them without the protobuf copy serializing would make."""
     # onnx-ir's pass sets large weights aside while onnx infers: onnx.shape_inference.infer_shapes
     # serializes the whole model, which fails at 2 GiB.
     ir_model = ir_passes.ShapeInferencePass()(ir.from_proto(model)).model
@@ -108,7 +114,7 @@ def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProt
         if name not in values:
             raise ConfigError(f"tensor {name!r} to calibrate is not in the graph; pass a node output or graph input name")
     expose_as_outputs(ir_model.graph, [values[name] for name in names])
-    return ir.serde.serialize_model(ir_model)
+    return ir_model
 
 
 def collect_statistics(
@@ -121,7 +127,7 @@ def collect_statistics(
     """Run the model over every feed and accumulate `TensorStats` of each tensor in `tensor_names`
     (graph inputs or node outputs). Only one batch of activations is held at a time. `progress`
     writes a batch counter to stderr when stderr is a terminal or there are many batches."""
-    session = create_session(with_outputs(model, tensor_names), optimized=False)
+    session = create_session(_exposing(model, tensor_names), optimized=False)
     input_names = [i.name for i in session.get_inputs()]
     outputs = [n for n in tensor_names if n not in input_names]
     stats = {name: TensorStats() for name in tensor_names}
