@@ -77,7 +77,7 @@ class TensorStats:
 
 
 def collect_activation_stats(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | ir.Model,
     feeds: Iterable[Mapping[str, np.ndarray]],
     *,
     tensors: Iterable[str] | None = None,
@@ -86,7 +86,8 @@ def collect_activation_stats(
 
     `tensors` selects graph inputs or node outputs by name. Defaults to every float graph input and
     every float node output (initializers are weights, not activations). Runs the ORT reference
-    (no graph optimizations), so every tensor exists as written. The input model is not mutated.
+    (no graph optimizations), so every tensor exists as written. The input model (a proto or an
+    onnx-ir model, whose weights are then used without a copy) is not mutated.
     """
     probe = _typed_copy(model)
     available = _float_tensors(probe.graph)
@@ -94,7 +95,7 @@ def collect_activation_stats(
     input_names = {value.name for value in probe.graph.inputs}
     computed = [name for name in names if name not in input_names]
     expose_as_outputs(probe.graph, [available[name] for name in computed])
-    session = create_session(ir.to_proto(probe), optimized=False)
+    session = create_session(probe, optimized=False)  # the weights handed over, not serialized
     stats = {name: TensorStats() for name in names}
     seen = 0
     for feed in feeds:
@@ -108,9 +109,10 @@ def collect_activation_stats(
     return stats
 
 
-def _typed_copy(model: onnx.ModelProto) -> ir.Model:
-    """An IR copy of the model in which every node output has a type (inferred where missing)."""
-    copy = ir.from_proto(model)
+def _typed_copy(model: onnx.ModelProto | ir.Model) -> ir.Model:
+    """An IR copy of the model in which every node output has a type (inferred where missing); it
+    shares the weights of `model`."""
+    copy = model.clone() if isinstance(model, ir.Model) else ir.from_proto(model)
     if any(value.type is None for node in copy.graph for value in node.outputs if value.name):
         # onnx-ir's pass hands large initializers to onnx's inference as inputs, so it stays cheap.
         copy = ir_passes.ShapeInferencePass()(copy).model

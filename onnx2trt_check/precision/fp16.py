@@ -159,7 +159,7 @@ def convert_to_fp16(
     reasons = _static_reasons(named.graph, set(block_ops), set(block_nodes), _default_opset(model))
     feeds = list(feeds) if feeds is not None else []
     if feeds:
-        stats = collect_activation_stats(ir.to_proto(named), feeds)
+        stats = collect_activation_stats(named, feeds)
         _merge(reasons, _data_reasons(named.graph, stats, limit, underflow_fraction))
     blocked = _blocked_nodes(named.graph, reasons)
     _precast_weights(named.graph, {node.name for node in blocked})
@@ -301,7 +301,9 @@ def _precast_weights(graph: ir.Graph, blocked: set[str]) -> None:
             continue
         if any(node.name in blocked or node.op_type in ort_float16.ALWAYS_FLOAT_INPUTS for node in consumers):
             continue
-        value.const_value = ir.tensor(np.clip(tensor.numpy(), -FP16_MAX, FP16_MAX).astype(np.float16), name=value.name)
+        # Clipped in float32 straight into the fp16 array: no float32 temporary of the weight's size.
+        half = np.clip(tensor.numpy(), -FP16_MAX, FP16_MAX, out=np.empty(tensor.shape.numpy(), np.float16))
+        value.const_value = ir.tensor(half, name=value.name)
         value.dtype = ir.DataType.FLOAT16
 
 
