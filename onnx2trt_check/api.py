@@ -26,7 +26,7 @@ import onnx
 from .bisection.modes import BisectOutcome
 from .errors import ConfigError
 from .fileio import checked_output
-from .quant.pipeline import Int8Build, Int8Settings
+from .quant.pipeline import Int8Build, Int8Settings, bisect_command
 from .quant.verify import Int8Verdict
 from .transforms.pipeline import PipelineResult
 from .transforms.run import TransformSettings
@@ -272,6 +272,7 @@ class QuantizeResult:
     test_feeds: int
     bisect_command: str
     written: Path | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -291,7 +292,8 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
              cle_relu6: str = "skip", bias_correction: bool = False, exclude: Sequence[str] = (),
              inputs: str | os.PathLike | None = None, input_shapes: Shapes | None = None, accept_degraded: bool = False,
              atol: float | None = None, rtol: float | None = None, min_cosine: float | None = None, min_sqnr_db: float | None = None,
-             output_tolerances: Sequence[str] = (), project: str | os.PathLike | None = None) -> QuantizeResult:
+             output_tolerances: Sequence[str] = (), project: str | os.PathLike | None = None,
+             labels: str | os.PathLike | None = None, metric: str | None = None) -> QuantizeResult:
     """Post-training int8 quantization of a float model by TensorRT's Q/DQ placement rules,
     calibrated on `calibration_data` (a .npz or a data-loader script), then verified: the result is
     measured against the float model on `inputs` (Defaults to a held-out fifth of the calibration
@@ -302,12 +304,17 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     The floor is the one `pytest --model` run in the `project` folder (Defaults to the current
     folder) applies: the int8 profile, then [tool.onnx2trt_check] of its pyproject.toml, its pytest
     ini's onnx2trt_* keys, then `atol` ... `output_tolerances` as pytest's --atol, --rtol,
-    --min-cosine, --min-sqnr, --output-tolerance OUT:key=value."""
+    --min-cosine, --min-sqnr, --output-tolerance OUT:key=value.
+
+    With `labels` (one per row of `inputs`) and/or `metric` (FILE.py[:func], task_metrics), the
+    automatic calibration maximizes the metric's first figure on the `inputs` feeds (ties broken
+    by output SQNR) and the verdict reports the task figures of both models."""
     from .config import check_output_names, project_tolerances
     from .data import fit, read_source
     from .quant.float_counterpart import has_qdq
     from .quant.pipeline import check_settings, quantize_for_tensorrt
     from .quant.verify import verification_split, verify_int8
+    from .task_metrics import task_objective
 
     settings = Int8Settings(method=calibration_method, percentile=percentile, per_channel=per_channel, cle=cle,
                             cle_relu6=cle_relu6, bias_correction=bias_correction, exclude=tuple(exclude))
@@ -317,6 +324,8 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     target = checked_output(model, output, force=force) if output is not None else None
     calibration_raw = read_source(calibration_data, "--calibration-data")
     test_raw = read_source(inputs, "--inputs") if inputs else None
+    if (labels is not None or metric is not None) and test_raw is None:
+        raise ConfigError("--labels/--metric score the --inputs feeds (the labels are theirs); pass --inputs")
     proto, name = _load(model)
     if has_qdq(proto):
         raise ConfigError(f"'{name}' already holds Q/DQ nodes; quantize its float model instead")
@@ -324,29 +333,24 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     specs = _specs(proto, input_shapes, calibration_raw)  # open dims settled by the calibration data
     split = verification_split(fit(calibration_raw, specs), fit(test_raw, specs) if test_raw is not None else None)
     source = f"test inputs '{inputs}'" if inputs else split.describe(os.fspath(calibration_data))
-    build = quantize_for_tensorrt(proto, split.calibration, settings)
+    task, objective = task_objective(proto, labels=labels, metric=metric, model=None if name == "<ModelProto>" else Path(name), feeds=split.test)
+    searched = objective is not None and settings.method == "auto"
+    build = quantize_for_tensorrt(proto, split.calibration, settings, **({"objective": objective, "selection_feeds": split.test} if searched else {}))
     command = bisect_command(name, calibration_data, settings, inputs=inputs, input_shapes=input_shapes)
-    verdict = verify_int8(proto, build.model, split.test, tolerances=tolerances)
-    result = QuantizeResult(build, settings, len(split.calibration), verdict, source, len(split.test), command)
+    verdict = verify_int8(proto, build.model, split.test, tolerances=tolerances, metric=task)
+    result = QuantizeResult(build, settings, len(split.calibration), verdict, source, len(split.test), command, notes=_task_notes(objective, settings))
     if target is not None and (result.passed or accept_degraded):
         result.written = _write(target, build.model, force=force)
     return result
 
 
-def bisect_command(model: str, calibration_data, settings: Int8Settings, *, inputs=None, input_shapes: Shapes | None = None) -> str:
-    """The `onnx2trt-check bisect` command line that builds the same int8 artifact and compares it
-    layer by layer on the same feeds, shell-quoted."""
-    import shlex
-
-    words = ["onnx2trt-check", "bisect", model if model != "<ModelProto>" else "MODEL.onnx", "--target", "ort-int8",
-             "--calibration-data", os.fspath(calibration_data), "--calibration-method", settings.method]
-    words += ["--percentile", f"{settings.percentile:g}"] if settings.percentile != Int8Settings.percentile else []
-    words += [flag for flag, on in (("--per-tensor", not settings.per_channel), ("--cle", settings.cle), ("--bias-correction", settings.bias_correction)) if on]
-    words += ["--cle-relu6", settings.cle_relu6] if settings.cle and settings.cle_relu6 != Int8Settings.cle_relu6 else []
-    words += [w for pattern in settings.exclude for w in ("--exclude", pattern)]
-    words += ["--inputs", os.fspath(inputs)] if inputs else []
-    words += [w for name, shape in (input_shapes or {}).items() for w in ("--input-shape", f"{name}:{'x'.join(map(str, shape))}")]
-    return shlex.join(words)
+def _task_notes(objective, settings: Int8Settings) -> list[str]:
+    if objective is None:
+        return []
+    if settings.method != "auto":
+        return [f"--calibration-method {settings.method} searches nothing: the task figure only scores the result"]
+    return [f"auto calibration objective: {objective.describe()}, on the --inputs feeds; "
+            "the same feeds verify the result, so its task figure is not held out"]
 
 
 # ---------------------------------------------------------------- bisect

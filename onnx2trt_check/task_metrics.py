@@ -181,3 +181,53 @@ def figures_text(figures: Mapping[str, float], reference: Mapping[str, float] | 
             text += f" (reference {reference[name]:.4g}, drop {reference[name] - value:.4g})"
         parts.append(text)
     return ", ".join(parts)
+
+
+def metric_for_feeds(*, labels: str | Path | None, metric: str | None, model: Path | None,
+                     feeds: Sequence[Mapping[str, np.ndarray]], count: int | None = None) -> TaskMetric | None:
+    """The task metric of a command (quantize, bisect --sensitivity) for its labelled feeds: the
+    labels checked against every feed (one per feed or per row), then kept for the first `count`
+    feeds (Defaults to all), as the command uses only those. None without labels and metric."""
+    found = load_task_metric(labels=labels, metric=metric)
+    if isinstance(found, TaskMetricPerModel):
+        if model is None:
+            raise ConfigError(f"--labels '{labels}' names {{model}}, but the model is not a file; pass the labels file itself")
+        found = found.for_model(model)
+    if found is None or found.labels is None:
+        return found
+    check_label_rows(found.labels, feeds)
+    return dataclasses.replace(found, labels=first_feeds_labels(found.labels, feeds, len(feeds) if count is None else count))
+
+
+def first_feeds_labels(labels: np.ndarray, feeds: Sequence[Mapping[str, np.ndarray]], count: int) -> np.ndarray:
+    """The labels of the first `count` feeds: labels checked by check_label_rows number the feeds
+    or their rows (when both, the feeds hold one row each and either reading gives the same)."""
+    if len(labels) == len(feeds):
+        return labels[:count]
+    first = next(iter(feeds[0]))
+    return labels[:sum(int(np.shape(feed[first])[0]) if np.ndim(feed[first]) else 1 for feed in feeds[:count])]
+
+
+def reference_figures(metric: TaskMetric, outputs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
+    """The figures of the float model's outputs, computed before a search so a metric that cannot
+    score them stops the command at once; a metric function that fails without labels is told so."""
+    try:
+        return metric.evaluate(outputs)
+    except InputDataError as exc:
+        if metric.labels is None and metric.function is not None:
+            raise ConfigError(f"{exc}; without --labels it gets labels=None: pass --labels FILE.npy if it needs them") from None
+        raise
+
+
+def task_objective(model_proto, *, labels, metric: str | None, model: Path | None, feeds, count: int | None = None):
+    """(TaskMetric, TaskObjective scoring its first figure) for a search on the first `count` of
+    `feeds` (Defaults to all), with the float model's figures already computed (a metric that
+    cannot score them stops here); (None, None) without labels and metric."""
+    from .quant.objective import TaskObjective
+    from .runtime import run_model
+
+    found = metric_for_feeds(labels=labels, metric=metric, model=model, feeds=feeds, count=count)
+    if found is None:
+        return None, None
+    figures = reference_figures(found, run_model(model_proto, list(feeds)[:count]))
+    return found, TaskObjective(found, next(iter(figures)))

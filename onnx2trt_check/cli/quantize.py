@@ -36,6 +36,8 @@ def register(subparsers) -> None:
     parser.add_argument("--exclude", action="append", default=[], metavar="NODE_OR_REGEX", help="node name or regex left in float (repeatable); an unnamed node is OpType(first output)")
     parser.add_argument("--inputs", metavar="NPZ", help="test inputs the result is verified on. Defaults to a held-out fifth of the calibration data")
     parser.add_argument("--input-shape", action="append", default=[], metavar="NAME:1x3x224x224", help="shape for an input with dynamic dims")
+    parser.add_argument("--labels", metavar="FILE.npy", help="ground truth, one label per --inputs row: auto calibration then maximizes the task figure on --inputs (top-1, or --metric's first figure), ties by output SQNR")
+    parser.add_argument("--metric", metavar="FILE.py[:FUNC]", help="task metric func(outputs, labels) -> {name: figure}, higher is better; its first figure is the objective. Defaults to top-1/top-5 with --labels")
     parser.add_argument("--accept-degraded", action="store_true", help="write the result even when it is below the int8 floor")
     _add_floor_options(parser)
     parser.add_argument("--force", action="store_true", help="overwrite OUT.onnx if it exists")
@@ -60,9 +62,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
                       calibration_method=args.calibration_method, percentile=args.percentile, per_channel=not args.per_tensor, cle=args.cle,
                       cle_relu6=args.cle_relu6, bias_correction=args.bias_correction, exclude=args.exclude,
                       inputs=args.inputs, input_shapes=input_shapes(args), accept_degraded=args.accept_degraded,
-                      atol=args.atol, rtol=args.rtol, min_cosine=args.min_cosine, min_sqnr_db=args.min_sqnr_db, output_tolerances=args.output_tolerance)
+                      atol=args.atol, rtol=args.rtol, min_cosine=args.min_cosine, min_sqnr_db=args.min_sqnr_db, output_tolerances=args.output_tolerance,
+                      labels=args.labels, metric=args.metric)
     print(f"quantize '{args.model}': {result.settings.label}, calibrated on {result.calibration_feeds} feed(s) of '{args.calibration_data}'")
-    for line in report_lines(result.build) + accuracy_lines(result) + verdict_lines(result, args.output):
+    for line in [f"note: {note}" for note in result.notes] + report_lines(result.build) + accuracy_lines(result) + verdict_lines(result, args.output):
         print(line)
     return 0 if result.written is not None else 1
 
@@ -90,18 +93,26 @@ def report_lines(build) -> list[str]:
 
 
 def _selection_text(selection: dict) -> str:
-    where = f"{selection['selection_feeds']} held-out calibration feed(s)" if selection["held_out"] else "the single calibration feed (nothing to hold out)"
-    uniform = ", ".join(f"{m} {score:.1f}" for m, score in selection["uniform_scores"].items())
-    return (f"auto: ranges from {selection['fit_feeds']} feed(s), chosen on {where} by output SQNR; every tensor alike: {uniform} dB; "
-            f"per tensor, starting from {selection['start']}: {selection['final_score']:.1f} dB ({selection['evaluations']} evaluations)")
+    if selection.get("on_selection_feeds"):
+        where = f"the {selection['selection_feeds']} labelled --inputs feed(s)"
+    else:
+        where = f"{selection['selection_feeds']} held-out calibration feed(s)" if selection["held_out"] else "the single calibration feed (nothing to hold out)"
+    task = selection.get("on_selection_feeds", False)
+    unit, digits = ("", ".4g") if task else (" dB", ".1f")
+    uniform = ", ".join(f"{m} {score:{digits}}" for m, score in selection["uniform_scores"].items())
+    return (f"auto: ranges from {selection['fit_feeds']} feed(s), chosen on {where} by {selection.get('objective', 'output SQNR')}; "
+            f"every tensor alike: {uniform}{unit}; per tensor, starting from {selection['start']}: {selection['final_score']:{digits}}{unit} "
+            f"({selection['evaluations']} evaluations)")
 
 
 def _method_text(report, tensor: str) -> str:
     method = report.methods.get(tensor)
     if not method or report.method != "auto":
         return ""
-    others = ", ".join(f"{m} {s:.1f}" for m, s in report.scores.get(tensor, {}).items() if m != method)
-    return f" by {method}" + (f" (output SQNR with: {method} {report.scores[tensor][method]:.1f}, {others} dB)" if others else "")
+    task = (report.selection or {}).get("on_selection_feeds", False)
+    digits, what, unit = (".4g", "task figure", "") if task else (".1f", "output SQNR", " dB")
+    others = ", ".join(f"{m} {s:{digits}}" for m, s in report.scores.get(tensor, {}).items() if m != method)
+    return f" by {method}" + (f" ({what} with: {method} {report.scores[tensor][method]:{digits}}, {others}{unit})" if others else "")
 
 
 def _step_text(figures: dict) -> str:
@@ -116,6 +127,11 @@ def accuracy_lines(result) -> list[str]:
         verdict = "" if figures["passed"] else "  BELOW the int8 floor"
         floor = result.verdict.floor_text(name)
         lines.append(f"  {name}: SQNR {figures['sqnr_db']:.1f} dB, cosine {figures['cosine']:.5f}{agreement} (floor: {floor}){verdict}")
+    task = result.verdict.task
+    if task is not None:
+        from ..task_metrics import figures_text
+
+        lines.append(f"  task figures ({task['metric']}): int8 {figures_text(task['int8'], task['reference'])}")
     return lines
 
 

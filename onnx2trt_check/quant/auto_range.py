@@ -39,14 +39,15 @@ import onnx
 
 from onnx2trt_check.quant.calibrate import collect_statistics
 from onnx2trt_check.quant.insert_qdq import QdqPlan
-from onnx2trt_check.quant.objective import Objective, output_sqnr_db
+from onnx2trt_check.quant.objective import Objective, beats, output_sqnr_db, score_key
 from onnx2trt_check.quant.probe import ScaleProbe
 from onnx2trt_check.quant.ranges import METHODS, compute_amax
 from onnx2trt_check.runtime import run_model
 
 SELECTION_EVERY = 4
 MAX_SELECTION_FEEDS = 16
-# A tensor leaves the current method only for a gain above this (objective units; dB by default).
+# A tensor leaves the current method only for a gain above this in dB (the default objective's unit;
+# a task objective's figure counts any rise, its SQNR tie-break this gain: objective.beats).
 MIN_GAIN = 0.01
 
 Feeds = Sequence[Mapping[str, np.ndarray]]
@@ -98,16 +99,22 @@ def split_held_out(feeds: Feeds, *, every: int = SELECTION_EVERY, cap: int | Non
 
 
 def auto_ranges(model: onnx.ModelProto, plan: QdqPlan, feeds: Feeds, *, percentile: float = 99.99,
-                objective: Objective = output_sqnr_db, progress: bool = False) -> AutoRanges:
+                objective: Objective = output_sqnr_db, selection_feeds: Feeds | None = None, progress: bool = False) -> AutoRanges:
     """The range of every activation of `plan`, chosen per tensor as the module doc says.
-    Defaults: percentile 99.99 (the percentile method's), the worst output SQNR as the objective."""
-    fit, held, held_out = split_held_out(feeds)
+    `selection_feeds` (the labelled feeds a task objective scores) judge the choice instead of
+    held-out calibration feeds; the ranges then come from every calibration feed.
+    Defaults: percentile 99.99 (the percentile method's), the worst output SQNR as the objective,
+    held-out calibration feeds."""
+    if selection_feeds is None:
+        fit, held, held_out = split_held_out(feeds)
+    else:
+        fit, held, held_out = list(feeds), list(selection_feeds), True
     stats = collect_statistics(model, fit, plan.activations, progress=progress)
     candidates = {t: {m: compute_amax(stats[t], m, percentile=percentile) for m in METHODS} for t in plan.activations}
     probe = ScaleProbe(model, plan, held, objective, run_model(model, held))
     trials = {m: probe.evaluate({t: c[m] for t, c in candidates.items()}) for m in METHODS}
     uniform = {m: trial.score for m, trial in trials.items()}
-    start = max(METHODS, key=lambda m: (uniform[m], -METHODS.index(m)))  # ties: the first in METHODS
+    start = max(METHODS, key=lambda m: (score_key(uniform[m]), -METHODS.index(m)))  # ties: the first in METHODS
     probe.settle({t: c[start] for t, c in candidates.items()}, trials[start])
     del trials
     choices, final = _per_tensor_pass(probe, candidates, start, uniform[start])
@@ -123,8 +130,8 @@ def _per_tensor_pass(probe: ScaleProbe, candidates: dict[str, dict[str, float]],
         by_range = {amax: probe.try_range(tensor, amax) for amax in by_range}
         trials = {m: by_range[ranges[m]] for m in METHODS if ranges[m] in by_range}
         scores = {m: trials[m].score if m in trials else score for m in METHODS}
-        best = max(METHODS, key=lambda m: (scores[m], -METHODS.index(m)))
-        if scores[best] > score + MIN_GAIN:
+        best = max(METHODS, key=lambda m: (score_key(scores[m]), -METHODS.index(m)))
+        if beats(scores[best], score, min_gain_db=MIN_GAIN):
             methods[tensor], score = best, scores[best]
             probe.accept(tensor, ranges[best], trials[best])
         choices[tensor] = TensorChoice(tensor, methods[tensor], ranges[methods[tensor]], scores)

@@ -36,3 +36,62 @@ def output_sqnr_db(reference: Sequence[Outputs], outputs: Sequence[Outputs]) -> 
             return -math.inf
         worst = min(worst, sqnr_db(ref, got))
     return worst
+
+
+# --- the task figure as the objective -----------------------------------------------------------
+#
+# A coarse figure (top-1 over a few rows) ties often: many candidates classify the same rows right.
+# A task score is therefore the figure (a float: floors and reports read it as it is) carrying the
+# output SQNR, and searches order scores by `score_key`: the figure first, then for a tie the SQNR,
+# so among candidates that score the same rows right the one closer to the float model wins.
+
+
+class TaskScore(float):
+    """A task figure (higher is better) that carries the output SQNR (dB) that breaks its ties."""
+
+    sqnr_db: float
+
+    def __new__(cls, figure: float, sqnr_db: float) -> TaskScore:
+        score = super().__new__(cls, figure)
+        score.sqnr_db = sqnr_db
+        return score
+
+
+def score_key(score: float) -> tuple[float, float]:
+    """How searches order scores: the score, then (a TaskScore) its output SQNR for ties."""
+    return float(score), getattr(score, "sqnr_db", 0.0)
+
+
+def beats(new: float, old: float, *, min_gain_db: float) -> bool:
+    """Whether `new` is better than `old` by more than the minimum gain. A plain score (dB) must
+    rise by more than `min_gain_db`. A task score in its own units: any rise of the figure counts
+    (one more row right in top-1 over N rows is a 1/N rise, whatever N), and an equal figure
+    counts when the output SQNR rises by more than `min_gain_db`."""
+    if not isinstance(new, TaskScore) or not isinstance(old, TaskScore):
+        return new > old + min_gain_db
+    return float(new) > float(old) or (float(new) == float(old) and new.sqnr_db > old.sqnr_db + min_gain_db)
+
+
+class TaskObjective:
+    """The objective `metric.evaluate(outputs)[figure]` (task_metrics.TaskMetric; the figure named,
+    Defaults to the first figure the metric returns), as a TaskScore with the output SQNR for ties.
+    The reference outputs only break ties: the figure is against the metric's ground truth."""
+
+    def __init__(self, metric, figure: str | None = None) -> None:
+        self.metric, self.figure = metric, figure
+
+    def figures(self, outputs: Sequence[Outputs]) -> dict[str, float]:
+        from onnx2trt_check.errors import ConfigError
+
+        figures = self.metric.evaluate(outputs)
+        if self.figure is None:
+            self.figure = next(iter(figures))
+        if self.figure not in figures:
+            raise ConfigError(f"{self.metric.source} gives {', '.join(figures)}, not '{self.figure}'; name one of those")
+        return figures
+
+    def __call__(self, reference: Sequence[Outputs], outputs: Sequence[Outputs]) -> TaskScore:
+        return TaskScore(self.figures(outputs)[self.figure], output_sqnr_db(reference, outputs))
+
+    def describe(self) -> str:
+        return f"{self.figure} of {self.metric.source}, ties broken by output SQNR"

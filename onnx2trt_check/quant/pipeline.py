@@ -81,14 +81,15 @@ def check_settings(settings: Int8Settings) -> None:
 
 
 def quantize_for_tensorrt(model: onnx.ModelProto, calibration_feeds: Sequence[Mapping[str, np.ndarray]], settings: Int8Settings,
-                          *, objective: Objective = output_sqnr_db) -> Int8Build:
+                          *, objective: Objective = output_sqnr_db, selection_feeds: Sequence[Mapping[str, np.ndarray]] | None = None) -> Int8Build:
     """The int8 QDQ model of `model` by `settings`, calibrated on `calibration_feeds`; `objective`
-    scores candidate ranges for the automatic calibration. Defaults to the worst output SQNR.
+    scores candidate ranges for the automatic calibration on `selection_feeds` (a task objective's
+    labelled feeds). Defaults to the worst output SQNR on held-out calibration feeds.
     `model` is not mutated."""
     prepared, steps = prepare_for_quantization(model, calibration_feeds, settings)
     result = quantize_model(
         prepared, calibration_feeds, method=settings.method, percentile=settings.percentile,
-        per_channel=settings.per_channel, exclude=settings.exclude, objective=objective,
+        per_channel=settings.per_channel, exclude=settings.exclude, objective=objective, selection_feeds=selection_feeds,
         progress=True,  # a batch counter on stderr, only on a terminal or for long calibrations
     )
     quantized = result.model
@@ -163,3 +164,20 @@ def settings_from(extra: Mapping[str, object]) -> Int8Settings:
         bias_correction=bool(extra.get("bias_correction", False)),
         exclude=tuple(extra.get("quant_exclude") or ()),
     )
+
+
+def bisect_command(model: str, calibration_data, settings: Int8Settings, *, inputs=None, input_shapes: Mapping[str, Sequence[int]] | None = None) -> str:
+    """The `onnx2trt-check bisect` command line that builds the same int8 artifact and compares it
+    layer by layer on the same feeds, shell-quoted."""
+    import os
+    import shlex
+
+    words = ["onnx2trt-check", "bisect", model if model != "<ModelProto>" else "MODEL.onnx", "--target", "ort-int8",
+             "--calibration-data", os.fspath(calibration_data), "--calibration-method", settings.method]
+    words += ["--percentile", f"{settings.percentile:g}"] if settings.percentile != Int8Settings.percentile else []
+    words += [flag for flag, on in (("--per-tensor", not settings.per_channel), ("--cle", settings.cle), ("--bias-correction", settings.bias_correction)) if on]
+    words += ["--cle-relu6", settings.cle_relu6] if settings.cle and settings.cle_relu6 != Int8Settings.cle_relu6 else []
+    words += [w for pattern in settings.exclude for w in ("--exclude", pattern)]
+    words += ["--inputs", os.fspath(inputs)] if inputs else []
+    words += [w for name, shape in (input_shapes or {}).items() for w in ("--input-shape", f"{name}:{'x'.join(map(str, shape))}")]
+    return shlex.join(words)

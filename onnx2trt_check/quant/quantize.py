@@ -61,11 +61,13 @@ def quantize_model(
     per_channel: bool = True,
     exclude: Iterable[str] = (),
     objective: Objective = output_sqnr_db,
+    selection_feeds: Iterable[Mapping[str, np.ndarray]] | None = None,
     progress: bool = False,
 ) -> QuantizeResult:
     """The int8 QDQ model of `model`, activations calibrated over `calibration_feeds` (an iterable
     of {input name: array}) by `method`: "auto" (per tensor the best of the others on held-out
-    feeds by `objective`, quant/auto_range.py), "max", "percentile", "entropy" or "mse".
+    feeds by `objective`, or on `selection_feeds` when given: quant/auto_range.py), "max",
+    "percentile", "entropy" or "mse".
     `exclude` holds node names or regexes left in float (unnamed nodes: `OpType(first output)`).
     `model` is not mutated. Defaults: auto, percentile 99.99 (its percentile method), per-channel
     weights, nothing excluded, the worst output SQNR as the objective, no progress display."""
@@ -74,8 +76,9 @@ def quantize_model(
     report = QuantizeReport(method, skips=list(plan.skips))
     amax = {}
     if plan.activations and method == AUTO:
-        found = auto_ranges(model, plan, list(calibration_feeds), percentile=percentile, objective=objective, progress=progress)
-        amax, report.selection = found.amax, found.figures()
+        found = auto_ranges(model, plan, list(calibration_feeds), percentile=percentile, objective=objective,
+                            selection_feeds=None if selection_feeds is None else list(selection_feeds), progress=progress)
+        amax, report.selection = found.amax, {**found.figures(), "objective": _objective_text(objective), "on_selection_feeds": selection_feeds is not None}
         report.methods = {t: c.method for t, c in found.choices.items()}
         report.scores = {t: c.scores for t, c in found.choices.items()}
     elif plan.activations:
@@ -84,3 +87,9 @@ def quantize_model(
         report.methods = dict.fromkeys(plan.activations, method)
     quantized_model, report.tensors = insert_qdq(model, plan, amax)
     return QuantizeResult(quantized_model, report)
+
+
+def _objective_text(objective: Objective) -> str:
+    """What the automatic calibration maximized, for its report."""
+    describe = getattr(objective, "describe", None)
+    return describe() if describe is not None else "output SQNR (dB)" if objective is output_sqnr_db else getattr(objective, "__name__", "a custom objective")

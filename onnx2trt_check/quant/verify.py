@@ -70,6 +70,7 @@ class Int8Verdict:
     failures: list[str]
     worst: list = dataclasses.field(default_factory=list)
     floors: dict[str, Tolerance] = dataclasses.field(default_factory=dict)
+    task: dict | None = None
 
     @property
     def passed(self) -> bool:
@@ -93,11 +94,14 @@ def int8_floor(name: str, tolerances: ToleranceConfig | None = None):
     return (tolerances or ToleranceConfig()).for_output(name, INT8)
 
 
-def verify_int8(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds: Feeds, *, tolerances: ToleranceConfig | None = None) -> Int8Verdict:
+def verify_int8(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds: Feeds, *, tolerances: ToleranceConfig | None = None,
+                metric=None) -> Int8Verdict:
     """The int8 model's outputs against the float model's on `feeds` under the int8 floor, both on
     ONNX Runtime's CPU (the float model as written, the int8 one optimized with its Q/DQ as
     written, as the ort-int8 target runs it). `tolerances` are the project's (the `quantize`
-    command and api.quantize pass config.project_tolerances). Defaults to the built-in profile."""
+    command and api.quantize pass config.project_tolerances). Defaults to the built-in profile.
+    With a `metric` (task_metrics.TaskMetric for these feeds) the task figures of both models are
+    reported too (`task`); they inform, the floor stays the output metrics'."""
     reference = run_model(float_model, feeds, optimized=False)
     quantized = run_model(int8_model, feeds, optimized=True)
     outputs, failures, floors = {}, [], {}
@@ -108,6 +112,8 @@ def verify_int8(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds
         if not stats.passed:
             failures.append(format_stats(stats, tolerance))
     verdict = Int8Verdict(outputs, failures, floors=floors)
+    if metric is not None:
+        verdict.task = {"metric": metric.source, "reference": metric.evaluate(reference), "int8": metric.evaluate(quantized)}
     if failures:
         verdict.worst = worst_tensors(float_model, int8_model, feeds[:LAYERWISE_FEEDS])
     return verdict
