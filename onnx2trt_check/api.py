@@ -365,7 +365,8 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
            exclude: Sequence[str] = (), lowering: str | None = None,
            min_sqnr_db: float | None = None, atol: float | None = None, rtol: float | None = None,
            max_feeds: int = 4, rank: bool = False, plot: str | os.PathLike | None = None,
-           output_dir: str | os.PathLike | None = None, force: bool = False) -> BisectOutcome:
+           output_dir: str | os.PathLike | None = None, force: bool = False,
+           labels: str | os.PathLike | None = None, metric: str | None = None, max_metric_drop: float | None = None) -> BisectOutcome:
     """Where target `target`'s accuracy loss comes from, by `mode` (bisect.modes.MODES):
     "layerwise" (Defaults; `plot` writes the HTML plot), "sensitivity" (the nodes to keep in fp32),
     or "reduce" (a minimal failing subgraph written into `output_dir`). The artifact is built as
@@ -374,7 +375,9 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
     `fp16_no_fallback` (no data-driven fallback and no sensitive-op list: TensorRT 10's fp16 builder
     flag keeps no layer in fp32, and this reproduces its overflows on the CPU; it also drops the
     fallback from the fp16 lowerings of --sensitivity and --reduce, which start from a full lowering
-    anyway). Nodes without a name are named `OpType(first output)` in every report and option."""
+    anyway). Nodes without a name are named `OpType(first output)` in every report and option.
+    With `labels` (one per row of `inputs`) and/or `metric`, "sensitivity" scores by the task
+    figure on the first `max_feeds` inputs, floor: the float model's figure less `max_metric_drop`."""
     from .bisection import modes
     from .context import ModelContext
 
@@ -387,6 +390,7 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
     _check_bisect_numbers(max_feeds=max_feeds, min_sqnr_db=min_sqnr_db, atol=atol, rtol=rtol)
     if percentile is not None and not 0.0 < percentile <= 100.0:
         raise ConfigError(f"--percentile {percentile} is outside (0, 100]; pass e.g. 99.99")
+    task = modes.task_options(mode, inputs, labels, metric, max_metric_drop, min_sqnr_db)
     chosen = modes.bisectable(target)
     _refuse_existing(plot, output_dir, force=force)
     int8 = {"calibration_data": Path(calibration_data) if calibration_data else None, "calibration_method": calibration_method,
@@ -400,7 +404,7 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
         ctx = ModelContext(Path(model), dataclasses.replace(options, artifact_dir=Path(folder)))
         if mode == "sensitivity":
             return modes.sensitivity(ctx, chosen, lowering=lowering, calibration=calibration_data,
-                                     min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, rank=rank)
+                                     min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, rank=rank, task=task)
         if mode == "reduce":
             return modes.reduce(ctx, chosen, output_dir=Path(output_dir), force=force, lowering=lowering, calibration=calibration_data,
                                 fp16_block=tuple(fp16_block), min_sqnr_db=min_sqnr_db, max_feeds=max_feeds)

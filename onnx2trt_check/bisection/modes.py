@@ -107,34 +107,77 @@ def verdict(ctx, target) -> tuple[list[str], list[str], dict]:
 
 
 def sensitivity(ctx, target, *, lowering: str | None, calibration,
-                min_sqnr_db: float | None, max_feeds: int, rank: bool) -> BisectOutcome:
+                min_sqnr_db: float | None, max_feeds: int, rank: bool, task: dict | None = None) -> BisectOutcome:
     """The smallest fp32 fallback set that lifts the lowered model's output SQNR to the floor. For
     an fp16 target the nodes it already keeps (--fp16-block) stay kept in the search, and the set
-    found is checked on the real artifact before it is printed (verify_fp16_blocks)."""
+    found is checked on the real artifact before it is printed (verify_fp16_blocks). With `task`
+    ({"labels", "metric", "max_metric_drop"}: a task metric) the ranking and the search score the
+    metric's first figure on the first `max_feeds` --inputs feeds (ties by output SQNR), and the
+    floor is the float model's figure less max_metric_drop (Defaults to 0)."""
     from .sensitivity import search_fallback
 
     lower, name = lowering_for(ctx, target, lowering, calibration)
     fp16 = LOWERINGS[name] == "fp16"
     given = tuple(ctx.options.extra.get("fp16_block") or ()) if fp16 else ()
-    floor = DEFAULT_SEARCH_SQNR_DB if min_sqnr_db is None else min_sqnr_db
     feeds = target.feeds(ctx)[:max_feeds]
-    search = search_fallback(ctx.loaded.proto, feeds, _keeping(lower, given), min_sqnr_db=floor, rank=rank)
-    lines = [f"{target.name}: fallback search with the {name} lowering on {len(feeds)} feed(s)"
+    objective, floor, scored_by = search_objective(ctx, target, task, min_sqnr_db, max_feeds)
+    search = search_fallback(ctx.loaded.proto, feeds, _keeping(lower, given), min_sqnr_db=floor, rank=rank, objective=objective)
+    lines = [f"{target.name}: fallback search with the {name} lowering on {len(feeds)} feed(s), scored by {scored_by}"
              + (f", keeping {', '.join(given)} as --fp16-block asks" if given else "")]
-    document = {"target": target.name, "lowering": name, **search.to_dict()}
+    document = {"target": target.name, "lowering": name, "objective": scored_by, **search.to_dict()}
     if search.lowered_sqnr_db >= floor:
-        lines.append(f"fully lowered output SQNR {search.lowered_sqnr_db:.2f} dB meets the {floor} dB floor: nothing to keep in fp32")
+        lines.append(f"fully lowered {_score(search.lowered_sqnr_db, search.figure)} meets the {_floor(floor, search.figure)}: nothing to keep in fp32")
         return BisectOutcome("sensitivity", target.name, lines, document, False)
     flag = "--fp16-block" if fp16 else "--exclude"
     lines.append(search.format())
-    verified = verify_fp16_blocks(ctx, feeds, [*given, *search.exclude], floor) if fp16 and search.met else None
+    verified = verify_fp16_blocks(ctx, feeds, [*given, *search.exclude], floor, objective) if fp16 and search.met else None
     if verified is not None:
         document["verified"] = verified
-        lines.append(_verified_text(verified, floor))
+        lines.append(_verified_text(verified, floor, search.figure))
     if search.met and (verified is None or verified["met"]):
         lines.append("flags: " + " ".join(f"{flag} {shlex.quote(node)}" for node in search.exclude))
     failed = not search.met or (verified is not None and not verified["met"])
     return BisectOutcome("sensitivity", target.name, lines, document, failed)
+
+
+def task_options(mode, inputs, labels, metric, max_metric_drop, min_sqnr_db) -> dict | None:
+    """The task options of a bisect (None without labels and metric); misuse outside --sensitivity on --inputs."""
+    if labels is None and metric is None:
+        if max_metric_drop is not None:
+            raise ConfigError("--max-metric-drop needs task figures; pass --labels FILE.npy and/or --metric FILE.py[:func]")
+        return None
+    if mode != "sensitivity" or inputs is None or min_sqnr_db is not None:
+        raise ConfigError("--labels/--metric score --sensitivity on the --inputs feeds, with --max-metric-drop as the floor; "
+                          "pass --sensitivity and --inputs, without --min-sqnr")
+    if max_metric_drop is not None and not max_metric_drop >= 0:
+        raise ConfigError(f"--max-metric-drop {max_metric_drop} is negative; pass the largest drop you accept, e.g. 0.01")
+    return {"labels": labels, "metric": metric, "max_metric_drop": max_metric_drop}
+
+
+def search_objective(ctx, target, task: dict | None, min_sqnr_db: float | None, max_feeds: int):
+    """(objective, floor, what scores): the output SQNR against --min-sqnr (Defaults to 30 dB), or
+    with a task metric its first figure against the float model's figure less the allowed drop."""
+    from ..quant.objective import output_sqnr_db
+    from ..task_metrics import task_objective
+
+    if not task or (task.get("labels") is None and task.get("metric") is None):
+        floor = DEFAULT_SEARCH_SQNR_DB if min_sqnr_db is None else min_sqnr_db
+        return output_sqnr_db, floor, "the worst output SQNR (dB)"
+    _, objective = task_objective(ctx.loaded.proto, labels=task.get("labels"), metric=task.get("metric"), model=ctx.path,
+                                  feeds=target.feeds(ctx), count=max_feeds)
+    reference = objective.figures(run_model(ctx.loaded.proto, target.feeds(ctx)[:max_feeds]))[objective.figure]
+    drop = task.get("max_metric_drop") or 0.0
+    return objective, reference - drop, f"{objective.describe()} (float model {reference:.4g}, allowed drop {drop:g})"
+
+
+def _score(value: float, figure: str | None) -> str:
+    from .sensitivity import score_text
+
+    return score_text(value, figure)
+
+
+def _floor(floor: float, figure: str | None) -> str:
+    return f"{floor} dB floor" if figure is None else f"{figure} >= {floor:.4g} floor"
 
 
 def _keeping(lower, given: tuple[str, ...]):
@@ -148,10 +191,11 @@ def _keeping(lower, given: tuple[str, ...]):
     return lower_keeping
 
 
-def verify_fp16_blocks(ctx, feeds, blocks: list[str], floor: float) -> dict:
+def verify_fp16_blocks(ctx, feeds, blocks: list[str], floor: float, objective=None) -> dict:
     """The fp16 artifact as the target builds it (precision/fp16.py with the run's fallback
     setting) with `blocks` kept in fp32, fp16 storage emulated on it as cpu-fp16-emu runs it, and
-    its output SQNR against the model on `feeds`: whether the suggestion really fixes the file."""
+    its score against the model on `feeds` by `objective` (Defaults to the output SQNR): whether
+    the suggestion really fixes the file."""
     import dataclasses as dc
 
     from ..data import read_feeds
@@ -162,14 +206,14 @@ def verify_fp16_blocks(ctx, feeds, blocks: list[str], floor: float) -> dict:
     data = read_feeds(settings.calibration_data, ctx.specs) if settings.calibration_data else ctx.feeds
     artifact = convert_with_settings(ctx.loaded.proto, data, settings).model
     with np.errstate(all="ignore"):
-        sqnr = output_sqnr_db(run_model(ctx.loaded.proto, feeds), run_model(fp16_storage_emulation(ctx.loaded.proto, artifact), feeds))
-    return {"blocks": list(settings.block_nodes), "fallback": settings.describe_fallback(), "sqnr_db": sqnr, "met": sqnr >= floor}
+        sqnr = (objective or output_sqnr_db)(run_model(ctx.loaded.proto, feeds), run_model(fp16_storage_emulation(ctx.loaded.proto, artifact), feeds))
+    return {"blocks": list(settings.block_nodes), "fallback": settings.describe_fallback(), "sqnr_db": float(sqnr), "met": sqnr >= floor}
 
 
-def _verified_text(verified: dict, floor: float) -> str:
-    verdict = f"meets the {floor} dB floor" if verified["met"] else f"MISSES the {floor} dB floor: these blocks do not fix the artifact, nothing to suggest"
+def _verified_text(verified: dict, floor: float, figure: str | None = None) -> str:
+    verdict = f"meets the {_floor(floor, figure)}" if verified["met"] else f"MISSES the {_floor(floor, figure)}: these blocks do not fix the artifact, nothing to suggest"
     return (f"checked on the fp16 artifact with {', '.join(verified['blocks'])} blocked (fallback: {verified['fallback']}), "
-            f"fp16 storage emulated as cpu-fp16-emu runs it: output SQNR {verified['sqnr_db']:.2f} dB, {verdict}")
+            f"fp16 storage emulated as cpu-fp16-emu runs it: {_score(verified['sqnr_db'], figure)}, {verdict}")
 
 
 def lowering_for(ctx, target, lowering: str | None, calibration):

@@ -27,7 +27,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as ir_passes
 
 from onnx2trt_check.errors import ConfigError, InputDataError
-from onnx2trt_check.quant.objective import Objective, output_sqnr_db
+from onnx2trt_check.quant.objective import Objective, output_sqnr_db, score_key
 from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms.graph_utils import node_label
 
@@ -184,6 +184,7 @@ class _Evaluator:
 
     def __init__(self, model: onnx.ModelProto, feeds: list, lower: Lowering, objective: Objective = output_sqnr_db) -> None:
         self.model, self.feeds, self.lower, self.objective = model, feeds, lower, objective
+        self.figure = getattr(objective, "figure", None)  # a task objective's figure; None: output SQNR (dB)
         self.reference = run_model(model, feeds)
         self.cache: dict[frozenset[str], float] = {}
         self.runs: dict[str, int] = {"reference": 1}
@@ -200,18 +201,25 @@ class _Evaluator:
 # --- sensitivity --------------------------------------------------------------------------------
 
 
+def score_text(value: float, figure: str | None) -> str:
+    """'output SQNR 31.20 dB', or for a task objective's `figure` 'top1 0.9167'."""
+    return f"output SQNR {value:.2f} dB" if figure is None else f"{figure} {value:.4g}"
+
+
 @dataclasses.dataclass
 class NodeSensitivity:
-    """Output SQNR (dB, worst output) when only `node` is lowered, and when only it is kept."""
+    """The objective's score (output SQNR in dB, worst output; or a task objective's `figure`)
+    when only `node` is lowered, and when only it is kept."""
 
     node: str
     op_type: str
     only_lowered_sqnr_db: float
     only_kept_sqnr_db: float
+    figure: str | None = None
 
     def why(self) -> str:
-        return (f"alone in reduced precision: output SQNR {self.only_lowered_sqnr_db:.2f} dB; "
-                f"alone kept in fp32: {self.only_kept_sqnr_db:.2f} dB")
+        return (f"alone in reduced precision: {score_text(self.only_lowered_sqnr_db, self.figure)}; "
+                f"alone kept in fp32: {score_text(self.only_kept_sqnr_db, self.figure)}")
 
 
 def node_names(model: onnx.ModelProto) -> list[tuple[str, str]]:
@@ -223,8 +231,9 @@ def node_names(model: onnx.ModelProto) -> list[tuple[str, str]]:
 
 def node_sensitivity(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]], lower: Lowering, *,
                      nodes: Iterable[str] | None = None, objective: Objective = output_sqnr_db) -> list[NodeSensitivity]:
-    """Per node (`nodes`, defaulting to all), most sensitive first: ranked by the SQNR with only it
-    lowered (lowest first), ties by the SQNR with only it kept (highest first). 2 runs per node."""
+    """Per node (`nodes`, defaulting to all), most sensitive first: ranked by the score with only it
+    lowered (lowest first), ties by the score with only it kept (highest first); a task objective's
+    scores tie first by their output SQNR (objective.score_key). 2 runs per node."""
     evaluator = _Evaluator(model, _feed_list(feeds), lower, objective)
     return _sensitivities(evaluator, nodes)
 
@@ -233,8 +242,8 @@ def _sensitivities(evaluator: _Evaluator, nodes: Iterable[str] | None, phase: st
     all_nodes = dict(node_names(evaluator.model))
     chosen = list(all_nodes) if nodes is None else _checked(nodes, all_nodes)
     evaluator.phase = phase
-    found = [NodeSensitivity(name, all_nodes[name], evaluator.sqnr(set(all_nodes) - {name}), evaluator.sqnr({name})) for name in chosen]
-    return sorted(found, key=lambda s: (s.only_lowered_sqnr_db, -s.only_kept_sqnr_db))
+    found = [NodeSensitivity(name, all_nodes[name], evaluator.sqnr(set(all_nodes) - {name}), evaluator.sqnr({name}), evaluator.figure) for name in chosen]
+    return sorted(found, key=lambda s: (score_key(s.only_lowered_sqnr_db), tuple(-x for x in score_key(s.only_kept_sqnr_db))))
 
 
 def _checked(nodes: Iterable[str], all_nodes: Mapping[str, str]) -> list[str]:
@@ -268,15 +277,20 @@ class FallbackSearch:
     final_sqnr_db: float
     candidates: int
     runs: dict[str, int]
+    figure: str | None = None  # the floor's and scores' figure: a task objective's, None for output SQNR (dB)
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         return {k: (str(v) if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
 
+    def _value(self, value: float) -> str:
+        return f"{value:.2f} dB" if self.figure is None else f"{self.figure} {value:.4g}"
+
     def format(self) -> str:
         verdict = "meets" if self.met else "cannot meet"
-        lines = [f"fallback search: {len(self.exclude)} node(s) kept in fp32 {verdict} the {self.min_sqnr_db} dB floor "
-                 f"(fully lowered {self.lowered_sqnr_db:.2f} dB -> {self.final_sqnr_db:.2f} dB); "
+        floor = f"{self.min_sqnr_db} dB floor" if self.figure is None else f"{self.figure} >= {self.min_sqnr_db:.4g} floor"
+        lines = [f"fallback search: {len(self.exclude)} node(s) kept in fp32 {verdict} the {floor} "
+                 f"(fully lowered {self._value(self.lowered_sqnr_db)} -> {self._value(self.final_sqnr_db)}); "
                  f"model runs: " + ", ".join(f"{phase} {count}" for phase, count in self.runs.items())]
         lines += [f"  {name}: {self.reasons[name]}" for name in self.exclude]
         return "\n".join(lines)
@@ -286,8 +300,8 @@ def search_fallback(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndar
                     min_sqnr_db: float = DEFAULT_MIN_SQNR_DB, rank: bool = False,
                     ranking: Sequence[str | NodeSensitivity] | None = None, objective: Objective = output_sqnr_db) -> FallbackSearch:
     """A small set of nodes to keep in fp32 so the output SQNR meets `min_sqnr_db` (Defaults to 30 dB).
-    `objective` scores a lowered run against the float run in the floor's unit. Defaults to the
-    worst output's SQNR (quant.objective.output_sqnr_db).
+    `objective` scores a lowered run against the float run in the floor's unit (a TaskObjective:
+    the floor is a task figure). Defaults to the worst output's SQNR (quant.objective.output_sqnr_db).
 
     With a `ranking` (node names or node_sensitivity's result, most sensitive first) or `rank=True`
     (computes it: 2 runs per node), the smallest passing prefix of the ranking is found first;
@@ -307,7 +321,8 @@ def search_fallback(model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndar
         kept = ddmin(kept, lambda keep: evaluator.sqnr(keep) >= min_sqnr_db)
     reasons = _reasons(evaluator, kept, ranking)
     final = evaluator.sqnr(kept)
-    return FallbackSearch(kept, reasons, met, min_sqnr_db, lowered, final, len(all_nodes if candidates is None else candidates), dict(evaluator.runs))
+    return FallbackSearch(kept, reasons, met, min_sqnr_db, float(lowered), float(final), len(all_nodes if candidates is None else candidates),
+                          dict(evaluator.runs), evaluator.figure)
 
 
 def _candidates(evaluator: _Evaluator, all_nodes: list[str], ranking, floor: float) -> list[str] | None:

@@ -42,6 +42,9 @@ def register(subparsers) -> None:
     parser.add_argument("--atol", type=float, help="absolute tolerance of the accuracy verdict. Defaults to the target's precision profile")
     parser.add_argument("--rtol", type=float, help="relative tolerance of the accuracy verdict. Defaults to the target's precision profile")
     parser.add_argument("--max-feeds", type=int, default=DEFAULT_MAX_FEEDS, metavar="N", help=f"feeds the layerwise comparison, search and reduction use (the first N). Defaults to {DEFAULT_MAX_FEEDS}")
+    parser.add_argument("--labels", metavar="FILE.npy", help="--sensitivity: ground truth, one label per --inputs row; the search then scores the task figure (top-1, or --metric's first figure), ties by output SQNR")
+    parser.add_argument("--metric", metavar="FILE.py[:FUNC]", help="--sensitivity: task metric func(outputs, labels) -> {name: figure}, higher is better; its first figure is scored")
+    parser.add_argument("--max-metric-drop", type=float, metavar="D", help="--sensitivity with --labels/--metric: the floor is the float model's figure less D. Defaults to 0")
     parser.add_argument("--rank", action="store_true", help="--sensitivity: rank nodes first (2 model runs per node) before minimizing")
     parser.add_argument("--plot", metavar="HTML", help="write the layerwise plot here")
     parser.add_argument("--json", metavar="PATH", help="write the result as JSON here")
@@ -86,6 +89,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         per_channel=not args.per_tensor, cle=args.cle, cle_relu6=args.cle_relu6, bias_correction=args.bias_correction,
         fp16_block=args.fp16_block, fp16_no_fallback=args.fp16_no_fallback, exclude=args.exclude, lowering=args.lowering, min_sqnr_db=args.min_sqnr, atol=args.atol, rtol=args.rtol,
         max_feeds=args.max_feeds, rank=args.rank, plot=args.plot, output_dir=args.output, force=args.force,
+        labels=args.labels, metric=args.metric, max_metric_drop=args.max_metric_drop,
     )
     for line in outcome.lines:
         print(line)
