@@ -51,3 +51,13 @@ def test_the_python_api_leaves_the_users_heap_alone(pytester, model):
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=pytester.path, check=True)
     assert "PASSED True FROZEN False" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_nothing_is_frozen_once_onnxsim_is_imported(pytester, model):
+    """Frozen, onnxsim's nanobind objects would never be freed and nanobind would print leak
+    warnings at exit (they showed at the end of this suite's own run)."""
+    pytester.makeconftest(CONFTEST + "from onnx2trt_check.transforms.simplify import import_onnxsim\nimport_onnxsim()\n")
+    result = pytester.runpytest_subprocess("-s", "-p", "no:randomly", "--model", str(model), *CHECKS)
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines(["*FROZEN:False*"])
+    assert "leaked" not in result.stderr.str()

@@ -10,8 +10,10 @@ still freed by reference counting when the modules are cleared; only a cycle amo
 becomes garbage stays until the process ends. The models, feeds and sessions come later and are
 collected as usual.
 
-Why not at exit (atexit): it would also freeze onnxsim's nanobind types, which then count as leaked
-when its extension is torn down and nanobind prints a "leaked instances" warning on every run.
+Not at exit (atexit), nor when onnxsim is already imported (a conftest or an earlier in-process
+run imported it): frozen, onnxsim's nanobind types and instances are never collected, and nanobind
+prints "leaked instances" warnings when its extension is torn down. onnxsim is our one nanobind
+extension; the others (onnx, ONNX Runtime, TensorRT) use pybind11, which does not check.
 
 pytest owns the process here (the `pytest` command, `onnx2trt-check check`). The Python API
 (onnx2trt_check.check) runs pytest inside a user's program, whose objects are none of this run's
@@ -21,6 +23,7 @@ business: it blocks this plugin with `-p no:onnx2trt_check_fast_exit`, as anyone
 from __future__ import annotations
 
 import gc
+import sys
 
 NAME = "onnx2trt_check_fast_exit"
 _FROZEN: list[bool] = []  # once per process: pytester runs pytest many times in one
@@ -32,6 +35,6 @@ class FastExit:
 
 def register(config) -> None:
     """Freezes the heap of the imports, unless `-p no:onnx2trt_check_fast_exit` blocked it."""
-    if config.pluginmanager.register(FastExit(), NAME) and not _FROZEN:
+    if config.pluginmanager.register(FastExit(), NAME) and not _FROZEN and "onnxsim" not in sys.modules:
         _FROZEN.append(True)
         gc.freeze()
