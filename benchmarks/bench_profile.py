@@ -24,7 +24,9 @@ The phases: `python+pytest` (interpreter start to pytest's configure, which incl
 pytest and every installed pytest plugin), `our imports` (importing the library in the plugin's
 configure), `load` (the rest of configure: options, models read, feeds made), `collect`, the items,
 `end` (from the last item to the end of pytest.main: summaries, report, temporary folder removed)
-and `exit` (interpreter shutdown). The wall time is the parent's, around the whole process.
+and `exit` (interpreter shutdown). The packages first imported in `end` are listed: there, a
+plugin's terminal summary that imports its library is paid by every run (hypothesis's imports all
+of hypothesis; with PYTHONDONTWRITEBYTECODE=1, pytest then rewrites its asserts anew each run). The wall time is the parent's, around the whole process.
 
 Usage: python benchmarks/bench_profile.py [--skip-large] [--only NAME] [--top N] [pytest args ...]
 """
@@ -138,6 +140,7 @@ sys.meta_path.insert(0, Watch())
 
 import pytest
 rows = []
+loaded = []  # the modules loaded when the last item ended
 
 def memory():
     """Resident memory now (MB), after resetting the peak (Linux: VmHWM := VmRSS)."""
@@ -180,6 +183,7 @@ class Profile:
             patch_loaded()  # modules the item imported: timed from the next item on
             rows.append((item.nodeid.split("::", 1)[-1], time.perf_counter() - begun, dict(spent), rss))
             marks["last"] = time.perf_counter()
+            loaded[:] = [set(sys.modules)]
 
 code = pytest.main(sys.argv[1:], plugins=[Profile()])
 ended = time.perf_counter()
@@ -192,7 +196,10 @@ phases = {
     "items": last - first,
     "end": ended - last,
 }
-print("JSON" + json.dumps({"rows": rows, "phases": phases, "exit": int(code), "child": ended - started, "epoch": started_epoch,
+late = {}  # top-level package: modules first imported after the last item
+for name in set(sys.modules) - (loaded[0] if loaded else set(sys.modules)):
+    late[name.split(".")[0]] = late.get(name.split(".")[0], 0) + 1
+print("JSON" + json.dumps({"rows": rows, "phases": phases, "late_imports": late, "exit": int(code), "child": ended - started, "epoch": started_epoch,
                           "peak": status("VmHWM")}), flush=True)
 '''
 
@@ -225,6 +232,8 @@ def print_profile(name: str, data: dict, top: int) -> None:
     phases = data["phases"]
     print(f"\n{name}: {data['wall']:.2f} s wall, exit code {data['exit']}")
     print("  phases: " + ", ".join(f"{p} {phases.get(p, 0.0):.2f}" for p in PHASES))
+    late = sorted(data.get("late_imports", {}).items(), key=lambda kv: -kv[1])
+    print("  imported after the last item: " + (", ".join(f"{name} ({count} modules)" for name, count in late) or "nothing"))
     print(f"  {'item':<50}{'total':>7}" + "".join(f"{k:>10}" for k in KINDS) + f"{'MB start':>10}{'peak':>7}")
     sums = dict.fromkeys(KINDS, 0.0)
     for rank, (item, total, found, (start_mb, peak_mb)) in enumerate(rows):

@@ -66,7 +66,8 @@ def check(models: str | os.PathLike | Sequence[str | os.PathLike], *, pytest_arg
     usage = _usage_errors()
     with tempfile.TemporaryDirectory(prefix="onnx2trt_check-api-") as folder:
         report = Path(report_json) if report_json is not None else Path(folder) / "report.json"
-        args = [*(f"--model={os.fspath(p)}" for p in paths), f"--report-json={report}", *pytest_args]
+        # Not pytest_plugin/fast_exit.py's gc.freeze at exit: this process is the user's program.
+        args = [*(f"--model={os.fspath(p)}" for p in paths), f"--report-json={report}", "-p", "no:onnx2trt_check_fast_exit", *pytest_args]
         exit_code = int(pytest.main(args, plugins=[usage]))
         document = json.loads(report.read_text(encoding="utf-8")) if report.is_file() and exit_code != 4 else {}
     if exit_code == 4:

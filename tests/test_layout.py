@@ -117,3 +117,19 @@ def test_a_pytest_run_without_model_imports_nothing_heavy(pytester):
     result = pytester.runpytest_subprocess("-s", "-p", "no:randomly")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*HEAVY:"])
+
+
+def test_a_model_run_that_builds_no_polygraphy_chain_does_not_import_polygraphy(pytester):
+    """`--target ort` needs no TensorRT runner: Polygraphy (about 0.1 s) is imported by the items
+    that build one, not at startup (issue 18)."""
+    from tiny_models import classifier, save  # noqa: PLC0415
+
+    save(classifier(), pytester.path / "m.onnx")
+    pytester.makeconftest(
+        "import sys\n"
+        "def pytest_sessionfinish(session):\n"
+        "    print('POLYGRAPHY:' + str('polygraphy' in sys.modules))\n"
+    )
+    result = pytester.runpytest_subprocess("-s", "-p", "no:randomly", "--model", "m.onnx", "--target", "ort", "-k", "structure or reference or target")
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines(["*POLYGRAPHY:False*"])

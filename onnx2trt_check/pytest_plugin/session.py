@@ -21,7 +21,7 @@ from ..errors import CheckError, ConfigError
 from ..model import parse_shape
 from ..report import ModelInfo, check_report_path, report_document, summary_lines, write_report
 from ..targets import get_target
-from . import families
+from . import families, fast_exit
 from .options import INI_TOLERANCES
 from .selection import Selection
 from .stash import STATE
@@ -62,6 +62,7 @@ def _start_workspace(config: pytest.Config) -> Path:
     cache and pytest-benchmark's storage kept out of the user's folders (workspace.py)."""
     folder = RunFolder(make_run_folder())
     config.pluginmanager.register(folder, "onnx2trt_check_run_folder")
+    fast_exit.register(config)
     redirect_pytest_cache(config)
     redirect_benchmark_storage(config, folder.path)
     return folder.path

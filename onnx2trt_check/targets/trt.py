@@ -29,8 +29,6 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import onnx
 import onnx_ir as ir
-from polygraphy import constants
-from polygraphy.backend.common import BytesFromPath
 
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.trt import devices, flavour
@@ -282,6 +280,11 @@ def build_loader_chain(
     calibrator = _calibrator_for(model_path, options, data_loader)
     cached = None if mark_all else _cached_engine_path(model_path, options, engine_cache, calibrated=calibrator is not None)
     key = options.flavour
+    # Polygraphy is imported here, not with the module: a run whose items build no Polygraphy
+    # chain (no GPU, or --target ort) does not pay for it at startup (issue 18).
+    from polygraphy import constants  # noqa: PLC0415
+    from polygraphy.backend.common import BytesFromPath  # noqa: PLC0415
+
     if cached is not None and os.path.exists(cached):
         return _pg("EngineFromBytes", key)(BytesFromPath(cached))
     network = _pg("NetworkFromOnnxPath", key)(model_path, strongly_typed=options.network_strongly_typed)
