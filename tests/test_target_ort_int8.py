@@ -120,7 +120,7 @@ def test_bad_calibration_options_are_usage_errors(pytester, args, message):
 def test_a_qdq_model_is_compared_with_its_float_counterpart(tmp_path):
     path = tmp_path / "q.onnx"
     onnx.save(qdq_matmul(activation_scale=0.25), str(path))
-    ctx = ModelContext(path, RunOptions())
+    ctx = ModelContext(path, RunOptions(artifact_dir=tmp_path / "artifacts"))  # not the system temporary folder
     target = OrtInt8Target()
     reference = target.reference(ctx)
     weight = onnx.numpy_helper.to_array(ctx.loaded.proto.graph.initializer[0]).astype(np.float32) * np.float32(0.05)
