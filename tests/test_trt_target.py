@@ -32,7 +32,7 @@ from onnx2trt_check.targets import trt as trt_target
 from onnx2trt_check.targets.timing import timed_runner
 from onnx2trt_check.targets.trt import (
     EngineCache,
-    InputProfile,
+    InputRange,
     TrtBuildOptions,
     TrtTarget,
     build_loader_chain,
@@ -195,7 +195,7 @@ def test_profile_and_timing_cache_reach_polygraphy(float_model, no_tensorrt, tmp
 )
 def test_bad_profile_is_a_config_error(lo, mid, hi):
     with pytest.raises(ConfigError, match="input 'x'"):
-        InputProfile("x", lo, mid, hi)
+        InputRange("x", lo, mid, hi)
 
 
 def test_unknown_precision_is_a_config_error():
@@ -242,7 +242,7 @@ OPTION_CHANGES = {
     "strongly_typed": True,
     "tf32": True,
     "workspace_bytes": 1 << 20,
-    "profile": (InputProfile("x", (1, 3), (2, 3), (4, 3)),),
+    "profile": (InputRange("x", (1, 3), (2, 3), (4, 3)),),
     "calibration_id": "calib-v2",
     "trt_major": 11,
     "flavour": "tensorrt-rtx",

@@ -32,6 +32,7 @@ import onnx_ir as ir
 
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.trt import devices, flavour
+from onnx2trt_check.trt.build import InputRange
 
 # Polygraphy names this module uses, resolved on first use from the flavour's backend (a module
 # attribute set by a test wins, which is how the tests stand in for TensorRT's runner).
@@ -85,22 +86,6 @@ def trt_unavailable_reason(choice: str | None = None) -> str | None:
     return devices.inference_unavailable_reason(selected)
 
 
-@dataclasses.dataclass(frozen=True)
-class InputProfile:
-    """min/opt/max shape of one input for the optimization profile."""
-
-    name: str
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
-
-    def __post_init__(self):
-        if not len(self.min) == len(self.opt) == len(self.max):
-            raise ConfigError(f"input '{self.name}': min/opt/max shapes differ in rank; give all three the same rank")
-        if not all(lo <= mid <= hi for lo, mid, hi in zip(self.min, self.opt, self.max)):
-            raise ConfigError(f"input '{self.name}': shapes must satisfy min <= opt <= max per dimension")
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrtBuildOptions:
     """How to build the engine.
@@ -122,7 +107,7 @@ class TrtBuildOptions:
     strongly_typed: bool = False
     tf32: bool = False
     workspace_bytes: int | None = None
-    profile: tuple[InputProfile, ...] = ()
+    profile: tuple[InputRange, ...] = ()
     timing_cache: str | None = None
     calibration_id: str | None = None
     trt_major: int = 10
@@ -172,9 +157,9 @@ class TrtBuildOptions:
 ShapeRange = tuple[Sequence[int], Sequence[int], Sequence[int]]
 
 
-def profile_from_shapes(shapes: Mapping[str, ShapeRange]) -> tuple[InputProfile, ...]:
+def profile_from_shapes(shapes: Mapping[str, ShapeRange]) -> tuple[InputRange, ...]:
     """`{"images": (min, opt, max)}` -> the `profile` option."""
-    return tuple(InputProfile(name, tuple(lo), tuple(mid), tuple(hi)) for name, (lo, mid, hi) in shapes.items())
+    return tuple(InputRange(name, tuple(lo), tuple(mid), tuple(hi)) for name, (lo, mid, hi) in shapes.items())
 
 
 def engine_cache_key(model_sha256: str, options: TrtBuildOptions, trt_version: str, targets: str) -> str:
@@ -256,7 +241,7 @@ def build_config(options: TrtBuildOptions, *, calibrator=None):
     )
 
 
-def _polygraphy_profile(profile: Iterable[InputProfile], flavour_key: str = "tensorrt"):
+def _polygraphy_profile(profile: Iterable[InputRange], flavour_key: str = "tensorrt"):
     polygraphy_profile = _pg("Profile", flavour_key)()
     for entry in profile:
         polygraphy_profile.add(entry.name, min=entry.min, opt=entry.opt, max=entry.max)

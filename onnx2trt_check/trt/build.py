@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
 from .flavour import Flavour
 from .parse import NetworkInput, ParseResult, failed_on_cuda, fix_for, parse_network
 
@@ -33,13 +34,20 @@ class ProfileError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class InputRange:
-    """min/opt/max of one input: shapes, or for a shape tensor its values."""
+    """min/opt/max of one input for an optimization profile: shapes, or for a shape tensor its
+    values. The engine builds here and the TensorRT targets' profiles (targets/trt.py) share it."""
 
     name: str
     min: tuple[int, ...]
     opt: tuple[int, ...]
     max: tuple[int, ...]
     shape_tensor: bool = False
+
+    def __post_init__(self):
+        if not len(self.min) == len(self.opt) == len(self.max):
+            raise ConfigError(f"input '{self.name}': min/opt/max shapes differ in rank; give all three the same rank")
+        if not all(lo <= mid <= hi for lo, mid, hi in zip(self.min, self.opt, self.max)):
+            raise ConfigError(f"input '{self.name}': shapes must satisfy min <= opt <= max per dimension")
 
     def text(self) -> str:
         kind = "values" if self.shape_tensor else "shape"
