@@ -228,9 +228,9 @@ def test_another_machine_baseline_compares_accuracy_and_skips_latency(pytester, 
 
 def test_without_a_baseline_folder_there_are_no_baseline_items(pytester, model_path):
     result = pytester.runpytest_inprocess("--model", "m.onnx", *ONLY, "--collect-only", "-q")
-    assert [line for line in result.outlines if "::" in line] == ["m.onnx::target[ort]::accuracy"]
+    assert [line for line in result.outlines if "::" in line] == ["m.onnx::target::accuracy[ort]"]
     result = pytester.runpytest_inprocess("--model", "m.onnx", *ONLY, "--latency", "--collect-only", "-q")
-    assert [line for line in result.outlines if "::" in line] == ["m.onnx::target[ort]::accuracy", "m.onnx::latency[ort]::latency"]
+    assert [line for line in result.outlines if "::" in line] == ["m.onnx::target::accuracy[ort]", "m.onnx::latency::latency[ort]"]
 
 
 @pytest.mark.parametrize("write", [lambda p: p.makepyprojecttoml("[tool.onnx2trt_check]\nbaseline_dir = 'bl'\n"), lambda p: p.makeini("[pytest]\nonnx2trt_baseline_dir = bl\n")], ids=["pyproject", "ini"])

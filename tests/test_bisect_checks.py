@@ -46,8 +46,8 @@ def test_failed_accuracy_item_names_the_faulty_node_in_output_and_json(pytester,
         f"  {bm.node_name(FAULT)} (MatMul): *",
         "largest error amplification*",
     ])
-    assert result.stdout.str().count("m.onnx::target[ort]::accuracy: first divergent") == 1
-    result.stdout.fnmatch_lines(["*= onnx2trt_check bisect =*", f"m.onnx::target[[]ort[]]::accuracy: first divergent tensor 't{FAULT}' at node(s) {bm.node_name(FAULT)}*"])
+    assert result.stdout.str().count("m.onnx::target::accuracy[ort]: first divergent") == 1
+    result.stdout.fnmatch_lines(["*= onnx2trt_check bisect =*", f"m.onnx::target::accuracy[[]ort[]]: first divergent tensor 't{FAULT}' at node(s) {bm.node_name(FAULT)}*"])
     accuracy = json.loads((pytester.path / "r.json").read_text())["models"]["m.onnx"]["families"]["target[ort]"]["checks"]["accuracy"]
     bisect = accuracy["figures"]["bisect"]
     assert accuracy["outcome"] == "failed" and "outputs" in accuracy["figures"]  # the check's own figures stay

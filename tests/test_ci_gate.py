@@ -48,5 +48,5 @@ def test_a_regression_in_a_transform_fails_the_gate_naming_model_target_figure_a
     result.stdout.fnmatch_lines([
         "*regression(s) against baseline*m*ort-int8*",
         "*logits.sqnr_db: baseline *, current *, ratio *x [[]regression[]]*",
-        "FAILED m.onnx::baseline[[]ort-int8[]]::accuracy*",
+        "FAILED m.onnx::baseline::accuracy[[]ort-int8[]]*",
     ])

@@ -38,7 +38,7 @@ def test_accuracy_latency_baseline_and_task_figures_become_flat_properties():
 def properties(xml_path) -> dict[str, dict[str, str]]:
     """testcase name -> its properties."""
     root = ET.parse(xml_path).getroot()
-    return {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")} for case in root.iter("testcase")}
+    return {f'{case.get("classname")}.{case.get("name")}': {p.get("name"): p.get("value") for p in case.iter("property")} for case in root.iter("testcase")}
 
 
 @pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["plain", "xdist"])

@@ -46,7 +46,7 @@ def test_ids_of_models_outside_the_rootdir_name_the_model_and_are_unique(pyteste
     ids = _ids(pytester.runpytest_inprocess(*MODELS, *LIGHT, "--collect-only", "-q"))
     assert len(ids) == len(set(ids)) == 2 * PER_MODEL
     a, b = (str(foreign / folder / "model.onnx") for folder in ("a", "b"))
-    assert f"{a}::structure::checker" in ids and f"{b}::target[ort]::accuracy" in ids
+    assert f"{a}::structure::checker" in ids and f"{b}::target::accuracy[ort]" in ids
 
 
 def test_ids_inside_the_rootdir_are_relative_to_it(pytester, foreign):
@@ -58,11 +58,12 @@ def test_ids_inside_the_rootdir_are_relative_to_it(pytester, foreign):
 def test_a_failed_line_names_the_model_and_selects_the_item_again(pytester, foreign, noisy_ort):
     result = pytester.runpytest_inprocess(*MODELS, *LIGHT, "-rf")
     result.assert_outcomes(passed=2 * (PER_MODEL - 1), failed=2)
-    result.stdout.fnmatch_lines([f"FAILED {foreign / 'a' / 'model.onnx'}::target[[]ort[]]::accuracy*"])
+    result.stdout.fnmatch_lines([f"FAILED {foreign / 'a' / 'model.onnx'}::target::accuracy[[]ort[]]*"])
     shown = next(line.split(" ")[1] for line in result.outlines if line.startswith("FAILED") and "/a/" in line)
+    assert shown.endswith("/a/model.onnx::target::accuracy[ort]")  # as collected: no "]" added by pytest
     again = pytester.runpytest_inprocess(*MODELS, *LIGHT, shown, "--collect-only", "-q")  # pasted back as pytest 9 prints it
     selected = _ids(again)  # the argument is a path pytest roots at: ids are relative to it now
-    assert len(selected) == 1 and selected[0].endswith("models/a/model.onnx::target[ort]::accuracy")
+    assert len(selected) == 1 and selected[0].endswith("models/a/model.onnx::target::accuracy[ort]")
 
 
 @pytest.mark.parametrize("dist", ["loadfile", pytest.param("load", marks=pytest.mark.slow)])
@@ -92,15 +93,26 @@ def test_last_failed_reruns_exactly_the_failed_items(pytester, foreign, noisy_or
     again.assert_outcomes(failed=2)
     again.stdout.fnmatch_lines(["*run-last-failure: rerun previous 2 failures*"])
     assert {line.split(" ")[0] for line in again.outlines if " FAILED" in line and "::" in line} == {
-        f"{foreign / folder / 'model.onnx'}::target[ort]::accuracy" for folder in ("a", "b")}
+        f"{foreign / folder / 'model.onnx'}::target::accuracy[ort]" for folder in ("a", "b")}
 
 
 def test_an_id_with_brackets_selects_its_item(pytester):
     save(classifier(), pytester.path / "m.onnx")
-    result = pytester.runpytest_inprocess("--model", "m.onnx", "m.onnx::target[ort]::accuracy", "m.onnx::structure::checker", "--collect-only", "-q")
-    assert _ids(result) == ["m.onnx::structure::checker", "m.onnx::target[ort]::accuracy"]
+    result = pytester.runpytest_inprocess("--model", "m.onnx", "m.onnx::target::accuracy[ort]", "m.onnx::structure::checker", "--collect-only", "-q")
+    assert _ids(result) == ["m.onnx::structure::checker", "m.onnx::target::accuracy[ort]"]
     stems = _ids(pytester.runpytest_inprocess("--model", "m.onnx", "m.onnx::target", "--collect-only", "-q"))
-    assert stems and all("::target[" in i for i in stems)
+    assert stems and all("::target::" in i for i in stems)
+    checks = _ids(pytester.runpytest_inprocess("--model", "m.onnx", "m.onnx::target::accuracy", "--collect-only", "-q"))
+    assert checks == stems
+    family = _ids(pytester.runpytest_inprocess("--model", "m.onnx", "m.onnx::target[ort-fp16]", "--collect-only", "-q"))
+    assert family == ["m.onnx::target::accuracy[ort-fp16]"]
+
+
+@pytest.mark.parametrize("old", ["m.onnx::target[ort]::accuracy", "m.onnx::target[ort]::accuracy]"])
+def test_ids_of_earlier_versions_still_select_their_item(pytester, old):
+    save(classifier(), pytester.path / "m.onnx")
+    result = pytester.runpytest_inprocess("--model", "m.onnx", old, "--collect-only", "-q")
+    assert _ids(result) == ["m.onnx::target::accuracy[ort]"]
 
 
 @pytest.fixture

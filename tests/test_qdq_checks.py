@@ -26,7 +26,7 @@ from onnx2trt_check.pytest_plugin import qdq as qdq_checks
 from onnx2trt_check.quant import qdq_optimize, qdq_rules
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-RULE_ITEM_IDS = [f"q.onnx::qdq[{rule_id}]::placement" for rule_id in (
+RULE_ITEM_IDS = [f"q.onnx::qdq::placement[{rule_id}]" for rule_id in (
     "QDQ001-zero-point", "QDQ002-scale", "QDQ003-weight-axis", "QDQ004-int32-bias", "QDQ005-unquantized-input",
     "QDQ006-conv-add-qdq", "QDQ007-residual-unquantized", "QDQ008-concat-scales", "QDQ009-passthrough-scale",
     "QDQ010-dangling-q", "QDQ011-output-qdq")]
@@ -95,8 +95,8 @@ def test_item_ids_and_no_qdq_items_for_a_float_model(pytester, static_qdq_model)
     shutil.copy(static_qdq_model, pytester.path / "q.onnx")
     shutil.copy(MODELS / "convbn_classifier.onnx", pytester.path / "float.onnx")
     result = pytester.runpytest_inprocess("--model", "q.onnx", "--model", "float.onnx", "--collect-only", "-q")
-    ids = [line for line in result.outlines if "::qdq[" in line]
-    assert ids == RULE_ITEM_IDS + ["q.onnx::qdq[optimize]::equivalence"]
+    ids = [line for line in result.outlines if "::qdq::" in line]
+    assert ids == RULE_ITEM_IDS + ["q.onnx::qdq::equivalence[optimize]"]
     assert any(line.startswith("float.onnx::") for line in result.outlines)
 
 
@@ -125,7 +125,7 @@ def test_an_error_rule_fails_with_nodes_and_fix_and_the_others_pass(pytester):
         "*1 Q/DQ placement error(s) of QDQ004-int32-bias: TensorRT rejects the model",
         "ERROR   QDQ004-int32-bias at b1_dq*: int32 DequantizeLinear (a quantized bias)",
         "        fix: keep the bias in float (onnxruntime: extra_options QuantizeBias=False)",
-        "FAILED q.onnx::qdq[[]QDQ004-int32-bias[]]::placement*",
+        "FAILED q.onnx::qdq::placement[[]QDQ004-int32-bias[]]*",
     ])
 
 

@@ -15,7 +15,7 @@ from onnx2trt_check.runtime import run_model
 from onnx2trt_check.targets.ort_int8 import NO_CALIBRATION_REASON, OrtInt8Target
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
-SWEEP_IDS = [f"m.onnx::calibration[{c}]::accuracy" for c in ("max", "percentile-99.99", "percentile-99.999", "entropy", "mse")]
+SWEEP_IDS = [f"m.onnx::calibration::accuracy[{c}]" for c in ("max", "percentile-99.99", "percentile-99.999", "entropy", "mse")]
 
 
 def sample(pytester, name: str, *, data: bool = True) -> None:
@@ -56,9 +56,9 @@ def test_ids_with_calibration_data_and_sweep(pytester):
     sample(pytester, "convbn_classifier")
     result = pytester.runpytest_inprocess("--model", "m.onnx", "--calibration-data", "calib.npz", "--calibration-sweep", "--collect-only", "-q")
     found = ids(result)
-    assert "m.onnx::target[ort-int8]::accuracy" in found
-    assert "m.onnx::quantize[int8]::report" in found
-    assert [i for i in found if "calibration[" in i] == SWEEP_IDS
+    assert "m.onnx::target::accuracy[ort-int8]" in found
+    assert "m.onnx::quantize::report[int8]" in found
+    assert [i for i in found if "::calibration::" in i] == SWEEP_IDS
 
 
 def test_without_calibration_data_the_target_is_left_out_and_skipped_with_the_reason_when_asked(pytester):
@@ -136,7 +136,7 @@ def test_a_qdq_model_is_compared_with_its_float_counterpart(tmp_path):
 def test_qdq_input_needs_no_calibration_data_and_is_judged_against_the_float_counterpart(pytester, scale, outcome):
     onnx.save(qdq_matmul(activation_scale=scale), str(pytester.path / "m.onnx"))
     default = pytester.runpytest_inprocess("--model", "m.onnx", "--collect-only", "-q")
-    assert "m.onnx::target[ort-int8]::accuracy" in ids(default)
+    assert "m.onnx::target::accuracy[ort-int8]" in ids(default)
     result = pytester.runpytest_inprocess("--model", "m.onnx", "-k", "int8 and not trt")
     result.assert_outcomes(**{outcome: 1}, skipped=1)  # the report item: nothing quantized by us
     if outcome == "failed":

@@ -80,7 +80,7 @@ def only_transforms(monkeypatch):
 
 
 def ids(result) -> list[str]:
-    return [line for line in result.outlines if "::transform[" in line]
+    return [line for line in result.outlines if "::transform::" in line]
 
 
 def report(pytester, name="r.json") -> dict:
@@ -155,13 +155,13 @@ def test_external_verification_compares_against_the_model_on_normalized_inputs(m
 def test_item_ids_one_per_transform_then_the_pipeline(pytester):
     save(conv_bn_sigmoid(), pytester.path / "m.onnx")
     result = pytester.runpytest_inprocess("--model", "m.onnx", "--collect-only", "-q")
-    expected = [f"m.onnx::transform[{name}]::equivalence" for name in ORDER] + ["m.onnx::transform[pipeline]::equivalence"]
+    expected = [f"m.onnx::transform::equivalence[{name}]" for name in ORDER] + ["m.onnx::transform::equivalence[pipeline]"]
     assert ids(result) == expected
     selected = pytester.runpytest_inprocess("--model", "m.onnx", "--collect-only", "-q",
                                             "--transform", "remove_output_sigmoid", "--transform", "fold_conv_bn")
-    assert ids(selected) == ["m.onnx::transform[fold_conv_bn]::equivalence",
-                             "m.onnx::transform[remove_output_sigmoid]::equivalence",
-                             "m.onnx::transform[pipeline]::equivalence"]
+    assert ids(selected) == ["m.onnx::transform::equivalence[fold_conv_bn]",
+                             "m.onnx::transform::equivalence[remove_output_sigmoid]",
+                             "m.onnx::transform::equivalence[pipeline]"]
 
 
 def test_applicable_transforms_pass_and_the_others_skip_with_reasons(pytester, only_transforms):

@@ -245,9 +245,9 @@ def test_pytest_model_runs_parse_and_builds_for_real(rtx, pytester):
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
     model_path = os.path.join(MODELS, "heatmap_sigmoid.onnx")
     result = pytester.runpytest(f"--model={model_path}", "-v")
-    result.stdout.fnmatch_lines(["*structure::trt_parse PASSED*", "*trt?fp32?::build PASSED*", "*trt?fp16?::build PASSED*"])
+    result.stdout.fnmatch_lines(["*structure::trt_parse PASSED*", "*trt::build?fp32? PASSED*", "*trt::build?fp16? PASSED*"])
     result.stdout.fnmatch_lines(["*trt[[]fp32[]]*PASSED*[[]TensorRT-RTX 1.7.1.116[]]*bytes*layers*"])
-    assert "trt[int8]::build" not in result.stdout.str()  # no int8 file in this run: no calibration data, no Q/DQ
+    assert "trt::build[int8]" not in result.stdout.str()  # no int8 file in this run: no calibration data, no Q/DQ
 
 
 def test_the_int8_build_takes_the_models_own_qdq_or_the_calibrated_artifact(rtx, pytester):
@@ -268,7 +268,7 @@ def test_the_int8_build_takes_the_models_own_qdq_or_the_calibrated_artifact(rtx,
 def test_an_explicit_target_list_keeps_only_its_builds(rtx, pytester):
     result = pytester.runpytest(f"--model={os.path.join(MODELS, 'heatmap_sigmoid.onnx')}", "--target=ort", "--target=trt-fp16", "--co", "-q", "-p", "no:cacheprovider")
     ids = result.stdout.str()
-    assert "trt[fp16]::build" in ids and "trt[fp32]::build" not in ids and "trt[int8]::build" not in ids
+    assert "trt::build[fp16]" in ids and "trt::build[fp32]" not in ids and "trt::build[int8]" not in ids
 
 
 def test_pytest_model_fails_trt_parse_with_the_node_line(rtx, pytester, tmp_path):

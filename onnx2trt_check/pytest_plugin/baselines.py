@@ -1,9 +1,9 @@
 """Latency and baseline checks for `pytest --model`, and the session plugin that writes baselines.
 
 Items, per selected target:
-  latency[<t>]::latency     (with --latency) warm-up, timed rounds, median/mean/stdev/p90/p99/min
-  baseline[<t>]::accuracy   (with a baseline folder) this run's accuracy figures against the baseline
-  baseline[<t>]::latency    (with both) this run's raw latency samples against the baseline's
+  latency::latency[<t>]     (with --latency) warm-up, timed rounds, median/mean/stdev/p90/p99/min
+  baseline::accuracy[<t>]   (with a baseline folder) this run's accuracy figures against the baseline
+  baseline::latency[<t>]    (with both) this run's raw latency samples against the baseline's
 
 A baseline item never writes: with --baseline-update it puts what it measured in its figures, and
 the session plugin merges those into the files at session end, on the xdist controller only (item

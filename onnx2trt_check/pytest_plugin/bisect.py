@@ -1,5 +1,5 @@
 """The bisect family of `pytest --model`: `--bisect` attaches a layerwise comparison to every failed
-`target[<name>]::accuracy` item.
+`target::accuracy[<name>]` item.
 
 It adds no items. Its session hook wraps pytest_runtest_makereport: when an accuracy item of an
 ONNX Runtime target fails, the target's artifact is compared tensor by tensor with the reference
@@ -75,7 +75,7 @@ def session_plugin(config, options: RunOptions):
 
 
 def accuracy_target(item) -> str | None:
-    """The target name of a `target[<name>]::accuracy` item, else None."""
+    """The target name of a `target::accuracy[<name>]` item, else None."""
     check = getattr(item, "check", None)
     match = _ACCURACY_FAMILY.fullmatch(getattr(check, "family", "")) if check is not None else None
     return match["name"] if match and check.name == "accuracy" else None

@@ -1,5 +1,5 @@
 """The int8 family of `pytest --model`: the options of the `ort-int8` target, the quantizer's report
-item `quantize[int8]::report`, and with `--calibration-sweep` one `calibration[<calibrator>]::accuracy`
+item `quantize::report[int8]`, and with `--calibration-sweep` one `calibration::accuracy[<calibrator>]`
 item per calibrator, with a summary table of their figures.
 
 Calibration data is read and checked against every model's inputs when the run is configured, so a

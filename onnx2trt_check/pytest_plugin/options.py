@@ -107,6 +107,6 @@ def _bisect(group) -> None:
 def _reference_and_task(group) -> None:
     group.addoption("--reference-script", metavar="FILE.py[:FUNC]", help="the source framework's outputs as the reference: FUNC (default reference) maps one feed dict to the outputs; adds export::parity (the ONNX file against them)")
     group.addoption("--reference-model", metavar="ORIGINAL.onnx", help="an original model as the reference of a derived (pruned, distilled, re-exported) one; adds derived::parity and derived::size")
-    group.addoption("--labels", metavar="FILE.npy", help="ground truth, one label per feed row: top-1/top-5 task accuracy of the reference and every target (task[...]::metric)")
+    group.addoption("--labels", metavar="FILE.npy", help="ground truth, one label per feed row: top-1/top-5 task accuracy of the reference and every target (task::metric[...])")
     group.addoption("--metric", metavar="FILE.py[:FUNC]", help="FUNC(outputs, labels) (default metric) returns named task figures, higher is better (e.g. mAP)")
     group.addoption("--max-metric-drop", type=float, metavar="D", help="fail a task item whose figure is more than D below the reference's (in the figure's unit; off by default)")

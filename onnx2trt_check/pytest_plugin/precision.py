@@ -2,9 +2,9 @@
 the options of the fp16 and TensorRT targets (targets/fp16.py, targets/tensorrt.py).
 
 Items:
-  fp16[artifact]::report         the converter's report: nodes kept fp32, each with its reasons and
+  fp16::report[artifact]         the converter's report: nodes kept fp32, each with its reasons and
                                  max|x|; made when a selected target deploys the fp16 artifact
-  trt-builds[<target>]::spread   with --trt-builds N: N engines built without the engine cache, the
+  trt-builds::spread[<target>]   with --trt-builds N: N engines built without the engine cache, the
                                  spread (min/median/max) of their max-abs error and SQNR
 The terminal summary states once per run why TensorRT items were skipped.
 """

@@ -6,7 +6,7 @@ plugin drops the family at collection, so a float model's summary is not padded 
   qdq[<rule id>]::placement   one per rule of qdq_rules.RULES. An "error" finding fails (TensorRT
                               rejects the model); "warning" findings pass, are in the figures, and
                               are listed once per model in the "Q/DQ placement warnings" summary.
-  qdq[optimize]::equivalence  optimize_qdq on the run's feeds: every rewrite verified against its
+  qdq::equivalence[optimize]  optimize_qdq on the run's feeds: every rewrite verified against its
                               own bound by the optimizer (a rewrite that broke it fails the item,
                               named), then the optimized model against the model before it under
                               the int8 tolerance profile.

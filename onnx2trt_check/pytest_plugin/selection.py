@@ -1,27 +1,51 @@
-"""Items selected by id on the command line: `pytest --model m.onnx "m.onnx::target[ort]::accuracy"`.
+"""Items selected by id on the command line: `pytest --model m.onnx "m.onnx::target::accuracy[ort]"`.
 
-pytest 9 reads everything after an argument's first "[" as a parametrization, so below the model it
-looks for a node named "target" and finds none ("not found", exit 4). An argument that names one of
-the run's models with `::` parts is therefore handed to pytest as the model's path, and the model's
-items are picked here, part by part. As in pytest's own matching, a part without brackets also
-matches the bracketed names it is the stem of (`m.onnx::target` selects every target[...] family).
-
-pytest 9 also prints such an id with one "]" too many in its FAILED/ERROR lines
-(`m.onnx::target[ort]::accuracy]`: it rebuilds the id from the parameters it parsed); that form,
-copied back as an argument, selects the item too.
+An item's id is `<model>::<family>::<check>[<parameter>]` (state.item_nodeid). pytest cannot find
+such ids below a model itself (it collects the model as a file, then looks for nodes by name), so an
+argument that names one of the run's models with `::` parts is handed to pytest as the model's path,
+and the model's items are picked here. As in pytest's own matching, a part may leave things out:
+`m.onnx::target` selects every target, `m.onnx::target::accuracy` every target's accuracy,
+`m.onnx::target[ort]` every check of that one target. The form of earlier versions,
+`m.onnx::target[ort]::accuracy`, is still read (ids kept in CI scripts), and so is the form pytest 9
+printed for it, with one "]" too many.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 
-class Selection:
-    """The `::` parts asked for per model path; a model given without parts runs whole."""
+@dataclass(frozen=True)
+class Wanted:
+    """One id's parts below the model; None matches anything."""
 
-    def __init__(self, wanted: dict[Path, list[tuple[str, ...]]]):
+    family: str
+    check: str | None = None
+    parameter: str | None = None
+
+    @classmethod
+    def parse(cls, rest: str) -> Wanted:
+        parameter = None
+        parts = []
+        for part in rest.split("::"):
+            stem, bracket, inside = part.partition("[")
+            if bracket:
+                parameter = inside.rstrip("]")
+            parts.append(stem.rstrip("]"))
+        return cls(parts[0], parts[1] if len(parts) > 1 else None, parameter)
+
+    def matches(self, family: str, check: str, parameter: str | None) -> bool:
+        return (self.family == family and self.check in (None, check)
+                and self.parameter in (None, parameter))
+
+
+class Selection:
+    """The ids asked for per model path; a model given without parts runs whole."""
+
+    def __init__(self, wanted: dict[Path, list[Wanted]]):
         self.wanted = wanted
 
     @classmethod
@@ -37,19 +61,19 @@ class Selection:
                 continue
             kept.append(str(path))
             if separator:
-                wanted.setdefault(path, []).append(_parts_of(rest))
+                wanted.setdefault(path, []).append(Wanted.parse(rest))
             else:
                 whole.add(path)
         return list(dict.fromkeys(kept)), cls({path: parts for path, parts in wanted.items() if path not in whole})
 
-    def selected(self, path: Path, parts: tuple[str, ...]) -> bool:
+    def selected(self, path: Path, family: str, check: str, parameter: str | None) -> bool:
         wanted = self.wanted.get(path)
-        return wanted is None or any(_matches(want, parts) for want in wanted)
+        return wanted is None or any(want.matches(family, check, parameter) for want in wanted)
 
     def pytest_collection_modifyitems(self, config, items: list) -> None:
         if not self.wanted:
             return
-        chosen = [self.selected(item.path, _parts(item)) for item in items]
+        chosen = [self.selected(item.path, *_parts(item)) for item in items]
         keep = [item for item, take in zip(items, chosen) if take]
         dropped = [item for item, take in zip(items, chosen) if not take]
         if dropped:
@@ -57,20 +81,10 @@ class Selection:
             items[:] = keep
 
 
-def _parts_of(rest: str) -> tuple[str, ...]:
-    """'target[ort]::accuracy' -> ('target[ort]', 'accuracy'), also from pytest 9's 'accuracy]'."""
-    *parents, last = rest.split("::")
-    if last.endswith("]") and last.count("]") > last.count("["):
-        last = last[:-1]
-    return (*parents, last)
-
-
-def _parts(item) -> tuple[str, ...]:
+def _parts(item) -> tuple[str, str, str | None]:
+    """(family stem, check, parameter) of an item: ('target', 'accuracy', 'ort')."""
     check = getattr(item, "check", None)
-    return (check.family, check.name) if check is not None else (item.name,)
-
-
-def _matches(want: tuple[str, ...], have: tuple[str, ...]) -> bool:
-    if len(want) > len(have):
-        return False
-    return all(w == h or ("[" not in w and h.split("[")[0] == w) for w, h in zip(want, have))
+    if check is None:  # a refused model's model::load
+        return item.parent.name, item.name, None
+    stem, bracket, parameter = check.family.partition("[")
+    return stem, check.name, parameter.rstrip("]") if bracket else None

@@ -136,11 +136,10 @@ def display(config: pytest.Config, path: Path) -> str:
 
 
 class ModelFile(pytest.File):
-    """One model. Every node id below it is given explicitly, `<model>::<family>::<check>`, where
-    pytest would derive them: outside the rootdir pytest leaves the file part empty (every model's
-    items then share ids, and xdist's loadfile sees one file), and pytest 9 reads an id's first
-    bracket as the start of its parameters, so a derived `target[ort]::accuracy` would not equal the
-    same id read back from the --lf cache or an xdist report."""
+    """One model. Every node id below it is given explicitly, where pytest would derive them:
+    outside the rootdir pytest leaves the file part empty (every model's items then share ids, and
+    xdist's loadfile sees one file). An item's id puts its family's parameter last,
+    `<model>::target::accuracy[ort]` (see item_nodeid)."""
 
     @classmethod
     def for_model(cls, parent: pytest.Collector, path: Path) -> ModelFile:
@@ -165,7 +164,15 @@ class CheckFamily(pytest.Collector):
 
     def collect(self):
         for order, check in self.checks:
-            yield CheckItem.from_parent(self, name=check.name, check=check, order=order, nodeid=f"{self.nodeid}::{check.name}")
+            yield CheckItem.from_parent(self, name=check.name, check=check, order=order, nodeid=item_nodeid(self.parent.nodeid, check))
+
+
+def item_nodeid(model_nodeid: str, check) -> str:
+    """`<model>::target::accuracy[ort]` for family `target[ort]`, check `accuracy`: pytest 9 reads
+    everything after an id's first "[" as its parameters, so `<model>::target::accuracy[ort]` came
+    back from its FAILED lines, JUnit names and --lf cache as `...::target::accuracy[ort]]`."""
+    stem, bracket, param = check.family.partition("[")
+    return f"{model_nodeid}::{stem}::{check.name}{bracket}{param}"
 
 
 class CheckItem(pytest.Item):

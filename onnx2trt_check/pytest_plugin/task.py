@@ -2,11 +2,11 @@
 reference and every target, with --max-metric-drop as the gate.
 
 Items (with --labels or --metric):
-  task[reference]::metric   the figures of the run's reference (the model in ONNX Runtime, or the
+  task::metric[reference]   the figures of the run's reference (the model in ONNX Runtime, or the
                             --reference-script / --reference-model outputs)
-  task[model]::metric       with a reference source: the model itself (ONNX Runtime, graph as
+  task::metric[model]       with a reference source: the model itself (ONNX Runtime, graph as
                             written) against the reference: what the export or the derivation gave up
-  task[<target>]::metric    each target against its reference
+  task::metric[<target>]    each target against its reference
 A target item fails when a figure is more than --max-metric-drop below the reference's. The figures
 also go into the baselines (baseline.TASK_KEY), gated there like the other accuracy figures.
 """

@@ -1,10 +1,10 @@
 """The transform family of `pytest --model`: every registered graph transform, checked on the model.
 
-One item per transform, `transform[<name>]::equivalence`: the transform alone on the original model,
+One item per transform, `transform::equivalence[<name>]`: the transform alone on the original model,
 verified as the pipeline verifies a step (value equivalence in the ONNX Runtime reference on the
 check inputs; decision agreement for remove_output_sigmoid, which strips only the outputs declared
 as scores with --threshold, at their thresholds). A transform that finds nothing to rewrite is
-skipped with its reason. One more item, `transform[pipeline]::equivalence`, runs the
+skipped with its reason. One more item, `transform::equivalence[pipeline]`, runs the
 selected transforms in the registry's documented order and names the first step that fails.
 
 The transforms run through transforms.run (shared with the `optimize` command and the public API).

@@ -1,9 +1,9 @@
 """The TensorRT build family of `pytest --model`: real engine builds that need no GPU.
 
 Items (one per precision, in this order):
-  trt[fp32]::build   the model
-  trt[fp16]::build   its fp16 artifact (the file trt-fp16 and ort-fp16 deploy)
-  trt[int8]::build   its int8 QDQ file: the model itself when it holds Q/DQ, else the int8
+  trt::build[fp32]   the model
+  trt::build[fp16]   its fp16 artifact (the file trt-fp16 and ort-fp16 deploy)
+  trt::build[int8]   its int8 QDQ file: the model itself when it holds Q/DQ, else the int8
                      artifact of `--calibration-data` (left out of a run that has neither, and
                      skipped with that hint for a model without Q/DQ in a run that has one)
 each built strongly typed by the selected TensorRT flavour (trt/flavour.py; `--trt-flavour`).
