@@ -200,7 +200,7 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     of a single-output model. Defaults to none: every output Sigmoid stays. When output_tail moved a
     tail out of the graph, its recipe is written beside (OUT.recipe.json), never over an existing
     file without `force`."""
-    from .transforms.run import run_transforms, settings_from
+    from .transforms.run import folded_as_asked, run_transforms, settings_from
 
     settings = settings_from(names=tuple(passes or ()) + (("output_tail",) if output_tail and passes else ()), mean=mean, std=std,
                              thresholds=thresholds, bn_conv_mode=bn_conv_mode)
@@ -212,7 +212,7 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     if problem := settings.score_problem([[output.name for output in proto.graph.output]]):
         raise ConfigError(problem)
     feeds = _model_feeds(proto, options, input_shapes)
-    result = OptimizeResult(run_transforms(proto, feeds, settings), settings, options.source, len(feeds), len(proto.graph.node))
+    result = OptimizeResult(folded_as_asked(run_transforms(proto, feeds, settings), settings), settings, options.source, len(feeds), len(proto.graph.node))
     result.recipe = _recipe(result.pipeline, target)
     if target is not None and result.passed:
         result.recipe_written = _write_recipe(recipe_file, result.recipe)
