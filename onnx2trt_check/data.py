@@ -278,7 +278,23 @@ def _cast(array: np.ndarray, spec: InputSpec, source: str) -> np.ndarray:
         return np.ascontiguousarray(array)
     if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
         raise InputDataError(f"{source}: array '{spec.name}' is {array.dtype}, the input is {spec.onnx_type}; convert it before saving")
-    return np.ascontiguousarray(array.astype(spec.dtype))
+    with np.errstate(over="ignore", invalid="ignore"):  # what overflowed is reported below
+        cast = np.ascontiguousarray(array.astype(spec.dtype))
+    _check_values_kept(array, cast, spec, source)
+    return cast
+
+
+def _check_values_kept(array: np.ndarray, cast: np.ndarray, spec: InputSpec, source: str) -> None:
+    """A narrowing cast must not change what the data says: int64 2**40 wraps to 0 in int32, and
+    1e6 becomes inf in float16, so the checks would run on data the user never gave."""
+    if np.issubdtype(cast.dtype, np.integer):
+        changed = cast.astype(array.dtype) != array
+    else:
+        changed = np.isinf(cast) & np.isfinite(array)
+    if np.any(changed):
+        example = array[changed].flat[0].item()
+        raise InputDataError(f"{source}: array '{spec.name}' holds {example}, which the input's type {spec.onnx_type} cannot hold "
+                             f"({int(np.count_nonzero(changed))} such value(s)); fix the data or the model's input type")
 
 
 def _fit_feed(feed: Mapping[str, np.ndarray], specs: list[InputSpec], source: str) -> Feed:

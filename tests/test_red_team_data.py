@@ -1,0 +1,39 @@
+"""Red-team finding on input data (data.py): a narrowing cast that changed values let the checks run,
+and pass, on data the user never gave (int64 2**40 wrapped to 0 in an int32 input; 1e6 became inf
+in a float16 one)."""
+
+import numpy as np
+import onnx
+import pytest
+
+from onnx2trt_check import api
+from onnx2trt_check.errors import CheckError
+
+
+def _model(tmp_path, onnx_type: str):
+    model = onnx.parser.parse_model(f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g ({onnx_type}[1,4] x) => (float[1,4] z) {{ z = Cast<to=1>(x) }}""")
+    onnx.save(model, tmp_path / "m.onnx")
+    return tmp_path / "m.onnx"
+
+
+@pytest.mark.parametrize("onnx_type, values", [
+    ("int32", np.array([[2**40, 1, 2, 3]], np.int64)),
+    ("int8", np.array([[200, 1, 2, 3]], np.int16)),
+    ("float16", np.array([[1e6, 1, 2, 3]], np.float32)),
+])
+def test_data_the_input_type_cannot_hold_is_refused(tmp_path, onnx_type, values):
+    np.savez(tmp_path / "d.npz", x=values)
+    with pytest.raises(CheckError, match=f"holds {values.flat[0]}.*{onnx_type.upper()} cannot hold"):
+        api.optimize(_model(tmp_path, onnx_type), inputs=tmp_path / "d.npz")
+
+
+@pytest.mark.parametrize("onnx_type, values", [
+    ("int32", np.array([[-2**31, 1, 2, 2**31 - 1]], np.int64)),
+    ("float16", np.array([[65504.0, -1.5, np.inf, 3]], np.float32)),  # an inf given stays the user's inf
+    ("float", np.array([[0.1, 1e30, 2, 3]], np.float64)),
+])
+def test_data_that_fits_the_input_type_is_taken(tmp_path, onnx_type, values):
+    np.savez(tmp_path / "d.npz", x=values)
+    api.optimize(_model(tmp_path, onnx_type), inputs=tmp_path / "d.npz")
