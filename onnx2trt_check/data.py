@@ -132,6 +132,16 @@ def random_feeds(specs: list[InputSpec], *, seed: int, count: int, ranges: Mappi
     return [{s.name: _random_array(rng, s, ranges.get(s.name, ranges.get("*", DEFAULT_RANGE))) for s in specs} for _ in range(count)]
 
 
+def default_range_notes(specs: list[InputSpec], options: FeedOptions) -> list[str]:
+    """Integer inputs drawn from the default range 0..1: an embedding or index input then sees two
+    values only, and a pass says little about the rest; the summary says so."""
+    if options.npz or options.data_loader or "*" in options.ranges:
+        return []
+    return [f"input '{s.name}': integer values drawn from {DEFAULT_RANGE[0]:g}..{DEFAULT_RANGE[1]:g} (the default range); "
+            f"for ids or indices give their real range: --input-range {s.name}:LOW,HIGH"
+            for s in specs if s.dtype is not None and s.dtype.kind in "iu" and s.name not in options.ranges]
+
+
 def _check_budget(specs: list[InputSpec], count: int) -> None:
     per_feed = sum(int(np.prod(s.shape, dtype=np.float64)) * (s.dtype.itemsize if s.dtype is not None else 1) for s in specs)
     if per_feed * count > MAX_FEED_BYTES:

@@ -37,3 +37,17 @@ def test_data_the_input_type_cannot_hold_is_refused(tmp_path, onnx_type, values)
 def test_data_that_fits_the_input_type_is_taken(tmp_path, onnx_type, values):
     np.savez(tmp_path / "d.npz", x=values)
     api.optimize(_model(tmp_path, onnx_type), inputs=tmp_path / "d.npz")
+
+
+def test_generated_integer_inputs_say_they_were_drawn_from_the_default_range():
+    # A BERT-like input_ids checked on random data sees ids 0 and 1 only; the pass said nothing of it.
+    from onnx2trt_check.data import FeedOptions, default_range_notes, model_feeds
+
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (int64[1,4] ids, float[1,4] x, int64[1,4] mask) => (float[1,4] z) { c = Cast<to=1>(ids)\n z = Add(c, x) }""")
+    specs, _ = model_feeds(model, FeedOptions())
+    notes = default_range_notes(specs, FeedOptions())
+    assert len(notes) == 2 and "input 'ids': integer values drawn from 0..1" in notes[0] and "'mask'" in notes[1]
+    assert len(default_range_notes(specs, FeedOptions(ranges={"ids": (1.0, 999.0)}))) == 1
+    assert default_range_notes(specs, FeedOptions(ranges={"*": (0.0, 9.0)})) == []
