@@ -393,7 +393,7 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
         raise ConfigError(f"--percentile {percentile} is outside (0, 100]; pass e.g. 99.99")
     task = modes.task_options(mode, inputs, labels, metric, max_metric_drop, min_sqnr_db)
     chosen = modes.bisectable(target)
-    _refuse_existing(plot, output_dir, force=force)
+    _refuse_existing(model, plot, output_dir, force=force)
     int8 = {"calibration_data": Path(calibration_data) if calibration_data else None, "calibration_method": calibration_method,
             "calibration_percentile": percentile, "per_tensor": not per_channel, "cle": cle, "cle_relu6": cle_relu6,
             "bias_correction": bias_correction, "quant_exclude": tuple(exclude)}
@@ -421,17 +421,17 @@ def _check_bisect_numbers(*, max_feeds, min_sqnr_db, atol, rtol) -> None:
     validate.number(rtol, "--rtol", low=0.0, example="1e-4")
 
 
-def _refuse_existing(plot, output_dir, *, force: bool) -> None:
+def _refuse_existing(model, plot, output_dir, *, force: bool) -> None:
     """Every output checked before the search runs: the plot file, and for --reduce a folder whose
-    model.onnx and inputs.npz are new or may be replaced."""
+    model.onnx and inputs.npz are new or may be replaced; never the input model or its weights."""
     from . import validate
 
     if plot is not None:
-        validate.output_file(plot, "--plot", force=force)
+        checked_output(model, plot, force=force, option="--plot")
     if output_dir is not None:
         validate.output_folder(output_dir, "-o")
         for name in ("model.onnx", "inputs.npz"):
-            validate.output_file(Path(output_dir) / name, "-o", force=force)
+            checked_output(model, Path(output_dir) / name, force=force, option="-o")
 
 
 def _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds, calibration_data, extra, atol, rtol):
