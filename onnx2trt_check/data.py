@@ -373,7 +373,9 @@ def _as_arrays(feed, label: str, index: int) -> dict[str, np.ndarray]:
     arrays = {}
     for name, value in feed.items():
         try:
-            arrays[name] = np.asarray(value)
+            # A copy: a loader that refills one buffer per feed would otherwise leave N feeds
+            # that are all its last one.
+            arrays[name] = np.array(value, copy=True)
         except Exception as exc:  # any object the user yielded
             raise InputDataError(f"{label} feed #{index}: '{name}' is no array ({type(exc).__name__}: {_one_line(exc)})") from None
         if arrays[name].dtype.hasobject or arrays[name].dtype.kind not in "biuf":

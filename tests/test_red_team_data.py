@@ -51,3 +51,30 @@ def test_generated_integer_inputs_say_they_were_drawn_from_the_default_range():
     assert len(notes) == 2 and "input 'ids': integer values drawn from 0..1" in notes[0] and "'mask'" in notes[1]
     assert len(default_range_notes(specs, FeedOptions(ranges={"ids": (1.0, 999.0)}))) == 1
     assert default_range_notes(specs, FeedOptions(ranges={"*": (0.0, 9.0)})) == []
+
+
+BUFFER_LOADER = """
+import numpy as np
+BUFFER = np.zeros((1, 4), np.float32)
+def load_data():
+    for i in range(3):
+        BUFFER[...] = i  # one buffer refilled per feed, as preallocated loaders do
+        yield {"x": BUFFER}
+def reference(feed):
+    BUFFER[...] = feed["x"] * 2
+    return BUFFER
+"""
+
+
+def test_a_loader_or_reference_script_that_reuses_its_buffer_keeps_every_feed(tmp_path):
+    from onnx2trt_check.data import FeedOptions, model_feeds
+    from onnx2trt_check.references import ReferenceScript
+
+    (tmp_path / "loader.py").write_text(BUFFER_LOADER)
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[1,4] x) => (float[1,4] z) { z = Relu(x) }""")
+    _, feeds = model_feeds(model, FeedOptions(data_loader=str(tmp_path / "loader.py")))
+    assert [float(f["x"][0, 0]) for f in feeds] == [0.0, 1.0, 2.0]  # was [2.0, 2.0, 2.0]
+    _, outputs = ReferenceScript(f"{tmp_path / 'loader.py'}:reference").run(model, tmp_path / "m.onnx", feeds)
+    assert [float(o["z"][0, 0]) for o in outputs] == [0.0, 2.0, 4.0]
