@@ -40,14 +40,14 @@ Shapes = Mapping[str, Sequence[int]]
 
 @dataclasses.dataclass
 class CheckResult:
-    """pytest's exit code and the JSON report of the run (report.report_document's schema)."""
+    """pytest's exit code and the run's JSON report (report.report_document); passed: exit 0 and an item passed (--co runs none)."""
 
     exit_code: int
     report: dict
 
     @property
     def passed(self) -> bool:
-        return self.exit_code == 0
+        return self.exit_code == 0 and self.report.get("counts", {}).get("passed", 0) > 0
 
 
 def check(models: str | os.PathLike | Sequence[str | os.PathLike], *, pytest_args: Sequence[str] = (),
