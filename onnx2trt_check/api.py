@@ -202,8 +202,8 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     file without `force`."""
     from .transforms.run import folded_as_asked, run_transforms, settings_from
 
-    settings = settings_from(names=tuple(passes or ()) + (("output_tail",) if output_tail and passes else ()), mean=mean, std=std,
-                             thresholds=thresholds, bn_conv_mode=bn_conv_mode)
+    names = tuple(passes.split(",") if isinstance(passes, str) else passes or ()) + (("output_tail",) if output_tail and passes else ())
+    settings = settings_from(names=names, mean=mean, std=std, thresholds=thresholds, bn_conv_mode=bn_conv_mode)
     settings = settings if output_tail else settings.without_opt_in()
     target = checked_output(model, output, force=force) if output is not None else None
     recipe_file = _recipe_target(target, settings, force=force)

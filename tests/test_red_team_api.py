@@ -17,3 +17,10 @@ def test_a_run_whose_items_pass_has_passed(tmp_path):
     model = save(classifier(), tmp_path / "m.onnx")
     result = api.check(model, pytest_args=["-q", "--target", "ort", "-k", "structure"])
     assert result.passed and result.report["counts"]["passed"] >= 5
+
+
+def test_optimize_takes_passes_as_one_comma_separated_text(tmp_path):
+    # passes="fold_conv_bn" was read letter by letter: "unknown transform 'f'".
+    model = save(classifier(), tmp_path / "m.onnx")
+    result = api.optimize(model, passes="fold_conv_bn,simplify")
+    assert result.settings.selected() == ("simplify", "fold_conv_bn")
