@@ -40,14 +40,14 @@ Shapes = Mapping[str, Sequence[int]]
 
 @dataclasses.dataclass
 class CheckResult:
-    """pytest's exit code and the JSON report of the run (report.report_document's schema)."""
+    """pytest's exit code and the run's JSON report (report.report_document); passed: exit 0 and an item passed (--co runs none)."""
 
     exit_code: int
     report: dict
 
     @property
     def passed(self) -> bool:
-        return self.exit_code == 0
+        return self.exit_code == 0 and self.report.get("counts", {}).get("passed", 0) > 0
 
 
 def check(models: str | os.PathLike | Sequence[str | os.PathLike], *, pytest_args: Sequence[str] = (),
@@ -200,10 +200,10 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     of a single-output model. Defaults to none: every output Sigmoid stays. When output_tail moved a
     tail out of the graph, its recipe is written beside (OUT.recipe.json), never over an existing
     file without `force`."""
-    from .transforms.run import run_transforms, settings_from
+    from .transforms.run import folded_as_asked, run_transforms, settings_from
 
-    settings = settings_from(names=tuple(passes or ()) + (("output_tail",) if output_tail and passes else ()), mean=mean, std=std,
-                             thresholds=thresholds, bn_conv_mode=bn_conv_mode)
+    names = tuple(passes.split(",") if isinstance(passes, str) else passes or ()) + (("output_tail",) if output_tail and passes else ())
+    settings = settings_from(names=names, mean=mean, std=std, thresholds=thresholds, bn_conv_mode=bn_conv_mode)
     settings = settings if output_tail else settings.without_opt_in()
     target = checked_output(model, output, force=force) if output is not None else None
     recipe_file = _recipe_target(target, settings, force=force)
@@ -212,7 +212,7 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     if problem := settings.score_problem([[output.name for output in proto.graph.output]]):
         raise ConfigError(problem)
     feeds = _model_feeds(proto, options, input_shapes)
-    result = OptimizeResult(run_transforms(proto, feeds, settings), settings, options.source, len(feeds), len(proto.graph.node))
+    result = OptimizeResult(folded_as_asked(run_transforms(proto, feeds, settings), settings), settings, options.source, len(feeds), len(proto.graph.node))
     result.recipe = _recipe(result.pipeline, target)
     if target is not None and result.passed:
         result.recipe_written = _write_recipe(recipe_file, result.recipe)
@@ -393,7 +393,7 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
         raise ConfigError(f"--percentile {percentile} is outside (0, 100]; pass e.g. 99.99")
     task = modes.task_options(mode, inputs, labels, metric, max_metric_drop, min_sqnr_db)
     chosen = modes.bisectable(target)
-    _refuse_existing(plot, output_dir, force=force)
+    _refuse_existing(model, plot, output_dir, force=force)
     int8 = {"calibration_data": Path(calibration_data) if calibration_data else None, "calibration_method": calibration_method,
             "calibration_percentile": percentile, "per_tensor": not per_channel, "cle": cle, "cle_relu6": cle_relu6,
             "bias_correction": bias_correction, "quant_exclude": tuple(exclude)}
@@ -421,17 +421,17 @@ def _check_bisect_numbers(*, max_feeds, min_sqnr_db, atol, rtol) -> None:
     validate.number(rtol, "--rtol", low=0.0, example="1e-4")
 
 
-def _refuse_existing(plot, output_dir, *, force: bool) -> None:
+def _refuse_existing(model, plot, output_dir, *, force: bool) -> None:
     """Every output checked before the search runs: the plot file, and for --reduce a folder whose
-    model.onnx and inputs.npz are new or may be replaced."""
+    model.onnx and inputs.npz are new or may be replaced; never the input model or its weights."""
     from . import validate
 
     if plot is not None:
-        validate.output_file(plot, "--plot", force=force)
+        checked_output(model, plot, force=force, option="--plot")
     if output_dir is not None:
         validate.output_folder(output_dir, "-o")
         for name in ("model.onnx", "inputs.npz"):
-            validate.output_file(Path(output_dir) / name, "-o", force=force)
+            checked_output(model, Path(output_dir) / name, force=force, option="-o")
 
 
 def _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds, calibration_data, extra, atol, rtol):

@@ -87,6 +87,10 @@ def compare_output(name: str, reference: Sequence[np.ndarray], target: Sequence[
     shape_problem = _shape_problem(reference, target)
     if shape_problem:
         return _failed_shapes(name, reference, shape_problem)
+    if _is_discrete(reference) and tolerance.rtol is not None:
+        # An index, token id, count or flag is right or wrong: a relative tolerance would let token
+        # 999 come back as 990 under fp16's rtol 1e-2 (or id 10001 as 10000 under fp32's 1e-4).
+        tolerance = dataclasses.replace(tolerance, rtol=0.0)
     ref = np.concatenate([np.asarray(r, dtype=np.float64).ravel() for r in reference])
     got = np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in target])
     stats = _error_stats(name, ref, got)
@@ -104,6 +108,11 @@ def _shape_problem(reference: Sequence[np.ndarray], target: Sequence[np.ndarray]
         if np.shape(r) != np.shape(t):
             return f"feed {index}: target shape {list(np.shape(t))} differs from reference {list(np.shape(r))}"
     return ""
+
+
+def _is_discrete(arrays: Sequence[np.ndarray]) -> bool:
+    """Integer or bool outputs (argmax indices, token ids, counts, masks)."""
+    return bool(arrays) and all(np.asarray(a).dtype.kind in "biu" for a in arrays)
 
 
 def _failed_shapes(name: str, reference: Sequence[np.ndarray], problem: str) -> OutputStats:
@@ -217,6 +226,11 @@ def _is_class_scores(array: np.ndarray) -> bool:
 
 
 def _apply_floors(stats: OutputStats, tol: Tolerance) -> None:
+    if stats.elements and stats.ref_nonfinite == stats.elements:
+        # Matching NaN/Inf are no mismatch, but with no finite reference element the figures of
+        # an all-NaN output would read "max abs 0, SQNR inf" and claim agreement over nothing.
+        stats.problems.append(f"the reference holds no finite value ({stats.elements} elements NaN/Inf): nothing to compare; "
+                              "fix the model or its inputs (see reference::run)")
     if stats.target_nonfinite > stats.ref_nonfinite:
         stats.problems.append(f"{stats.target_nonfinite - stats.ref_nonfinite} more NaN/Inf in the target than in the reference")
     if tol.min_cosine is not None and not stats.cosine >= tol.min_cosine:

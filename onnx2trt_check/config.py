@@ -104,6 +104,9 @@ def split_section(section: Mapping[str, object]) -> tuple[dict[str, object], dic
         if not isinstance(table, Mapping) or not all(isinstance(v, Mapping) for v in table.values()):
             raise ConfigError(f"[tool.onnx2trt_check.{key}] must hold one table per name, e.g. [tool.onnx2trt_check.{example}]")
         tables[key] = {name: dict(v) for name, v in table.items()}
+    known = (*TOLERANCE_KEYS, "outputs", "precision", "baseline_dir")
+    if unknown := sorted(set(section) - set(known)):  # a typo (atoll = 0) would leave the defaults in force, silently
+        raise ConfigError(f"{PYPROJECT_SOURCE}: unknown key '{unknown[0]}'; valid keys: {', '.join(known)}")
     values = {k: v for k, v in section.items() if k in TOLERANCE_KEYS}
     return values, tables["outputs"], tables["precision"]
 

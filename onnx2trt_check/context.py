@@ -14,7 +14,7 @@ import onnx
 
 from . import protos, runtime
 from .config import ToleranceConfig
-from .data import MAX_LOADER_FEEDS, Feed, FeedOptions, for_model, model_feeds
+from .data import MAX_LOADER_FEEDS, Feed, FeedOptions, default_range_notes, for_model, model_feeds
 from .fileio import save_model
 from .model import InputSpec, LoadedModel, graph_inputs, load_model, override_problem
 from .references import ORT_REFERENCE, REFERENCE_KEY
@@ -102,7 +102,7 @@ class ModelContext:
                 notes.append(f"input '{spec.name}': dynamic batch dim '{spec.defaulted[0]}' set to {spec.shape[0]}")
             if spec.settled:
                 notes.append(f"input '{spec.name}': dynamic dim(s) {', '.join(spec.settled)} set by the input data: shape {list(spec.shape)}")
-        return notes + self._notes + reference_notes(self)
+        return notes + default_range_notes(self.specs, self.options.feeds) + self._notes + reference_notes(self)
 
     def artifact(self, name: str, build: Callable[[], onnx.ModelProto]) -> Path:
         """The derived model `name` (e.g. "fp16"), built once and saved as an ONNX file that

@@ -132,6 +132,16 @@ def random_feeds(specs: list[InputSpec], *, seed: int, count: int, ranges: Mappi
     return [{s.name: _random_array(rng, s, ranges.get(s.name, ranges.get("*", DEFAULT_RANGE))) for s in specs} for _ in range(count)]
 
 
+def default_range_notes(specs: list[InputSpec], options: FeedOptions) -> list[str]:
+    """Integer inputs drawn from the default range 0..1: an embedding or index input then sees two
+    values only, and a pass says little about the rest; the summary says so."""
+    if options.npz or options.data_loader or "*" in options.ranges:
+        return []
+    return [f"input '{s.name}': integer values drawn from {DEFAULT_RANGE[0]:g}..{DEFAULT_RANGE[1]:g} (the default range); "
+            f"for ids or indices give their real range: --input-range {s.name}:LOW,HIGH"
+            for s in specs if s.dtype is not None and s.dtype.kind in "iu" and s.name not in options.ranges]
+
+
 def _check_budget(specs: list[InputSpec], count: int) -> None:
     per_feed = sum(int(np.prod(s.shape, dtype=np.float64)) * (s.dtype.itemsize if s.dtype is not None else 1) for s in specs)
     if per_feed * count > MAX_FEED_BYTES:
@@ -278,7 +288,23 @@ def _cast(array: np.ndarray, spec: InputSpec, source: str) -> np.ndarray:
         return np.ascontiguousarray(array)
     if not np.can_cast(array.dtype, spec.dtype, casting="same_kind"):
         raise InputDataError(f"{source}: array '{spec.name}' is {array.dtype}, the input is {spec.onnx_type}; convert it before saving")
-    return np.ascontiguousarray(array.astype(spec.dtype))
+    with np.errstate(over="ignore", invalid="ignore"):  # what overflowed is reported below
+        cast = np.ascontiguousarray(array.astype(spec.dtype))
+    _check_values_kept(array, cast, spec, source)
+    return cast
+
+
+def _check_values_kept(array: np.ndarray, cast: np.ndarray, spec: InputSpec, source: str) -> None:
+    """A narrowing cast must not change what the data says: int64 2**40 wraps to 0 in int32, and
+    1e6 becomes inf in float16, so the checks would run on data the user never gave."""
+    if np.issubdtype(cast.dtype, np.integer):
+        changed = cast.astype(array.dtype) != array
+    else:
+        changed = np.isinf(cast) & np.isfinite(array)
+    if np.any(changed):
+        example = array[changed].flat[0].item()
+        raise InputDataError(f"{source}: array '{spec.name}' holds {example}, which the input's type {spec.onnx_type} cannot hold "
+                             f"({int(np.count_nonzero(changed))} such value(s)); fix the data or the model's input type")
 
 
 def _fit_feed(feed: Mapping[str, np.ndarray], specs: list[InputSpec], source: str) -> Feed:
@@ -347,7 +373,9 @@ def _as_arrays(feed, label: str, index: int) -> dict[str, np.ndarray]:
     arrays = {}
     for name, value in feed.items():
         try:
-            arrays[name] = np.asarray(value)
+            # A copy: a loader that refills one buffer per feed would otherwise leave N feeds
+            # that are all its last one.
+            arrays[name] = np.array(value, copy=True)
         except Exception as exc:  # any object the user yielded
             raise InputDataError(f"{label} feed #{index}: '{name}' is no array ({type(exc).__name__}: {_one_line(exc)})") from None
         if arrays[name].dtype.hasobject or arrays[name].dtype.kind not in "biuf":

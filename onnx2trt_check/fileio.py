@@ -64,7 +64,15 @@ def checked_output(model, output: str | os.PathLike, *, force: bool, option: str
     path = Path(output)
     if isinstance(model, str | os.PathLike) and path.resolve() == Path(model).resolve():
         raise ConfigError(f"{option} '{output}' is the input model; write the result to another path")
+    if isinstance(model, str | os.PathLike) and path.is_file() and path.resolve() in _weight_files(Path(model)):
+        raise ConfigError(f"{option} '{output}' holds the input model's weights (its external data); write the result to another path")
     return output_file(path, option, force=force)
+
+
+def _weight_files(model: Path) -> set[Path]:
+    from .model import external_data_files
+
+    return external_data_files(model) if model.is_file() else set()
 
 
 def _umask() -> int:

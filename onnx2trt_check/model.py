@@ -137,6 +137,18 @@ def _tensor_bytes(tensor: onnx.TensorProto) -> int | None:
         return None  # strings: no fixed size
 
 
+def external_data_files(path: Path) -> set[Path]:
+    """The files a model keeps its weights in (resolved), read from its header; none when it cannot
+    be parsed (whoever loads it reports that)."""
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - any unreadable model: loading it later names the problem
+        return set()
+    folder = Path(path).resolve().parent
+    locations = {entry.value for t in _external_tensors(proto) for entry in t.external_data if entry.key == "location"}
+    return {(folder / location).resolve() for location in locations}
+
+
 def _external_tensors(proto: onnx.ModelProto):
     return [t for t in onnx.external_data_helper._get_all_tensors(proto) if onnx.external_data_helper.uses_external_data(t)]
 

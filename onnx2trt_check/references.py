@@ -77,7 +77,7 @@ def _by_name(result, names: list[str], label: str) -> dict:
 
 def _as_array(value, name: str, label: str) -> np.ndarray:
     try:
-        return np.asarray(value)
+        return np.array(value, copy=True)  # a script that returns one reused buffer would leave every feed its last result
     except Exception as exc:  # noqa: BLE001 - e.g. a torch tensor that requires grad
         raise ReferenceScriptError(f"{label} returned a {type(value).__name__} for '{name}' that numpy cannot take ({exc}); "
                                    "return numpy arrays (torch: tensor.detach().numpy())") from None

@@ -52,6 +52,10 @@ def scope_problem(proto: onnx.ModelProto) -> str | None:
             problem = _io_problem(kind, value)
             if problem:
                 return problem
+    names = [value.name for value in proto.graph.output]
+    if twice := next((name for name in names if names.count(name) > 1), None):
+        # onnx.checker and ONNX Runtime take it, but the graph IR every artifact goes through does not
+        return f"output '{twice}' is listed twice among the graph outputs; list each output once"
     ml_ops = sorted({node.op_type for node in _all_nodes(proto) if node.domain == ML_DOMAIN})
     if ml_ops:
         return (f"it uses ai.onnx.ml operators ({', '.join(ml_ops[:5])}), which TensorRT does not have; "

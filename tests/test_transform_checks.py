@@ -112,8 +112,8 @@ def test_bad_settings_are_config_errors(kwargs, fragment):
 
 
 def test_selection_keeps_the_documented_order():
-    settings = transform_run.settings_from(names=["remove_output_sigmoid", "fold_conv_bn"], mean="1,2,3")
-    assert settings.selected() == ("fold_conv_bn", "remove_output_sigmoid")
+    settings = transform_run.settings_from(names=["remove_output_sigmoid", "fuse_input_normalization", "fold_conv_bn"], mean="1,2,3")
+    assert settings.selected() == ("fold_conv_bn", "fuse_input_normalization", "remove_output_sigmoid")
     assert settings.mean == (1.0, 2.0, 3.0) and settings.std is None
 
 

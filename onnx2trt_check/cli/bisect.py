@@ -74,14 +74,14 @@ def _add_input_options(parser) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from .. import validate
     from ..api import bisect
     from ..data import parse_range
+    from ..fileio import checked_output
 
     no_extra(extra)
     mode = "sensitivity" if args.sensitivity else "reduce" if args.reduce else "layerwise"
     if args.json:
-        validate.output_file(args.json, "--json", force=args.force)
+        checked_output(args.model, args.json, force=args.force, option="--json")
     outcome = bisect(
         args.model, target=args.target, mode=mode, inputs=args.inputs, input_shapes=input_shapes(args),
         input_ranges=dict(parse_range(t) for t in args.input_range), seed=args.seed, num_feeds=args.num_feeds,

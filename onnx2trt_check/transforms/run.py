@@ -112,6 +112,9 @@ def settings_from(*, names=(), mean=None, std=None, thresholds=(), bn_conv_mode=
         raise ConfigError(f"--bn-conv-mode {bn_conv_mode!r} is unknown; use one of {', '.join(BN_CONV_MODES)}")
     mean, std = _vector(mean, "--mean"), _vector(std, "--std")
     _check_normalization(mean, std)
+    if (mean is not None or std is not None) and names and EXTERNAL_NORMALIZATION not in names:
+        raise ConfigError(f"--mean/--std are folded by {EXTERNAL_NORMALIZATION}, which the selected transforms leave out; "
+                          "select it too or leave --mean/--std out")
     return TransformSettings(names=tuple(names) or None, mean=mean, std=std, scores=parse_scores(thresholds), bn_conv_mode=bn_conv_mode)
 
 
@@ -191,6 +194,16 @@ def run_transforms(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarr
     rest_feeds = raw_feeds(feeds, folded_inputs(fold.report), settings) if fold.modified else feeds
     second = _run_part(first.model, rest_feeds, names[split:], settings, memo)
     return PipelineResult(second.model, first.steps + second.steps, second.failed_step)  # `second` made its copy
+
+
+def folded_as_asked(pipeline: PipelineResult, settings: TransformSettings) -> PipelineResult:
+    """`pipeline`, unless it was asked to fold --mean/--std and could not: a result written without
+    that preprocessing would be fed raw values and compute on them as if normalized (ConfigError)."""
+    step = next((s for s in pipeline.steps if s.name == EXTERNAL_NORMALIZATION), None)
+    if settings.external_normalization and pipeline.passed and step is not None and not step.modified:
+        raise ConfigError(f"--mean/--std could not be folded into the model ({skip_reason(step)}); nothing written: the result "
+                          "would not read raw values. Give one value per input channel, or leave --mean/--std out")
+    return pipeline
 
 
 def _run_part(model, feeds, names, settings: TransformSettings, memo) -> PipelineResult:

@@ -1,0 +1,80 @@
+"""Red-team finding on input data (data.py): a narrowing cast that changed values let the checks run,
+and pass, on data the user never gave (int64 2**40 wrapped to 0 in an int32 input; 1e6 became inf
+in a float16 one)."""
+
+import numpy as np
+import onnx
+import pytest
+
+from onnx2trt_check import api
+from onnx2trt_check.errors import CheckError
+
+
+def _model(tmp_path, onnx_type: str):
+    model = onnx.parser.parse_model(f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g ({onnx_type}[1,4] x) => (float[1,4] z) {{ z = Cast<to=1>(x) }}""")
+    onnx.save(model, tmp_path / "m.onnx")
+    return tmp_path / "m.onnx"
+
+
+@pytest.mark.parametrize("onnx_type, values", [
+    ("int32", np.array([[2**40, 1, 2, 3]], np.int64)),
+    ("int8", np.array([[200, 1, 2, 3]], np.int16)),
+    ("float16", np.array([[1e6, 1, 2, 3]], np.float32)),
+])
+def test_data_the_input_type_cannot_hold_is_refused(tmp_path, onnx_type, values):
+    np.savez(tmp_path / "d.npz", x=values)
+    with pytest.raises(CheckError, match=f"holds {values.flat[0]}.*{onnx_type.upper()} cannot hold"):
+        api.optimize(_model(tmp_path, onnx_type), inputs=tmp_path / "d.npz")
+
+
+@pytest.mark.parametrize("onnx_type, values", [
+    ("int32", np.array([[-2**31, 1, 2, 2**31 - 1]], np.int64)),
+    ("float16", np.array([[65504.0, -1.5, np.inf, 3]], np.float32)),  # an inf given stays the user's inf
+    ("float", np.array([[0.1, 1e30, 2, 3]], np.float64)),
+])
+def test_data_that_fits_the_input_type_is_taken(tmp_path, onnx_type, values):
+    np.savez(tmp_path / "d.npz", x=values)
+    api.optimize(_model(tmp_path, onnx_type), inputs=tmp_path / "d.npz")
+
+
+def test_generated_integer_inputs_say_they_were_drawn_from_the_default_range():
+    # A BERT-like input_ids checked on random data sees ids 0 and 1 only; the pass said nothing of it.
+    from onnx2trt_check.data import FeedOptions, default_range_notes, model_feeds
+
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (int64[1,4] ids, float[1,4] x, int64[1,4] mask) => (float[1,4] z) { c = Cast<to=1>(ids)\n z = Add(c, x) }""")
+    specs, _ = model_feeds(model, FeedOptions())
+    notes = default_range_notes(specs, FeedOptions())
+    assert len(notes) == 2 and "input 'ids': integer values drawn from 0..1" in notes[0] and "'mask'" in notes[1]
+    assert len(default_range_notes(specs, FeedOptions(ranges={"ids": (1.0, 999.0)}))) == 1
+    assert default_range_notes(specs, FeedOptions(ranges={"*": (0.0, 9.0)})) == []
+
+
+BUFFER_LOADER = """
+import numpy as np
+BUFFER = np.zeros((1, 4), np.float32)
+def load_data():
+    for i in range(3):
+        BUFFER[...] = i  # one buffer refilled per feed, as preallocated loaders do
+        yield {"x": BUFFER}
+def reference(feed):
+    BUFFER[...] = feed["x"] * 2
+    return BUFFER
+"""
+
+
+def test_a_loader_or_reference_script_that_reuses_its_buffer_keeps_every_feed(tmp_path):
+    from onnx2trt_check.data import FeedOptions, model_feeds
+    from onnx2trt_check.references import ReferenceScript
+
+    (tmp_path / "loader.py").write_text(BUFFER_LOADER)
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[1,4] x) => (float[1,4] z) { z = Relu(x) }""")
+    _, feeds = model_feeds(model, FeedOptions(data_loader=str(tmp_path / "loader.py")))
+    assert [float(f["x"][0, 0]) for f in feeds] == [0.0, 1.0, 2.0]  # was [2.0, 2.0, 2.0]
+    _, outputs = ReferenceScript(f"{tmp_path / 'loader.py'}:reference").run(model, tmp_path / "m.onnx", feeds)
+    assert [float(o["z"][0, 0]) for o in outputs] == [0.0, 2.0, 4.0]
