@@ -95,6 +95,7 @@ PYTEST = [
     (["--model", GOOD, "--bisect-feeds", "0"], "--bisect-feeds 0 must be at least 1"),
     (["--model", GOOD, "--bisect-min-sqnr", "nan"], "--bisect-min-sqnr nan is not finite"),
     (["--model", GOOD, "--trt-builds", "1"], "--trt-builds 1 gives no spread"),
+    (["--model", GOOD, "--trt-builds", "0"], "--trt-builds 0 gives no spread"),
     (["--model", GOOD, "--latency-rounds", "0"], "--latency-rounds 0"),
     (["--model", GOOD, "--calibration-sweep"], "--calibration-sweep needs calibration data"),
     (["--model", GOOD, "--calibration-data", "{d}/missing.npz"], "check the --calibration-data path"),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.stats  # noqa: F401  pytester restores sys.modules after each in-process run; scipy.stats, first imported inside one, cannot load its C extensions a second time
 from hypothesis import given
 from hypothesis import strategies as st
 from tiny_models import classifier, save

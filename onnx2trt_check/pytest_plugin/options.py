@@ -80,7 +80,7 @@ def _precision(group) -> None:
     group.addoption("--fp16-block", action="append", default=[], metavar="NODE", help="node kept in fp32 in the fp16 artifact (repeatable)")
     group.addoption("--fp16-no-fallback", action="store_true", help="build the fp16 artifact without the data-driven fallback and the sensitive-op list")
     group.addoption("--engine-cache", metavar="DIR", help="reuse TensorRT engines from DIR (keyed by model, options, TensorRT version, GPU). Defaults to no cache")
-    group.addoption("--trt-builds", type=int, default=0, metavar="N", help="build each TensorRT target N times (N >= 2, engine cache off) and report the spread of the errors")
+    group.addoption("--trt-builds", type=int, default=None, metavar="N", help="build each TensorRT target N times (N >= 2, engine cache off) and report the spread of the errors")
     group.addoption("--trt-flags", action="store_true", help="TensorRT 10: build fp16/int8/best from the fp32 model with builder flags (int8 calibrated) instead of the ONNX artifacts")
     group.addoption("--trt-flavour", choices=TRT_FLAVOURS, help="which TensorRT parses, builds and runs when both are installed (or set ONNX2TRT_CHECK_TRT). Defaults to auto: TensorRT, else TensorRT-RTX")
 

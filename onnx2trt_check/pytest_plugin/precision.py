@@ -32,8 +32,8 @@ FP16_ARTIFACT_TARGETS = ("ort-fp16", "cpu-fp16-emu", "trt-fp16")
 
 
 def read_options(config) -> dict:
-    builds = config.getoption("trt_builds") or 0
-    if builds == 1 or builds < 0:
+    builds = config.getoption("trt_builds")
+    if builds is not None and builds < 2:  # 0 too: asked for, it would silently build nothing
         raise ConfigError(f"--trt-builds {builds} gives no spread; pass N >= 2 (or leave it out)")
     data = config.getoption("fp16_calibration_data")
     if data and not is_template(data):  # {model}: read with each model
@@ -43,7 +43,7 @@ def read_options(config) -> dict:
         "fp16_block": tuple(config.getoption("fp16_block") or ()),
         "fp16_no_fallback": bool(config.getoption("fp16_no_fallback")),
         "engine_cache": config.getoption("engine_cache"),
-        "trt_builds": builds,
+        "trt_builds": builds or 0,
         "trt_flags": bool(config.getoption("trt_flags")),
     }
 

@@ -49,8 +49,9 @@ class Selection:
         self.wanted = wanted
 
     @classmethod
-    def split(cls, args: Iterable[str], model_paths: Iterable[Path], invocation_dir: Path) -> tuple[list[str], Selection]:
-        """(the arguments pytest should collect, the selection to apply to the collected items)."""
+    def split(cls, args: Iterable[str], model_paths: list[Path], invocation_dir: Path) -> tuple[list[str], Selection]:
+        """(the arguments pytest should collect, the selection to apply to the collected items).
+        Arguments that name none of the models (the user's own test files) leave every model in."""
         models = set(model_paths)
         kept, wanted, whole = [], {}, set()
         for arg in args:
@@ -64,6 +65,8 @@ class Selection:
                 wanted.setdefault(path, []).append(Wanted.parse(rest))
             else:
                 whole.add(path)
+        if not wanted and not whole:  # `pytest --model m.onnx test_mine.py`: the models run beside the user's tests
+            kept += [str(path) for path in model_paths]
         return list(dict.fromkeys(kept)), cls({path: parts for path, parts in wanted.items() if path not in whole})
 
     def selected(self, path: Path, family: str, check: str, parameter: str | None) -> bool:

@@ -36,6 +36,7 @@ def start_run(config: pytest.Config) -> None:
         state = RunState(_run_options(config, run_folder, several=len(paths) > 1), paths)
         check_output_paths(config, state.options)
         load_models(config, state)
+        state.notes += unsearched_subfolders(config.getoption("model"))
         state.notes += _unmatched_output_tolerances(config, state.options.tolerances, {n for names in state.outputs.values() for n in names})
     except CheckError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -140,15 +141,51 @@ def _model_paths(arguments: list[str]) -> list[Path]:
     for argument in arguments:
         path = Path(os.path.abspath(argument))  # symlinks kept: a linked model is checked under its own name
         if path.is_dir():
-            found = sorted(path.glob("*.onnx"))
-            if not found:
-                raise CheckError(f"folder '{argument}' given to --model holds no .onnx file")
-            paths.extend(found)
+            paths.extend(_models_in_folder(path, argument))
         else:
             if not path.exists():
                 raise CheckError(f"model file '{argument}' does not exist; check the --model path")
             paths.append(path)
     return list(dict.fromkeys(paths))
+
+
+def _models_in_folder(folder: Path, argument: str) -> list[Path]:
+    """Every `.onnx` file directly in the folder, in any letter case. A dangling link is a usage error
+    here: pytest would end the whole run on it with an unclear "not found"."""
+    found = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".onnx" and not p.is_dir())
+    if not found:
+        raise CheckError(f"folder '{argument}' given to --model holds no .onnx file")
+    for path in found:
+        if not path.exists():
+            raise CheckError(f"'{path}' in the --model folder is a symbolic link to '{os.readlink(path)}', which does not "
+                             "exist; restore its target or remove the link")
+    return found
+
+
+def unsearched_subfolders(arguments: list[str]) -> list[str]:
+    """A note per --model folder whose subfolders hold .onnx files: a folder's models are the files
+    directly in it (a project folder may hold a virtual environment full of ONNX's test models), so
+    the others are named rather than left out without a word."""
+    notes = []
+    for argument in arguments:
+        if Path(argument).is_dir():
+            nested = _nested_models(Path(argument))
+            if nested:
+                notes.append(f"--model {argument}: .onnx files in its subfolders are not checked (e.g. {nested[0]}); "
+                             "a folder's models are the files directly in it: give a subfolder with its own --model")
+    return notes
+
+
+def _nested_models(folder: Path, *, limit: int = 3) -> list[Path]:
+    """Up to `limit` .onnx files below the folder's subfolders, hidden folders and installed packages left out."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("site-packages", "node_modules", "__pycache__")]
+        if Path(root) != folder:
+            found += [Path(root, f).relative_to(folder) for f in files if f.lower().endswith(".onnx")]
+        if len(found) >= limit:
+            break
+    return found[:limit]
 
 
 def _run_options(config: pytest.Config, run_folder: Path, *, several: bool) -> RunOptions:
@@ -195,7 +232,7 @@ class RunHooks:
 
     def pytest_collect_file(self, file_path: Path, parent: pytest.Collector):
         state = parent.config.stash[STATE]
-        if file_path.suffix == ".onnx" and Path(os.path.abspath(file_path)) in state.model_paths:
+        if Path(os.path.abspath(file_path)) in state.model_paths:  # any name: `--model m.pb` is checked too
             return ModelFile.for_model(parent, file_path)
         return None
 
