@@ -70,11 +70,17 @@ def test_nothing_is_deferred_once_sympy_or_onnx_ir_is_imported(first):
     assert run(f"{first}\n" + DEFER + "print(type(sys.modules['sympy']).__name__)\n") == "module"
 
 
-def test_a_model_run_never_loads_sympy(pytester):
+def test_a_model_run_never_loads_sympy_nor_imports_hypothesis(pytester):
     """The whole default check of a small model (the transforms, the fp16 target, the TensorRT
-    items) does nothing with sympy: loading it would cost every run 0.4-0.6 s (issue 18)."""
+    items) does nothing with sympy: loading it would cost every run 0.4-0.6 s (issue 18). Nor
+    does it import hypothesis (our test extra): hypothesis's own pytest plugin imports it at the
+    end of every run where it is installed, which `-p no:hypothesispytest` leaves out here."""
     model = save(classifier(), pytester.path / "m.onnx")
-    pytester.makeconftest("import sys\ndef pytest_sessionfinish(session):\n    print('SYMPY:' + type(sys.modules.get('sympy')).__name__)\n")
-    result = pytester.runpytest_subprocess("-s", "-p", "no:randomly", "--model", str(model))
+    pytester.makeconftest(
+        "import sys\n"
+        "def pytest_unconfigure(config):\n"
+        "    print('SYMPY:' + type(sys.modules.get('sympy')).__name__, 'HYPOTHESIS:' + str('hypothesis' in sys.modules))\n"
+    )
+    result = pytester.runpytest_subprocess("-s", "-p", "no:randomly", "-p", "no:hypothesispytest", "--model", str(model))
     assert result.ret == 0, result.stdout.str()[-3000:]
-    result.stdout.fnmatch_lines(["*SYMPY:_Deferred*"])
+    result.stdout.fnmatch_lines(["*SYMPY:_Deferred HYPOTHESIS:False*"])
