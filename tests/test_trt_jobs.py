@@ -114,12 +114,20 @@ def test_the_parse_and_builds_are_queued_once_before_their_items(rtx, pytester):
     assert "trt[fp16]::build" not in calls[2]  # queued as soon as target[ort-fp16] made the artifact
 
 
-def test_with_latency_each_call_waits_for_its_item(rtx, pytester):
+SMALL_LIMIT = "from onnx2trt_check.pytest_plugin import trt_jobs\ntrt_jobs.EARLY_LIMIT_BYTES = 100\n"
+
+
+@pytest.mark.parametrize(("why", "conftest", "args"), [("--latency", "", NO_EARLY), ("a model above the limit", SMALL_LIMIT, ())],
+                         ids=["latency", "above-the-limit"])
+def test_each_call_waits_for_its_item(rtx, pytester, why, conftest, args):
+    """With --latency (a build beside the timed runs would disturb them) and for a model above
+    EARLY_LIMIT_BYTES of weights (its build memory would add to this process's peak); the
+    classifier's weights are about 3 kB, above the limit of 100 bytes set here."""
     save(classifier(), pytester.path / "m.onnx")
-    pytester.makeconftest(RECORDER)
-    result = pytester.runpytest_subprocess("-s", "-p", "no:randomly", "--model", "m.onnx", *NO_EARLY)
+    pytester.makeconftest(RECORDER + conftest)
+    result = pytester.runpytest_subprocess("-s", "-p", "no:randomly", "--model", "m.onnx", *args)
     assert queued(result) == ["parse_model m.onnx IN structure::trt_ops (call)", "build_engine m.onnx IN trt[fp32]::build (call)",
-                              "build_engine m.fp16.onnx IN trt[fp16]::build (call)"]
+                              "build_engine m.fp16.onnx IN trt[fp16]::build (call)"], why
 
 
 def _verdicts(path) -> dict:
