@@ -114,6 +114,10 @@ class ModelContext:
             self._artifacts[name] = path
         return self._artifacts[name]
 
+    def made(self, name: str) -> Path | None:
+        """The derived model `name` when it has been built already, else None (never builds it)."""
+        return self._artifacts.get(name)
+
     def _artifact_folder(self) -> Path:
         if self._folder is None:
             parent = self.options.artifact_dir

@@ -99,7 +99,7 @@ def test_every_module_stays_small():
 def test_entry_points_import_nothing_heavy(entry):
     code = (
         "import sys, importlib; importlib.import_module(%r); "
-        "heavy = [m for m in ('onnx', 'onnxruntime', 'numpy', 'polygraphy', 'onnx_ir', 'scipy') if m in sys.modules]; "
+        "heavy = [m for m in ('onnx', 'onnxruntime', 'numpy', 'polygraphy', 'onnx_ir', 'scipy', 'sympy', 'onnxsim', 'tensorrt_rtx') if m in sys.modules]; "
         "print(','.join(heavy))" % entry
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -111,7 +111,7 @@ def test_a_pytest_run_without_model_imports_nothing_heavy(pytester):
     pytester.makeconftest(
         "import sys\n"
         "def pytest_sessionfinish(session):\n"
-        "    heavy = [m for m in ('onnx', 'onnxruntime', 'numpy', 'polygraphy') if m in sys.modules]\n"
+        "    heavy = [m for m in ('onnx', 'onnxruntime', 'numpy', 'polygraphy', 'onnx_ir', 'sympy', 'onnxsim', 'tensorrt_rtx') if m in sys.modules]\n"
         "    print('HEAVY:' + ','.join(heavy))\n"
     )
     result = pytester.runpytest_subprocess("-s", "-p", "no:randomly")

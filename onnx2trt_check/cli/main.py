@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..deferred_imports import defer_sympy
 from ..errors import USAGE_ERROR_EXIT_CODE, CheckError
 from . import COMMANDS
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    defer_sympy()  # before a command imports onnx-ir: its sympy is loaded only if used
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     try:

@@ -8,7 +8,6 @@ come in a stable order, so test ids are stable: `<model>::<family>::<name>`.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 
@@ -21,11 +20,10 @@ from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, CheckSkipped
 from ..references import REFERENCE_KEY
 from ..targets import select_targets
-from ..targets.ort_int8 import cached
 from ..trt import flavour, isolated
 from ..trt.ops_check import check_ops
-from ..trt.parse import parse_model
 from ..weights import nonfinite_constants
+from . import trt_jobs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,10 +90,10 @@ def check_finite_weights(ctx: ModelContext) -> dict:
 
 
 def _parsed(ctx: ModelContext):
-    """The selected flavour's parse of the model, once per model (trt_parse and trt_ops share it)."""
+    """The selected flavour's parse of the model."""
     chosen = flavour.select()
     try:
-        return cached(ctx, f"trt-parse:{chosen.label}", lambda: isolated.call(parse_model, os.path.abspath(ctx.path), chosen))
+        return trt_jobs.parse_job(ctx, chosen).result()
     except isolated.TrtCrashed as error:
         raise CheckFailed(f"{chosen.label} crashed while parsing the model ({error})") from None
 

@@ -18,6 +18,9 @@ def pytest_addoption(parser) -> None:
 def pytest_configure(config) -> None:
     if not config.getoption("model"):
         return
+    from ..deferred_imports import defer_sympy
+
+    defer_sympy()  # before onnx-ir is imported: its sympy is loaded only if used
     from .session import start_run  # the library: onnx, onnxruntime, numpy
 
     start_run(config)

@@ -18,16 +18,14 @@ live in core.py.
 
 from __future__ import annotations
 
-import os
-
 from ..context import ModelContext, RunOptions
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
 from ..targets import get_target
 from ..targets.fp16 import fp16_artifact
-from ..targets.ort_int8 import cached, model_has_qdq
+from ..targets.ort_int8 import model_has_qdq
 from ..targets.tensorrt import int8_artifact
 from ..trt import flavour, isolated
-from ..trt.build import build_engine
+from . import trt_jobs
 from .core import Check
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -79,7 +77,7 @@ def build_check(precision: str):
         chosen = selected_flavour()
         path, what = onnx_file(ctx, precision)
         try:
-            result = cached(ctx, f"trt-build:{chosen.label}:{path}", lambda: isolated.call(build_engine, os.path.abspath(path), chosen, feeds=ctx.feeds))
+            result = trt_jobs.build_job(ctx, chosen, path).result()
         except isolated.TrtCrashed as error:
             raise CheckFailed(f"{precision} {what}: {chosen.label} crashed while parsing or building it ({error})", {"tensorrt": chosen.label}) from None
         figures = {"file": what, **result.figures()}
@@ -91,6 +89,11 @@ def build_check(precision: str):
         return figures
 
     return check
+
+
+def session_plugin(config, options: RunOptions):
+    """The TensorRT calls queued ahead of their items (trt_jobs.py)."""
+    return trt_jobs.session_plugin(config, latency=bool(config.getoption("latency", False)))
 
 
 def onnx_file(ctx: ModelContext, precision: str):

@@ -11,6 +11,12 @@ interpreter that imports numpy, onnx and TensorRT again): the caller's ONNX Runt
 threads are not copied and the worker never touches them, so fork's caveat for threaded parents
 (a lock held by another thread at the fork) does not reach the TensorRT code; Python's warning
 about it is silenced for that one call. Elsewhere the worker is spawned.
+
+`submit` queues a call and returns at once (the pytest face queues a model's parse and builds
+ahead of their items, pytest_plugin/trt_jobs.py, so the worker builds on another core while the
+caller goes on); `call` is a submit that waits. The worker runs its calls in the order queued, so a
+crash belongs to the earliest unfinished call, and the calls queued behind it run again in a new
+worker (Pending).
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ import multiprocessing
 import os
 import sys
 import warnings
+import weakref
 from concurrent.futures.process import BrokenProcessPool
 
 _POOL: list[concurrent.futures.ProcessPoolExecutor] = []
 _OWNER: list[int] = []  # the pid that started the worker: a forked child must start its own
+_QUEUED: list[concurrent.futures.Future] = []  # the worker's calls not known to have succeeded, in order
 
 
 class TrtCrashed(RuntimeError):
@@ -38,6 +46,7 @@ def _context():
 def _pool() -> concurrent.futures.ProcessPoolExecutor:
     if _POOL and _OWNER != [os.getpid()]:
         _POOL.clear()  # inherited through a fork: the worker belongs to the parent, leave it alone
+        _QUEUED.clear()
     if not _POOL:
         _OWNER[:] = [os.getpid()]
         _POOL.append(_new_pool(1))
@@ -59,14 +68,74 @@ def _quiet_crashes() -> None:
 def call(function, *args, **kwargs):
     """`function(*args, **kwargs)` in the worker, in the caller's working folder; raises TrtCrashed
     when the worker dies."""
-    try:
-        with warnings.catch_warnings():  # the worker is forked on the first submit
-            warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
-            future = _pool().submit(_in_folder, os.getcwd(), function, args, kwargs)
-        return future.result()
-    except BrokenProcessPool:
+    return submit(function, *args, **kwargs).result()
+
+
+class Pending:
+    """A call queued on the worker (`submit`); `result()` waits for it.
+
+    The worker runs its calls one at a time, in the order submitted, so when it dies the call
+    that killed it is the earliest one left unfinished: that call raises TrtCrashed. A later call
+    that was only queued behind it runs again in a new worker, so another call's crash is never
+    reported as its own."""
+
+    def __init__(self, function, args: tuple, kwargs: dict):
+        self.function, self.args, self.kwargs = function, args, kwargs
+        pool, self.earlier = _pool(), [future for future in _QUEUED if not future.done() or _broken(future)]
+        try:
+            self.future = _submit(pool, function, args, kwargs)
+        except BrokenProcessPool:  # an earlier call killed the worker; its owner has not asked yet
+            _drop(pool)
+            pool, self.earlier = _pool(), []
+            self.future = _submit(pool, function, args, kwargs)
+        self.pool = weakref.ref(pool)  # not kept alive by its calls: shutdown() and exit release it
+        _QUEUED[:] = [*self.earlier, self.future]
+
+    def result(self):
+        """The call's value; raises what the call raised, or TrtCrashed. Asked again, the same answer."""
+        if not hasattr(self, "_outcome"):
+            try:
+                self._outcome = (True, self._wait())
+            except Exception as error:
+                self._outcome = (False, error)
+        succeeded, value = self._outcome
+        if not succeeded:
+            raise value
+        return value
+
+    def _wait(self):
+        try:
+            return self.future.result()
+        except BrokenProcessPool:
+            _drop(self.pool())
+            if any(_broken(future) for future in self.earlier):
+                return call(self.function, *self.args, **self.kwargs)  # alone, in a new worker
+            name = getattr(self.function, "__name__", self.function)
+            raise TrtCrashed(f"{name} crashed its process (a crash inside TensorRT)") from None
+
+
+def _submit(pool, function, args: tuple, kwargs: dict) -> concurrent.futures.Future:
+    with warnings.catch_warnings():  # the worker is forked on the first submit
+        warnings.filterwarnings("ignore", message=".*multi-threaded.*fork", category=DeprecationWarning)
+        return pool.submit(_in_folder, os.getcwd(), function, args, kwargs)
+
+
+def _drop(pool) -> None:
+    """Forget a broken worker (once: several calls may find it broken)."""
+    if _POOL and _POOL[0] is pool:
         _POOL.pop().shutdown(wait=False, cancel_futures=True)
-        raise TrtCrashed(f"{getattr(function, '__name__', function)} crashed its process (a crash inside TensorRT)") from None
+        _QUEUED.clear()
+
+
+def submit(function, *args, **kwargs) -> Pending:
+    """Queue `function(*args, **kwargs)` on the worker, in the caller's working folder, and return
+    at once: the caller goes on while the worker computes (`Pending.result()` waits)."""
+    return Pending(function, args, kwargs)
+
+
+def _broken(future: concurrent.futures.Future) -> bool:
+    """A finished call that ended with its worker (waits for an unfinished one)."""
+    return not future.cancelled() and isinstance(future.exception(), BrokenProcessPool)
 
 
 def _in_folder(folder: str, function, args: tuple, kwargs: dict):
@@ -109,3 +178,4 @@ def shutdown() -> None:
     """Stop the worker (tests and benchmarks that want a clean process)."""
     while _POOL:
         _POOL.pop().shutdown(wait=True)
+    _QUEUED.clear()
