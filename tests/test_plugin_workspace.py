@@ -23,6 +23,7 @@ def folders(pytester, monkeypatch, tmp_path_factory):
     save(classifier(), models / "m.onnx")
     temporary = tmp_path_factory.mktemp("private-tmp")
     monkeypatch.setenv("TMPDIR", str(temporary))
+    monkeypatch.delenv("PYTEST_DEBUG_TEMPROOT", raising=False)  # pytester's: pytest-of-<user> would go there, unseen
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     monkeypatch.chdir(work)
     return models, work, temporary
@@ -43,8 +44,8 @@ def test_a_run_leaves_no_file_behind(pytester, folders, how):
     elif how == "onnx2trt-check check":
         result = pytester.run(sys.executable, "-m", "onnx2trt_check.cli", "check", "../models/m.onnx", *CHECKS)
         assert result.ret == 0, result.stdout.str()
-    else:
-        result = pytester.runpytest_subprocess("--model", "../models/m.onnx", *CHECKS, *(["-n", "2"] if "-n" in how else []))
+    else:  # as a user runs it: runpytest_subprocess would add a --basetemp of its own
+        result = pytester.run(sys.executable, "-m", "pytest", "--model", "../models/m.onnx", *CHECKS, *(["-n", "2"] if "-n" in how else []))
         result.assert_outcomes(passed=10)
     assert _listing(*folders) == before
 

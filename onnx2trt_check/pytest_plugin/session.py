@@ -26,7 +26,7 @@ from .options import INI_TOLERANCES
 from .selection import Selection
 from .stash import STATE
 from .state import ModelFile, RunState, display
-from .workspace import RunFolder, make_run_folder, redirect_benchmark_storage, redirect_pytest_cache
+from .workspace import RunFolder, make_run_folder, redirect_basetemp, redirect_benchmark_storage, redirect_pytest_cache
 
 
 def start_run(config: pytest.Config) -> None:
@@ -60,12 +60,14 @@ def _collect_models(config: pytest.Config, state: RunState) -> None:
 
 def _start_workspace(config: pytest.Config) -> Path:
     """The run's temporary folder (removed at unconfigure, even when configure fails), and pytest's
-    cache and pytest-benchmark's storage kept out of the user's folders (workspace.py)."""
+    cache, pytest-benchmark's storage and pytest's base temporary folder kept out of the user's
+    folders and of the system temporary folder (workspace.py)."""
     folder = RunFolder(make_run_folder())
     config.pluginmanager.register(folder, "onnx2trt_check_run_folder")
     fast_exit.register(config)
     redirect_pytest_cache(config)
     redirect_benchmark_storage(config, folder.path)
+    redirect_basetemp(config, folder.path)
     return folder.path
 
 

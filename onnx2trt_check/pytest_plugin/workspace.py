@@ -61,6 +61,15 @@ def redirect_benchmark_storage(config, run_folder: Path) -> None:
     config.option.benchmark_storage = f"file://{run_folder / 'benchmarks'}"
 
 
+def redirect_basetemp(config, run_folder: Path) -> None:
+    """pytest's base temporary folder inside the run folder unless --basetemp was given: xdist's
+    controller makes it for its workers in every `-n` run, and pytest keeps it
+    (`$TMPDIR/pytest-of-<user>/pytest-N`), one folder left behind per run. Before pytest's tmpdir
+    plugin reads the option (plugin.py's configure runs first)."""
+    if config.option.basetemp is None:
+        config.option.basetemp = str(run_folder / "basetemp")
+
+
 def _option(config, name: str):
     return getattr(config.option, name, None)  # absent when pytest-benchmark is not loaded
 
