@@ -84,3 +84,12 @@ def test_optimize_of_a_clean_model_writes_an_unchanged_copy(tmp_path, capsys):
     assert main(["qdq", "optimize", str(source), "-o", str(output)]) == 0
     assert "no rewrite applies" in capsys.readouterr().out
     assert onnx.load(output) == onnx.load(source)
+
+
+def test_optimize_that_leaves_an_error_writes_and_exits_1(tmp_path, capsys):
+    """An error rule the optimizer does not rewrite (int32 bias): the file is written (its rewrites
+    hold) but a script must not go on to deploy it: exit 1, said on the last line."""
+    source, output = planted(tmp_path, "int32_bias"), tmp_path / "out.onnx"
+    assert main(["qdq", "optimize", str(source), "-o", str(output)]) == 1
+    out = capsys.readouterr().out
+    assert output.exists() and out.rstrip().splitlines()[-1].startswith("error: 1 placement error(s) remain that TensorRT rejects")

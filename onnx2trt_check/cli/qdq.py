@@ -7,6 +7,8 @@ optimizer, for a model that already holds Q/DQ nodes.
   qdq optimize IN -o OUT [--inputs X]  rewrites the Q/DQ flow, each rewrite verified on input data
                                        against its bound, writes OUT atomically (never over an
                                        existing file without --force); exit 0 when written
+                                       and free of placement errors, exit 1 when errors that
+                                       TensorRT rejects remain (the file is written all the same)
 Misuse (missing file, no Q/DQ nodes to optimize, existing OUT) is exit 4.
 """
 
@@ -105,6 +107,10 @@ def run_optimize(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"findings after optimizing:\n{format_findings(after)}")
     save_model(result.model, output, force=args.force)
     print(f"wrote '{output}'" if result.modified else f"no rewrite applies; wrote an unchanged copy to '{output}'")
+    remaining = sum(f.severity == "error" for f in after)
+    if remaining:  # written (the rewrites hold), but not a file to deploy: a script must not go on to build it
+        print(f"error: {remaining} placement error(s) remain that TensorRT rejects (listed above); the file is not deployable")
+        return 1
     return 0
 
 
