@@ -111,7 +111,7 @@ def test_the_parse_and_builds_are_queued_once_before_their_items(rtx, pytester):
     calls = queued(result)
     assert calls[:2] == ["parse_model m.onnx IN structure::checker (setup)", "build_engine m.onnx IN structure::checker (setup)"], calls
     assert len(calls) == 3 and calls[2].startswith("build_engine m.fp16.onnx IN ") and calls[2].endswith("(setup)"), calls
-    assert "trt[fp16]::build" not in calls[2]  # queued as soon as target[ort-fp16] made the artifact
+    assert "trt::build[fp16]" not in calls[2]  # queued as soon as target[ort-fp16] made the artifact
 
 
 SMALL_LIMIT = "from onnx2trt_check.pytest_plugin import trt_jobs\ntrt_jobs.EARLY_LIMIT_BYTES = 100\n"
@@ -126,8 +126,8 @@ def test_each_call_waits_for_its_item(rtx, pytester, why, conftest, args):
     save(classifier(), pytester.path / "m.onnx")
     pytester.makeconftest(RECORDER + conftest)
     result = pytester.runpytest_subprocess("-s", "-p", "no:randomly", "--model", "m.onnx", *args)
-    assert queued(result) == ["parse_model m.onnx IN structure::trt_ops (call)", "build_engine m.onnx IN trt[fp32]::build (call)",
-                              "build_engine m.fp16.onnx IN trt[fp16]::build (call)"], why
+    assert queued(result) == ["parse_model m.onnx IN structure::trt_ops (call)", "build_engine m.onnx IN trt::build[fp32] (call)",
+                              "build_engine m.fp16.onnx IN trt::build[fp16] (call)"], why
 
 
 def _verdicts(path) -> dict:
