@@ -264,7 +264,7 @@ def paired_lines(sample: Sample, result: dict) -> list[str]:
         if not len(only_ours) + len(only_theirs):
             continue
         p_value = stats.binomtest(min(len(only_ours), len(only_theirs)), len(only_ours) + len(only_theirs), 0.5).pvalue
-        rows = {side: ", ".join(_row(i, margins, fp32_top1[i] == sample.labels[i]) for i in found) or "none" for side, found in (("ours", only_ours), ("theirs", only_theirs))}
+        rows = {side: _rows(found, margins, fp32_top1 == sample.labels) for side, found in (("ours", only_ours), ("theirs", only_theirs))}
         lines.append(f"{sample.name}: {title}: right only in the first: {rows['ours']}; only in the second: {rows['theirs']};"
                      f" McNemar exact p = {p_value:.2f}; top-1 agreement with fp32 {ours_.agreement:.1%} vs {theirs.agreement:.1%}")
     return lines
@@ -274,6 +274,16 @@ def _margins(outputs: list, rows: int) -> tuple[np.ndarray, np.ndarray]:
     logits = np.concatenate([next(iter(o.values())) for o in outputs]).reshape(rows, -1)
     ordered = np.sort(logits, axis=1)
     return ordered[:, -1] - ordered[:, -2], logits.argmax(axis=1)
+
+
+def _rows(found: np.ndarray, margins: np.ndarray, fp32_right: np.ndarray, *, shown: int = 5) -> str:
+    """The rows by smallest fp32 margin first, at most `shown` of them with a count of the rest."""
+    if not len(found):
+        return "none"
+    ordered = found[np.argsort(margins[found], kind="stable")]
+    text = ", ".join(_row(i, margins, fp32_right[i]) for i in ordered[:shown])
+    wrong = int(np.sum(~fp32_right[found]))
+    return text if len(found) <= shown else f"{text} and {len(found) - shown} more ({len(found)} rows, fp32 wrong on {wrong})"
 
 
 def _row(index: int, margins: np.ndarray, fp32_right: bool) -> str:
