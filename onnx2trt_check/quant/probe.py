@@ -87,20 +87,13 @@ class ScaleProbe:
         self.session, self.threads = self._full_session(threads)
 
     def _full_session(self, threads: int | None):
-        """The session of the whole probe model (every value a suffix reads an output): for the
-        stacked feeds when there are some (a model that cannot run them falls back to one by one),
-        threads timed on what it will run unless given."""
+        """The session of the whole probe model (every value a suffix reads an output), threads
+        timed on one feed unless given (timing the stacked feeds costs more than a small model's
+        whole search saves; a large model takes the pool either way)."""
         full = with_outputs(self.model, self._kept)
         if threads is not None:
             return create_session(full, optimized=False, threads=threads), threads
-        ones = dict.fromkeys(self.scale_inputs, 1.0)
-        if self._stacked is not None:
-            try:
-                return quickest_session(full, self._feed(self._stacked, ones))
-            except Exception:  # ONNX Runtime's error for a first axis that is not a batch (a fixed Reshape)
-                self._stop_batching()
-                full = with_outputs(self.model, self._kept)
-        return quickest_session(full, self._feed(self.feeds[0], ones))
+        return quickest_session(full, self._feed(self.feeds[0], dict.fromkeys(self.scale_inputs, 1.0)))
 
     def _stop_batching(self) -> None:
         self.model, self._stacked, self.batched = self._static, None, False
