@@ -13,7 +13,7 @@ that it cannot make a model worse:
   the layer is reported as skipped with both figures. A single feed has nothing to hold out: the
   check then runs on it, and the report says so;
 * guarded: the corrections are kept only if, together, they leave the model's worst output SQNR on
-  the held-out feeds no lower than without them (a layer's own error cannot see errors that cancel
+  every feed they were not fitted on (held out, or past the 48 fitted) no lower than without them (a layer's own error cannot see errors that cancel
   downstream); otherwise all are dropped and reported as skipped.
 The correction is an additive constant per channel of the layer's output, so its effect on the
 held-out error follows from per-channel sums of the difference and its square: one pass of both
@@ -92,24 +92,26 @@ def correct_bias(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto, calib
     if not kept:
         return TransformResult(qdq_model, False, report)
     corrected = ir.to_proto(work)
-    if guard and not _helps_the_outputs(float_model, qdq_model, corrected, held, report):
+    # The guard sees only the model's outputs, far fewer values than a layer's check: it takes every
+    # feed the corrections were not fitted on (the held-out ones and those past MAX_FIT_FEEDS).
+    if guard and not _helps_the_outputs(float_model, qdq_model, corrected, held + fit[MAX_FIT_FEEDS:], report):
         return TransformResult(qdq_model, False, report)
     return TransformResult(corrected, True, report)
 
 
-def _helps_the_outputs(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto, corrected: onnx.ModelProto, held: list, report: TransformReport) -> bool:
+def _helps_the_outputs(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto, corrected: onnx.ModelProto, feeds: list, report: TransformReport) -> bool:
     """The whole-model guard: whether the corrections together keep the model's worst output SQNR
-    on the held-out feeds at least where it was. Each layer's check cannot see errors that cancel
+    on `feeds` (none of them fitted the corrections) at least where it was. Each layer's check cannot see errors that cancel
     downstream (two paths with the same rounding, subtracted: correcting one breaks the
     cancellation; tests/test_quant_bias_correction.py has such a model, 131 dB -> 38 dB with every
     layer's own error lower). Otherwise every correction is dropped and reported as skipped."""
-    reference = run_model(float_model, held)
-    before = output_sqnr_db(reference, run_model(qdq_model, held))
-    after = output_sqnr_db(reference, run_model(corrected, held))
+    reference = run_model(float_model, feeds)
+    before = output_sqnr_db(reference, run_model(qdq_model, feeds))
+    after = output_sqnr_db(reference, run_model(corrected, feeds))
     report.figures["output_sqnr_db"] = {"without": before, "with": after}
     if after >= before:
         return True
-    reason = f"dropped: the corrections together lower the output SQNR on the held-out feeds ({before:.2f} -> {after:.2f} dB)"
+    reason = f"dropped: the corrections together lower the output SQNR on the {len(feeds)} feeds not fitted ({before:.2f} -> {after:.2f} dB)"
     report.skips.extend(Skip(match.nodes, f"{reason}; alone: {match.detail}") for match in report.matches)
     report.matches.clear()
     report.figures["corrected"] = 0
