@@ -41,10 +41,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnxruntime import quantization as ortq
+from scipy import stats
 
 from onnx2trt_check.compare import sqnr_db, top_k_agreement
 from onnx2trt_check.data import feeds_from_npz
 from onnx2trt_check.model import load_model, resolve_input_specs
+from onnx2trt_check.quant.auto_range import split_held_out
 from onnx2trt_check.quant.pipeline import Int8Settings, quantize_for_tensorrt
 from onnx2trt_check.runtime import run_model
 from onnx2trt_check.transforms.fold_conv_bn import fold_conv_bn
@@ -77,6 +79,7 @@ class Figures:
     sqnr: float
     agreement: float | None
     seconds: float
+    top1: np.ndarray | None = None  # the class predicted per test row (classifiers), for the paired analysis
 
 
 def load_sample(folder: Path, name: str, entry: dict) -> Sample:
@@ -101,7 +104,13 @@ def evaluate(sample: Sample, model: onnx.ModelProto, seconds: float) -> Figures:
     got = np.concatenate([o[k].ravel() for o in outputs for k in o]).astype(np.float64)
     first = next(iter(sample.reference[0]))
     agreement, _ = top_k_agreement([r[first] for r in sample.reference], [o[first] for o in outputs])
-    return Figures(task_metric(sample, outputs), sqnr_db(ref, got), agreement, seconds)
+    return Figures(task_metric(sample, outputs), sqnr_db(ref, got), agreement, seconds, predicted_classes(sample, outputs))
+
+
+def predicted_classes(sample: Sample, outputs: list) -> np.ndarray | None:
+    if sample.labels is None or sample.task == "heatmap":
+        return None
+    return np.concatenate([next(iter(o.values())) for o in outputs]).reshape(len(sample.labels), -1).argmax(axis=1)
 
 
 def task_metric(sample: Sample, outputs: list) -> float | None:
@@ -232,6 +241,56 @@ def verdict_lines(name: str, result: dict, *, encoder: bool) -> list[str]:
     return lines
 
 
+def paired_lines(sample: Sample, result: dict) -> list[str]:
+    """Which test rows a metric comparison turns on (not a verdict): for our default against
+    quantize_static's best-metric setting, and for each bias correction against the same run
+    without, the rows only one side classifies right, with fp32's own answer and top-1 margin there
+    (rank 1: the smallest margin of all test rows) and the two-sided exact McNemar test of the
+    discordant rows (scipy's binomtest). Also the smallest fp32 margin on the held-out calibration
+    feeds the automatic calibration judges by: a label-free criterion sees no row closer to a
+    decision boundary than that."""
+    if result["default"].top1 is None:
+        return []
+    margins, fp32_top1 = _margins(sample.reference, len(sample.labels))
+    _, held, _ = split_held_out(sample.calibration)
+    held_margins, _ = _margins(run_model(sample.model, held), len(held))
+    lines = [f"{sample.name}: fp32 top-1 margin: smallest {margins.min():.3f} on the {len(margins)} test rows,"
+             f" {held_margins.min():.3f} on the {len(held)} held-out calibration feeds auto judges by"]
+    pairs = [(f"ours default vs {best(result['ort'], lambda f: f.metric)[0]}", result["default"], best(result["ort"], lambda f: f.metric)[1])] if result.get("ort") else []
+    pairs += [(f"{what} vs without", result[c], result[b]) for b, c, what in (("default", "bc", "--bias-correction"), ("per_tensor", "per_tensor_bc", "--per-tensor --bias-correction")) if c in result]
+    for title, ours_, theirs in pairs:
+        only_ours = np.flatnonzero((ours_.top1 == sample.labels) & (theirs.top1 != sample.labels))
+        only_theirs = np.flatnonzero((ours_.top1 != sample.labels) & (theirs.top1 == sample.labels))
+        if not len(only_ours) + len(only_theirs):
+            continue
+        p_value = stats.binomtest(min(len(only_ours), len(only_theirs)), len(only_ours) + len(only_theirs), 0.5).pvalue
+        rows = {side: _rows(found, margins, fp32_top1 == sample.labels) for side, found in (("ours", only_ours), ("theirs", only_theirs))}
+        lines.append(f"{sample.name}: {title}: right only in the first: {rows['ours']}; only in the second: {rows['theirs']};"
+                     f" McNemar exact p = {p_value:.2f}; top-1 agreement with fp32 {ours_.agreement:.1%} vs {theirs.agreement:.1%}")
+    return lines
+
+
+def _margins(outputs: list, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    logits = np.concatenate([next(iter(o.values())) for o in outputs]).reshape(rows, -1)
+    ordered = np.sort(logits, axis=1)
+    return ordered[:, -1] - ordered[:, -2], logits.argmax(axis=1)
+
+
+def _rows(found: np.ndarray, margins: np.ndarray, fp32_right: np.ndarray, *, shown: int = 5) -> str:
+    """The rows by smallest fp32 margin first, at most `shown` of them with a count of the rest."""
+    if not len(found):
+        return "none"
+    ordered = found[np.argsort(margins[found], kind="stable")]
+    text = ", ".join(_row(i, margins, fp32_right[i]) for i in ordered[:shown])
+    wrong = int(np.sum(~fp32_right[found]))
+    return text if len(found) <= shown else f"{text} and {len(found) - shown} more ({len(found)} rows, fp32 wrong on {wrong})"
+
+
+def _row(index: int, margins: np.ndarray, fp32_right: bool) -> str:
+    rank = int(np.sum(margins <= margins[index]))
+    return f"row {index} (fp32 {'right' if fp32_right else 'wrong'}, margin {margins[index]:.3f}, rank {rank})"
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.getLogger().setLevel(logging.ERROR)  # quantize_static's pre-processing advice on every call
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -246,17 +305,23 @@ def main(argv: list[str] | None = None) -> int:
     import encoders
 
     names = args.only or [*manifest, *([] if args.no_encoders else encoders.ENCODERS)]
-    verdicts = []
+    verdicts, paired = [], []
     for name in names:
         encoder = name not in manifest
         sample = encoder_sample(name) if encoder else load_sample(args.models, name, manifest[name])
         with_ort = not args.no_ort and not (encoder and args.no_ort_on_encoders)
         result = bench(sample, with_ort=with_ort, with_bc=not encoder, repeat=args.repeat)
         verdicts += verdict_lines(name, result, encoder=encoder)
+        paired += [] if encoder else paired_lines(sample, result)
     print("\nGoals (our default against quantize_static's best setting in this run; encoders >= 25 dB; bias correction >= -0.1 pt;"
           " auto calibration time <= 2x max's):")
     for line in verdicts:
         print(f"  {line}")
+    if paired:
+        print("\nPaired row analysis (not a verdict; the goals above stand as printed): the test rows each metric comparison"
+              " turns on, fp32's answer and top-1 margin there (rank 1 = the smallest of all test rows), the exact McNemar test:")
+        for line in paired:
+            print(f"  {line}")
     return 0
 
 

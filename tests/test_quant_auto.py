@@ -171,3 +171,22 @@ def test_a_model_is_not_mutated():
     before = model.SerializeToString()
     auto_ranges(model, plan_qdq(model), feeds)
     assert model.SerializeToString() == before and isinstance(model, onnx.ModelProto)
+
+
+def test_a_model_with_weights_past_the_session_handover_size_is_calibrated():
+    """Initializers above runtime._HANDED_OVER_BYTES go to ONNX Runtime as external initializers;
+    the probe folds each weight's DequantizeLinear, and an int8 weight (here 128 KB) it left unused
+    made ORT fail ("Failed to find existing initializer ... _quantized"): every zoo model with a weight of
+    64 KB or more (yolo_ts, external_data_mlp) crashed the default calibration."""
+    rng = np.random.default_rng(0)
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["": 17]>
+    g (float[1, 256] x) => (float[1, 10] y) {
+        h = Gemm <transB = 1> (x, w1)
+        r = Relu(h)
+        y = Gemm <transB = 1> (r, w2)
+    }""")
+    model.graph.initializer.extend([onnx.numpy_helper.from_array((rng.normal(size=(512, 256)) * 0.1).astype(np.float32), "w1"),
+                                    onnx.numpy_helper.from_array((rng.normal(size=(10, 512)) * 0.1).astype(np.float32), "w2")])
+    feeds = [{"x": rng.normal(size=(1, 256)).astype(np.float32)} for _ in range(8)]
+    found = auto_ranges(model, plan_qdq(model), feeds)
+    assert set(found.amax) == set(plan_qdq(model).activations) and np.isfinite(found.final_score)

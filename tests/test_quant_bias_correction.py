@@ -17,6 +17,7 @@ from onnx2trt_check.quant.bias_correction import (
     per_channel_int8,
     relu_normal_mean,
 )
+from onnx2trt_check.quant.objective import output_sqnr_db
 from onnx2trt_check.quant.quantize import quantize_model
 from onnx2trt_check.runtime import run_model
 
@@ -103,7 +104,7 @@ def test_one_feed_every_layer_keeps_a_zero_mean_output_error_measured_after_the_
     feeds = _feeds(seed, count=1)
     qdq = _qdq(model, feeds, per_channel)
     before = (model.SerializeToString(), qdq.SerializeToString())
-    result = correct_bias(model, qdq, feeds)
+    result = correct_bias(model, qdq, feeds, guard=False)  # the layer checks alone
     assert (model.SerializeToString(), qdq.SerializeToString()) == before, "input model mutated"
     assert [m.nodes for m in result.report.matches] == [("conv0",), ("conv1",), ("fc",)]
     # Sequential: a layer's error is measured with every layer before it corrected, so in the final
@@ -135,7 +136,7 @@ def test_a_correction_is_kept_only_where_it_lowers_the_held_out_error(seed):
     feeds = _feeds(seed, count=8)
     held = [feeds[3], feeds[7]]  # every 4th feed is held out
     qdq = _qdq(model, feeds)
-    result = correct_bias(model, qdq, feeds)
+    result = correct_bias(model, qdq, feeds, guard=False)  # the layer checks alone
     assert result.report.figures["held_out_feeds"] == 2
     for layer in LAYER_OUTPUTS:
         kept = any(m.nodes == (layer,) for m in result.report.matches)
@@ -159,10 +160,54 @@ def test_a_correction_that_the_held_out_feeds_contradict_is_skipped():
     assert ("conv0",) in reasons and "MSE" in reasons[("conv0",)]
 
 
+def _cancelling_paths(seed):
+    """y = Conv(x, W) + b - MatMul(x^T, W^T)^T: both paths round W and x alike (per-channel scales
+    from the same rows), so their weight errors cancel in y. Correcting the Conv alone lowers its own
+    output error and breaks the cancellation."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(4, 4)).astype(np.float32)
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["": 17]>
+    g (float[1, 4, 6, 6] x) => (float[1, 4, 6, 6] y) {
+        a = Conv(x, wa, ba)
+        xt = Transpose <perm = [0, 2, 3, 1]> (x)
+        m = MatMul(xt, wb)
+        b = Transpose <perm = [0, 3, 1, 2]> (m)
+        y = Sub(a, b)
+    }""")
+    model.graph.initializer.extend([nh.from_array(w.reshape(4, 4, 1, 1), "wa"), nh.from_array(w.T.copy(), "wb"),
+                                    nh.from_array(rng.normal(size=4).astype(np.float32), "ba")])
+    feeds = [{"x": (rng.normal(size=(1, 4, 6, 6)) + 1.5).astype(np.float32)} for _ in range(24)]
+    return model, feeds
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_corrections_that_lower_the_held_out_output_sqnr_together_are_all_dropped(seed):
+    model, feeds = _cancelling_paths(seed)
+    qdq = quantize_model(model, feeds, method="max").model
+    result = correct_bias(model, qdq, feeds)
+    held = feeds[3::4]
+    reference = run_model(model, held)
+    assert output_sqnr_db(reference, run_model(result.model, held)) >= output_sqnr_db(reference, run_model(qdq, held))
+    reasons = {s.nodes: s.reason for s in result.report.skips}
+    assert not result.modified and not result.report.matches and "dropped" in reasons[("Conv(a)",)]
+    figures = result.report.figures["output_sqnr_db"]
+    assert figures["with"] < figures["without"] and result.report.figures["corrected"] == 0
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_kept_corrections_do_not_lower_the_held_out_output_sqnr(seed):
+    model, feeds = _network(seed), _feeds(seed, count=12)
+    qdq = _qdq(model, feeds)
+    result = correct_bias(model, qdq, feeds)
+    held = feeds[3::4]
+    reference = run_model(model, held)
+    assert result.modified and output_sqnr_db(reference, run_model(result.model, held)) >= output_sqnr_db(reference, run_model(qdq, held))
+
+
 def test_a_layer_left_in_float_is_skipped_with_the_reason():
     model, feeds = _network(5), _feeds(5, count=1)
     qdq = quantize_model(model, feeds, method="max", exclude=["conv1"]).model
-    result = correct_bias(model, qdq, feeds)
+    result = correct_bias(model, qdq, feeds, guard=False)  # the layer checks alone
     assert [m.nodes for m in result.report.matches] == [("conv0",), ("fc",)]
     assert any(s.nodes == ("conv1",) and "not quantized" in s.reason for s in result.report.skips)
 

@@ -19,6 +19,7 @@ from onnx2trt_check.quant.calibrate import NUM_BINS, TensorStats, collect_statis
 from onnx2trt_check.quant.qdq_math import fake_quantize, symmetric_scale
 from onnx2trt_check.quant.ranges import (
     METHODS,
+    _level_starts,
     amax_entropy,
     amax_mse,
     amax_percentile,
@@ -355,3 +356,9 @@ def test_progress_goes_to_stderr_only_for_many_batches(capsys):
     assert "calibrating: batch 30/30" in err
     collect_statistics(MODEL, _feeds(30), ["r"], progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_the_integer_level_starts_are_tensorrts_linspace_edges_rounded_up():
+    candidates = np.arange(1, 40_000)
+    expected = np.ceil(np.linspace(0, candidates, num=129, axis=1)).astype(np.int64)
+    assert np.array_equal(_level_starts(candidates), expected)

@@ -1,5 +1,5 @@
 """`pytest --model` with ground truth and other references, end to end on the sample models:
-task[...]::metric (--labels, --metric, --max-metric-drop, baselines), export::parity
+task::metric[...] (--labels, --metric, --max-metric-drop, baselines), export::parity
 (--reference-script) and derived::parity / derived::size (--reference-model)."""
 
 from __future__ import annotations

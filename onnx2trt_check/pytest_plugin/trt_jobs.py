@@ -50,7 +50,7 @@ def parse_job(ctx: ModelContext, chosen: flavour.Flavour) -> isolated.Pending:
 
 
 def build_job(ctx: ModelContext, chosen: flavour.Flavour, path) -> isolated.Pending:
-    """The build of `path` (a trt[<precision>]::build item's file)."""
+    """The build of `path` (a trt::build[<precision>] item's file)."""
     return cached(ctx, f"trt-build:{chosen.label}:{path}", lambda: isolated.submit(build_engine, os.path.abspath(path), chosen, feeds=ctx.feeds))
 
 

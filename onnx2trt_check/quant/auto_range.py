@@ -23,7 +23,7 @@ The score is an `Objective` (quant/objective.py; default the worst output's SQNR
 candidate needs a session of its own, and a tensor's trials run only the nodes downstream of it.
 Cost: one statistics pass over the kept feeds, the four ranges of each tensor from its histogram
 (quant/ranges.py, vectorized), 4 full runs of the held-out feeds and up to 3 downstream runs per
-tensor. Which range wins is decided as if each candidate's QDQ model were written and run: the
+tensor, the held-out feeds stacked into one batch where the model allows (quant/feed_batch.py). Which range wins is decided as if each candidate's QDQ model were written and run: the
 probe's score is the unoptimized written model's; the optimized run the ort-int8 verdict makes can
 differ by ONNX Runtime's kernel choice (at most 2.2e-3 dB measured, below MIN_GAIN;
 tests/test_quant_auto.py).

@@ -11,7 +11,10 @@ that it cannot make a model worse:
   out; at most 48 fit), and the correction is kept only when it lowers the layer's output error
   (sum of squares against the float model, over every channel) on the held-out feeds; otherwise
   the layer is reported as skipped with both figures. A single feed has nothing to hold out: the
-  check then runs on it, and the report says so.
+  check then runs on it, and the report says so;
+* guarded: the corrections are kept only if, together, they leave the model's worst output SQNR on
+  every feed they were not fitted on (held out, or past the 48 fitted) no lower than without them (a layer's own error cannot see errors that cancel
+  downstream); otherwise all are dropped and reported as skipped.
 The correction is an additive constant per channel of the layer's output, so its effect on the
 held-out error follows from per-channel sums of the difference and its square: one pass of both
 models over the feeds measures every layer, and a new pass is needed only after a kept correction
@@ -38,6 +41,7 @@ from scipy import special
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.quant.auto_range import split_held_out
 from onnx2trt_check.quant.calibrate import with_outputs
+from onnx2trt_check.quant.objective import output_sqnr_db
 from onnx2trt_check.quant.qdq_math import (
     fake_quantize,
     per_channel_amax,
@@ -45,7 +49,7 @@ from onnx2trt_check.quant.qdq_math import (
     symmetric_scale,
 )
 from onnx2trt_check.runtime import create_session, run_model
-from onnx2trt_check.transforms.base import TransformReport, TransformResult
+from onnx2trt_check.transforms.base import Skip, TransformReport, TransformResult
 from onnx2trt_check.transforms.graph_utils import expose_as_outputs, node_label
 
 WeightQuantizer = Callable[[np.ndarray, int], np.ndarray]
@@ -64,11 +68,14 @@ def per_tensor_int8(weight: np.ndarray, axis: int) -> np.ndarray:
     return fake_quantize(weight, symmetric_scale(per_tensor_amax(weight)))
 
 
-def correct_bias(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto, calibration_feeds: Iterable[Mapping[str, np.ndarray]]) -> TransformResult:
+def correct_bias(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto, calibration_feeds: Iterable[Mapping[str, np.ndarray]],
+                 *, guard: bool = True) -> TransformResult:
     """Sequential, verified bias correction of `qdq_model` (the QDQ model of `float_model`, whose
     tensor names it keeps): every Conv/Gemm with a quantized weight, in graph order, measured with
     the layers before it already quantized and corrected, keeps its correction only where it lowers
-    that layer's output error on held-out feeds (see the module doc). Neither model is mutated."""
+    that layer's output error on held-out feeds, and all of them only if together they do not lower
+    the output SQNR there (`guard`; off only to study the layer checks alone). See the module doc.
+    Neither model is mutated. Defaults to the guard on."""
     feeds = list(calibration_feeds)
     if not feeds:
         raise ConfigError("calibration_feeds is empty; pass at least one feed dict")
@@ -82,7 +89,33 @@ def correct_bias(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto, calib
     kept = sum(corrector.correct(index, report, held_out) for index in range(len(layers)))
     report.figures.update({"corrected": kept, "layers": len(layers), "passes": corrector.passes,
                            "fit_feeds": len(fit[:MAX_FIT_FEEDS]), "held_out_feeds": len(held) if held_out else 0})
-    return TransformResult(ir.to_proto(work) if kept else qdq_model, bool(kept), report)
+    if not kept:
+        return TransformResult(qdq_model, False, report)
+    corrected = ir.to_proto(work)
+    # The guard sees only the model's outputs, far fewer values than a layer's check: it takes every
+    # feed the corrections were not fitted on (the held-out ones and those past MAX_FIT_FEEDS).
+    if guard and not _helps_the_outputs(float_model, qdq_model, corrected, held + fit[MAX_FIT_FEEDS:], report):
+        return TransformResult(qdq_model, False, report)
+    return TransformResult(corrected, True, report)
+
+
+def _helps_the_outputs(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto, corrected: onnx.ModelProto, feeds: list, report: TransformReport) -> bool:
+    """The whole-model guard: whether the corrections together keep the model's worst output SQNR
+    on `feeds` (none of them fitted the corrections) at least where it was. Each layer's check cannot see errors that cancel
+    downstream (two paths with the same rounding, subtracted: correcting one breaks the
+    cancellation; tests/test_quant_bias_correction.py has such a model, 131 dB -> 38 dB with every
+    layer's own error lower). Otherwise every correction is dropped and reported as skipped."""
+    reference = run_model(float_model, feeds)
+    before = output_sqnr_db(reference, run_model(qdq_model, feeds))
+    after = output_sqnr_db(reference, run_model(corrected, feeds))
+    report.figures["output_sqnr_db"] = {"without": before, "with": after}
+    if after >= before:
+        return True
+    reason = f"dropped: the corrections together lower the output SQNR on the {len(feeds)} feeds not fitted ({before:.2f} -> {after:.2f} dB)"
+    report.skips.extend(Skip(match.nodes, f"{reason}; alone: {match.detail}") for match in report.matches)
+    report.matches.clear()
+    report.figures["corrected"] = 0
+    return False
 
 
 def analytic_bias_correction(

@@ -9,7 +9,8 @@ the nodes downstream of its Q/DQ (its suffix), fed with the values upstream from
 configuration's last run: they are the same for every candidate of that tensor. Every node of a
 suffix runs the kernel it runs in the full model (graph optimizations off in both, so no fusion
 differs across the cut), so a trial scores exactly what a full evaluation of the same ranges
-scores; tests/test_quant_auto.py holds them equal.
+scores; tests/test_quant_auto.py holds them equal. The held-out feeds run as one batch where the
+model allows it, checked bit for bit against the feeds one by one (quant/feed_batch.py).
 
 Written by hand: onnxruntime.quantization has no search over ranges (one calibrator per run), and
 ONNX Runtime cannot start a run at an intermediate tensor, so each suffix is a model of its own,
@@ -25,12 +26,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx
 import onnx_ir as ir
+import onnxruntime as ort
 
 from onnx2trt_check.quant.calibrate import with_outputs
+from onnx2trt_check.quant.feed_batch import first_axis_sizes, free_batch_dim, same_as_per_feed, split_values, stack_feeds
 from onnx2trt_check.quant.insert_qdq import QdqPlan, insert_qdq
 from onnx2trt_check.quant.objective import Objective
 from onnx2trt_check.quant.qdq_math import dequantize, symmetric_scale
-from onnx2trt_check.runtime import create_session, run_feeds
+from onnx2trt_check.runtime import create_session, output_names, run_feeds
 
 Feeds = Sequence[Mapping[str, np.ndarray]]
 Outputs = list[dict[str, np.ndarray]]
@@ -58,26 +61,69 @@ class _Suffix:
 class ScaleProbe:
     """The QDQ model of a plan with its activation scales as inputs, run on held-out `feeds` and
     scored by `objective` against `reference` (the float model's outputs on the same feeds).
-    `threads` for its sessions (0: ONNX Runtime's choice; None: the faster of 1 and 0, timed)."""
+    `threads` for its sessions (0: ONNX Runtime's choice; None: the faster of 1 and 0, timed);
+    `batch` runs the feeds as one batch where that gives the same values bit for bit
+    (quant/feed_batch.py). Defaults: threads timed, batch on."""
 
     def __init__(self, model: onnx.ModelProto, plan: QdqPlan, feeds: Feeds, objective: Objective, reference: Outputs,
-                 *, threads: int | None = None):
+                 *, threads: int | None = None, batch: bool = True):
         self.feeds, self.objective, self.reference = list(feeds), objective, reference
         self.evaluations = 0
         self._scale_of: dict[float, np.ndarray] = {}
         self.model, self.scale_inputs = probe_model(model, plan)
         self.outputs = [value.name for value in self.model.graph.output]
         self.suffixes = _suffixes(self.model.graph, self.scale_inputs, self.outputs)
-        kept = sorted({name for suffix in self.suffixes.values() for name in suffix.inputs} - _graph_inputs(self.model.graph))
-        full = with_outputs(self.model, kept)
-        first = self._feed(self.feeds[0], dict.fromkeys(self.scale_inputs, 1.0))
-        self.session, self.threads = quickest_session(full, first) if threads is None else (create_session(full, optimized=False, threads=threads), threads)
+        self._kept = sorted({name for suffix in self.suffixes.values() for name in suffix.inputs} - _graph_inputs(self.model.graph))
         self.current: dict[str, float] = {}
         self.values: Outputs = []
+        # The held-out feeds as one batch, used once the first full evaluation shows it gives what
+        # the feeds one by one give (quant/feed_batch.py); None: one by one. `batched` is None
+        # until that evaluation decides.
+        self._stacked = stack_feeds(self.feeds) if batch else None
+        self._sizes: dict[str, list[int]] = {}
+        self.batched: bool | None = None if self._stacked is not None else False
+        self._static = self.model
+        if self._stacked is not None:
+            self.model = free_batch_dim(self.model, list(self._stacked))
+        self.session, self.threads = self._full_session(threads)
+
+    def _full_session(self, threads: int | None):
+        """The session of the whole probe model (every value a suffix reads an output), threads
+        timed on one feed unless given (timing the stacked feeds costs more than a small model's
+        whole search saves; a large model takes the pool either way)."""
+        full = with_outputs(self.model, self._kept)
+        if threads is not None:
+            return create_session(full, optimized=False, threads=threads), threads
+        return quickest_session(full, self._feed(self.feeds[0], dict.fromkeys(self.scale_inputs, 1.0)))
+
+    def _stop_batching(self) -> None:
+        self.model, self._stacked, self.batched = self._static, None, False
 
     def evaluate(self, amax: Mapping[str, float]) -> Trial:
         """A full run with these ranges (every activation of the plan)."""
         self.evaluations += 1
+        if self.batched is None:
+            return self._decide_batching(amax)
+        values = run_feeds(self.session, [self._feed(feed, amax) for feed in self.feeds])
+        return Trial(self._score(values), values)
+
+    def _decide_batching(self, amax: Mapping[str, float]) -> Trial:
+        """The first full evaluation: one by one and as a batch; the batch from now on only if its
+        values, split per feed, are the same bit for bit."""
+        per_feed = run_feeds(self.session, [self._feed(feed, amax) for feed in self.feeds])
+        stacked = self._run_stacked(self.session, amax)
+        if stacked and not same_as_per_feed(stacked, per_feed) and self.threads != 1:
+            # A thread pool may split a batched kernel's sums differently (measured: 1 ulp in a Conv
+            # of convbn_classifier); one thread computes each feed as a run of one does.
+            single = create_session(with_outputs(self.model, self._kept), optimized=False, threads=1)
+            stacked = self._run_stacked(single, amax)
+            if same_as_per_feed(stacked, per_feed):
+                self.session, self.threads = single, 1
+        if same_as_per_feed(stacked, per_feed):
+            self._sizes, self.feeds, self.batched = first_axis_sizes(per_feed), [self._stacked], True
+            return Trial(self._score([stacked]), [stacked])
+        self._stop_batching()
+        self.session = create_session(with_outputs(self.model, self._kept), optimized=False, threads=self.threads)
         values = run_feeds(self.session, [self._feed(feed, amax) for feed in self.feeds])
         return Trial(self._score(values), values)
 
@@ -107,8 +153,22 @@ class ScaleProbe:
         for values, fresh in zip(self.values, trial.values, strict=True):
             values.update(fresh)
 
+    def _run_stacked(self, session, amax: Mapping[str, float]) -> dict[str, np.ndarray]:
+        """The stacked feeds' values, or {} when the model cannot run them (a Reshape that fixes
+        the first axis): an expected outcome, so ONNX Runtime's error log is silenced."""
+        quiet = ort.RunOptions()
+        quiet.log_severity_level = 4
+        names = output_names(session)
+        try:
+            return dict(zip(names, session.run(names, self._feed(self._stacked, amax), quiet)))
+        except Exception:  # ONNX Runtime's error for a first axis that is not a batch
+            return {}
+
     def _score(self, values: Outputs) -> float:
-        return self.objective(self.reference, [{name: v[name] for name in self.outputs} for v in values])
+        outputs = [{name: v[name] for name in self.outputs} for v in values]
+        if self.batched:
+            outputs = split_values(outputs[0], {name: self._sizes[name] for name in self.outputs})
+        return self.objective(self.reference, outputs)
 
     def _feed(self, feed: Mapping[str, np.ndarray], amax: Mapping[str, float]) -> dict:
         return {**feed, **self._scales(amax)}
@@ -140,8 +200,19 @@ def probe_model(model: onnx.ModelProto, plan: QdqPlan) -> tuple[onnx.ModelProto,
         tensor = ir.tensor(weights, name=node.outputs[0].name)
         folded = ir.Value(name=tensor.name, type=ir.TensorType(tensor.dtype), shape=tensor.shape, const_value=tensor)
         work.graph.register_initializer(_renamed(node.outputs[0], folded))
+        inputs = list(node.inputs)  # removing the node detaches them
         work.graph.remove(node, safe=True)
+        _drop_unused_initializers(work.graph, inputs)
     return ir.to_proto(work), scale_inputs
+
+
+def _drop_unused_initializers(graph: ir.Graph, values) -> None:
+    """Unregister the initializers among `values` that nothing reads any more: ONNX Runtime prunes
+    an unused initializer and then fails on the external weight handed over for it
+    (runtime.create_session hands over those past 64 KB: an int8 weight of a 256 KB float one)."""
+    for value in values:
+        if value is not None and not value.uses() and graph.initializers.get(value.name) is value:
+            del graph.initializers[value.name]
 
 
 def _renamed(old: ir.Value, new: ir.Value) -> ir.Value:

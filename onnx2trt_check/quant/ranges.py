@@ -73,8 +73,7 @@ def entropy_divergences(counts: np.ndarray, *, start_bin: int = START_BIN, strid
     nonzero = np.concatenate([[0], np.cumsum(bins != 0)])
     bin_entropy = np.concatenate([[0.0], np.cumsum(_x_log_x(bins))])
     total = below[-1]
-    space = np.linspace(0, candidates, num=NUM_QUANTIZED_BINS + 1, axis=1)  # TensorRT's level edges, per candidate
-    starts = np.ceil(space).astype(np.int64)  # level j holds bins starts[j] <= k < starts[j+1]
+    starts = _level_starts(candidates)  # level j holds bins starts[j] <= k < starts[j+1]
     level_counts, level_bins = np.diff(below[starts], axis=1), np.diff(nonzero[starts], axis=1)
     tail = total - below[candidates]
     last_bin = bins[candidates - 1]
@@ -87,6 +86,15 @@ def entropy_divergences(counts: np.ndarray, *, start_bin: int = START_BIN, strid
         divergence = (own - cross) / total - np.log(total) + np.log(below[candidates])
     impossible = (below[candidates] == 0) | ((last_bin == 0) & (tail > 0))
     return candidates, np.where(impossible, np.inf, np.maximum(divergence, 0.0))
+
+
+def _level_starts(candidates: np.ndarray) -> np.ndarray:
+    """ceil of TensorRT's level edges np.linspace(0, i, 129) per candidate i, in integers:
+    ceil(j * i / 128). linspace's edges are exactly j * (i / 128) (a power-of-two step, products
+    far below 2**53), so this is the same array without the float matrix and its ceil, a third
+    of the search's time (tests/test_quant_calibrate.py compares them for every i below 40000)."""
+    products = np.arange(NUM_QUANTIZED_BINS + 1, dtype=np.int64)[None, :] * candidates.astype(np.int64)[:, None]
+    return (products + (NUM_QUANTIZED_BINS - 1)) >> (NUM_QUANTIZED_BINS.bit_length() - 1)  # ceil of / 128, as a shift
 
 
 def _x_log_x(values: np.ndarray) -> np.ndarray:
