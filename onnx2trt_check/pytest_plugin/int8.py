@@ -177,6 +177,9 @@ def _check_model(state, path: Path, raw) -> bool:
     try:
         if source is not None:
             fit(raw if raw is not None else read_source(source, "--calibration-data"), context.specs)
+            from ..quant.pipeline import check_exclude_matches  # here: the quantizer imports scipy
+
+            check_exclude_matches(context.loaded.proto, context.options.extra.get("quant_exclude") or ())
     except CheckError as exc:
         if len(state.model_paths) == 1:
             raise pytest.UsageError(str(exc)) from None

@@ -80,12 +80,24 @@ def check_settings(settings: Int8Settings) -> None:
             raise ConfigError(f"--exclude '{pattern}' is not a valid regex ({exc}); escape it or pass the exact node name") from None
 
 
+def check_exclude_matches(model: onnx.ModelProto, exclude: Sequence[str]) -> None:
+    """A ConfigError for an --exclude pattern that names no node of the model: a typo would leave
+    the node quantized and the run green. Labels as in every report (graph_utils.node_label): the
+    node's name, else `OpType(first output)`."""
+    labels = [node.name or f"{node.op_type}({node.output[0] if node.output else '?'})" for node in model.graph.node]
+    for pattern in exclude:
+        if not any(label == pattern or re.fullmatch(pattern, label) for label in labels):
+            raise ConfigError(f"--exclude '{pattern}' matches no node of the model (its nodes are named like "
+                              f"{', '.join(repr(label) for label in labels[:3])}); check the spelling, or list the names with `onnx2trt-check ops`")
+
+
 def quantize_for_tensorrt(model: onnx.ModelProto, calibration_feeds: Sequence[Mapping[str, np.ndarray]], settings: Int8Settings,
                           *, objective: Objective = output_sqnr_db, selection_feeds: Sequence[Mapping[str, np.ndarray]] | None = None) -> Int8Build:
     """The int8 QDQ model of `model` by `settings`, calibrated on `calibration_feeds`; `objective`
     scores candidate ranges for the automatic calibration on `selection_feeds` (a task objective's
     labelled feeds). Defaults to the worst output SQNR on held-out calibration feeds.
     `model` is not mutated."""
+    check_exclude_matches(model, settings.exclude)
     prepared, steps = prepare_for_quantization(model, calibration_feeds, settings)
     result = quantize_model(
         prepared, calibration_feeds, method=settings.method, percentile=settings.percentile,
