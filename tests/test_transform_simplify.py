@@ -111,3 +111,27 @@ def test_simplify_removes_identities_and_constant_math_and_keeps_the_function(op
     x = np.random.default_rng(seed).uniform(0.1, 2, size=(2, 3)).astype(np.float32)
     expected = run_model(model, [{"x": x}])[0]["y"]
     np.testing.assert_allclose(run_model(result.model, [{"x": x}])[0]["y"], expected, rtol=1e-6)
+
+
+def test_simplify_hands_onnxsim_a_file_and_returns_what_its_in_memory_call_returns(monkeypatch, tmp_path):
+    # From a proto onnxsim holds five copies of the model at once (serialized, parsed in C++, the
+    # result, its bytes twice); from a file, about 1.5. The result must be the same, byte for byte.
+    import tempfile
+
+    from onnx2trt_check.transforms import simplify as module
+
+    onnxsim = module.import_onnxsim()
+    models = (FOLDABLE, CONV_BN)
+    expected = [onnxsim.simplify(onnx.ModelProto.FromString(m.SerializeToString()), check_n=0, certify=False)[0] for m in models]
+    given = []
+    real = onnxsim.simplify
+    monkeypatch.setattr(onnxsim, "simplify", lambda model, **kw: given.append(type(model)) or real(model, **kw))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for model, wanted in zip(models, expected):
+        original = model.SerializeToString()
+        result = simplify(model)
+        assert result.modified
+        assert result.model.SerializeToString(deterministic=True) == wanted.SerializeToString(deterministic=True)
+        assert model.SerializeToString() == original
+    assert given == [str, str]
+    assert not list(tmp_path.iterdir())  # its files are gone
