@@ -162,7 +162,8 @@ def fp16_storage_emulation(model: onnx.ModelProto, artifact: onnx.ModelProto) ->
 
     def rounded_copy(value: ir.Value) -> ir.Value:
         if value not in rounded:
-            rounded[value] = _append_round_trip(emulation.graph, value)
+            weight = _is_float_weight(value)
+            rounded[value] = _rounded_weight(emulation.graph, value) if weight else _append_round_trip(emulation.graph, value)
         return rounded[value]
 
     for node in list(emulation.graph):
@@ -171,8 +172,36 @@ def fp16_storage_emulation(model: onnx.ModelProto, artifact: onnx.ModelProto) ->
                 node.replace_input_with(index, rounded_copy(value))
     for index in sorted(edges.outputs):
         _round_graph_output(emulation.graph, index, rounded_copy)
+    _drop_unread_weights(emulation.graph, [value for value in rounded if _is_float_weight(value)])
     emulation.graph.sort()
     return ir.to_proto(emulation)
+
+
+def _is_float_weight(value: ir.Value) -> bool:
+    """An fp32 initializer no feed can override (not a graph input)."""
+    return value.is_initializer() and not value.is_graph_input() and value.const_value is not None and value.dtype == ir.DataType.FLOAT
+
+
+def _rounded_weight(graph: ir.Graph, value: ir.Value) -> ir.Value:
+    """The weight as fp16 storage gives it back, computed once here and stored as an fp32
+    initializer, instead of a Cast(fp16)->Cast(fp32) pair that ONNX Runtime would compute at every
+    run, with both casts' results in memory at once (1.5x the weight: the peak of the cpu-fp16-emu
+    item on a model of large weights). numpy's float32 -> float16 cast rounds as ORT's Cast does
+    (to nearest even, subnormals kept, inf beyond 65504; tests/test_target_fp16.py holds them
+    equal bit for bit)."""
+    with np.errstate(over="ignore"):
+        stored = value.const_value.numpy().astype(np.float16).astype(np.float32)
+    name = f"{value.name}.fp16_stored"
+    rounded = ir.Value(name=name, type=ir.TensorType(ir.DataType.FLOAT), shape=value.shape, const_value=ir.tensor(stored, name=name))
+    graph.register_initializer(rounded)
+    return rounded
+
+
+def _drop_unread_weights(graph: ir.Graph, weights: list[ir.Value]) -> None:
+    """Weights every reader of which now reads the rounded copy: the file keeps only that copy."""
+    for value in weights:
+        if not value.uses() and not value.is_graph_output():
+            graph.initializers.pop(value.name)
 
 
 def _append_round_trip(graph: ir.Graph, value: ir.Value) -> ir.Value:
