@@ -180,3 +180,30 @@ def test_weights_are_stored_rounded_as_onnx_runtimes_casts_would_round_them(valu
     assert not any(node.op_type == "Cast" and "w" in node.input for node in emulation.graph.node)
     got = run_model(emulation, [{"x": np.ones(w.size, np.float32)}])[0]["y"]
     np.testing.assert_array_equal(got.view(np.uint32), ort_fp16_round_trip(w).view(np.uint32))
+
+
+def test_building_the_artifacts_leaves_no_onnx_ir_graph_for_a_later_collection(tmp_path):
+    # onnx-ir graphs are reference cycles: left to Python's next full collection, the conversion's
+    # held 1x the model's weights while the next session was built (a 256 MB model: 761 -> 505 MB).
+    import gc
+
+    import onnx_ir as ir
+
+    from onnx2trt_check.context import ModelContext, RunOptions
+    from onnx2trt_check.targets.fp16 import emulation_artifact, fp16_artifact
+
+    path = tmp_path / "m.onnx"
+    onnx.save(planted_overflow_model(), str(path))
+
+    def graphs() -> int:
+        return sum(isinstance(o, ir.Graph) for o in gc.get_objects())
+
+    gc.collect()
+    before = graphs()
+    gc.disable()  # only the code under test may collect
+    try:
+        ctx = ModelContext(path, RunOptions(artifact_dir=tmp_path / "art"))
+        fp16_artifact(ctx), emulation_artifact(ctx)
+        assert graphs() == before
+    finally:
+        gc.enable()

@@ -16,6 +16,7 @@ driven by the check inputs or by `--fp16-calibration-data`; see `Fp16Settings`.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import weakref
 from collections.abc import Mapping
@@ -87,7 +88,7 @@ def fp16_conversion(ctx) -> Fp16Result:
             raise CheckSkipped(f"no fp16 artifact: {reason}")
         settings = Fp16Settings.from_extra(ctx.options.extra)
         feeds = read_feeds(settings.calibration_data, ctx.specs, option="--fp16-calibration-data") if settings.calibration_data else ctx.feeds
-        _CONVERSIONS[ctx] = convert_with_settings(ctx.loaded.proto, feeds, settings)
+        _CONVERSIONS[ctx] = _collected(convert_with_settings(ctx.loaded.proto, feeds, settings))
     return _CONVERSIONS[ctx]
 
 
@@ -97,7 +98,16 @@ def fp16_artifact(ctx) -> Path:
 
 
 def emulation_artifact(ctx) -> Path:
-    return ctx.artifact(EMULATION_ARTIFACT, lambda: fp16_storage_emulation(ctx.loaded.proto, fp16_conversion(ctx).model))
+    return ctx.artifact(EMULATION_ARTIFACT, lambda: _collected(fp16_storage_emulation(ctx.loaded.proto, fp16_conversion(ctx).model)))
+
+
+def _collected(result):
+    """`result`, once the garbage of building it is gone. The conversion and the emulation work on
+    onnx-ir models, whose graphs are reference cycles (nodes and values point at each other), so
+    they outlive the call until Python's next full collection, with the weight arrays they hold:
+    1.5x the model after a conversion, in memory while the target's session is built next."""
+    gc.collect()
+    return result
 
 
 def _as_check_failure(error: CheckError):
