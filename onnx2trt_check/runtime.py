@@ -8,6 +8,8 @@ target registry.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import os
 from collections.abc import Iterable, Mapping
 
@@ -128,5 +130,28 @@ def _owned(value):
 def run_model(
     model: ModelSource, feeds: Iterable[Mapping[str, np.ndarray]], *, optimized: bool = False
 ) -> list[dict[str, np.ndarray]]:
-    """One-shot convenience for tests and transforms: a session, every feed, the outputs."""
-    return run_feeds(create_session(model, optimized=optimized), feeds)
+    """One-shot convenience for tests and transforms: a session, every feed, the outputs; the
+    session's memory is given back to the system before returning (release_freed_memory)."""
+    outputs = run_feeds(create_session(model, optimized=optimized), feeds)
+    release_freed_memory()
+    return outputs
+
+
+def release_freed_memory() -> None:
+    """Give the free pages of the C heap back to the system: glibc's malloc_trim(0), where the C
+    library is glibc (elsewhere nothing). A session's weights, arena and graph are freed into
+    glibc's heaps, which keep the pages for later reuse, by the thread that freed them only:
+    ORT's worker threads have heaps of their own. A run of the ResNet-50-sized model kept up to
+    100 MB of freed pages after each session; the next model or session then came on top.
+    Costs about a millisecond."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl): nothing to trim
+        return None

@@ -30,7 +30,7 @@ import onnx_ir.passes.common as ir_passes
 from ..data import read_feeds
 from ..errors import CheckError, CheckFailed, CheckSkipped
 from ..precision.fp16 import Fp16Result, _typed_named_copy, convert_to_fp16, not_applicable
-from ..runtime import create_session, run_feeds
+from ..runtime import run_model
 from .base import Target
 
 FP16_ARTIFACT = "fp16"
@@ -193,16 +193,22 @@ def _is_float_weight(value: ir.Value) -> bool:
 
 
 def _rounded_weight(graph: ir.Graph, value: ir.Value) -> ir.Value:
-    """The weight as fp16 storage gives it back, computed once here and stored as an fp32
-    initializer, instead of a Cast(fp16)->Cast(fp32) pair that ONNX Runtime would compute at every
-    run, with both casts' results in memory at once (1.5x the weight: the peak of the cpu-fp16-emu
-    item on a model of large weights). numpy's float32 -> float16 cast rounds as ORT's Cast does
-    (to nearest even, subnormals kept, inf beyond 65504; tests/test_target_fp16.py holds them
-    equal bit for bit)."""
-    with np.errstate(over="ignore"):
-        stored = value.const_value.numpy().astype(np.float16).astype(np.float32)
+    """The weight as fp16 storage gives it back, stored as an fp32 initializer, instead of a
+    Cast(fp16)->Cast(fp32) pair that ONNX Runtime would compute at every run, with both casts'
+    results in memory at once (1.5x the weight: the peak of the cpu-fp16-emu item on a model of
+    large weights). Rounded when the file is written (a LazyTensor, evaluated by ir.to_proto one
+    weight at a time, not cached), so no second copy of every weight is held. numpy's float32 ->
+    float16 cast rounds as ORT's Cast does (to nearest even, subnormals kept, inf beyond 65504;
+    tests/test_target_fp16.py holds them equal bit for bit)."""
+    source = value.const_value
+
+    def stored() -> ir.Tensor:
+        with np.errstate(over="ignore"):
+            return ir.tensor(source.numpy().astype(np.float16).astype(np.float32))
+
     name = f"{value.name}.fp16_stored"
-    rounded = ir.Value(name=name, type=ir.TensorType(ir.DataType.FLOAT), shape=value.shape, const_value=ir.tensor(stored, name=name))
+    lazy = ir.LazyTensor(stored, dtype=ir.DataType.FLOAT, shape=source.shape, name=name)
+    rounded = ir.Value(name=name, type=ir.TensorType(ir.DataType.FLOAT), shape=value.shape, const_value=lazy)
     graph.register_initializer(rounded)
     return rounded
 
@@ -258,7 +264,7 @@ class OrtFp16Target(Target):
             raise _as_check_failure(error) from None
 
     def run(self, model_path: str | os.PathLike, feeds) -> list[dict[str, np.ndarray]]:
-        return run_feeds(create_session(model_path, optimized=True), feeds)
+        return run_model(model_path, feeds, optimized=True)
 
 
 class Fp16EmulationTarget(Target):
@@ -281,4 +287,4 @@ class Fp16EmulationTarget(Target):
             raise _as_check_failure(error) from None
 
     def run(self, model_path: str | os.PathLike, feeds) -> list[dict[str, np.ndarray]]:
-        return run_feeds(create_session(model_path, optimized=False), feeds)
+        return run_model(model_path, feeds, optimized=False)

@@ -18,6 +18,7 @@ import onnxoptimizer
 
 from onnx2trt_check import protos
 from onnx2trt_check.fileio import save_model
+from onnx2trt_check.runtime import release_freed_memory
 from onnx2trt_check.transforms import graph_utils as gu
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
 from onnx2trt_check.transforms.windows import WindowRun, run_in_windows
@@ -32,6 +33,7 @@ def simplify(model: onnx.ModelProto, *, fuse_bn: bool = True) -> TransformResult
     onnxsim = import_onnxsim()
     with tempfile.TemporaryDirectory(prefix="onnx2trt_check-simplify-") as folder:
         simplified = _simplified_by_file(onnxsim, model, Path(folder), skip_fuse_bn=not fuse_bn)
+    release_freed_memory()  # onnxsim's C++ copies, freed into the C heap
     return _result(model, simplified, list(_ONNXSIM_STEPS), tool="onnxsim")
 
 
