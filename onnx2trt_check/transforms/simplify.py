@@ -17,6 +17,7 @@ import onnx
 import onnxoptimizer
 
 from onnx2trt_check import protos
+from onnx2trt_check.errors import OutputPathError
 from onnx2trt_check.fileio import save_model
 from onnx2trt_check.runtime import release_freed_memory
 from onnx2trt_check.transforms import graph_utils as gu
@@ -31,8 +32,11 @@ def simplify(model: onnx.ModelProto, *, fuse_bn: bool = True) -> TransformResult
     """onnxsim.simplify with its own random-input check disabled (check_n=0). `fuse_bn=False`
     leaves BatchNormalization to our own folds (onnxsim's skip_fuse_bn). Defaults to True."""
     onnxsim = import_onnxsim()
-    with tempfile.TemporaryDirectory(prefix="onnx2trt_check-simplify-") as folder:
-        simplified = _simplified_by_file(onnxsim, model, Path(folder), skip_fuse_bn=not fuse_bn)
+    try:
+        with tempfile.TemporaryDirectory(prefix="onnx2trt_check-simplify-") as folder:
+            simplified = _simplified_by_file(onnxsim, model, Path(folder), skip_fuse_bn=not fuse_bn)
+    except (OSError, OutputPathError):  # no room in the temporary folder: in memory, which needs none
+        simplified, _ = onnxsim.simplify(gu.copy_model(model), check_n=0, skip_fuse_bn=not fuse_bn, certify=False)
     release_freed_memory()  # onnxsim's C++ copies, freed into the C heap
     return _result(model, simplified, list(_ONNXSIM_STEPS), tool="onnxsim")
 
