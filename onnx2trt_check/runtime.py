@@ -128,12 +128,15 @@ def _owned(value):
 
 
 def run_model(
-    model: ModelSource, feeds: Iterable[Mapping[str, np.ndarray]], *, optimized: bool = False
+    model: ModelSource, feeds: Iterable[Mapping[str, np.ndarray]], *, optimized: bool = False, release: bool = False
 ) -> list[dict[str, np.ndarray]]:
-    """One-shot convenience for tests and transforms: a session, every feed, the outputs; the
-    session's memory is given back to the system before returning (release_freed_memory)."""
+    """One-shot convenience for tests and transforms: a session, every feed, the outputs.
+    `release=True` gives the session's memory back to the system before returning
+    (release_freed_memory): worth its cost (up to 0.1 s with a 100 MB model's heap) where a large
+    session is freed once, as a target's, not in a loop of small ones. Defaults to False."""
     outputs = run_feeds(create_session(model, optimized=optimized), feeds)
-    release_freed_memory()
+    if release:
+        release_freed_memory()
     return outputs
 
 
@@ -143,7 +146,7 @@ def release_freed_memory() -> None:
     glibc's heaps, which keep the pages for later reuse, by the thread that freed them only:
     ORT's worker threads have heaps of their own. A run of the ResNet-50-sized model kept up to
     100 MB of freed pages after each session; the next model or session then came on top.
-    Costs about a millisecond."""
+    Costs 1-100 ms, growing with the heap."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)

@@ -264,7 +264,7 @@ class OrtFp16Target(Target):
             raise _as_check_failure(error) from None
 
     def run(self, model_path: str | os.PathLike, feeds) -> list[dict[str, np.ndarray]]:
-        return run_model(model_path, feeds, optimized=True)
+        return run_model(model_path, feeds, optimized=True, release=True)
 
 
 class Fp16EmulationTarget(Target):
@@ -287,4 +287,4 @@ class Fp16EmulationTarget(Target):
             raise _as_check_failure(error) from None
 
     def run(self, model_path: str | os.PathLike, feeds) -> list[dict[str, np.ndarray]]:
-        return run_model(model_path, feeds, optimized=False)
+        return run_model(model_path, feeds, optimized=False, release=True)

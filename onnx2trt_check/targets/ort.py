@@ -19,4 +19,4 @@ class OrtTarget(Target):
     description = "ONNX Runtime CPU, all graph optimizations"
 
     def run(self, model_path: str | os.PathLike, feeds: list[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        return run_model(model_path, feeds, optimized=True)
+        return run_model(model_path, feeds, optimized=True, release=True)
