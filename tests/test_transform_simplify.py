@@ -186,14 +186,13 @@ def test_simplify_peaks_below_three_times_the_model_above_the_model_itself():
 
 def test_without_room_in_the_temporary_folder_simplify_runs_in_memory(monkeypatch):
     # The file route is for memory only: a full or size-limited temporary folder must not fail it.
-    from onnx2trt_check.errors import OutputPathError
     from onnx2trt_check.transforms import simplify as module
 
     expected = simplify(CONV_BN).model.SerializeToString(deterministic=True)
 
     def full(model, path):
-        raise OutputPathError(f"cannot write '{path}' (No space left on device); free space or choose another path")
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(module, "save_model", full)
+    monkeypatch.setattr(module, "_write_scratch", full)
     result = simplify(CONV_BN)
     assert result.modified and result.model.SerializeToString(deterministic=True) == expected

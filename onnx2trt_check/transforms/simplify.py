@@ -18,7 +18,7 @@ import onnxoptimizer
 
 from onnx2trt_check import protos
 from onnx2trt_check.errors import OutputPathError
-from onnx2trt_check.fileio import save_model
+from onnx2trt_check.fileio import EXTERNAL_DATA_BYTES, save_model
 from onnx2trt_check.runtime import release_freed_memory
 from onnx2trt_check.transforms import graph_utils as gu
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
@@ -52,9 +52,20 @@ def _simplified_by_file(onnxsim: ModuleType, model: onnx.ModelProto, folder: Pat
     onnxsim leaves its fast path and returns a different graph. Costs about 0.5 s of a 100 MB
     model over the in-memory call (writing it, onnxsim's C++ file reader, reading the result)."""
     source, target = folder / "model.onnx", folder / "simplified.onnx"
-    save_model(model, source)
+    _write_scratch(model, source)
     onnxsim.simplify(str(source), check_n=0, skip_fuse_bn=skip_fuse_bn, certify=False, output_path=str(target))
     return onnx.load(str(target))  # inline, or with external data of its own above protobuf's 2 GiB
+
+
+def _write_scratch(model: onnx.ModelProto, path: Path) -> None:
+    """The model as one inline file, or with external data where protobuf cannot hold it: a
+    scratch file, written without fileio's atomic rename and fsync (an fsync of 100 MB cost
+    seconds of wall time on a busy disk)."""
+    weights = sum(protos.raw_data_bytes(t) for t in model.graph.initializer if t.HasField("raw_data"))
+    if weights > EXTERNAL_DATA_BYTES:
+        save_model(model, path)
+    else:
+        path.write_bytes(model.SerializeToString())
 
 
 # onnxsim modules that import torch when their module is executed, each inside a try/except that
