@@ -99,3 +99,34 @@ def test_unknown_tensor_and_empty_feeds_are_misuse():
         collect_activation_stats(model, [{"x": np.ones((2, 3), np.float32)}], tensors=["nope"])
     with pytest.raises(InputDataError, match="feeds is empty"):
         collect_activation_stats(model, [])
+
+
+def test_each_feeds_activations_are_released_before_the_next_feed_runs(monkeypatch):
+    # Two feeds' activations (every float tensor of the graph) at once were the peak of the fp16
+    # conversion; the statistics need one feed's at a time.
+    import weakref
+
+    from onnx2trt_check.precision import activations
+
+    alive_at_each_run = []
+    previous: list = []
+
+    class Recording:
+        def __init__(self, session):
+            self.session = session
+
+        def run(self, names, feed):
+            alive_at_each_run.append(sum(ref() is not None for ref in previous))
+            arrays = self.session.run(names, feed)
+            previous[:] = [weakref.ref(array) for array in arrays]
+            return arrays
+
+    real = activations.create_session
+    monkeypatch.setattr(activations, "create_session", lambda model, **kw: Recording(real(model, **kw)))
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[2, 3] x) => (float[2, 3] y) { r = Relu(x)  y = Neg(r) }""")
+    feeds = [{"x": np.full((2, 3), float(i), np.float32)} for i in range(3)]
+    stats = collect_activation_stats(model, feeds)
+    assert alive_at_each_run == [0, 0, 0]
+    assert stats["y"].max_abs == 2.0 and stats["y"].count == 18

@@ -79,3 +79,12 @@ def test_qdq_runs_as_written_whatever_the_cpu():
     for optimized in (False, True):
         (got,) = run_model(model, [{"x": x}], optimized=optimized)
         np.testing.assert_allclose(got["y"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_outputs_own_their_memory_so_they_do_not_keep_the_sessions_arena_alive():
+    # ORT's arrays are views into its CPU arena; one kept view keeps every activation buffer of the
+    # run alive after the session is gone (the reference outputs are kept for the whole run).
+    model = _matmul_model(np.float32)
+    feed = {"x": np.ones((2, 256), np.float32)}
+    for outputs in (run_feeds(create_session(model, optimized=False), [feed]), run_model(model, [feed])):
+        assert outputs[0]["y"].flags.owndata and outputs[0]["y"].base is None

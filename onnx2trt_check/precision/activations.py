@@ -99,14 +99,22 @@ def collect_activation_stats(
     stats = {name: TensorStats() for name in names}
     seen = 0
     for feed in feeds:
-        arrays = dict(zip(computed, session.run(computed, dict(feed)))) if computed else {}
-        arrays.update({name: feed[name] for name in names if name in input_names})
-        for name, array in arrays.items():
-            stats[name] = stats[name].merged(TensorStats.of(array))
+        _merge_feed(stats, session, computed, feed, [name for name in names if name in input_names])
         seen += 1
     if not seen:
         raise InputDataError("feeds is empty; pass at least one feed (a dict of input name -> array)")
     return stats
+
+
+def _merge_feed(stats: dict[str, TensorStats], session, computed: list[str], feed, inputs: list[str]) -> None:
+    """One feed's statistics merged into `stats`. A function of its own so that feed's activations
+    (every float tensor of the graph) are released before the next feed runs, not while it runs:
+    two feeds' activations at once were the peak of the fp16 conversion (ResNet-50-sized: +480 MB
+    on 100 MB of weights)."""
+    arrays = dict(zip(computed, session.run(computed, dict(feed)))) if computed else {}
+    arrays.update({name: feed[name] for name in inputs})
+    for name, array in arrays.items():
+        stats[name] = stats[name].merged(TensorStats.of(array))
 
 
 def _typed_copy(model: onnx.ModelProto | ir.Model) -> ir.Model:

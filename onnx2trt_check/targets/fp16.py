@@ -16,6 +16,7 @@ driven by the check inputs or by `--fp16-calibration-data`; see `Fp16Settings`.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import weakref
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ import onnx_ir.passes.common as ir_passes
 from ..data import read_feeds
 from ..errors import CheckError, CheckFailed, CheckSkipped
 from ..precision.fp16 import Fp16Result, _typed_named_copy, convert_to_fp16, not_applicable
-from ..runtime import create_session, run_feeds
+from ..runtime import run_model
 from .base import Target
 
 FP16_ARTIFACT = "fp16"
@@ -87,7 +88,7 @@ def fp16_conversion(ctx) -> Fp16Result:
             raise CheckSkipped(f"no fp16 artifact: {reason}")
         settings = Fp16Settings.from_extra(ctx.options.extra)
         feeds = read_feeds(settings.calibration_data, ctx.specs, option="--fp16-calibration-data") if settings.calibration_data else ctx.feeds
-        _CONVERSIONS[ctx] = convert_with_settings(ctx.loaded.proto, feeds, settings)
+        _CONVERSIONS[ctx] = _collected(convert_with_settings(ctx.loaded.proto, feeds, settings))
     return _CONVERSIONS[ctx]
 
 
@@ -97,7 +98,16 @@ def fp16_artifact(ctx) -> Path:
 
 
 def emulation_artifact(ctx) -> Path:
-    return ctx.artifact(EMULATION_ARTIFACT, lambda: fp16_storage_emulation(ctx.loaded.proto, fp16_conversion(ctx).model))
+    return ctx.artifact(EMULATION_ARTIFACT, lambda: _collected(fp16_storage_emulation(ctx.loaded.proto, fp16_conversion(ctx).model)))
+
+
+def _collected(result):
+    """`result`, once the garbage of building it is gone. The conversion and the emulation work on
+    onnx-ir models, whose graphs are reference cycles (nodes and values point at each other), so
+    they outlive the call until Python's next full collection, with the weight arrays they hold:
+    1.5x the model after a conversion, in memory while the target's session is built next."""
+    gc.collect()
+    return result
 
 
 def _as_check_failure(error: CheckError):
@@ -162,7 +172,8 @@ def fp16_storage_emulation(model: onnx.ModelProto, artifact: onnx.ModelProto) ->
 
     def rounded_copy(value: ir.Value) -> ir.Value:
         if value not in rounded:
-            rounded[value] = _append_round_trip(emulation.graph, value)
+            weight = _is_float_weight(value)
+            rounded[value] = _rounded_weight(emulation.graph, value) if weight else _append_round_trip(emulation.graph, value)
         return rounded[value]
 
     for node in list(emulation.graph):
@@ -171,8 +182,42 @@ def fp16_storage_emulation(model: onnx.ModelProto, artifact: onnx.ModelProto) ->
                 node.replace_input_with(index, rounded_copy(value))
     for index in sorted(edges.outputs):
         _round_graph_output(emulation.graph, index, rounded_copy)
+    _drop_unread_weights(emulation.graph, [value for value in rounded if _is_float_weight(value)])
     emulation.graph.sort()
     return ir.to_proto(emulation)
+
+
+def _is_float_weight(value: ir.Value) -> bool:
+    """An fp32 initializer no feed can override (not a graph input)."""
+    return value.is_initializer() and not value.is_graph_input() and value.const_value is not None and value.dtype == ir.DataType.FLOAT
+
+
+def _rounded_weight(graph: ir.Graph, value: ir.Value) -> ir.Value:
+    """The weight as fp16 storage gives it back, stored as an fp32 initializer, instead of a
+    Cast(fp16)->Cast(fp32) pair that ONNX Runtime would compute at every run, with both casts'
+    results in memory at once (1.5x the weight: the peak of the cpu-fp16-emu item on a model of
+    large weights). Rounded when the file is written (a LazyTensor, evaluated by ir.to_proto one
+    weight at a time, not cached), so no second copy of every weight is held. numpy's float32 ->
+    float16 cast rounds as ORT's Cast does (to nearest even, subnormals kept, inf beyond 65504;
+    tests/test_target_fp16.py holds them equal bit for bit)."""
+    source = value.const_value
+
+    def stored() -> ir.Tensor:
+        with np.errstate(over="ignore"):
+            return ir.tensor(source.numpy().astype(np.float16).astype(np.float32))
+
+    name = f"{value.name}.fp16_stored"
+    lazy = ir.LazyTensor(stored, dtype=ir.DataType.FLOAT, shape=source.shape, name=name)
+    rounded = ir.Value(name=name, type=ir.TensorType(ir.DataType.FLOAT), shape=value.shape, const_value=lazy)
+    graph.register_initializer(rounded)
+    return rounded
+
+
+def _drop_unread_weights(graph: ir.Graph, weights: list[ir.Value]) -> None:
+    """Weights every reader of which now reads the rounded copy: the file keeps only that copy."""
+    for value in weights:
+        if not value.uses() and not value.is_graph_output():
+            graph.initializers.pop(value.name)
 
 
 def _append_round_trip(graph: ir.Graph, value: ir.Value) -> ir.Value:
@@ -219,7 +264,7 @@ class OrtFp16Target(Target):
             raise _as_check_failure(error) from None
 
     def run(self, model_path: str | os.PathLike, feeds) -> list[dict[str, np.ndarray]]:
-        return run_feeds(create_session(model_path, optimized=True), feeds)
+        return run_model(model_path, feeds, optimized=True, release=True)
 
 
 class Fp16EmulationTarget(Target):
@@ -242,4 +287,4 @@ class Fp16EmulationTarget(Target):
             raise _as_check_failure(error) from None
 
     def run(self, model_path: str | os.PathLike, feeds) -> list[dict[str, np.ndarray]]:
-        return run_feeds(create_session(model_path, optimized=False), feeds)
+        return run_model(model_path, feeds, optimized=False, release=True)

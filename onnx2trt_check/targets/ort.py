@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..runtime import create_session, run_feeds
+from ..runtime import run_model
 from .base import Target
 
 
@@ -19,4 +19,4 @@ class OrtTarget(Target):
     description = "ONNX Runtime CPU, all graph optimizations"
 
     def run(self, model_path: str | os.PathLike, feeds: list[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        return run_feeds(create_session(model_path, optimized=True), feeds)
+        return run_model(model_path, feeds, optimized=True, release=True)
