@@ -178,14 +178,18 @@ def unsearched_subfolders(arguments: list[str]) -> list[str]:
     return notes
 
 
-def _nested_models(folder: Path, *, limit: int = 3) -> list[Path]:
-    """Up to `limit` .onnx files below the folder's subfolders, hidden folders and installed packages left out."""
-    found = []
+def _nested_models(folder: Path, *, limit: int = 3, max_folders: int = 500, max_depth: int = 3) -> list[Path]:
+    """Up to `limit` .onnx files in the folder's subfolders, hidden folders and installed packages
+    left out; at most `max_folders` folders, `max_depth` deep, read (a dataset folder beside the
+    models may hold millions of files: a note is not worth a long walk)."""
+    found, visited = [], 0
     for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in ("site-packages", "node_modules", "__pycache__")]
-        if Path(root) != folder:
+        depth = len(Path(root).relative_to(folder).parts)
+        dirs[:] = [] if depth >= max_depth else [d for d in dirs if not d.startswith(".") and d not in ("site-packages", "node_modules", "__pycache__")]
+        if depth:
             found += [Path(root, f).relative_to(folder) for f in files if f.lower().endswith(".onnx")]
-        if len(found) >= limit:
+        visited += 1
+        if len(found) >= limit or visited >= max_folders:
             break
     return found[:limit]
 
