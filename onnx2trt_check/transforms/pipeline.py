@@ -23,7 +23,7 @@ from onnx2trt_check.transforms.registry import (
     RegisteredTransform,
     get_transform,
 )
-from onnx2trt_check.transforms.verify import Verification, as_feed_list, verify_values
+from onnx2trt_check.transforms.verify import Verification, as_feed_list, run_batched, verify_values
 
 
 @dataclasses.dataclass
@@ -168,6 +168,11 @@ class PipelineMemo:
       steps. Of the modifying ones only the first result is kept (one model's worth of memory):
       the pipeline can use no other.
 
+    * Batches: a transformed graph of a model whose inputs declare a free first dimension runs
+      the feeds stacked, in one run, its outputs split back per feed (verify.run_batched; the
+      model's own outputs stay per feed). A verification that fails on such outputs is taken
+      again on per-feed runs (`per_feed`) before it is given: a batch never makes a failure.
+
     Models and feeds are matched by identity, not equality: comparing protos would cost as much as
     a small run. Outputs of other models are kept for one pipeline call (forget_unkept).
     """
@@ -175,7 +180,7 @@ class PipelineMemo:
     def __init__(self, model: onnx.ModelProto, feeds, *, reference: Callable[[], list] | None = None) -> None:
         self.model, self._feeds = model, list(feeds)
         self._reference = reference
-        self._outputs: list[tuple[onnx.ModelProto, list]] = []  # (model, outputs), the newest last
+        self._outputs: list[tuple[onnx.ModelProto, list, bool]] = []  # (model, outputs, batched), the newest last
         self._steps: dict[tuple, tuple[PipelineStep, onnx.ModelProto]] = {}
 
     def serves(self, feeds) -> bool:
@@ -183,15 +188,34 @@ class PipelineMemo:
         return len(feeds) == len(self._feeds) and all(a is b for a, b in zip(feeds, self._feeds))
 
     def __call__(self, model: onnx.ModelProto, feeds) -> list:
-        """run_model(model, feeds), remembered (the `run` of every verifier)."""
+        """run_model(model, feeds), remembered (the `run` of every verifier); batched where it may be."""
+        return self._run(model, feeds, batch=True)
+
+    def per_feed(self, model: onnx.ModelProto, feeds) -> list:
+        """As calling the memo, with outputs from runs of one feed each: a batched run's are replaced."""
+        return self._run(model, feeds, batch=False)
+
+    def holds_batched(self) -> bool:
+        """Whether outputs from a batched run are remembered (a failed verification may owe them)."""
+        return any(batched for _, _, batched in self._outputs)
+
+    def _run(self, model, feeds, *, batch: bool) -> list:
         if not self.serves(feeds):
             return run_model(model, feeds)  # other feeds (a verifier that maps them): nothing to reuse
-        for known, outputs in self._outputs:
-            if known is model:
+        for index, (known, outputs, batched) in enumerate(self._outputs):
+            if known is model and (batch or not batched):
                 return outputs
+            if known is model:
+                del self._outputs[index]
+                break
         outputs = self._reference_outputs() if model is self.model else None
+        if outputs is None and batch and model is not self.model:
+            outputs = run_batched(model, feeds, self(self.model, feeds), run=run_model)
+            if outputs is not None:
+                self._outputs.append((model, outputs, True))
+                return outputs
         outputs = run_model(model, feeds) if outputs is None else outputs
-        self._outputs.append((model, outputs))
+        self._outputs.append((model, outputs, False))
         return outputs
 
     def _reference_outputs(self) -> list | None:
@@ -222,7 +246,7 @@ class PipelineMemo:
     def forget_unkept(self) -> None:
         """Drop the outputs of models other than this memo's and the kept step results."""
         kept = [self.model] + [candidate for _, candidate in self._steps.values()]
-        self._outputs = [(m, o) for m, o in self._outputs if any(m is k for k in kept)]
+        self._outputs = [entry for entry in self._outputs if any(entry[0] is k for k in kept)]
 
 
 def _step_key(entry: RegisteredTransform, kwargs) -> tuple:
@@ -266,8 +290,22 @@ def _verify(step: PipelineStep, entry: RegisteredTransform, before, result, feed
         return
     verifier = entry.verifier or verify_values
     try:
-        step.verification = verifier(before, result.model, feeds, result, kwargs, run=run)
+        step.verification = _verified(verifier, before, result, feeds, kwargs, run)
     except Exception as error:  # noqa: BLE001 - e.g. ONNX Runtime cannot load the result
         step.passed, step.error = False, f"verification raised {type(error).__name__}: {error}"
         return
     step.passed = step.verification.passed
+
+
+def _verified(verifier, before, result, feeds, kwargs, run: PipelineMemo) -> Verification:
+    """The verifier's verdict; one that fails or raises on batched outputs is taken again on
+    per-feed runs: a batch may mix what one feed's run keeps apart, and must not make a failure."""
+    try:
+        verification = verifier(before, result.model, feeds, result, kwargs, run=run)
+    except Exception:
+        if not run.holds_batched():
+            raise
+        verification = None
+    if verification is None or (not verification.passed and run.holds_batched()):
+        verification = verifier(before, result.model, feeds, result, kwargs, run=run.per_feed)
+    return verification

@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 
 from onnx2trt_check.errors import InputDataError
+from onnx2trt_check.quant.feed_batch import first_axis_sizes, split_values, stack_feeds
 from onnx2trt_check.runtime import run_model
 
 # run_model's signature: a model and a list of feeds to one dict of outputs per feed.
@@ -119,6 +120,40 @@ def verify_values(before, after, feeds, result, options, run: Runner = run_model
     """The pipeline's default rule: `check_equivalence` with the default tolerance."""
     equivalence = check_equivalence(before, after, feeds, run=run)
     return Verification(equivalence.passed, equivalence.summary, equivalence.to_dict())
+
+
+def declares_batch(model: onnx.ModelProto) -> bool:
+    """Whether the model's deployment contract includes a batch: every graph input (initializers
+    aside) has a shape whose first dimension is left free (a dim_param or no dim_value)."""
+    weights = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in weights]
+    return bool(inputs) and all(_free_first_dim(i) for i in inputs)
+
+
+def _free_first_dim(value: onnx.ValueInfoProto) -> bool:
+    tensor = value.type.tensor_type
+    return value.type.HasField("tensor_type") and tensor.HasField("shape") and len(tensor.shape.dim) > 0 \
+        and not tensor.shape.dim[0].HasField("dim_value")
+
+
+def run_batched(model: onnx.ModelProto, feeds: list, expected: list[dict[str, np.ndarray]],
+                run: Runner = run_model) -> list[dict[str, np.ndarray]] | None:
+    """`model`'s outputs on `feeds` from one run of the feeds stacked along axis 0, split back per
+    feed by the first-axis sizes of `expected` (the original model's per-feed outputs), or None
+    where that is not sound: a model that declares no batch, feeds that do not stack, a run that
+    raises, an output missing or not carrying the batch on axis 0. A transform verifier that
+    fails on these outputs must be run again per feed (pipeline._verify): a graph may still mix
+    the batch axis in a way these checks do not see (a Softmax over axis 0)."""
+    stacked, sizes = stack_feeds(feeds), first_axis_sizes(expected)
+    if stacked is None or sizes is None or not declares_batch(model):
+        return None
+    try:
+        (outputs,) = run(model, [stacked])
+    except Exception:  # noqa: BLE001 - e.g. a Reshape to a fixed shape: the feeds run one by one instead
+        return None
+    if outputs.keys() != sizes.keys() or any(np.ndim(v) == 0 or len(v) != sum(sizes[n]) for n, v in outputs.items()):
+        return None
+    return split_values(outputs, sizes)
 
 
 def _stack(runs: list[dict[str, np.ndarray]]) -> dict[str, list[np.ndarray]]:
