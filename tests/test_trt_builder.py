@@ -35,16 +35,6 @@ DYNAMIC = HEAD + """
 g (float[N, 3] x) => (float[N, 3] y) { y = Relu (x) }"""
 
 
-@pytest.fixture
-def rtx(monkeypatch):
-    """TensorRT-RTX, chosen explicitly (a TensorRT 10 install beside it would otherwise win)."""
-    found = flavour.probe("tensorrt-rtx")
-    if not isinstance(found, flavour.Flavour):
-        pytest.skip(found)
-    monkeypatch.setenv(flavour.ENV_VAR, "tensorrt-rtx")
-    return found
-
-
 def save(tmp_path, text: str, name: str = "m.onnx") -> str:
     path = tmp_path / name
     onnx.save(onnx.parser.parse_model(text), path)

@@ -13,7 +13,7 @@ import pytest
 from qdq_rule_models import CASES, model
 from tiny_models import classifier, save
 
-from onnx2trt_check.trt import flavour, isolated
+from onnx2trt_check.trt import isolated
 
 
 def _square(value: int) -> tuple[int, int]:
@@ -88,15 +88,6 @@ def submit(function, *args, **kwargs):
 isolated.submit = submit
 """
 NO_EARLY = ("--latency", "--latency-rounds", "1", "--latency-warmup", "0")
-
-
-@pytest.fixture
-def rtx(monkeypatch):
-    found = flavour.probe("tensorrt-rtx")
-    if not isinstance(found, flavour.Flavour):
-        pytest.skip(found)
-    monkeypatch.setenv(flavour.ENV_VAR, "tensorrt-rtx")
-    return found
 
 
 def queued(result) -> list[str]:
