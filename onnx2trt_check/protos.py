@@ -7,6 +7,12 @@ import numpy as np
 import onnx
 
 
+def node_label(node: onnx.NodeProto) -> str:
+    """A node's name in every report and option (--exclude, --fp16-block): its name, else
+    `OpType(first output)`, as transforms/graph_utils.node_label names an onnx-ir node."""
+    return node.name or f"{node.op_type}({node.output[0] if node.output else '?'})"
+
+
 def model_with_graph(model: onnx.ModelProto, graph: onnx.GraphProto) -> onnx.ModelProto:
     """`model`'s header (IR version, opsets, functions, metadata) around `graph`, without copying
     `model`'s own graph and its weights on the way."""

@@ -27,7 +27,7 @@ from importlib import resources
 import onnx
 
 from . import trt_op_rules
-from .protos import without_large_weights
+from .protos import node_label, without_large_weights
 
 ONNX_DOMAINS = ("", "ai.onnx")
 TABLE_RESOURCE = "trt_onnx_ops.json"
@@ -140,8 +140,8 @@ def unsupported_nodes(
     weights = frozenset(t.name for graph in _graphs(model.graph) for t in graph.initializer)
     facts = trt_op_rules.graph_facts(inferred, list(_graphs(inferred.graph)), weights=weights)
     findings: list[OpFinding] = []
-    for index, node in enumerate(_nodes_to_check(inferred)):
-        found = _node_findings(node, index, table, facts, flavour)
+    for node in _nodes_to_check(inferred):
+        found = _node_findings(node, table, facts, flavour)
         findings.extend(f for f in found if include_notes or f.severity == "error")
     return findings
 
@@ -175,8 +175,8 @@ def _nodes_to_check(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
             yield node
 
 
-def _node_findings(node: onnx.NodeProto, index: int, table: OpTable, facts, flavour: str) -> list[OpFinding]:
-    name = node.name or f"<unnamed {node.op_type} #{index}>"
+def _node_findings(node: onnx.NodeProto, table: OpTable, facts, flavour: str) -> list[OpFinding]:
+    name = node_label(node)
 
     def finding(kind: str, reason: str, severity: str = "") -> OpFinding:
         return OpFinding(name, node.op_type, node.domain, kind, reason, severity)

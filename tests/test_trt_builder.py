@@ -264,7 +264,7 @@ def test_an_explicit_target_list_keeps_only_its_builds(rtx, pytester):
 def test_pytest_model_fails_trt_parse_with_the_node_line(rtx, pytester, tmp_path):
     path = save(tmp_path, RUNTIME_AXES)
     result = pytester.runpytest(f"--model={path}", "--target=ort", "-p", "no:cacheprovider")
-    result.stdout.fnmatch_lines(["*structure::trt_parse*", "*TensorRT-RTX 1.7.1.116 ONNX parser rejects 1 node(s)*", "*node '<unnamed ReduceSum #1>' (ReduceSum, #1)*fix: make that input a constant*"])
+    result.stdout.fnmatch_lines(["*structure::trt_parse*", "*TensorRT-RTX 1.7.1.116 ONNX parser rejects 1 node(s)*", "*node 'ReduceSum(y)' (ReduceSum, #1)*fix: make that input a constant*"])
 
 
 def test_without_tensorrt_the_items_skip_with_the_install_hint(pytester, monkeypatch):

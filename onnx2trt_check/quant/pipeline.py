@@ -20,6 +20,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common import LiftConstantsToInitializersPass
 
 from ..errors import ConfigError
+from ..protos import node_label
 from ..transforms.fold_conv_bn import fold_conv_bn
 from . import bias_correction, equalize
 from .objective import Objective, output_sqnr_db
@@ -84,11 +85,11 @@ def check_exclude_matches(model: onnx.ModelProto, exclude: Sequence[str]) -> Non
     """A ConfigError for an --exclude pattern that names no node of the model: a typo would leave
     the node quantized and the run green. Labels as in every report (graph_utils.node_label): the
     node's name, else `OpType(first output)`."""
-    labels = [node.name or f"{node.op_type}({node.output[0] if node.output else '?'})" for node in model.graph.node]
+    labels = [node_label(node) for node in model.graph.node]
     for pattern in exclude:
         if not any(label == pattern or re.fullmatch(pattern, label) for label in labels):
             raise ConfigError(f"--exclude '{pattern}' matches no node of the model (its nodes are named like "
-                              f"{', '.join(repr(label) for label in labels[:3])}); check the spelling, or list the names with `onnx2trt-check ops`")
+                              f"{', '.join(repr(label) for label in labels[:3])}; an unnamed node is OpType(first output)); check the spelling")
 
 
 def quantize_for_tensorrt(model: onnx.ModelProto, calibration_feeds: Sequence[Mapping[str, np.ndarray]], settings: Int8Settings,

@@ -18,6 +18,7 @@ import time
 
 import onnx
 
+from ..protos import node_label
 from .flavour import Flavour
 
 # Known parser and builder messages -> the fix, first match wins. The messages are TensorRT's
@@ -190,8 +191,7 @@ def _nodes(path) -> list[tuple[str, str]]:
     """(name, custom domain) of the main graph's nodes, by index: the parser reports unnamed nodes
     with an empty name, and ops without their domain ("MyPlugin" for com.example::MyPlugin)."""
     model = onnx.load(os.fspath(path), load_external_data=False)
-    return [(node.name or f"<unnamed {node.op_type} #{index}>", "" if node.domain in ("", "ai.onnx") else node.domain)
-            for index, node in enumerate(model.graph.node)]
+    return [(node_label(node), "" if node.domain in ("", "ai.onnx") else node.domain) for node in model.graph.node]
 
 
 def _inputs(network) -> tuple[NetworkInput, ...]:
