@@ -200,9 +200,9 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     of a single-output model. Defaults to none: every output Sigmoid stays. When output_tail moved a
     tail out of the graph, its recipe is written beside (OUT.recipe.json), never over an existing
     file without `force`."""
-    from .transforms.run import folded_as_asked, run_transforms, settings_from
+    from .transforms.run import folded_as_asked, pass_names, run_transforms, settings_from
 
-    names = tuple(passes.split(",") if isinstance(passes, str) else passes or ()) + (("output_tail",) if output_tail and passes else ())
+    names = tuple(pass_names(passes) if isinstance(passes, str) else passes or ()) + (("output_tail",) if output_tail and passes else ())
     settings = settings_from(names=names, mean=mean, std=std, thresholds=thresholds, bn_conv_mode=bn_conv_mode)
     settings = settings if output_tail else settings.without_opt_in()
     target = checked_output(model, output, force=force) if output is not None else None

@@ -124,13 +124,13 @@ def _check_length(tensor: onnx.TensorProto, info: dict[str, str], file: Path, wh
         raise ModelError(f"{where} at a malformed offset/length {info.get('offset')!r}/{info.get('length')!r}; re-export the model") from None
     available = file.stat().st_size - offset
     present = available if length is None else min(length, available)
-    needed = _tensor_bytes(tensor)
+    needed = tensor_bytes(tensor)
     if offset < 0 or present < 0 or (needed is not None and present < needed) or (length is not None and length > available):
         declared = f"{needed} bytes for its {list(tensor.dims)} {onnx.TensorProto.DataType.Name(tensor.data_type)} values"
         raise ModelError(f"{where}, which is shorter than declared ({declared}, {max(present, 0)} present from offset {offset}); the data file is truncated or belongs to another export: re-export the model")
 
 
-def _tensor_bytes(tensor: onnx.TensorProto) -> int | None:
+def tensor_bytes(tensor: onnx.TensorProto) -> int | None:
     try:
         return raw_data_bytes(tensor)
     except (KeyError, TypeError, ValueError):

@@ -105,13 +105,11 @@ def test_bad_options_are_usage_errors(pytester):
 
 
 def test_accuracy_target_reads_only_target_accuracy_items():
-    class Check:
-        def __init__(self, family, name):
-            self.family, self.name = family, name
+    from onnx2trt_check.pytest_plugin.core import Check
 
     class Item:
         def __init__(self, family, name):
-            self.check = Check(family, name)
+            self.check = Check(family, name, run=None)
 
     assert accuracy_target(Item("target[ort-int8]", "accuracy")) == "ort-int8"
     assert accuracy_target(Item("target[ort]", "latency")) is None

@@ -160,7 +160,7 @@ def search_objective(ctx, target, task: dict | None, min_sqnr_db: float | None, 
     from ..quant.objective import output_sqnr_db
     from ..task_metrics import task_objective
 
-    if not task or (task.get("labels") is None and task.get("metric") is None):
+    if not task:  # task_options gives None without labels and metric
         floor = DEFAULT_SEARCH_SQNR_DB if min_sqnr_db is None else min_sqnr_db
         return output_sqnr_db, floor, "the worst output SQNR (dB)"
     _, objective = task_objective(ctx.loaded.proto, labels=task.get("labels"), metric=task.get("metric"), model=ctx.path,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import ConfigError
 from .common import add_input_options, input_kwargs, no_extra
 
 
@@ -40,7 +39,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     from ..api import optimize
 
     no_extra(extra)
-    result = optimize(args.model, output=args.output, force=args.force, passes=pass_names(args.passes), mean=args.mean, std=args.std,
+    result = optimize(args.model, output=args.output, force=args.force, passes=args.passes, mean=args.mean, std=args.std,
                       thresholds=args.threshold, bn_conv_mode=args.bn_conv_mode, output_tail=args.output_tail, **input_kwargs(args))
     print(f"optimize '{args.model}': {', '.join(result.settings.selected())} on {result.feeds} feed(s) ({result.feeds_source})")
     for line in step_lines(result.pipeline):
@@ -53,16 +52,6 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         print(line)
     print(f"verified: {result.nodes_before} -> {len(result.model.graph.node)} nodes; wrote '{result.written}'")
     return 0
-
-
-def pass_names(text: str | None) -> tuple[str, ...]:
-    """'fold_conv_bn, fold_bn_conv' -> ('fold_conv_bn', 'fold_bn_conv'); None -> () (all)."""
-    if text is None:
-        return ()
-    names = tuple(part.strip() for part in text.split(","))
-    if not all(names):
-        raise ConfigError(f"--passes {text!r} has an empty name; write comma-separated transform names")
-    return names
 
 
 def step_lines(result, *, details: int = 10) -> list[str]:

@@ -31,7 +31,6 @@ from .stash import STATE
 
 SETTINGS_KEY = "bisect_settings"
 DEFAULT_FEEDS = BISECT_FEEDS
-_ACCURACY_FAMILY = re.compile(r"target\[(?P<name>.+)\]")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -77,8 +76,7 @@ def session_plugin(config, options: RunOptions):
 def accuracy_target(item) -> str | None:
     """The target name of a `target::accuracy[<name>]` item, else None."""
     check = getattr(item, "check", None)
-    match = _ACCURACY_FAMILY.fullmatch(getattr(check, "family", "")) if check is not None else None
-    return match["name"] if match and check.name == "accuracy" else None
+    return check.parameter if check is not None and check.stem == "target" and check.name == "accuracy" else None
 
 
 class BisectHook:

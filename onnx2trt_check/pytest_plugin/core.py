@@ -32,6 +32,17 @@ class Check:
     name: str
     run: Callable[[ModelContext], dict]
 
+    @property
+    def stem(self) -> str:
+        """The family without its parameter: 'target' of 'target[ort]'."""
+        return self.family.partition("[")[0]
+
+    @property
+    def parameter(self) -> str | None:
+        """The family's parameter: 'ort' of 'target[ort]', None for 'structure'."""
+        _, bracket, inside = self.family.partition("[")
+        return inside.removesuffix("]") if bracket else None
+
 
 def check_checker(ctx: ModelContext) -> dict:
     # By path: faster than serializing the loaded proto again (0.3 s vs 0.5 s for 100 MB), and

@@ -89,5 +89,4 @@ def _parts(item) -> tuple[str, str, str | None]:
     check = getattr(item, "check", None)
     if check is None:  # a refused model's model::load
         return item.parent.name, item.name, None
-    stem, bracket, parameter = check.family.partition("[")
-    return stem, check.name, parameter.rstrip("]") if bracket else None
+    return check.stem, check.name, check.parameter

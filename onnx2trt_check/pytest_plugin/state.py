@@ -171,8 +171,7 @@ def item_nodeid(model_nodeid: str, check) -> str:
     """`<model>::target::accuracy[ort]` for family `target[ort]`, check `accuracy`: pytest 9 reads
     everything after an id's first "[" as its parameters, so `<model>::target::accuracy[ort]` came
     back from its FAILED lines, JUnit names and --lf cache as `...::target::accuracy[ort]]`."""
-    stem, bracket, param = check.family.partition("[")
-    return f"{model_nodeid}::{stem}::{check.name}{bracket}{param}"
+    return f"{model_nodeid}::{check.stem}::{check.name}" + (f"[{check.parameter}]" if check.parameter is not None else "")
 
 
 class CheckItem(pytest.Item):

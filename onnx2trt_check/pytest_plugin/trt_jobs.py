@@ -23,7 +23,6 @@ it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import pytest
 
 from ..context import ModelContext
 from ..errors import CheckError
-from ..protos import raw_data_bytes
+from ..model import tensor_bytes
 from ..targets.ort_int8 import cached, model_has_qdq
 from ..trt import flavour, isolated
 from ..trt.build import build_engine
@@ -89,8 +88,8 @@ def _work_of(item: pytest.Item) -> str | None:
         return None
     if check.family == "structure" and check.name in PARSE_ITEMS:
         return "parse"
-    if check.family.startswith("trt[") and check.name == "build":
-        return check.family[4:-1]
+    if check.stem == "trt" and check.name == "build":
+        return check.parameter
     return None
 
 
@@ -121,11 +120,7 @@ def _ready_file(ctx: ModelContext, precision: str) -> Path | None:
 
 def _weight_bytes(ctx: ModelContext) -> int:
     """Bytes of the numeric initializers (a string tensor has no fixed size and counts none)."""
-    total = 0
-    for tensor in ctx.loaded.proto.graph.initializer:
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            total += raw_data_bytes(tensor)
-    return total
+    return sum(tensor_bytes(tensor) or 0 for tensor in ctx.loaded.proto.graph.initializer)
 
 
 def session_plugin(config: pytest.Config, latency: bool) -> EarlyBuilds | None:

@@ -78,7 +78,7 @@ class QuantizedTensor:
 # ---------------------------------------------------------------- planning
 
 
-def _excluded_by(label: str, exclude: Iterable[str]) -> str | None:
+def excluded_by(label: str, exclude: Iterable[str]) -> str | None:
     for pattern in exclude:
         if label == pattern or re.fullmatch(pattern, label):
             return pattern
@@ -162,7 +162,7 @@ def _plan_graph(graph: ir.Graph, *, per_channel: bool, exclude: Iterable[str]) -
     for index, node in enumerate(graph):
         if node.op_type not in (*LINEAR_OPS, "Add") or node.domain not in ("", "ai.onnx"):
             continue
-        pattern = _excluded_by(node_label(node), exclude)
+        pattern = excluded_by(node_label(node), exclude)
         if pattern is not None:
             plan.skips.append(Skip((node_label(node),), f"excluded by {pattern!r}"))
         elif node.op_type == "Add":

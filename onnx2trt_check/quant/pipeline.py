@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..protos import node_label
 from ..transforms.fold_conv_bn import fold_conv_bn
 from . import bias_correction, equalize
+from .insert_qdq import excluded_by
 from .objective import Objective, output_sqnr_db
 from .quantize import QuantizeReport, quantize_model
 
@@ -87,7 +88,7 @@ def check_exclude_matches(model: onnx.ModelProto, exclude: Sequence[str]) -> Non
     node's name, else `OpType(first output)`."""
     labels = [node_label(node) for node in model.graph.node]
     for pattern in exclude:
-        if not any(label == pattern or re.fullmatch(pattern, label) for label in labels):
+        if not any(excluded_by(label, [pattern]) for label in labels):
             raise ConfigError(f"--exclude '{pattern}' matches no node of the model (its nodes are named like "
                               f"{', '.join(repr(label) for label in labels[:3])}; an unnamed node is OpType(first output)); check the spelling")
 

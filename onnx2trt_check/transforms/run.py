@@ -102,6 +102,16 @@ class TransformSettings:
         return None
 
 
+def pass_names(text: str | None) -> tuple[str, ...]:
+    """'fold_conv_bn, fold_bn_conv' -> ('fold_conv_bn', 'fold_bn_conv'); None -> () (all)."""
+    if text is None:
+        return ()
+    names = tuple(part.strip() for part in text.split(","))
+    if not all(names):
+        raise ConfigError(f"--passes {text!r} has an empty name; write comma-separated transform names")
+    return names
+
+
 def settings_from(*, names=(), mean=None, std=None, thresholds=(), bn_conv_mode="exact") -> TransformSettings:
     """Validated settings from command-line text; a bad value is a ConfigError naming the flag.
     `thresholds` declare score outputs: "OUTPUT:P" or "P" (the only output) texts or numbers, or a
