@@ -222,6 +222,23 @@ def test_already_quantized_and_non_constant_weights_are_skipped_with_reasons():
     assert [s.reason for s in plan.skips] == ["input 'd' is already quantized", "weight is not a constant initializer"]
 
 
+def test_ops_no_rule_quantizes_and_linear_layers_inside_subgraphs_are_named_as_left_float():
+    # An LSTM/Einsum model reported "1 activation quantized" and nothing about the rest; a MatMul
+    # inside an If branch was not mentioned at all.
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["": 17]>
+    g (float[1,4] x, bool c) => (float[1,4] y, float[1,4] e) <float[4,4] w = {1.0,0.0,0.0,0.0,0.0,1.0,0.0,0.0,0.0,0.0,1.0,0.0,0.0,0.0,0.0,1.0}> {
+      y = If (c) <then_branch = t () => (float[1,4] a) { a = MatMul(x, w) }, else_branch = f () => (float[1,4] b) { b = Relu(x) }>
+      e = Einsum <equation = "ij,jk->ik"> (x, w)
+      r = If (c) <then_branch = t2 () => (float[1,4] a2) { a2 = Relu(x) }, else_branch = f2 () => (float[1,4] b2) { b2 = Neg(x) }>
+    }""")
+    plan = plan_qdq(model)
+    assert plan.targets == []
+    assert [(s.nodes, s.reason) for s in plan.skips] == [
+        (("If(y)",), "its subgraph(s) hold 1 MatMul, left float: Q/DQ placement covers the main graph only"),
+        (("Einsum(e)",), "no Q/DQ placement rule for Einsum: it stays float (TensorRT computes it in fp32/fp16 in an int8 engine)"),
+    ]
+
+
 def test_add_without_a_conv_input_is_left_alone():
     model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["": 17]>
     g (float[2] a, float[2] b) => (float[2] y) { y = Add(a, b) }""")

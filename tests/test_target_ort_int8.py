@@ -83,6 +83,7 @@ def test_int8_accuracy_passes_with_the_report_figures_in_the_json(pytester):
     # the manifest lists 4 Conv + 1 Gemm: each gets its weight and its data input quantized
     assert report["tensors_quantized"] == {"activations": 5, "weights": 5}
     assert report["method"] == "max" and report["steps"]["fold_conv_bn"] == {"folded": 4}
+    result.stdout.fnmatch_lines(["*quantize[[]int8[]]*PASSED*max: 5 activation(s), 5 weight(s) quantized"])
     accuracy = checks["target[ort-int8]"]["checks"]["accuracy"]["figures"]
     assert accuracy["engine"] == "onnxruntime" and accuracy["outputs"]["logits"]["top1"] >= 0.95
 
@@ -97,6 +98,7 @@ def test_excluded_nodes_are_reported_with_the_pattern(pytester):
     report = json.loads((pytester.path / "r.json").read_text())["models"]["m.onnx"]["families"]["quantize[int8]"]["checks"]["report"]["figures"]
     assert report["tensors_quantized"] == {"activations": 3, "weights": 3}
     assert [s["reason"] for s in report["skipped"]] == ["excluded by '/0/.*'", "excluded by '.*Gemm'"]
+    result.stdout.fnmatch_lines(["*quantize[[]int8[]]*PASSED*max: 3 activation(s), 3 weight(s) quantized; 2 node(s) left float*"])
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,11 @@ from onnx2trt_check.transforms.base import Skip
 from onnx2trt_check.transforms.graph_utils import node_label
 
 LINEAR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+# Compute-heavy ops no Q/DQ placement rule covers: TensorRT runs them in float inside an int8 engine
+# (explicit quantization computes in int8 only where Q/DQ say so). Recorded as skips, so a report
+# of "1 activation quantized" on an LSTM model says why the rest stayed float.
+FLOAT_ONLY_OPS = ("LSTM", "GRU", "RNN", "Einsum")
+CONTROL_FLOW_OPS = ("If", "Loop", "Scan")
 CONV_OPS = ("Conv", "ConvTranspose")
 # Per-channel DequantizeLinear (the `axis` attribute) exists from opset 13.
 MIN_OPSET = 13
@@ -160,6 +165,9 @@ def _plan_residual_add(node: ir.Node, index: int, plan: QdqPlan) -> None:
 def _plan_graph(graph: ir.Graph, *, per_channel: bool, exclude: Iterable[str]) -> QdqPlan:
     plan = QdqPlan()
     for index, node in enumerate(graph):
+        if node.domain in ("", "ai.onnx") and (reason := _left_in_float(node)):
+            plan.skips.append(Skip((node_label(node),), reason))
+            continue
         if node.op_type not in (*LINEAR_OPS, "Add") or node.domain not in ("", "ai.onnx"):
             continue
         pattern = excluded_by(node_label(node), exclude)
@@ -170,6 +178,30 @@ def _plan_graph(graph: ir.Graph, *, per_channel: bool, exclude: Iterable[str]) -
         else:
             _plan_linear(node, index, per_channel, plan)
     return plan
+
+
+def _left_in_float(node: ir.Node) -> str | None:
+    """Why `node` computes in float in the int8 model (an op no rule quantizes, or a subgraph
+    holding linear layers, which placement does not enter), or None."""
+    if node.op_type in FLOAT_ONLY_OPS:
+        return f"no Q/DQ placement rule for {node.op_type}: it stays float (TensorRT computes it in fp32/fp16 in an int8 engine)"
+    if node.op_type not in CONTROL_FLOW_OPS:
+        return None
+    inner = [n.op_type for graph in _subgraphs(node) for n in graph.all_nodes() if n.op_type in (*LINEAR_OPS, *FLOAT_ONLY_OPS)]
+    if not inner:
+        return None
+    counts = ", ".join(f"{inner.count(op)} {op}" for op in dict.fromkeys(inner))
+    return f"its subgraph(s) hold {counts}, left float: Q/DQ placement covers the main graph only"
+
+
+def _subgraphs(node: ir.Node) -> list[ir.Graph]:
+    found = []
+    for attribute in node.attributes.values():
+        if attribute.type == ir.AttributeType.GRAPH:
+            found.append(attribute.value)
+        elif attribute.type == ir.AttributeType.GRAPHS:
+            found.extend(attribute.value)
+    return found
 
 
 def _load(model: onnx.ModelProto) -> ir.Model:

@@ -157,7 +157,16 @@ def report_figures(build: Int8Build) -> dict:
         "weight_amax": weights,
         "skipped": [{"nodes": list(s.nodes), "reason": s.reason} for s in report.skips],
         "steps": build.steps,
+        "summary": _summary(report.method, len(activations), len(weights), report.skips),
     }
+
+
+def _summary(method: str, activations: int, weights: int, skips) -> str:
+    """'auto: 3 activation(s), 3 weight(s) quantized; 2 node(s) left float (...)': the skipped
+    nodes (ops no rule quantizes, excluded ones, ...) compute in float in the int8 engine."""
+    text = f"{method}: {activations} activation(s), {weights} weight(s) quantized"
+    left = sum(len(s.nodes) for s in skips)
+    return text + (f"; {left} node(s) left float, each with its reason under 'skipped'" if left else "")
 
 
 def _amax_summary(amax, axis: int | None) -> dict:
