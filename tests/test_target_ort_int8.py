@@ -145,6 +145,22 @@ def test_qdq_input_needs_no_calibration_data_and_is_judged_against_the_float_cou
         result.stdout.fnmatch_lines(["*ort-int8*differs from the reference*"])
 
 
+def test_a_qdq_model_with_calibration_data_is_judged_on_every_feed_and_says_nothing_was_calibrated(pytester):
+    # It was judged on a held-out fifth "not used to calibrate", described as "the quantizer
+    # calibrated on the other 8": nothing is calibrated on a model with its own Q/DQ.
+    onnx.save(qdq_matmul(activation_scale=1 / 127), str(pytester.path / "m.onnx"))
+    x = np.random.default_rng(0).uniform(-1, 1, (10, 1, 4)).astype(np.float32)
+    np.savez(pytester.path / "calib.npz", x=x)
+    result = pytester.runpytest_inprocess("--model", "m.onnx", "--calibration-data", "calib.npz", "-k", "ort-int8", "--report-json", "r.json")
+    result.assert_outcomes(passed=1)
+    model = json.loads((pytester.path / "r.json").read_text())["models"]["m.onnx"]
+    figures = model["families"]["target[ort-int8]"]["checks"]["accuracy"]["figures"]
+    assert figures["inputs"] == "the 10 feed(s) of the calibration data 'calib.npz' (the model's own Q/DQ: nothing was calibrated on them)"
+    assert figures["outputs"]["y"]["rows"] == 10
+    assert [n for n in model["notes"] if n.startswith("ort-int8")] == [
+        "ort-int8: no --inputs, so the model's own Q/DQ are judged on every feed of the calibration data (nothing is calibrated on them), not on the generated inputs"]
+
+
 @pytest.mark.slow
 def test_sweep_summary_shows_every_calibrator(pytester):
     sample(pytester, "heatmap_sigmoid")

@@ -21,13 +21,15 @@ from ..data import fit, is_template, read_source, source_file
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
 from ..quant.float_counterpart import has_qdq
 from ..report import PROPERTY_KEY, accuracy_figures
-from ..targets import get_target, select_targets
+from ..targets import TARGETS, get_target, select_targets
 from ..targets import ort_int8 as int8
 from .core import Check
 
 TARGET = "ort-int8"
 HELD_OUT_NOTE = ("ort-int8: no --inputs, so the int8 model is judged on a held-out fifth of the calibration data "
                  "(every 5th feed, not used to calibrate), not on the generated inputs")
+QDQ_CALIBRATION_NOTE = ("ort-int8: no --inputs, so the model's own Q/DQ are judged on every feed of the calibration data "
+                        "(nothing is calibrated on them), not on the generated inputs")
 # The calibrators of --calibration-sweep: (method, percentile). Percentile at 99.99 and 99.999, the
 # values TensorRT's tools and ONNX Runtime default to.
 SWEEP = (("max", None), ("percentile", 99.99), ("percentile", 99.999), ("entropy", None), ("mse", None))
@@ -59,6 +61,17 @@ def _check_quantizer_options(settings: dict) -> None:
                           "and this run has none; pass --calibration-data calib.npz or leave them out")
     if settings["calibration_percentile"] is not None and settings["calibration_method"] != "percentile":
         raise ConfigError("--percentile applies to --calibration-method percentile only; add that or leave --percentile out")
+
+
+def check_options(options: RunOptions) -> None:
+    """Calibration data with a --target selection that holds no int8 target (ort-int8, trt-int8,
+    trt-best), and no --calibration-sweep, would change nothing: a usage error."""
+    if options.extra.get("calibration_data") is None or not options.targets or options.extra.get("calibration_sweep"):
+        return
+    int8_targets = [t.name for t in TARGETS if t.precision == "int8"]
+    if not set(options.targets) & set(int8_targets):
+        raise ConfigError(f"--calibration-data feeds the int8 targets, and --target selects none of {', '.join(int8_targets)}; "
+                          "add one of them (or --calibration-sweep) or leave it out")
 
 
 def _calibration_path(text: str | None) -> Path | None:
@@ -159,13 +172,11 @@ def session_plugin(config, options: RunOptions):
         raw = read_source(source, "--calibration-data") if source is not None and not is_template(source) else None
     except CheckError as exc:
         raise pytest.UsageError(str(exc)) from None
-    qdq_model = False
-    for path in [p for p in state.model_paths if p not in state.refused]:
-        qdq_model |= _check_model(state, path, raw)
+    qdq = {str(path): _check_model(state, path, raw) for path in state.model_paths if path not in state.refused}
     if source is not None and not (options.feeds.npz or options.feeds.data_loader):
         for info in state.models.values():  # the summary's and the JSON report's notes of each model
-            info.notes.append(HELD_OUT_NOTE)
-    get_target(TARGET).configure(calibration_data=source is not None, qdq_model=qdq_model)
+            info.notes.append(QDQ_CALIBRATION_NOTE if qdq.get(info.path) else HELD_OUT_NOTE)
+    get_target(TARGET).configure(calibration_data=source is not None, qdq_model=any(qdq.values()))
     return SweepSummary()
 
 

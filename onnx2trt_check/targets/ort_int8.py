@@ -71,8 +71,14 @@ def real_inputs(ctx) -> bool:
 
 
 def verification(ctx) -> VerificationSplit:
-    """The calibration feeds the quantizer sees and the feeds the int8 model is judged on."""
-    return cached(ctx, "verification", lambda: verification_split(calibration_feeds(ctx), ctx.feeds if real_inputs(ctx) else None))
+    """The calibration feeds the quantizer sees and the feeds the int8 model is judged on. A model
+    with its own Q/DQ is not calibrated: every calibration feed judges it (held_out False)."""
+    def compute():
+        if model_has_qdq(ctx) and not real_inputs(ctx):
+            return VerificationSplit([], calibration_feeds(ctx), False)
+        return verification_split(calibration_feeds(ctx), ctx.feeds if real_inputs(ctx) else None)
+
+    return cached(ctx, "verification", compute)
 
 
 def judged_on_calibration_data(ctx) -> bool:
@@ -156,7 +162,10 @@ class OrtInt8Target(Target):
     def figures(self, ctx) -> dict:
         if not judged_on_calibration_data(ctx):
             return {}
-        return {"inputs": verification(ctx).describe(str(ctx.options.extra["calibration_data"]))}
+        source = str(ctx.options.extra["calibration_data"])
+        if model_has_qdq(ctx):
+            return {"inputs": f"the {len(judging_feeds(ctx))} feed(s) of the calibration data '{source}' (the model's own Q/DQ: nothing was calibrated on them)"}
+        return {"inputs": verification(ctx).describe(source)}
 
     def run(self, model_path: str | os.PathLike, feeds) -> list[dict[str, np.ndarray]]:
         return run_feeds(create_session(model_path, optimized=True), feeds)
