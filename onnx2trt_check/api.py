@@ -378,8 +378,10 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
     fallback from the fp16 lowerings of --sensitivity and --reduce, which start from a full lowering
     anyway). Nodes without a name are named `OpType(first output)` in every report and option.
     With `labels` (one per row of `inputs`) and/or `metric`, "sensitivity" scores by the task
-    figure on the first `max_feeds` inputs, floor: the float model's figure less `max_metric_drop`."""
+    figure on the first `max_feeds` inputs, floor: the float model's figure less `max_metric_drop`.
+    An option that would change nothing for `target` and `mode` is a ConfigError."""
     from .bisection import modes
+    from .bisection import options as bisect_options
     from .context import ModelContext
 
     if mode not in modes.MODES:
@@ -388,11 +390,16 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
         raise ConfigError("--reduce needs -o DIR and -o is only for --reduce; pass both or neither")
     if plot is not None and mode != "layerwise":
         raise ConfigError("--plot draws the layerwise report; leave out --sensitivity/--reduce or --plot")
-    _check_bisect_numbers(max_feeds=max_feeds, min_sqnr_db=min_sqnr_db, atol=atol, rtol=rtol)
+    bisect_options.check_numbers(max_feeds=max_feeds, min_sqnr_db=min_sqnr_db, atol=atol, rtol=rtol)
     if percentile is not None and not 0.0 < percentile <= 100.0:
         raise ConfigError(f"--percentile {percentile} is outside (0, 100]; pass e.g. 99.99")
     task = modes.task_options(mode, inputs, labels, metric, max_metric_drop, min_sqnr_db)
     chosen = modes.bisectable(target)
+    bisect_options.refuse_idle_options(mode, chosen, {
+        "--fp16-block": bool(fp16_block), "--fp16-no-fallback": fp16_no_fallback, "--calibration-data": calibration_data is not None,
+        "--calibration-method": calibration_method is not None, "--percentile": percentile is not None, "--per-tensor": not per_channel,
+        "--cle": cle, "--cle-relu6": cle_relu6 is not None, "--bias-correction": bias_correction, "--exclude": bool(exclude),
+        "--lowering": lowering is not None, "--rank": rank})
     _refuse_existing(model, plot, output_dir, force=force)
     int8 = {"calibration_data": Path(calibration_data) if calibration_data else None, "calibration_method": calibration_method,
             "calibration_percentile": percentile, "per_tensor": not per_channel, "cle": cle, "cle_relu6": cle_relu6,
@@ -410,15 +417,6 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
             return modes.reduce(ctx, chosen, output_dir=Path(output_dir), force=force, lowering=lowering, calibration=calibration_data,
                                 fp16_block=tuple(fp16_block), min_sqnr_db=min_sqnr_db, max_feeds=max_feeds)
         return modes.layerwise(ctx, chosen, min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, plot=Path(plot) if plot else None)
-
-
-def _check_bisect_numbers(*, max_feeds, min_sqnr_db, atol, rtol) -> None:
-    from . import validate
-
-    validate.integer(max_feeds, "--max-feeds", low=1)
-    validate.number(min_sqnr_db, "--min-sqnr", example="20")
-    validate.number(atol, "--atol", low=0.0, example="1e-4")
-    validate.number(rtol, "--rtol", low=0.0, example="1e-4")
 
 
 def _refuse_existing(model, plot, output_dir, *, force: bool) -> None:

@@ -128,6 +128,13 @@ def test_reduce_of_a_model_that_does_not_fail(tmp_path, capsys):
     (["--target", "ort-int8"], "no calibration data and the model holds no Q/DQ nodes"),
     (["--target", "ort", "--num-feeds", "0"], "must be at least 1"),
     (["--target", "ort", "--bogus"], "unrecognized arguments: --bogus"),
+    # options that would change nothing for the target or mode (they were ignored, exit 0)
+    (["--target", "ort", "--fp16-no-fallback"], "--fp16-no-fallback would change nothing here (target 'ort' runs in fp32: fp16 options"),
+    (["--target", "ort-int8", "--fp16-block", "n0"], "--fp16-block would change nothing here (target 'ort-int8' runs in int8"),
+    (["--target", "ort-fp16", "--calibration-data", "c.npz", "--per-tensor"], "--calibration-data, --per-tensor would change nothing here (target 'ort-fp16' runs in fp16: int8 options"),
+    (["--target", "cpu-fp16-emu", "--bias-correction"], "--bias-correction would change nothing here"),
+    (["--target", "ort-fp16", "--lowering", "fp16_converter"], "--lowering would change nothing here (--lowering lowers for --sensitivity and --reduce)"),
+    (["--target", "ort-fp16", "--reduce", "-o", "d", "--rank"], "--rank would change nothing here (--rank ranks for --sensitivity)"),
 ])
 def test_misuse_is_exit_code_4(tmp_path, capsys, args, message):
     model = save(bm.chain_model(4), tmp_path / "m.onnx")

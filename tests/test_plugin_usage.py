@@ -23,6 +23,10 @@ def model_path(pytester):
         (["--exclude", "conv"], "--exclude shapes our int8 quantization of calibration data*"),
         (["--calibration-data", "calib.npz", "--percentile", "99.9"], "--percentile applies to --calibration-method percentile only; add that or leave --percentile out"),
         (["--output-tolerance", "logit:atol=1e-3"], "--output-tolerance names 'logit', which no model of this run has; outputs: logits"),
+        # a --target selection no option of the kind applies to (they were ignored, exit 0)
+        (["--target", "ort", "--fp16-no-fallback"], "--fp16-no-fallback shapes the fp16 artifact, and --target selects none of ort-fp16, cpu-fp16-emu, trt-fp16; add one of them or leave it out"),
+        (["--target", "ort", "--target", "trt-int8", "--fp16-block", "n", "--fp16-calibration-data", "calib.npz"], "--fp16-calibration-data, --fp16-block shape the fp16 artifact, and --target selects none of*"),
+        (["--target", "ort-fp16", "--calibration-data", "calib.npz"], "--calibration-data feeds the int8 targets, and --target selects none of trt-int8, trt-best, ort-int8; add one of them (or --calibration-sweep) or leave it out"),
     ],
 )
 def test_an_option_that_does_nothing_is_a_usage_error(pytester, model_path, args, message):
@@ -39,6 +43,13 @@ def test_an_output_tolerance_of_the_project_for_an_absent_output_is_a_note(pytes
     note = "tolerance set for output 'boxes' (pyproject.toml or ini), which no model of this run has"
     result.stdout.fnmatch_lines(["*onnx2trt_check summary*", f"note: {note}"])
     assert json.loads((pytester.path / "r.json").read_text())["notes"] == [note]
+
+
+@pytest.mark.parametrize("args", [["--target", "cpu-fp16-emu", "--fp16-no-fallback"], ["--target", "trt-fp16", "--fp16-block", "n"],
+                                  ["--target", "trt-best", "--calibration-data", "calib.npz"], ["--target", "ort", "--calibration-data", "calib.npz", "--calibration-sweep"]])
+def test_an_option_a_selected_target_uses_is_accepted(pytester, model_path, args):
+    np.savez(pytester.path / "calib.npz", x=np.random.default_rng(0).random((2, 1, 3, 8, 8), dtype=np.float32))
+    assert pytester.runpytest_inprocess("--model", "m.onnx", *args, "--collect-only").ret == pytest.ExitCode.OK
 
 
 def test_a_present_output_is_accepted(pytester, model_path):

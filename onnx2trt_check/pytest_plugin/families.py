@@ -9,6 +9,8 @@ and optionally
                             session finish, ...) registered for the run, or None
   check_model(ctx)          checks the family's options against one loaded model and its feeds
                             before any item runs; raise a CheckError subclass for a misfit
+  check_options(options)    checks the family's settings against the whole run's options (e.g.
+                            an option no selected --target uses); raise a CheckError subclass
 Its command-line options are declared in options.py (light, imported by every pytest run).
 """
 
@@ -26,6 +28,13 @@ def read_options(config) -> dict[str, object]:
     for family in FAMILIES:
         settings.update(family.read_options(config))
     return settings
+
+
+def check_options(options: RunOptions) -> None:
+    for family in FAMILIES:
+        check = getattr(family, "check_options", None)
+        if check is not None:
+            check(options)
 
 
 def all_checks(options: RunOptions) -> list[Check]:

@@ -48,6 +48,19 @@ def read_options(config) -> dict:
     }
 
 
+# The options that shape the fp16 artifact (option dest -> flag), used by FP16_ARTIFACT_TARGETS only.
+FP16_ARTIFACT_OPTIONS = {"fp16_calibration_data": "--fp16-calibration-data", "fp16_block": "--fp16-block", "fp16_no_fallback": "--fp16-no-fallback"}
+
+
+def check_options(options: RunOptions) -> None:
+    """An fp16 artifact option with a --target selection that deploys no fp16 artifact would
+    change nothing: a usage error, not silently ignored."""
+    given = [flag for name, flag in FP16_ARTIFACT_OPTIONS.items() if options.extra.get(name)]
+    if given and options.targets and not set(options.targets) & set(FP16_ARTIFACT_TARGETS):
+        raise ConfigError(f"{', '.join(given)} shape{'s' if len(given) == 1 else ''} the fp16 artifact, and --target selects none of "
+                          f"{', '.join(FP16_ARTIFACT_TARGETS)}; add one of them or leave {'it' if len(given) == 1 else 'them'} out")
+
+
 def checks(options: RunOptions) -> list[Check]:
     selected = select_targets(options.targets)
     found = [Check(FP16_REPORT_FAMILY, "report", check_fp16_report)] if any(t.name in FP16_ARTIFACT_TARGETS for t in selected) else []

@@ -210,8 +210,10 @@ def _run_options(config: pytest.Config, run_folder: Path, *, several: bool) -> R
         get_target(name)  # an unknown name is a usage error now, not a collection error later
     artifact_dir = Path(config.getoption("artifact_dir")) if config.getoption("artifact_dir") else run_folder
     extra = families.read_options(config)
-    return RunOptions(feeds=feeds, input_shapes=shapes, tolerances=_tolerances(config), targets=targets, artifact_dir=artifact_dir,
-                      extra=extra, per_model_names=several)
+    options = RunOptions(feeds=feeds, input_shapes=shapes, tolerances=_tolerances(config), targets=targets, artifact_dir=artifact_dir,
+                         extra=extra, per_model_names=several)
+    families.check_options(options)
+    return options
 
 
 def _unmatched_output_tolerances(config: pytest.Config, tolerances: ToleranceConfig, outputs: set[str]) -> list[str]:
