@@ -124,10 +124,25 @@ def assert_regressions_fail(pytester, args, command):
             f"if the change is intended, update the baseline: {command}",
         ]
     )
+    assert "the model file changed" not in result.stdout.str()
     latency = {d["metric"]: d for d in items["baseline[ort]::latency"][1]["decisions"]}["median"]
     assert latency["verdict"] == "regression" and latency["ratio"] > 20 and latency["current"] > SLOWDOWN_S
     result.stdout.fnmatch_lines(["*latency median: baseline * ms, current * ms, ratio *x [[]regression[]]*"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_regression_of_a_changed_model_file_says_the_file_changed(pytester, model_path, monkeypatch):
+    # The model's sha256 was stored but never shown: whoever bisects a regression first asks
+    # whether the model or the tools changed.
+    run(pytester, "--baseline-dir", "bl", "--baseline-update")
+    recorded = store.load_baseline(only_baseline(pytester))
+    changed = classifier()
+    changed.doc_string = "re-exported"
+    save(changed, model_path)
+    add_noise(monkeypatch)
+    result, items = run(pytester, "--baseline-dir", "bl")
+    assert outcomes(items)["baseline[ort]::accuracy"] == "failed" and items["baseline[ort]::accuracy"][1]["model_changed"] is True
+    result.stdout.fnmatch_lines([f"the model file changed since the baseline was recorded ({recorded.created}; sha256 {recorded.model_sha256[:12]} then, * now)"])
 
 
 def test_update_without_latency_keeps_the_recorded_latency(pytester, model_path, monkeypatch):

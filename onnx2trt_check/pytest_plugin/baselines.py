@@ -249,7 +249,8 @@ def _update_payload(ctx: ModelContext, target, located: Located, settings: Setti
 def _base_figures(located: Located, ctx: ModelContext) -> dict:
     figures = {"file": str(located.compared or located.expected), "expected_file": str(located.expected)}
     if located.baseline is not None:
-        figures |= {"baseline_created": located.baseline.created, "model_changed": located.baseline.model_sha256 != ctx.loaded.sha256}
+        figures |= {"baseline_created": located.baseline.created, "model_changed": located.baseline.model_sha256 != ctx.loaded.sha256,
+                    "model_sha256": ctx.loaded.sha256}
     return figures
 
 
@@ -314,6 +315,9 @@ def _judge(decisions: list, figures: dict, located: Located, settings: Settings)
     if missing or regressions:
         lines = [f"{len(missing)} figure(s) missing from, {len(regressions)} regression(s) against baseline {located.compared}:"]
         lines += [f"  {decision_row(dataclasses.asdict(d))}" for d in missing + regressions]
+        if figures.get("model_changed"):  # the first question of whoever bisects it: the model, or the tools?
+            lines.append(f"the model file changed since the baseline was recorded ({located.baseline.created}; sha256 "
+                         f"{located.baseline.model_sha256[:12]} then, {figures['model_sha256'][:12]} now)")
         lines.append(f"if the change is intended, update the baseline: {settings.update_command}")
         raise CheckFailed("\n".join(lines), figures)
     return figures
