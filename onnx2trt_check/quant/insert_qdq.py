@@ -38,7 +38,6 @@ LINEAR_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 CONV_OPS = ("Conv", "ConvTranspose")
 # Per-channel DequantizeLinear (the `axis` attribute) exists from opset 13.
 MIN_OPSET = 13
-FLOAT_TYPES = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +97,10 @@ def _activation_problem(value: ir.Value | None) -> str | None:
         return f"input {value.name!r} is a constant, not an activation"
     if _is_quantized(value):
         return f"input {value.name!r} is already quantized"
-    if value.dtype is not None and value.dtype not in FLOAT_TYPES:
-        return f"input {value.name!r} is {value.dtype.name}, not float"
+    if value.dtype is not None and value.dtype != ir.DataType.FLOAT:
+        # our scales are fp32, and QuantizeLinear's scale has its input's type: an fp16 input would
+        # make an invalid graph (TensorRT quantizes fp32 activations of an fp32 export anyway)
+        return f"input {value.name!r} is {value.dtype.name}, not FLOAT (quantize the fp32 model)"
     return None
 
 
