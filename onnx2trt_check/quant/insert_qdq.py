@@ -100,7 +100,7 @@ def _activation_problem(value: ir.Value | None) -> str | None:
     if value.dtype is not None and value.dtype != ir.DataType.FLOAT:
         # our scales are fp32, and QuantizeLinear's scale has its input's type: an fp16 input would
         # make an invalid graph (TensorRT quantizes fp32 activations of an fp32 export anyway)
-        return f"input {value.name!r} is {value.dtype.name}, not FLOAT (quantize the fp32 model)"
+        return f"input {value.name!r} is {value.dtype.name}, not FLOAT: int8 Q/DQ goes on fp32 tensors (quantize an fp32 export)"
     return None
 
 
