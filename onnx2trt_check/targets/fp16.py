@@ -110,6 +110,14 @@ def _collected(result):
     return result
 
 
+def _check_something_converted(ctx) -> None:
+    """A skip when the artifact holds no fp16 node (float64 or integer compute, or all in the
+    fallback): it is the fp32 model, and its comparison would pass at SQNR inf measuring nothing."""
+    if not fp16_conversion(ctx).report.converted_ops:
+        raise CheckSkipped("the fp16 artifact converts no node to fp16 (the model computes in float64 or integers, or every node is in "
+                           "the fp32 fallback): it is the fp32 model, which the fp32 targets check")
+
+
 def _as_check_failure(error: CheckError):
     """A bad --fp16-block name or calibration file fails this model's item with the one-line message."""
     return CheckFailed(f"the fp16 artifact cannot be built: {error}")
@@ -259,6 +267,7 @@ class OrtFp16Target(Target):
 
     def artifact(self, ctx) -> Path:
         try:
+            _check_something_converted(ctx)
             return fp16_artifact(ctx)
         except CheckError as error:
             raise _as_check_failure(error) from None
@@ -282,6 +291,7 @@ class Fp16EmulationTarget(Target):
 
     def artifact(self, ctx) -> Path:
         try:
+            _check_something_converted(ctx)
             return emulation_artifact(ctx)
         except CheckError as error:
             raise _as_check_failure(error) from None
