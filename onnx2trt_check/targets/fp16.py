@@ -87,9 +87,21 @@ def fp16_conversion(ctx) -> Fp16Result:
         if reason:
             raise CheckSkipped(f"no fp16 artifact: {reason}")
         settings = Fp16Settings.from_extra(ctx.options.extra)
+        if settings.fallback:
+            _ort_runs_or_skip(ctx)
         feeds = read_feeds(settings.calibration_data, ctx.specs, option="--fp16-calibration-data") if settings.calibration_data else ctx.feeds
         _CONVERSIONS[ctx] = _collected(convert_with_settings(ctx.loaded.proto, feeds, settings))
     return _CONVERSIONS[ctx]
+
+
+def _ort_runs_or_skip(ctx) -> None:
+    """The data-driven fallback runs the model in ONNX Runtime: a model it cannot run (a bfloat16
+    MatMul on the CPU) gets the reason, not an ONNX Runtime traceback in three items."""
+    try:
+        ctx.onnx_reference  # noqa: B018 (computed once per model; raises what ONNX Runtime raised)
+    except Exception:
+        raise CheckSkipped("no fp16 artifact: its fp32 fallback is chosen on the model's activations, and ONNX Runtime cannot run the "
+                           "model (see the reference::run item); --fp16-no-fallback builds it without them") from None
 
 
 def fp16_artifact(ctx) -> Path:
