@@ -27,7 +27,9 @@ def kv_model(tmp_path):
 
 
 def _run(tmp_path, *args):
-    return pytest.main([f"--model={tmp_path / 'kv.onnx'}", "-p", "no:cacheprovider", "-q", "--target", "ort", "-k", "target or reference", *args])
+    return pytest.main(
+        [f"--model={tmp_path / 'kv.onnx'}", "-p", "no:cacheprovider", "-q", "--target", "ort", "-k", "target or reference", *args]
+    )
 
 
 def test_an_empty_past_given_by_input_shape_is_checked(kv_model, tmp_path, capsys):

@@ -18,7 +18,21 @@ g (double[2,4] x) => (double[2,4] y) {
 
 def _fp16_items(tmp_path, text, capsys):
     onnx.save(onnx.parser.parse_model(text), tmp_path / "m.onnx")
-    code = pytest.main([f"--model={tmp_path / 'm.onnx'}", "-p", "no:cacheprovider", "-q", "-rs", "--target", "ort-fp16", "--target", "cpu-fp16-emu", "-k", "accuracy"])
+    code = pytest.main(
+        [
+            f"--model={tmp_path / 'm.onnx'}",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rs",
+            "--target",
+            "ort-fp16",
+            "--target",
+            "cpu-fp16-emu",
+            "-k",
+            "accuracy",
+        ]
+    )
     return code, capsys.readouterr().out
 
 

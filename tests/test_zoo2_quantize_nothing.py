@@ -21,6 +21,8 @@ g (float16[2,8] x) => (float16[2,4] y) {
   y = MatMul(x, w)
 }"""
 
+HALF_COMPUTED = HALF.replace("y = MatMul(x, w)", "r = Relu(x)\n  y = MatMul(r, w)")  # no value_info for r
+
 DOUBLE = """
 <ir_version: 8, opset_import: ["": 17]>
 g (double[2,8] x) => (double[2,4] y) {
@@ -37,8 +39,15 @@ def feeds(dtype):
     return [{"x": np.random.default_rng(i).standard_normal((2, 8)).astype(dtype)} for i in range(6)]
 
 
-@pytest.mark.parametrize(("text", "dtype", "reason"), [(HALF, np.float16, "FLOAT16"), (DOUBLE, np.float64, "DOUBLE"),
-                                                       (NO_CANDIDATE, np.float32, "no Conv")])
+@pytest.mark.parametrize(
+    ("text", "dtype", "reason"),
+    [
+        (HALF, np.float16, "FLOAT16"),
+        (HALF_COMPUTED, np.float16, "FLOAT16"),
+        (DOUBLE, np.float64, "DOUBLE"),
+        (NO_CANDIDATE, np.float32, "no Conv"),
+    ],
+)
 def test_a_model_with_nothing_to_quantize_is_refused_with_the_reason(text, dtype, reason):
     with pytest.raises(ModelError, match=f"nothing in the model can be quantized.*{reason}"):
         quantize_model(onnx.parser.parse_model(text), feeds(dtype))

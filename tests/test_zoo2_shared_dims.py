@@ -18,7 +18,9 @@ g (float[N,4] a, float[N,T] b) => (float[N,4] y) { y = Add(a, b) }"""
 def test_a_dim_name_set_for_one_input_sizes_it_in_the_others():
     specs = {s.name: s.shape for s in resolve_input_specs(onnx.parser.parse_model(SHARED), {"a": (2, 4), "b": (2, 4)})}
     assert specs == {"a": (2, 4), "b": (2, 4)}
-    specs = {s.name: s.shape for s in resolve_input_specs(onnx.parser.parse_model(SHARED.replace("float[N,T] b", "float[N,4] b")), {"a": (2, 4)})}
+    specs = {
+        s.name: s.shape for s in resolve_input_specs(onnx.parser.parse_model(SHARED.replace("float[N,T] b", "float[N,4] b")), {"a": (2, 4)})
+    }
     assert specs == {"a": (2, 4), "b": (2, 4)}
 
 

@@ -15,8 +15,11 @@ def weight_only(tmp_path):
     weight = np.arange(-64, 64, dtype=np.int8).reshape(16, 8)
     graph = h.make_graph(
         [h.make_node("DequantizeLinear", ["wq", "ws"], ["w"], axis=1, name="dq_w"), h.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
-        "g", [h.make_tensor_value_info("x", T.FLOAT, [2, 16])], [h.make_tensor_value_info("y", T.FLOAT, [2, 8])],
-        [nh.from_array(weight, "wq"), nh.from_array(np.full(8, 0.01, np.float32), "ws")])
+        "g",
+        [h.make_tensor_value_info("x", T.FLOAT, [2, 16])],
+        [h.make_tensor_value_info("y", T.FLOAT, [2, 8])],
+        [nh.from_array(weight, "wq"), nh.from_array(np.full(8, 0.01, np.float32), "ws")],
+    )
     onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), tmp_path / "w.onnx")
     return tmp_path / "w.onnx"
 
