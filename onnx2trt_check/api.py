@@ -110,12 +110,12 @@ def _load(model: ModelSource) -> tuple[onnx.ModelProto, str]:
 
 
 def _shapes(input_shapes: Shapes | None) -> dict[str, tuple[int, ...]]:
-    """{name: dims} with every dim a positive integer (what --input-shape NAME:1x3x224x224 gives)."""
+    """{name: dims}, every dim an int >= 0 as --input-shape gives (0: an empty dim, e.g. a KV cache's past)."""
     shapes = {}
     for name, shape in (input_shapes or {}).items():
         dims = tuple(shape) if isinstance(shape, Sequence) and not isinstance(shape, str) else ()
-        if not dims or not all(isinstance(d, int | np.integer) and not isinstance(d, bool) and d > 0 for d in dims):
-            raise ConfigError(f"input shape {name}: {shape!r} is not a list of positive integers; pass e.g. {{'{name}': (1, 3, 224, 224)}}")
+        if not dims or not all(isinstance(d, int | np.integer) and not isinstance(d, bool) and d >= 0 for d in dims):
+            raise ConfigError(f"input shape {name}: {shape!r} is not a list of integers >= 0; pass e.g. {{'{name}': (1, 3, 224, 224)}}")
         shapes[str(name)] = tuple(int(d) for d in dims)
     return shapes
 

@@ -197,17 +197,12 @@ def read_source(source: str | Path, option: str) -> RawData:
         raw = _draw(str(source), option)
     else:
         raw = RawData(f"'{source}'", option, arrays=read_npz(Path(source), option))
-    for name, array in _all_arrays(raw):
-        if array.size == 0:
+    # An empty leading axis (no feeds, or a feed of batch 0) compares nothing; an empty dim after
+    # it is data: the empty past of a KV-cache decoder's first step.
+    for name, array in [*(raw.arrays or {}).items(), *(item for feed in raw.feeds or () for item in feed.items())]:
+        if array.ndim == 0 or array.shape[0] == 0:
             raise InputDataError(f"{option} {raw.label}: array '{name}' has shape {list(array.shape)}, which holds no samples; give at least one feed")
     return raw
-
-
-def _all_arrays(raw: RawData):
-    if raw.arrays is not None:
-        yield from raw.arrays.items()
-    for feed in raw.feeds or ():
-        yield from feed.items()
 
 
 def read_feeds(source: str | Path, specs: list[InputSpec], *, option: str = "--calibration-data") -> list[Feed]:

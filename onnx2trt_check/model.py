@@ -174,20 +174,41 @@ def resolve_input_specs(proto: onnx.ModelProto, overrides: Shapes | None = None,
     `--input-shape name:1x3x224x224`."""
     overrides = dict(overrides or {})
     data_shapes = data_shapes or {}
-    specs = [_resolve_one(value, overrides.pop(value.name, None), data_shapes.get(value.name)) for value in graph_inputs(proto)]
+    inputs = graph_inputs(proto)
+    named = _named_sizes(inputs, overrides, data_shapes)
+    specs = [_resolve_one(value, overrides.pop(value.name, None), data_shapes.get(value.name), named) for value in inputs]
     if overrides:
         names = ", ".join(s.name for s in specs) or "none"
         raise ModelError(f"--input-shape names '{next(iter(overrides))}', which is not an input of the model (inputs: {names})")
     return specs
 
 
-def _resolve_one(value: onnx.ValueInfoProto, override: tuple[int, ...] | None, data_shape: tuple[int, ...] | None) -> InputSpec:
+def _named_sizes(inputs: list[onnx.ValueInfoProto], overrides: Shapes, data_shapes: Shapes) -> dict[str, int]:
+    """The size --input-shape or the data give each dim name: a name declared by several inputs is
+    one size, so an input they leave open takes it (not its own default of 1, which ONNX Runtime
+    may broadcast and TensorRT refuses)."""
+    named: dict[str, tuple[int, str]] = {}
+    for value in inputs:
+        given = overrides.get(value.name) or data_shapes.get(value.name)
+        dims = value.type.tensor_type.shape.dim
+        if given is None or len(given) != len(dims):
+            continue
+        for dim, size in zip(dims, given):
+            first = named.setdefault(dim.dim_param, (size, value.name)) if dim.dim_param else (size, "")
+            if first[0] != size:
+                raise ModelError(f"inputs '{first[1]}' and '{value.name}' get sizes {first[0]} and {size} for dim '{dim.dim_param}', "
+                                 "which the model declares as one size; give both the same size (--input-shape or the data)")
+    return {name: size for name, (size, _) in named.items()}
+
+
+def _resolve_one(value: onnx.ValueInfoProto, override: tuple[int, ...] | None, data_shape: tuple[int, ...] | None,
+                 named: dict[str, int]) -> InputSpec:
     tensor_type = value.type.tensor_type
     elem = tensor_type.elem_type
     onnx_type = onnx.TensorProto.DataType.Name(elem)
     dtype = _numpy_dtype(elem)
     if override is not None:
-        return InputSpec(value.name, _check_override(value, override), dtype, onnx_type)
+        return InputSpec(value.name, _check_batch(value, _check_override(value, override)), dtype, onnx_type)
     dims = list(tensor_type.shape.dim) if tensor_type.HasField("shape") else None
     if dims is None and data_shape is not None:
         return InputSpec(value.name, tuple(data_shape), dtype, onnx_type, settled=("all",), flexible=tuple(range(len(data_shape))))
@@ -201,15 +222,25 @@ def _resolve_one(value: onnx.ValueInfoProto, override: tuple[int, ...] | None, d
             shape.append(dim.dim_value)
             continue
         flexible.append(index)
-        if data_shape is not None and data_shape[index] > 0:
+        if data_shape is not None and data_shape[index] >= 0:
             shape.append(data_shape[index])
             settled.append(dim.dim_param or f"#{index}")
+        elif dim.dim_param in named:  # another input's --input-shape or data sized this name
+            shape.append(named[dim.dim_param])
         elif index == 0:
             shape.append(1)
             defaulted.append(dim.dim_param or "?")
         else:
             shape.append(_unresolved(value, index, dim))
-    return InputSpec(value.name, tuple(shape), dtype, onnx_type, tuple(defaulted), tuple(settled), tuple(flexible))
+    return InputSpec(value.name, _check_batch(value, tuple(shape)), dtype, onnx_type, tuple(defaulted), tuple(settled), tuple(flexible))
+
+
+def _check_batch(value: onnx.ValueInfoProto, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A ModelError for a leading (batch) dim of 0: every output would be empty, and a comparison
+    of empty outputs passes while comparing nothing. 0 elsewhere is data (a KV cache's empty past)."""
+    if shape and shape[0] == 0:
+        raise ModelError(f"input '{value.name}' would have shape {list(shape)}: a batch of 0 compares nothing; give dim 0 a size of 1 or more")
+    return shape
 
 
 def _unresolved(value: onnx.ValueInfoProto, index: int, dim) -> int:
@@ -250,6 +281,7 @@ def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
         shape = tuple(int(d) for d in dims.lower().split("x"))
     except ValueError:
         shape = ()
-    if not sep or not name or not shape or min(shape) <= 0:
+    # 0 is a size: the empty past of a KV-cache decoder's first step is a [1, heads, 0, dim] input
+    if not sep or not name or not shape or min(shape) < 0:
         raise ModelError(f"--input-shape '{text}' is malformed; write NAME:DIMxDIM..., e.g. images:1x3x224x224")
     return name, shape

@@ -82,11 +82,20 @@ def accuracy_figures(figures: dict) -> str:
     outputs = figures.get("outputs", {})
     if not outputs:
         return ""
-    sqnr = min(_as_float(o.get("sqnr_db")) for o in outputs.values())
-    max_abs = max(_as_float(o.get("max_abs")) for o in outputs.values())
+    sqnr = _worst(min, (_as_float(o.get("sqnr_db")) for o in outputs.values()))
+    max_abs = _worst(max, (_as_float(o.get("max_abs")) for o in outputs.values()))
     top1 = [o["top1"] for o in outputs.values() if o.get("top1") is not None]
     text = f"[{figures.get('engine', '?')}] max abs {max_abs:.3g}, min SQNR {sqnr:.1f} dB"
-    return text + (f", top-1 {min(top1):.1%}" if top1 else "")
+    text += f", top-1 {min(top1):.1%}" if top1 else ""
+    reshaped = [name for name, o in outputs.items() if any("shape" in p and "differs" in p for p in o.get("problems", []))]
+    return text + (f"; shape differs: {', '.join(repr(n) for n in reshaped)}" if reshaped else "")
+
+
+def _worst(pick, values) -> float:
+    """min or max over `values`, NaN when any is NaN (an output compared by no figure, e.g. a
+    shape mismatch): Python's min/max would drop it and print the others as the whole result."""
+    values = list(values)
+    return math.nan if any(math.isnan(v) for v in values) else pick(values)
 
 
 def _as_float(value) -> float:

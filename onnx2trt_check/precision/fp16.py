@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import onnx
+import onnx.inliner
 import onnx_ir as ir
 import onnx_ir.passes.common as ir_passes
 from onnxruntime.transformers import float16 as ort_float16
@@ -189,8 +190,12 @@ def not_applicable(model: onnx.ModelProto) -> str | None:
 
 
 def _typed_named_copy(model: onnx.ModelProto) -> ir.Model:
-    """An IR copy with types inferred and every node named (the converter blocks nodes by name)."""
-    copy = ir.from_proto(model)
+    """An IR copy with its local functions inlined, types inferred and every node named (the
+    converter blocks nodes by name). Inlined because ORT's converter retypes a function call's
+    inputs and outputs but not the function body: a Constant inside stays fp32 and the artifact is
+    invalid (Div(fp16, fp32)); TensorRT's parser inlines functions the same way."""
+    # onnx's inliner leaves inlined nodes unnamed (onnx-ir's names them node_N), so they get labels
+    copy = ir.from_proto(onnx.inliner.inline_local_functions(model) if model.functions else model)
     copy = ir_passes.ShapeInferencePass()(copy).model
     return ir_passes.NameFixPass(_OpTypeNames())(copy).model
 

@@ -29,6 +29,14 @@ def has_qdq(model: onnx.ModelProto) -> bool:
     return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
 
 
+def quantizes_activations(model: onnx.ModelProto) -> bool:
+    """Whether a QuantizeLinear of the main graph reads a computed tensor (not a weight): without
+    one the model quantizes weights only, and its float counterpart computes the same function."""
+    graph = model.graph
+    constants = {t.name for t in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    return any(node.op_type == "QuantizeLinear" and node.input[0] not in constants for node in graph.node)
+
+
 def float_counterpart(model: onnx.ModelProto) -> onnx.ModelProto:
     """`model` with activation Q/DQ pairs removed and weights dequantized; `model` is not mutated."""
     ir_model = gu.to_ir(model)

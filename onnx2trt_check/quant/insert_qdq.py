@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import onnx
 import onnx_ir as ir
+import onnx_ir.passes.common as ir_passes
 
 from onnx2trt_check.errors import ConfigError, ModelError
 from onnx2trt_check.quant.qdq_math import (
@@ -43,7 +44,6 @@ CONTROL_FLOW_OPS = ("If", "Loop", "Scan")
 CONV_OPS = ("Conv", "ConvTranspose")
 # Per-channel DequantizeLinear (the `axis` attribute) exists from opset 13.
 MIN_OPSET = 13
-FLOAT_TYPES = (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.BFLOAT16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +103,10 @@ def _activation_problem(value: ir.Value | None) -> str | None:
         return f"input {value.name!r} is a constant, not an activation"
     if _is_quantized(value):
         return f"input {value.name!r} is already quantized"
-    if value.dtype is not None and value.dtype not in FLOAT_TYPES:
-        return f"input {value.name!r} is {value.dtype.name}, not float"
+    if value.dtype is not None and value.dtype != ir.DataType.FLOAT:
+        # our scales are fp32, and QuantizeLinear's scale has its input's type: an fp16 input would
+        # make an invalid graph (TensorRT quantizes fp32 activations of an fp32 export anyway)
+        return f"input {value.name!r} is {value.dtype.name}, not FLOAT: int8 Q/DQ goes on fp32 tensors (quantize an fp32 export)"
     return None
 
 
@@ -218,7 +220,18 @@ def plan_qdq(model: onnx.ModelProto, *, per_channel: bool = True, exclude: Itera
     `exclude` holds node names or regexes (full match; an unnamed node is `OpType(first output)`,
     graph_utils.node_label, the label every report and bisect prints).
     Defaults: per-channel weights, nothing excluded."""
-    return _plan_graph(_load(model).graph, per_channel=per_channel, exclude=tuple(exclude))
+    return _plan_graph(_typed(_load(model)).graph, per_channel=per_channel, exclude=tuple(exclude))
+
+
+def _typed(model: ir.Model) -> ir.Model:
+    """`model` with its intermediate types inferred when some are missing (exports rarely keep
+    value_info): an fp16 tensor of unknown type took an fp32-scaled Q/DQ, an invalid graph."""
+    if all(value.dtype is not None for node in model.graph for value in node.outputs):
+        return model
+    try:
+        return ir_passes.ShapeInferencePass()(model).model
+    except Exception:  # noqa: BLE001 (custom ops onnx cannot infer: plan on the declared types)
+        return model
 
 
 # ---------------------------------------------------------------- rewriting

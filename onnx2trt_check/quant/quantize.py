@@ -11,10 +11,10 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import onnx
 
-from onnx2trt_check.errors import ConfigError
+from onnx2trt_check.errors import ConfigError, ModelError
 from onnx2trt_check.quant.auto_range import auto_ranges
 from onnx2trt_check.quant.calibrate import collect_statistics
-from onnx2trt_check.quant.insert_qdq import QuantizedTensor, insert_qdq, plan_qdq
+from onnx2trt_check.quant.insert_qdq import LINEAR_OPS, QdqPlan, QuantizedTensor, insert_qdq, plan_qdq
 from onnx2trt_check.quant.objective import Objective, output_sqnr_db
 from onnx2trt_check.quant.ranges import METHODS, compute_amax
 from onnx2trt_check.transforms.base import Skip
@@ -73,6 +73,7 @@ def quantize_model(
     weights, nothing excluded, the worst output SQNR as the objective, no progress display."""
     check_options(method, percentile)
     plan = plan_qdq(model, per_channel=per_channel, exclude=exclude)
+    _check_something_to_quantize(plan)
     report = QuantizeReport(method, skips=list(plan.skips))
     amax = {}
     if plan.activations and method == AUTO:
@@ -87,6 +88,17 @@ def quantize_model(
         report.methods = dict.fromkeys(plan.activations, method)
     quantized_model, report.tensors = insert_qdq(model, plan, amax)
     return QuantizeResult(quantized_model, report)
+
+
+def _check_something_to_quantize(plan: QdqPlan) -> None:
+    """A ModelError when no tensor would get Q/DQ: the "int8" model would be the float one, written
+    and judged (SQNR inf) as if quantized."""
+    if plan.targets:
+        return
+    reasons = "; ".join(f"{', '.join(skip.nodes)}: {skip.reason}" for skip in plan.skips[:3])
+    more = f" (and {len(plan.skips) - 3} more)" if len(plan.skips) > 3 else ""
+    why = reasons + more if reasons else f"no {'/'.join(LINEAR_OPS)} node in the main graph (subgraphs and functions are not quantized)"
+    raise ModelError(f"nothing in the model can be quantized: {why}")
 
 
 def _objective_text(objective: Objective) -> str:

@@ -87,9 +87,21 @@ def fp16_conversion(ctx) -> Fp16Result:
         if reason:
             raise CheckSkipped(f"no fp16 artifact: {reason}")
         settings = Fp16Settings.from_extra(ctx.options.extra)
+        if settings.fallback:
+            _ort_runs_or_skip(ctx)
         feeds = read_feeds(settings.calibration_data, ctx.specs, option="--fp16-calibration-data") if settings.calibration_data else ctx.feeds
         _CONVERSIONS[ctx] = _collected(convert_with_settings(ctx.loaded.proto, feeds, settings))
     return _CONVERSIONS[ctx]
+
+
+def _ort_runs_or_skip(ctx) -> None:
+    """The data-driven fallback runs the model in ONNX Runtime: a model it cannot run (a bfloat16
+    MatMul on the CPU) gets the reason, not an ONNX Runtime traceback in three items."""
+    try:
+        ctx.onnx_reference  # noqa: B018 (computed once per model; raises what ONNX Runtime raised)
+    except Exception:
+        raise CheckSkipped("no fp16 artifact: its fp32 fallback is chosen on the model's activations, and ONNX Runtime cannot run the "
+                           "model (see the reference::run item); --fp16-no-fallback builds it without them") from None
 
 
 def fp16_artifact(ctx) -> Path:
@@ -108,6 +120,14 @@ def _collected(result):
     1.5x the model after a conversion, in memory while the target's session is built next."""
     gc.collect()
     return result
+
+
+def _check_something_converted(ctx) -> None:
+    """A skip when the artifact holds no fp16 node (float64 or integer compute, or all in the
+    fallback): it is the fp32 model, and its comparison would pass at SQNR inf measuring nothing."""
+    if not fp16_conversion(ctx).report.converted_ops:
+        raise CheckSkipped("the fp16 artifact converts no node to fp16 (the model computes in float64 or integers, or every node is in "
+                           "the fp32 fallback): it is the fp32 model, which the fp32 targets check")
 
 
 def _as_check_failure(error: CheckError):
@@ -259,6 +279,7 @@ class OrtFp16Target(Target):
 
     def artifact(self, ctx) -> Path:
         try:
+            _check_something_converted(ctx)
             return fp16_artifact(ctx)
         except CheckError as error:
             raise _as_check_failure(error) from None
@@ -282,6 +303,7 @@ class Fp16EmulationTarget(Target):
 
     def artifact(self, ctx) -> Path:
         try:
+            _check_something_converted(ctx)
             return emulation_artifact(ctx)
         except CheckError as error:
             raise _as_check_failure(error) from None

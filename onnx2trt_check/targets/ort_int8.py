@@ -27,7 +27,7 @@ import numpy as np
 from ..context import ReferenceRun
 from ..data import read_feeds
 from ..errors import CheckError, CheckFailed, CheckSkipped
-from ..quant.float_counterpart import float_counterpart, has_qdq
+from ..quant.float_counterpart import float_counterpart, has_qdq, quantizes_activations
 from ..quant.verify import VerificationSplit, verification_split
 from ..runtime import create_session, output_names, run_feeds
 from .base import Target
@@ -36,6 +36,9 @@ if TYPE_CHECKING:  # the quantizer is imported where it runs: it imports scipy, 
     from ..quant.pipeline import Int8Build, Int8Settings
 
 NO_CALIBRATION_REASON = "no calibration data and the model holds no Q/DQ nodes; pass --calibration-data calib.npz"
+WEIGHT_ONLY_REASON = ("the model quantizes weights only (no QuantizeLinear on an activation): its float counterpart, the "
+                      "reference of a QDQ model, computes the same function; the weight error needs the float original "
+                      "(--reference-model ORIGINAL.onnx)")
 
 
 # ---------------------------------------------------------------- per-model state of a run
@@ -149,6 +152,9 @@ class OrtInt8Target(Target):
         return self._reason
 
     def artifact(self, ctx) -> Path:
+        if model_has_qdq(ctx) and not quantizes_activations(ctx.loaded.proto):
+            # its reference would be the same function: a pass at SQNR inf that measured nothing
+            raise CheckSkipped(WEIGHT_ONLY_REASON)
         if model_has_qdq(ctx):
             return ctx.path
         return ctx.artifact("int8", lambda: int8_build(ctx).model)
