@@ -45,7 +45,7 @@ def feeds(dtype):
         (HALF, np.float16, "FLOAT16"),
         (HALF_COMPUTED, np.float16, "FLOAT16"),
         (DOUBLE, np.float64, "DOUBLE"),
-        (NO_CANDIDATE, np.float32, "no Conv"),
+        (NO_CANDIDATE, np.float32, "no Q/DQ placement rule for Einsum"),
     ],
 )
 def test_a_model_with_nothing_to_quantize_is_refused_with_the_reason(text, dtype, reason):
