@@ -82,19 +82,24 @@ class ScaleProbe:
         self._stacked = stack_feeds(self.feeds) if batch else None
         self._sizes: dict[str, list[int]] = {}
         self.batched: bool | None = None if self._stacked is not None else False
-        self._static = self.model
+        # The whole model exposing what the suffixes read is shape-inferred once (with_outputs):
+        # the batched one is a copy with a free first dimension, the per-feed fallback it itself.
+        self._static, self._full = self.model, with_outputs(self.model, self._kept)
         if self._stacked is not None:
-            self.model = free_batch_dim(self.model, list(self._stacked))
-        self.session, self.threads = self._full_session(threads)
+            self.model, self._full = (free_batch_dim(m, list(self._stacked)) for m in (self.model, self._full))
+        self._sessions, self.threads = self._full_sessions(self._full, threads)
+        self.session = self._sessions[self.threads]
 
-    def _full_session(self, threads: int | None):
-        """The session of the whole probe model (every value a suffix reads an output), threads
-        timed on one feed unless given (timing the stacked feeds costs more than a small model's
-        whole search saves; a large model takes the pool either way)."""
-        full = with_outputs(self.model, self._kept)
+    def _full_sessions(self, full: onnx.ModelProto, threads: int | None) -> tuple[dict[int, object], int]:
+        """The sessions of the whole probe model (every value a suffix reads an output) by thread
+        count, and the count to use: the one given, else the faster of 1 and 0 timed on one feed
+        (timing the stacked feeds costs more than a small model's whole search saves; a large model
+        takes the pool either way). Both sessions are kept until the batching is decided: the
+        one-thread one is its fallback."""
         if threads is not None:
-            return create_session(full, optimized=False, threads=threads), threads
-        return quickest_session(full, self._feed(self.feeds[0], dict.fromkeys(self.scale_inputs, 1.0)))
+            return {threads: create_session(full, optimized=False, threads=threads)}, threads
+        sessions = {count: create_session(full, optimized=False, threads=count) for count in (1, 0)}
+        return sessions, quickest(sessions, self._feed(self.feeds[0], dict.fromkeys(self.scale_inputs, 1.0)))
 
     def _stop_batching(self) -> None:
         self.model, self._stacked, self.batched = self._static, None, False
@@ -115,17 +120,18 @@ class ScaleProbe:
         if stacked and not same_as_per_feed(stacked, per_feed) and self.threads != 1:
             # A thread pool may split a batched kernel's sums differently (measured: 1 ulp in a Conv
             # of convbn_classifier); one thread computes each feed as a run of one does.
-            single = create_session(with_outputs(self.model, self._kept), optimized=False, threads=1)
+            single = self._sessions.get(1) or create_session(self._full, optimized=False, threads=1)
             stacked = self._run_stacked(single, amax)
             if same_as_per_feed(stacked, per_feed):
                 self.session, self.threads = single, 1
+        self._sessions = None  # the session kept is self.session
         if same_as_per_feed(stacked, per_feed):
             self._sizes, self.feeds, self.batched = first_axis_sizes(per_feed), [self._stacked], True
             return Trial(self._score([stacked]), [stacked])
+        # One by one: the session with a free first dimension computes each feed as the model
+        # declared for one feed does (declared shapes choose no kernel with graph optimizations off).
         self._stop_batching()
-        self.session = create_session(with_outputs(self.model, self._kept), optimized=False, threads=self.threads)
-        values = run_feeds(self.session, [self._feed(feed, amax) for feed in self.feeds])
-        return Trial(self._score(values), values)
+        return Trial(self._score(per_feed), per_feed)
 
     def score(self, amax: Mapping[str, float]) -> float:
         return self.evaluate(amax).score
@@ -277,20 +283,17 @@ def _value_info(name: str, array: np.ndarray) -> onnx.ValueInfoProto:
     return onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(array.dtype), array.shape)
 
 
-def quickest_session(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]):
-    """(session, threads): the faster of one thread and ONNX Runtime's default thread pool, timed on
-    `feed`: many short runs of a small model lose more to the pool's synchronization than they
-    gain, a large model gains."""
-    best = None
-    for threads in (1, 0):
-        session = create_session(model, optimized=False, threads=threads)
-        session.run(None, dict(feed))  # the first run allocates
+def quickest(sessions: Mapping[int, object], feed: Mapping[str, np.ndarray]) -> int:
+    """The thread count whose session runs `feed` fastest (after a first run that allocates): many
+    short runs of a small model lose more to the pool's synchronization than they gain, a large
+    model gains."""
+    elapsed = {}
+    for threads, session in sessions.items():
+        session.run(None, dict(feed))
         started = time.perf_counter()
         session.run(None, dict(feed))
-        elapsed = time.perf_counter() - started
-        if best is None or elapsed < best[0]:
-            best = (elapsed, session, threads)
-    return best[1], best[2]
+        elapsed[threads] = time.perf_counter() - started
+    return min(elapsed, key=elapsed.get)
 
 
 def scales_as_inputs(qdq: onnx.ModelProto, tensors: Sequence[str]) -> dict[str, str]:
