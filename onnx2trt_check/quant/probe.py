@@ -153,6 +153,14 @@ class ScaleProbe:
         fresh = run_feeds(self._session(suffix), feeds)
         return Trial(self._score([{**values, **new} for values, new in zip(self.values, fresh, strict=True)]), fresh)
 
+    def trial_cost(self, tensor: str) -> float:
+        """What one trial of `tensor` costs, in full evaluations: the share of the probe graph's
+        nodes its suffix runs (1 without a suffix: the trial is a full evaluation). A node count,
+        not a time, so the same model and data always give the same choices; it overstates a
+        CNN's late suffixes (their nodes run on small maps), never understates an early one."""
+        suffix = self.suffixes.get(tensor)
+        return 1.0 if suffix is None else len(suffix.nodes) / len(self.model.graph.node)
+
     def accept(self, tensor: str, amax: float, trial: Trial) -> None:
         """Keep `tensor` at `amax`; `trial` is what try_range gave for it."""
         self.current[tensor] = amax
