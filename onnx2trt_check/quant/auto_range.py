@@ -23,19 +23,23 @@ How:
    method and the report names it (`untried`). A tensor whose four ranges agree costs nothing.
 
 Why a budget: without one the pass costs (tensors) x (downstream size) x (feeds), quadratic in depth
-(measured: 53-60 full evaluations on the benchmark's 6-layer encoders, 8-9 s of their 11-13 s; a
-12-layer BERT twice that again), for gains that shrink with depth (+0.04 to +0.08 dB there). With it,
-the whole calibration costs at most the statistics pass, the four ranges per tensor, 4 + TRIAL_BUDGET
-full evaluations and the suffix sessions: linear in model size. Why 32: the costliest complete pass
-among the sample models and zoo encoders is 28.5 (models/mobilenetv2_classifier), so every one of
-them is chosen as without a budget; where the budget binds, the tensors left untried are the last
-in graph order that do not fit (cheap late tensors still do), and what that gives up is the gain
-those tensors' trials would have found: on the 6-layer encoders at most 0.04 dB (measured by
-benchmarks/bench_quantization.py --budget-sweep). Why graph order and not the tensors whose ranges
-differ most: measured on the samples, the spread of a tensor's ranges does not predict its gain (the
-input of mobilenetv2_classifier: ranges 0.4% apart, +1.3 dB), so a skip of near-equal ranges or a
-spread-first order gives up more than the plain order does; early tensors gain most (everything
-downstream sees them).
+(measured: 53-60 full evaluations, 140 trials, on the benchmark's 6-layer encoders, two thirds of
+their calibration time; ~114 on a 12-layer BERT), for gains that shrink with depth (+0.04 to +0.08
+dB on those encoders). With it, the calibration costs the statistics pass, the four ranges per
+tensor, 4 + TRIAL_BUDGET full evaluations and a session per tried tensor: linear in model size. (A
+taken range runs its suffix once more, for the values later trials read: ScaleProbe.accept; at most
+one such run per tried tensor, so never more than the trials themselves, and few: ranges are taken
+on 5-30% of the tensors.) Why 32: the costliest complete pass among the sample models and zoo
+encoders is 28.5 (models/mobilenetv2_classifier), so every one of them is chosen exactly as
+without a budget. Where it binds, the untried tensors are the later ones in graph order whose
+trials no longer fit (cheap late tensors still do), and it gives up what their trials would have
+found: 0.000-0.014 dB of held-out score on the 6-layer encoders and a 12-layer BERT
+(`benchmarks/bench_quantization.py --unbudgeted` prints it per model). Why graph order, and not the
+tensors whose ranges differ most or a skip of near-equal ranges: on the samples a tensor's range
+spread does not predict its gain (mobilenetv2_classifier's input: ranges 0.4% apart, +1.3 dB), and
+early tensors gain most (everything downstream sees them); at budgets of 8-24 a spread-first order
+would have lost more of the samples' gains than graph order (replayed on the measured per-tensor
+gains).
 
 The score is an `Objective` (quant/objective.py; default the worst output's SQNR), computed by a
 `ScaleProbe` (quant/probe.py): one QDQ model with every activation scale a graph input, so no
