@@ -8,6 +8,8 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+import onnx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -144,3 +146,26 @@ def test_the_report_names_the_tensors_the_budget_left_untried(tmp_path, capsys, 
 def _agreeing(out: str) -> int:
     """Activations whose four ranges agree: no trial, no scores of other methods."""
     return sum(1 for line in out.splitlines() if line.startswith("  activation ") and "output SQNR with: " not in line and "not tried" not in line)
+
+
+def test_a_model_with_a_subgraph_counts_every_trial_as_a_full_evaluation(monkeypatch):
+    """A node holding a subgraph leaves the probe without suffixes (no cut is known to be safe), so a
+    trial is a full evaluation: it costs 1, and the budget stops the pass after as many of them."""
+    text = """<ir_version: 8, opset_import: ["": 17]>
+    g (float[1, 8] x, bool c) => (float[1, 8] y) {
+        h = MatMul(x, w1)
+        r = Relu(h)
+        k = MatMul(r, w2)
+        s = Relu(k)
+        m = MatMul(s, w3)
+        y = If (c) <then_branch = g1 () => (float[1, 8] t) { t = Identity(m) }, else_branch = g2 () => (float[1, 8] e) { e = Neg(m) }>
+    }"""
+    model = onnx.parser.parse_model(text)
+    rng = np.random.default_rng(0)
+    model.graph.initializer.extend(onnx.numpy_helper.from_array(rng.normal(size=(8, 8)).astype(np.float32), n) for n in ("w1", "w2", "w3"))
+    feeds = [{"x": rng.normal(size=(1, 8)).astype(np.float32), "c": np.array(True)} for _ in range(12)]
+    trials, probes = _recorded(monkeypatch)
+    found = auto_ranges(model, plan_qdq(model), feeds, budget=2.5)
+    assert not probes[0].suffixes and trials and all(cost == 1.0 for _, cost in trials)
+    assert len(trials) <= 2 and found.spent == len(trials) and found.untried
+    assert found.final_score >= max(found.uniform_scores.values())
