@@ -145,7 +145,9 @@ def test_the_report_names_the_tensors_the_budget_left_untried(tmp_path, capsys, 
 
 def _agreeing(out: str) -> int:
     """Activations whose four ranges agree: no trial, no scores of other methods."""
-    return sum(1 for line in out.splitlines() if line.startswith("  activation ") and "output SQNR with: " not in line and "not tried" not in line)
+    return sum(
+        1 for line in out.splitlines() if line.startswith("  activation ") and "output SQNR with: " not in line and "not tried" not in line
+    )
 
 
 def test_a_model_with_a_subgraph_counts_every_trial_as_a_full_evaluation(monkeypatch):
