@@ -21,7 +21,13 @@ model; >= 25 dB on every encoder; bias correction lowers no sample model's task 
 max` on the same model and data (quantize_for_tensorrt's wall time, the fastest of --repeat runs of
 each, alternated so that load drifts hit both alike).
 
+The automatic calibration's per-tensor pass has a trial budget (quant/auto_range.py): each model
+prints how many tensors it tried and what the trials cost; `--unbudgeted` also runs it without the
+budget (every tensor tried) and prints that time and the held-out score the budget gives up;
+`--encoder-layers 12` builds deeper encoders for the scaling with depth.
+
     python benchmarks/bench_quantization.py [--only NAME ...] [--no-encoders] [--no-ort-on-encoders] [--no-ort] [--repeat N]
+        [--unbudgeted] [--encoder-layers N]
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import io
 import itertools
 import json
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -46,6 +53,7 @@ from scipy import stats
 from onnx2trt_check.compare import sqnr_db, top_k_agreement
 from onnx2trt_check.data import feeds_from_npz
 from onnx2trt_check.model import load_model, resolve_input_specs
+from onnx2trt_check.quant import auto_range
 from onnx2trt_check.quant.auto_range import split_held_out
 from onnx2trt_check.quant.pipeline import Int8Settings, quantize_for_tensorrt
 from onnx2trt_check.runtime import run_model
@@ -80,6 +88,7 @@ class Figures:
     agreement: float | None
     seconds: float
     top1: np.ndarray | None = None  # the class predicted per test row (classifiers), for the paired analysis
+    selection: dict | None = None  # the automatic calibration's figures (quant/auto_range.AutoRanges.figures)
 
 
 def load_sample(folder: Path, name: str, entry: dict) -> Sample:
@@ -126,23 +135,60 @@ def ours(sample: Sample, settings: Int8Settings) -> Figures:
     started = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):  # the calibration progress counter
         build = quantize_for_tensorrt(sample.model, sample.calibration, settings)
-    return evaluate(sample, build.model, time.perf_counter() - started)
+    figures = evaluate(sample, build.model, time.perf_counter() - started)
+    figures.selection = build.report.selection
+    return figures
 
 
-def quantize_seconds(sample: Sample, settings: Int8Settings) -> float:
-    started = time.perf_counter()
+@contextlib.contextmanager
+def trial_budget(budget: float):
+    """The automatic calibration with another per-tensor trial budget (auto_range reads
+    TRIAL_BUDGET when it runs)."""
+    saved = auto_range.TRIAL_BUDGET
+    auto_range.TRIAL_BUDGET = budget
+    try:
+        yield
+    finally:
+        auto_range.TRIAL_BUDGET = saved
+
+
+def pass_text(selection: dict) -> str:
+    tried = selection["tensors"] - len(selection["tensors_untried"])
+    return (f"{tried} of {selection['tensors']} tensors tried, trials cost {selection['trial_cost']:g} of a budget of"
+            f" {selection['trial_budget']:g} full evaluations, held-out score {selection['final_score']:.3f} dB")
+
+
+def unbudgeted_line(sample: Sample, budgeted: dict, seconds: float) -> str:
+    """The automatic calibration without its trial budget (every tensor tried, as before the
+    budget): its time and held-out score against the budgeted default's."""
+    with trial_budget(math.inf):
+        started = time.perf_counter()
+        with contextlib.redirect_stderr(io.StringIO()):
+            build = quantize_for_tensorrt(sample.model, sample.calibration, Int8Settings())
+        elapsed = time.perf_counter() - started
+    selection = build.report.selection
+    change = budgeted["final_score"] - selection["final_score"]
+    return (f"  auto without the trial budget: {elapsed:.2f} s (budgeted {seconds:.2f} s), {pass_text(selection)};"
+            f" the budget changes the held-out score by {change:+.3f} dB")
+
+
+def quantize_seconds(sample: Sample, settings: Int8Settings) -> tuple[float, float]:
+    """(wall, CPU) seconds of one quantize_for_tensorrt: the process's CPU time (every thread's)
+    moves less than the wall time when other work shares the machine."""
+    started, cpu = time.perf_counter(), time.process_time()
     with contextlib.redirect_stderr(io.StringIO()):
         quantize_for_tensorrt(sample.model, sample.calibration, settings)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
-def auto_and_max_seconds(sample: Sample, repeat: int) -> tuple[float, float]:
-    """The fastest of `repeat` runs of the default (auto) and of max calibration, alternated."""
+def auto_and_max_seconds(sample: Sample, repeat: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The fastest of `repeat` runs of the default (auto) and of max calibration, alternated, as
+    (wall, CPU) seconds each (each the least of its runs)."""
     auto, maximum = [], []
     for _ in range(repeat):
         auto.append(quantize_seconds(sample, Int8Settings()))
         maximum.append(quantize_seconds(sample, Int8Settings(method="max")))
-    return min(auto), min(maximum)
+    return tuple(map(min, zip(*auto))), tuple(map(min, zip(*maximum)))
 
 
 class _Reader(ortq.CalibrationDataReader):
@@ -193,7 +239,7 @@ def best(rows: dict[str, Figures], key) -> tuple[str, Figures]:
     return max(rows.items(), key=lambda item: key(item[1]))
 
 
-def bench(sample: Sample, *, with_ort: bool, with_bc: bool, repeat: int) -> dict:
+def bench(sample: Sample, *, with_ort: bool, with_bc: bool, repeat: int, unbudgeted: bool = False) -> dict:
     print(f"\n{sample.name} ({len(sample.calibration)} calibration feeds, {len(sample.test)} test feeds)")
     print(f"  {'configuration':<44} {'metric':>8} {'SQNR dB':>9} {'top1-agr':>8} {'quant s':>8}")
     if sample.labels is not None:
@@ -202,8 +248,13 @@ def bench(sample: Sample, *, with_ort: bool, with_bc: bool, repeat: int) -> dict
     print(row("ours default (auto per-channel)", default))
     result = {"default": default, "max": ours(sample, Int8Settings(method="max"))}
     print(row("ours --calibration-method max", result["max"]))
-    result["seconds"] = auto, maximum = auto_and_max_seconds(sample, repeat)
-    print(f"  quantize time, fastest of {repeat}: auto {auto:.2f} s, max {maximum:.2f} s, ratio {auto / maximum:.2f}")
+    (auto, auto_cpu), (maximum, maximum_cpu) = auto_and_max_seconds(sample, repeat)
+    result["seconds"] = auto, maximum
+    print(f"  quantize time, fastest of {repeat}: auto {auto:.2f} s, max {maximum:.2f} s, ratio {auto / maximum:.2f}"
+          f" (CPU time: auto {auto_cpu:.2f} s, max {maximum_cpu:.2f} s, ratio {auto_cpu / maximum_cpu:.2f})")
+    print(f"  auto's per-tensor pass: {pass_text(default.selection)}")
+    if unbudgeted:
+        print(unbudgeted_line(sample, default.selection, auto))
     if with_bc:
         result["bc"] = ours(sample, Int8Settings(bias_correction=True))
         print(row("ours default + --bias-correction", result["bc"]))
@@ -300,17 +351,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ort-on-encoders", action="store_true", help="run quantize_static's grid on the sample models only")
     parser.add_argument("--no-ort", action="store_true", help="skip quantize_static's grid everywhere (the time goal alone)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of auto and of max for the time ratio. Defaults to 3")
+    parser.add_argument("--unbudgeted", action="store_true", help="also run auto without its trial budget (every tensor tried): its time and held-out score")
+    parser.add_argument("--encoder-layers", type=int, help="layers of the built encoders (the scaling with depth). Defaults to encoders.LAYERS (6)")
     args = parser.parse_args(argv)
     manifest = json.loads((args.models / "manifest.json").read_text())["models"]
     import encoders
 
+    encoders.LAYERS = args.encoder_layers or encoders.LAYERS
+    print(f"encoders (BERT-, ViT-, GPT-2-style) built with {encoders.LAYERS} layers, hidden {encoders.HIDDEN}")
     names = args.only or [*manifest, *([] if args.no_encoders else encoders.ENCODERS)]
     verdicts, paired = [], []
     for name in names:
         encoder = name not in manifest
         sample = encoder_sample(name) if encoder else load_sample(args.models, name, manifest[name])
         with_ort = not args.no_ort and not (encoder and args.no_ort_on_encoders)
-        result = bench(sample, with_ort=with_ort, with_bc=not encoder, repeat=args.repeat)
+        result = bench(sample, with_ort=with_ort, with_bc=not encoder, repeat=args.repeat, unbudgeted=args.unbudgeted)
         verdicts += verdict_lines(name, result, encoder=encoder)
         paired += [] if encoder else paired_lines(sample, result)
     print("\nGoals (our default against quantize_static's best setting in this run; encoders >= 25 dB; bias correction >= -0.1 pt;"

@@ -95,6 +95,7 @@ def test_auto_is_the_default_and_reports_the_method_of_every_tensor(tmp_path, ca
     assert "quantized 5 activation(s) (auto)" in out
     # 103 calibration feeds: every 4th is held out for the choice, at most 16; the other 87 fit the ranges
     assert "auto: ranges from 87 feed(s), chosen on 16 held-out calibration feed(s) by output SQNR" in out
+    assert "of a budget of 32 full evaluations" in out and "not tried" not in out  # a small model: every tensor tried
     lines = [line for line in out.splitlines() if line.startswith("  activation ")]
     assert len(lines) == 5 and all(" by " in line and "output SQNR with: " in line for line in lines)
 

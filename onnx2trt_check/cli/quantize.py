@@ -102,13 +102,26 @@ def _selection_text(selection: dict) -> str:
     uniform = ", ".join(f"{m} {score:{digits}}" for m, score in selection["uniform_scores"].items())
     return (f"auto: ranges from {selection['fit_feeds']} feed(s), chosen on {where} by {selection.get('objective', 'output SQNR')}; "
             f"every tensor alike: {uniform}{unit}; per tensor, starting from {selection['start']}: {selection['final_score']:{digits}}{unit} "
-            f"({selection['evaluations']} evaluations)")
+            f"({selection['evaluations']} evaluations){_budget_text(selection)}")
+
+
+def _budget_text(selection: dict) -> str:
+    """How much of the per-tensor pass's budget was spent, and how many tensors it left untried."""
+    if "trial_budget" not in selection:
+        return ""
+    untried = len(selection["tensors_untried"])
+    text = f"; trials cost {selection['trial_cost']:g} of a budget of {selection['trial_budget']:g} full evaluations"
+    if untried:
+        text += f"; {untried} of {selection['tensors']} tensor(s) not tried (their trials did not fit in what was left) keep {selection['start']}"
+    return text
 
 
 def _method_text(report, tensor: str) -> str:
     method = report.methods.get(tensor)
     if not method or report.method != "auto":
         return ""
+    if tensor in (report.selection or {}).get("tensors_untried", ()):
+        return f" by {method} (not tried: the trial budget was spent)"
     task = (report.selection or {}).get("on_selection_feeds", False)
     digits, what, unit = (".4g", "task figure", "") if task else (".1f", "output SQNR", " dB")
     others = ", ".join(f"{m} {s:{digits}}" for m, s in report.scores.get(tensor, {}).items() if m != method)

@@ -82,19 +82,24 @@ class ScaleProbe:
         self._stacked = stack_feeds(self.feeds) if batch else None
         self._sizes: dict[str, list[int]] = {}
         self.batched: bool | None = None if self._stacked is not None else False
-        self._static = self.model
+        # The whole model exposing what the suffixes read is shape-inferred once (with_outputs):
+        # the batched one is a copy with a free first dimension, the per-feed fallback it itself.
+        self._static, self._full = self.model, with_outputs(self.model, self._kept)
         if self._stacked is not None:
-            self.model = free_batch_dim(self.model, list(self._stacked))
-        self.session, self.threads = self._full_session(threads)
+            self.model, self._full = (free_batch_dim(m, list(self._stacked)) for m in (self.model, self._full))
+        self._sessions, self.threads = self._full_sessions(self._full, threads)
+        self.session = self._sessions[self.threads]
 
-    def _full_session(self, threads: int | None):
-        """The session of the whole probe model (every value a suffix reads an output), threads
-        timed on one feed unless given (timing the stacked feeds costs more than a small model's
-        whole search saves; a large model takes the pool either way)."""
-        full = with_outputs(self.model, self._kept)
+    def _full_sessions(self, full: onnx.ModelProto, threads: int | None) -> tuple[dict[int, object], int]:
+        """The sessions of the whole probe model (every value a suffix reads an output) by thread
+        count, and the count to use: the one given, else the faster of 1 and 0 timed on one feed
+        (timing the stacked feeds costs more than a small model's whole search saves; a large model
+        takes the pool either way). Both sessions are kept until the batching is decided: the
+        one-thread one is its fallback."""
         if threads is not None:
-            return create_session(full, optimized=False, threads=threads), threads
-        return quickest_session(full, self._feed(self.feeds[0], dict.fromkeys(self.scale_inputs, 1.0)))
+            return {threads: create_session(full, optimized=False, threads=threads)}, threads
+        sessions = {count: create_session(full, optimized=False, threads=count) for count in (1, 0)}
+        return sessions, quickest(sessions, self._feed(self.feeds[0], dict.fromkeys(self.scale_inputs, 1.0)))
 
     def _stop_batching(self) -> None:
         self.model, self._stacked, self.batched = self._static, None, False
@@ -115,17 +120,18 @@ class ScaleProbe:
         if stacked and not same_as_per_feed(stacked, per_feed) and self.threads != 1:
             # A thread pool may split a batched kernel's sums differently (measured: 1 ulp in a Conv
             # of convbn_classifier); one thread computes each feed as a run of one does.
-            single = create_session(with_outputs(self.model, self._kept), optimized=False, threads=1)
+            single = self._sessions.get(1) or create_session(self._full, optimized=False, threads=1)
             stacked = self._run_stacked(single, amax)
             if same_as_per_feed(stacked, per_feed):
                 self.session, self.threads = single, 1
+        self._sessions = None  # the session kept is self.session
         if same_as_per_feed(stacked, per_feed):
             self._sizes, self.feeds, self.batched = first_axis_sizes(per_feed), [self._stacked], True
             return Trial(self._score([stacked]), [stacked])
+        # One by one: the session with a free first dimension computes each feed as the model
+        # declared for one feed does (declared shapes choose no kernel with graph optimizations off).
         self._stop_batching()
-        self.session = create_session(with_outputs(self.model, self._kept), optimized=False, threads=self.threads)
-        values = run_feeds(self.session, [self._feed(feed, amax) for feed in self.feeds])
-        return Trial(self._score(values), values)
+        return Trial(self._score(per_feed), per_feed)
 
     def score(self, amax: Mapping[str, float]) -> float:
         return self.evaluate(amax).score
@@ -135,23 +141,47 @@ class ScaleProbe:
         self.current, self.values = dict(amax), [dict(v) for v in trial.values]
 
     def try_range(self, tensor: str, amax: float) -> Trial:
-        """The current configuration with `tensor` at `amax`, scored after running only its suffix."""
+        """The current configuration with `tensor` at `amax`, scored after running only its suffix.
+        The trial fetches only the graph outputs its suffix reaches (what the score reads): the
+        values later trials read are fetched again by `accept` for the few ranges taken (measured
+        on a 12-layer BERT: ~130 values a run, their copies a fifth of the pass's time)."""
         ranges = {**self.current, tensor: amax}
         suffix = self.suffixes.get(tensor)
         if suffix is None:
             return self.evaluate(ranges)
         self.evaluations += 1
-        scales = self._scales(ranges)
-        feeds = [{name: scales[name] if name in scales else feed[name] if name in feed else values[name] for name in suffix.inputs}
-                 for feed, values in zip(self.feeds, self.values, strict=True)]
-        fresh = run_feeds(self._session(suffix), feeds)
+        scored = [name for name in suffix.outputs if name in self.outputs] or suffix.outputs
+        fresh = self._run_suffix(suffix, ranges, scored)
         return Trial(self._score([{**values, **new} for values, new in zip(self.values, fresh, strict=True)]), fresh)
 
+    def _run_suffix(self, suffix: _Suffix, ranges: Mapping[str, float], names: Sequence[str]) -> Outputs:
+        """The suffix's values `names` per feed with `ranges` (scored and dropped: ORT's own arrays,
+        not the owned copies run_feeds makes of values that are kept)."""
+        session, names = self._session(suffix), list(names)
+        return [dict(zip(names, session.run(names, feed))) for feed in self._suffix_feeds(suffix, ranges)]
+
+    def _suffix_feeds(self, suffix: _Suffix, ranges: Mapping[str, float]) -> list[dict]:
+        """Per feed, what the suffix reads: the scales of `ranges`, graph inputs, upstream values."""
+        scales = self._scales(ranges)
+        return [{name: scales[name] if name in scales else feed[name] if name in feed else values[name] for name in suffix.inputs}
+                for feed, values in zip(self.feeds, self.values, strict=True)]
+
+    def trial_cost(self, tensor: str) -> float:
+        """What one trial of `tensor` costs, in full evaluations: the share of the probe graph's
+        nodes its suffix runs (1 without a suffix: the trial is a full evaluation). A node count,
+        not a time, so the same model and data always give the same choices; it overstates a
+        CNN's late suffixes (their nodes run on small maps), never understates an early one."""
+        suffix = self.suffixes.get(tensor)
+        return 1.0 if suffix is None else len(suffix.nodes) / len(self.model.graph.node)
+
     def accept(self, tensor: str, amax: float, trial: Trial) -> None:
-        """Keep `tensor` at `amax`; `trial` is what try_range gave for it."""
+        """Keep `tensor` at `amax`; `trial` is what try_range gave for it. Its suffix runs once more
+        for every value later trials read (the trial fetched the scored outputs only)."""
         self.current[tensor] = amax
-        for values, fresh in zip(self.values, trial.values, strict=True):
-            values.update(fresh)
+        suffix = self.suffixes.get(tensor)
+        fresh = trial.values if suffix is None else run_feeds(self._session(suffix), self._suffix_feeds(suffix, self.current))
+        for values, new in zip(self.values, fresh, strict=True):
+            values.update(new)
 
     def _run_stacked(self, session, amax: Mapping[str, float]) -> dict[str, np.ndarray]:
         """The stacked feeds' values, or {} when the model cannot run them (a Reshape that fixes
@@ -277,20 +307,17 @@ def _value_info(name: str, array: np.ndarray) -> onnx.ValueInfoProto:
     return onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(array.dtype), array.shape)
 
 
-def quickest_session(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]):
-    """(session, threads): the faster of one thread and ONNX Runtime's default thread pool, timed on
-    `feed`: many short runs of a small model lose more to the pool's synchronization than they
-    gain, a large model gains."""
-    best = None
-    for threads in (1, 0):
-        session = create_session(model, optimized=False, threads=threads)
-        session.run(None, dict(feed))  # the first run allocates
+def quickest(sessions: Mapping[int, object], feed: Mapping[str, np.ndarray]) -> int:
+    """The thread count whose session runs `feed` fastest (after a first run that allocates): many
+    short runs of a small model lose more to the pool's synchronization than they gain, a large
+    model gains."""
+    elapsed = {}
+    for threads, session in sessions.items():
+        session.run(None, dict(feed))
         started = time.perf_counter()
         session.run(None, dict(feed))
-        elapsed = time.perf_counter() - started
-        if best is None or elapsed < best[0]:
-            best = (elapsed, session, threads)
-    return best[1], best[2]
+        elapsed[threads] = time.perf_counter() - started
+    return min(elapsed, key=elapsed.get)
 
 
 def scales_as_inputs(qdq: onnx.ModelProto, tensors: Sequence[str]) -> dict[str, str]:
