@@ -395,12 +395,13 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
         raise ConfigError(f"--percentile {percentile} is outside (0, 100]; pass e.g. 99.99")
     task = modes.task_options(mode, inputs, labels, metric, max_metric_drop, min_sqnr_db)
     chosen = modes.bisectable(target)
-    bisect_options.refuse_idle_options(mode, chosen, {
+    given = {
         "--fp16-block": bool(fp16_block), "--fp16-no-fallback": fp16_no_fallback, "--calibration-data": calibration_data is not None,
-        "--calibration-method": calibration_method is not None, "--percentile": percentile is not None, "--per-tensor": not per_channel,
+        "--calibration-method": calibration_method, "--percentile": percentile is not None, "--per-tensor": not per_channel,
         "--cle": cle, "--cle-relu6": cle_relu6 is not None, "--bias-correction": bias_correction, "--exclude": bool(exclude),
-        "--lowering": lowering is not None, "--rank": rank})
-    _refuse_existing(model, plot, output_dir, force=force)
+        "--lowering": lowering is not None, "--rank": rank}
+    bisect_options.refuse_idle_options(mode, chosen, given)
+    bisect_options.refuse_existing(model, plot, output_dir, force=force)
     int8 = {"calibration_data": Path(calibration_data) if calibration_data else None, "calibration_method": calibration_method,
             "calibration_percentile": percentile, "per_tensor": not per_channel, "cle": cle, "cle_relu6": cle_relu6,
             "bias_correction": bias_correction, "quant_exclude": tuple(exclude)}
@@ -410,6 +411,8 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
     # in the temporary folder (the outcome holds figures, and --reduce/--plot write to the user's paths).
     with tempfile.TemporaryDirectory(prefix="onnx2trt_check-bisect-") as folder:
         ctx = ModelContext(Path(model), dataclasses.replace(options, artifact_dir=Path(folder)))
+        if chosen.precision == "int8":
+            bisect_options.refuse_quantizer_options_on_qdq(ctx.loaded.proto, given)
         if mode == "sensitivity":
             return modes.sensitivity(ctx, chosen, lowering=lowering, calibration=calibration_data,
                                      min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, rank=rank, task=task)
@@ -417,19 +420,6 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
             return modes.reduce(ctx, chosen, output_dir=Path(output_dir), force=force, lowering=lowering, calibration=calibration_data,
                                 fp16_block=tuple(fp16_block), min_sqnr_db=min_sqnr_db, max_feeds=max_feeds)
         return modes.layerwise(ctx, chosen, min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, plot=Path(plot) if plot else None)
-
-
-def _refuse_existing(model, plot, output_dir, *, force: bool) -> None:
-    """Every output checked before the search runs: the plot file, and for --reduce a folder whose
-    model.onnx and inputs.npz are new or may be replaced; never the input model or its weights."""
-    from . import validate
-
-    if plot is not None:
-        checked_output(model, plot, force=force, option="--plot")
-    if output_dir is not None:
-        validate.output_folder(output_dir, "-o")
-        for name in ("model.onnx", "inputs.npz"):
-            checked_output(model, Path(output_dir) / name, force=force, option="-o")
 
 
 def _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds, calibration_data, extra, atol, rtol):

@@ -61,6 +61,8 @@ def _check_quantizer_options(settings: dict) -> None:
                           "and this run has none; pass --calibration-data calib.npz or leave them out")
     if settings["calibration_percentile"] is not None and settings["calibration_method"] != "percentile":
         raise ConfigError("--percentile applies to --calibration-method percentile only; add that or leave --percentile out")
+    if settings["cle_relu6"] is not None and not settings["cle"]:
+        raise ConfigError("--cle-relu6 says what --cle does with ReLU6, and --cle is not set; add --cle or leave --cle-relu6 out")
 
 
 def check_options(options: RunOptions) -> None:
