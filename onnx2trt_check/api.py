@@ -136,7 +136,7 @@ def feed_options(*, inputs, seed: int, num_feeds: int, input_ranges: Mapping[str
     ranges = dict(parse_range(f"{name}:{low},{high}" if name != "*" else f"{low},{high}") for name, (low, high) in (input_ranges or {}).items())
     options = FeedOptions(seed=validate.seed(seed), num_feeds=validate.integer(num_feeds, "--num-feeds", low=1), ranges=ranges,
                           npz=Path(inputs) if inputs and not is_loader(inputs) else None, data_loader=str(inputs) if inputs and is_loader(inputs) else None)
-    return dataclasses.replace(options, raw=read_source(inputs, "--inputs") if inputs else None)
+    return dataclasses.replace(options, raw=read_source(inputs, "--inputs") if inputs is not None else None)
 
 
 def input_feeds(proto: onnx.ModelProto, *, inputs, input_shapes: Shapes | None, seed: int, num_feeds: int,
@@ -324,7 +324,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     tolerances = project_tolerances(Path(project) if project is not None else None, command_line=given, output_tolerances=output_tolerances)
     target = checked_output(model, output, force=force) if output is not None else None
     calibration_raw = read_source(calibration_data, "--calibration-data")
-    test_raw = read_source(inputs, "--inputs") if inputs else None
+    test_raw = read_source(inputs, "--inputs") if inputs is not None else None
     if (labels is not None or metric is not None) and test_raw is None:
         raise ConfigError("--labels/--metric score the --inputs feeds (the labels are theirs); pass --inputs")
     proto, name = _load(model)

@@ -24,6 +24,7 @@ import onnx
 from .errors import InputDataError
 from .model import InputSpec, Shapes, graph_inputs, resolve_input_specs
 from .npz import read_npz
+from .validate import not_empty
 
 Feed = dict[str, np.ndarray]
 
@@ -193,6 +194,7 @@ def is_loader(source: str | Path) -> bool:
 def read_source(source: str | Path, option: str) -> RawData:
     """The data of a .npz file or a data-loader script (`file.py[:func]`), checked for everything
     that does not depend on a model: readable, named arrays of numbers, at least one sample."""
+    not_empty(source, option)
     if is_loader(source):
         raw = _draw(str(source), option)
     else:
