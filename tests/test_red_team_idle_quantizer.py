@@ -92,3 +92,27 @@ def test_pytest_refuses_cle_relu6_without_cle(files, pytester):
                                 f"--calibration-data={calib}", "--cle-relu6=swap_to_relu")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--cle-relu6 says what --cle does with ReLU6, and --cle is not set*"])
+
+
+def test_pytest_refuses_quantizer_options_when_every_model_has_its_own_qdq(files, pytester):
+    _, qdq_model, calib = files
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--model={qdq_model}", "--target=ort-int8",
+                                f"--calibration-data={calib}", "--per-tensor", "--cle")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--per-tensor, --cle would change nothing: every model of this run holds its own Q/DQ nodes*"])
+
+
+def test_pytest_keeps_quantizer_options_when_a_model_of_the_run_is_float(files, pytester):
+    float_model, qdq_model, calib = files
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--model={float_model}", f"--model={qdq_model}", "--target=ort-int8",
+                                f"--calibration-data={calib}", "--per-tensor")
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+    assert "would change nothing" not in result.stderr.str()
+
+
+def test_pytest_refuses_fp16_calibration_data_with_the_fallback_off(files, pytester):
+    float_model, _, calib = files
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--model={float_model}", "--target=ort-fp16",
+                                f"--fp16-calibration-data={calib}", "--fp16-no-fallback")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--fp16-calibration-data would change nothing*--fp16-no-fallback turns off*"])
