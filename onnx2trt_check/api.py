@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .api_arguments import checked_arguments
 from .bisection.modes import BisectOutcome
 from .errors import ConfigError
 from .fileio import checked_output
@@ -50,6 +51,7 @@ class CheckResult:
         return self.exit_code == 0 and self.report.get("counts", {}).get("passed", 0) > 0
 
 
+@checked_arguments
 def check(models: str | os.PathLike | Sequence[str | os.PathLike], *, pytest_args: Sequence[str] = (),
           report_json: str | os.PathLike | None = None) -> CheckResult:
     """`pytest --model M ...` for every model (a file or a folder), in this process. `pytest_args`
@@ -60,9 +62,9 @@ def check(models: str | os.PathLike | Sequence[str | os.PathLike], *, pytest_arg
     option, model or data) raises ConfigError with its line."""
     import pytest
 
-    paths = [models] if isinstance(models, str | os.PathLike) else list(models)
-    if not paths:
-        raise ConfigError("check() got no model; pass a model file or a folder of models")
+    paths = [models] if isinstance(models, str | os.PathLike) else list(models) if isinstance(models, Sequence) else []
+    if not paths or not all(isinstance(p, str | os.PathLike) for p in paths):
+        raise ConfigError(f"check() got {models!r}; pass a model file or a folder of models, or a list of them")
     usage = _usage_errors()
     with tempfile.TemporaryDirectory(prefix="onnx2trt_check-api-") as folder:
         report = Path(report_json) if report_json is not None else Path(folder) / "report.json"
@@ -186,6 +188,7 @@ class OptimizeResult:
         return self.pipeline.passed
 
 
+@checked_arguments
 def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, force: bool = False,
              passes: Sequence[str] | None = None, mean: Sequence[float] | str | None = None, std: Sequence[float] | str | None = None,
              thresholds: Mapping[str, float | Sequence[float]] | Sequence[str | float] = (), bn_conv_mode: str = "exact",
@@ -288,6 +291,7 @@ class QuantizeResult:
         return self.verdict.figures()
 
 
+@checked_arguments
 def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output: str | os.PathLike | None = None, force: bool = False,
              calibration_method: str = "auto", percentile: float = 99.99, per_channel: bool = True, cle: bool = False,
              cle_relu6: str = "skip", bias_correction: bool = False, exclude: Sequence[str] = (),
@@ -357,6 +361,7 @@ def _task_notes(objective, settings: Int8Settings) -> list[str]:
 # ---------------------------------------------------------------- bisect
 
 
+@checked_arguments
 def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
            inputs: str | os.PathLike | None = None, input_shapes: Shapes | None = None,
            input_ranges: Mapping[str, tuple[float, float]] | None = None, seed: int = 0, num_feeds: int = 4,
@@ -434,5 +439,5 @@ def _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds,
         read_source(calibration_data, "--calibration-data")  # readable and not empty, before the model is loaded
     feeds = feed_options(inputs=inputs, seed=seed, num_feeds=num_feeds, input_ranges=input_ranges)
     tolerances = project_tolerances(command_line={"atol": atol, "rtol": rtol})  # as pytest --model run here
-    shapes = {name: tuple(int(d) for d in shape) for name, shape in (input_shapes or {}).items()}
+    shapes = _shapes(input_shapes)
     return RunOptions(feeds=feeds, input_shapes=shapes, tolerances=tolerances, targets=(target,), extra=extra)
