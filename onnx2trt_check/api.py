@@ -64,7 +64,7 @@ def check(models: str | os.PathLike | Sequence[str | os.PathLike], *, pytest_arg
 
     paths = [models] if isinstance(models, str | os.PathLike) else list(models) if isinstance(models, Sequence) else []
     if not paths or not all(isinstance(p, str | os.PathLike) for p in paths):
-        raise ConfigError(f"check() got {models!r}; pass a model file or a folder of models, or a list of them")
+        raise ConfigError(f"check() got no model path in {models!r}; pass a model file or a folder of models, or a list of them")
     usage = _usage_errors()
     with tempfile.TemporaryDirectory(prefix="onnx2trt_check-api-") as folder:
         report = Path(report_json) if report_json is not None else Path(folder) / "report.json"

@@ -35,7 +35,7 @@ def files(tmp_path, monkeypatch):
     (lambda m, c: onnx2trt_check.optimize(m, output=5), "optimize(output=5): pass a path"),
     (lambda m, c: onnx2trt_check.optimize(m, input_shapes=["x:1x3x8x8"]), "optimize(input_shapes=['x:1x3x8x8']): pass a dict"),
     (lambda m, c: onnx2trt_check.check(m, pytest_args="--target=ort"), "check(pytest_args='--target=ort'): pass a list of strings"),
-    (lambda m, c: onnx2trt_check.check(5), "check() got 5; pass a model file or a folder of models"),
+    (lambda m, c: onnx2trt_check.check(5), "check() got no model path in 5; pass a model file or a folder of models"),
 ])
 def test_an_argument_of_the_wrong_kind_is_one_config_error(files, tmp_path, call, message):
     with pytest.raises(ConfigError) as raised:
