@@ -315,7 +315,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     automatic calibration maximizes the metric's first figure on the `inputs` feeds (ties broken
     by output SQNR) and the verdict reports the task figures of both models."""
     from .config import check_output_names, project_tolerances
-    from .data import fit, read_source
+    from .data import cap_note, fit, read_source
     from .quant.float_counterpart import has_qdq
     from .quant.pipeline import check_settings, quantize_for_tensorrt
     from .quant.verify import verification_split, verify_int8
@@ -337,7 +337,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     check_output_names(output_tolerances, {o.name for o in proto.graph.output})
     specs = _specs(proto, input_shapes, calibration_raw)  # open dims settled by the calibration data
     split = verification_split(fit(calibration_raw, specs), fit(test_raw, specs) if test_raw is not None else None)
-    source = f"test inputs '{inputs}'" if inputs else split.describe(os.fspath(calibration_data))
+    source = f"test inputs '{inputs}'{cap_note(test_raw)}" if inputs else split.describe(os.fspath(calibration_data)) + cap_note(calibration_raw)
     task, objective = task_objective(proto, labels=labels, metric=metric, model=None if name == "<ModelProto>" else Path(name), feeds=split.test)
     searched = objective is not None and settings.method == "auto"
     build = quantize_for_tensorrt(proto, split.calibration, settings, **({"objective": objective, "selection_feeds": split.test} if searched else {}))

@@ -41,6 +41,11 @@ _END = object()
 MODEL_FIELD = "{model}"
 
 
+def cap_note(raw: RawData | None) -> str:
+    """What a report adds after a loader's feed count when the cap stopped it (an endless generator)."""
+    return f" (the loader was stopped at the cap of {MAX_LOADER_FEEDS} feeds or 2 GiB)" if raw is not None and raw.capped else ""
+
+
 def is_template(source) -> bool:
     return source is not None and MODEL_FIELD in str(source)
 
