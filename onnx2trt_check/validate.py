@@ -63,6 +63,15 @@ def not_empty(path, option: str, *, required: bool = False):
     return path
 
 
+def resolved(path, option: str) -> Path:
+    """`path` made absolute with its links followed; a symlink loop (RuntimeError in Python 3.11,
+    OSError later) is one line naming the option, not a traceback."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as exc:
+        raise OutputPathError(f"{option} '{path}' cannot be resolved ({exc}); pass a path that is no symlink loop") from None
+
+
 def output_file(path, option: str, *, force: bool = False, flag: str = "--force") -> Path:
     """A file path this run may write: not a folder or a device, not an existing file unless
     `force`, in a writable folder with free space (the folder may not exist yet)."""

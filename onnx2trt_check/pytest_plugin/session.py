@@ -144,7 +144,7 @@ def check_junitxml(config: pytest.Config, models: list[Path]) -> None:
         checked_output(model, xml, force=True, option="--junitxml")
     for dest, flag in INPUT_FILE_OPTIONS.items():
         value = config.getoption(dest, None)
-        if value and Path(value).resolve() == Path(xml).resolve():
+        if value and validate.resolved(value, flag) == validate.resolved(xml, "--junitxml"):
             raise ConfigError(f"--junitxml '{xml}' is the {flag} file; write the JUnit XML to another path")
 
 
