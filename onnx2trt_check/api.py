@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from .api_arguments import checked_arguments
 from .bisection.modes import BisectOutcome
 from .errors import ConfigError
 from .fileio import checked_output
@@ -50,6 +51,7 @@ class CheckResult:
         return self.exit_code == 0 and self.report.get("counts", {}).get("passed", 0) > 0
 
 
+@checked_arguments
 def check(models: str | os.PathLike | Sequence[str | os.PathLike], *, pytest_args: Sequence[str] = (),
           report_json: str | os.PathLike | None = None) -> CheckResult:
     """`pytest --model M ...` for every model (a file or a folder), in this process. `pytest_args`
@@ -60,9 +62,9 @@ def check(models: str | os.PathLike | Sequence[str | os.PathLike], *, pytest_arg
     option, model or data) raises ConfigError with its line."""
     import pytest
 
-    paths = [models] if isinstance(models, str | os.PathLike) else list(models)
-    if not paths:
-        raise ConfigError("check() got no model; pass a model file or a folder of models")
+    paths = [models] if isinstance(models, str | os.PathLike) else list(models) if isinstance(models, Sequence) else []
+    if not paths or not all(isinstance(p, str | os.PathLike) for p in paths):
+        raise ConfigError(f"check() got no model path in {models!r}; pass a model file or a folder of models, or a list of them")
     usage = _usage_errors()
     with tempfile.TemporaryDirectory(prefix="onnx2trt_check-api-") as folder:
         report = Path(report_json) if report_json is not None else Path(folder) / "report.json"
@@ -136,7 +138,7 @@ def feed_options(*, inputs, seed: int, num_feeds: int, input_ranges: Mapping[str
     ranges = dict(parse_range(f"{name}:{low},{high}" if name != "*" else f"{low},{high}") for name, (low, high) in (input_ranges or {}).items())
     options = FeedOptions(seed=validate.seed(seed), num_feeds=validate.integer(num_feeds, "--num-feeds", low=1), ranges=ranges,
                           npz=Path(inputs) if inputs and not is_loader(inputs) else None, data_loader=str(inputs) if inputs and is_loader(inputs) else None)
-    return dataclasses.replace(options, raw=read_source(inputs, "--inputs") if inputs else None)
+    return dataclasses.replace(options, raw=read_source(inputs, "--inputs") if inputs is not None else None)
 
 
 def input_feeds(proto: onnx.ModelProto, *, inputs, input_shapes: Shapes | None, seed: int, num_feeds: int,
@@ -186,6 +188,7 @@ class OptimizeResult:
         return self.pipeline.passed
 
 
+@checked_arguments
 def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, force: bool = False,
              passes: Sequence[str] | None = None, mean: Sequence[float] | str | None = None, std: Sequence[float] | str | None = None,
              thresholds: Mapping[str, float | Sequence[float]] | Sequence[str | float] = (), bn_conv_mode: str = "exact",
@@ -288,6 +291,7 @@ class QuantizeResult:
         return self.verdict.figures()
 
 
+@checked_arguments
 def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output: str | os.PathLike | None = None, force: bool = False,
              calibration_method: str = "auto", percentile: float = 99.99, per_channel: bool = True, cle: bool = False,
              cle_relu6: str = "skip", bias_correction: bool = False, exclude: Sequence[str] = (),
@@ -311,7 +315,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     automatic calibration maximizes the metric's first figure on the `inputs` feeds (ties broken
     by output SQNR) and the verdict reports the task figures of both models."""
     from .config import check_output_names, project_tolerances
-    from .data import fit, read_source
+    from .data import cap_note, fit, read_source
     from .quant.float_counterpart import has_qdq
     from .quant.pipeline import check_settings, quantize_for_tensorrt
     from .quant.verify import verification_split, verify_int8
@@ -324,7 +328,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     tolerances = project_tolerances(Path(project) if project is not None else None, command_line=given, output_tolerances=output_tolerances)
     target = checked_output(model, output, force=force) if output is not None else None
     calibration_raw = read_source(calibration_data, "--calibration-data")
-    test_raw = read_source(inputs, "--inputs") if inputs else None
+    test_raw = read_source(inputs, "--inputs") if inputs is not None else None
     if (labels is not None or metric is not None) and test_raw is None:
         raise ConfigError("--labels/--metric score the --inputs feeds (the labels are theirs); pass --inputs")
     proto, name = _load(model)
@@ -333,7 +337,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     check_output_names(output_tolerances, {o.name for o in proto.graph.output})
     specs = _specs(proto, input_shapes, calibration_raw)  # open dims settled by the calibration data
     split = verification_split(fit(calibration_raw, specs), fit(test_raw, specs) if test_raw is not None else None)
-    source = f"test inputs '{inputs}'" if inputs else split.describe(os.fspath(calibration_data))
+    source = f"test inputs '{inputs}'{cap_note(test_raw)}" if inputs else split.describe(os.fspath(calibration_data)) + cap_note(calibration_raw)
     task, objective = task_objective(proto, labels=labels, metric=metric, model=None if name == "<ModelProto>" else Path(name), feeds=split.test)
     searched = objective is not None and settings.method == "auto"
     build = quantize_for_tensorrt(proto, split.calibration, settings, **({"objective": objective, "selection_feeds": split.test} if searched else {}))
@@ -357,6 +361,7 @@ def _task_notes(objective, settings: Int8Settings) -> list[str]:
 # ---------------------------------------------------------------- bisect
 
 
+@checked_arguments
 def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
            inputs: str | os.PathLike | None = None, input_shapes: Shapes | None = None,
            input_ranges: Mapping[str, tuple[float, float]] | None = None, seed: int = 0, num_feeds: int = 4,
@@ -395,12 +400,13 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
         raise ConfigError(f"--percentile {percentile} is outside (0, 100]; pass e.g. 99.99")
     task = modes.task_options(mode, inputs, labels, metric, max_metric_drop, min_sqnr_db)
     chosen = modes.bisectable(target)
-    bisect_options.refuse_idle_options(mode, chosen, {
+    given = {
         "--fp16-block": bool(fp16_block), "--fp16-no-fallback": fp16_no_fallback, "--calibration-data": calibration_data is not None,
-        "--calibration-method": calibration_method is not None, "--percentile": percentile is not None, "--per-tensor": not per_channel,
+        "--calibration-method": calibration_method, "--percentile": percentile is not None, "--per-tensor": not per_channel,
         "--cle": cle, "--cle-relu6": cle_relu6 is not None, "--bias-correction": bias_correction, "--exclude": bool(exclude),
-        "--lowering": lowering is not None, "--rank": rank})
-    _refuse_existing(model, plot, output_dir, force=force)
+        "--lowering": lowering is not None, "--rank": rank}
+    bisect_options.refuse_idle_options(mode, chosen, given)
+    bisect_options.refuse_existing(model, plot, output_dir, force=force)
     int8 = {"calibration_data": Path(calibration_data) if calibration_data else None, "calibration_method": calibration_method,
             "calibration_percentile": percentile, "per_tensor": not per_channel, "cle": cle, "cle_relu6": cle_relu6,
             "bias_correction": bias_correction, "quant_exclude": tuple(exclude)}
@@ -410,6 +416,8 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
     # in the temporary folder (the outcome holds figures, and --reduce/--plot write to the user's paths).
     with tempfile.TemporaryDirectory(prefix="onnx2trt_check-bisect-") as folder:
         ctx = ModelContext(Path(model), dataclasses.replace(options, artifact_dir=Path(folder)))
+        if chosen.precision == "int8":
+            bisect_options.refuse_quantizer_options_on_qdq(ctx.loaded.proto, given)
         if mode == "sensitivity":
             return modes.sensitivity(ctx, chosen, lowering=lowering, calibration=calibration_data,
                                      min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, rank=rank, task=task)
@@ -417,19 +425,6 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
             return modes.reduce(ctx, chosen, output_dir=Path(output_dir), force=force, lowering=lowering, calibration=calibration_data,
                                 fp16_block=tuple(fp16_block), min_sqnr_db=min_sqnr_db, max_feeds=max_feeds)
         return modes.layerwise(ctx, chosen, min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, plot=Path(plot) if plot else None)
-
-
-def _refuse_existing(model, plot, output_dir, *, force: bool) -> None:
-    """Every output checked before the search runs: the plot file, and for --reduce a folder whose
-    model.onnx and inputs.npz are new or may be replaced; never the input model or its weights."""
-    from . import validate
-
-    if plot is not None:
-        checked_output(model, plot, force=force, option="--plot")
-    if output_dir is not None:
-        validate.output_folder(output_dir, "-o")
-        for name in ("model.onnx", "inputs.npz"):
-            checked_output(model, Path(output_dir) / name, force=force, option="-o")
 
 
 def _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds, calibration_data, extra, atol, rtol):
@@ -444,5 +439,5 @@ def _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds,
         read_source(calibration_data, "--calibration-data")  # readable and not empty, before the model is loaded
     feeds = feed_options(inputs=inputs, seed=seed, num_feeds=num_feeds, input_ranges=input_ranges)
     tolerances = project_tolerances(command_line={"atol": atol, "rtol": rtol})  # as pytest --model run here
-    shapes = {name: tuple(int(d) for d in shape) for name, shape in (input_shapes or {}).items()}
+    shapes = _shapes(input_shapes)
     return RunOptions(feeds=feeds, input_shapes=shapes, tolerances=tolerances, targets=(target,), extra=extra)

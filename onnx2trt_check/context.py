@@ -14,7 +14,7 @@ import onnx
 
 from . import protos, runtime
 from .config import ToleranceConfig
-from .data import MAX_LOADER_FEEDS, Feed, FeedOptions, default_range_notes, for_model, model_feeds
+from .data import Feed, FeedOptions, cap_note, default_range_notes, for_model, model_feeds
 from .fileio import save_model
 from .model import InputSpec, LoadedModel, graph_inputs, load_model, override_problem
 from .references import ORT_REFERENCE, REFERENCE_KEY
@@ -95,8 +95,7 @@ class ModelContext:
     def notes(self) -> list[str]:
         """Facts the summary states about how the model was run."""
         raw = self._feed_options.raw
-        capped = f" (the loader was stopped at the cap of {MAX_LOADER_FEEDS} feeds or 2 GiB)" if raw is not None and raw.capped else ""
-        notes = [f"inputs: {self.options.feeds.source}, {len(self.feeds)} feed(s){capped}"]
+        notes = [f"inputs: {self.options.feeds.source}, {len(self.feeds)} feed(s){cap_note(raw)}"]
         for spec in self.specs:
             if spec.defaulted:
                 notes.append(f"input '{spec.name}': dynamic batch dim '{spec.defaulted[0]}' set to {spec.shape[0]}")

@@ -24,6 +24,7 @@ import onnx
 from .errors import InputDataError
 from .model import InputSpec, Shapes, graph_inputs, resolve_input_specs
 from .npz import read_npz
+from .validate import not_empty
 
 Feed = dict[str, np.ndarray]
 
@@ -38,6 +39,11 @@ _END = object()
 # In a data option (--inputs models/{model}.npz), the file name of the model being checked without
 # its .onnx: a folder of models each with its own data, in one run.
 MODEL_FIELD = "{model}"
+
+
+def cap_note(raw: RawData | None) -> str:
+    """What a report adds after a loader's feed count when the cap stopped it (an endless generator)."""
+    return f" (the loader was stopped at the cap of {MAX_LOADER_FEEDS} feeds or 2 GiB)" if raw is not None and raw.capped else ""
 
 
 def is_template(source) -> bool:
@@ -193,6 +199,7 @@ def is_loader(source: str | Path) -> bool:
 def read_source(source: str | Path, option: str) -> RawData:
     """The data of a .npz file or a data-loader script (`file.py[:func]`), checked for everything
     that does not depend on a model: readable, named arrays of numbers, at least one sample."""
+    not_empty(source, option)
     if is_loader(source):
         raw = _draw(str(source), option)
     else:

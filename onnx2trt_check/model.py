@@ -19,6 +19,7 @@ from onnx import helper
 from .errors import ModelError
 from .protos import raw_data_bytes
 from .scope import check_scope
+from .validate import not_empty
 
 _HASH_CHUNK = 1 << 20
 
@@ -63,7 +64,7 @@ def sha256_of(path: Path) -> str:
 def load_model(path: str | os.PathLike) -> LoadedModel:
     """Read a model with its external data; raise ModelError for anything that is not a usable ONNX
     model, OutOfScopeError for a valid model the checks do not cover (scope.check_scope)."""
-    path = Path(path)
+    path = Path(not_empty(path, "the model path", required=True))
     if not path.exists():
         raise ModelError(f"model file '{path}' does not exist; check the --model path")
     if path.is_dir():

@@ -28,6 +28,7 @@ import numpy as np
 from .data import for_model, is_template
 from .errors import ConfigError, InputDataError
 from .user_code import load_function
+from .validate import not_empty
 
 DEFAULT_METRIC_FUNCTION = "metric"
 # "More than the allowed drop" with a round-off slack: 0.95 - 0.94 is 0.010000000000000009 in floats.
@@ -72,7 +73,8 @@ def load_task_metric(*, labels: str | Path | None = None, metric: str | None = N
     """The metric the options describe, or None when neither is given."""
     if labels is None and metric is None:
         return None
-    function = load_function(metric, default=DEFAULT_METRIC_FUNCTION, option="--metric") if metric else None
+    not_empty(labels, "--labels")
+    function = load_function(not_empty(metric, "--metric"), default=DEFAULT_METRIC_FUNCTION, option="--metric") if metric is not None else None
     if is_template(labels):
         return TaskMetricPerModel(str(labels), function, metric)
     return _task_metric(labels, function, metric)

@@ -55,10 +55,27 @@ def seed(value) -> int:
 # ---------------------------------------------------------------------------------- output paths
 
 
+def not_empty(path, option: str, *, required: bool = False):
+    """`path` unless it is an empty text: Path('') is the current folder, so `--inputs "$DATA"` with
+    DATA unset (or inputs="" in the API) would read or write there, or be taken as left out."""
+    if isinstance(path, str | os.PathLike) and not os.fspath(path).strip():
+        raise ConfigError(f"{option} is empty; pass a path (is a variable unset?){'' if required else ' or leave it out'}")
+    return path
+
+
+def resolved(path, option: str) -> Path:
+    """`path` made absolute with its links followed; a symlink loop (RuntimeError in Python 3.11,
+    OSError later) is one line naming the option, not a traceback."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError) as exc:
+        raise OutputPathError(f"{option} '{path}' cannot be resolved ({exc}); pass a path that is no symlink loop") from None
+
+
 def output_file(path, option: str, *, force: bool = False, flag: str = "--force") -> Path:
     """A file path this run may write: not a folder or a device, not an existing file unless
     `force`, in a writable folder with free space (the folder may not exist yet)."""
-    path = Path(path)
+    path = Path(not_empty(path, option))
     if path.is_dir():
         raise OutputPathError(f"{option} '{path}' is a folder; pass a file path")
     if path.exists() and not path.is_file():
@@ -71,7 +88,7 @@ def output_file(path, option: str, *, force: bool = False, flag: str = "--force"
 
 def output_folder(path, option: str) -> Path:
     """A folder this run may create files in: not a file, creatable, writable, with free space."""
-    path = Path(path)
+    path = Path(not_empty(path, option))
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{option} '{path}' is a file; pass a folder")
     writable_folder(path, option, path)

@@ -3,8 +3,11 @@ numbers in range, and no option that would change nothing for the chosen target 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .. import validate
 from ..errors import ConfigError
+from ..fileio import checked_output
 
 
 def check_numbers(*, max_feeds, min_sqnr_db, atol, rtol) -> None:
@@ -14,10 +17,11 @@ def check_numbers(*, max_feeds, min_sqnr_db, atol, rtol) -> None:
     validate.number(rtol, "--rtol", low=0.0, example="1e-4")
 
 
-def refuse_idle_options(mode: str, target, given: dict[str, bool]) -> None:
+def refuse_idle_options(mode: str, target, given: dict[str, object]) -> None:
     """Misuse: an option that would change nothing here (e.g. --fp16-no-fallback on target ort,
     --calibration-data on an fp16 target, --rank outside --sensitivity). Ignored, it would let a
-    user believe the search reproduced what they asked for. `given`: option -> whether it was set."""
+    user believe the search reproduced what they asked for. `given`: option -> its value when set
+(--calibration-method's is the method), else a false value."""
     applies = {"fp16": target.precision == "fp16", "int8": target.precision == "int8",
                "lowering": mode in ("sensitivity", "reduce"), "rank": mode == "sensitivity"}
     idle = [option for option, is_set in given.items() if is_set and not applies[IDLE_WHEN[option]]]
@@ -27,9 +31,54 @@ def refuse_idle_options(mode: str, target, given: dict[str, bool]) -> None:
                  "lowering": "--lowering lowers for --sensitivity and --reduce", "rank": "--rank ranks for --sensitivity"}
         reasons = "; ".join(dict.fromkeys(where[IDLE_WHEN[o]] for o in idle))
         raise ConfigError(f"{', '.join(idle)} would change nothing here ({reasons}); leave out what does not apply")
+    if target.precision == "int8":
+        _refuse_idle_quantizer_options(given)
+
+
+def _refuse_idle_quantizer_options(given: dict[str, object]) -> None:
+    """The quantizer's options shape our int8 build from calibration data, as in `pytest --model`
+    (pytest_plugin.int8): without --calibration-data there is no build (a model with its own Q/DQ is
+    run as it is); --percentile sets the percentile method's (and auto's candidate) figure, so max,
+    entropy and mse never read it; --cle-relu6 says what equalization does with ReLU6."""
+    quantizer = [option for option in QUANTIZER_OPTIONS if given.get(option)]
+    if quantizer and not given.get("--calibration-data"):
+        raise ConfigError(f"{', '.join(quantizer)} would change nothing here (the quantizer's options shape our int8 quantization of calibration data, "
+                          "and this run has none); pass --calibration-data calib.npz or leave out what does not apply")
+    method = given.get("--calibration-method")
+    if given.get("--percentile") and method not in (None, True, "auto", "percentile"):
+        raise ConfigError(f"--percentile would change nothing here (--calibration-method {method} reads no percentile); "
+                          "use --calibration-method percentile or auto, or leave --percentile out")
+    if given.get("--cle-relu6") and not given.get("--cle"):
+        raise ConfigError("--cle-relu6 would change nothing here (it says what --cle does with ReLU6, and --cle is not set); "
+                          "add --cle or leave --cle-relu6 out")
+
+
+def refuse_quantizer_options_on_qdq(model, given: dict[str, object]) -> None:
+    """A model with its own Q/DQ nodes is the ort-int8 artifact as it is (its calibration data only
+    judges it): the quantizer's options would change nothing, and a search that ignored them would
+    let a user believe it reproduced the configuration they asked for."""
+    from ..quant.float_counterpart import has_qdq
+
+    quantizer = [option for option in QUANTIZER_OPTIONS if given.get(option)]
+    if quantizer and has_qdq(model):
+        raise ConfigError(f"{', '.join(quantizer)} would change nothing here (the model holds its own Q/DQ nodes: ort-int8 runs it "
+                          "as it is, nothing is quantized); leave out what does not apply")
 
 
 # Which condition each option needs to do anything (refuse_idle_options).
 IDLE_WHEN = {"--fp16-block": "fp16", "--fp16-no-fallback": "fp16", "--calibration-data": "int8", "--calibration-method": "int8",
              "--percentile": "int8", "--per-tensor": "int8", "--cle": "int8", "--cle-relu6": "int8", "--bias-correction": "int8",
              "--exclude": "int8", "--lowering": "lowering", "--rank": "rank"}
+# The options of our quantizer: idle without calibration data, and on a model with its own Q/DQ.
+QUANTIZER_OPTIONS = ("--calibration-method", "--percentile", "--per-tensor", "--cle", "--cle-relu6", "--bias-correction", "--exclude")
+
+
+def refuse_existing(model, plot, output_dir, *, force: bool) -> None:
+    """Every output checked before the search runs: the plot file, and for --reduce a folder whose
+    model.onnx and inputs.npz are new or may be replaced; never the input model or its weights."""
+    if plot is not None:
+        checked_output(model, plot, force=force, option="--plot")
+    if output_dir is not None:
+        validate.output_folder(output_dir, "-o")
+        for name in ("model.onnx", "inputs.npz"):
+            checked_output(model, Path(output_dir) / name, force=force, option="-o")

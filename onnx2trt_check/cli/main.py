@@ -21,6 +21,14 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         self.exit(USAGE_ERROR_EXIT_CODE, f"{self.prog}: error: {message}\n")
 
+    def _get_value(self, action, arg_string):
+        """Every value on the command line, refused when empty: `--json "$OUT"` with OUT unset
+        would otherwise be dropped, or read as the current folder."""
+        if not arg_string.strip() and action.nargs not in (argparse.PARSER, argparse.REMAINDER):  # a command's own words are its parser's
+            name = "/".join(action.option_strings) or action.metavar or action.dest
+            self.error(f"argument {name}: is empty; pass a value (is a shell variable unset?)")
+        return super()._get_value(action, arg_string)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="onnx2trt-check", description="Verify the ONNX -> TensorRT deployment path.")

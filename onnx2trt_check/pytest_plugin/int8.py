@@ -61,6 +61,8 @@ def _check_quantizer_options(settings: dict) -> None:
                           "and this run has none; pass --calibration-data calib.npz or leave them out")
     if settings["calibration_percentile"] is not None and settings["calibration_method"] != "percentile":
         raise ConfigError("--percentile applies to --calibration-method percentile only; add that or leave --percentile out")
+    if settings["cle_relu6"] is not None and not settings["cle"]:
+        raise ConfigError("--cle-relu6 says what --cle does with ReLU6, and --cle is not set; add --cle or leave --cle-relu6 out")
 
 
 def check_options(options: RunOptions) -> None:
@@ -173,11 +175,21 @@ def session_plugin(config, options: RunOptions):
     except CheckError as exc:
         raise pytest.UsageError(str(exc)) from None
     qdq = {str(path): _check_model(state, path, raw) for path in state.model_paths if path not in state.refused}
+    _refuse_quantizer_options_on_qdq(options.extra, qdq)
     if source is not None and not (options.feeds.npz or options.feeds.data_loader):
         for info in state.models.values():  # the summary's and the JSON report's notes of each model
             info.notes.append(QDQ_CALIBRATION_NOTE if qdq.get(info.path) else HELD_OUT_NOTE)
     get_target(TARGET).configure(calibration_data=source is not None, qdq_model=any(qdq.values()))
     return SweepSummary()
+
+
+def _refuse_quantizer_options_on_qdq(settings: dict, qdq: dict[str, bool]) -> None:
+    """When every model of the run holds its own Q/DQ nodes, nothing is quantized (the calibration
+    data only judges them): our quantizer's options would change nothing, a usage error."""
+    given = [flag for name, flag in QUANTIZER_OPTIONS.items() if settings.get(name)]
+    if given and qdq and all(qdq.values()):
+        raise pytest.UsageError(f"{', '.join(given)} would change nothing: every model of this run holds its own Q/DQ nodes, which "
+                                "ort-int8 runs as they are (nothing is quantized); leave out what does not apply")
 
 
 def _check_model(state, path: Path, raw) -> bool:

@@ -25,13 +25,36 @@ UPDATE_FLAG = "--baseline-update"
 
 
 def add_options(parser) -> None:
-    group = parser.getgroup("onnx2trt_check", "onnx2trt_check: validate ONNX models for deployment")
+    group = _NoEmptyText(parser.getgroup("onnx2trt_check", "onnx2trt_check: validate ONNX models for deployment"))
     for add in (_core, _transforms, _baselines, _precision, _int8, _bisect, _reference_and_task):
         add(group)
     for key, ini in INI_TOLERANCES.items():
         parser.addini(ini, f"onnx2trt_check: {key} for every output", default=None)
     parser.addini("onnx2trt_output_tolerances", "onnx2trt_check: per-output tolerances, OUT:key=value,...", type="linelist", default=[])
     parser.addini(INI_BASELINE_DIR, "onnx2trt_check: folder of the versioned baselines", default=None)
+
+
+def non_empty(text: str) -> str:
+    """An option's text, refused when empty: `--inputs "$DATA"` with DATA unset would otherwise
+    read as the option left out (or as the current folder), and the run pass without it."""
+    import argparse
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; pass a value (is a shell variable unset?)")
+    return text
+
+
+class _NoEmptyText:
+    """The option group, with every text-valued option (no type, no choices, not a flag) read
+    through non_empty."""
+
+    def __init__(self, group) -> None:
+        self._group = group
+
+    def addoption(self, *names, **attrs) -> None:
+        if attrs.get("action", "store") in ("store", "append") and "type" not in attrs and "choices" not in attrs:
+            attrs["type"] = non_empty
+        self._group.addoption(*names, **attrs)
 
 
 def _core(group) -> None:

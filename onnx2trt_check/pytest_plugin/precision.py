@@ -59,6 +59,9 @@ def check_options(options: RunOptions) -> None:
     if given and options.targets and not set(options.targets) & set(FP16_ARTIFACT_TARGETS):
         raise ConfigError(f"{', '.join(given)} shape{'s' if len(given) == 1 else ''} the fp16 artifact, and --target selects none of "
                           f"{', '.join(FP16_ARTIFACT_TARGETS)}; add one of them or leave {'it' if len(given) == 1 else 'them'} out")
+    if options.extra.get("fp16_calibration_data") and options.extra.get("fp16_no_fallback"):
+        raise ConfigError("--fp16-calibration-data would change nothing: its feeds decide the fp16 artifact's fp32 fallback, "
+                          "which --fp16-no-fallback turns off; leave one of them out")
 
 
 def checks(options: RunOptions) -> list[Check]:

@@ -18,6 +18,7 @@ from ..config import ToleranceConfig, layered_tolerances, parse_output_tolerance
 from ..context import RunOptions
 from ..data import FeedOptions, parse_range
 from ..errors import CheckError, ConfigError
+from ..fileio import checked_output
 from ..model import parse_shape
 from ..report import ModelInfo, check_report_path, report_document, summary_lines, write_report
 from ..targets import get_target
@@ -35,6 +36,7 @@ def start_run(config: pytest.Config) -> None:
         paths = _model_paths(config.getoption("model"))
         state = RunState(_run_options(config, run_folder, several=len(paths) > 1), paths)
         check_output_paths(config, state.options)
+        check_junitxml(config, paths)
         load_models(config, state)
         state.notes += unsearched_subfolders(config.getoption("model"))
         state.notes += _unmatched_output_tolerances(config, state.options.tolerances, {n for names in state.outputs.values() for n in names})
@@ -125,6 +127,25 @@ def check_output_paths(config: pytest.Config, options: RunOptions) -> None:
         if folder:
             validate.output_folder(Path(folder), option)
     _check_baseline_dir(options)
+
+
+# The run's input files besides the models (option dest -> flag): pytest's --junitxml must not replace them.
+INPUT_FILE_OPTIONS = {"inputs": "--inputs", "calibration_data": "--calibration-data", "fp16_calibration_data": "--fp16-calibration-data",
+                      "labels": "--labels", "reference_model": "--reference-model"}
+
+
+def check_junitxml(config: pytest.Config, models: list[Path]) -> None:
+    """pytest's --junitxml replaces its file at the end of the run without asking: never with one
+    of the run's models, their weights (fileio.checked_output) or their input data."""
+    xml = getattr(config.option, "xmlpath", None)
+    if not xml:
+        return
+    for model in models:
+        checked_output(model, xml, force=True, option="--junitxml")
+    for dest, flag in INPUT_FILE_OPTIONS.items():
+        value = config.getoption(dest, None)
+        if value and validate.resolved(value, flag) == validate.resolved(xml, "--junitxml"):
+            raise ConfigError(f"--junitxml '{xml}' is the {flag} file; write the JUnit XML to another path")
 
 
 def _check_baseline_dir(options: RunOptions) -> None:

@@ -75,11 +75,24 @@ def check_settings(settings: Int8Settings) -> None:
             raise ConfigError(f"{option} {value!r} is unknown; choose from {', '.join(choices)}")
     if not 0.0 < settings.percentile <= 100.0:
         raise ConfigError(f"--percentile {settings.percentile} is outside (0, 100]; pass e.g. 99.99")
+    _refuse_idle(settings)
     for pattern in settings.exclude:
         try:
             re.compile(pattern)
         except re.error as exc:
             raise ConfigError(f"--exclude '{pattern}' is not a valid regex ({exc}); escape it or pass the exact node name") from None
+
+
+def _refuse_idle(settings: Int8Settings) -> None:
+    """An option that would change nothing is misuse, not silently dropped: --cle-relu6 says what
+    equalization does with ReLU6 (nothing without --cle), and max, entropy and mse read no
+    percentile (a percentile other than the default is then a value the user believes is used)."""
+    if settings.cle_relu6 != Int8Settings.cle_relu6 and not settings.cle:
+        raise ConfigError(f"--cle-relu6 {settings.cle_relu6} would change nothing without --cle (it says what equalization does "
+                          "with ReLU6); add --cle or leave --cle-relu6 out")
+    if settings.percentile != Int8Settings.percentile and settings.method not in ("auto", "percentile"):
+        raise ConfigError(f"--percentile {settings.percentile:g} would change nothing with --calibration-method {settings.method} "
+                          "(it reads no percentile); use --calibration-method percentile or auto, or leave --percentile out")
 
 
 def check_exclude_matches(model: onnx.ModelProto, exclude: Sequence[str]) -> None:
