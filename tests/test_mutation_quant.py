@@ -1,4 +1,4 @@
-"""Quantization math (qdq_math, ranges, equalize) that hand-made mutations showed no other test
+"""Quantization math (qdq_math, ranges, equalize, bias_correction) that hand-made mutations showed no other test
 could tell apart; each test names the mutation it kills. Expected values come from plain Python
 arithmetic or from the definitions, never from the functions under test."""
 
@@ -8,10 +8,15 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import onnx
+import onnx.helper as oh
+import onnx.numpy_helper as nh
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from onnx2trt_check.quant.bias_correction import analytic_bias_correction, relu_normal_mean
 from onnx2trt_check.quant.calibrate import TensorStats
 from onnx2trt_check.quant.equalize import equalization_scales
 from onnx2trt_check.quant.qdq_math import dequantize, per_tensor_amax
@@ -90,3 +95,42 @@ def test_equalization_scales_are_sqrt_of_the_range_ratio_and_1_for_a_dead_channe
     r1, r2 = (np.array(side, np.float64) for side in zip(*pairs))
     expected = [math.sqrt(a / b) if a > 0 and b > 0 else 1.0 for a, b in pairs]
     np.testing.assert_allclose(equalization_scales(r1, r2), expected, rtol=1e-15)
+
+
+# ------------------------------------------------------------------------------ bias correction
+
+
+@given(st.floats(-10.0, 10.0))
+def test_relu_normal_mean_of_a_constant_is_its_relu(mean):
+    # std 0: X is the constant `mean`, and E[max(0, X)] is max(0, mean), negative means included.
+    assert relu_normal_mean(mean, 0.0) == max(mean, 0.0)
+
+
+def _bn_gemm(*, trans_b: int, alpha: float, beta: float) -> onnx.ModelProto:
+    """x[8, 3] -> BatchNormalization (shift 1, 2, 3) -> Gemm(B, C) with 2 output columns."""
+    weight = np.arange(6, dtype=np.float32).reshape(3, 2)
+    arrays = {"gamma": np.ones(3), "shift": np.array([1.0, 2.0, 3.0]), "mean": np.zeros(3), "var": np.ones(3),
+              "B": weight.T if trans_b else weight, "C": np.array([10.0, 20.0])}
+    nodes = [oh.make_node("BatchNormalization", ["x", "gamma", "shift", "mean", "var"], ["n"]),
+             oh.make_node("Gemm", ["n", "B", "C"], ["y"], name="fc", transB=trans_b, alpha=alpha, beta=beta)]
+    inits = [nh.from_array(a.astype(np.float32), k) for k, a in arrays.items()]
+    graph = oh.make_graph(nodes, "g", [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [8, 3])],
+                          [oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], inits)
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("trans_b", [0, 1])
+@pytest.mark.parametrize(("alpha", "beta"), [(1.0, 1.0), (0.5, 2.0)])
+def test_analytic_gemm_correction_quantizes_per_output_column_and_divides_by_beta(trans_b, alpha, beta):
+    # A quantizer that adds 0.25 to every weight: the error of output column n is
+    # alpha * E[x] @ 0.25 = alpha * 0.25 * (1 + 2 + 3), and C (scaled by beta in Y) moves by it / beta.
+    axes = []
+
+    def quantizer(weight, axis):
+        axes.append(axis)
+        return weight + np.float32(0.25)
+
+    result = analytic_bias_correction(_bn_gemm(trans_b=trans_b, alpha=alpha, beta=beta), weight_quantizer=quantizer)
+    assert axes == [0 if trans_b else 1]  # B is [K, N], or [N, K] with transB: the N axis
+    corrected = {t.name: nh.to_array(t) for t in result.model.graph.initializer}["C"]
+    np.testing.assert_allclose(corrected, np.array([10.0, 20.0]) - alpha * 0.25 * 6.0 / beta, rtol=1e-6)
