@@ -1,0 +1,43 @@
+"""transforms/verify.py verdicts that hand-made mutations showed no other test could tell apart;
+each test names the mutation it kills. A wrong "equivalent" lets a broken rewrite into the
+optimized model."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from onnx2trt_check.transforms.verify import compare_runs
+
+int_arrays = hnp.arrays(np.int64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5), elements=st.integers(-1000, 1000))
+float_arrays = hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5), elements=st.floats(-100, 100, width=32))
+
+
+@given(int_arrays, st.data())
+def test_one_integer_element_off_is_not_equivalent(ref, data):
+    # Integer outputs (indices, ids) must match exactly: not even one element may differ.
+    got = ref.copy()
+    got.reshape(-1)[data.draw(st.integers(0, ref.size - 1))] += data.draw(st.integers(1, 5))
+    result = compare_runs([{"y": ref}], [{"y": got}])
+    assert not result.passed and result.outputs[0].mismatched == 1
+
+
+@given(float_arrays.filter(lambda a: a.ndim >= 2 and a.shape[0] != a.shape[-1]))
+def test_an_output_of_another_shape_with_the_same_elements_is_not_equivalent(ref):
+    # A rewrite that returns [3, 2] where the model returned [2, 3] changed the function even when
+    # the flat elements agree.
+    got = ref.reshape(ref.shape[::-1])
+    result = compare_runs([{"y": ref}], [{"y": got}])
+    assert not result.passed and "shape" in result.outputs[0].note
+
+
+@given(float_arrays, st.integers(0, 3))
+def test_every_output_is_compared_not_only_the_first(ref, broken):
+    # Four outputs, one of them off by 1000: whichever it is, the models are not equivalent.
+    expected = {f"y{i}": ref for i in range(4)}
+    actual = dict(expected) | {f"y{broken}": ref + np.float32(1000)}
+    result = compare_runs([expected], [actual])
+    assert not result.passed
+    assert [e.passed for e in result.outputs] == [i != broken for i in range(4)]
