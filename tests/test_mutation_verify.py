@@ -1,4 +1,4 @@
-"""transforms/verify.py verdicts that hand-made mutations showed no other test could tell apart;
+"""transforms/verify.py and output-tail recipe verdicts that hand-made mutations showed no other test could tell apart;
 each test names the mutation it kills. A wrong "equivalent" lets a broken rewrite into the
 optimized model."""
 
@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from onnx2trt_check.transforms.output_tail import restore
 from onnx2trt_check.transforms.verify import compare_runs
 
 int_arrays = hnp.arrays(np.int64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5), elements=st.integers(-1000, 1000))
@@ -41,3 +42,13 @@ def test_every_output_is_compared_not_only_the_first(ref, broken):
     result = compare_runs([expected], [actual])
     assert not result.passed
     assert [e.passed for e in result.outputs] == [i != broken for i in range(4)]
+
+
+@given(float_arrays.filter(lambda a: a.ndim == 2), st.data())
+def test_an_exact_output_recipe_that_does_not_restore_the_old_output_fails(old, data):
+    # A transpose recipe moves elements only: the restored output must equal the old one bit for
+    # bit, and one element off by any amount is a failure (an exact recipe gets no tolerance).
+    new = old.T.copy()
+    new.reshape(-1)[data.draw(st.integers(0, new.size - 1))] += np.float32(data.draw(st.sampled_from([1e-3, 1.0, 100.0])))
+    assert not restore("y", [{"op": "transpose", "perm": [1, 0]}], [old], [new]).passed
+    assert restore("y", [{"op": "transpose", "perm": [1, 0]}], [old], [old.T.copy()]).passed
