@@ -52,3 +52,15 @@ def test_an_exact_output_recipe_that_does_not_restore_the_old_output_fails(old, 
     new.reshape(-1)[data.draw(st.integers(0, new.size - 1))] += np.float32(data.draw(st.sampled_from([1e-3, 1.0, 100.0])))
     assert not restore("y", [{"op": "transpose", "perm": [1, 0]}], [old], [new]).passed
     assert restore("y", [{"op": "transpose", "perm": [1, 0]}], [old], [old.T.copy()]).passed
+
+
+LINEAR_X2 = {"op": "resize", "mode": "linear", "scales": [2], "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+
+
+@given(st.floats(2.0**-9, 100.0, width=32))
+def test_a_linear_recipe_is_held_to_its_rounding_allowance(error):
+    # [0, 2] upsampled x2 (asymmetric, by hand): source coordinates 0, 0.5, 1, 1.5 -> 1 (clipped),
+    # values 0, 1, 2, 2. The linear allowance is a few ulps of 2: an error of 2**-9 or more fails.
+    new = np.array([0.0, 2.0], np.float32)
+    assert restore("y", [LINEAR_X2], [np.array([0.0, 1.0, 2.0, 2.0], np.float32)], [new]).passed
+    assert not restore("y", [LINEAR_X2], [np.array([0.0, 1.0 + error, 2.0, 2.0], np.float32)], [new]).passed
