@@ -66,3 +66,15 @@ def test_the_disagreement_count_under_a_top1_floor_is_exact(rows, data):
     assert stats.passed == (disagree <= 1)
     if disagree > 1:
         assert f"({disagree} of {rows} rows disagree)" in stats.problems[0]
+
+
+@given(st.integers(1, 40), st.data())
+def test_a_nan_in_the_target_is_a_counted_mismatch(size, data):
+    # Kills "NaN in the target counts as close": the verdict would still fail on the NaN count,
+    # but the message's "k of n elements (p%)" would hide the element.
+    ref = np.ones(size, np.float32)
+    got = ref.copy()
+    got[data.draw(st.integers(0, size - 1))] = np.nan
+    stats = compare_output("y", [ref], [got], Tolerance())
+    assert stats.mismatches == 1 and stats.mismatch_percent == 100.0 / size
+    assert f"1 of {size} elements" in stats.problems[0]

@@ -64,3 +64,13 @@ def test_a_linear_recipe_is_held_to_its_rounding_allowance(error):
     new = np.array([0.0, 2.0], np.float32)
     assert restore("y", [LINEAR_X2], [np.array([0.0, 1.0, 2.0, 2.0], np.float32)], [new]).passed
     assert not restore("y", [LINEAR_X2], [np.array([0.0, 1.0 + error, 2.0, 2.0], np.float32)], [new]).passed
+
+
+@given(st.floats(1.0, 100.0), st.floats(1e-6, 1e-5))
+def test_explicit_tolerances_replace_the_default(value, relative):
+    # Off by 1e-6..1e-5 relative: inside the default float32 rtol (sqrt(eps), 3.5e-4), outside an
+    # explicit atol=0, rtol=1e-7. A given rtol that is ignored would keep the default's pass.
+    ref = np.array([value], np.float32)
+    got = (ref.astype(np.float64) * (1 + relative)).astype(np.float32)
+    assert compare_runs([{"y": ref}], [{"y": got}]).passed
+    assert not compare_runs([{"y": ref}], [{"y": got}], atol=0.0, rtol=1e-7).passed
