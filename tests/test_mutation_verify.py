@@ -74,3 +74,12 @@ def test_explicit_tolerances_replace_the_default(value, relative):
     got = (ref.astype(np.float64) * (1 + relative)).astype(np.float32)
     assert compare_runs([{"y": ref}], [{"y": got}]).passed
     assert not compare_runs([{"y": ref}], [{"y": got}], atol=0.0, rtol=1e-7).passed
+
+
+@given(st.sampled_from([np.inf, -np.inf]), st.floats(-1e6, 1e6, width=32) | st.sampled_from([np.inf, -np.inf]))
+def test_an_infinity_passes_only_against_the_same_infinity(infinity, other):
+    # An overflow that the rewrite turned into a finite value (or the other infinity) changed the
+    # function; only an equal infinity is no error.
+    ref = np.array([infinity, 1.0], np.float32)
+    got = np.array([other, 1.0], np.float32)
+    assert compare_runs([{"y": ref}], [{"y": got}]).passed == (other == infinity)
