@@ -83,3 +83,15 @@ def test_an_infinity_passes_only_against_the_same_infinity(infinity, other):
     ref = np.array([infinity, 1.0], np.float32)
     got = np.array([other, 1.0], np.float32)
     assert compare_runs([{"y": ref}], [{"y": got}]).passed == (other == infinity)
+
+
+@given(st.integers(0, 1))
+def test_a_linear_recipe_whose_restored_output_holds_a_nan_where_the_old_one_does_not_fails(position):
+    # The NaN spreads to every upsampled element that reads it; NaN differences must not be
+    # skipped (a NaN-ignoring max read them as error 0). NaN where the old output has it too passes.
+    new = np.array([0.0, 2.0], np.float32)
+    new[position] = np.nan
+    assert not restore("y", [LINEAR_X2], [np.array([0.0, 1.0, 2.0, 2.0], np.float32)], [new]).passed
+    old = np.array([0.0, 1.0, 2.0, 2.0], np.float32)
+    old[[0, 1] if position == 0 else [0, 1, 2, 3]] = np.nan  # the reference Resize weights both neighbours: NaN * 0 is NaN
+    assert restore("y", [LINEAR_X2], [old], [new]).passed
