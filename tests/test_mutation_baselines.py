@@ -90,3 +90,11 @@ def test_too_few_latency_samples_skip_the_latency_comparison_not_pass_it(pyteste
     assert outcomes["baseline[ort]::latency"] == "skipped"
     result.stdout.fnmatch_lines(["*latency not compared: 5 baseline and 5 current samples; need 20 each*"])
 
+
+
+@given(st.sampled_from(["top5", "f1", "map50"]), st.floats(0.2, 0.9))
+def test_every_task_figure_is_gated_by_the_task_margin(metric, value):
+    # Task figures (top-5 against labels, a user metric) have no entry in the per-output margins;
+    # judged by those they were "skipped" and a 10-point drop passed.
+    (decision,) = store.compare_accuracy({store.TASK_KEY: {metric: value}}, {store.TASK_KEY: {metric: value - 0.1}})
+    assert decision.verdict == "regression"

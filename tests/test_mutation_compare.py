@@ -78,3 +78,17 @@ def test_a_nan_in_the_target_is_a_counted_mismatch(size, data):
     stats = compare_output("y", [ref], [got], Tolerance())
     assert stats.mismatches == 1 and stats.mismatch_percent == 100.0 / size
     assert f"1 of {size} elements" in stats.problems[0]
+
+
+@given(hnp.arrays(np.float32, st.integers(2, 30), elements=st.floats(-100, 100, width=32)), st.data())
+def test_max_abs_is_the_worst_element_not_the_mean(ref, data):
+    # Baselines gate on max_abs: one element off by 50 among many exact ones is max abs 50.
+    got = ref.copy()
+    got[data.draw(st.integers(0, ref.size - 1))] += np.float32(50.0)
+    stats = compare_output("y", [ref], [got], Tolerance())
+    assert stats.max_abs == max(abs(float(g) - float(r)) for g, r in zip(got, ref))
+
+
+def test_a_target_with_fewer_results_than_feeds_fails_without_a_crash():
+    stats = compare_output("y", [np.ones(3, np.float32)] * 2, [np.ones(3, np.float32)], Tolerance())
+    assert not stats.passed and stats.problems == ["1 results for 2 reference feeds"]
