@@ -18,10 +18,10 @@ def model_path(pytester):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--calibration-method", "max"], "--calibration-method shapes our int8 quantization of calibration data, and this run has none; pass --calibration-data calib.npz or leave them out"),
-        (["--cle", "--per-tensor"], "--per-tensor, --cle shape our int8 quantization of calibration data, and this run has none*"),
-        (["--exclude", "conv"], "--exclude shapes our int8 quantization of calibration data*"),
-        (["--calibration-data", "calib.npz", "--percentile", "99.9"], "--percentile applies to --calibration-method percentile only; add that or leave --percentile out"),
+        (["--calibration-method", "max"], "--calibration-method would change nothing here (they shape our int8 quantization of calibration data, and this run has none; pass --calibration-data calib.npz); leave out what does not apply"),
+        (["--cle", "--per-tensor"], "--per-tensor, --cle would change nothing here (they shape our int8 quantization of calibration data, and this run has none*"),
+        (["--exclude", "conv"], "--exclude would change nothing here (they shape our int8 quantization of calibration data*"),
+        (["--calibration-data", "calib.npz", "--calibration-method", "max", "--percentile", "99.9"], "--percentile would change nothing with --calibration-method max (it reads no percentile); use --calibration-method percentile or auto, or leave --percentile out"),
         (["--output-tolerance", "logit:atol=1e-3"], "--output-tolerance names 'logit', which no model of this run has; outputs: logits"),
         # a --target selection no option of the kind applies to (they were ignored, exit 0)
         (["--target", "ort", "--fp16-no-fallback"], "--fp16-no-fallback shapes the fp16 artifact, and --target selects none of ort-fp16, cpu-fp16-emu, trt-fp16; add one of them or leave it out"),
@@ -46,7 +46,8 @@ def test_an_output_tolerance_of_the_project_for_an_absent_output_is_a_note(pytes
 
 
 @pytest.mark.parametrize("args", [["--target", "cpu-fp16-emu", "--fp16-no-fallback"], ["--target", "trt-fp16", "--fp16-block", "n"],
-                                  ["--target", "trt-best", "--calibration-data", "calib.npz"], ["--target", "ort", "--calibration-data", "calib.npz", "--calibration-sweep"]])
+                                  ["--target", "trt-best", "--calibration-data", "calib.npz"], ["--target", "ort", "--calibration-data", "calib.npz", "--calibration-sweep"],
+                                  ["--calibration-data", "calib.npz", "--percentile", "99.9"]])  # auto reads the percentile (a candidate)
 def test_an_option_a_selected_target_uses_is_accepted(pytester, model_path, args):
     np.savez(pytester.path / "calib.npz", x=np.random.default_rng(0).random((2, 1, 3, 8, 8), dtype=np.float32))
     assert pytester.runpytest_inprocess("--model", "m.onnx", *args, "--collect-only").ret == pytest.ExitCode.OK

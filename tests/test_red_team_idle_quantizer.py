@@ -32,16 +32,16 @@ def files(tmp_path):
 
 @pytest.mark.parametrize(("model", "args", "message"), [
     # without calibration data nothing is quantized: a float model fails to build, a QDQ model runs as it is
-    ("qdq", ["--per-tensor"], "--per-tensor would change nothing here (the quantizer's options shape our int8 quantization"),
+    ("qdq", ["--per-tensor"], "--per-tensor would change nothing here (they shape our int8 quantization of calibration data, and this run has none"),
     ("qdq", ["--cle", "--exclude", "n1_matmul"], "--cle, --exclude would change nothing here"),
     # with calibration data, a model with its own Q/DQ is still not quantized (the data judges it)
     ("qdq+calib", ["--calibration-method", "max"], "--calibration-method would change nothing here (the model holds its own Q/DQ nodes"),
     ("qdq+calib", ["--bias-correction"], "--bias-correction would change nothing here (the model holds its own Q/DQ nodes"),
     # max, entropy and mse read no percentile
-    ("float+calib", ["--calibration-method", "max", "--percentile", "99"], "--percentile would change nothing here (--calibration-method max"),
-    ("float+calib", ["--calibration-method", "entropy", "--percentile", "99"], "--calibration-method entropy reads no percentile"),
+    ("float+calib", ["--calibration-method", "max", "--percentile", "99"], "--percentile would change nothing with --calibration-method max (it reads no percentile)"),
+    ("float+calib", ["--calibration-method", "entropy", "--percentile", "99"], "--percentile would change nothing with --calibration-method entropy"),
     # --cle-relu6 only says what --cle does
-    ("float+calib", ["--cle-relu6", "swap_to_relu"], "--cle-relu6 would change nothing here (it says what --cle does with ReLU6"),
+    ("float+calib", ["--cle-relu6", "swap_to_relu"], "--cle-relu6 would change nothing without --cle (it says what equalization does with ReLU6)"),
 ])
 def test_bisect_refuses_an_idle_quantizer_option(files, capsys, model, args, message):
     float_model, qdq_model, calib = files
@@ -67,8 +67,8 @@ def test_bisect_still_judges_a_qdq_model_on_its_calibration_data(files, capsys):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--calibration-method", "max", "--percentile", "99"], "--percentile 99 would change nothing with --calibration-method max"),
-    (["--cle-relu6", "swap_to_relu"], "--cle-relu6 swap_to_relu would change nothing without --cle"),
+    (["--calibration-method", "max", "--percentile", "99"], "--percentile would change nothing with --calibration-method max"),
+    (["--cle-relu6", "swap_to_relu"], "--cle-relu6 would change nothing without --cle"),
 ])
 def test_quantize_refuses_an_idle_option_and_writes_nothing(files, tmp_path, capsys, args, message):
     float_model, _, calib = files
@@ -91,7 +91,7 @@ def test_pytest_refuses_cle_relu6_without_cle(files, pytester):
     result = pytester.runpytest("-p", "no:cacheprovider", f"--model={float_model}", "--target=ort-int8",
                                 f"--calibration-data={calib}", "--cle-relu6=swap_to_relu")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--cle-relu6 says what --cle does with ReLU6, and --cle is not set*"])
+    result.stderr.fnmatch_lines(["*--cle-relu6 would change nothing without --cle (it says what equalization does with ReLU6)*"])
 
 
 def test_pytest_refuses_quantizer_options_when_every_model_has_its_own_qdq(files, pytester):
@@ -99,7 +99,7 @@ def test_pytest_refuses_quantizer_options_when_every_model_has_its_own_qdq(files
     result = pytester.runpytest("-p", "no:cacheprovider", f"--model={qdq_model}", "--target=ort-int8",
                                 f"--calibration-data={calib}", "--per-tensor", "--cle")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--per-tensor, --cle would change nothing: every model of this run holds its own Q/DQ nodes*"])
+    result.stderr.fnmatch_lines(["*--per-tensor, --cle would change nothing here (every model of this run: the model holds its own Q/DQ nodes*"])
 
 
 def test_pytest_keeps_quantizer_options_when_a_model_of_the_run_is_float(files, pytester):

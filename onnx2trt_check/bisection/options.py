@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import validate
 from ..errors import ConfigError
 from ..fileio import checked_output
+from ..quant.idle_options import NO_CALIBRATION_DATA, OWN_QDQ, idle_quantizer_options
 
 
 def check_numbers(*, max_feeds, min_sqnr_db, atol, rtol) -> None:
@@ -21,7 +22,8 @@ def refuse_idle_options(mode: str, target, given: dict[str, object]) -> None:
     """Misuse: an option that would change nothing here (e.g. --fp16-no-fallback on target ort,
     --calibration-data on an fp16 target, --rank outside --sensitivity). Ignored, it would let a
     user believe the search reproduced what they asked for. `given`: option -> its value when set
-(--calibration-method's is the method), else a false value."""
+    (--calibration-method's is the method), else a false value. The quantizer's own options follow
+    quant.idle_options, the rule `quantize` and `pytest --model` apply."""
     applies = {"fp16": target.precision == "fp16", "int8": target.precision == "int8",
                "lowering": mode in ("sensitivity", "reduce"), "rank": mode == "sensitivity"}
     idle = [option for option, is_set in given.items() if is_set and not applies[IDLE_WHEN[option]]]
@@ -32,45 +34,24 @@ def refuse_idle_options(mode: str, target, given: dict[str, object]) -> None:
         reasons = "; ".join(dict.fromkeys(where[IDLE_WHEN[o]] for o in idle))
         raise ConfigError(f"{', '.join(idle)} would change nothing here ({reasons}); leave out what does not apply")
     if target.precision == "int8":
-        _refuse_idle_quantizer_options(given)
-
-
-def _refuse_idle_quantizer_options(given: dict[str, object]) -> None:
-    """The quantizer's options shape our int8 build from calibration data, as in `pytest --model`
-    (pytest_plugin.int8): without --calibration-data there is no build (a model with its own Q/DQ is
-    run as it is); --percentile sets the percentile method's (and auto's candidate) figure, so max,
-    entropy and mse never read it; --cle-relu6 says what equalization does with ReLU6."""
-    quantizer = [option for option in QUANTIZER_OPTIONS if given.get(option)]
-    if quantizer and not given.get("--calibration-data"):
-        raise ConfigError(f"{', '.join(quantizer)} would change nothing here (the quantizer's options shape our int8 quantization of calibration data, "
-                          "and this run has none); pass --calibration-data calib.npz or leave out what does not apply")
-    method = given.get("--calibration-method")
-    if given.get("--percentile") and method not in (None, True, "auto", "percentile"):
-        raise ConfigError(f"--percentile would change nothing here (--calibration-method {method} reads no percentile); "
-                          "use --calibration-method percentile or auto, or leave --percentile out")
-    if given.get("--cle-relu6") and not given.get("--cle"):
-        raise ConfigError("--cle-relu6 would change nothing here (it says what --cle does with ReLU6, and --cle is not set); "
-                          "add --cle or leave --cle-relu6 out")
+        not_quantizing = None if given.get("--calibration-data") else NO_CALIBRATION_DATA
+        if problem := idle_quantizer_options(given, not_quantizing=not_quantizing):
+            raise ConfigError(problem)
 
 
 def refuse_quantizer_options_on_qdq(model, given: dict[str, object]) -> None:
     """A model with its own Q/DQ nodes is the ort-int8 artifact as it is (its calibration data only
-    judges it): the quantizer's options would change nothing, and a search that ignored them would
-    let a user believe it reproduced the configuration they asked for."""
+    judges it): the quantizer's options would change nothing."""
     from ..quant.float_counterpart import has_qdq
 
-    quantizer = [option for option in QUANTIZER_OPTIONS if given.get(option)]
-    if quantizer and has_qdq(model):
-        raise ConfigError(f"{', '.join(quantizer)} would change nothing here (the model holds its own Q/DQ nodes: ort-int8 runs it "
-                          "as it is, nothing is quantized); leave out what does not apply")
+    if has_qdq(model) and (problem := idle_quantizer_options(given, not_quantizing=OWN_QDQ)):
+        raise ConfigError(problem)
 
 
 # Which condition each option needs to do anything (refuse_idle_options).
 IDLE_WHEN = {"--fp16-block": "fp16", "--fp16-no-fallback": "fp16", "--calibration-data": "int8", "--calibration-method": "int8",
              "--percentile": "int8", "--per-tensor": "int8", "--cle": "int8", "--cle-relu6": "int8", "--bias-correction": "int8",
              "--exclude": "int8", "--lowering": "lowering", "--rank": "rank"}
-# The options of our quantizer: idle without calibration data, and on a model with its own Q/DQ.
-QUANTIZER_OPTIONS = ("--calibration-method", "--percentile", "--per-tensor", "--cle", "--cle-relu6", "--bias-correction", "--exclude")
 
 
 def refuse_existing(model, plot, output_dir, *, force: bool) -> None:

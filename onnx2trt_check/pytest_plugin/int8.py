@@ -20,6 +20,7 @@ from ..context import ModelContext, RunOptions
 from ..data import fit, is_template, read_source, source_file
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
 from ..quant.float_counterpart import has_qdq
+from ..quant.idle_options import NO_CALIBRATION_DATA, OWN_QDQ, idle_quantizer_options
 from ..report import PROPERTY_KEY, accuracy_figures
 from ..targets import TARGETS, get_target, select_targets
 from ..targets import ort_int8 as int8
@@ -55,14 +56,13 @@ QUANTIZER_OPTIONS = {"calibration_method": "--calibration-method", "calibration_
 
 def _check_quantizer_options(settings: dict) -> None:
     """An option that does nothing in this combination is a usage error, not silently ignored."""
-    given = [flag for name, flag in QUANTIZER_OPTIONS.items() if settings[name]]
-    if given and settings["calibration_data"] is None:
-        raise ConfigError(f"{', '.join(given)} shape{'s' if len(given) == 1 else ''} our int8 quantization of calibration data, "
-                          "and this run has none; pass --calibration-data calib.npz or leave them out")
-    if settings["calibration_percentile"] is not None and settings["calibration_method"] != "percentile":
-        raise ConfigError("--percentile applies to --calibration-method percentile only; add that or leave --percentile out")
-    if settings["cle_relu6"] is not None and not settings["cle"]:
-        raise ConfigError("--cle-relu6 says what --cle does with ReLU6, and --cle is not set; add --cle or leave --cle-relu6 out")
+    not_quantizing = NO_CALIBRATION_DATA if settings["calibration_data"] is None else None
+    if problem := idle_quantizer_options(_given(settings), not_quantizing=not_quantizing):
+        raise ConfigError(problem)
+
+
+def _given(settings: dict) -> dict[str, object]:
+    return {flag: settings.get(name) for name, flag in QUANTIZER_OPTIONS.items()}
 
 
 def check_options(options: RunOptions) -> None:
@@ -186,10 +186,8 @@ def session_plugin(config, options: RunOptions):
 def _refuse_quantizer_options_on_qdq(settings: dict, qdq: dict[str, bool]) -> None:
     """When every model of the run holds its own Q/DQ nodes, nothing is quantized (the calibration
     data only judges them): our quantizer's options would change nothing, a usage error."""
-    given = [flag for name, flag in QUANTIZER_OPTIONS.items() if settings.get(name)]
-    if given and qdq and all(qdq.values()):
-        raise pytest.UsageError(f"{', '.join(given)} would change nothing: every model of this run holds its own Q/DQ nodes, which "
-                                "ort-int8 runs as they are (nothing is quantized); leave out what does not apply")
+    if qdq and all(qdq.values()) and (problem := idle_quantizer_options(_given(settings), not_quantizing=f"every model of this run: {OWN_QDQ}")):
+        raise pytest.UsageError(problem)
 
 
 def _check_model(state, path: Path, raw) -> bool:

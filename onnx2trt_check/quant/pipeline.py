@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..protos import node_label
 from ..transforms.fold_conv_bn import fold_conv_bn
 from . import bias_correction, equalize
+from .idle_options import idle_quantizer_options
 from .insert_qdq import excluded_by
 from .objective import Objective, output_sqnr_db
 from .quantize import QuantizeReport, quantize_model
@@ -84,15 +85,10 @@ def check_settings(settings: Int8Settings) -> None:
 
 
 def _refuse_idle(settings: Int8Settings) -> None:
-    """An option that would change nothing is misuse, not silently dropped: --cle-relu6 says what
-    equalization does with ReLU6 (nothing without --cle), and max, entropy and mse read no
-    percentile (a percentile other than the default is then a value the user believes is used)."""
-    if settings.cle_relu6 != Int8Settings.cle_relu6 and not settings.cle:
-        raise ConfigError(f"--cle-relu6 {settings.cle_relu6} would change nothing without --cle (it says what equalization does "
-                          "with ReLU6); add --cle or leave --cle-relu6 out")
-    if settings.percentile != Int8Settings.percentile and settings.method not in ("auto", "percentile"):
-        raise ConfigError(f"--percentile {settings.percentile:g} would change nothing with --calibration-method {settings.method} "
-                          "(it reads no percentile); use --calibration-method percentile or auto, or leave --percentile out")
+    given = {"--percentile": settings.percentile != Int8Settings.percentile, "--calibration-method": settings.method,
+             "--cle": settings.cle, "--cle-relu6": settings.cle_relu6 != Int8Settings.cle_relu6}
+    if problem := idle_quantizer_options(given):
+        raise ConfigError(problem)
 
 
 def check_exclude_matches(model: onnx.ModelProto, exclude: Sequence[str]) -> None:
