@@ -135,6 +135,9 @@ def test_reduce_of_a_model_that_does_not_fail(tmp_path, capsys):
     (["--target", "cpu-fp16-emu", "--bias-correction"], "--bias-correction would change nothing here"),
     (["--target", "ort-fp16", "--lowering", "fp16_converter"], "--lowering would change nothing here (--lowering lowers for --sensitivity and --reduce)"),
     (["--target", "ort-fp16", "--reduce", "-o", "d", "--rank"], "--rank would change nothing here (--rank ranks for --sensitivity)"),
+    # the search's int8 lowering neither equalizes nor corrects biases: the keep set would be found on another model
+    (["--target", "ort-int8", "--sensitivity", "--calibration-data", "c.npz", "--cle", "--bias-correction"],
+     "--cle, --bias-correction would change nothing here (--sensitivity compares keep sets on the int8_quantizer lowering"),
 ])
 def test_misuse_is_exit_code_4(tmp_path, capsys, args, message):
     model = save(bm.chain_model(4), tmp_path / "m.onnx")

@@ -37,6 +37,10 @@ def refuse_idle_options(mode: str, target, given: dict[str, object]) -> None:
         not_quantizing = None if given.get("--calibration-data") else NO_CALIBRATION_DATA
         if problem := idle_quantizer_options(given, not_quantizing=not_quantizing):
             raise ConfigError(problem)
+        unused = [option for option in SEARCH_LOWERING_IGNORES if given.get(option)]
+        if mode == "sensitivity" and unused:  # its int8_quantizer lowering: method, percentile, granularity, exclude
+            raise ConfigError(f"{', '.join(unused)} would change nothing here (--sensitivity compares keep sets on the int8_quantizer "
+                              "lowering, which quantizes without equalization or bias correction); leave out what does not apply")
 
 
 def refuse_quantizer_options_on_qdq(model, given: dict[str, object]) -> None:
@@ -48,6 +52,8 @@ def refuse_quantizer_options_on_qdq(model, given: dict[str, object]) -> None:
         raise ConfigError(problem)
 
 
+# Options of the ort-int8 artifact the --sensitivity search's lowering does not apply (refuse_idle_options).
+SEARCH_LOWERING_IGNORES = ("--cle", "--cle-relu6", "--bias-correction")
 # Which condition each option needs to do anything (refuse_idle_options).
 IDLE_WHEN = {"--fp16-block": "fp16", "--fp16-no-fallback": "fp16", "--calibration-data": "int8", "--calibration-method": "int8",
              "--percentile": "int8", "--per-tensor": "int8", "--cle": "int8", "--cle-relu6": "int8", "--bias-correction": "int8",
