@@ -8,18 +8,13 @@ option had been applied."""
 
 import bisect_models as bm
 import numpy as np
-import onnx
 import pytest
 
 import onnx2trt_check
 from onnx2trt_check.cli.main import main
 from onnx2trt_check.errors import ConfigError
 
-
-def save(model: onnx.ModelProto, path) -> str:
-    model.graph.output[0].CopyFrom(onnx.helper.make_tensor_value_info(model.graph.output[0].name, onnx.TensorProto.FLOAT, [1, bm.CHANNELS, bm.SIZE, bm.SIZE]))
-    onnx.save(model, str(path))
-    return str(path)
+save = bm.save
 
 
 @pytest.fixture

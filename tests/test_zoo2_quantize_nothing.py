@@ -14,21 +14,14 @@ from onnx2trt_check.cli.main import main
 from onnx2trt_check.errors import ModelError
 from onnx2trt_check.quant.quantize import quantize_model
 
-HALF = """
+MATMUL = """
 <ir_version: 8, opset_import: ["": 17]>
-g (float16[2,8] x) => (float16[2,4] y) {
-  w = Constant<value = float16[8,4] {1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8}>()
+g ({t}[2,8] x) => ({t}[2,4] y) {{
+  w = Constant<value = {t}[8,4] {{1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8}}>()
   y = MatMul(x, w)
-}"""
-
+}}"""
+HALF, DOUBLE = MATMUL.format(t="float16"), MATMUL.format(t="double")
 HALF_COMPUTED = HALF.replace("y = MatMul(x, w)", "r = Relu(x)\n  y = MatMul(r, w)")  # no value_info for r
-
-DOUBLE = """
-<ir_version: 8, opset_import: ["": 17]>
-g (double[2,8] x) => (double[2,4] y) {
-  w = Constant<value = double[8,4] {1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8,1,2,3,4,5,6,7,8}>()
-  y = MatMul(x, w)
-}"""
 
 NO_CANDIDATE = """
 <ir_version: 8, opset_import: ["": 17]>

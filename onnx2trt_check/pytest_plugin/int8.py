@@ -116,12 +116,7 @@ def check_report(ctx: ModelContext) -> dict:
     _skip_if_qdq(ctx, "it is deployed as it is, nothing is quantized by us")
     from ..quant.pipeline import report_figures  # here: the quantizer imports scipy, and most runs never quantize
 
-    build = int8.int8_build(ctx)
-    figures = report_figures(build)
-    if not build.report.tensors:
-        reasons = "; ".join(f"{', '.join(s.nodes)}: {s.reason}" for s in build.report.skips[:5]) or "no Conv/Gemm/MatMul in the graph"
-        raise CheckFailed(f"the quantizer quantized no tensor, so the int8 artifact runs in float ({reasons})", figures)
-    return figures
+    return report_figures(int8.int8_build(ctx))  # a model with nothing to quantize is refused by the quantizer (ModelError: a failed item)
 
 
 def _skip_if_qdq(ctx: ModelContext, consequence: str) -> None:
