@@ -45,7 +45,7 @@ def test_an_output_tolerance_of_the_project_for_an_absent_output_is_a_note(pytes
     assert json.loads((pytester.path / "r.json").read_text())["notes"] == [note]
 
 
-@pytest.mark.parametrize("args", [["--target", "cpu-fp16-emu", "--fp16-no-fallback"], ["--target", "trt-fp16", "--fp16-block", "n"],
+@pytest.mark.parametrize("args", [["--target", "cpu-fp16-emu", "--fp16-no-fallback"], ["--target", "trt-fp16", "--fp16-block", "conv"],
                                   ["--target", "trt-best", "--calibration-data", "calib.npz"], ["--target", "ort", "--calibration-data", "calib.npz", "--calibration-sweep"],
                                   ["--calibration-data", "calib.npz", "--percentile", "99.9"]])  # auto reads the percentile (a candidate)
 def test_an_option_a_selected_target_uses_is_accepted(pytester, model_path, args):

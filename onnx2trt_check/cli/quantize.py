@@ -96,7 +96,7 @@ def _selection_text(selection: dict) -> str:
     if selection.get("on_selection_feeds"):
         where = f"the {selection['selection_feeds']} labelled --inputs feed(s)"
     else:
-        where = f"{selection['selection_feeds']} held-out calibration feed(s)" if selection["held_out"] else "the single calibration feed (nothing to hold out)"
+        where = f"{selection['selection_feeds']} held-out calibration feed(s)" if selection["held_out"] else "the calibration feed(s) they fit (one distinct feed: nothing to hold out)"
     task = selection.get("on_selection_feeds", False)
     unit, digits = ("", ".4g") if task else (" dB", ".1f")
     uniform = ", ".join(f"{m} {score:{digits}}" for m, score in selection["uniform_scores"].items())

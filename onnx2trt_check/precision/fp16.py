@@ -212,6 +212,17 @@ class _OpTypeNames:
         return value.name or "v"
 
 
+def check_block_nodes(model: onnx.ModelProto, block_nodes: Iterable[str], *, option: str = "--fp16-block") -> None:
+    """A ConfigError for a name of `block_nodes` that is no node the converter sees (the names
+    convert_to_fp16 blocks by: local functions inlined, an unnamed node `OpType(first output)`):
+    a typo would leave the node in fp16 and the run green. Defaults to naming --fp16-block."""
+    names = [node.name for node in _typed_named_copy(model).graph]
+    for name in block_nodes:
+        if name not in names:
+            raise ConfigError(f"{option} '{name}' is no node of the model (its nodes are named like "
+                              f"{', '.join(repr(n) for n in names[:3])}; an unnamed node is OpType(first output)); check the spelling")
+
+
 def _check_names(block_nodes: Iterable[str], names: set[str]) -> None:
     for name in block_nodes:
         if name not in names:

@@ -12,13 +12,15 @@ The terminal summary states once per run why TensorRT items were skipped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
 from ..compare import compare_output
 from ..context import ModelContext, RunOptions
-from ..data import is_template, read_source
+from ..data import fit, is_template, read_source, source_file
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
+from ..precision.fp16 import check_block_nodes, not_applicable
 from ..report import PROPERTY_KEY
 from ..targets import TARGETS, select_targets
 from ..targets.fp16 import Fp16Settings, fp16_artifact, fp16_conversion
@@ -62,6 +64,23 @@ def check_options(options: RunOptions) -> None:
     if options.extra.get("fp16_calibration_data") and options.extra.get("fp16_no_fallback"):
         raise ConfigError("--fp16-calibration-data would change nothing: its feeds decide the fp16 artifact's fp32 fallback, "
                           "which --fp16-no-fallback turns off; leave one of them out")
+
+
+def check_model(ctx: ModelContext) -> None:
+    """--fp16-calibration-data fitted to the model (names, shapes, dtypes, and more than one value:
+    data.fit) and every --fp16-block name found in it, before any item runs: a bad value is the
+    run's usage error, not failed fp16 items."""
+    if data := ctx.options.extra.get("fp16_calibration_data"):  # this model's file when the option has {model}
+        path = source_file(data)
+        fit(_read_once(str(data), path.stat().st_mtime_ns if path.is_file() else 0), ctx.specs)
+    if (block := ctx.options.extra.get("fp16_block")) and not_applicable(ctx.loaded.proto) is None:
+        check_block_nodes(ctx.loaded.proto, block)
+
+
+@functools.lru_cache(maxsize=1)
+def _read_once(data: str, _mtime_ns: int):
+    """One read of the data (a loader script's code runs once) for all the run's models."""
+    return read_source(data, "--fp16-calibration-data")
 
 
 def checks(options: RunOptions) -> list[Check]:

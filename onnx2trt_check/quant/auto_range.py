@@ -62,6 +62,7 @@ import numpy as np
 import onnx
 
 from onnx2trt_check.quant.calibrate import collect_statistics
+from onnx2trt_check.quant.feed_batch import all_copies
 from onnx2trt_check.quant.insert_qdq import QdqPlan
 from onnx2trt_check.quant.objective import Objective, beats, output_sqnr_db, score_key
 from onnx2trt_check.quant.probe import ScaleProbe
@@ -123,10 +124,10 @@ class AutoRanges:
 def split_held_out(feeds: Feeds, *, every: int = SELECTION_EVERY, cap: int | None = MAX_SELECTION_FEEDS) -> tuple[list, list, bool]:
     """(kept, held out, whether they differ): every `every`-th feed held out (interleaved, so feeds
     sorted by class or time split evenly), at most `cap` of them (None: no cap). A single feed is
-    both: nothing can be held out. Defaults: every 4th, at most 16."""
+    both, and so are copies of one feed: nothing can be held out. Defaults: every 4th, at most 16."""
     feeds = list(feeds)
-    if len(feeds) < 2:
-        return feeds, feeds, False
+    if len(feeds) < 2 or all_copies(feeds):
+        return feeds, feeds[:1], False
     held_indices = list(range(every - 1, len(feeds), every))[:cap] or [len(feeds) - 1]
     held = set(held_indices)
     return [f for i, f in enumerate(feeds) if i not in held], [feeds[i] for i in held_indices], True

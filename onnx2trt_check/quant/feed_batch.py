@@ -26,6 +26,13 @@ Values = list[dict[str, np.ndarray]]
 BATCH_DIM = "probe_batch"
 
 
+def all_copies(feeds: Feeds) -> bool:
+    """Whether every feed equals the first, value for value (NaN equal to NaN): such feeds hold
+    nothing out of each other, so a split of them is no held-out figure."""
+    first = feeds[0]
+    return all(all(np.array_equal(feed[name], first[name], equal_nan=first[name].dtype.kind in "fc") for name in first) for feed in feeds[1:])
+
+
 def stack_feeds(feeds: Feeds) -> dict[str, np.ndarray] | None:
     """The feeds concatenated along their first axis, or None when they cannot be (fewer than two
     feeds, different input names, a scalar input, or shapes that differ beyond the first axis)."""

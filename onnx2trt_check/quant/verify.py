@@ -23,6 +23,7 @@ import onnx
 
 from onnx2trt_check.compare import OutputStats, Tolerance, compare_output, format_stats
 from onnx2trt_check.config import ToleranceConfig
+from onnx2trt_check.quant.feed_batch import all_copies
 from onnx2trt_check.runtime import run_model
 
 INT8 = "int8"
@@ -44,19 +45,21 @@ class VerificationSplit:
 
     def describe(self, source: str) -> str:
         if not self.held_out:
-            return f"the calibration data '{source}' itself (a single feed: nothing to hold out; pass --inputs for an unbiased figure)"
+            what = "a single feed" if len(self.calibration) < 2 else f"{len(self.calibration)} copies of one feed"
+            return f"the calibration data '{source}' itself ({what}: nothing to hold out; pass --inputs for an unbiased figure)"
         return (f"{len(self.test)} held-out feed(s) of the calibration data '{source}' (every {VERIFICATION_EVERY}th feed; "
                 f"the quantizer calibrated on the other {len(self.calibration)})")
 
 
 def verification_split(calibration: Feeds, test: Feeds | None = None) -> VerificationSplit:
     """With test feeds: calibrate on all of `calibration`, judge on `test`. Without: every 5th
-    calibration feed is held out for judging (a single feed is both)."""
+    calibration feed is held out for judging (a single feed is both, and so are copies of one feed:
+    a "held-out" copy is the calibration data itself, and its figure must not claim otherwise)."""
     calibration = list(calibration)
     if test is not None:
         return VerificationSplit(calibration, list(test), True)
-    if len(calibration) < 2:
-        return VerificationSplit(calibration, calibration, False)
+    if len(calibration) < 2 or all_copies(calibration):
+        return VerificationSplit(calibration, calibration[:1], False)
     held = set(range(VERIFICATION_EVERY - 1, len(calibration), VERIFICATION_EVERY)) or {len(calibration) - 1}
     return VerificationSplit([f for i, f in enumerate(calibration) if i not in held], [calibration[i] for i in sorted(held)], True)
 

@@ -131,7 +131,8 @@ def _check_something_converted(ctx) -> None:
 
 
 def _as_check_failure(error: CheckError):
-    """A bad --fp16-block name or calibration file fails this model's item with the one-line message."""
+    """A bad --fp16-block name or calibration file fails this model's item with the one-line message (pytest refuses
+    both when the model loads, pytest_plugin/precision.check_model; this covers the other callers)."""
     return CheckFailed(f"the fp16 artifact cannot be built: {error}")
 
 
