@@ -203,7 +203,7 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     of a single-output model. Defaults to none: every output Sigmoid stays. When output_tail moved a
     tail out of the graph, its recipe is written beside (OUT.recipe.json), never over an existing
     file without `force`."""
-    from .transforms.run import folded_as_asked, pass_names, run_transforms, settings_from
+    from .transforms.run import folded_as_asked, pass_names, require_runnable, run_transforms, settings_from
 
     names = tuple(pass_names(passes) if isinstance(passes, str) else passes or ()) + (("output_tail",) if output_tail and passes else ())
     settings = settings_from(names=names, mean=mean, std=std, thresholds=thresholds, bn_conv_mode=bn_conv_mode)
@@ -211,10 +211,11 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     target = checked_output(model, output, force=force) if output is not None else None
     recipe_file = _recipe_target(target, settings, force=force)
     options = feed_options(inputs=inputs, seed=seed, num_feeds=num_feeds)
-    proto, _ = _load(model)
+    proto, name = _load(model)
     if problem := settings.score_problem([[output.name for output in proto.graph.output]]):
         raise ConfigError(problem)
     feeds = _model_feeds(proto, options, input_shapes)
+    require_runnable(proto, feeds, f"'{name}'")
     result = OptimizeResult(folded_as_asked(run_transforms(proto, feeds, settings), settings), settings, options.source, len(feeds), len(proto.graph.node))
     result.recipe = _recipe(result.pipeline, target)
     if target is not None and result.passed:

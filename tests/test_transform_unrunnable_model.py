@@ -31,3 +31,48 @@ def test_transforms_of_a_model_onnx_runtime_cannot_run_skip_with_its_reason(pyte
         assert check["message"].endswith("so no transform can be verified against it")
     assert not [family for family, f in families.items() if family.startswith("transform") and f["verdict"] == "failed"]
     result.assert_outcomes(failed=1, skipped=len([f for f in families if f.startswith("transform")]))
+
+
+def test_optimize_refuses_a_model_onnx_runtime_cannot_run_naming_why(tmp_path, capsys):
+    # It printed "simplify FAILED: verification raised NotImplemented" (exit 1): a correct step blamed.
+    from onnx2trt_check.cli.main import main
+
+    onnx.save(onnx.parser.parse_model(UNRUNNABLE), str(tmp_path / "m.onnx"))
+    assert main(["optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx")]) == 4
+    err = capsys.readouterr().err
+    assert "ONNX Runtime cannot run the model (NotImplemented: " in err and "nothing can be optimized and verified here" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.onnx").exists()
+
+
+BF16_CONSTANT = """<ir_version: 8, opset_import: ["": 17]>
+g (float[1,4] x) => (float[1,4] z) {
+  c = Constant<value = float[4] {1.0, 2.0, 3.0, 4.0}>()
+  cb = Cast<to = 16>(c)
+  cf = Cast<to = 1>(cb)
+  z = Add(x, cf)
+}"""
+
+
+def test_onnxsims_constant_folding_warnings_are_one_line_each_not_a_traceback(tmp_path, capfd):
+    # ONNX Runtime runs this model; onnxsim's folding of the bfloat16 Cast cannot fetch the result
+    # and its C++ core printed the whole Python traceback on stderr, from a run that then passed.
+    from onnx2trt_check.cli.main import main
+
+    onnx.save(onnx.parser.parse_model(BF16_CONSTANT), str(tmp_path / "m.onnx"))
+    assert main(["optimize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "o.onnx")]) == 0
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and '  File "' not in err
+    assert 'onnxsim: WARNING: failed to run "Cast" op (name is ""), skip... (RuntimeError: No corresponding Numpy type' in err
+
+
+def test_condensed_onnxsim_output_keeps_other_lines_and_drops_repeats():
+    from onnx2trt_check.transforms.simplify import _condensed
+
+    printed = ("WARNING: failed to run \"Cast\" op (name is \"\"), skip... Traceback (most recent call last):\n"
+               "  File \"x.py\", line 1, in <module>\nRuntimeError: boom\nWARNING: failed to run \"Cast\" op (name is \"\"), skip... no initializer cb\n"
+               "WARNING: failed to run \"Cast\" op (name is \"\"), skip... Traceback (most recent call last):\n  File \"x.py\", line 1\nRuntimeError: boom\n"
+               "something else onnxsim said\n")
+    assert _condensed(printed) == ['onnxsim: WARNING: failed to run "Cast" op (name is ""), skip... (RuntimeError: boom)',
+                                   'onnxsim: WARNING: failed to run "Cast" op (name is ""), skip... no initializer cb',
+                                   "onnxsim: something else onnxsim said"]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OutOfScopeError
 
 if TYPE_CHECKING:
     from .pipeline import PipelineMemo, PipelineResult, PipelineStep
@@ -204,6 +204,20 @@ def run_transforms(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarr
     rest_feeds = raw_feeds(feeds, folded_inputs(fold.report), settings) if fold.modified else feeds
     second = _run_part(first.model, rest_feeds, names[split:], settings, memo)
     return PipelineResult(second.model, first.steps + second.steps, second.failed_step)  # `second` made its copy
+
+
+def require_runnable(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], label: str) -> None:
+    """An OutOfScopeError when ONNX Runtime cannot run the model itself: every rewrite is verified
+    against the model's own run, so none can be, and the first step would fail blaming itself
+    ("verification raised NotImplemented")."""
+    from ..runtime import run_model
+
+    try:
+        run_model(model, list(feeds)[:1])
+    except Exception as exc:  # noqa: BLE001 - ORT's own errors (NotImplemented, InvalidGraph, Fail, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise OutOfScopeError(f"{label}: ONNX Runtime cannot run the model ({type(exc).__name__}: {first}), and every rewrite is "
+                              "verified against the model's own run; nothing can be optimized and verified here") from None
 
 
 def folded_as_asked(pipeline: PipelineResult, settings: TransformSettings) -> PipelineResult:

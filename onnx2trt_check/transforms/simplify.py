@@ -7,6 +7,8 @@ modifying step with `verify.check_equivalence`, one rule for every transform.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -53,8 +55,48 @@ def _simplified_by_file(onnxsim: ModuleType, model: onnx.ModelProto, folder: Pat
     model over the in-memory call (writing it, onnxsim's C++ file reader, reading the result)."""
     source, target = folder / "model.onnx", folder / "simplified.onnx"
     _write_scratch(model, source)
-    onnxsim.simplify(str(source), check_n=0, skip_fuse_bn=skip_fuse_bn, certify=False, output_path=str(target))
+    with _onnxsim_warnings_condensed():
+        onnxsim.simplify(str(source), check_n=0, skip_fuse_bn=skip_fuse_bn, certify=False, output_path=str(target))
     return onnx.load(str(target))  # inline, or with external data of its own above protobuf's 2 GiB
+
+
+@contextlib.contextmanager
+def _onnxsim_warnings_condensed():
+    """onnxsim's C++ core prints, for each op its constant folding cannot run in ONNX Runtime,
+    "WARNING: failed to run "Cast" op (name is ""), skip... " followed by the whole Python traceback
+    of ORT's error, on the process's stderr (file descriptor 2, past sys.stderr): a user saw a
+    traceback from a command that went on to finish. Kept: one line per warning, with ORT's reason."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            printed = sink.read().decode(errors="replace")
+    for warning in _condensed(printed):
+        print(warning, file=sys.stderr)
+
+
+def _condensed(printed: str) -> list[str]:
+    """Each distinct onnxsim warning as one line ("skip..." and the error's last line in place of a
+    traceback); other lines as they are, traceback frames dropped."""
+    lines, found = printed.splitlines(), []
+    for index, line in enumerate(lines):
+        if line.startswith(("  ", "Traceback")) or not line.strip():
+            continue
+        head, traceback, _ = line.partition(" Traceback (most recent call last):")
+        if traceback:
+            error = next((later for later in lines[index + 1:] if later.strip() and not later.startswith("  ")), "")
+            head = f"{head} ({error.strip()})"
+        elif index and lines[index - 1].startswith("  "):
+            continue  # the error line that ends a traceback, already taken into its warning
+        if (line := f"onnxsim: {head.strip()}") not in found:
+            found.append(line)
+    return found
 
 
 def _write_scratch(model: onnx.ModelProto, path: Path) -> None:
