@@ -89,7 +89,13 @@ def verdict(ctx, target) -> tuple[list[str], list[str], dict]:
     except NotBisectable as exc:
         raise ConfigError(str(exc)) from None
     feeds = target.feeds(ctx)
-    reference, outputs = target.reference(ctx), target.run(artifact, feeds)
+    reference = target.reference(ctx)
+    try:
+        outputs = target.run(artifact, feeds)
+    except Exception as exc:  # noqa: BLE001 - the engine's own failure (ORT's graph optimizer on a fused BERT's fp16 artifact: measured)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        problem = f"{target.name} cannot run its artifact ({type(exc).__name__}: {first})"
+        return [f"{target.name} ({target.engine}) on {len(feeds)} feed(s): {problem}"], [problem], {}
     failures, figures = [], {}
     for name in reference.names:
         tolerance = ctx.options.tolerances.for_output(name, target.tolerance_precision(ctx))

@@ -134,6 +134,8 @@ def _step_text(figures: dict) -> str:
 
 def accuracy_lines(result) -> list[str]:
     """Per output: SQNR, cosine and (class scores) top-1 agreement of int8 against fp32."""
+    if not result.accuracy:  # the int8 model did not run: verdict_lines says why
+        return []
     lines = [f"int8 vs fp32 on {result.test_feeds} feed(s) of {result.test_source} (both on ONNX Runtime CPU):"]
     for name, figures in result.accuracy.items():
         agreement = f", top-1 agreement {figures['top1']:.1%}" if figures["top1"] is not None else ""
@@ -152,6 +154,11 @@ def verdict_lines(result, output: str) -> list[str]:
     """Written, or refused with the failures, the worst tensors and the bisect command."""
     if result.passed:
         return [f"wrote '{result.written}'"]
+    if not result.accuracy:
+        lines = [*result.verdict.failures]
+        if result.written is not None:
+            return lines + [f"WARNING: wrote '{result.written}' unverified (--accept-degraded)"]
+        return lines + [f"nothing written to '{output}'; pass --accept-degraded to write it unverified"]
     lines = ["the int8 model is below the int8 floor (the ort-int8 check of `pytest --model` would fail it):"]
     lines += [f"  {line}" for failure in result.verdict.failures for line in failure.splitlines()]
     lines.append("worst tensors (layerwise, int8 vs fp32):")
