@@ -213,7 +213,7 @@ class ScaleProbe:
 
     def _session(self, suffix: _Suffix):
         if suffix.session is None:
-            model = _cut(self.model, suffix, self.values[0], self.feeds[0])
+            model = _cut(self.model, suffix, self.values)
             suffix.session = create_session(model, optimized=False, threads=self.threads)
         return suffix.session
 
@@ -288,23 +288,28 @@ def _suffix_of(graph: onnx.GraphProto, consumers: Mapping[str, list[int]], const
     return _Suffix(nodes, list(dict.fromkeys(reads)), [])
 
 
-def _cut(model: onnx.ModelProto, suffix: _Suffix, values: Mapping[str, np.ndarray], feed: Mapping[str, np.ndarray]) -> onnx.ModelProto:
-    """The suffix as a model of its own: its upstream reads become inputs, typed from one feed's
-    values (intermediate tensors) or the graph's own inputs."""
+def _cut(model: onnx.ModelProto, suffix: _Suffix, values: Outputs) -> onnx.ModelProto:
+    """The suffix as a model of its own: its upstream reads become inputs, typed from the feeds'
+    values (intermediate tensors; a dim that differs between feeds is left free: calibration feeds
+    of several sequence lengths) or the graph's own inputs."""
     graph = model.graph
     declared = {value.name: value for value in graph.input}
     nodes = [graph.node[i] for i in suffix.nodes]
     read = {name for node in nodes for name in node.input}
-    inputs = [declared[name] if name in declared else _value_info(name, values[name]) for name in suffix.inputs]
-    outputs = [_value_info(name, values[name]) for name in suffix.outputs]
+    inputs = [declared[name] if name in declared else _value_info(name, [v[name] for v in values]) for name in suffix.inputs]
+    outputs = [_value_info(name, [v[name] for v in values]) for name in suffix.outputs]
     initializers = [t for t in graph.initializer if t.name in read]
     cut = onnx.helper.make_graph(nodes, f"{graph.name}_suffix", inputs, outputs, initializers)
     return onnx.helper.make_model(cut, opset_imports=model.opset_import, ir_version=model.ir_version, functions=model.functions)
 
 
-def _value_info(name: str, array: np.ndarray) -> onnx.ValueInfoProto:
-    array = np.asarray(array)
-    return onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(array.dtype), array.shape)
+def _value_info(name: str, arrays: Sequence[np.ndarray]) -> onnx.ValueInfoProto:
+    """`name` typed by its values over the feeds: each dim they all share, the others free (a rank
+    that differs: no shape)."""
+    shapes = {np.shape(array) for array in arrays}
+    first = np.asarray(arrays[0])
+    shape = None if len({len(s) for s in shapes}) > 1 else [d if all(s[i] == d for s in shapes) else None for i, d in enumerate(first.shape)]
+    return onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(first.dtype), shape)
 
 
 def quickest(sessions: Mapping[int, object], feed: Mapping[str, np.ndarray]) -> int:
