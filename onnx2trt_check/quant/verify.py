@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx
 
-from onnx2trt_check.compare import OutputStats, Tolerance, compare_output, format_stats
+from onnx2trt_check.compare import OutputStats, Tolerance, allowed_disagreements, compare_output, format_stats
 from onnx2trt_check.config import ToleranceConfig
 from onnx2trt_check.quant.feed_batch import all_copies
 from onnx2trt_check.runtime import run_model
@@ -80,16 +80,25 @@ class Int8Verdict:
         return not self.failures
 
     def figures(self) -> dict[str, dict]:
-        return {name: {"sqnr_db": s.sqnr_db, "cosine": s.cosine, "top1": s.top1, "passed": s.passed} for name, s in self.outputs.items()}
+        return {name: {"sqnr_db": s.sqnr_db, "cosine": s.cosine, "top1": s.top1, "rows": s.rows, "passed": s.passed} for name, s in self.outputs.items()}
 
     def floor_text(self, name: str) -> str:
         """The floor output `name` was held to, e.g. 'SQNR >= 20 dB, cosine >= 0.99, top-1 >= 95%'."""
         floor = self.floors[name]
         parts = [f"SQNR >= {floor.min_sqnr_db:g} dB" if floor.min_sqnr_db is not None else None,
                  f"cosine >= {floor.min_cosine:g}" if floor.min_cosine is not None else None,
-                 f"top-1 >= {floor.min_top1:.0%}" if floor.min_top1 is not None else None,
+                 _top1_floor_text(floor.min_top1, self.outputs[name].rows) if floor.min_top1 is not None else None,
                  f"atol {floor.atol:g}" if floor.atol is not None else None, f"rtol {floor.rtol:g}" if floor.rtol is not None else None]
         return ", ".join(p for p in parts if p) or "no floor"
+
+
+def _top1_floor_text(floor: float, rows: int) -> str:
+    """'top-1 >= 95%', and the disagreements allowed when there are too few rows for the rate to
+    allow one (compare.allowed_disagreements): "83.3% (floor 95%)" must not read as a pass by mistake."""
+    allowed = allowed_disagreements(floor, rows)
+    if rows and allowed > (1.0 - floor) * rows:
+        return f"top-1 >= {floor:.0%}, at most {allowed} of {rows} row(s) disagreeing: too few rows for the rate"
+    return f"top-1 >= {floor:.0%}"
 
 
 def int8_floor(name: str, tolerances: ToleranceConfig | None = None):
