@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 
 from .calibration_data import CALIBRATING_OPTIONS, check_not_constant
-from .errors import InputDataError
+from .errors import InputDataError, first_line
 from .model import InputSpec, Shapes, graph_inputs, resolve_input_specs
 from .npz import read_npz
 from .validate import not_empty
@@ -365,7 +365,7 @@ def _call(function, label: str, when: str):
     except SystemExit as exc:
         raise InputDataError(f"{label} called sys.exit({exc.code}) {when}; make it return or yield feed dicts") from None
     except Exception as exc:  # the user's code: its own message, in one line
-        raise InputDataError(f"{label} raised {type(exc).__name__} {when}: {_one_line(exc)}") from None
+        raise InputDataError(f"{label} raised {type(exc).__name__} {when}: {first_line(exc)}") from None
 
 
 def _iterate(produced, label: str):
@@ -388,7 +388,7 @@ def _as_arrays(feed, label: str, index: int) -> dict[str, np.ndarray]:
             # that are all its last one.
             arrays[name] = np.array(value, copy=True)
         except Exception as exc:  # any object the user yielded
-            raise InputDataError(f"{label} feed #{index}: '{name}' is no array ({type(exc).__name__}: {_one_line(exc)})") from None
+            raise InputDataError(f"{label} feed #{index}: '{name}' is no array ({type(exc).__name__}: {first_line(exc)})") from None
         if arrays[name].dtype.hasobject or arrays[name].dtype.kind not in "biuf":
             raise InputDataError(f"{label} feed #{index}: '{name}' is a {arrays[name].dtype} array, not numbers; yield numeric arrays")
     return arrays
@@ -406,16 +406,11 @@ def _load_function(reference: str, option: str):
     try:
         spec.loader.exec_module(module)
     except (Exception, SystemExit) as exc:  # the user's script: any failure is theirs to fix, shown in one line
-        raise InputDataError(f"data loader script '{path}' failed to import: {type(exc).__name__}: {_one_line(exc)}") from None
+        raise InputDataError(f"data loader script '{path}' failed to import: {type(exc).__name__}: {first_line(exc)}") from None
     function = getattr(module, name, None)
     if not callable(function):
         raise InputDataError(f"data loader script '{path}' has no function '{name}'; define it or name another with {path}:function")
     return function
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
 
 
 def parse_range(text: str) -> tuple[str, tuple[float, float]]:

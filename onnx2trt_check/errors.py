@@ -12,6 +12,13 @@ them into failed and skipped items.
 USAGE_ERROR_EXIT_CODE = 4
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (ONNX Runtime's run to many lines), "(no message)"
+    for an empty one: what a one-line report quotes of someone else's error."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
 class CheckError(Exception):
     """Base of every error that is the user's input, not a bug of ours."""
 

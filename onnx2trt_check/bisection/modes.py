@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..fileio import save_model
 from ..runtime import run_model
 from .run import TRT_NEEDED, NotBisectable, artifact_proto, layerwise_for, reference_model, section_text
@@ -93,8 +93,7 @@ def verdict(ctx, target) -> tuple[list[str], list[str], dict]:
     try:
         outputs = target.run(artifact, feeds)
     except Exception as exc:  # noqa: BLE001 - the engine's own failure (ORT's graph optimizer on a fused BERT's fp16 artifact: measured)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        problem = f"{target.name} cannot run its artifact ({type(exc).__name__}: {first})"
+        problem = f"{target.name} cannot run its artifact ({type(exc).__name__}: {first_line(exc)})"
         return [f"{target.name} ({target.engine}) on {len(feeds)} feed(s): {problem}"], [problem], {}
     failures, figures = [], {}
     for name in reference.names:

@@ -22,7 +22,7 @@ import onnx
 import pytest
 
 from ..context import ModelContext, RunOptions
-from ..errors import CheckFailed, CheckSkipped
+from ..errors import CheckFailed, CheckSkipped, first_line
 from ..transforms.run import TransformSettings, failing_output_lines, run_transforms, settings_from, skip_reason
 from .core import Check
 from .stash import STATE
@@ -70,8 +70,7 @@ def _skip_if_the_model_does_not_run(ctx: ModelContext) -> None:
     try:
         ctx.onnx_reference
     except Exception as exc:  # ORT's own errors (NotImplemented, InvalidGraph, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CheckSkipped(f"ONNX Runtime cannot run the model ({type(exc).__name__}: {first}), so no transform can be verified against it") from None
+        raise CheckSkipped(f"ONNX Runtime cannot run the model ({type(exc).__name__}: {first_line(exc)}), so no transform can be verified against it") from None
 
 
 def transform_check(name: str):

@@ -23,6 +23,7 @@ import onnx
 
 from onnx2trt_check.compare import OutputStats, Tolerance, allowed_disagreements, compare_output, format_stats
 from onnx2trt_check.config import ToleranceConfig
+from onnx2trt_check.errors import first_line
 from onnx2trt_check.quant.feed_batch import all_copies
 from onnx2trt_check.runtime import run_model
 
@@ -118,8 +119,7 @@ def verify_int8(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds
     try:
         quantized = run_model(int8_model, feeds, optimized=True)
     except Exception as exc:  # noqa: BLE001 - ORT's own failure on the Q/DQ model (its graph optimizer on fused ops: measured)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return Int8Verdict({}, [f"ONNX Runtime cannot run the int8 model ({type(exc).__name__}: {first}), so it cannot be verified"])
+        return Int8Verdict({}, [f"ONNX Runtime cannot run the int8 model ({type(exc).__name__}: {first_line(exc)}), so it cannot be verified"])
     outputs, failures, floors = {}, [], {}
     for name in reference[0]:
         floors[name] = tolerance = int8_floor(name, tolerances)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from ..errors import ConfigError, OutOfScopeError
+from ..errors import ConfigError, OutOfScopeError, first_line
 
 if TYPE_CHECKING:
     from .pipeline import PipelineMemo, PipelineResult, PipelineStep
@@ -215,8 +215,7 @@ def require_runnable(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.nda
     try:
         run_model(model, list(feeds)[:1])
     except Exception as exc:  # noqa: BLE001 - ORT's own errors (NotImplemented, InvalidGraph, Fail, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise OutOfScopeError(f"{label}: ONNX Runtime cannot run the model ({type(exc).__name__}: {first}), and every rewrite is "
+        raise OutOfScopeError(f"{label}: ONNX Runtime cannot run the model ({type(exc).__name__}: {first_line(exc)}), and every rewrite is "
                               "verified against the model's own run; nothing can be optimized and verified here") from None
 
 
