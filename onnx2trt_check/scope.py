@@ -12,7 +12,9 @@ Out of scope, refused with OutOfScopeError before any check runs:
 * operators of the ai.onnx.ml domain (scikit-learn and other classical-ML exports): TensorRT has
   none of them, so the ONNX -> TensorRT path does not exist for such a graph;
 * an IR version newer than the installed onnx reads: its checker, shape inference and every graph
-  tool would misread the file.
+  tool would misread the file;
+* random operators (RandomNormal[Like], RandomUniform[Like], Bernoulli, Multinomial): every run and
+  every engine draws other values, so no output comparison holds.
 
 Valid models inside the scope can still make a check not apply (an fp16 artifact of a model that
 already computes in fp16, of a model without nodes): those checks skip with the reason.
@@ -26,12 +28,17 @@ import onnx
 from onnx import TensorProto
 
 from .errors import OutOfScopeError
+from .protos import node_label
 
 IO_TYPES = frozenset(
     getattr(TensorProto, name)
     for name in ("FLOAT", "FLOAT16", "DOUBLE", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "BOOL")
 )
 ML_DOMAIN = "ai.onnx.ml"
+# Their values differ between runs and between engines (ONNX Runtime seeds each session alike, so
+# two runs of the same graph agree, and its fp16 artifact then "failed" at 14 dB: a verdict on the
+# random stream, not on fp16).
+RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Bernoulli", "Multinomial"})
 _KINDS = {"sequence_type": "sequence", "map_type": "map", "optional_type": "optional value", "sparse_tensor_type": "sparse tensor"}
 
 
@@ -60,6 +67,10 @@ def scope_problem(proto: onnx.ModelProto) -> str | None:
     if ml_ops:
         return (f"it uses ai.onnx.ml operators ({', '.join(ml_ops[:5])}), which TensorRT does not have; "
                 "a classical-ML graph has no ONNX -> TensorRT path (check it with ONNX Runtime alone)")
+    if random := next((node for node in _all_nodes(proto) if node.op_type in RANDOM_OPS and node.domain in ("", "ai.onnx")), None):
+        label = node_label(random) if not random.name else f"{random.op_type} '{random.name}'"
+        return (f"it draws random values ({label}): every run, and every engine, draws its own, "
+                "so no comparison of outputs holds; draw them outside the model and feed them as an input")
     return None
 
 

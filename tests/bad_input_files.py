@@ -51,6 +51,9 @@ def _models(folder: Path) -> None:
                     [helper.make_node("ZipMap", ["x"], ["probabilities"], domain="ai.onnx.ml", classlabels_int64s=[0, 1, 2, 3])],
                     domains=["ai.onnx.ml"])
     save(zipmap, folder / "sklearn_zipmap.onnx")
+    # ONNX Runtime seeds each session alike: its own runs agreed, and the fp16 artifact "failed" at 14 dB
+    save(_model([_tensor("x")], [_tensor("y")], [helper.make_node("RandomNormalLike", ["x"], ["n"], scale=0.1),
+                                                 helper.make_node("Add", ["x", "n"], ["y"])]), folder / "random_noise.onnx")
     save(_model([_tensor("x")], [_tensor("y")], [helper.make_node("Normalizer", ["x"], ["y"], domain="ai.onnx.ml", norm="L2")],
                 domains=["ai.onnx.ml"]), folder / "ml_only.onnx")
     save(parse('<ir_version: 8, opset_import: ["" : 17]> g (seq(float[2]) s) => (float[2] y) '

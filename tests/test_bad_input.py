@@ -26,6 +26,7 @@ PYTEST = [
     # out-of-scope models
     (["--model", "{d}/sklearn_zipmap.onnx"], "output 'probabilities' is a sequence of maps"),
     (["--model", "{d}/ml_only.onnx"], "ai.onnx.ml operators (Normalizer)"),
+    (["--model", "{d}/random_noise.onnx"], "it draws random values (RandomNormalLike(n)): every run, and every engine, draws its own"),
     (["--model", "{d}/sequence_input.onnx"], "input 's' is a sequence"),
     (["--model", "{d}/sequence_output.onnx"], "output 's' is a sequence"),
     (["--model", "{d}/optional_output.onnx"], "output 'y' is an optional value"),
@@ -125,6 +126,7 @@ CLI = [
     (["ops", "{d}/ir99.onnx"], "IR version 99"),
     (["ops", "{d}/ext_outside/model.onnx"], "outside the model's folder"),
     (["check", "{d}/sequence_output.onnx"], "output 's' is a sequence"),
+    (["optimize", "{d}/random_noise.onnx", "-o", "{w}/out.onnx"], "it draws random values (RandomNormalLike(n))"),
     (["check", GOOD, "--seed", "-1"], "--seed -1"),
     (["optimize", GOOD, "-o", "{d}"], "-o '{d}' is a folder; pass a file path"),
     (["optimize", GOOD, "-o", "{ro}/out.onnx"], "cannot create files in '{ro}'"),
