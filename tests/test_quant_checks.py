@@ -12,6 +12,7 @@ from onnx import helper, numpy_helper
 
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.pytest_plugin import int8 as quant_checks
+from onnx2trt_check.pytest_plugin.options import DEST_PREFIX
 from onnx2trt_check.quant.pipeline import (
     Int8Settings,
     _amax_summary,
@@ -27,8 +28,8 @@ OPTION_DEFAULTS = {
 
 
 def options(**given_values):
-    """A stand-in for the pytest config: read_options only calls getoption."""
-    values = {**OPTION_DEFAULTS, **given_values}
+    """A stand-in for the pytest config: read_options only calls getoption, by our prefixed dests."""
+    values = {DEST_PREFIX + name: value for name, value in {**OPTION_DEFAULTS, **given_values}.items()}
     return types.SimpleNamespace(getoption=values.__getitem__)
 
 

@@ -32,7 +32,7 @@ from ..report import PROPERTY_KEY
 from ..targets import select_targets, timing
 from . import task
 from .core import Check, _reference_or_skip
-from .options import INI_BASELINE_DIR, UPDATE_FLAG
+from .options import INI_BASELINE_DIR, UPDATE_FLAG, value
 
 SETTINGS_KEY = "baseline_checks"
 XDIST_REASON = "latency is not measured under pytest-xdist: workers share the cores; run without -n"
@@ -58,12 +58,12 @@ class Settings:
 
 def read_options(config: pytest.Config) -> dict:
     settings = Settings(
-        latency=bool(config.getoption("latency")),
-        rounds=config.getoption("latency_rounds"),
-        warmup=config.getoption("latency_warmup"),
-        rule=store.LatencyRule(max_ratio=_ratio(config.getoption("latency_max_ratio"))),
-        baseline_dir=_baseline_dir(config.getoption("baseline_dir"), config),
-        update=bool(config.getoption("baseline_update")),
+        latency=bool(value(config, "latency")),
+        rounds=value(config, "latency_rounds"),
+        warmup=value(config, "latency_warmup"),
+        rule=store.LatencyRule(max_ratio=_ratio(value(config, "latency_max_ratio"))),
+        baseline_dir=_baseline_dir(value(config, "baseline_dir"), config),
+        update=bool(value(config, "baseline_update")),
         under_xdist=_under_xdist(config),
         update_command=_update_command(config),
     )
@@ -88,10 +88,10 @@ def _baseline_dir(cli: str | None, config: pytest.Config | None) -> Path | None:
     if ini := config.getini(INI_BASELINE_DIR):
         base = config.inipath.parent if config.inipath else config.rootpath
         return (base / ini).resolve()
-    value = pyproject_section(config.rootpath).get("baseline_dir")
-    if value is not None and not isinstance(value, str):
-        raise ConfigError(f"baseline_dir = {value!r} in [tool.onnx2trt_check] is not a path; write baseline_dir = \"baselines\"")
-    return (config.rootpath / value).resolve() if value else None
+    folder = pyproject_section(config.rootpath).get("baseline_dir")
+    if folder is not None and not isinstance(folder, str):
+        raise ConfigError(f"baseline_dir = {folder!r} in [tool.onnx2trt_check] is not a path; write baseline_dir = \"baselines\"")
+    return (config.rootpath / folder).resolve() if folder else None
 
 
 def _under_xdist(config: pytest.Config | None) -> bool:

@@ -26,7 +26,7 @@ from ..context import RunOptions
 from ..errors import ConfigError
 from ..fileio import unique_path
 from ..report import PROPERTY_KEY
-from .options import BISECT_FEEDS
+from .options import BISECT_FEEDS, value
 from .stash import STATE
 
 SETTINGS_KEY = "bisect_settings"
@@ -46,15 +46,15 @@ class BisectSettings:
 
 
 def read_options(config) -> dict:
-    plot = config.getoption("bisect_plot")
-    feeds = config.getoption("bisect_feeds")
+    plot = value(config, "bisect_plot")
+    feeds = value(config, "bisect_feeds")
     if feeds is not None and feeds < 1:
         raise ConfigError(f"--bisect-feeds {feeds} must be at least 1")
     if plot and Path(plot).exists() and not Path(plot).is_dir():
         raise ConfigError(f"--bisect-plot '{plot}' is a file; pass a folder for the plots")
-    floor = validate.number(config.getoption("bisect_min_sqnr"), "--bisect-min-sqnr", example="20")
+    floor = validate.number(value(config, "bisect_min_sqnr"), "--bisect-min-sqnr", example="20")
     settings = BisectSettings(
-        enabled=bool(config.getoption("bisect") or plot), plot_dir=Path(plot).resolve() if plot else None,
+        enabled=bool(value(config, "bisect") or plot), plot_dir=Path(plot).resolve() if plot else None,
         min_sqnr_db=BisectSettings.min_sqnr_db if floor is None else float(floor), max_feeds=feeds or DEFAULT_FEEDS,
     )
     return {SETTINGS_KEY: settings}

@@ -25,6 +25,7 @@ from ..report import PROPERTY_KEY, accuracy_figures
 from ..targets import TARGETS, get_target, select_targets
 from ..targets import ort_int8 as int8
 from .core import Check
+from .options import value
 
 TARGET = "ort-int8"
 HELD_OUT_NOTE = ("ort-int8: no --inputs, so the int8 model is judged on a held-out fifth of the calibration data "
@@ -37,8 +38,8 @@ SWEEP = (("max", None), ("percentile", 99.99), ("percentile", 99.999), ("entropy
 
 
 def read_options(config) -> dict:
-    settings = {name: config.getoption(name) for name in ("calibration_method", "calibration_percentile", "per_tensor", "cle", "cle_relu6", "bias_correction", "quant_exclude", "calibration_sweep")}
-    settings["calibration_data"] = _calibration_path(config.getoption("calibration_data"))
+    settings = {name: value(config, name) for name in ("calibration_method", "calibration_percentile", "per_tensor", "cle", "cle_relu6", "bias_correction", "quant_exclude", "calibration_sweep")}
+    settings["calibration_data"] = _calibration_path(value(config, "calibration_data"))
     _check_percentile(settings["calibration_percentile"])
     for pattern in settings["quant_exclude"]:
         _check_pattern(pattern)

@@ -11,6 +11,8 @@ than imported from their registries, which are heavy; tests/test_plugin_options.
 
 from __future__ import annotations
 
+import argparse
+
 TARGET_NAMES = ("ort", "ort-fp16", "cpu-fp16-emu", "trt-fp32", "trt-fp16", "trt-int8", "trt-best", "ort-int8")
 TRANSFORM_NAMES = ("simplify", "optimize", "fuse_repconv", "bn_across_maxpool", "fold_conv_bn", "fold_gemm_bn", "fuse_input_normalization",
                    "fold_bn_conv", "fold_bn_gemm", "remove_output_sigmoid", "output_tail")
@@ -24,37 +26,99 @@ INI_BASELINE_DIR = "onnx2trt_baseline_dir"
 UPDATE_FLAG = "--baseline-update"
 
 
+# Every option's dest starts with it, so a project's own option of the same name (a conftest.py with
+# --model or --seed: common in ML test suites) never shares a value with ours.
+DEST_PREFIX = "onnx2trt_"
+# A flag the project's conftest.py already defines is ours under this prefix instead: --onnx2trt-seed.
+FLAG_PREFIX = "--onnx2trt-"
+_ADDED = "_onnx2trt_check_options"  # the parser attribute that marks (and lists) our options as added
+
+
+def value(config, name: str, *default):
+    """The value of our option `name` (its dest without the prefix); `default` when the option is
+    not there (as config.getoption: without one, an unknown name is an error, not None)."""
+    return config.getoption(DEST_PREFIX + name, *default)
+
+
+def renamed_flags(config) -> dict[str, str]:
+    """{project's flag: ours}: the flags a conftest.py took before we added ours."""
+    return dict(getattr(getattr(config, "_parser", None), _ADDED, None) or {})
+
+
 def add_options(parser) -> None:
-    group = _NoEmptyText(parser.getgroup("onnx2trt_check", "onnx2trt_check: validate ONNX models for deployment"))
-    for add in (_core, _transforms, _baselines, _precision, _int8, _bisect, _reference_and_task):
-        add(group)
+    """Our options, once per parser; a flag the project already has is ours with FLAG_PREFIX."""
+    if hasattr(parser, _ADDED):
+        return
+    group = _OurGroup(parser.getgroup("onnx2trt_check", "onnx2trt_check: validate ONNX models for deployment"))
+    for names, attrs in _declared():
+        group.addoption(*names, **attrs)
+    setattr(parser, _ADDED, group.renamed)
     for key, ini in INI_TOLERANCES.items():
         parser.addini(ini, f"onnx2trt_check: {key} for every output", default=None)
     parser.addini("onnx2trt_output_tolerances", "onnx2trt_check: per-output tolerances, OUT:key=value,...", type="linelist", default=[])
     parser.addini(INI_BASELINE_DIR, "onnx2trt_check: folder of the versioned baselines", default=None)
 
 
+def keep_values_out_of_paths(namespace, args: list[str]) -> None:
+    """pytest finds the initial conftest.py files from the paths of its first parse, before our
+    options exist (they are added after those files: plugin.py): there `--model x.onnx` reads as
+    the option --model and the path x.onnx. The values of our flags are taken out of its paths,
+    so the same conftest.py files load as when the options were known."""
+    flags = {flag for names, attrs in _declared() if attrs.get("action", "store") in ("store", "append")
+             for name in names for flag in (name, FLAG_PREFIX + name.lstrip("-"))}
+    paths = list(getattr(namespace, "file_or_dir", None) or [])
+    for flag, following in zip(args, args[1:]):
+        if flag in flags and following in paths:
+            paths.remove(following)
+    namespace.file_or_dir = paths
+
+
+def _declared() -> list[tuple[tuple[str, ...], dict]]:
+    """Every option as (flags, addoption attributes), in the order of the help text."""
+    recorder = _Recorder()
+    for add in (_core, _transforms, _baselines, _precision, _int8, _bisect, _reference_and_task):
+        add(recorder)
+    return recorder.options
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.options: list[tuple[tuple[str, ...], dict]] = []
+
+    def addoption(self, *names, **attrs) -> None:
+        self.options.append((names, attrs))
+
+
 def non_empty(text: str) -> str:
     """An option's text, refused when empty: `--inputs "$DATA"` with DATA unset would otherwise
     read as the option left out (or as the current folder), and the run pass without it."""
-    import argparse
-
     if not text.strip():
         raise argparse.ArgumentTypeError("is empty; pass a value (is a shell variable unset?)")
     return text
 
 
-class _NoEmptyText:
-    """The option group, with every text-valued option (no type, no choices, not a flag) read
-    through non_empty."""
+class _OurGroup:
+    """The option group: every dest prefixed (DEST_PREFIX), every text-valued option (no type, no
+    choices, not a flag) read through non_empty, and a flag the project's conftest.py defines
+    taken with FLAG_PREFIX (recorded in `renamed`)."""
 
     def __init__(self, group) -> None:
         self._group = group
+        self.renamed: dict[str, str] = {}
 
     def addoption(self, *names, **attrs) -> None:
         if attrs.get("action", "store") in ("store", "append") and "type" not in attrs and "choices" not in attrs:
             attrs["type"] = non_empty
-        self._group.addoption(*names, **attrs)
+        dest = attrs.get("dest", names[0].lstrip("-").replace("-", "_"))
+        if attrs.get("action", "store") in ("store", "append") and "choices" not in attrs:
+            attrs.setdefault("metavar", dest.upper())  # the help says --seed=SEED, not its prefixed dest
+        attrs["dest"] = DEST_PREFIX + dest
+        try:
+            self._group.addoption(*names, **attrs)
+        except (ValueError, argparse.ArgumentError):  # "conflicting option string: --seed": the project's conftest.py has it
+            ours = tuple(FLAG_PREFIX + name.lstrip("-") for name in names)
+            self._group.addoption(*ours, **attrs)
+            self.renamed.update(zip(names, ours))
 
 
 def _core(group) -> None:

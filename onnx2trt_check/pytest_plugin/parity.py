@@ -22,15 +22,16 @@ from ..errors import CheckFailed, ConfigError
 from ..references import REFERENCE_KEY, ReferenceModel, ReferenceScript
 from ..report import accuracy_figures
 from .core import Check
+from .options import value
 
 
 def read_options(config) -> dict:
-    script, original = config.getoption("reference_script"), config.getoption("reference_model")
+    script, original = value(config, "reference_script"), value(config, "reference_model")
     if script and original:
         raise ConfigError("--reference-script and --reference-model both name a reference; pass one of them")
     if not (script or original):
         return {}
-    _single_model(config.getoption("model"), "--reference-script" if script else "--reference-model")
+    _single_model(value(config, "model"), "--reference-script" if script else "--reference-model")
     return {REFERENCE_KEY: ReferenceScript(script) if script else ReferenceModel(original)}
 
 

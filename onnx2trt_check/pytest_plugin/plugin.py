@@ -10,13 +10,28 @@ import pytest
 from . import options
 
 
-def pytest_addoption(parser) -> None:
+def pytest_addoption(parser, pluginmanager) -> None:
+    """Our options are added once the project's initial conftest.py files have added theirs
+    (pytest_load_initial_conftests below): a project whose conftest.py defines --model or --seed
+    (common in ML test suites) failed to start at all once this package was installed ("option
+    names {'--seed'} already added"); now its flag is its own and ours is --onnx2trt-seed. Loaded
+    by a conftest.py's pytest_plugins, the plugin misses that hook (it is already running), so its
+    options are added here."""
+    if getattr(pluginmanager, "_conftest_plugins", None):
+        options.add_options(parser)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    options.keep_values_out_of_paths(early_config.known_args_namespace, args)
+    result = yield
     options.add_options(parser)
+    return result
 
 
 @pytest.hookimpl(tryfirst=True)  # before the cache and benchmark plugins are configured (workspace.py)
 def pytest_configure(config) -> None:
-    if not config.getoption("model"):
+    if not options.value(config, "model"):
         return
     from ..deferred_imports import defer_sympy
 

@@ -27,6 +27,7 @@ from ..targets.fp16 import Fp16Settings, fp16_artifact, fp16_conversion
 from ..targets.tensorrt import TensorRtTarget
 from ..targets.trt import trt_unavailable_reason
 from .core import Check
+from .options import value
 
 FP16_REPORT_FAMILY = "fp16[artifact]"
 # Targets that deploy (or emulate) the fp16 artifact; trt-fp16 only on its default artifact path.
@@ -34,19 +35,19 @@ FP16_ARTIFACT_TARGETS = ("ort-fp16", "cpu-fp16-emu", "trt-fp16")
 
 
 def read_options(config) -> dict:
-    builds = config.getoption("trt_builds")
+    builds = value(config, "trt_builds")
     if builds is not None and builds < 2:  # 0 too: asked for, it would silently build nothing
         raise ConfigError(f"--trt-builds {builds} gives no spread; pass N >= 2 (or leave it out)")
-    data = config.getoption("fp16_calibration_data")
+    data = value(config, "fp16_calibration_data")
     if data and not is_template(data):  # {model}: read with each model
         read_source(data, "--fp16-calibration-data")  # readable, with samples: checked once, before any item
     return {
         "fp16_calibration_data": data,
-        "fp16_block": tuple(config.getoption("fp16_block") or ()),
-        "fp16_no_fallback": bool(config.getoption("fp16_no_fallback")),
-        "engine_cache": config.getoption("engine_cache"),
+        "fp16_block": tuple(value(config, "fp16_block") or ()),
+        "fp16_no_fallback": bool(value(config, "fp16_no_fallback")),
+        "engine_cache": value(config, "engine_cache"),
         "trt_builds": builds or 0,
-        "trt_flags": bool(config.getoption("trt_flags")),
+        "trt_flags": bool(value(config, "trt_flags")),
     }
 
 

@@ -23,7 +23,7 @@ from ..model import parse_shape
 from ..report import ModelInfo, check_report_path, report_document, summary_lines, write_report
 from ..targets import get_target
 from . import families, fast_exit
-from .options import INI_TOLERANCES
+from .options import INI_TOLERANCES, renamed_flags, value
 from .selection import Selection
 from .stash import STATE
 from .state import ModelFile, RunState, display
@@ -33,12 +33,14 @@ from .workspace import RunFolder, make_run_folder, redirect_basetemp, redirect_b
 def start_run(config: pytest.Config) -> None:
     run_folder = _start_workspace(config)
     try:
-        paths = _model_paths(config.getoption("model"))
+        paths = _model_paths(value(config, "model"))
         state = RunState(_run_options(config, run_folder, several=len(paths) > 1), paths)
         check_output_paths(config, state.options)
         check_junitxml(config, paths)
         load_models(config, state)
-        state.notes += unsearched_subfolders(config.getoption("model"))
+        state.notes += unsearched_subfolders(value(config, "model"))
+        state.notes += [f"{theirs} is this project's own option (its conftest.py); onnx2trt_check's is {ours} here"
+                        for theirs, ours in renamed_flags(config).items()]
         state.notes += _unmatched_output_tolerances(config, state.options.tolerances, {n for names in state.outputs.values() for n in names})
     except CheckError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -118,12 +120,12 @@ def _check_names_used(options: RunOptions, inputs: set[str]) -> None:
 def check_output_paths(config: pytest.Config, options: RunOptions) -> None:
     """Every place the run writes, checked before the first item: a report that cannot be written
     would otherwise be found only after the whole run."""
-    if report_path := config.getoption("report_json"):
+    if report_path := value(config, "report_json"):
         validate.output_file(Path(report_path), "--report-json", force=True)  # first: a device is never read
         check_report_path(Path(report_path))
     if options.artifact_dir is not None:
         validate.output_folder(options.artifact_dir, "--artifact-dir")
-    for option, folder in (("--bisect-plot", config.getoption("bisect_plot")), ("--engine-cache", config.getoption("engine_cache"))):
+    for option, folder in (("--bisect-plot", value(config, "bisect_plot")), ("--engine-cache", value(config, "engine_cache"))):
         if folder:
             validate.output_folder(Path(folder), option)
     _check_baseline_dir(options)
@@ -143,8 +145,8 @@ def check_junitxml(config: pytest.Config, models: list[Path]) -> None:
     for model in models:
         checked_output(model, xml, force=True, option="--junitxml")
     for dest, flag in INPUT_FILE_OPTIONS.items():
-        value = config.getoption(dest, None)
-        if value and validate.resolved(value, flag) == validate.resolved(xml, "--junitxml"):
+        given = value(config, dest, None)
+        if given and validate.resolved(given, flag) == validate.resolved(xml, "--junitxml"):
             raise ConfigError(f"--junitxml '{xml}' is the {flag} file; write the JUnit XML to another path")
 
 
@@ -217,19 +219,19 @@ def _nested_models(folder: Path, *, limit: int = 3, max_folders: int = 500, max_
 
 def _run_options(config: pytest.Config, run_folder: Path, *, several: bool) -> RunOptions:
     feeds = FeedOptions(
-        seed=validate.seed(config.getoption("seed")),
-        num_feeds=validate.integer(config.getoption("num_feeds"), "--num-feeds", low=1),
-        ranges=dict(parse_range(t) for t in config.getoption("input_range")),
-        npz=Path(config.getoption("inputs")) if config.getoption("inputs") else None,
-        data_loader=config.getoption("data_loader"),
+        seed=validate.seed(value(config, "seed")),
+        num_feeds=validate.integer(value(config, "num_feeds"), "--num-feeds", low=1),
+        ranges=dict(parse_range(t) for t in value(config, "input_range")),
+        npz=Path(value(config, "inputs")) if value(config, "inputs") else None,
+        data_loader=value(config, "data_loader"),
     )
     if not feeds.templated:  # once per run: the loader is the user's code ({model}: once per model)
         feeds = dataclasses.replace(feeds, raw=feeds.read())
-    shapes = dict(parse_shape(t) for t in config.getoption("input_shape"))
-    targets = tuple(config.getoption("target")) or None
+    shapes = dict(parse_shape(t) for t in value(config, "input_shape"))
+    targets = tuple(value(config, "target")) or None
     for name in targets or ():
         get_target(name)  # an unknown name is a usage error now, not a collection error later
-    artifact_dir = Path(config.getoption("artifact_dir")) if config.getoption("artifact_dir") else run_folder
+    artifact_dir = Path(value(config, "artifact_dir")) if value(config, "artifact_dir") else run_folder
     extra = families.read_options(config)
     options = RunOptions(feeds=feeds, input_shapes=shapes, tolerances=_tolerances(config), targets=targets, artifact_dir=artifact_dir,
                          extra=extra, per_model_names=several)
@@ -241,7 +243,7 @@ def _unmatched_output_tolerances(config: pytest.Config, tolerances: ToleranceCon
     """A per-output tolerance for an output no model of the run has does nothing: on the command
     line it is a usage error (a typo, or the wrong model); in pyproject.toml or the ini, which serve
     every run of a project, a note in the summary."""
-    given = parse_output_tolerances(config.getoption("output_tolerance"))
+    given = parse_output_tolerances(value(config, "output_tolerance"))
     if unknown := sorted(set(given) - outputs):
         raise ConfigError(f"--output-tolerance names {', '.join(map(repr, unknown))}, which no model of this run has; outputs: {', '.join(sorted(outputs))}")
     unmatched = sorted(set(tolerances.per_output) - outputs)
@@ -252,7 +254,7 @@ def _tolerances(config: pytest.Config) -> ToleranceConfig:
     """config.layered_tolerances with pytest's own reading of its ini (the commands read the same
     keys with config.read_ini_tolerances)."""
     ini = ({key: config.getini(ini) for key, ini in INI_TOLERANCES.items()}, config.getini("onnx2trt_output_tolerances"))
-    cli = ({key: config.getoption(key) for key in INI_TOLERANCES}, config.getoption("output_tolerance"))
+    cli = ({key: value(config, key) for key in INI_TOLERANCES}, value(config, "output_tolerance"))
     return layered_tolerances(config.rootpath, ini=ini, command_line=cli)
 
 
@@ -275,7 +277,7 @@ class RunHooks:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         state = session.config.stash[STATE]
-        report_path = session.config.getoption("report_json", None)
+        report_path = value(session.config, "report_json", None)
         if not report_path or hasattr(session.config, "workerinput"):
             return  # under xdist only the controller writes
         try:

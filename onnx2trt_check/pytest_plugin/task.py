@@ -22,15 +22,16 @@ from ..references import REFERENCE_KEY
 from ..targets import select_targets
 from ..task_metrics import TaskMetric, check_label_rows, excessive_drops, figures_text, load_task_metric, metric_drops
 from .core import Check, _reference_or_skip
+from .options import value
 
 METRIC_KEY, DROP_KEY = "task_metric", "max_metric_drop"
 
 
 def read_options(config) -> dict:
-    drop = config.getoption("max_metric_drop")
+    drop = value(config, "max_metric_drop")
     if drop is not None and not drop >= 0:
         raise ConfigError(f"--max-metric-drop {drop} is negative; pass the largest drop you accept, e.g. 0.01")
-    metric = load_task_metric(labels=config.getoption("labels"), metric=config.getoption("metric"))
+    metric = load_task_metric(labels=value(config, "labels"), metric=value(config, "metric"))
     if drop is not None and metric is None:
         raise ConfigError("--max-metric-drop needs task figures; pass --labels FILE.npy and/or --metric FILE.py[:func]")
     return {METRIC_KEY: metric, DROP_KEY: drop}

@@ -25,6 +25,7 @@ from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, CheckSkipped, first_line
 from ..transforms.run import TransformSettings, failing_output_lines, run_transforms, settings_from, skip_reason
 from .core import Check
+from .options import value
 from .stash import STATE
 
 if TYPE_CHECKING:
@@ -38,8 +39,8 @@ CHECK_NAME = "equivalence"
 
 def read_options(config) -> dict:
     return {"transform_settings": settings_from(
-        names=config.getoption("transform"), mean=config.getoption("transform_mean"), std=config.getoption("transform_std"),
-        thresholds=config.getoption("transform_threshold"), bn_conv_mode=config.getoption("bn_conv_mode"))}
+        names=value(config, "transform"), mean=value(config, "transform_mean"), std=value(config, "transform_std"),
+        thresholds=value(config, "transform_threshold"), bn_conv_mode=value(config, "bn_conv_mode"))}
 
 
 def settings_of(options: RunOptions) -> TransformSettings:

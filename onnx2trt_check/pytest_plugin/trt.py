@@ -27,6 +27,7 @@ from ..targets.tensorrt import int8_artifact
 from ..trt import flavour, isolated
 from . import trt_jobs
 from .core import Check
+from .options import value
 
 PRECISIONS = ("fp32", "fp16", "int8")
 NO_INT8_FILE = "no int8 QDQ file: the model holds no Q/DQ nodes; pass --calibration-data to build the int8 artifact"
@@ -36,7 +37,7 @@ def read_options(config) -> dict:
     """`--trt-flavour`: validated (a bad value, or a flavour asked for but not installed, is a
     usage error) and made the run's choice, until the run ends (a process may hold several runs:
     api.check, pytester)."""
-    choice = config.getoption("trt_flavour", None)
+    choice = value(config, "trt_flavour", None)
     if choice:
         wanted = flavour.requested(choice)
         if wanted != "auto":
@@ -93,7 +94,7 @@ def build_check(precision: str):
 
 def session_plugin(config, options: RunOptions):
     """The TensorRT calls queued ahead of their items (trt_jobs.py)."""
-    return trt_jobs.session_plugin(config, latency=bool(config.getoption("latency", False)))
+    return trt_jobs.session_plugin(config, latency=bool(value(config, "latency", False)))
 
 
 def onnx_file(ctx: ModelContext, precision: str):
