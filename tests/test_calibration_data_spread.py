@@ -108,3 +108,14 @@ def test_quantize_on_copies_of_one_feed_does_not_claim_a_held_out_figure(tmp_pat
     out = capsys.readouterr().out
     assert "20 copies of one feed: nothing to hold out; pass --inputs for an unbiased figure" in out
     assert "held-out" not in out
+
+
+@pytest.mark.parametrize("feeds", [1, 12])
+def test_pytest_notes_that_one_distinct_feed_judges_itself(pytester, feeds):
+    # The note said "judged on a held-out fifth of the calibration data (every 5th feed, not used to
+    # calibrate)" for a single feed or copies of one, which the item then judged on itself.
+    np.savez(pytester.path / "one.npz", input=np.repeat(np.load(CALIB)["input"][:1], feeds, axis=0))
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--model={MODEL}", "--calibration-data", "one.npz", "--target", "ort-int8")
+    result.stdout.fnmatch_lines(["*note: ort-int8: no --inputs, and the calibration data holds one distinct feed: the int8 model is judged on "
+                                 "the feed it was calibrated on*"])
+    assert "held-out fifth" not in result.stdout.str()

@@ -21,6 +21,7 @@ from ..data import fit, is_template, read_source, source_file
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
 from ..quant.float_counterpart import has_qdq
 from ..quant.idle_options import NO_CALIBRATION_DATA, OWN_QDQ, idle_quantizer_options
+from ..quant.verify import verification_split
 from ..report import PROPERTY_KEY, accuracy_figures
 from ..targets import TARGETS, get_target, select_targets
 from ..targets import ort_int8 as int8
@@ -30,6 +31,8 @@ from .options import value
 TARGET = "ort-int8"
 HELD_OUT_NOTE = ("ort-int8: no --inputs, so the int8 model is judged on a held-out fifth of the calibration data "
                  "(every 5th feed, not used to calibrate), not on the generated inputs")
+ONE_FEED_NOTE = ("ort-int8: no --inputs, and the calibration data holds one distinct feed: the int8 model is judged on the "
+                 "feed it was calibrated on, not on held-out data (pass --inputs for an unbiased figure)")
 QDQ_CALIBRATION_NOTE = ("ort-int8: no --inputs, so the model's own Q/DQ are judged on every feed of the calibration data "
                         "(nothing is calibrated on them), not on the generated inputs")
 # The calibrators of --calibration-sweep: (method, percentile). Percentile at 99.99 and 99.999, the
@@ -170,11 +173,12 @@ def session_plugin(config, options: RunOptions):
         raw = read_source(source, "--calibration-data") if source is not None and not is_template(source) else None
     except CheckError as exc:
         raise pytest.UsageError(str(exc)) from None
-    qdq = {str(path): _check_model(state, path, raw) for path in state.model_paths if path not in state.refused}
+    unsplit: set[str] = set()  # models whose calibration data holds one distinct feed: nothing held out
+    qdq = {str(path): _check_model(state, path, raw, unsplit) for path in state.model_paths if path not in state.refused}
     _refuse_quantizer_options_on_qdq(options.extra, qdq)
     if source is not None and not (options.feeds.npz or options.feeds.data_loader):
         for info in state.models.values():  # the summary's and the JSON report's notes of each model
-            info.notes.append(QDQ_CALIBRATION_NOTE if qdq.get(info.path) else HELD_OUT_NOTE)
+            info.notes.append(QDQ_CALIBRATION_NOTE if qdq.get(info.path) else ONE_FEED_NOTE if info.path in unsplit else HELD_OUT_NOTE)
     get_target(TARGET).configure(calibration_data=source is not None, qdq_model=any(qdq.values()))
     return SweepSummary()
 
@@ -186,14 +190,17 @@ def _refuse_quantizer_options_on_qdq(settings: dict, qdq: dict[str, bool]) -> No
         raise pytest.UsageError(problem)
 
 
-def _check_model(state, path: Path, raw) -> bool:
+def _check_model(state, path: Path, raw, unsplit: set[str]) -> bool:
     """Fit the calibration data to one model (a usage error for the only model of the run, the
-    model's failed load item in a run over several); whether the model holds Q/DQ nodes."""
+    model's failed load item in a run over several), adding the model to `unsplit` when the data
+    holds one distinct feed; whether the model holds Q/DQ nodes."""
     context = state.context_for(path)
     source = context.options.extra.get("calibration_data")  # this model's file when the option has {model}
     try:
         if source is not None:
-            fit(raw if raw is not None else read_source(source, "--calibration-data"), context.specs)
+            feeds = fit(raw if raw is not None else read_source(source, "--calibration-data"), context.specs)
+            if not verification_split(feeds).held_out:
+                unsplit.add(str(path))
             from ..quant.pipeline import check_exclude_matches  # here: the quantizer imports scipy
 
             check_exclude_matches(context.loaded.proto, context.options.extra.get("quant_exclude") or ())
