@@ -146,6 +146,9 @@ def check_junitxml(config: pytest.Config, models: list[Path]) -> None:
         value = config.getoption(dest, None)
         if value and validate.resolved(value, flag) == validate.resolved(xml, "--junitxml"):
             raise ConfigError(f"--junitxml '{xml}' is the {flag} file; write the JUnit XML to another path")
+    report = config.getoption("report_json")
+    if report and validate.resolved(report, "--report-json") == validate.resolved(xml, "--junitxml"):
+        raise ConfigError(f"--junitxml '{xml}' is also the --report-json path; give each its own path")
 
 
 def _check_baseline_dir(options: RunOptions) -> None:
