@@ -32,7 +32,7 @@ def user(tmp_path):
     for path in (folder, tmp, home):
         path.mkdir()
     save(classifier(batch=1), folder / "m.onnx")
-    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME", "PYTEST_ADDOPTS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME") and not k.startswith("PYTEST_")}
     env.update(TMPDIR=str(tmp), HOME=str(home))
     return folder, env
 
@@ -88,8 +88,8 @@ def test_sigterm_mid_run_leaves_no_run_folder_and_no_process(user):
         assert run.wait(60) == pytest.ExitCode.INTERRUPTED, log.read_text()
     finally:
         run.kill()
-    assert _left(env) == []
-    assert _wait_for(lambda: not _processes_of(env), 10), _processes_of(env)
+    assert _left(env) == [], log.read_text()
+    assert _wait_for(lambda: not _processes_of(env), 10), (_processes_of(env), log.read_text())
     assert sorted(p.name for p in folder.iterdir()) == ["m.onnx"]
 
 

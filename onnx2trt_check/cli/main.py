@@ -20,8 +20,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse exits with 2 on misuse; this project's usage error is 4 everywhere."""
 
     def error(self, message: str):
-        self.print_usage(sys.stderr)
-        self.exit(USAGE_ERROR_EXIT_CODE, f"{self.prog}: error: {message}\n")
+        """One line (argparse prints the whole usage first: up to 18 lines above the error)."""
+        self.exit(USAGE_ERROR_EXIT_CODE, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
     def _get_value(self, action, arg_string):
         """Every value on the command line, refused when empty: `--json "$OUT"` with OUT unset

@@ -91,6 +91,8 @@ def _baseline_dir(cli: str | None, config: pytest.Config | None) -> Path | None:
     value = pyproject_section(config.rootpath).get("baseline_dir")
     if value is not None and not isinstance(value, str):
         raise ConfigError(f"baseline_dir = {value!r} in [tool.onnx2trt_check] is not a path; write baseline_dir = \"baselines\"")
+    if value is not None and not value.strip():  # as if unset: the baseline gate silently off
+        raise ConfigError(f"baseline_dir = {value!r} in [tool.onnx2trt_check] is empty; write baseline_dir = \"baselines\" or remove the key")
     return (config.rootpath / value).resolve() if value else None
 
 
