@@ -17,6 +17,9 @@ __all__ = ["check", "optimize", "quantize", "bisect"]
 
 def __getattr__(name: str):
     if name in __all__:
+        from .leftovers import quiet_onnxruntime
+
+        quiet_onnxruntime()  # before api imports ONNX Runtime: its telemetry leaves files (leftovers.py)
         from . import api
 
         return getattr(api, name)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from . import validate
 from .api_arguments import checked_arguments
 from .bisection.modes import BisectOutcome
 from .errors import ConfigError
@@ -132,7 +133,6 @@ def _specs(proto: onnx.ModelProto, input_shapes: Shapes | None, data=None):
 def feed_options(*, inputs, seed: int, num_feeds: int, input_ranges: Mapping[str, tuple[float, float]] | None = None):
     """The input options checked (seed, count, ranges) and the --inputs data read (a .npz or a
     data-loader script), before any model is loaded."""
-    from . import validate
     from .data import FeedOptions, is_loader, parse_range, read_source
 
     ranges = dict(parse_range(f"{name}:{low},{high}" if name != "*" else f"{low},{high}") for name, (low, high) in (input_ranges or {}).items())
@@ -210,6 +210,7 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     settings = settings if output_tail else settings.without_opt_in()
     target = checked_output(model, output, force=force) if output is not None else None
     recipe_file = _recipe_target(target, settings, force=force)
+    validate.distinct_outputs([("-o", output), ("its recipe", recipe_file)], {"--inputs": inputs})
     options = feed_options(inputs=inputs, seed=seed, num_feeds=num_feeds)
     proto, name = _load(model)
     if problem := settings.score_problem([[output.name for output in proto.graph.output]]):
@@ -328,6 +329,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     given = {"atol": atol, "rtol": rtol, "min_cosine": min_cosine, "min_sqnr_db": min_sqnr_db}
     tolerances = project_tolerances(Path(project) if project is not None else None, command_line=given, output_tolerances=output_tolerances)
     target = checked_output(model, output, force=force) if output is not None else None
+    validate.distinct_outputs([("-o", output)], {"--calibration-data": calibration_data, "--inputs": inputs, "--labels": labels, "--metric": metric})
     calibration_raw = read_source(calibration_data, "--calibration-data")
     test_raw = read_source(inputs, "--inputs") if inputs is not None else None
     if (labels is not None or metric is not None) and test_raw is None:
@@ -407,7 +409,7 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
         "--cle": cle, "--cle-relu6": cle_relu6 is not None, "--bias-correction": bias_correction, "--exclude": bool(exclude),
         "--lowering": lowering is not None, "--rank": rank}
     bisect_options.refuse_idle_options(mode, chosen, given)
-    bisect_options.refuse_existing(model, plot, output_dir, force=force)
+    bisect_options.refuse_existing(model, plot, output_dir, force=force, inputs=bisect_options.input_files(inputs, calibration_data, labels, metric))
     int8 = {"calibration_data": Path(calibration_data) if calibration_data else None, "calibration_method": calibration_method,
             "calibration_percentile": percentile, "per_tensor": not per_channel, "cle": cle, "cle_relu6": cle_relu6,
             "bias_correction": bias_correction, "quant_exclude": tuple(exclude)}

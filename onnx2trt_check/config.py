@@ -79,6 +79,8 @@ def _checked(values: Mapping[str, object], source: str) -> dict[str, float]:
 
 
 def _number(value: object, label: str) -> float:
+    if isinstance(value, bool):  # TOML's true/false: float() takes them as 1 and 0
+        raise ConfigError(f"{label} = {value!r} is not a number; write e.g. 1e-4")
     try:
         number = float(value)
     except (TypeError, ValueError):

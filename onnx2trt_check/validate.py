@@ -124,6 +124,32 @@ def _free_bytes(folder: Path) -> int:
     return blocks * stats.f_frsize
 
 
+def distinct_outputs(outputs: list[tuple[str, object]], inputs: dict[str, object]) -> None:
+    """Refuse an output ((option, path) pairs, path None when not given) that is one of the run's
+    input files (option -> path or FILE.py[:FUNC]) or the path of an earlier output: --force
+    replaces the user's earlier result, never their data, and two outputs on one path leave one."""
+    paths = {option: path for option, path in inputs.items() if isinstance(path, str | os.PathLike)}
+    given = {option: resolved(path, option) for option, path in paths.items()}
+    sources = {option: resolved(_script_file(path), option) for option, path in paths.items()}
+    written: dict[Path, str] = {}
+    for option, path in outputs:
+        if path is None:
+            continue
+        where = resolved(path, option)
+        if source := next((o for o in given if where in (given[o], sources[o])), None):
+            raise OutputPathError(f"{option} '{path}' is the {source} file; write the result to another path")
+        if where in written:
+            raise OutputPathError(f"{option} '{path}' is also the {written[where]} path; give each output its own path")
+        written[where] = option
+
+
+def _script_file(source) -> str:
+    """The file of a data-loader source FILE.py:FUNC (the source itself otherwise)."""
+    text = os.fspath(source)
+    head, sep, func = text.rpartition(":")
+    return head if sep and head.endswith(".py") and func.isidentifier() else text
+
+
 def input_file(path, option: str, *, fix: str) -> Path:
     """An input file that exists and is a file."""
     path = Path(path)

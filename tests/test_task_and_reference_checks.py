@@ -158,7 +158,7 @@ def test_task_figures_go_into_baselines_and_a_drop_is_a_regression(pytester):
     (("--labels", "short.npy"), "holds 10 labels, the input data 360 feed(s)"),
     (("--labels", "nothing.npy"), "--labels 'nothing.npy' does not exist"),
     (("--max-metric-drop", "0.1"), "--max-metric-drop needs task figures"),
-    (("--labels", "convbn_classifier.labels.npy", "--max-metric-drop", "-1"), "is negative"),
+    (("--labels", "convbn_classifier.labels.npy", "--max-metric-drop", "-1"), "must be at least 0"),
     (("--metric", "nothing.py"), "is not an existing .py file"),
     (("--reference-model", "convbn_classifier.onnx", "--reference-script", "x.py"), "pass one of them"),
     (("--reference-model", "other.onnx"), "match original model 'other.onnx'"),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import validate
 from ..errors import ConfigError, first_line
 from ..fileio import save_model
 from ..runtime import run_model
@@ -154,8 +155,7 @@ def task_options(mode, inputs, labels, metric, max_metric_drop, min_sqnr_db) -> 
     if mode != "sensitivity" or inputs is None or min_sqnr_db is not None:
         raise ConfigError("--labels/--metric score --sensitivity on the --inputs feeds, with --max-metric-drop as the floor; "
                           "pass --sensitivity and --inputs, without --min-sqnr")
-    if max_metric_drop is not None and not max_metric_drop >= 0:
-        raise ConfigError(f"--max-metric-drop {max_metric_drop} is negative; pass the largest drop you accept, e.g. 0.01")
+    validate.number(max_metric_drop, "--max-metric-drop", low=0.0, example="0.01")  # inf: a floor of -inf, nothing kept
     return {"labels": labels, "metric": metric, "max_metric_drop": max_metric_drop}
 
 

@@ -60,12 +60,20 @@ IDLE_WHEN = {"--fp16-block": "fp16", "--fp16-no-fallback": "fp16", "--calibratio
              "--exclude": "int8", "--lowering": "lowering", "--rank": "rank"}
 
 
-def refuse_existing(model, plot, output_dir, *, force: bool) -> None:
+def refuse_existing(model, plot, output_dir, *, force: bool, inputs: dict[str, object], json=None) -> None:
     """Every output checked before the search runs: the plot file, and for --reduce a folder whose
-    model.onnx and inputs.npz are new or may be replaced; never the input model or its weights."""
+    model.onnx and inputs.npz are new or may be replaced; never the input model or its weights,
+    never an input file (`inputs`: option -> path) nor another output (the CLI's `json`)."""
+    reduced = [("-o", Path(output_dir) / name) for name in ("model.onnx", "inputs.npz")] if output_dir is not None else []
+    validate.distinct_outputs([("--json", json), ("--plot", plot), *reduced], inputs)
     if plot is not None:
         checked_output(model, plot, force=force, option="--plot")
     if output_dir is not None:
         validate.output_folder(output_dir, "-o")
         for name in ("model.onnx", "inputs.npz"):
             checked_output(model, Path(output_dir) / name, force=force, option="-o")
+
+
+def input_files(inputs, calibration_data, labels, metric) -> dict[str, object]:
+    """The files `bisect` reads besides the model (option -> path), which no output may replace."""
+    return {"--inputs": inputs, "--calibration-data": calibration_data, "--labels": labels, "--metric": metric}

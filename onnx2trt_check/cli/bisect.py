@@ -75,6 +75,7 @@ def _add_input_options(parser) -> None:
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
     from ..api import bisect
+    from ..bisection.options import input_files, refuse_existing
     from ..data import parse_range
     from ..fileio import checked_output
 
@@ -82,6 +83,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     mode = "sensitivity" if args.sensitivity else "reduce" if args.reduce else "layerwise"
     if args.json:
         checked_output(args.model, args.json, force=args.force, option="--json")
+        refuse_existing(args.model, args.plot, args.output, force=args.force, json=args.json,
+                        inputs=input_files(args.inputs, args.calibration_data, args.labels, args.metric))
     outcome = bisect(
         args.model, target=args.target, mode=mode, inputs=args.inputs, input_shapes=input_shapes(args),
         input_ranges=dict(parse_range(t) for t in args.input_range), seed=args.seed, num_feeds=args.num_feeds,

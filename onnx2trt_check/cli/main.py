@@ -7,10 +7,12 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from ..deferred_imports import defer_sympy
 from ..errors import USAGE_ERROR_EXIT_CODE, CheckError
+from ..leftovers import Terminated, quiet_onnxruntime, stop_on_sigterm
 from . import COMMANDS
 
 
@@ -18,8 +20,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse exits with 2 on misuse; this project's usage error is 4 everywhere."""
 
     def error(self, message: str):
-        self.print_usage(sys.stderr)
-        self.exit(USAGE_ERROR_EXIT_CODE, f"{self.prog}: error: {message}\n")
+        """One line (argparse prints the whole usage first: up to 18 lines above the error)."""
+        self.exit(USAGE_ERROR_EXIT_CODE, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
     def _get_value(self, action, arg_string):
         """Every value on the command line, refused when empty: `--json "$OUT"` with OUT unset
@@ -40,13 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     defer_sympy()  # before a command imports onnx-ir: its sympy is loaded only if used
+    quiet_onnxruntime()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    restore = stop_on_sigterm()  # a stopped command removes its temporary files too (leftovers.py)
     try:
         return args.handler(args, extra)
     except CheckError as exc:
         print(f"onnx2trt-check: error: {exc}", file=sys.stderr)
         return USAGE_ERROR_EXIT_CODE
+    except KeyboardInterrupt as exc:
+        print(f"onnx2trt-check: interrupted ({exc or 'Ctrl-C'}); nothing more was written", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+    finally:
+        restore()
 
 
 if __name__ == "__main__":

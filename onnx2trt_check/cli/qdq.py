@@ -89,9 +89,11 @@ def run_optimize(args: argparse.Namespace, extra: list[str]) -> int:
     from ..quant.float_counterpart import has_qdq
     from ..quant.qdq_optimize import optimize_qdq
     from ..quant.qdq_rules import format_findings, validate_qdq
+    from ..validate import distinct_outputs
 
     no_extra(extra)
     output = checked_output(args.model, args.output, force=args.force)
+    distinct_outputs([("-o", args.output)], {"--inputs": args.inputs})
     proto = load_model(args.model).proto
     if not has_qdq(proto):
         raise ConfigError(f"'{args.model}' holds no Q/DQ nodes; quantize it first (onnx2trt-check quantize) or pass a QDQ model")

@@ -91,6 +91,8 @@ def _baseline_dir(cli: str | None, config: pytest.Config | None) -> Path | None:
     folder = pyproject_section(config.rootpath).get("baseline_dir")
     if folder is not None and not isinstance(folder, str):
         raise ConfigError(f"baseline_dir = {folder!r} in [tool.onnx2trt_check] is not a path; write baseline_dir = \"baselines\"")
+    if folder is not None and not folder.strip():  # as if unset: the baseline gate silently off
+        raise ConfigError(f"baseline_dir = {folder!r} in [tool.onnx2trt_check] is empty; write baseline_dir = \"baselines\" or remove the key")
     return (config.rootpath / folder).resolve() if folder else None
 
 

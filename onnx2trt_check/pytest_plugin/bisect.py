@@ -23,7 +23,7 @@ import pytest
 from .. import validate
 from ..bisection.run import NotBisectable, bisect_figures, layerwise_for, section_text
 from ..context import RunOptions
-from ..errors import ConfigError
+from ..errors import CheckError, ConfigError
 from ..fileio import unique_path
 from ..report import PROPERTY_KEY
 from .options import BISECT_FEEDS, value
@@ -108,8 +108,11 @@ class BisectHook:
             return str(exc), {"target": name, "skipped": str(exc)}
         except Exception as exc:  # ORT or a graph the comparison cannot take: a line in the report, not an internal error
             return f"layerwise comparison failed: {type(exc).__name__}: {exc}", {"target": name, "error": f"{type(exc).__name__}: {exc}"}
-        plot = self._plot(report, ctx.path.stem, name)
-        return section_text(name, report, label, plot, engine=target.engine), bisect_figures(name, report, label, artifact, plot)
+        try:
+            plot, unwritten = self._plot(report, ctx.path.stem, name), ""
+        except (OSError, CheckError) as exc:  # a full disk: the comparison is still worth its lines
+            plot, unwritten = None, f"\nthe plot was not written: {exc}"
+        return section_text(name, report, label, plot, engine=target.engine) + unwritten, bisect_figures(name, report, label, artifact, plot)
 
     def _plot(self, report, stem: str, name: str) -> Path | None:
         from ..bisection.plot import layerwise_plot_html
@@ -117,7 +120,11 @@ class BisectHook:
         if self.settings.plot_dir is None:
             return None
         path = unique_path(self.settings.plot_dir, f"{stem}.{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.layerwise", ".html")
-        layerwise_plot_html(report, path, title=f"Layerwise error: {stem} on {name}")
+        try:
+            layerwise_plot_html(report, path, title=f"Layerwise error: {stem} on {name}")
+        except BaseException:
+            path.unlink(missing_ok=True)  # its name was claimed with an empty file (unique_path)
+            raise
         return path
 
     def pytest_runtest_logreport(self, report) -> None:

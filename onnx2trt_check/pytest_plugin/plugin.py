@@ -33,6 +33,10 @@ def pytest_load_initial_conftests(early_config, parser, args):
 def pytest_configure(config) -> None:
     if not options.value(config, "model"):
         return
+    from ..leftovers import quiet_onnxruntime, stop_on_sigterm
+
+    quiet_onnxruntime()  # before the library imports ONNX Runtime
+    config.add_cleanup(stop_on_sigterm())  # a stopped run removes its run folder too
     from ..deferred_imports import defer_sympy
 
     defer_sympy()  # before onnx-ir is imported: its sympy is loaded only if used

@@ -148,6 +148,9 @@ def check_junitxml(config: pytest.Config, models: list[Path]) -> None:
         given = value(config, dest, None)
         if given and validate.resolved(given, flag) == validate.resolved(xml, "--junitxml"):
             raise ConfigError(f"--junitxml '{xml}' is the {flag} file; write the JUnit XML to another path")
+    report = value(config, "report_json")
+    if report and validate.resolved(report, "--report-json") == validate.resolved(xml, "--junitxml"):
+        raise ConfigError(f"--junitxml '{xml}' is also the --report-json path; give each its own path")
 
 
 def _check_baseline_dir(options: RunOptions) -> None:

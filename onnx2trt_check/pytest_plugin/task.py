@@ -16,6 +16,7 @@ from __future__ import annotations
 import weakref
 
 from .. import baseline as store
+from .. import validate
 from ..context import ModelContext, RunOptions
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
 from ..references import REFERENCE_KEY
@@ -28,9 +29,7 @@ METRIC_KEY, DROP_KEY = "task_metric", "max_metric_drop"
 
 
 def read_options(config) -> dict:
-    drop = value(config, "max_metric_drop")
-    if drop is not None and not drop >= 0:
-        raise ConfigError(f"--max-metric-drop {drop} is negative; pass the largest drop you accept, e.g. 0.01")
+    drop = validate.number(value(config, "max_metric_drop"), "--max-metric-drop", low=0.0, example="0.01")
     metric = load_task_metric(labels=value(config, "labels"), metric=value(config, "metric"))
     if drop is not None and metric is None:
         raise ConfigError("--max-metric-drop needs task figures; pass --labels FILE.npy and/or --metric FILE.py[:func]")

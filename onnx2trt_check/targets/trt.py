@@ -31,6 +31,7 @@ import onnx
 import onnx_ir as ir
 
 from onnx2trt_check.errors import ConfigError
+from onnx2trt_check.fileio import atomic_write_bytes
 from onnx2trt_check.trt import devices, flavour
 from onnx2trt_check.trt.build import InputRange
 
@@ -277,7 +278,24 @@ def build_loader_chain(
         network = _pg("ModifyNetworkOutputs", key)(network, outputs=constants.MARK_ALL)
     config = build_config(options, calibrator=calibrator)
     engine = _pg("EngineFromNetwork", key)(network, config=config, save_timing_cache=options.timing_cache)
-    return engine if cached is None else _pg("SaveEngine", key)(engine, path=cached)
+    return engine if cached is None else _atomic_save_engine(_pg("SaveEngine", key))(engine, path=cached)
+
+
+@functools.cache
+def _atomic_save_engine(save_engine: type) -> type:
+    """Polygraphy's SaveEngine (of the flavour), writing the engine atomically (fileio): it writes
+    the cache file in place, so a build stopped or failing mid-write left a truncated engine, and
+    the next run took the file for a cache hit."""
+
+    class AtomicSaveEngine(save_engine):
+        def call_impl(self):
+            from polygraphy import util  # noqa: PLC0415
+
+            engine, _ = util.invoke_if_callable(self._engine)
+            atomic_write_bytes(self.path, engine.serialize())
+            return engine
+
+    return AtomicSaveEngine
 
 
 def _calibrator_for(model_path: str, options: TrtBuildOptions, data_loader):

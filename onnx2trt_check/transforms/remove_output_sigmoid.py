@@ -63,7 +63,7 @@ def logit_threshold(t: float) -> float:
 def _check_threshold(t) -> float:
     value = float(t)
     if not 0.0 < value < 1.0:
-        raise ConfigError(f"threshold {t!r} is outside (0, 1); pass a probability strictly between 0 and 1")
+        raise ConfigError(f"--threshold {t!r} is outside (0, 1); pass a probability strictly between 0 and 1")
     return value
 
 

@@ -163,7 +163,8 @@ def parse_floats(text: str, *, flag: str) -> tuple[float, ...]:
     try:
         values = tuple(float(part) for part in text.split(","))
     except ValueError:
-        raise ConfigError(f"{flag} {text!r} is malformed; write comma-separated numbers, e.g. 123.7,116.3,103.5") from None
+        form = "a probability, e.g. --threshold 0.5 or --threshold scores:0.5" if flag == "--threshold" else "comma-separated numbers, e.g. 123.7,116.3,103.5"
+        raise ConfigError(f"{flag} {text!r} is malformed; write {form}") from None
     if flag == "--threshold" and len(values) != 1:
         raise ConfigError(f"--threshold {text!r} gives {len(values)} values; repeat --threshold for each probability")
     return values

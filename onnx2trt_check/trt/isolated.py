@@ -30,6 +30,8 @@ import warnings
 import weakref
 from concurrent.futures.process import BrokenProcessPool
 
+from ..leftovers import exit_with_parent
+
 _POOL: list[concurrent.futures.ProcessPoolExecutor] = []
 _OWNER: list[int] = []  # the pid that started the worker: a forked child must start its own
 _QUEUED: list[concurrent.futures.Future] = []  # the worker's calls not known to have succeeded, in order
@@ -61,8 +63,10 @@ def _new_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
 
 def _quiet_crashes() -> None:
     """A forked worker inherits pytest's faulthandler, which would print the parent's stack on a
-    TensorRT crash; the crash is reported as TrtCrashed instead."""
+    TensorRT crash; the crash is reported as TrtCrashed instead. It exits with its caller: a caller
+    killed without stopping it left it waiting for work forever (leftovers.py)."""
     faulthandler.disable()
+    exit_with_parent()
 
 
 def call(function, *args, **kwargs):
