@@ -111,8 +111,8 @@ def test_a_killed_caller_takes_its_tensorrt_worker_along(user):
 @pytest.mark.parametrize(("stop", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stopped_command_says_one_line_and_removes_its_folder(user, stop, code):
     folder, env = user
-    np.savez(folder / "in.npz", x=np.random.default_rng(0).random((3000, 1, 3, 8, 8), dtype=np.float32))
-    run = subprocess.Popen([*CLI, "bisect", "m.onnx", "--target", "ort-fp16", "--inputs", "in.npz", "--max-feeds", "3000", "--json", "b.json"],
+    np.savez(folder / "in.npz", x=np.random.default_rng(0).random((30000, 1, 3, 8, 8), dtype=np.float32))
+    run = subprocess.Popen([*CLI, "bisect", "m.onnx", "--target", "ort-fp16", "--inputs", "in.npz", "--max-feeds", "30000", "--json", "b.json"],
                            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert _wait_for(lambda: any(name.startswith("onnx2trt_check-bisect-") for name in _left(env)))
