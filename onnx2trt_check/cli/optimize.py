@@ -72,7 +72,15 @@ def step_lines(result, *, details: int = 10) -> list[str]:
             lines += [f"      {', '.join(m.nodes)}: {m.detail}" for m in step.report.matches[:details]]
             if len(step.report.matches) > details:
                 lines.append(f"      (+{len(step.report.matches) - details} more)")
+            lines += _left_lines(step.report.skips, details)
     return lines
+
+
+def _left_lines(skips, details: int) -> list[str]:
+    """The candidates a step that changed the model left alone, and why: "2 rewrite(s)" alone
+    reads as if every candidate was rewritten."""
+    lines = [f"      left alone: {', '.join(s.nodes)}: {s.reason}" for s in skips[:details]]
+    return lines + ([f"      (+{len(skips) - details} more left alone)"] if len(skips) > details else [])
 
 
 def recipe_lines(recipe: dict | None, written) -> list[str]:
