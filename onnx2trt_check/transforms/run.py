@@ -40,7 +40,7 @@ PATTERNS = {
     "bn_across_maxpool": "BatchNormalization next to a MaxPool with a foldable layer on its other side",
     "fold_conv_bn": "Conv -> BatchNormalization pair",
     "fold_gemm_bn": "Gemm/MatMul -> BatchNormalization pair",
-    "fuse_input_normalization": "input normalization (Sub/Add/Mul/Div/BatchNormalization on an input, read by Convs)",
+    "fuse_input_normalization": "input normalization (Sub/Add/Mul/Div/BatchNormalization on an input or its Cast to float, read by Convs)",
     "fold_bn_conv": "BatchNormalization -> Conv pair",
     "fold_bn_gemm": "BatchNormalization -> [Flatten/Reshape ->] Gemm/MatMul chain",
     "remove_output_sigmoid": "Sigmoid in front of a graph output",
