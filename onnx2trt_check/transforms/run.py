@@ -41,7 +41,7 @@ PATTERNS = {
     "fold_conv_bn": "Conv -> BatchNormalization pair",
     "fold_gemm_bn": "Gemm/MatMul -> BatchNormalization pair",
     "fuse_input_normalization": "input normalization (Sub/Add/Mul/Div/BatchNormalization on an input or its Cast to float, read by Convs)",
-    "fold_bn_conv": "BatchNormalization -> Conv pair",
+    "fold_bn_conv": "BatchNormalization -> [reflect/edge/wrap Pad ->] Conv pair",
     "fold_bn_gemm": "BatchNormalization -> [Flatten/Reshape ->] Gemm/MatMul chain",
     "remove_output_sigmoid": "Sigmoid in front of a graph output",
     "output_tail": "Transpose/Reshape/Flatten/Squeeze/Unsqueeze/Resize between the last compute node and a graph output",
