@@ -287,6 +287,13 @@ def skip_reason(step: PipelineStep) -> str:
     return "; ".join(reasons[:3]) + more
 
 
+def border_error_lines(report) -> list[str]:
+    """Per padded plain BN->Conv fold, the error it measured in the border band and inside."""
+    return [f"  plain BN->Conv fold at '{output}' (pads {error['pads']}): max abs error {error['border_max_abs']:.3g} "
+            f"in the border band, {error['interior_max_abs']:.3g} inside; --bn-conv-mode exact corrects it"
+            for output, error in (report.figures.get("border_error", {}) if report else {}).items()]
+
+
 def failing_output_lines(figures: dict) -> list[str]:
     """One line per output or decision that failed, with the tolerance that was applied."""
     lines = []
