@@ -203,7 +203,8 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     of a single-output model. Defaults to none: every output Sigmoid stays. When output_tail moved a
     tail out of the graph, its recipe is written beside (OUT.recipe.json), never over an existing
     file without `force`."""
-    from .transforms.run import folded_as_asked, pass_names, require_runnable, run_transforms, settings_from
+    from .runnable import require_runnable
+    from .transforms.run import folded_as_asked, pass_names, run_transforms, settings_from
 
     names = tuple(pass_names(passes) if isinstance(passes, str) else passes or ()) + (("output_tail",) if output_tail and passes else ())
     settings = settings_from(names=names, mean=mean, std=std, thresholds=thresholds, bn_conv_mode=bn_conv_mode)
@@ -216,7 +217,7 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     if problem := settings.score_problem([[output.name for output in proto.graph.output]]):
         raise ConfigError(problem)
     feeds = _model_feeds(proto, options, input_shapes)
-    require_runnable(proto, feeds, f"'{name}'")
+    require_runnable(proto, feeds, name)
     result = OptimizeResult(folded_as_asked(run_transforms(proto, feeds, settings), settings), settings, options.source, len(feeds), len(proto.graph.node))
     result.recipe = _recipe(result.pipeline, target)
     if target is not None and result.passed:
@@ -321,6 +322,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     from .quant.float_counterpart import has_qdq
     from .quant.pipeline import check_settings, quantize_for_tensorrt
     from .quant.verify import verification_split, verify_int8
+    from .runnable import require_runnable
     from .task_metrics import task_objective
 
     settings = Int8Settings(method=calibration_method, percentile=percentile, per_channel=per_channel, cle=cle,
@@ -340,6 +342,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     check_output_names(output_tolerances, {o.name for o in proto.graph.output})
     specs = _specs(proto, input_shapes, calibration_raw)  # open dims settled by the calibration data
     split = verification_split(fit(calibration_raw, specs), fit(test_raw, specs) if test_raw is not None else None)
+    require_runnable(proto, split.calibration, name)
     source = f"test inputs '{inputs}'{cap_note(test_raw)}" if inputs else split.describe(os.fspath(calibration_data)) + cap_note(calibration_raw)
     task, objective = task_objective(proto, labels=labels, metric=metric, model=None if name == "<ModelProto>" else Path(name), feeds=split.test)
     searched = objective is not None and settings.method == "auto"

@@ -170,7 +170,7 @@ def test_applicable_transforms_pass_and_the_others_skip_with_reasons(pytester, o
     result.assert_outcomes(passed=3, skipped=9)
     result.stdout.fnmatch_lines_random([
         "*fuse_repconv: no RepVGG/RepConv block (an Add of parallel Conv branches over one input) in the model",
-        "*fold_bn_conv: no BatchNormalization -> Conv pair in the model",
+        "*fold_bn_conv: no BatchNormalization -> [[]reflect/edge/wrap Pad ->] Conv pair in the model",
         "*fuse_input_normalization: no input normalization*in the model",
         "*simplify: onnxsim found nothing to change",
     ])

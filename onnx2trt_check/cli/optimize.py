@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 
 def step_lines(result, *, details: int = 10) -> list[str]:
     """Per step: what changed (node counts, rewrites) and its verification, or why nothing did."""
-    from ..transforms.run import failing_output_lines, skip_reason
+    from ..transforms.run import border_error_lines, failing_output_lines, skip_reason
 
     lines = []
     for step in result.steps:
@@ -68,11 +68,19 @@ def step_lines(result, *, details: int = 10) -> list[str]:
             verdict = "ok" if step.passed else "FAILED"
             lines.append(f"  {step.name:<25} {verdict}, {step.nodes_before} -> {step.nodes_after} nodes, "
                          f"{len(step.report.matches)} rewrite(s); {step.verification.summary}")
-            lines += [] if step.passed else failing_output_lines(step.verification.figures)
+            lines += [] if step.passed else failing_output_lines(step.verification.figures) + border_error_lines(step.report)
             lines += [f"      {', '.join(m.nodes)}: {m.detail}" for m in step.report.matches[:details]]
             if len(step.report.matches) > details:
                 lines.append(f"      (+{len(step.report.matches) - details} more)")
+            lines += _left_lines(step.report.skips, details)
     return lines
+
+
+def _left_lines(skips, details: int) -> list[str]:
+    """The candidates a step that changed the model left alone, and why: "2 rewrite(s)" alone
+    reads as if every candidate was rewritten."""
+    lines = [f"      left alone: {', '.join(s.nodes)}: {s.reason}" for s in skips[:details]]
+    return lines + ([f"      (+{len(skips) - details} more left alone)"] if len(skips) > details else [])
 
 
 def recipe_lines(recipe: dict | None, written) -> list[str]:

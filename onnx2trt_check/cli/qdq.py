@@ -49,9 +49,10 @@ def run_check(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"'{args.model}' holds no Q/DQ nodes: no Q/DQ placement to check")
         return 0
     findings = validate_qdq(proto)
+    feeds = _builder_feeds(proto, args)  # a dynamic dim without --input-shape is refused before anything is printed
     print(format_findings(findings))
     rule_errors = any(f.severity == "error" for f in findings)
-    verdict = builder_verdict(args.model, args.trt_flavour, lambda: feeds_from_args(proto, args)[0])
+    verdict = builder_verdict(args.model, args.trt_flavour, lambda: feeds)
     if verdict is None:
         return 1 if rule_errors else 0
     label, builds, message = verdict
@@ -59,6 +60,18 @@ def run_check(args: argparse.Namespace, extra: list[str]) -> int:
     if builds and rule_errors:
         print(f"note: the rules flag errors that {label} builds; another TensorRT (10/11) may reject them")
     return 0 if builds else 1
+
+
+def _builder_feeds(proto, args: argparse.Namespace) -> list | None:
+    """The feeds that size the build's dynamic inputs, or None where no builder is installed (the
+    rules then answer alone, and need none)."""
+    from ..trt import flavour
+
+    try:
+        flavour.select(args.trt_flavour)
+    except flavour.TrtUnavailable:
+        return None
+    return feeds_from_args(proto, args)[0]
 
 
 def builder_verdict(model: str, choice: str | None, feeds) -> tuple[str, bool, str] | None:

@@ -23,7 +23,14 @@ import pytest
 
 from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, CheckSkipped, first_line
-from ..transforms.run import TransformSettings, failing_output_lines, run_transforms, settings_from, skip_reason
+from ..transforms.run import (
+    TransformSettings,
+    border_error_lines,
+    failing_output_lines,
+    run_transforms,
+    settings_from,
+    skip_reason,
+)
 from .core import Check
 from .options import value
 from .stash import STATE
@@ -172,10 +179,7 @@ def step_failure(step: PipelineStep, feeds: int) -> str:
     lines = [f"{head} changed the model's function on {feeds} feed(s): {step.verification.summary}"]
     lines += failing_output_lines(step.verification.figures)
     lines += [f"  rewrote {', '.join(m.nodes)}: {m.detail}" for m in step.report.matches[:5]]
-    for output, error in step.report.figures.get("border_error", {}).items():
-        lines.append(f"  plain BN->Conv fold at '{output}' (pads {error['pads']}): max abs error {error['border_max_abs']:.3g} "
-                     f"in the border band, {error['interior_max_abs']:.3g} inside; --bn-conv-mode exact corrects it")
-    return "\n".join(lines)
+    return "\n".join(lines + border_error_lines(step.report))
 
 
 def _step_lines(result: PipelineResult) -> list[str]:

@@ -112,11 +112,22 @@ def int8_build(ctx, settings: Int8Settings | None = None) -> Int8Build:
     from ..quant.pipeline import quantize_for_tensorrt, settings_from
 
     settings = settings or settings_from(ctx.options.extra)
+    _ort_runs_or_skip(ctx)
     feeds = verification(ctx).calibration
     try:
         return cached(ctx, f"build:{settings}", lambda: quantize_for_tensorrt(ctx.loaded.proto, feeds, settings))
     except CheckError as exc:  # a model our quantizer cannot take (e.g. opset < 13) is a finding
         raise CheckFailed(f"int8 quantization of the model failed: {exc}") from None
+
+
+def _ort_runs_or_skip(ctx) -> None:
+    """Calibration reads the model's activations in ONNX Runtime: a model it cannot run (an
+    invalid graph ORT refuses) gets the reason, not a crash in the quantizer's items."""
+    try:
+        ctx.onnx_reference  # noqa: B018 (computed once per model; raises what ONNX Runtime raised)
+    except Exception:
+        raise CheckSkipped("no int8 build: it is calibrated on the model's activations, and ONNX Runtime cannot run the model "
+                           "(see the reference::run item)") from None
 
 
 def qdq_reference(ctx):

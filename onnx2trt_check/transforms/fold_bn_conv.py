@@ -6,6 +6,10 @@ the original conv sees padded zeros of BN(x) where the plain fold sees padded ze
 then treats as if they were BN(0) = t: every output whose window overlaps the padding (a border band
 as wide as the padding) is off by the out-of-bounds taps' sum of W * t.
 
+A Pad between the two that only copies values within each channel (mode reflect, edge or wrap, on
+the spatial axes: what torch's padding_mode='reflect'/'replicate' exports) commutes with the BN,
+Pad(BN(x)) = BN(Pad(x)), so BN -> Pad -> Conv folds the same way into Pad -> Conv.
+
 Modes: "exact" (the default) folds and adds a constant per-position correction, which is minus
 that out-of-bounds sum, after the conv; it needs static spatial shapes. "plain" folds only (and, with
 `check_feeds`, measures the border error with ONNX Runtime). "skip_padded" folds only convs with
@@ -53,26 +57,52 @@ def fold_bn_conv(
 
 def _try_fold(graph: ir.Graph, bn: ir.Node, mode: str, report: TransformReport, padded: list) -> None:
     """Fold one candidate or record why not; padded plain folds are appended to `padded`."""
-    conv = _conv_consumer(bn)
+    conv, pad = _conv_consumer(bn)
     if conv is None:
         return  # not a candidate: no Conv reads this BN as its data input
-    labels = (gu.node_label(bn), gu.node_label(conv))
-    outcome = _fold_problem(bn, conv, mode)
+    labels = tuple(gu.node_label(n) for n in (bn, pad, conv) if n is not None)
+    outcome = _pad_problem(pad) or _fold_problem(bn, conv, mode)
     if isinstance(outcome, str):
         report.skipped(labels, outcome)
         return
     geometry, (scale, shift) = outcome
     if mode == "plain" and any(geometry.pads):
-        padded.append(PaddedFold(bn.inputs[0].name, conv.outputs[0].name, geometry))
-    report.matched(labels, _rewrite(graph, bn, conv, geometry, scale, shift, mode))
+        padded.append(PaddedFold(conv.inputs[0].name, conv.outputs[0].name, geometry))
+    report.matched(labels, _rewrite(graph, bn, conv, geometry, scale, shift, mode, pad))
 
 
-def _conv_consumer(bn: ir.Node) -> ir.Node | None:
-    """A Conv that reads the BN output as its data input (the first such one), if any."""
+# Pad modes that copy values within a channel, so that Pad(BN(x)) = BN(Pad(x)).
+_COMMUTING_PAD_MODES = ("reflect", "edge", "wrap")
+
+
+def _conv_consumer(bn: ir.Node) -> tuple[ir.Node | None, ir.Node | None]:
+    """(Conv, None) for a Conv that reads the BN output as its data input (the first such one);
+    (Conv, Pad) for a Pad of the BN output read by a Conv; (None, None) when there is neither."""
     for usage in bn.outputs[0].uses():
         if gu.is_op(usage.node, "Conv") and usage.idx == 0:
-            return usage.node
-    return None
+            return usage.node, None
+    for usage in bn.outputs[0].uses():
+        reader = gu.sole_consumer(usage.node.outputs[0]) if gu.is_op(usage.node, "Pad") and usage.idx == 0 else None
+        if gu.is_op(reader, "Conv") and reader.inputs[0] is usage.node.outputs[0]:
+            return reader, usage.node
+    return None, None
+
+
+def _pad_problem(pad: ir.Node | None) -> str:
+    """Why the BN may not move behind `pad` ("" when it may, or there is no Pad)."""
+    if pad is None:
+        return ""
+    pad_mode = gu.attr(pad, "mode", "constant")
+    pad_mode = pad_mode.decode() if isinstance(pad_mode, bytes) else pad_mode
+    if pad_mode not in _COMMUTING_PAD_MODES:
+        return f"Pad mode '{pad_mode}' between BN and Conv pads with a value, not copies of the BN's output; only reflect/edge/wrap commute"
+    pads = gu.constant_array(pad.inputs[1]) if len(pad.inputs) > 1 else None
+    if pads is None or (len(pad.inputs) > 3 and pad.inputs[3] is not None):
+        return "Pad pads are not a constant over every axis (or it has an axes input)"
+    rank = pads.size // 2
+    if any(pads[axis] or pads[rank + axis] for axis in (0, 1)):
+        return f"Pad pads {pads.tolist()} pad the batch or channel axis"
+    return ""
 
 
 def _fold_problem(bn: ir.Node, conv: ir.Node, mode: str):
@@ -80,6 +110,8 @@ def _fold_problem(bn: ir.Node, conv: ir.Node, mode: str):
     count = gu.consumer_count(bn.outputs[0])
     if count != 1:
         return f"BN output has {count} consumers"
+    if not gu.only_feeds(conv.inputs[0], conv):
+        return f"Pad output '{conv.inputs[0].name}' has {gu.consumer_count(conv.inputs[0])} consumers"
     affine = gu.inference_batchnorm(bn)
     if isinstance(affine, str):
         return affine
@@ -91,15 +123,15 @@ def _fold_problem(bn: ir.Node, conv: ir.Node, mode: str):
         return f"BatchNormalization has {affine[0].size} channels, Conv reads {in_channels}"
     if any(geometry.pads) and mode == "skip_padded":
         return f"Conv pads {list(geometry.pads)} are not zero: a fold would differ at the border (mode='skip_padded')"
-    if any(geometry.pads) and mode == "exact" and _input_spatial(bn) is None:
-        shape = bn.inputs[0].shape
-        return (f"BN input spatial shape is dynamic ({shape}); the exact fold of a padded Conv needs static "
+    if any(geometry.pads) and mode == "exact" and _input_spatial(conv) is None:
+        shape = conv.inputs[0].shape
+        return (f"Conv input spatial shape is dynamic ({shape}); the exact fold of a padded Conv needs static "
                 "spatial dims (mode='plain' accepts a border error)")
     return geometry, affine
 
 
-def _input_spatial(bn: ir.Node) -> tuple[int, ...] | None:
-    shape = bn.inputs[0].shape
+def _input_spatial(conv: ir.Node) -> tuple[int, ...] | None:
+    shape = conv.inputs[0].shape
     if shape is None or any(not isinstance(d, int) for d in list(shape)[2:]):
         return None
     return tuple(list(shape)[2:])
@@ -123,24 +155,29 @@ def folded_weights(geometry: gu.ConvGeometry, scale: np.ndarray, shift: np.ndarr
     return scaled, bias + (weight * shift_map).sum(axis=tuple(range(1, weight.ndim)))
 
 
-def _rewrite(graph, bn, conv, geometry, scale, shift, mode) -> str:
-    """Replace bn -> conv by the folded conv (and the correction Add in exact mode)."""
+def _rewrite(graph, bn, conv, geometry, scale, shift, mode, pad=None) -> str:
+    """Replace bn -> [pad ->] conv by [pad ->] the folded conv (and the correction Add in exact mode)."""
     dtype = geometry.weight.dtype
     weight, bias = folded_weights(geometry, scale, shift)
     base = conv.name or conv.outputs[0].name
-    inputs = [bn.inputs[0], gu.add_initializer(graph, weight.astype(dtype), name_hint=f"{base}_bnfold_weight"),
+    new_nodes = [] if pad is None else [ir.node("Pad", [bn.inputs[0], *pad.inputs[1:]], attributes=dict(pad.attributes),
+                                                name=pad.name or None)]
+    source = new_nodes[0].outputs[0] if new_nodes else bn.inputs[0]
+    inputs = [source, gu.add_initializer(graph, weight.astype(dtype), name_hint=f"{base}_bnfold_weight"),
               gu.add_initializer(graph, bias.astype(dtype), name_hint=f"{base}_bnfold_bias")]
-    new_nodes = [ir.node("Conv", inputs, attributes=dict(conv.attributes), name=conv.name or None)]
-    detail = "folded BN into Conv (no padding: exact)"
+    new_nodes.append(ir.node("Conv", inputs, attributes=dict(conv.attributes), name=conv.name or None))
+    through = "" if pad is None else f" behind its {gu.attr(pad, 'mode', 'constant')!s} Pad"
+    detail = f"folded BN into Conv{through} (no padding: exact)"
     if any(geometry.pads) and mode == "exact":
-        correction = border_correction(geometry, shift, _input_spatial(bn)).astype(dtype)
+        correction = border_correction(geometry, shift, _input_spatial(conv)).astype(dtype)
         correction_value = gu.add_initializer(graph, correction, name_hint=f"{base}_bnfold_border")
-        new_nodes.append(ir.node("Add", [new_nodes[0].outputs[0], correction_value], name=f"{base}_bnfold_border_add"))
-        detail = f"folded BN into Conv plus a border correction of shape {list(correction.shape)}"
+        new_nodes.append(ir.node("Add", [new_nodes[-1].outputs[0], correction_value], name=f"{base}_bnfold_border_add"))
+        detail = f"folded BN into Conv{through} plus a border correction of shape {list(correction.shape)}"
     elif any(geometry.pads):
-        detail = f"folded BN into Conv (plain: differs in the border band, pads {list(geometry.pads)})"
+        detail = f"folded BN into Conv{through} (plain: differs in the border band, pads {list(geometry.pads)})"
     old_params = conv.inputs[1:] + bn.inputs[1:]
-    gu.replace_with_nodes(graph, [bn, conv], new_nodes, conv.outputs[0], new_nodes[-1].outputs[0])
+    old_nodes = [bn, conv] if pad is None else [bn, pad, conv]
+    gu.replace_with_nodes(graph, old_nodes, new_nodes, conv.outputs[0], new_nodes[-1].outputs[0])
     gu.drop_unused_initializers(graph, old_params)
     return detail
 

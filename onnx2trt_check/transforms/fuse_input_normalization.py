@@ -2,9 +2,10 @@
 
 Two sources of normalization:
 
-* in the graph: a chain of per-channel affine ops on a graph input (Sub, Add, Mul, Div by
-  constants, or an inference BatchNormalization), e.g. `Div(Sub(x, mean), std)`, whose result feeds
-  only Convs (as their data input);
+* in the graph: a chain of per-channel affine ops on a graph input or on its Cast to a floating
+  type (a uint8 image input) (Sub, Add, Mul, Div by constants, or an inference
+  BatchNormalization), e.g. `Div(Sub(x, mean), std)`, whose result feeds only Convs (as their data
+  input);
 * outside the model (`mean=`/`std=` given): the caller normalizes before feeding; the result takes
   raw values instead, so the consumers of each graph input must all be Convs.
 
@@ -79,7 +80,8 @@ def fuse_input_normalization(
     report = TransformReport()
     for graph_input in list(ir_model.graph.inputs):
         if external is None:
-            _fold_graph_chains(ir_model.graph, graph_input, report)
+            for source in [graph_input, *_float_casts(graph_input)]:
+                _fold_graph_chains(ir_model.graph, source, report)
         else:
             _fold_external(ir_model.graph, graph_input, external, report)
     if not report.matches:
@@ -121,6 +123,20 @@ def _fold_graph_chains(graph: ir.Graph, graph_input: ir.Value, report: Transform
             report.skipped([node_label(node)], problem or chain.stopped_because)
         elif _fold_into_convs(graph, graph_input, chain, report):
             _remove_chain(graph, chain.nodes)
+
+
+def _float_casts(graph_input: ir.Value) -> list[ir.Value]:
+    """Outputs of Casts of `graph_input` to a floating type: a uint8 image input is normalized
+    after its Cast, and a chain from there folds as from the input (the Convs then read the Cast's
+    output). The Cast keeps the input's shape, which the folds read; it is written on the output."""
+    casts = []
+    for node in graph_input.consumers():
+        to = node.attributes.get("to") if is_op(node, "Cast") else None
+        if to is not None and ir.DataType(to.value) in _FLOAT_TYPES and graph_input.shape is not None:
+            output = node.outputs[0]
+            output.type, output.shape = ir.TensorType(ir.DataType(to.value)), ir.Shape(list(graph_input.shape))
+            casts.append(output)
+    return casts
 
 
 def _fold_external(graph: ir.Graph, graph_input: ir.Value, affine, report: TransformReport) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from ..errors import ConfigError, OutOfScopeError, first_line
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from .pipeline import PipelineMemo, PipelineResult, PipelineStep
@@ -40,8 +40,8 @@ PATTERNS = {
     "bn_across_maxpool": "BatchNormalization next to a MaxPool with a foldable layer on its other side",
     "fold_conv_bn": "Conv -> BatchNormalization pair",
     "fold_gemm_bn": "Gemm/MatMul -> BatchNormalization pair",
-    "fuse_input_normalization": "input normalization (Sub/Add/Mul/Div/BatchNormalization on an input, read by Convs)",
-    "fold_bn_conv": "BatchNormalization -> Conv pair",
+    "fuse_input_normalization": "input normalization (Sub/Add/Mul/Div/BatchNormalization on an input or its Cast to float, read by Convs)",
+    "fold_bn_conv": "BatchNormalization -> [reflect/edge/wrap Pad ->] Conv pair",
     "fold_bn_gemm": "BatchNormalization -> [Flatten/Reshape ->] Gemm/MatMul chain",
     "remove_output_sigmoid": "Sigmoid in front of a graph output",
     "output_tail": "Transpose/Reshape/Flatten/Squeeze/Unsqueeze/Resize between the last compute node and a graph output",
@@ -207,19 +207,6 @@ def run_transforms(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarr
     return PipelineResult(second.model, first.steps + second.steps, second.failed_step)  # `second` made its copy
 
 
-def require_runnable(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], label: str) -> None:
-    """An OutOfScopeError when ONNX Runtime cannot run the model itself: every rewrite is verified
-    against the model's own run, so none can be, and the first step would fail blaming itself
-    ("verification raised NotImplemented")."""
-    from ..runtime import run_model
-
-    try:
-        run_model(model, list(feeds)[:1])
-    except Exception as exc:  # noqa: BLE001 - ORT's own errors (NotImplemented, InvalidGraph, Fail, ...)
-        raise OutOfScopeError(f"{label}: ONNX Runtime cannot run the model ({type(exc).__name__}: {first_line(exc)}), and every rewrite is "
-                              "verified against the model's own run; nothing can be optimized and verified here") from None
-
-
 def folded_as_asked(pipeline: PipelineResult, settings: TransformSettings) -> PipelineResult:
     """`pipeline`, unless it was asked to fold --mean/--std and could not: a result written without
     that preprocessing would be fed raw values and compute on them as if normalized (ConfigError)."""
@@ -299,6 +286,13 @@ def skip_reason(step: PipelineStep) -> str:
         return f"no {PATTERNS.get(step.name, 'match')} in the model"
     more = f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else ""
     return "; ".join(reasons[:3]) + more
+
+
+def border_error_lines(report) -> list[str]:
+    """Per padded plain BN->Conv fold, the error it measured in the border band and inside."""
+    return [f"  plain BN->Conv fold at '{output}' (pads {error['pads']}): max abs error {error['border_max_abs']:.3g} "
+            f"in the border band, {error['interior_max_abs']:.3g} inside; --bn-conv-mode exact corrects it"
+            for output, error in (report.figures.get("border_error", {}) if report else {}).items()]
 
 
 def failing_output_lines(figures: dict) -> list[str]:

@@ -158,9 +158,10 @@ def optimize(model: onnx.ModelProto, *, passes: Sequence[str] | None = None, win
     is optimized in windows of that many nodes (windows.py); `window=None` runs the whole graph at
     once, whatever its size."""
     passes = list(onnxoptimizer.get_fuse_and_elimination_passes() if passes is None else passes)
+    crashed: dict[str, str] = {}
 
     def tool(part: onnx.ModelProto) -> onnx.ModelProto:
-        return onnxoptimizer.optimize(part, passes)  # serializes its input: `part` is not modified
+        return _without_crashing_passes(part, passes, crashed)
 
     if _PASSES_READING_WEIGHTS.intersection(passes):
         optimized, run = _whole_or_in_windows(model, tool, window)
@@ -175,7 +176,29 @@ def optimize(model: onnx.ModelProto, *, passes: Sequence[str] | None = None, win
     result.report.figures["windows"] = run.windows
     for reason in run.discarded:
         result.report.skipped([], reason)
+    for name, message in crashed.items():
+        result.report.skipped([], f"onnxoptimizer pass {name} crashed on this graph ({message}); the other passes ran without it")
     return result
+
+
+def _without_crashing_passes(model: onnx.ModelProto, passes: list[str], crashed: dict[str, str]) -> onnx.ModelProto:
+    """onnxoptimizer.optimize with `passes` (it serializes its input: `model` is not modified). A
+    pass that raises (onnxoptimizer 0.4's fuse_qkv asserts in its C++ IR on three bias-free MatMuls
+    over one input, an attention block's Q/K/V) is found by running each pass alone, recorded in
+    `crashed` with its message, and the list is run again without it: one broken pass must not
+    cost the model every other fusion."""
+    try:
+        return onnxoptimizer.optimize(model, [p for p in passes if p not in crashed])
+    except RuntimeError:
+        pass
+    for name in passes:
+        if name in crashed:
+            continue
+        try:
+            onnxoptimizer.optimize(model, [name])
+        except RuntimeError as error:
+            crashed[name] = (str(error).strip().splitlines() or [""])[0]
+    return onnxoptimizer.optimize(model, [p for p in passes if p not in crashed])
 
 
 def _whole_or_in_windows(model: onnx.ModelProto, tool, window: int | None) -> tuple[onnx.ModelProto, WindowRun]:
