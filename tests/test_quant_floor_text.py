@@ -30,3 +30,11 @@ def test_the_floor_names_the_allowance_only_where_the_rate_allows_less_than_one_
     assert verdict.passed is passed
     assert verdict.floor_text("logits") == text
     assert verdict.figures()["logits"]["rows"] == rows
+
+
+def test_an_output_without_class_scores_is_not_said_to_be_held_to_top1():
+    # A decoder's [B, T, V] logits get no top-1 figure; its floor read "top-1 >= 95%" all the same.
+    logits = np.random.default_rng(0).standard_normal((1, 6, 10)).astype(np.float32)
+    floor = Tolerance(atol=None, rtol=None, min_sqnr_db=20.0, min_top1=0.95)
+    verdict = Int8Verdict({"logits": compare_output("logits", [logits], [logits], floor)}, [], floors={"logits": floor})
+    assert verdict.floor_text("logits") == "SQNR >= 20 dB"

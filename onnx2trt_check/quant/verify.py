@@ -84,11 +84,12 @@ class Int8Verdict:
         return {name: {"sqnr_db": s.sqnr_db, "cosine": s.cosine, "top1": s.top1, "rows": s.rows, "passed": s.passed} for name, s in self.outputs.items()}
 
     def floor_text(self, name: str) -> str:
-        """The floor output `name` was held to, e.g. 'SQNR >= 20 dB, cosine >= 0.99, top-1 >= 95%'."""
+        """The floor output `name` was held to, e.g. 'SQNR >= 20 dB, cosine >= 0.99, top-1 >= 95%' (top-1
+        only where it applies: class scores [N, C], not a decoder's [B, T, V] logits)."""
         floor = self.floors[name]
         parts = [f"SQNR >= {floor.min_sqnr_db:g} dB" if floor.min_sqnr_db is not None else None,
                  f"cosine >= {floor.min_cosine:g}" if floor.min_cosine is not None else None,
-                 _top1_floor_text(floor.min_top1, self.outputs[name].rows) if floor.min_top1 is not None else None,
+                 _top1_floor_text(floor.min_top1, self.outputs[name].rows) if floor.min_top1 is not None and self.outputs[name].top1 is not None else None,
                  f"atol {floor.atol:g}" if floor.atol is not None else None, f"rtol {floor.rtol:g}" if floor.rtol is not None else None]
         return ", ".join(p for p in parts if p) or "no floor"
 

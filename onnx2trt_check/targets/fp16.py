@@ -28,7 +28,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as ir_passes
 
 from ..data import read_feeds
-from ..errors import CheckError, CheckFailed, CheckSkipped
+from ..errors import CheckError, CheckFailed, CheckSkipped, first_line
 from ..precision.fp16 import Fp16Result, _typed_named_copy, convert_to_fp16, not_applicable
 from ..runtime import run_model
 from .base import Target
@@ -99,9 +99,9 @@ def _ort_runs_or_skip(ctx) -> None:
     MatMul on the CPU) gets the reason, not an ONNX Runtime traceback in three items."""
     try:
         ctx.onnx_reference  # noqa: B018 (computed once per model; raises what ONNX Runtime raised)
-    except Exception:
-        raise CheckSkipped("no fp16 artifact: its fp32 fallback is chosen on the model's activations, and ONNX Runtime cannot run the "
-                           "model (see the reference::run item); --fp16-no-fallback builds it without them") from None
+    except Exception as exc:  # named in one line: the same skip reaches pytest items and bisect's message
+        raise CheckSkipped(f"no fp16 artifact: its fp32 fallback is chosen on the model's activations, and ONNX Runtime cannot run the "
+                           f"model ({type(exc).__name__}: {first_line(exc)}); --fp16-no-fallback builds it without them") from None
 
 
 def fp16_artifact(ctx) -> Path:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..context import ReferenceRun
 from ..data import read_feeds
-from ..errors import CheckError, CheckFailed, CheckSkipped
+from ..errors import CheckError, CheckFailed, CheckSkipped, first_line
 from ..quant.float_counterpart import float_counterpart, has_qdq, quantizes_activations
 from ..quant.verify import VerificationSplit, verification_split
 from ..runtime import create_session, output_names, run_feeds
@@ -125,9 +125,9 @@ def _ort_runs_or_skip(ctx) -> None:
     invalid graph ORT refuses) gets the reason, not a crash in the quantizer's items."""
     try:
         ctx.onnx_reference  # noqa: B018 (computed once per model; raises what ONNX Runtime raised)
-    except Exception:
-        raise CheckSkipped("no int8 build: it is calibrated on the model's activations, and ONNX Runtime cannot run the model "
-                           "(see the reference::run item)") from None
+    except Exception as exc:  # named in one line: the same skip reaches pytest items and bisect's message
+        raise CheckSkipped(f"no int8 build: it is calibrated on the model's activations, and ONNX Runtime cannot run the model "
+                           f"({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def qdq_reference(ctx):
