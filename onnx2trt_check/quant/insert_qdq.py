@@ -210,8 +210,9 @@ def _load(model: onnx.ModelProto) -> ir.Model:
     ir_model = ir.serde.deserialize_model(model)
     opset = ir_model.opset_imports.get("", 0)
     if opset < MIN_OPSET:
-        raise ModelError(f"model opset {opset} < {MIN_OPSET} has no per-channel DequantizeLinear; "
-                         f"convert it with onnx.version_converter.convert_version(model, {MIN_OPSET})")
+        raise ModelError(f"model opset {opset} < {MIN_OPSET}: the quantizer writes opset-{MIN_OPSET} Q/DQ (per-channel "
+                         f"DequantizeLinear, which TensorRT's explicit quantization reads), per-tensor too; convert the model "
+                         f"first: onnx.version_converter.convert_version(model, {MIN_OPSET})")
     return ir_model
 
 
