@@ -30,8 +30,10 @@ from .validate import not_empty
 Feed = dict[str, np.ndarray]
 
 # Polygraphy's default data loader draws from [0, 1] as well; a model that needs another range
-# (raw pixels, token ids) gets it with --input-range.
+# (token ids) gets it with --input-range. A uint8 input is a raw image nearly always (a camera
+# frame, a decoded JPEG): drawn from 0..1 it was a black image, and every check passed on it.
 DEFAULT_RANGE = (0.0, 1.0)
+UINT8_RANGE = (0.0, 255.0)
 DEFAULT_LOADER_FUNCTION = "load_data"  # Polygraphy's data-loader-script convention
 MAX_LOADER_FEEDS = 1000
 MAX_FEED_BYTES = 2 * 2**30
@@ -136,16 +138,21 @@ def random_feeds(specs: list[InputSpec], *, seed: int, count: int, ranges: Mappi
         raise InputDataError(f"--input-range names '{sorted(unknown)[0]}', which is not an input; inputs: {_names(specs)}")
     _check_budget(specs, count)
     rng = np.random.default_rng(seed)
-    return [{s.name: _random_array(rng, s, ranges.get(s.name, ranges.get("*", DEFAULT_RANGE))) for s in specs} for _ in range(count)]
+    return [{s.name: _random_array(rng, s, ranges.get(s.name, ranges.get("*", default_range(s)))) for s in specs} for _ in range(count)]
+
+
+def default_range(spec: InputSpec) -> tuple[float, float]:
+    """0..255 for a uint8 input (pixels), else 0..1."""
+    return UINT8_RANGE if spec.dtype == np.uint8 else DEFAULT_RANGE
 
 
 def default_range_notes(specs: list[InputSpec], options: FeedOptions) -> list[str]:
-    """Integer inputs drawn from the default range 0..1: an embedding or index input then sees two
-    values only, and a pass says little about the rest; the summary says so."""
+    """Integer inputs drawn from a default range (0..1; 0..255 for uint8): an embedding or index
+    input then sees two values only, and a pass says little about the rest; the summary says so."""
     if options.npz or options.data_loader or "*" in options.ranges:
         return []
-    return [f"input '{s.name}': integer values drawn from {DEFAULT_RANGE[0]:g}..{DEFAULT_RANGE[1]:g} (the default range); "
-            f"for ids or indices give their real range: --input-range {s.name}:LOW,HIGH"
+    return [f"input '{s.name}': integer values drawn from {default_range(s)[0]:g}..{default_range(s)[1]:g} (the default range"
+            f"{' of a uint8 input: pixels' if s.dtype == np.uint8 else ''}); for ids or indices give their real range: --input-range {s.name}:LOW,HIGH"
             for s in specs if s.dtype is not None and s.dtype.kind in "iu" and s.name not in options.ranges]
 
 

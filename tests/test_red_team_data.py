@@ -78,3 +78,20 @@ def test_a_loader_or_reference_script_that_reuses_its_buffer_keeps_every_feed(tm
     assert [float(f["x"][0, 0]) for f in feeds] == [0.0, 1.0, 2.0]  # was [2.0, 2.0, 2.0]
     _, outputs = ReferenceScript(f"{tmp_path / 'loader.py'}:reference").run(model, tmp_path / "m.onnx", feeds)
     assert [float(o["z"][0, 0]) for o in outputs] == [0.0, 2.0, 4.0]
+
+
+def test_generated_uint8_inputs_are_pixels_not_a_black_image():
+    # Drawn from the default 0..1, a uint8 image input was 0s and 1s: a black image every check passed on.
+    from onnx2trt_check.data import FeedOptions, default_range_notes, model_feeds
+
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (uint8[1,3,8,8] image, int64[1,4] ids) => (float[1,3,8,8] z) { z = Cast<to=1>(image) }""")
+    specs, feeds = model_feeds(model, FeedOptions(num_feeds=4))
+    pixels = np.concatenate([f["image"].ravel() for f in feeds])
+    assert pixels.min() < 20 and pixels.max() > 235 and len(np.unique(pixels)) > 200
+    assert set(np.unique(np.concatenate([f["ids"].ravel() for f in feeds]))) <= {0, 1}  # other integers keep 0..1
+    notes = default_range_notes(specs, FeedOptions())
+    assert "input 'image': integer values drawn from 0..255 (the default range of a uint8 input: pixels)" in notes[0]
+    _, chosen = model_feeds(model, FeedOptions(ranges={"image": (0.0, 1.0)}))
+    assert set(np.unique(chosen[0]["image"])) <= {0, 1}  # --input-range still decides

@@ -68,7 +68,7 @@ def _add_int8_options(parser) -> None:
 def _add_input_options(parser) -> None:
     parser.add_argument("--inputs", metavar="NPZ", help="input data: keys are input names; an extra leading axis gives one feed per slice")
     parser.add_argument("--input-shape", action="append", default=[], metavar="NAME:1x3x224x224", help="shape for an input with dynamic dims")
-    parser.add_argument("--input-range", action="append", default=[], metavar="[NAME:]LOW,HIGH", help="value range of generated inputs. Defaults to 0,1")
+    parser.add_argument("--input-range", action="append", default=[], metavar="[NAME:]LOW,HIGH", help="value range of generated inputs. Defaults to 0,1 (0,255 for a uint8 input)")
     parser.add_argument("--seed", type=int, default=0, help="seed of generated inputs. Defaults to 0")
     parser.add_argument("--num-feeds", type=int, default=4, help="number of generated feeds. Defaults to 4")
 

@@ -126,7 +126,7 @@ def _core(group) -> None:
     group.addoption("--inputs", metavar="NPZ", help="input data: keys are input names; an extra leading axis gives one feed per slice")
     group.addoption("--data-loader", metavar="FILE.py[:FUNC]", help="script whose FUNC (default load_data) yields feed dicts")
     group.addoption("--input-shape", action="append", default=[], metavar="NAME:1x3x224x224", help="shape for an input with dynamic dims")
-    group.addoption("--input-range", action="append", default=[], metavar="[NAME:]LOW,HIGH", help="value range of generated inputs. Defaults to 0,1")
+    group.addoption("--input-range", action="append", default=[], metavar="[NAME:]LOW,HIGH", help="value range of generated inputs. Defaults to 0,1 (0,255 for a uint8 input)")
     group.addoption("--seed", type=int, default=0, help="seed of generated inputs. Defaults to 0")
     group.addoption("--num-feeds", type=int, default=4, help="number of generated feeds. Defaults to 4")
     group.addoption("--target", action="append", default=[], metavar="NAME", help=f"target to compare with the reference (repeatable): {', '.join(TARGET_NAMES)}. Defaults to every target that can run here")
