@@ -177,6 +177,10 @@ def _random_array(rng: np.random.Generator, spec: InputSpec, value_range: tuple[
         if low > high:
             raise InputDataError(f"the range {value_range} of integer input '{spec.name}' holds no integer of its type {spec.onnx_type}; widen it with --input-range {spec.name}:LOW,HIGH")
         return rng.integers(low, high, size=spec.shape, dtype=dtype, endpoint=True)
+    finite = float(np.finfo(dtype).max)
+    if not -finite <= low <= high <= finite:  # cast to the input's type, the values would be inf
+        raise InputDataError(f"the range {value_range} of input '{spec.name}' exceeds its type {spec.onnx_type} (largest finite "
+                             f"value {finite:g}); give a range inside it with --input-range {spec.name}:LOW,HIGH")
     return rng.uniform(low, high, size=spec.shape).astype(dtype)
 
 

@@ -2,6 +2,8 @@
 and pass, on data the user never gave (int64 2**40 wrapped to 0 in an int32 input; 1e6 became inf
 in a float16 one)."""
 
+import re
+
 import numpy as np
 import onnx
 import pytest
@@ -54,6 +56,8 @@ def test_generated_integer_inputs_say_they_were_drawn_from_the_default_range():
 
 
 BUFFER_LOADER = """
+import re
+
 import numpy as np
 BUFFER = np.zeros((1, 4), np.float32)
 def load_data():
@@ -95,3 +99,20 @@ def test_generated_uint8_inputs_are_pixels_not_a_black_image():
     assert "input 'image': integer values drawn from 0..255 (the default range of a uint8 input: pixels)" in notes[0]
     _, chosen = model_feeds(model, FeedOptions(ranges={"image": (0.0, 1.0)}))
     assert set(np.unique(chosen[0]["image"])) <= {0, 1}  # --input-range still decides
+
+
+@pytest.mark.parametrize("onnx_type, high, largest", [("float", 1e308, "3.40282e+38"), ("float16", 1e5, "65504")])
+def test_a_generated_range_beyond_the_input_type_is_refused(onnx_type, high, largest):
+    # --input-range x:0,1e308 on a float32 input drew inf inputs, and the checks ran on them.
+    from onnx2trt_check.data import FeedOptions, model_feeds
+
+    model = _model_proto(onnx_type)
+    with pytest.raises(CheckError, match=re.escape(f"exceeds its type {onnx_type.upper()} (largest finite value {largest})")):
+        model_feeds(model, FeedOptions(ranges={"x": (0.0, high)}))
+    assert np.isfinite(model_feeds(model, FeedOptions(ranges={"x": (0.0, 1e4)}))[1][0]["x"]).all()
+
+
+def _model_proto(onnx_type: str) -> onnx.ModelProto:
+    return onnx.parser.parse_model(f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g ({onnx_type}[1,4] x) => (float[1,4] z) {{ z = Cast<to=1>(x) }}""")
