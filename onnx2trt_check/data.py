@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .calibration_data import CALIBRATING_OPTIONS, check_not_constant
+from .calibration_data import CALIBRATING_OPTIONS, check_finite, check_not_constant
 from .errors import InputDataError, first_line
 from .model import InputSpec, Shapes, graph_inputs, resolve_input_specs
 from .npz import read_npz
@@ -251,9 +251,10 @@ def data_shapes(raw: RawData, proto: onnx.ModelProto) -> Shapes:
 
 def fit(raw: RawData, specs: list[InputSpec]) -> list[Feed]:
     """The data as feeds of the model's inputs: names, shapes and dtypes checked; calibration data
-    also for holding more than one value."""
+    also for finite values and more than one value."""
     feeds = _fit(raw, specs)
     if raw.option in CALIBRATING_OPTIONS:
+        check_finite(feeds, f"{raw.option} {raw.label}")
         check_not_constant(feeds, f"{raw.option} {raw.label}")
     return feeds
 

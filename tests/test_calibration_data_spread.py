@@ -119,3 +119,16 @@ def test_pytest_notes_that_one_distinct_feed_judges_itself(pytester, feeds):
     result.stdout.fnmatch_lines(["*note: ort-int8: no --inputs, and the calibration data holds one distinct feed: the int8 model is judged on "
                                  "the feed it was calibrated on*"])
     assert "held-out fifth" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("feed", [3, 4])  # 3: a feed the automatic calibration holds out; 4: one its statistics read
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_calibration_data_with_nan_or_inf_is_refused_wherever_the_feed_falls(tmp_path, capsys, feed, bad):
+    # In a held-out feed it was ignored without a word (written, exit 0); elsewhere "calibration
+    # produced NaN/Inf activations": the outcome depended on where the bad feed fell.
+    data = np.load(CALIB)["input"].copy()
+    data[feed, 0, 0, 2, 2] = bad
+    np.savez(tmp_path / "bad.npz", input=data)
+    assert main(["quantize", str(MODEL), "-o", str(tmp_path / "q.onnx"), "--calibration-data", str(tmp_path / "bad.npz")]) == 4
+    assert f"feed #{feed} input 'input' holds 1 NaN/inf value(s)" in capsys.readouterr().err
+    assert not (tmp_path / "q.onnx").exists()
