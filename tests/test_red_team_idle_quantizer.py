@@ -81,20 +81,18 @@ def test_the_api_refuses_an_idle_quantize_option(files, tmp_path):
     assert not (tmp_path / "q.onnx").exists()
 
 
-def test_pytest_refuses_cle_relu6_without_cle(files, pytester):
-    float_model, _, calib = files
-    result = pytester.runpytest("-p", "no:cacheprovider", f"--model={float_model}", "--target=ort-int8",
-                                f"--calibration-data={calib}", "--cle-relu6=swap_to_relu")
+@pytest.mark.parametrize("model, target, options, message", [
+    (0, "ort-int8", ["--calibration-data={calib}", "--cle-relu6=swap_to_relu"],
+     "*--cle-relu6 would change nothing without --cle (it says what equalization does with ReLU6)*"),
+    (1, "ort-int8", ["--calibration-data={calib}", "--per-tensor", "--cle"],
+     "*--per-tensor, --cle would change nothing here (every model of this run: the model holds its own Q/DQ nodes*"),
+    (0, "ort-fp16", ["--fp16-calibration-data={calib}", "--fp16-no-fallback"], "*--fp16-calibration-data would change nothing*--fp16-no-fallback turns off*"),
+])
+def test_pytest_refuses_an_idle_option(files, pytester, model, target, options, message):
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--model={files[model]}", f"--target={target}",
+                                *(option.format(calib=files[2]) for option in options))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--cle-relu6 would change nothing without --cle (it says what equalization does with ReLU6)*"])
-
-
-def test_pytest_refuses_quantizer_options_when_every_model_has_its_own_qdq(files, pytester):
-    _, qdq_model, calib = files
-    result = pytester.runpytest("-p", "no:cacheprovider", f"--model={qdq_model}", "--target=ort-int8",
-                                f"--calibration-data={calib}", "--per-tensor", "--cle")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--per-tensor, --cle would change nothing here (every model of this run: the model holds its own Q/DQ nodes*"])
+    result.stderr.fnmatch_lines([message])
 
 
 def test_pytest_keeps_quantizer_options_when_a_model_of_the_run_is_float(files, pytester):
@@ -103,11 +101,3 @@ def test_pytest_keeps_quantizer_options_when_a_model_of_the_run_is_float(files, 
                                 f"--calibration-data={calib}", "--per-tensor")
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
     assert "would change nothing" not in result.stderr.str()
-
-
-def test_pytest_refuses_fp16_calibration_data_with_the_fallback_off(files, pytester):
-    float_model, _, calib = files
-    result = pytester.runpytest("-p", "no:cacheprovider", f"--model={float_model}", "--target=ort-fp16",
-                                f"--fp16-calibration-data={calib}", "--fp16-no-fallback")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--fp16-calibration-data would change nothing*--fp16-no-fallback turns off*"])

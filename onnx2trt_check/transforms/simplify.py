@@ -19,7 +19,7 @@ import onnx
 import onnxoptimizer
 
 from onnx2trt_check import protos
-from onnx2trt_check.errors import OutputPathError
+from onnx2trt_check.errors import OutputPathError, first_line
 from onnx2trt_check.fileio import EXTERNAL_DATA_BYTES, save_model
 from onnx2trt_check.runtime import release_freed_memory
 from onnx2trt_check.transforms import graph_utils as gu
@@ -190,15 +190,19 @@ def _without_crashing_passes(model: onnx.ModelProto, passes: list[str], crashed:
     try:
         return onnxoptimizer.optimize(model, [p for p in passes if p not in crashed])
     except RuntimeError:
-        pass
+        crashed.update(_crashing_passes(model, [p for p in passes if p not in crashed]))
+    return onnxoptimizer.optimize(model, [p for p in passes if p not in crashed])
+
+
+def _crashing_passes(model: onnx.ModelProto, passes: list[str]) -> dict[str, str]:
+    """{pass: the first line of its error} for each of `passes` that raises when run alone."""
+    crashed = {}
     for name in passes:
-        if name in crashed:
-            continue
         try:
             onnxoptimizer.optimize(model, [name])
         except RuntimeError as error:
-            crashed[name] = (str(error).strip().splitlines() or [""])[0]
-    return onnxoptimizer.optimize(model, [p for p in passes if p not in crashed])
+            crashed[name] = first_line(error)
+    return crashed
 
 
 def _whole_or_in_windows(model: onnx.ModelProto, tool, window: int | None) -> tuple[onnx.ModelProto, WindowRun]:
