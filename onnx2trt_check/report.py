@@ -87,6 +87,8 @@ def accuracy_figures(figures: dict) -> str:
     top1 = [o["top1"] for o in outputs.values() if o.get("top1") is not None]
     text = f"[{figures.get('engine', '?')}] max abs {max_abs:.3g}, min SQNR {sqnr:.1f} dB"
     text += f", top-1 {min(top1):.1%}" if top1 else ""
+    near_ties = sum(o.get("near_ties") or 0 for o in outputs.values())
+    text += f" ({near_ties} near-tie row(s) not counted against the floor)" if near_ties else ""
     reshaped = [name for name, o in outputs.items() if any("shape" in p and "differs" in p for p in o.get("problems", []))]
     return text + (f"; shape differs: {', '.join(repr(n) for n in reshaped)}" if reshaped else "")
 

@@ -136,3 +136,59 @@ def test_one_near_tie_in_sixteen_rows_passes_the_int8_top1_floor_two_do_not():
     assert compare_output("y", reference, flipped(1), tolerance).passed
     two = compare_output("y", reference, flipped(2), tolerance)
     assert not two.passed and "2 of 16 rows disagree" in two.problems[0]
+
+
+# Near-ties (compare._near_ties): a flip where the reference's own top-1 margin is within the noise
+# the SQNR floor allows on that row is not counted against the top-1 floor. Hand-computed rows:
+# [10, 9.99, 0, 0] has RMS sqrt(199.8 / 4) = 7.07; at a 20 dB floor the allowance is
+# sqrt(2) x 7.07 x 0.1 = 1.0, so its margin 0.01 is a near-tie; [10, 8, 0, 0] (RMS 6.40, allowance
+# 0.905) has margin 2: a real disagreement.
+NEAR = np.array([[10.0, 9.99, 0.0, 0.0]], np.float32)
+CLEAR = np.array([[10.0, 8.0, 0.0, 0.0]], np.float32)
+INT8_LIKE = Tolerance(atol=None, rtol=None, min_sqnr_db=20.0, min_top1=0.95)
+
+
+def _swap_top_two(row):
+    swapped = row.copy()
+    swapped[0, [0, 1]] = swapped[0, [1, 0]]
+    return swapped
+
+
+def test_two_near_tie_flips_pass_the_top1_floor_two_clear_ones_fail():
+    rows = [NEAR] * 2 + [CLEAR * (1 + i / 100) for i in range(14)]
+    near = compare_output("y", rows, [_swap_top_two(r) for r in rows[:2]] + rows[2:], INT8_LIKE)
+    assert near.near_ties == 2 and not any("top-1" in p for p in near.problems)
+    clear = compare_output("y", rows, rows[:2] + [_swap_top_two(r) for r in rows[2:4]] + rows[4:], INT8_LIKE)
+    assert clear.near_ties == 0
+    problem = next(p for p in clear.problems if "top-1" in p)
+    assert "2 of 16 rows disagree beyond a near-tie" in problem and "margin there: 2, 2.02" in problem
+
+
+def test_without_an_sqnr_floor_every_flip_counts():
+    rows = [NEAR] * 2 + [CLEAR] * 14
+    stats = compare_output("y", rows, [_swap_top_two(r) for r in rows[:2]] + rows[2:], Tolerance(atol=None, rtol=None, min_top1=0.95))
+    assert stats.near_ties == 0 and any("2 of 16 rows disagree" in p for p in stats.problems)
+
+
+@given(st.integers(2, 12), st.floats(0.0, 40.0), st.floats(1e-3, 10.0), st.integers(0, 2**31 - 1))
+def test_a_flip_is_a_near_tie_exactly_when_the_margin_is_within_the_floor_allowance(classes, floor_db, margin, seed):
+    rng = np.random.default_rng(seed)
+    row = rng.normal(size=(1, classes))
+    row[0, 0] = row.max() + margin + 1.0  # class 0 wins by at least `margin`...
+    row[0, 1] = row[0, 0] - margin        # ...over class 1, by exactly `margin`
+    target = row.copy()
+    target[0, 1] = row[0, 0] + 1.0        # the target picks class 1
+    stats = compare_output("y", [row], [target], Tolerance(atol=None, rtol=None, min_sqnr_db=floor_db, min_top1=0.95))
+    allowance = math.sqrt(2.0) * math.sqrt(float(np.mean(row**2))) * 10 ** (-floor_db / 20)
+    if abs(margin - allowance) > 1e-9 * allowance:
+        assert stats.near_ties == (margin < allowance)
+    assert stats.near_ties + len(stats.counted_margins) == 1  # every disagreement is one or the other
+
+
+def test_the_summary_row_says_when_near_ties_were_not_counted():
+    from onnx2trt_check.report import accuracy_figures
+
+    rows = [NEAR] * 2 + [CLEAR] * 14
+    stats = compare_output("y", rows, [_swap_top_two(r) for r in rows[:2]] + rows[2:], INT8_LIKE)
+    text = accuracy_figures({"engine": "onnxruntime", "outputs": {"y": stats.figures()}})
+    assert text.endswith("top-1 87.5% (2 near-tie row(s) not counted against the floor)")

@@ -139,6 +139,7 @@ def accuracy_lines(result) -> list[str]:
     lines = [f"int8 vs fp32 on {result.test_feeds} feed(s) of {result.test_source} (both on ONNX Runtime CPU):"]
     for name, figures in result.accuracy.items():
         agreement = f", top-1 agreement {figures['top1']:.1%} of {figures['rows']} row(s)" if figures["top1"] is not None else ""
+        agreement += f" ({figures['near_ties']} near-tie row(s) not counted)" if figures.get("near_ties") else ""
         verdict = "" if figures["passed"] else "  BELOW the int8 floor"
         floor = result.verdict.floor_text(name)
         lines.append(f"  {name}: SQNR {figures['sqnr_db']:.1f} dB, cosine {figures['cosine']:.5f}{agreement} (floor: {floor}){verdict}")

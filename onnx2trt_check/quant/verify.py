@@ -81,7 +81,7 @@ class Int8Verdict:
         return not self.failures
 
     def figures(self) -> dict[str, dict]:
-        return {name: {"sqnr_db": s.sqnr_db, "cosine": s.cosine, "top1": s.top1, "rows": s.rows, "passed": s.passed} for name, s in self.outputs.items()}
+        return {name: {"sqnr_db": s.sqnr_db, "cosine": s.cosine, "top1": s.top1, "rows": s.rows, "near_ties": s.near_ties, "passed": s.passed} for name, s in self.outputs.items()}
 
     def floor_text(self, name: str) -> str:
         """The floor output `name` was held to, e.g. 'SQNR >= 20 dB, cosine >= 0.99, top-1 >= 95%' (top-1
