@@ -1,7 +1,8 @@
 """The post-training int8 pipeline: the float model in, a QDQ model TensorRT builds as it is out.
 
 `quantize_for_tensorrt` is the whole pipeline (the `quantize` command, the `ort-int8` and `trt-int8`
-targets and the quantization benchmark use it): fold BN into the convs, as TensorRT does before it
+targets and the quantization benchmark use it): a model below opset 13 converted to it (checked
+against the original: quant/opset_upgrade.py); fold BN into the convs, as TensorRT does before it
 quantizes weights; lift Constant nodes to initializers, so ReLU6's bounds (Constant nodes in PyTorch
 exports) are visible to equalization; optional cross-layer equalization; calibration (automatic per
 tensor by default) and Q/DQ insertion; then optional bias correction of the QDQ model, layer by
@@ -26,6 +27,7 @@ from . import bias_correction, equalize
 from .idle_options import idle_quantizer_options
 from .insert_qdq import excluded_by
 from .objective import Objective, output_sqnr_db
+from .opset_upgrade import upgrade_for_qdq
 from .quantize import QuantizeReport, quantize_model
 
 # The ReLU6 swap's effect on the float outputs is measured on this many calibration feeds: enough
@@ -124,10 +126,12 @@ def quantize_for_tensorrt(model: onnx.ModelProto, calibration_feeds: Sequence[Ma
 
 
 def prepare_for_quantization(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], settings: Int8Settings) -> tuple[onnx.ModelProto, dict[str, dict]]:
-    """The float model the quantizer sees (BN folded, constants lifted, optionally equalized) and
-    each step's figures."""
+    """The float model the quantizer sees (at opset 13 or later, BN folded, constants lifted,
+    optionally equalized) and each step's figures."""
+    model, upgrade = upgrade_for_qdq(model, feeds)
     folded = fold_conv_bn(model)
-    steps = {"fold_conv_bn": {"folded": len(folded.report.matches)}}
+    steps = {"opset_upgrade": upgrade} if upgrade else {}
+    steps["fold_conv_bn"] = {"folded": len(folded.report.matches)}
     # An unchanged result is a copy of the input (the transform contract): keep the input instead,
     # so a model with nothing to fold is not held twice through calibration.
     work = _lift_constants(folded.model if folded.modified else model)
