@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import warnings
 from pathlib import Path, PureWindowsPath
 
 import google.protobuf.message
@@ -17,7 +18,7 @@ import onnx
 from onnx import helper
 
 from .errors import ModelError
-from .protos import raw_data_bytes
+from .protos import raw_data_bytes, read_onnx
 from .scope import check_scope
 from .validate import not_empty
 
@@ -78,8 +79,9 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
 
 def _parse(path: Path) -> onnx.ModelProto:
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        proto = read_onnx(path)
     except (google.protobuf.message.DecodeError, RuntimeWarning, ValueError, OSError) as exc:
+        _refuse_text_format(path)
         raise ModelError(
             f"'{path}' is not a valid ONNX model ({_first_line(exc)}); the file may be truncated or "
             "not ONNX: re-export it"
@@ -87,6 +89,19 @@ def _parse(path: Path) -> onnx.ModelProto:
     if not proto.graph.node and not proto.graph.output:
         raise ModelError(f"'{path}' parsed as an empty ONNX model (no nodes, no outputs); it is not ONNX or is truncated: re-export it")
     return proto
+
+
+def _refuse_text_format(path: Path) -> None:
+    """A ModelError when `path` is an ONNX model in one of onnx's text formats (by its extension):
+    ONNX Runtime and TensorRT's parser read binary protobuf only."""
+    try:
+        with warnings.catch_warnings():  # "The onnxtxt format is experimental"
+            warnings.simplefilter("ignore")
+            onnx.load(str(path), load_external_data=False)  # the format onnx infers from the extension
+    except Exception:  # noqa: BLE001 - not a text-format model either: the caller's message stands
+        return
+    raise ModelError(f"'{path}' is an ONNX model in a text format, which ONNX Runtime and TensorRT's parser do not read; "
+                     f"save it as binary ONNX first: python -c \"import onnx; onnx.save(onnx.load('{path}'), '{path.with_suffix('.onnx')}')\"")
 
 
 def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
@@ -142,7 +157,7 @@ def external_data_files(path: Path) -> set[Path]:
     """The files a model keeps its weights in (resolved), read from its header; none when it cannot
     be parsed (whoever loads it reports that)."""
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        proto = read_onnx(path)
     except Exception:  # noqa: BLE001 - any unreadable model: loading it later names the problem
         return set()
     folder = Path(path).resolve().parent

@@ -7,6 +7,17 @@ import numpy as np
 import onnx
 
 
+def read_onnx(path, *, load_external_data: bool = False) -> onnx.ModelProto:
+    """The binary ONNX model at `path`, whatever its file name ends with. onnx.load picks a format
+    by extension (.json, .onnxtxt, .textproto are read as text), but ONNX Runtime and TensorRT's
+    parser read every file as binary protobuf: a text-format file loaded here and then failed in
+    both as "INVALID_PROTOBUF" (model.load_model refuses it instead), and a non-JSON .json file
+    raised an INTERNALERROR. Defaults to the header and inline weights only."""
+    import os
+
+    return onnx.load(os.fspath(path), format="protobuf", load_external_data=load_external_data)
+
+
 def node_label(node: onnx.NodeProto) -> str:
     """A node's name in every report and option (--exclude, --fp16-block): its name, else
     `OpType(first output)`, as transforms/graph_utils.node_label names an onnx-ir node."""

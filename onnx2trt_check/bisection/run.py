@@ -8,13 +8,13 @@ tensor marked as an engine output (Polygraphy's mark-all) where TensorRT can run
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import onnx
 
 from ..context import ModelContext
 from ..errors import CheckFailed, CheckSkipped
+from ..protos import read_onnx
 
 TRT_NEEDED = (
     "layerwise comparison of TensorRT engines needs TensorRT and a CUDA device (marks every tensor as an engine output); "
@@ -48,7 +48,7 @@ def artifact_proto(ctx: ModelContext, target) -> tuple[onnx.ModelProto, Path]:
         path = target.artifact(ctx)
     except (CheckFailed, CheckSkipped) as exc:
         raise NotBisectable(f"the artifact of {target.name} cannot be built: {exc}") from None
-    return (ctx.loaded.proto if Path(path) == ctx.path else onnx.load(os.fspath(path))), Path(path)
+    return (ctx.loaded.proto if Path(path) == ctx.path else read_onnx(path, load_external_data=True)), Path(path)
 
 
 def layerwise_for(ctx: ModelContext, target, *, min_sqnr_db: float, max_feeds: int):

@@ -99,12 +99,11 @@ def load_models(config: pytest.Config, state: RunState) -> None:
 
 def _input_names(path: Path) -> set[str]:
     """The input names of a model that could not be checked, when its graph can be read at all."""
-    import onnx
-
     from ..model import graph_inputs
+    from ..protos import read_onnx
 
     try:
-        return {value.name for value in graph_inputs(onnx.load(str(path), load_external_data=False))}
+        return {value.name for value in graph_inputs(read_onnx(path))}
     except Exception:  # unreadable: it names no input
         return set()
 

@@ -27,11 +27,11 @@ import weakref
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
-import onnx
 import onnx_ir as ir
 
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.fileio import atomic_write_bytes
+from onnx2trt_check.protos import read_onnx
 from onnx2trt_check.trt import devices, flavour
 from onnx2trt_check.trt.build import InputRange
 
@@ -212,7 +212,7 @@ class _PoolLimits(dict):
 
 def has_qdq_nodes(model_path: str | os.PathLike) -> bool:
     """Whether the model carries explicit quantization (QuantizeLinear/DequantizeLinear)."""
-    model = ir.from_proto(onnx.load(os.fspath(model_path), load_external_data=False))
+    model = ir.from_proto(read_onnx(model_path))
     nodes = ir.traversal.RecursiveGraphIterator(model.graph)
     return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in nodes)
 

@@ -16,9 +16,7 @@ import os
 import re
 import time
 
-import onnx
-
-from ..protos import node_label
+from ..protos import node_label, read_onnx
 from .flavour import Flavour
 
 # Known parser and builder messages -> the fix, first match wins. The messages are TensorRT's
@@ -190,7 +188,7 @@ def _issues(parser, path, logger) -> tuple[ParserIssue, ...]:
 def _nodes(path) -> list[tuple[str, str]]:
     """(name, custom domain) of the main graph's nodes, by index: the parser reports unnamed nodes
     with an empty name, and ops without their domain ("MyPlugin" for com.example::MyPlugin)."""
-    model = onnx.load(os.fspath(path), load_external_data=False)
+    model = read_onnx(path)
     return [(node_label(node), "" if node.domain in ("", "ai.onnx") else node.domain) for node in model.graph.node]
 
 
