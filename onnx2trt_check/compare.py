@@ -70,8 +70,9 @@ class OutputStats:
     rows: int = 0  # rows of class scores top-1/top-5 were computed over
     # Rows whose top-1 differs but where the reference's own top-1 margin is within the noise the
     # SQNR floor allows (not counted against the top-1 floor: _near_ties), and the reference's
-    # margins on the first disagreeing rows that do count (for the failure message).
+    # top-1 margins on the first near-tie rows and on the first rows that do count.
     near_ties: int = 0
+    near_tie_margins: list[float] = dataclasses.field(default_factory=list)
     counted_margins: list[float] = dataclasses.field(default_factory=list)
     problems: list[str] = dataclasses.field(default_factory=list)
 
@@ -103,7 +104,7 @@ def compare_output(name: str, reference: Sequence[np.ndarray], target: Sequence[
     stats.top1, stats.top5 = top_k_agreement(reference, target)
     stats.rows = sum(len(r) for r in reference) if stats.top1 is not None else 0
     if stats.top1 is not None and stats.top1 < 1.0:
-        stats.near_ties, stats.counted_margins = _near_ties(reference, target, tolerance.min_sqnr_db)
+        stats.near_ties, stats.near_tie_margins, stats.counted_margins = _near_ties(reference, target, tolerance.min_sqnr_db)
     _apply_floors(stats, tolerance)
     return stats
 
@@ -227,8 +228,9 @@ def top_k_agreement(reference: Sequence[np.ndarray], target: Sequence[np.ndarray
     return top1, float(np.mean(np.any(top5_sets == best[:, None], axis=1)))
 
 
-def _near_ties(reference: Sequence[np.ndarray], target: Sequence[np.ndarray], min_sqnr_db: float | None) -> tuple[int, list[float]]:
-    """(disagreeing rows that are near-ties, the reference's top-1 margin on the first counted ones).
+def _near_ties(reference: Sequence[np.ndarray], target: Sequence[np.ndarray], min_sqnr_db: float | None) -> tuple[int, list[float], list[float]]:
+    """(disagreeing rows that are near-ties, the reference's top-1 margin on the first of them and on
+    the first counted ones).
 
     A near-tie: the reference's margin between its top class and the class the target chose is at
     most sqrt(2) x the error per element that the SQNR floor allows on that row (the row's RMS x
@@ -243,11 +245,11 @@ def _near_ties(reference: Sequence[np.ndarray], target: Sequence[np.ndarray], mi
     got = np.concatenate([np.asarray(t, np.float64) for t in target])
     rows = np.flatnonzero(ref.argmax(axis=1) != got.argmax(axis=1))
     margins = ref[rows, ref[rows].argmax(axis=1)] - ref[rows, got[rows].argmax(axis=1)]
-    if min_sqnr_db is None:
-        return 0, [float(m) for m in margins[:MAX_MISMATCHES_SHOWN]]
-    allowance = math.sqrt(2.0) * np.sqrt(np.mean(ref[rows] ** 2, axis=1)) * 10.0 ** (-min_sqnr_db / 20.0)
-    near = margins <= allowance  # NaN margins (a non-finite reference row) count
-    return int(near.sum()), [float(m) for m in margins[~near][:MAX_MISMATCHES_SHOWN]]
+    near = np.zeros(len(rows), bool)
+    if min_sqnr_db is not None:
+        allowance = math.sqrt(2.0) * np.sqrt(np.mean(ref[rows] ** 2, axis=1)) * 10.0 ** (-min_sqnr_db / 20.0)
+        near = margins <= allowance  # NaN margins (a non-finite reference row) count
+    return int(near.sum()), [float(m) for m in margins[near][:MAX_MISMATCHES_SHOWN]], [float(m) for m in margins[~near][:MAX_MISMATCHES_SHOWN]]
 
 
 def _is_class_scores(array: np.ndarray) -> bool:

@@ -158,6 +158,7 @@ def test_two_near_tie_flips_pass_the_top1_floor_two_clear_ones_fail():
     rows = [NEAR] * 2 + [CLEAR * (1 + i / 100) for i in range(14)]
     near = compare_output("y", rows, [_swap_top_two(r) for r in rows[:2]] + rows[2:], INT8_LIKE)
     assert near.near_ties == 2 and not any("top-1" in p for p in near.problems)
+    assert near.near_tie_margins == pytest.approx([0.01, 0.01], abs=1e-5) and near.counted_margins == []
     clear = compare_output("y", rows, rows[:2] + [_swap_top_two(r) for r in rows[2:4]] + rows[4:], INT8_LIKE)
     assert clear.near_ties == 0
     problem = next(p for p in clear.problems if "top-1" in p)
