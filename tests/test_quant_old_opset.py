@@ -69,3 +69,10 @@ def test_a_model_at_opset_13_or_later_is_not_converted(tmp_path, opset):
     np.savez(tmp_path / "c.npz", x=np.random.default_rng(0).random((8, 1, 2, 6, 6), dtype=np.float32))
     result = onnx2trt_check.quantize(tmp_path / "m.onnx", calibration_data=tmp_path / "c.npz")
     assert result.verdict.passed and "opset_upgrade" not in result.build.steps
+
+
+def test_bisect_sensitivity_lowers_an_opset_11_model_too(tmp_path, capsys):
+    _files(tmp_path)
+    args = ["bisect", str(tmp_path / "m.onnx"), "--target", "ort-int8", "--calibration-data", str(tmp_path / "c.npz"), "--sensitivity"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert "nothing to keep in fp32" in capsys.readouterr().out

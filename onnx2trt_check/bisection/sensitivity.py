@@ -160,12 +160,16 @@ def int8_quantizer(calibration_feeds: Iterable[Mapping[str, np.ndarray]], *, exc
     calibrated once per model, with nothing kept, and reused for every keep set: a search compares
     keep sets, not calibrations (and automatic calibration is too costly to repeat per set)."""
     from onnx2trt_check.quant.insert_qdq import insert_qdq, plan_qdq
+    from onnx2trt_check.quant.opset_upgrade import upgrade_for_qdq
     from onnx2trt_check.quant.quantize import quantize_model
 
-    feeds, user_exclude, ranges = list(calibration_feeds), sorted(exclude), {}
+    feeds, user_exclude, ranges, upgraded = list(calibration_feeds), sorted(exclude), {}, {}
     per_channel = options.get("per_channel", True)
 
     def lower(model: onnx.ModelProto, *, keep_fp32: Iterable[str] = ()) -> onnx.ModelProto:
+        if id(model) not in upgraded:  # below opset 13: converted and checked once (the search lowers one model)
+            upgraded[id(model)] = (model, upgrade_for_qdq(model, feeds)[0])
+        model = upgraded[id(model)][1]
         plan = plan_qdq(model, per_channel=per_channel, exclude=[*user_exclude, *sorted(keep_fp32)])
         if any(name not in ranges for name in plan.activations):
             report = quantize_model(model, feeds, exclude=user_exclude, **options).report
