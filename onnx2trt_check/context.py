@@ -16,6 +16,7 @@ from . import protos, runtime
 from .config import ToleranceConfig
 from .data import Feed, FeedOptions, cap_note, default_range_notes, for_model, model_feeds
 from .fileio import save_model
+from .input_conversions import conversion_notes
 from .model import InputSpec, LoadedModel, graph_inputs, load_model, override_problem
 from .references import ORT_REFERENCE, REFERENCE_KEY
 
@@ -101,6 +102,7 @@ class ModelContext:
                 notes.append(f"input '{spec.name}': dynamic batch dim '{spec.defaulted[0]}' set to {spec.shape[0]}")
             if spec.settled:
                 notes.append(f"input '{spec.name}': dynamic dim(s) {', '.join(spec.settled)} set by the input data: shape {list(spec.shape)}")
+        notes += conversion_notes(raw, self.specs)
         return notes + default_range_notes(self.specs, self.options.feeds) + self._notes + reference_notes(self)
 
     def artifact(self, name: str, build: Callable[[], onnx.ModelProto]) -> Path:

@@ -25,7 +25,7 @@ from .calibration_data import CALIBRATING_OPTIONS, check_finite, check_not_const
 from .errors import InputDataError, first_line
 from .model import InputSpec, Shapes, graph_inputs, resolve_input_specs
 from .npz import read_npz
-from .validate import not_empty
+from .validate import idle_beside, not_empty
 
 Feed = dict[str, np.ndarray]
 
@@ -34,6 +34,8 @@ Feed = dict[str, np.ndarray]
 # frame, a decoded JPEG): drawn from 0..1 it was a black image, and every check passed on it.
 DEFAULT_RANGE = (0.0, 1.0)
 UINT8_RANGE = (0.0, 255.0)
+DEFAULT_SEED = 0
+DEFAULT_NUM_FEEDS = 4
 DEFAULT_LOADER_FUNCTION = "load_data"  # Polygraphy's data-loader-script convention
 MAX_LOADER_FEEDS = 1000
 MAX_FEED_BYTES = 2 * 2**30
@@ -81,12 +83,18 @@ class FeedOptions:
     """How to make feeds. `ranges` maps an input name (or '*' for all) to (low, high). `raw` is the
     --inputs/--data-loader source once read (read_source); None reads it on use."""
 
-    seed: int = 0
-    num_feeds: int = 4
+    seed: int = DEFAULT_SEED
+    num_feeds: int = DEFAULT_NUM_FEEDS
     ranges: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
     npz: Path | None = None
     data_loader: str | None = None
     raw: RawData | None = None
+
+    def __post_init__(self):
+        # Beside data these changed nothing and the run said nothing (`--num-feeds 2 --inputs x.npz` ran all of x.npz).
+        if self.npz or self.data_loader:
+            given = {"--seed": self.seed != DEFAULT_SEED, "--num-feeds": self.num_feeds != DEFAULT_NUM_FEEDS, "--input-range": bool(self.ranges)}
+            idle_beside(given, "--inputs" if self.npz else "--data-loader", "they shape generated inputs, and the data gives every feed")
 
     @property
     def source(self) -> str:

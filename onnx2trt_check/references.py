@@ -90,6 +90,8 @@ class Matching:
     inputs: dict[str, str]
     outputs: dict[str, str]
     how: list[str]
+    # Outputs of the original the checked model does not have: nothing is compared for them.
+    unmatched: list[str] = dataclasses.field(default_factory=list)
 
 
 class ReferenceModel:
@@ -107,7 +109,10 @@ class ReferenceModel:
         how = []
         inputs = _match(_input_names(model), _input_names(self.proto), "input", how, self.label)
         outputs = _match([o.name for o in model.graph.output], [o.name for o in self.proto.graph.output], "output", how, self.label)
-        return Matching(inputs, outputs, how)
+        unmatched = [o.name for o in self.proto.graph.output if o.name not in outputs.values()]
+        if unmatched:  # a derived model that lost an output passed derived::parity on the others, without a word
+            how.append(f"output(s) {', '.join(map(repr, unmatched))} of the original not in the model, not compared")
+        return Matching(inputs, outputs, how, unmatched)
 
     def check(self, model: onnx.ModelProto) -> None:
         self.matching(model)

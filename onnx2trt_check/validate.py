@@ -55,6 +55,13 @@ def seed(value) -> int:
 # ---------------------------------------------------------------------------------- output paths
 
 
+def idle_beside(given: dict[str, bool], beside: str, why: str) -> None:
+    """Refuse the options of `given` that are set and would change nothing beside option `beside`
+    (misuse: the run would report a configuration the user did not get)."""
+    if idle := [flag for flag, is_set in given.items() if is_set]:
+        raise ConfigError(f"{', '.join(idle)} would change nothing with {beside}: {why}; leave {'them' if len(idle) > 1 else 'it'} out, or leave out {beside}")
+
+
 def not_empty(path, option: str, *, required: bool = False):
     """`path` unless it is an empty text: Path('') is the current folder, so `--inputs "$DATA"` with
     DATA unset (or inputs="" in the API) would read or write there, or be taken as left out."""

@@ -62,8 +62,15 @@ def check_export_parity(ctx: ModelContext) -> dict:
 
 
 def check_derived_parity(ctx: ModelContext) -> dict:
+    """The outputs both models have agree, and the derived model has every output of the original:
+    one it lost is one the deployment's post-processing no longer gets."""
     __tracebackhide__ = True
-    return _parity(ctx, "the derived model (onnxruntime, graph as written)")
+    figures = _parity(ctx, "the derived model (onnxruntime, graph as written)")
+    source: ReferenceModel = ctx.options.extra[REFERENCE_KEY]
+    if lost := source.matching(ctx.loaded.proto).unmatched:
+        raise CheckFailed(f"the derived model lacks output(s) {', '.join(map(repr, lost))} of {source.label}: nothing computes them; "
+                          f"the {len(figures['outputs'])} output(s) both have agree", figures)
+    return figures
 
 
 def _parity(ctx: ModelContext, what: str) -> dict:

@@ -23,6 +23,7 @@ from ..model import parse_shape
 from ..report import ModelInfo, check_report_path, report_document, summary_lines, write_report
 from ..targets import get_target
 from . import families, fast_exit
+from .deselected import Deselected
 from .options import INI_TOLERANCES, renamed_flags, value
 from .selection import Selection
 from .stash import STATE
@@ -46,6 +47,7 @@ def start_run(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[STATE] = state
     config.pluginmanager.register(state, "onnx2trt_check_state")
+    config.pluginmanager.register(Deselected(set(state.models)), "onnx2trt_check_deselected")
     config.pluginmanager.register(RunHooks(), "onnx2trt_check_run")
     for index, family_plugin in enumerate(families.session_plugins(config, state.options)):
         config.pluginmanager.register(family_plugin, f"onnx2trt_check_family_{index}")
@@ -274,7 +276,7 @@ class RunHooks:
         if not state.records:
             return
         terminalreporter.write_sep("=", "onnx2trt_check summary")
-        for line in [f"note: {note}" for note in state.notes] + summary_lines(state.records, state.models):
+        for line in [f"note: {note}" for note in _run_notes(config, state)] + summary_lines(state.records, state.models):
             terminalreporter.write_line(line)
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
@@ -283,7 +285,12 @@ class RunHooks:
         if not report_path or hasattr(session.config, "workerinput"):
             return  # under xdist only the controller writes
         try:
-            write_report(Path(report_path), report_document(state.records, state.models, int(exitstatus), notes=state.notes))
+            write_report(Path(report_path), report_document(state.records, state.models, int(exitstatus), notes=_run_notes(session.config, state)))
         except CheckError as exc:  # checked before the run; the disk filled up or the folder went away since
             session.config.get_terminal_writer().line(f"ERROR: --report-json: {exc}", red=True)
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+def _run_notes(config: pytest.Config, state: RunState) -> list[str]:
+    """The run's notes, with the items -k/-m/--deselect left out (deselected.py)."""
+    return state.notes + config.pluginmanager.get_plugin("onnx2trt_check_deselected").notes({r.model for r in state.records})
