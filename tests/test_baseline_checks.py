@@ -145,6 +145,18 @@ def test_a_regression_of_a_changed_model_file_says_the_file_changed(pytester, mo
     result.stdout.fnmatch_lines([f"the model file changed since the baseline was recorded ({recorded.created}; sha256 {recorded.model_sha256[:12]} then, * now)"])
 
 
+def test_a_pass_of_a_changed_model_file_says_what_the_gate_compared(pytester, model_path):
+    # A replaced model agrees with its own reference as well as the old one did: the row read
+    # PASSED with no word that the baseline was recorded for another file.
+    run(pytester, "--baseline-dir", "bl", "--baseline-update")
+    changed = classifier()
+    changed.doc_string = "re-exported"
+    save(changed, model_path)
+    result, items = run(pytester, "--baseline-dir", "bl")
+    assert outcomes(items)["baseline[ort]::accuracy"] == "passed" and items["baseline[ort]::accuracy"][1]["model_changed"] is True
+    result.stdout.fnmatch_lines(["*baseline[[]ort[]]*the model file changed since this baseline (*): the gate compares each target with this model's own reference*"])
+
+
 def test_update_without_latency_keeps_the_recorded_latency(pytester, model_path, monkeypatch):
     run(pytester, "--baseline-dir", "bl", *FAST, "--baseline-update")
     before = store.load_baseline(only_baseline(pytester))
