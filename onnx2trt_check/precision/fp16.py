@@ -196,8 +196,22 @@ def _typed_named_copy(model: onnx.ModelProto) -> ir.Model:
     invalid (Div(fp16, fp32)); TensorRT's parser inlines functions the same way."""
     # onnx's inliner leaves inlined nodes unnamed (onnx-ir's names them node_N), so they get labels
     copy = ir.from_proto(onnx.inliner.inline_local_functions(model) if model.functions else model)
+    _float_constants_as_tensors(copy.graph)
     copy = ir_passes.ShapeInferencePass()(copy).model
     return ir_passes.NameFixPass(_OpTypeNames())(copy).model
+
+
+def _float_constants_as_tensors(graph: ir.Graph) -> None:
+    """Constant<value_float(s)> (onnxscript writes scalars so) as Constant<value = float tensor>,
+    the same values: ORT's converter retypes only a Constant's `value` tensor, and a value_float
+    stayed fp32 beside fp16 inputs, an invalid artifact (Div(fp16, fp32))."""
+    for node in ir.traversal.RecursiveGraphIterator(graph):
+        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+            continue
+        for key in ("value_float", "value_floats") if len(node.attributes) == 1 else ():
+            if key in node.attributes:
+                values = np.asarray(node.attributes.pop(key).value, dtype=np.float32)
+                node.attributes["value"] = ir.AttrTensor("value", ir.tensor(values))
 
 
 class _OpTypeNames:
