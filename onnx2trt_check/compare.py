@@ -21,7 +21,8 @@ class Tolerance:
 
     An element passes when |target - ref| <= atol + rtol * |ref| (numpy.isclose's rule); atol or
     rtol None disables the element-wise test. `min_cosine` and `min_sqnr_db` are optional floors on
-    the whole output; `min_top1` a floor on top-1 agreement of class-score outputs. The fp32
+    the whole output; `min_top1` a floor on top-1 agreement of class-score
+    outputs and of integer/bool outputs (the share of equal elements). The fp32
     defaults are atol 1e-4 and rtol 1e-4: ORT's optimized kernels reorder float sums, which moves
     results by a few ulps of the largest partial sum, far below 1e-4 for well-scaled networks."""
 
@@ -101,10 +102,13 @@ def compare_output(name: str, reference: Sequence[np.ndarray], target: Sequence[
     got = np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in target])
     stats = _error_stats(name, ref, got)
     _apply_elementwise(stats, reference, ref, got, tolerance)
-    stats.top1, stats.top5 = top_k_agreement(reference, target)
-    stats.rows = sum(len(r) for r in reference) if stats.top1 is not None else 0
-    if stats.top1 is not None and stats.top1 < 1.0:
-        stats.near_ties, stats.near_tie_margins, stats.counted_margins = _near_ties(reference, target, tolerance.min_sqnr_db)
+    if _is_discrete(reference):
+        stats.top1, stats.rows = discrete_agreement(ref, got), int(ref.size)
+    else:
+        stats.top1, stats.top5 = top_k_agreement(reference, target)
+        stats.rows = sum(len(r) for r in reference) if stats.top1 is not None else 0
+        if stats.top1 is not None and stats.top1 < 1.0:
+            stats.near_ties, stats.near_tie_margins, stats.counted_margins = _near_ties(reference, target, tolerance.min_sqnr_db)
     _apply_floors(stats, tolerance)
     return stats
 
@@ -252,6 +256,13 @@ def _near_ties(reference: Sequence[np.ndarray], target: Sequence[np.ndarray], mi
     return int(near.sum()), [float(m) for m in margins[near][:MAX_MISMATCHES_SHOWN]], [float(m) for m in margins[~near][:MAX_MISMATCHES_SHOWN]]
 
 
+def discrete_agreement(ref: np.ndarray, got: np.ndarray) -> float | None:
+    """For an integer or bool output (a label, a mask of labels, a decision): the share of elements
+    that are equal, its top-1 agreement. SQNR and cosine of class numbers say nothing about how many
+    decisions changed (4 of 20 labels moved by one read 46 dB). None for an empty output."""
+    return float(np.mean(ref == got)) if ref.size else None
+
+
 def _is_class_scores(array: np.ndarray) -> bool:
     array = np.asarray(array)
     return array.ndim == 2 and array.shape[1] >= 2 and array.dtype.kind == "f"
@@ -270,10 +281,17 @@ def _apply_floors(stats: OutputStats, tol: Tolerance) -> None:
     if tol.min_sqnr_db is not None and not stats.sqnr_db >= tol.min_sqnr_db:
         stats.problems.append(f"SQNR {stats.sqnr_db:.2f} dB below the floor {tol.min_sqnr_db} dB")
     if tol.min_top1 is not None and stats.top1 is not None and _disagreements(stats) > allowed_disagreements(tol.min_top1, stats.rows):
-        margins = ", ".join(f"{m:.3g}" for m in stats.counted_margins)
-        stats.problems.append(f"top-1 agreement {stats.top1:.3%} below the floor {tol.min_top1:.3%} "
-                              f"({_disagreements(stats)} of {stats.rows} rows disagree beyond a near-tie; the reference's top-1 margin there: "
-                              f"{margins}{', ...' if _disagreements(stats) > len(stats.counted_margins) else ''}{_near_tie_text(stats)})")
+        stats.problems.append(f"top-1 agreement {stats.top1:.3%} below the floor {tol.min_top1:.3%} ({_disagreement_text(stats)})")
+
+
+def _disagreement_text(stats: OutputStats) -> str:
+    """'3 of 16 rows disagree beyond a near-tie; the reference's top-1 margin there: 2, 1.5, 0.9'
+    for class scores; '4 of 20 elements differ' for an integer or bool output (no margins)."""
+    count = _disagreements(stats)
+    if not stats.counted_margins:
+        return f"{count} of {stats.rows} elements differ"
+    margins = ", ".join(f"{m:.3g}" for m in stats.counted_margins) + (", ..." if count > len(stats.counted_margins) else "")
+    return f"{count} of {stats.rows} rows disagree beyond a near-tie; the reference's top-1 margin there: {margins}{_near_tie_text(stats)}"
 
 
 def allowed_disagreements(floor: float, rows: int) -> int:

@@ -37,7 +37,7 @@ PYPROJECT_SOURCE = "[tool.onnx2trt_check] of pyproject.toml"
 # per tensor, so element-wise rules are loose and the whole-output floors carry the verdict. int8:
 # atol 5e-2: near-zero logits of the sample models move by up to 0.027 in fp16 (0.3% of the largest
 # logit, SQNR 52-58 dB), which rtol cannot cover. int8: element-wise rules are meaningless at 1/127 resolution; SQNR 20 dB as Polygraphy's quality
-# metrics suggest, cosine, and top-1 agreement on class scores.
+# metrics suggest, cosine, and top-1 agreement on class scores and on integer/bool outputs (labels, masks).
 PRECISION_PROFILES = {
     "fp32": Tolerance(),
     "fp16": Tolerance(atol=5e-2, rtol=1e-2, min_cosine=0.999, min_sqnr_db=30.0),

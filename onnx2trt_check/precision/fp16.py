@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -196,8 +197,34 @@ def _typed_named_copy(model: onnx.ModelProto) -> ir.Model:
     invalid (Div(fp16, fp32)); TensorRT's parser inlines functions the same way."""
     # onnx's inliner leaves inlined nodes unnamed (onnx-ir's names them node_N), so they get labels
     copy = ir.from_proto(onnx.inliner.inline_local_functions(model) if model.functions else model)
+    _float_constants_as_tensors(copy.graph)
+    _rename_converter_names(copy.graph)
     copy = ir_passes.ShapeInferencePass()(copy).model
     return ir_passes.NameFixPass(_OpTypeNames())(copy).model
+
+
+def _rename_converter_names(graph: ir.Graph) -> None:
+    """Nodes and values named as ORT's converter names the casts it puts at fp32 graph inputs and
+    outputs (graph_output_cast0 making graph_output_cast_0: a model that converter made already,
+    keep_io_types) take another name: the converter skips a node of its casts' names and gives
+    the output a second producer, a graph no tool loads."""
+    reserved = re.compile(r"graph_(input|output)_cast_?\d+")
+    for item in [node for node in graph] + [value for node in graph for value in node.outputs if not value.is_graph_output()]:
+        if item.name and reserved.fullmatch(item.name):
+            item.name += "_own"  # the converter's names end in a digit, so this one is free of them
+
+
+def _float_constants_as_tensors(graph: ir.Graph) -> None:
+    """Constant<value_float(s)> (onnxscript writes scalars so) as Constant<value = float tensor>,
+    the same values: ORT's converter retypes only a Constant's `value` tensor, and a value_float
+    stayed fp32 beside fp16 inputs, an invalid artifact (Div(fp16, fp32))."""
+    for node in ir.traversal.RecursiveGraphIterator(graph):
+        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+            continue
+        for key in ("value_float", "value_floats") if len(node.attributes) == 1 else ():
+            if key in node.attributes:
+                values = np.asarray(node.attributes.pop(key).value, dtype=np.float32)
+                node.attributes["value"] = ir.AttrTensor("value", ir.tensor(values))
 
 
 class _OpTypeNames:

@@ -59,7 +59,8 @@ def free_batch_dim(model: onnx.ModelProto, inputs: Sequence[str]) -> onnx.ModelP
             dims[0].Clear()
             dims[0].dim_param = BATCH_DIM
     for value in free.graph.output:
-        value.type.tensor_type.ClearField("shape")
+        if value.type.HasField("tensor_type"):  # an untyped one (a contrib op's output) stays so: an empty type is element type 0
+            value.type.tensor_type.ClearField("shape")
     del free.graph.value_info[:]
     return free
 

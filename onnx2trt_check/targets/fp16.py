@@ -192,6 +192,8 @@ def fp16_storage_emulation(model: onnx.ModelProto, artifact: onnx.ModelProto) ->
     rounded: dict[ir.Value, ir.Value] = {}
 
     def rounded_copy(value: ir.Value) -> ir.Value:
+        if value.dtype != ir.DataType.FLOAT:
+            return value  # fp16 in the model itself (a Cast to fp16 inside): stored so already, nothing to emulate
         if value not in rounded:
             weight = _is_float_weight(value)
             rounded[value] = _rounded_weight(emulation.graph, value) if weight else _append_round_trip(emulation.graph, value)
