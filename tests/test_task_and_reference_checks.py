@@ -127,7 +127,7 @@ def test_export_parity_against_a_reference_script(pytester):
 def test_the_readme_torch_reference_script(pytester):
     pytest.importorskip("torch")
     copy(pytester, "convbn_classifier.onnx", "convbn_classifier.npz")
-    result = pytester.runpytest_inprocess("--model", "convbn_classifier.onnx", "--inputs", "convbn_classifier.npz", "--num-feeds", "1",
+    result = pytester.runpytest_inprocess("--model", "convbn_classifier.onnx", "--inputs", "convbn_classifier.npz",
                                           "--reference-script", str(MODELS / "torch_reference.py"), *ONLY)
     result.assert_outcomes(passed=9)
     assert figures(pytester, "export", "parity")["outputs"]["logits"]["max_abs"] < 1e-4
