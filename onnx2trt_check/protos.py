@@ -18,6 +18,11 @@ def read_onnx(path, *, load_external_data: bool = False) -> onnx.ModelProto:
     return onnx.load(os.fspath(path), format="protobuf", load_external_data=load_external_data)
 
 
+def default_opset(model: onnx.ModelProto) -> int:
+    """The model's ai.onnx opset (0 when it imports none)."""
+    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)
+
+
 def node_label(node: onnx.NodeProto) -> str:
     """A node's name in every report and option (--exclude, --fp16-block): its name, else
     `OpType(first output)`, as transforms/graph_utils.node_label names an onnx-ir node."""

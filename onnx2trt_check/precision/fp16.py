@@ -39,6 +39,7 @@ from onnxruntime.transformers import float16 as ort_float16
 
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.precision.activations import TensorStats, collect_activation_stats
+from onnx2trt_check.protos import default_opset
 from onnx2trt_check.transforms.graph_utils import node_label
 
 FP16_MAX = 65504.0
@@ -158,7 +159,7 @@ def convert_to_fp16(
     original_names = {node.name for node in named.graph}
     _check_names(block_nodes, original_names)
     limit = FP16_MAX / overflow_margin
-    reasons = _static_reasons(named.graph, set(block_ops), set(block_nodes), _default_opset(model))
+    reasons = _static_reasons(named.graph, set(block_ops), set(block_nodes), default_opset(model))
     feeds = list(feeds) if feeds is not None else []
     if feeds:
         stats = collect_activation_stats(named, feeds)
@@ -169,10 +170,6 @@ def convert_to_fp16(
     output = _tidied(converted, original_names)
     report = Fp16Report(blocked, _converted_ops(output.graph, original_names), limit, underflow_fraction, len(feeds))
     return Fp16Result(ir.to_proto(output), report)
-
-
-def _default_opset(model: onnx.ModelProto) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def not_applicable(model: onnx.ModelProto) -> str | None:
@@ -219,9 +216,9 @@ def _float_constants_as_tensors(graph: ir.Graph) -> None:
     the same values: ORT's converter retypes only a Constant's `value` tensor, and a value_float
     stayed fp32 beside fp16 inputs, an invalid artifact (Div(fp16, fp32))."""
     for node in ir.traversal.RecursiveGraphIterator(graph):
-        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx") or len(node.attributes) != 1:
             continue
-        for key in ("value_float", "value_floats") if len(node.attributes) == 1 else ():
+        for key in ("value_float", "value_floats"):
             if key in node.attributes:
                 values = np.asarray(node.attributes.pop(key).value, dtype=np.float32)
                 node.attributes["value"] = ir.AttrTensor("value", ir.tensor(values))

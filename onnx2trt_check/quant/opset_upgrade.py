@@ -18,17 +18,13 @@ import onnx
 
 from ..compare import Tolerance, compare_output
 from ..errors import ModelError, first_line
+from ..protos import default_opset
 from ..runtime import run_model
 from .insert_qdq import MIN_OPSET
 
 # The conversion is checked on this many calibration feeds: enough to catch a wrong adapter, bounded
 # so a large calibration set does not run the model twice over for it.
 CHECK_FEEDS = 8
-
-
-def default_opset(model: onnx.ModelProto) -> int:
-    """The model's ai.onnx opset (0 when it imports none)."""
-    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)
 
 
 def upgrade_for_qdq(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> tuple[onnx.ModelProto, dict | None]:
