@@ -89,6 +89,7 @@ def accuracy_figures(figures: dict) -> str:
     text += f", top-1 {min(top1):.1%}" if top1 else ""
     near_ties = sum(o.get("near_ties") or 0 for o in outputs.values())
     text += f" ({near_ties} near-tie row(s) not counted against the floor)" if near_ties else ""
+    text += f"; own Q/DQ in {', '.join(figures['quantized_as'])}, not int8" if figures.get("quantized_as") else ""
     reshaped = [name for name, o in outputs.items() if any("shape" in p and "differs" in p for p in o.get("problems", []))]
     return text + (f"; shape differs: {', '.join(repr(n) for n in reshaped)}" if reshaped else "")
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from ..context import ModelContext, RunOptions
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
+from ..quant.float_counterpart import non_int8_types
 from ..targets import get_target
 from ..targets.fp16 import fp16_artifact
 from ..targets.ort_int8 import model_has_qdq
@@ -83,6 +84,7 @@ def build_check(precision: str):
             raise CheckFailed(f"{precision} {what}: {chosen.label} crashed while parsing or building it ({error})", {"tensorrt": chosen.label}) from None
         figures = {"file": what, **result.figures()}
         figures["summary"] = f"[{chosen.label}] {figures['build_seconds']:.2f} s, {figures['engine_bytes']:,} bytes, {figures['network_layers']} layers"
+        figures["summary"] += f"; {what}" if precision == "int8" and model_has_qdq(ctx) else ""
         if result.needs_gpu:
             raise CheckSkipped(f"{chosen.label} needs a GPU to build this model (its build made a CUDA call): {result.errors[0][:200]}")
         if not result.ok:
@@ -105,7 +107,8 @@ def onnx_file(ctx: ModelContext, precision: str):
         if precision == "fp16":
             return fp16_artifact(ctx), "the fp16 artifact"
         if model_has_qdq(ctx):
-            return ctx.path, "the model's own Q/DQ"
+            other = non_int8_types(ctx.loaded.proto)
+            return ctx.path, f"the model's own Q/DQ ({', '.join(other)}, not int8)" if other else "the model's own Q/DQ"
         if not ctx.options.extra.get("calibration_data"):
             raise CheckSkipped(NO_INT8_FILE)
         return int8_artifact(ctx), "the int8 QDQ artifact"

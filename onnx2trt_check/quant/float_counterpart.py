@@ -37,6 +37,38 @@ def quantizes_activations(model: onnx.ModelProto) -> bool:
     return any(node.op_type == "QuantizeLinear" and node.input[0] not in constants for node in graph.node)
 
 
+def quantized_types(model: onnx.ModelProto) -> list[str]:
+    """The element types the main graph's Q/DQ nodes quantize to (sorted ONNX type names): what a
+    QuantizeLinear writes (its output_dtype, else its zero point's type, else UINT8, as the operator
+    defines) and what a DequantizeLinear reads when that is a constant."""
+    graph = model.graph
+    constant_types = {t.name: t.data_type for t in graph.initializer}
+    constant_types |= {n.output[0]: a.t.data_type for n in graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"}
+    found = set()
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear":
+            found.add(_quantize_output_type(node, constant_types))
+        elif node.op_type == "DequantizeLinear" and node.input[0] in constant_types:
+            found.add(constant_types[node.input[0]])
+    return sorted(onnx.TensorProto.DataType.Name(t) for t in found if t)
+
+
+def _quantize_output_type(node: onnx.NodeProto, constant_types: dict[str, int]) -> int:
+    output_dtype = next((a.i for a in node.attribute if a.name == "output_dtype"), 0)
+    if output_dtype:
+        return output_dtype
+    if len(node.input) > 2 and node.input[2]:
+        return constant_types.get(node.input[2], 0)  # a computed zero point: type unknown here
+    return onnx.TensorProto.UINT8
+
+
+def non_int8_types(model: onnx.ModelProto) -> list[str]:
+    """The types of `quantized_types` that are not an int8 deployment's (INT32 is its bias type):
+    the int8 targets run a model's own Q/DQ as written, so float8, int4 or 16-bit Q/DQ must not
+    read as an int8 figure."""
+    return [t for t in quantized_types(model) if t not in ("INT8", "UINT8", "INT32")]
+
+
 def float_counterpart(model: onnx.ModelProto) -> onnx.ModelProto:
     """`model` with activation Q/DQ pairs removed and weights dequantized; `model` is not mutated."""
     ir_model = gu.to_ir(model)

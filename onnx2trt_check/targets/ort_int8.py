@@ -27,7 +27,7 @@ import numpy as np
 from ..context import ReferenceRun
 from ..data import read_feeds
 from ..errors import CheckError, CheckFailed, CheckSkipped, first_line
-from ..quant.float_counterpart import float_counterpart, has_qdq, quantizes_activations
+from ..quant.float_counterpart import float_counterpart, has_qdq, non_int8_types, quantizes_activations
 from ..quant.verify import VerificationSplit, verification_split
 from ..runtime import create_session, output_names, run_feeds
 from .base import Target
@@ -177,11 +177,12 @@ class OrtInt8Target(Target):
         return qdq_reference(ctx) if model_has_qdq(ctx) else judging_reference(ctx)
 
     def figures(self, ctx) -> dict:
+        figures = {"quantized_as": other} if model_has_qdq(ctx) and (other := non_int8_types(ctx.loaded.proto)) else {}
         if not judged_on_calibration_data(ctx):
-            return {}
+            return figures
         source = str(ctx.options.extra["calibration_data"])
         if model_has_qdq(ctx):
-            return {"inputs": f"the {len(judging_feeds(ctx))} feed(s) of the calibration data '{source}' (the model's own Q/DQ: nothing was calibrated on them)"}
+            return figures | {"inputs": f"the {len(judging_feeds(ctx))} feed(s) of the calibration data '{source}' (the model's own Q/DQ: nothing was calibrated on them)"}
         return {"inputs": verification(ctx).describe(source)}
 
     def run(self, model_path: str | os.PathLike, feeds) -> list[dict[str, np.ndarray]]:
