@@ -100,3 +100,18 @@ def test_deployable_form_is_the_model_itself_when_nothing_is_to_change():
     assert topologically_sorted(model.graph) and in_deployable_form(model) is model
     old = in_deployable_form(_weights_as_inputs(3, 9))
     assert old.ir_version == 4 and [v.name for v in old.graph.input] == ["data"] and len(old.graph.initializer) == 4
+
+
+def test_layerwise_bisect_of_a_graph_with_unsorted_nodes_compares_every_tensor():
+    """onnx's shape inference types nothing of an unsorted graph: the untyped h and hr were left out,
+    and bisect named mm2 an error source "with exact inputs" while its input already carried the
+    int8 error of mm1."""
+    from onnx2trt_check.bisection.layerwise import layerwise_compare
+
+    model = _unsorted_mlp()
+    feeds = _feeds("x", (2, 16), 16)
+    with contextlib.redirect_stderr(io.StringIO()):
+        quantized = quantize_for_tensorrt(model, feeds, Int8Settings(method="max")).model
+    report = layerwise_compare(model, quantized, feeds[:4])
+    assert {row.tensor for row in report.tensors} >= {"h", "hr", "y"}
+    assert [source.node for source in report.sources] == ["mm1"]
