@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import onnx
 import onnx.parser
+
 from onnx2trt_check.trt.parse import parse_model
 
 SCATTER_ADD = """
