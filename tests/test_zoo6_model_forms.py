@@ -115,3 +115,14 @@ def test_layerwise_bisect_of_a_graph_with_unsorted_nodes_compares_every_tensor()
     report = layerwise_compare(model, quantized, feeds[:4])
     assert {row.tensor for row in report.tensors} >= {"h", "hr", "y"}
     assert [source.node for source in report.sources] == ["mm1"]
+
+
+def test_transforms_of_a_graph_with_unsorted_nodes_run_on_it_sorted():
+    """onnxsim refuses an unsorted graph ("Nodes in a graph must be topologically sorted"): simplify
+    and the pipeline failed, and `optimize` wrote nothing, for a model ORT and TensorRT take."""
+    from onnx2trt_check.transforms.run import TransformSettings, run_transforms
+
+    model = _unsorted_mlp()
+    result = run_transforms(model, _feeds("x", (2, 16), 4), TransformSettings(), names=["simplify", "optimize"])
+    assert result.passed, [step.error for step in result.steps]
+    assert topologically_sorted(result.model.graph) and not topologically_sorted(model.graph)
