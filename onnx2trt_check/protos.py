@@ -125,3 +125,15 @@ def topologically_sorted(graph: onnx.GraphProto) -> bool:
             return False
         defined.update(node.output)
     return True
+
+
+def input_independent_outputs(model: onnx.ModelProto) -> list[str]:
+    """Graph outputs no graph input reaches (weights included as inputs count as weights): the same
+    on every feed, so every comparison of them measures the weights alone. A trace that baked an
+    input in as a constant gives such outputs."""
+    weights = {t.name for t in model.graph.initializer}
+    reached = {v.name for v in model.graph.input if v.name not in weights}
+    for node in in_deployable_form(model).graph.node:
+        if any(name in reached for name in names_read(node)):
+            reached.update(name for name in node.output if name)
+    return [v.name for v in model.graph.output if v.name not in reached]
