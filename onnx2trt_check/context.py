@@ -52,7 +52,8 @@ class ModelContext:
     def __init__(self, path: Path, options: RunOptions):
         self.options = options = options.for_model(path)
         self.loaded: LoadedModel = load_model(path)
-        self._notes: list[str] = []
+        self._notes: list[str] = [f"output '{name}' depends on no input: it is the same on every feed, so its checks measure the "
+                                  "weights alone (an input a trace baked in as a constant?)" for name in protos.input_independent_outputs(self.loaded.proto)]
         names = {value.name for value in graph_inputs(self.loaded.proto)}
         shapes = self._shapes_for_this_model(self._for_this_model(options.input_shapes, names, "--input-shape"))
         ranges = self._for_this_model(options.feeds.ranges, names | {"*"}, "--input-range")

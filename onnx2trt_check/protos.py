@@ -92,3 +92,48 @@ def without_large_weights(model: onnx.ModelProto, min_bytes: int) -> tuple[onnx.
                                          doc_string=graph.doc_string, value_info=graph.value_info)
     light_graph.sparse_initializer.extend(graph.sparse_initializer)
     return model_with_graph(model, light_graph), stash
+
+
+def in_deployable_form(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` as the artifacts (fp16, int8, transforms) are built from: nodes in topological order
+    and no initializer listed among the graph inputs. ONNX Runtime and TensorRT's parser take both
+    forms, but onnx-ir cannot clone an unsorted graph, and a weight also listed as an input (IR 3
+    exporters: caffe2, keras2onnx) stays an input the int8 model must be fed once its initializer
+    is replaced by a quantized one. Every check feeds only the real inputs (model.graph_inputs) and
+    TensorRT's parser treats such weights as weights, so these weights are constants here too.
+    `model` itself when already so (no copy), else a copy at IR 4 or later."""
+    weights = {t.name for t in model.graph.initializer}
+    if not any(v.name in weights for v in model.graph.input) and topologically_sorted(model.graph):
+        return model
+    import onnx_ir as ir
+
+    copy = ir.from_proto(model)  # onnx-ir: sorts subgraphs too and wraps weights without copying them
+    for value in [v for v in copy.graph.inputs if v.is_initializer()]:
+        copy.graph.inputs.remove(value)
+    copy.graph.sort()
+    copy.ir_version = max(copy.ir_version, 4)  # IR 3 required every initializer to be a graph input
+    return ir.to_proto(copy)
+
+
+def topologically_sorted(graph: onnx.GraphProto) -> bool:
+    """Whether every node reads only names defined before it (inputs, initializers, earlier
+    outputs; subgraph captures included). The check of a graph whose outer scope it cannot see is
+    not needed: artifacts start from the main graph."""
+    defined = {v.name for v in graph.input} | {t.name for t in graph.initializer}
+    for node in graph.node:
+        if any(name not in defined for name in names_read(node)):
+            return False
+        defined.update(node.output)
+    return True
+
+
+def input_independent_outputs(model: onnx.ModelProto) -> list[str]:
+    """Graph outputs no graph input reaches (weights included as inputs count as weights): the same
+    on every feed, so every comparison of them measures the weights alone. A trace that baked an
+    input in as a constant gives such outputs."""
+    weights = {t.name for t in model.graph.initializer}
+    reached = {v.name for v in model.graph.input if v.name not in weights}
+    for node in in_deployable_form(model).graph.node:
+        if any(name in reached for name in names_read(node)):
+            reached.update(name for name in node.output if name)
+    return [v.name for v in model.graph.output if v.name not in reached]

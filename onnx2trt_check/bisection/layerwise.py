@@ -42,6 +42,7 @@ import onnx_ir.passes.common as ir_passes
 from onnx2trt_check.compare import Tolerance, compare_output
 from onnx2trt_check.errors import InputDataError
 from onnx2trt_check.precision.activations import FLOAT_DTYPES
+from onnx2trt_check.protos import in_deployable_form
 from onnx2trt_check.runtime import create_session
 from onnx2trt_check.transforms.graph_utils import node_label
 
@@ -199,8 +200,9 @@ def _run_exposed(model: onnx.ModelProto, feeds: list) -> tuple[ir.Model, dict[st
 
 
 def _typed_ir(model: onnx.ModelProto) -> ir.Model:
-    """An IR copy in which every node output has a type (inferred where missing)."""
-    copy = ir.from_proto(model)
+    """An IR copy in which every node output has a type (inferred where missing). Sorted first: onnx's
+    inference types nothing of an unsorted graph, and untyped tensors were left out of the comparison."""
+    copy = ir.from_proto(in_deployable_form(model))
     if any(value.type is None for node in copy.graph for value in node.outputs if value.name):
         copy = ir_passes.ShapeInferencePass()(copy).model
     return copy

@@ -39,7 +39,7 @@ from onnxruntime.transformers import float16 as ort_float16
 
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.precision.activations import TensorStats, collect_activation_stats
-from onnx2trt_check.protos import default_opset
+from onnx2trt_check.protos import default_opset, in_deployable_form
 from onnx2trt_check.transforms.graph_utils import node_label
 
 FP16_MAX = 65504.0
@@ -193,6 +193,7 @@ def _typed_named_copy(model: onnx.ModelProto) -> ir.Model:
     inputs and outputs but not the function body: a Constant inside stays fp32 and the artifact is
     invalid (Div(fp16, fp32)); TensorRT's parser inlines functions the same way."""
     # onnx's inliner leaves inlined nodes unnamed (onnx-ir's names them node_N), so they get labels
+    model = in_deployable_form(model)
     copy = ir.from_proto(onnx.inliner.inline_local_functions(model) if model.functions else model)
     _float_constants_as_tensors(copy.graph)
     _rename_converter_names(copy.graph)

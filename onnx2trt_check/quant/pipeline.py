@@ -21,7 +21,7 @@ import onnx_ir as ir
 from onnx_ir.passes.common import LiftConstantsToInitializersPass
 
 from ..errors import ConfigError
-from ..protos import node_label
+from ..protos import in_deployable_form, node_label
 from ..transforms.fold_conv_bn import fold_conv_bn
 from . import bias_correction, equalize
 from .idle_options import idle_quantizer_options
@@ -111,6 +111,7 @@ def quantize_for_tensorrt(model: onnx.ModelProto, calibration_feeds: Sequence[Ma
     labelled feeds). Defaults to the worst output SQNR on held-out calibration feeds.
     `model` is not mutated."""
     check_exclude_matches(model, settings.exclude)
+    model = in_deployable_form(model)
     prepared, steps = prepare_for_quantization(model, calibration_feeds, settings)
     result = quantize_model(
         prepared, calibration_feeds, method=settings.method, percentile=settings.percentile,

@@ -99,6 +99,7 @@ def run_pipeline(
     options = _checked_options(options, entries)
     feeds = as_feed_list(feeds)
     run = memo if memo is not None and memo.serves(feeds) else PipelineMemo(model, feeds)
+    model = run.model if run.source is model else model
     try:
         return _run_steps(model, feeds, entries, options, run)
     finally:
@@ -178,7 +179,9 @@ class PipelineMemo:
     """
 
     def __init__(self, model: onnx.ModelProto, feeds, *, reference: Callable[[], list] | None = None) -> None:
-        self.model, self._feeds = model, list(feeds)
+        # `source` is the model as given; `model` its deployable form (protos.in_deployable_form), which
+        # the transforms take: onnxsim refuses a graph with unsorted nodes
+        self.source, self.model, self._feeds = model, protos.in_deployable_form(model), list(feeds)
         self._reference = reference
         self._outputs: list[tuple[onnx.ModelProto, list, bool]] = []  # (model, outputs, batched), the newest last
         self._steps: dict[tuple, tuple[PipelineStep, onnx.ModelProto]] = {}

@@ -194,8 +194,10 @@ def run_transforms(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarr
     With external normalization the pipeline is run in two parts: the steps after a modifying
     fuse_input_normalization are verified on raw feeds, since the model they get reads raw values.
     """
+    from ..protos import in_deployable_form
     from .pipeline import PipelineResult
 
+    model = memo.model if memo is not None and memo.source is model else in_deployable_form(model)
     names = list(settings.selected() if names is None else names)
     split = names.index(EXTERNAL_NORMALIZATION) + 1 if settings.external_normalization and EXTERNAL_NORMALIZATION in names else len(names)
     first = _run_part(model, feeds, names[:split], settings, memo)

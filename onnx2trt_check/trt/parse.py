@@ -176,20 +176,32 @@ def _issues(parser, path, logger) -> tuple[ParserIssue, ...]:
     found = []
     for index in range(parser.num_errors):
         error = parser.get_error(index)
-        node = error.node()
-        name, domain = nodes[node] if 0 <= node < len(nodes) else ("", "")
-        op = error.node_operator() or "?"
+        op = error.node_operator() or _importer_op(error.func()) or "?"
+        node = error.node() if error.node() >= 0 else _only_node_of(op, nodes)
+        name, domain, _ = nodes[node] if 0 <= node < len(nodes) else ("", "", "")
         found.append(ParserIssue(node, error.node_name() or name or f"<unnamed {op} #{node}>", f"{domain}::{op}" if domain else op, error.desc(), error.code().name))
     if not found:  # parse() returned False without a recorded error: the logger has the reason
         found.append(ParserIssue(-1, "<model>", "?", " | ".join(logger.errors) or "parse failed without a message", "UNKNOWN"))
     return tuple(found)
 
 
-def _nodes(path) -> list[tuple[str, str]]:
-    """(name, custom domain) of the main graph's nodes, by index: the parser reports unnamed nodes
-    with an empty name, and ops without their domain ("MyPlugin" for com.example::MyPlugin)."""
+def _nodes(path) -> list[tuple[str, str, str]]:
+    """(name, custom domain, op type) of the main graph's nodes, by index: the parser reports unnamed
+    nodes with an empty name, and ops without their domain ("MyPlugin" for com.example::MyPlugin)."""
     model = read_onnx(path)
-    return [(node_label(node), "" if node.domain in ("", "ai.onnx") else node.domain) for node in model.graph.node]
+    return [(node_label(node), "" if node.domain in ("", "ai.onnx") else node.domain, node.op_type) for node in model.graph.node]
+
+
+def _importer_op(func: str) -> str:
+    """The op of an error raised inside an op importer ("importScatterElements"): some errors carry
+    neither node nor op (ScatterElements' "Unsupported reduction type"), only the importer."""
+    return func[len("import"):] if func.startswith("import") and len(func) > len("import") else ""
+
+
+def _only_node_of(op: str, nodes: list[tuple[str, str, str]]) -> int:
+    """The index of the model's only node of `op`, else -1 (which of several failed is unknown)."""
+    indexes = [index for index, (_, _, op_type) in enumerate(nodes) if op_type == op]
+    return indexes[0] if len(indexes) == 1 else -1
 
 
 def _inputs(network) -> tuple[NetworkInput, ...]:
