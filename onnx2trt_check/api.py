@@ -341,7 +341,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
         raise ConfigError(f"'{name}' already holds Q/DQ nodes; quantize its float model instead")
     check_output_names(output_tolerances, {o.name for o in proto.graph.output})
     specs = _specs(proto, input_shapes, calibration_raw)  # open dims settled by the calibration data
-    split = verification_split(fit(calibration_raw, specs), fit(test_raw, specs) if test_raw is not None else None)
+    split = verification_split(fit(calibration_raw, specs), fit(test_raw, specs, proto=proto) if test_raw is not None else None)
     require_runnable(proto, split.calibration, name)
     source = f"test inputs '{inputs}'{cap_note(test_raw)}" if inputs else split.describe(os.fspath(calibration_data)) + cap_note(calibration_raw)
     task, objective = task_objective(proto, labels=labels, metric=metric, model=None if name == "<ModelProto>" else Path(name), feeds=split.test)
