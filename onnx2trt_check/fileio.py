@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -84,17 +83,11 @@ def file_set(folder: str | os.PathLike, *, force: bool, remove: Iterable[str | o
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
     """SIGINT/SIGTERM arriving in the block act when it ends (raised again then), so a set of
-    renames is never cut in two. Only the main thread may set handlers: elsewhere, nothing held."""
-    if threading.current_thread() is not threading.main_thread():
+    renames is never cut in two."""
+    from .leftovers import signals_held
+
+    with signals_held() as caught:
         yield
-        return
-    caught: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, _frame: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     if caught:
         signal.raise_signal(caught[0])
 
