@@ -175,7 +175,8 @@ def _model_paths(arguments: list[str]) -> list[Path]:
             paths.extend(_models_in_folder(path, argument))
         else:
             if not path.exists():
-                raise CheckError(f"model file '{argument}' does not exist; check the --model path")
+                pattern = " (a pattern is not expanded here: leave it unquoted for the shell, or pass the folder)" if set("*?[") & set(argument) else ""
+                raise CheckError(f"model file '{argument}' does not exist{pattern}; check the --model path")
             paths.append(path)
     return list(dict.fromkeys(paths))
 
