@@ -67,3 +67,24 @@ def test_a_quoted_model_pattern_says_it_is_not_expanded(pytester, model):
     result = pytester.runpytest_inprocess("--model", str(model.parent / "*.onnx"), "--target", "ort")
     assert result.ret == 4
     assert "a pattern is not expanded here" in "\n".join(result.errlines)
+
+
+# Options that shape something the run does not do were taken and changed nothing: `--latency-max-ratio 2`
+# without --latency gated no latency, `--bisect-min-sqnr 10` without --bisect compared no layer,
+# `--trt-builds 3` / `--engine-cache` / `--trt-flags` with --target ort built nothing, each with a green run.
+@pytest.mark.parametrize(("args", "named"), [(["--latency-max-ratio", "2"], "--latency-max-ratio would change nothing without --latency"),
+                                             (["--latency-rounds", "5", "--latency-warmup", "1"], "--latency-rounds, --latency-warmup would"),
+                                             (["--bisect-min-sqnr", "10"], "--bisect-min-sqnr would change nothing without --bisect"),
+                                             (["--bisect-feeds", "2"], "--bisect-feeds would change nothing without --bisect"),
+                                             (["--trt-builds", "3"], "--trt-builds would change nothing: --target selects no trt-* target"),
+                                             (["--engine-cache", "cache", "--trt-flags"], "--engine-cache, --trt-flags would change nothing")])
+def test_options_of_what_the_run_does_not_do_are_refused(pytester, model, args, named):
+    result = pytester.runpytest_inprocess("--model", str(model), "--target", "ort", *args)
+    assert result.ret == 4
+    assert named in "\n".join(result.errlines)
+
+
+@pytest.mark.parametrize("args", [["--latency", "--latency-rounds", "3", "--latency-warmup", "0"], ["--bisect", "--bisect-feeds", "2"],
+                                  ["--target", "trt-fp32", "--trt-builds", "2"]])
+def test_they_are_taken_where_they_apply(pytester, model, args):
+    assert pytester.runpytest_inprocess("--model", str(model), "--target", "ort", *args).ret == 0
