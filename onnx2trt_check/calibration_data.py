@@ -36,7 +36,7 @@ def _check_test_data_finite(feeds: list[dict[str, np.ndarray]], source: str) -> 
             raise InputDataError(f"{source}: input '{name}' holds {sum(count for _, count in bad)} NaN/inf value(s) in {len(bad)} "
                                  f"feed(s) (first: feed #{bad[0][0]}); the model has no op that reads them as data (IsNaN, IsInf, "
                                  "Imputer, a tree ensemble), so the checks would judge fewer values than given. Clean the data "
-                                 "(a division by zero in preprocessing?)")
+                                 "(a division by zero in preprocessing?; for an additive mask's -inf, -1e9 does the same)")
 
 
 def _nonfinite(array: np.ndarray) -> int:
