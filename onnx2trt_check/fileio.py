@@ -63,8 +63,11 @@ def file_set(folder: str | os.PathLike, *, force: bool, remove: Iterable[str | o
     failure or Ctrl-C in the block leaves the old set, never a new model beside old inputs; the
     hidden folder is removed either way. Without `force` no existing file is replaced (nothing is)."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".onnx2trt_check-", dir=folder))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".onnx2trt_check-", dir=folder))
+    except OSError as exc:
+        raise OutputPathError(f"cannot write into '{folder}' ({exc.strerror or exc}); choose another path") from None
     try:
         yield stage
         if not force and (taken := [name for name in sorted(os.listdir(stage)) if (folder / name).exists()]):

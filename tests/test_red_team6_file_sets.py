@@ -94,3 +94,10 @@ def test_without_force_no_staged_file_replaces_one(tmp_path):
             (stage / "m.onnx.data").write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx.data"]
     assert (tmp_path / "m.onnx.data").read_text() == "someone's weights"
+
+
+def test_a_folder_that_cannot_be_made_is_one_error(tmp_path):
+    (tmp_path / "file").write_text("a file, not a folder")
+    with pytest.raises(OutputPathError, match="cannot write into"):
+        with fileio.file_set(tmp_path / "file" / "sub", force=True):
+            pass

@@ -45,8 +45,9 @@ class ReducedModel:
 
     def save(self, directory: str | os.PathLike, *, force: bool = False) -> tuple[Path, Path]:
         """Write model.onnx and inputs.npz into `directory` as one (fileio.file_set: a failure or
-        Ctrl-C midway leaves the old pair); refuses to overwrite either unless `force`. Arrays are stored by input name in the layout `--inputs` reads: a
-        single feed as it is, several stacked on a new leading axis (one feed per slice), so
+        Ctrl-C midway leaves the old pair); refuses to overwrite either unless `force`. Arrays are
+        stored by input name in the layout `--inputs` reads: a single feed as it is, several
+        stacked on a new leading axis (one feed per slice), so
         `pytest --model model.onnx --inputs inputs.npz` reproduces the failure. Defaults to no
         overwrite."""
         directory = Path(directory)
