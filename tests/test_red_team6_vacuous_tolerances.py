@@ -75,3 +75,21 @@ def test_bisect_and_quantize_say_it(model, tmp_path, monkeypatch, capsys):
     np.savez(tmp_path / "cal.npz", x=np.random.default_rng(0).random((10, 2, 4)).astype(np.float32))
     assert main(["quantize", str(model), "-o", "q.onnx", "--calibration-data", "cal.npz", "--min-sqnr=-5", "--min-cosine", "0"]) == 0
     assert "CANNOT FAIL: the tolerances in force pass an all-zero 'y'" in capsys.readouterr().out
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_maybe = lambda values: st.none() | values  # noqa: E731
+
+
+@given(st.lists(st.floats(-10, 10, width=32), min_size=2, max_size=12).map(lambda v: [np.array([v], np.float32)]),
+       _maybe(st.sampled_from([0.0, 1e-4, 0.5, 5.0, 20.0])), _maybe(st.sampled_from([0.0, 1e-4, 0.5, 1.0, 2.0])),
+       _maybe(st.sampled_from([0.0, 0.5, 0.99])), _maybe(st.sampled_from([-5.0, 0.0, 10.0])), _maybe(st.sampled_from([0.0, 0.5, 1.0])))
+def test_accepts_zero_is_exactly_whether_zeros_pass(reference, atol, rtol, cosine, sqnr, top1):
+    # The shortcuts of _accepts_zero (floors above 0, an element beyond atol + rtol |ref|) must give
+    # what comparing zeros under the same rules gives.
+    tolerance = Tolerance(atol=atol, rtol=rtol, min_cosine=cosine, min_sqnr_db=sqnr, min_top1=top1)
+    stats = compare_output("y", reference, [r.copy() for r in reference], tolerance)
+    zeros = compare_output("y", reference, [np.zeros_like(r) for r in reference], tolerance)
+    assert stats.accepts_zero == (stats.passed and bool(np.any(reference[0])) and zeros.passed)
