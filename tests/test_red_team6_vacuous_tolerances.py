@@ -8,6 +8,8 @@ none is refused; every face now says, where the verdict is shown, that the compa
 import numpy as np
 import onnx.parser
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from onnx2trt_check.cli.main import main
 from onnx2trt_check.compare import Tolerance, compare_output
@@ -77,10 +79,8 @@ def test_bisect_and_quantize_say_it(model, tmp_path, monkeypatch, capsys):
     assert "CANNOT FAIL: the tolerances in force pass an all-zero 'y'" in capsys.readouterr().out
 
 
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-_maybe = lambda values: st.none() | values  # noqa: E731
+def _maybe(values):
+    return st.none() | values
 
 
 @given(st.lists(st.floats(-10, 10, width=32), min_size=2, max_size=12).map(lambda v: [np.array([v], np.float32)]),
