@@ -221,8 +221,7 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     result = OptimizeResult(folded_as_asked(run_transforms(proto, feeds, settings), settings), settings, options.source, len(feeds), len(proto.graph.node))
     result.recipe = _recipe(result.pipeline, target)
     if target is not None and result.passed:
-        result.recipe_written = _write_recipe(recipe_file, result.recipe)
-        result.written = _write(target, result.model, force=force)
+        result.written, result.recipe_written = _write_optimized(Path(target), result.model, recipe_file, result.recipe, force=force)
     return result
 
 
@@ -245,20 +244,19 @@ def _recipe(pipeline: PipelineResult, target: Path | None) -> dict | None:
     return recipe_document(step.report, model_file=target.name if target else "<not written>") if step else None
 
 
-def _write_recipe(path: Path | None, recipe: dict | None) -> Path | None:
-    """Write the recipe; without one, remove a stale recipe of ours at the path (the model it
-    described is being replaced, which took force), never another file."""
-    from .fileio import atomic_write_text
+def _write_optimized(target: Path, model: onnx.ModelProto, path: Path | None, recipe: dict | None, *, force: bool) -> tuple[Path, Path | None]:
+    """The model and its recipe as one (fileio.file_set: a failure or Ctrl-C midway leaves the old
+    pair). Without a recipe, a stale recipe of ours at the path is removed (the model it described
+    is being replaced, which took force), never another file."""
+    from .fileio import atomic_write_text, file_set, save_model
     from .transforms.tail_recipe import is_recipe_file
 
-    if path is None:
-        return None
-    if recipe is None:
-        if path.exists() and is_recipe_file(path):
-            path.unlink()
-        return None
-    atomic_write_text(path, json.dumps(recipe, indent=2) + "\n")
-    return path
+    stale = [path] if path is not None and recipe is None and path.exists() and is_recipe_file(path) else []
+    with file_set(target.parent, force=force, remove=stale) as stage:
+        save_model(model, stage / target.name)
+        if path is not None and recipe is not None:
+            atomic_write_text(stage / path.name, json.dumps(recipe, indent=2) + "\n")
+    return target, path if recipe is not None else None
 
 
 # ---------------------------------------------------------------- quantize
@@ -341,7 +339,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
         raise ConfigError(f"'{name}' already holds Q/DQ nodes; quantize its float model instead")
     check_output_names(output_tolerances, {o.name for o in proto.graph.output})
     specs = _specs(proto, input_shapes, calibration_raw)  # open dims settled by the calibration data
-    split = verification_split(fit(calibration_raw, specs), fit(test_raw, specs) if test_raw is not None else None)
+    split = verification_split(fit(calibration_raw, specs), fit(test_raw, specs, proto=proto) if test_raw is not None else None)
     require_runnable(proto, split.calibration, name)
     source = f"test inputs '{inputs}'{cap_note(test_raw)}" if inputs else split.describe(os.fspath(calibration_data)) + cap_note(calibration_raw)
     task, objective = task_objective(proto, labels=labels, metric=metric, model=None if name == "<ModelProto>" else Path(name), feeds=split.test)

@@ -49,6 +49,10 @@ def _problem(name: str, value) -> str | None:
         return "pass a number"
     if name in PATHS and not isinstance(value, str | os.PathLike):
         return "pass a path (str or pathlib.Path)"
+    if name == "passes" and (not isinstance(value, str | Sequence) or not all(isinstance(v, str) for v in value)):
+        return "pass transform names: a list of strings or one comma-separated string"
+    if name == "passes" and not value:  # [] ran every transform: the opposite of what it says
+        return "names no transform; leave it out (None) for all of them, or name some"
     if name == "input_shapes" and not isinstance(value, Mapping):
         return "pass a dict {input name: (dim, ...)}, e.g. {'images': (1, 3, 224, 224)}"
     return None

@@ -1,15 +1,46 @@
-"""What calibration data must hold beyond fitting the model's inputs (data.fit checks those): finite
-values, and more than one value. Apart from data.py, which reads and fits every kind of input data, because only the
-data that sets ranges has this requirement."""
+"""What input data must hold beyond fitting the model's inputs (data.fit checks those): calibration
+data finite values and more than one value; test data finite values unless the model reads NaN/inf
+as data. Apart from data.py, which reads and fits every kind of input data."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .errors import InputDataError
+from .protos import all_nodes
 
 # The options whose data sets ranges (int8 activation ranges, the fp16 fallback's activation peaks).
 CALIBRATING_OPTIONS = ("--calibration-data", "--fp16-calibration-data")
+# Ops that read NaN/inf as data (a missing value, as scikit-learn's imputers and trees take it): a
+# model holding one may be checked on data holding them.
+NONFINITE_READERS = frozenset({"IsNaN", "IsInf", "Imputer", "TreeEnsemble", "TreeEnsembleClassifier", "TreeEnsembleRegressor"})
+
+
+def check_values(option: str, feeds: list[dict[str, np.ndarray]], source: str, proto=None) -> None:
+    """Calibration data: finite and not constant. Test data (--inputs, --data-loader): finite unless
+    `proto`, the model, reads NaN/inf as data. NaN/inf test data only spread into the outputs (the
+    reference fails) or vanish in a Max/Relu/Clip differently on each target (an ORT Relu keeps NaN,
+    a fused one may not), and a verdict on them judged fewer values than the user gave: `optimize`,
+    `quantize` and `bisect` passed on such data with exit 0."""
+    if option in CALIBRATING_OPTIONS:
+        check_finite(feeds, source)
+        check_not_constant(feeds, source)
+    elif proto is None or not any(node.op_type in NONFINITE_READERS for node in all_nodes(proto)):
+        _check_test_data_finite(feeds, source)
+
+
+def _check_test_data_finite(feeds: list[dict[str, np.ndarray]], source: str) -> None:
+    for name in feeds[0] if feeds else ():
+        bad = [(index, _nonfinite(feed[name])) for index, feed in enumerate(feeds) if _nonfinite(feed[name])]
+        if bad:
+            raise InputDataError(f"{source}: input '{name}' holds {sum(count for _, count in bad)} NaN/inf value(s) in {len(bad)} "
+                                 f"feed(s) (first: feed #{bad[0][0]}); the model has no op that reads them as data (IsNaN, IsInf, "
+                                 "Imputer, a tree ensemble), so the checks would judge fewer values than given. Clean the data "
+                                 "(a division by zero in preprocessing?; for an additive mask's -inf, -1e9 does the same)")
+
+
+def _nonfinite(array: np.ndarray) -> int:
+    return int(np.size(array) - np.count_nonzero(np.isfinite(array))) if array.dtype.kind == "f" else 0
 
 
 def check_not_constant(feeds: list[dict[str, np.ndarray]], source: str) -> None:

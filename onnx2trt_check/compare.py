@@ -76,6 +76,7 @@ class OutputStats:
     near_tie_margins: list[float] = dataclasses.field(default_factory=list)
     counted_margins: list[float] = dataclasses.field(default_factory=list)
     problems: list[str] = dataclasses.field(default_factory=list)
+    accepts_zero: bool = False  # the rules in force would pass an all-zero output (_accepts_zero)
 
     @property
     def passed(self) -> bool:
@@ -91,6 +92,13 @@ class OutputStats:
 
 def compare_output(name: str, reference: Sequence[np.ndarray], target: Sequence[np.ndarray], tolerance: Tolerance) -> OutputStats:
     """Compare one output across feeds (`reference[i]` and `target[i]` come from feed i)."""
+    stats = _compare(name, reference, target, tolerance)
+    if stats.passed:
+        stats.accepts_zero = _accepts_zero(name, reference, tolerance)
+    return stats
+
+
+def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.ndarray], tolerance: Tolerance) -> OutputStats:
     shape_problem = _shape_problem(reference, target)
     if shape_problem:
         return _failed_shapes(name, reference, shape_problem)
@@ -111,6 +119,35 @@ def compare_output(name: str, reference: Sequence[np.ndarray], target: Sequence[
             stats.near_ties, stats.near_tie_margins, stats.counted_margins = _near_ties(reference, target, tolerance.min_sqnr_db)
     _apply_floors(stats, tolerance)
     return stats
+
+
+def _accepts_zero(name: str, reference: Sequence[np.ndarray], tolerance: Tolerance) -> bool:
+    """Would an all-zero output pass every rule in force, where the reference is not zero? Then the
+    comparison cannot fail, and a pass says nothing: --atol 1e308, --rtol 1 (|0 - ref| <= |ref|),
+    --min-sqnr 0 (zeros measure 0 dB) or --min-cosine 0 alone, a top-1 floor over fewer rows than
+    it lets disagree, or the default atol 1e-4 on an output whose values are all below it. Each is
+    legitimate beside another rule (a floor switched off for one output), so none is refused; the
+    faces say it where the verdict is shown. Found by comparing zeros under the same rules."""
+    if not any(np.any(np.isfinite(r) & (np.asarray(r) != 0)) for r in reference):
+        return False  # a zero reference: zeros are the right answer
+    if any(floor is not None and floor > 0 for floor in (tolerance.min_cosine, tolerance.min_sqnr_db)):
+        return False  # zeros measure cosine 0 and SQNR 0 dB: no need to compare them (fp16, int8 profiles)
+    if tolerance.atol is not None and tolerance.rtol is not None and _some_element_beyond(reference, tolerance):
+        return False  # the fp32 default on a well-scaled output
+    return _compare(name, reference, [np.zeros_like(np.asarray(r)) for r in reference], tolerance).passed
+
+
+def _some_element_beyond(reference: Sequence[np.ndarray], tol: Tolerance) -> bool:
+    """Whether zeros miss the element-wise rule somewhere: |ref| > atol + rtol * |ref|."""
+    return any(np.any(np.abs(r[np.isfinite(r)]) > tol.atol + tol.rtol * np.abs(r[np.isfinite(r)])) for r in map(np.asarray, reference))
+
+
+def accepts_zero_text(names: Sequence[str]) -> str:
+    """The warning of _accepts_zero for the outputs `names`, or ''."""
+    if not names:
+        return ""
+    return (f"CANNOT FAIL: the tolerances in force pass an all-zero {', '.join(repr(n) for n in names)}; "
+            "tighten them (--atol/--rtol, or a floor: --min-sqnr, --min-cosine)")
 
 
 def _shape_problem(reference: Sequence[np.ndarray], target: Sequence[np.ndarray]) -> str:
@@ -202,7 +239,7 @@ def needed_tolerances(ref: np.ndarray, got: np.ndarray, *, atol: float, rtol: fl
     excess = diff - atol
     if np.any((excess > 0) & (mag == 0)):
         return max(need_atol, 0.0), math.inf
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # an atol of 1e308 overflows excess / mag
         need_rtol = float(np.max(np.where(excess > 0, excess / mag, 0.0), initial=0.0))
     return max(need_atol, 0.0), need_rtol
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .calibration_data import CALIBRATING_OPTIONS, check_finite, check_not_constant
+from .calibration_data import check_values
 from .errors import InputDataError, first_line
 from .model import InputSpec, Shapes, graph_inputs, resolve_input_specs
 from .npz import read_npz
@@ -128,7 +128,7 @@ def model_feeds(proto: onnx.ModelProto, options: FeedOptions, overrides: Shapes 
     raw = options.read()
     specs = resolve_input_specs(proto, overrides, data_shapes=data_shapes(raw, proto) if raw else None)
     if raw is not None:
-        return specs, fit(raw, specs)
+        return specs, fit(raw, specs, proto=proto)
     return specs, random_feeds(specs, seed=options.seed, count=options.num_feeds, ranges=options.ranges)
 
 
@@ -257,13 +257,11 @@ def data_shapes(raw: RawData, proto: onnx.ModelProto) -> Shapes:
 # ---------------------------------------------------------------------------------- fitting to a model
 
 
-def fit(raw: RawData, specs: list[InputSpec]) -> list[Feed]:
-    """The data as feeds of the model's inputs: names, shapes and dtypes checked; calibration data
-    also for finite values and more than one value."""
+def fit(raw: RawData, specs: list[InputSpec], *, proto: onnx.ModelProto | None = None) -> list[Feed]:
+    """The data as feeds of the model's inputs: names, shapes and dtypes checked, then their values
+    (calibration_data.check_values; `proto` is the model, whose ops may read NaN/inf as data)."""
     feeds = _fit(raw, specs)
-    if raw.option in CALIBRATING_OPTIONS:
-        check_finite(feeds, f"{raw.option} {raw.label}")
-        check_not_constant(feeds, f"{raw.option} {raw.label}")
+    check_values(raw.option, feeds, f"{raw.option} {raw.label}", proto)
     return feeds
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +52,47 @@ def _write_then_rename(path: Path, write) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def file_set(folder: str | os.PathLike, *, force: bool, remove: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+    """Write several files as one (a model and its inputs, a model and its recipe): the block writes
+    them, under their final names, into the folder it is given (a hidden one in `folder`); when it
+    ends without error every file there (with any it wrote beside them: a model's external data) is
+    renamed into `folder` and the files of `remove` are deleted, SIGINT/SIGTERM held meanwhile. A
+    failure or Ctrl-C in the block leaves the old set, never a new model beside old inputs; the
+    hidden folder is removed either way. Without `force` no existing file is replaced (nothing is)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".onnx2trt_check-", dir=folder))
+    except OSError as exc:
+        raise OutputPathError(f"cannot write into '{folder}' ({exc.strerror or exc}); choose another path") from None
+    try:
+        yield stage
+        if not force and (taken := [name for name in sorted(os.listdir(stage)) if (folder / name).exists()]):
+            raise OutputPathError(f"'{folder / taken[0]}' already exists; pass --force or choose another path")
+        with _signals_held():
+            for name in sorted(os.listdir(stage)):
+                os.replace(stage / name, folder / name)
+            for path in remove:
+                Path(path).unlink(missing_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"cannot write into '{folder}' ({exc.strerror or exc}); free space or choose another path") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT/SIGTERM arriving in the block act when it ends (raised again then), so a set of
+    renames is never cut in two."""
+    from .leftovers import signals_held
+
+    with signals_held() as caught:
+        yield
+    if caught:
+        signal.raise_signal(caught[0])
 
 
 def refuse_overwrite(path: str | os.PathLike, *, force: bool, flag: str = "--force") -> None:

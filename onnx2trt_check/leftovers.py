@@ -18,9 +18,11 @@ Standard library only: the pytest plugin's entry point imports it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
 
 
 def quiet_onnxruntime() -> None:
@@ -43,6 +45,35 @@ class Terminated(KeyboardInterrupt):
 
 def _interrupt(signum, frame) -> None:
     raise Terminated(f"stopped by signal {signum} (SIGTERM)")
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[list[int]]:
+    """SIGINT/SIGTERM arriving in the block are recorded in the list it yields, not acted on (the
+    caller acts when the block ends); a second one acts at once, as the previous handler would.
+    For short work that must not be cut in two: renaming a set of files, the end-of-run summary
+    (a Ctrl-C or SIGTERM there printed a traceback instead of the rest of the summary). Only the
+    main thread may set handlers: elsewhere, nothing is held."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    signums = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in signums}
+
+    def hold(signum, _frame) -> None:
+        caught.append(signum)
+        if len(caught) > 1:
+            signal.signal(signum, previous[signum])
+            signal.raise_signal(signum)
+
+    for signum in signums:
+        signal.signal(signum, hold)
+    try:
+        yield caught
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def exit_with_parent() -> None:

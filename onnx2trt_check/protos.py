@@ -23,6 +23,19 @@ def default_opset(model: onnx.ModelProto) -> int:
     return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)
 
 
+def all_nodes(proto: onnx.ModelProto):
+    """Every node of the graph, its subgraphs and the model's local functions."""
+    stack = [proto.graph]
+    for function in proto.functions:
+        yield from function.node
+    while stack:
+        graph = stack.pop()
+        for node in graph.node:
+            yield node
+            for attribute in node.attribute:
+                stack.extend(([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs))
+
+
 def node_label(node: onnx.NodeProto) -> str:
     """A node's name in every report and option (--exclude, --fp16-block): its name, else
     `OpType(first output)`, as transforms/graph_utils.node_label names an onnx-ir node."""

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from . import __version__
+from .compare import accepts_zero_text
 from .errors import ConfigError
 from .fileio import atomic_write_text
 
@@ -91,7 +92,9 @@ def accuracy_figures(figures: dict) -> str:
     text += f" ({near_ties} near-tie row(s) not counted against the floor)" if near_ties else ""
     text += f"; own Q/DQ in {', '.join(figures['quantized_as'])}, not int8" if figures.get("quantized_as") else ""
     reshaped = [name for name, o in outputs.items() if any("shape" in p and "differs" in p for p in o.get("problems", []))]
-    return text + (f"; shape differs: {', '.join(repr(n) for n in reshaped)}" if reshaped else "")
+    text += f"; shape differs: {', '.join(repr(n) for n in reshaped)}" if reshaped else ""
+    vacuous = accepts_zero_text([name for name, o in outputs.items() if o.get("accepts_zero")])
+    return text + (f"; {vacuous}" if vacuous else "")
 
 
 def _worst(pick, values) -> float:

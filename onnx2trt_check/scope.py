@@ -28,7 +28,7 @@ import onnx
 from onnx import TensorProto
 
 from .errors import OutOfScopeError
-from .protos import node_label
+from .protos import all_nodes, node_label
 
 IO_TYPES = frozenset(
     getattr(TensorProto, name)
@@ -63,11 +63,11 @@ def scope_problem(proto: onnx.ModelProto) -> str | None:
     if twice := next((name for name in names if names.count(name) > 1), None):
         # onnx.checker and ONNX Runtime take it, but the graph IR every artifact goes through does not
         return f"output '{twice}' is listed twice among the graph outputs; list each output once"
-    ml_ops = sorted({node.op_type for node in _all_nodes(proto) if node.domain == ML_DOMAIN})
+    ml_ops = sorted({node.op_type for node in all_nodes(proto) if node.domain == ML_DOMAIN})
     if ml_ops:
         return (f"it uses ai.onnx.ml operators ({', '.join(ml_ops[:5])}), which TensorRT does not have; "
                 "a classical-ML graph has no ONNX -> TensorRT path (check it with ONNX Runtime alone)")
-    if random := next((node for node in _all_nodes(proto) if node.op_type in RANDOM_OPS and node.domain in ("", "ai.onnx")), None):
+    if random := next((node for node in all_nodes(proto) if node.op_type in RANDOM_OPS and node.domain in ("", "ai.onnx")), None):
         label = node_label(random) if not random.name else f"{random.op_type} '{random.name}'"
         return (f"it draws random values ({label}): every run, and every engine, draws its own, "
                 "so no comparison of outputs holds; draw them outside the model and feed them as an input")
@@ -101,16 +101,3 @@ def _describe(type_proto: onnx.TypeProto) -> str:
     if kind == "sequence" and type_proto.sequence_type.elem_type.WhichOneof("value") in _KINDS:
         kind += f" of {_KINDS[type_proto.sequence_type.elem_type.WhichOneof('value')]}s"
     return ("an " if kind[0] in "aeiou" else "a ") + kind
-
-
-def _all_nodes(proto: onnx.ModelProto):
-    """Every node of the graph, its subgraphs and the model's local functions."""
-    stack = [proto.graph]
-    for function in proto.functions:
-        yield from function.node
-    while stack:
-        graph = stack.pop()
-        for node in graph.node:
-            yield node
-            for attribute in node.attribute:
-                stack.extend(([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs))

@@ -93,11 +93,14 @@ def load_labels(path: str | Path) -> np.ndarray:
     """One label per feed row, from a .npy file (no pickles)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"--labels '{path}' does not exist; pass a .npy file with one label per feed row")
+        raise ConfigError(f"--labels '{path}' {'is a folder' if path.is_dir() else 'does not exist'}; pass a .npy file with one label per feed row")
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise ConfigError(f"--labels '{path}' is not a readable .npy array ({exc}); save it with numpy.save") from None
+    if isinstance(array, np.lib.npyio.NpzFile):  # np.load opens an .npz as an archive, which said "holds no rows"
+        array.close()
+        raise ConfigError(f"--labels '{path}' is an .npz archive, not one array; save the labels alone with numpy.save(path, labels)")
     if not isinstance(array, np.ndarray) or array.ndim == 0 or not len(array):
         raise ConfigError(f"--labels '{path}' holds no rows; save one label per feed row with numpy.save")
     return array

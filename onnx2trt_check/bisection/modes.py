@@ -83,7 +83,7 @@ def layerwise(ctx, target, *, min_sqnr_db: float | None, max_feeds: int, plot: P
 def verdict(ctx, target) -> tuple[list[str], list[str], dict]:
     """The accuracy item's comparison (outputs of the target's run against the target's reference,
     tolerances by the target's precision): its lines, the failed outputs and every output's figures."""
-    from ..compare import compare_output, format_stats
+    from ..compare import accepts_zero_text, compare_output, format_stats
 
     try:
         _, artifact = artifact_proto(ctx, target)
@@ -96,14 +96,16 @@ def verdict(ctx, target) -> tuple[list[str], list[str], dict]:
     except Exception as exc:  # noqa: BLE001 - the engine's own failure (ORT's graph optimizer on a fused BERT's fp16 artifact: measured)
         problem = f"{target.name} cannot run its artifact ({type(exc).__name__}: {first_line(exc)})"
         return [f"{target.name} ({target.engine}) on {len(feeds)} feed(s): {problem}"], [problem], {}
-    failures, figures = [], {}
+    failures, figures, vacuous = [], {}, []
     for name in reference.names:
         tolerance = ctx.options.tolerances.for_output(name, target.tolerance_precision(ctx))
         stats = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance)
         figures[name] = stats.figures()
+        vacuous += [name] if stats.accepts_zero else []
         if not stats.passed:
             failures.append(format_stats(stats, tolerance))
     summary = f"{len(failures)} of {len(figures)} output(s) beyond tolerance" if failures else "within tolerance"
+    summary += f"; {accepts_zero_text(vacuous)}" if vacuous else ""
     where = target.figures(ctx).get("inputs")
     head = f"{target.name} ({target.engine}) on {len(feeds)} feed(s){f' ({where})' if where else ''}: {summary}"
     return [head, *failures], failures, figures

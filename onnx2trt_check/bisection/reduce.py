@@ -25,7 +25,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as ir_passes
 
 from onnx2trt_check.errors import ConfigError, InputDataError
-from onnx2trt_check.fileio import atomic_write_bytes, refuse_overwrite, save_model
+from onnx2trt_check.fileio import atomic_write_bytes, file_set, refuse_overwrite, save_model
 from onnx2trt_check.runtime import create_session
 
 Feeds = list[dict[str, np.ndarray]]
@@ -44,9 +44,10 @@ class ReducedModel:
     original_nodes: int
 
     def save(self, directory: str | os.PathLike, *, force: bool = False) -> tuple[Path, Path]:
-        """Write model.onnx and inputs.npz into `directory`, each atomically; refuses to overwrite
-        either unless `force`. Arrays are stored by input name in the layout `--inputs` reads: a
-        single feed as it is, several stacked on a new leading axis (one feed per slice), so
+        """Write model.onnx and inputs.npz into `directory` as one (fileio.file_set: a failure or
+        Ctrl-C midway leaves the old pair); refuses to overwrite either unless `force`. Arrays are
+        stored by input name in the layout `--inputs` reads: a single feed as it is, several
+        stacked on a new leading axis (one feed per slice), so
         `pytest --model model.onnx --inputs inputs.npz` reproduces the failure. Defaults to no
         overwrite."""
         directory = Path(directory)
@@ -55,8 +56,9 @@ class ReducedModel:
             refuse_overwrite(path, force=force, flag="force=True")
         buffer = io.BytesIO()
         np.savez(buffer, **_npz_arrays(self.feeds))
-        save_model(self.model, model_path, force=force)
-        atomic_write_bytes(inputs_path, buffer.getvalue())
+        with file_set(directory, force=force) as stage:
+            save_model(self.model, stage / model_path.name)
+            atomic_write_bytes(stage / inputs_path.name, buffer.getvalue())
         return model_path, inputs_path
 
 

@@ -23,6 +23,27 @@ class _Parser(argparse.ArgumentParser):
         """One line (argparse prints the whole usage first: up to 18 lines above the error)."""
         self.exit(USAGE_ERROR_EXIT_CODE, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
+    def parse_known_args(self, args=None, namespace=None):
+        if args is not None:
+            self._refuse_repeated(list(args))
+        return super().parse_known_args(args, namespace)
+
+    def _refuse_repeated(self, args: list[str]) -> None:
+        """An option of one value given twice with different values (`--passes simplify --passes
+        optimize`): argparse keeps the last and drops the other without a word."""
+        single = {flag: action for action in self._actions if type(action) is argparse._StoreAction for flag in action.option_strings}
+        given: dict[str, str] = {}
+        for index, token in enumerate(args):
+            if token == "--":
+                break
+            flag, equals, value = token.partition("=")
+            action = single.get(flag if token.startswith("--") else token)
+            if action is None:
+                continue
+            value = value if equals else (args[index + 1] if index + 1 < len(args) else "")
+            if given.setdefault(action.dest, value) != value:
+                self.error(f"argument {'/'.join(action.option_strings)}: given twice ({given[action.dest]!r}, then {value!r}); give it once")
+
     def _get_value(self, action, arg_string):
         """Every value on the command line, refused when empty: `--json "$OUT"` with OUT unset
         would otherwise be dropped, or read as the current folder."""

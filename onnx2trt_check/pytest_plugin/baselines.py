@@ -110,6 +110,11 @@ def _update_command(config: pytest.Config | None) -> str:
 def _validate(settings: Settings) -> None:
     if settings.rounds < 1 or settings.warmup < 0:
         raise ConfigError(f"--latency-rounds {settings.rounds} / --latency-warmup {settings.warmup}: pass rounds >= 1 and warmup >= 0")
+    latency = (("--latency-rounds", settings.rounds != Settings.rounds), ("--latency-warmup", settings.warmup != Settings.warmup),
+               ("--latency-max-ratio", settings.rule != store.LatencyRule()))
+    if not settings.latency and (idle := [flag for flag, given in latency if given]):  # a gate that looked set, and measured nothing
+        raise ConfigError(f"{', '.join(idle)} would change nothing without --latency (no latency is measured or gated); add --latency or leave "
+                          f"{'it' if len(idle) == 1 else 'them'} out")
     if settings.update and settings.baseline_dir is None:
         raise ConfigError(f"{UPDATE_FLAG} needs a baseline folder; pass --baseline-dir DIR or set baseline_dir in [tool.onnx2trt_check]")
 

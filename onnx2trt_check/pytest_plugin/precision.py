@@ -55,6 +55,10 @@ def read_options(config) -> dict:
 FP16_ARTIFACT_OPTIONS = {"fp16_calibration_data": "--fp16-calibration-data", "fp16_block": "--fp16-block", "fp16_no_fallback": "--fp16-no-fallback"}
 
 
+# The options that shape TensorRT builds, used by trt-* targets only.
+TRT_OPTIONS = {"trt_builds": "--trt-builds", "engine_cache": "--engine-cache", "trt_flags": "--trt-flags"}
+
+
 def check_options(options: RunOptions) -> None:
     """An fp16 artifact option with a --target selection that deploys no fp16 artifact would
     change nothing: a usage error, not silently ignored."""
@@ -62,6 +66,10 @@ def check_options(options: RunOptions) -> None:
     if given and options.targets and not set(options.targets) & set(FP16_ARTIFACT_TARGETS):
         raise ConfigError(f"{', '.join(given)} shape{'s' if len(given) == 1 else ''} the fp16 artifact, and --target selects none of "
                           f"{', '.join(FP16_ARTIFACT_TARGETS)}; add one of them or leave {'it' if len(given) == 1 else 'them'} out")
+    trt = [flag for name, flag in TRT_OPTIONS.items() if options.extra.get(name)]
+    if trt and options.targets and not any(isinstance(t, TensorRtTarget) for t in select_targets(options.targets)):
+        raise ConfigError(f"{', '.join(trt)} would change nothing: --target selects no trt-* target (nothing is built); "
+                          f"add one or leave {'it' if len(trt) == 1 else 'them'} out")
     if options.extra.get("fp16_calibration_data") and options.extra.get("fp16_no_fallback"):
         raise ConfigError("--fp16-calibration-data would change nothing: its feeds decide the fp16 artifact's fp32 fallback, "
                           "which --fp16-no-fallback turns off; leave one of them out")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,7 @@ def start_run(config: pytest.Config) -> None:
     config.pluginmanager.register(state, "onnx2trt_check_state")
     config.pluginmanager.register(Deselected(set(state.models)), "onnx2trt_check_deselected")
     config.pluginmanager.register(RunHooks(), "onnx2trt_check_run")
+    config.pluginmanager.register(FinishHeld(), "onnx2trt_check_finish_held")
     for index, family_plugin in enumerate(families.session_plugins(config, state.options)):
         config.pluginmanager.register(family_plugin, f"onnx2trt_check_family_{index}")
     _collect_models(config, state)
@@ -173,7 +175,8 @@ def _model_paths(arguments: list[str]) -> list[Path]:
             paths.extend(_models_in_folder(path, argument))
         else:
             if not path.exists():
-                raise CheckError(f"model file '{argument}' does not exist; check the --model path")
+                pattern = " (a pattern is not expanded here: leave it unquoted for the shell, or pass the folder)" if set("*?[") & set(argument) else ""
+                raise CheckError(f"model file '{argument}' does not exist{pattern}; check the --model path")
             paths.append(path)
     return list(dict.fromkeys(paths))
 
@@ -289,6 +292,26 @@ class RunHooks:
         except CheckError as exc:  # checked before the run; the disk filled up or the folder went away since
             session.config.get_terminal_writer().line(f"ERROR: --report-json: {exc}", red=True)
             session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+class FinishHeld:
+    """The end of the run (the summaries, the JSON report) is written whole: a Ctrl-C or SIGTERM
+    there raised KeyboardInterrupt out of the terminal summary, a traceback in place of the rest of
+    it (pytest catches none at that stage). It is held until the end (a second one acts at once),
+    then the run exits 2, interrupted, saying so."""
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: around the terminal reporter's summary
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int):
+        from ..leftovers import signals_held
+
+        with signals_held() as caught:
+            result = yield
+        if caught:
+            name = "SIGTERM" if caught[0] == signal.SIGTERM else "Ctrl-C (SIGINT)"
+            session.config.get_terminal_writer().line(f"onnx2trt_check: {name} during the summary: it was completed first; the run is "
+                                                      "reported interrupted (exit 2)", red=True)
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
+        return result
 
 
 def _run_notes(config: pytest.Config, state: RunState) -> list[str]:

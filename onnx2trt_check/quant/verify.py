@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx
 
-from onnx2trt_check.compare import OutputStats, Tolerance, allowed_disagreements, compare_output, format_stats
+from onnx2trt_check.compare import OutputStats, Tolerance, accepts_zero_text, allowed_disagreements, compare_output, format_stats
 from onnx2trt_check.config import ToleranceConfig
 from onnx2trt_check.errors import first_line
 from onnx2trt_check.quant.feed_batch import all_copies
@@ -91,7 +91,8 @@ class Int8Verdict:
                  f"cosine >= {floor.min_cosine:g}" if floor.min_cosine is not None else None,
                  _top1_floor_text(floor.min_top1, self.outputs[name].rows) if floor.min_top1 is not None and self.outputs[name].top1 is not None else None,
                  f"atol {floor.atol:g}" if floor.atol is not None else None, f"rtol {floor.rtol:g}" if floor.rtol is not None else None]
-        return ", ".join(p for p in parts if p) or "no floor"
+        text = ", ".join(p for p in parts if p) or "no floor"
+        return text + (f"; {accepts_zero_text([name])}" if self.outputs[name].accepts_zero else "")
 
 
 def _top1_floor_text(floor: float, rows: int) -> str:
