@@ -32,7 +32,7 @@ from ..report import PROPERTY_KEY
 from ..targets import select_targets, timing
 from . import task
 from .core import Check, _reference_or_skip
-from .options import INI_BASELINE_DIR, UPDATE_FLAG, value
+from .options import INI_BASELINE_DIR, UPDATE_FLAG, typed, value
 
 SETTINGS_KEY = "baseline_checks"
 XDIST_REASON = "latency is not measured under pytest-xdist: workers share the cores; run without -n"
@@ -67,7 +67,7 @@ def read_options(config: pytest.Config) -> dict:
         under_xdist=_under_xdist(config),
         update_command=_update_command(config),
     )
-    _validate(settings)
+    _validate(settings, config)
     return {SETTINGS_KEY: settings}
 
 
@@ -107,12 +107,11 @@ def _update_command(config: pytest.Config | None) -> str:
     return shlex.join(["pytest", *args] + ([] if UPDATE_FLAG in args else [UPDATE_FLAG]))
 
 
-def _validate(settings: Settings) -> None:
+def _validate(settings: Settings, config: pytest.Config) -> None:
     if settings.rounds < 1 or settings.warmup < 0:
         raise ConfigError(f"--latency-rounds {settings.rounds} / --latency-warmup {settings.warmup}: pass rounds >= 1 and warmup >= 0")
-    latency = (("--latency-rounds", settings.rounds != Settings.rounds), ("--latency-warmup", settings.warmup != Settings.warmup),
-               ("--latency-max-ratio", settings.rule != store.LatencyRule()))
-    if not settings.latency and (idle := [flag for flag, given in latency if given]):  # a gate that looked set, and measured nothing
+    if not settings.latency and (idle := typed(config, ("--latency-rounds", "--latency-warmup", "--latency-max-ratio"))):
+        # a gate that looked set, and measured nothing
         raise ConfigError(f"{', '.join(idle)} would change nothing without --latency (no latency is measured or gated); add --latency or leave "
                           f"{'it' if len(idle) == 1 else 'them'} out")
     if settings.update and settings.baseline_dir is None:

@@ -26,7 +26,7 @@ from ..context import RunOptions
 from ..errors import CheckError, ConfigError
 from ..fileio import unique_path
 from ..report import PROPERTY_KEY
-from .options import BISECT_FEEDS, value
+from .options import BISECT_FEEDS, typed, value
 from .stash import STATE
 
 SETTINGS_KEY = "bisect_settings"
@@ -53,8 +53,7 @@ def read_options(config) -> dict:
     if plot and Path(plot).exists() and not Path(plot).is_dir():
         raise ConfigError(f"--bisect-plot '{plot}' is a file; pass a folder for the plots")
     floor = validate.number(value(config, "bisect_min_sqnr"), "--bisect-min-sqnr", example="20")
-    idle = [flag for flag, given in (("--bisect-min-sqnr", floor is not None), ("--bisect-feeds", feeds is not None)) if given]
-    if idle and not (value(config, "bisect") or plot):
+    if not (value(config, "bisect") or plot) and (idle := typed(config, ("--bisect-min-sqnr", "--bisect-feeds"))):
         raise ConfigError(f"{', '.join(idle)} would change nothing without --bisect (no layerwise comparison is made); add --bisect or leave "
                           f"{'it' if len(idle) == 1 else 'them'} out")
     settings = BisectSettings(

@@ -40,6 +40,15 @@ def value(config, name: str, *default):
     return config.getoption(DEST_PREFIX + name, *default)
 
 
+def typed(config, flags) -> list[str]:
+    """The flags of `flags` given on the command line itself, not by addopts (ini) or PYTEST_ADDOPTS:
+    an option refused because its family is off is refused only there, since a default a project sets
+    in addopts for the runs that turn its family on could not be taken back by one that does not."""
+    args = [str(a) for a in config.invocation_params.args]
+    ours = {flag: renamed_flags(config).get(flag, flag) for flag in flags}
+    return [flag for flag, spelled in ours.items() if any(a == spelled or a.startswith(spelled + "=") for a in args)]
+
+
 def renamed_flags(config) -> dict[str, str]:
     """{project's flag: ours}: the flags a conftest.py took before we added ours."""
     return dict(getattr(getattr(config, "_parser", None), _ADDED, None) or {})

@@ -27,7 +27,7 @@ from ..targets.fp16 import Fp16Settings, fp16_artifact, fp16_conversion
 from ..targets.tensorrt import TensorRtTarget
 from ..targets.trt import trt_unavailable_reason
 from .core import Check
-from .options import value
+from .options import typed, value
 
 FP16_REPORT_FAMILY = "fp16[artifact]"
 # Targets that deploy (or emulate) the fp16 artifact; trt-fp16 only on its default artifact path.
@@ -48,25 +48,29 @@ def read_options(config) -> dict:
         "engine_cache": value(config, "engine_cache"),
         "trt_builds": builds or 0,
         "trt_flags": bool(value(config, "trt_flags")),
+        TYPED_KEY: tuple(typed(config, (*FP16_ARTIFACT_OPTIONS.values(), *TRT_OPTIONS.values()))),
     }
+
+
+# The options that shape TensorRT builds, used by trt-* targets only.
+TRT_OPTIONS = {"trt_builds": "--trt-builds", "engine_cache": "--engine-cache", "trt_flags": "--trt-flags"}
+# Those of the options above given on the command line itself (options.typed): the ones refused when idle.
+TYPED_KEY = "precision_typed_flags"
 
 
 # The options that shape the fp16 artifact (option dest -> flag), used by FP16_ARTIFACT_TARGETS only.
 FP16_ARTIFACT_OPTIONS = {"fp16_calibration_data": "--fp16-calibration-data", "fp16_block": "--fp16-block", "fp16_no_fallback": "--fp16-no-fallback"}
 
 
-# The options that shape TensorRT builds, used by trt-* targets only.
-TRT_OPTIONS = {"trt_builds": "--trt-builds", "engine_cache": "--engine-cache", "trt_flags": "--trt-flags"}
-
-
 def check_options(options: RunOptions) -> None:
     """An fp16 artifact option with a --target selection that deploys no fp16 artifact would
     change nothing: a usage error, not silently ignored."""
-    given = [flag for name, flag in FP16_ARTIFACT_OPTIONS.items() if options.extra.get(name)]
+    typed_flags = options.extra.get(TYPED_KEY, ())
+    given = [flag for flag in FP16_ARTIFACT_OPTIONS.values() if flag in typed_flags]
     if given and options.targets and not set(options.targets) & set(FP16_ARTIFACT_TARGETS):
         raise ConfigError(f"{', '.join(given)} shape{'s' if len(given) == 1 else ''} the fp16 artifact, and --target selects none of "
                           f"{', '.join(FP16_ARTIFACT_TARGETS)}; add one of them or leave {'it' if len(given) == 1 else 'them'} out")
-    trt = [flag for name, flag in TRT_OPTIONS.items() if options.extra.get(name)]
+    trt = [flag for flag in TRT_OPTIONS.values() if flag in typed_flags]
     if trt and options.targets and not any(isinstance(t, TensorRtTarget) for t in select_targets(options.targets)):
         raise ConfigError(f"{', '.join(trt)} would change nothing: --target selects no trt-* target (nothing is built); "
                           f"add one or leave {'it' if len(trt) == 1 else 'them'} out")
