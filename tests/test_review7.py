@@ -30,3 +30,11 @@ def test_typed_on_the_command_line_they_are_still_refused(pytester, model):
     result = pytester.runpytest_inprocess("--model", str(model), "--bisect-feeds=2")
     assert result.ret == 4
     assert "--bisect-feeds would change nothing" in "\n".join(result.errlines)
+
+
+def test_under_xdist_the_controller_tells_typed_from_addopts(pytester, model):
+    """xdist workers see no command line (their invocation args are the controller's file args): the
+    controller, which reads the options too, is the one that refuses."""
+    pytester.makeini("[pytest]\naddopts = --latency-rounds 5\n")
+    assert pytester.runpytest_subprocess("--model", str(model), "-n", "2", "--target", "ort").ret == 0
+    assert pytester.runpytest_subprocess("--model", str(model), "-n", "2", "--target", "ort", "--trt-builds", "2").ret == 4
