@@ -18,25 +18,44 @@ NONFINITE_READERS = frozenset({"IsNaN", "IsInf", "Imputer", "TreeEnsemble", "Tre
 
 def check_values(option: str, feeds: list[dict[str, np.ndarray]], source: str, proto=None) -> None:
     """Calibration data: finite and not constant. Test data (--inputs, --data-loader): finite unless
-    `proto`, the model, reads NaN/inf as data. NaN/inf test data only spread into the outputs (the
-    reference fails) or vanish in a Max/Relu/Clip differently on each target (an ORT Relu keeps NaN,
-    a fused one may not), and a verdict on them judged fewer values than the user gave: `optimize`,
-    `quantize` and `bisect` passed on such data with exit 0."""
+    `proto`, the model, reads NaN/inf as data, or holds infinities (no NaN) its outputs absorb (an
+    additive attention mask's -inf, which a Softmax turns to 0 on every engine alike). NaN/inf test
+    data otherwise only spread into the outputs (the reference fails) or vanish in a Max/Relu/Clip
+    differently on each target (an ORT Relu keeps NaN, a fused one may not), and a verdict on them
+    judged fewer values than the user gave: `optimize`, `quantize` and `bisect` passed on such data
+    with exit 0."""
     if option in CALIBRATING_OPTIONS:
         check_finite(feeds, source)
         check_not_constant(feeds, source)
     elif proto is None or not any(node.op_type in NONFINITE_READERS for node in all_nodes(proto)):
-        _check_test_data_finite(feeds, source)
+        _check_test_data_finite(feeds, source, proto)
 
 
-def _check_test_data_finite(feeds: list[dict[str, np.ndarray]], source: str) -> None:
-    for name in feeds[0] if feeds else ():
-        bad = [(index, _nonfinite(feed[name])) for index, feed in enumerate(feeds) if _nonfinite(feed[name])]
-        if bad:
-            raise InputDataError(f"{source}: input '{name}' holds {sum(count for _, count in bad)} NaN/inf value(s) in {len(bad)} "
-                                 f"feed(s) (first: feed #{bad[0][0]}); the model has no op that reads them as data (IsNaN, IsInf, "
-                                 "Imputer, a tree ensemble), so the checks would judge fewer values than given. Clean the data "
-                                 "(a division by zero in preprocessing?; for an additive mask's -inf, -1e9 does the same)")
+def _check_test_data_finite(feeds: list[dict[str, np.ndarray]], source: str, proto) -> None:
+    bad = {name: [(index, _nonfinite(feed[name])) for index, feed in enumerate(feeds) if _nonfinite(feed[name])] for name in (feeds[0] if feeds else ())}
+    name = next((name for name, found in bad.items() if found), None)
+    if name is None or _infinities_absorbed(proto, feeds):
+        return
+    raise InputDataError(f"{source}: input '{name}' holds {sum(count for _, count in bad[name])} NaN/inf value(s) in {len(bad[name])} "
+                         f"feed(s) (first: feed #{bad[name][0][0]}); the model has no op that reads them as data (IsNaN, IsInf, "
+                         "Imputer, a tree ensemble) and they reach its outputs, so the checks would judge fewer values than given. "
+                         "Clean the data (a division by zero in preprocessing?)")
+
+
+def _infinities_absorbed(proto, feeds: list[dict[str, np.ndarray]]) -> bool:
+    """Whether the data holds infinities but no NaN, and the model's outputs on the feeds that hold
+    them are finite (ONNX Runtime, once: only data with infinities pays for the run). A model ONNX
+    Runtime cannot run is not judged here: the reference item reports that."""
+    if proto is None or any(np.isnan(a).any() for feed in feeds for a in feed.values() if a.dtype.kind == "f"):
+        return False
+    from .runtime import run_model
+
+    with_inf = [feed for feed in feeds if any(_nonfinite(a) for a in feed.values())]
+    try:
+        outputs = run_model(proto, with_inf)
+    except Exception:  # noqa: BLE001 - any failure of the run is the reference item's to report
+        return True
+    return all(np.isfinite(a).all() for out in outputs for a in out.values() if isinstance(a, np.ndarray) and a.dtype.kind == "f")
 
 
 def _nonfinite(array: np.ndarray) -> int:

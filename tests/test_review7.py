@@ -3,10 +3,18 @@
 * An option refused when its family is off (`--latency-rounds` without --latency, `--bisect-feeds`
   without --bisect, `--trt-builds` or `--fp16-block` with a --target that builds no such thing) was
   refused also when it came from the ini's addopts or PYTEST_ADDOPTS: a project default for the runs
-  that turn the family on made every other run a usage error no command line could take back."""
+  that turn the family on made every other run a usage error no command line could take back.
+* Test data holding -inf was refused on every model: an additive attention mask (-inf on the masked
+  keys, the form torch's generate_square_subsequent_mask gives) is legitimate, and a Softmax turns it
+  to 0 on every engine alike. Infinities are taken now when the model's outputs on them are finite;
+  NaN, and infinities that reach an output, are still refused."""
 
+import numpy as np
+import onnx.parser
 import pytest
 from tiny_models import classifier, save
+
+from onnx2trt_check.cli.main import main
 
 
 @pytest.fixture
@@ -38,3 +46,31 @@ def test_under_xdist_the_controller_tells_typed_from_addopts(pytester, model):
     pytester.makeini("[pytest]\naddopts = --latency-rounds 5\n")
     assert pytester.runpytest_subprocess("--model", str(model), "-n", "2", "--target", "ort").ret == 0
     assert pytester.runpytest_subprocess("--model", str(model), "-n", "2", "--target", "ort", "--trt-builds", "2").ret == 4
+
+
+MASKED_SOFTMAX = """<ir_version: 8, opset_import: ["" : 17]>
+g (float[2,4] x, float[2,4] mask) => (float[2,4] y) { s = Add(x, mask)  y = Softmax<axis=-1>(s) }"""
+
+
+def _masked(tmp_path, masked_keys):
+    onnx.save(onnx.parser.parse_model(MASKED_SOFTMAX), tmp_path / "att.onnx")
+    x = np.random.default_rng(0).normal(size=(4, 2, 4)).astype(np.float32)
+    mask = np.zeros((4, 2, 4), np.float32)
+    mask[:, :, masked_keys] = -np.inf
+    np.savez(tmp_path / "d.npz", x=x, mask=mask)
+    return tmp_path / "att.onnx", tmp_path / "d.npz"
+
+
+def test_an_attention_masks_minus_inf_is_taken(tmp_path, monkeypatch, pytester):
+    model, data = _masked(tmp_path, [3])
+    monkeypatch.chdir(tmp_path)
+    assert main(["optimize", str(model), "--inputs", str(data), "-o", "out.onnx"]) == 0
+    assert pytester.runpytest_inprocess("--model", str(model), "--inputs", str(data), "--target", "ort", "--target", "ort-fp16").ret == 0
+
+
+def test_infinities_that_reach_an_output_are_still_refused(tmp_path, monkeypatch, capsys):
+    model, data = _masked(tmp_path, [0, 1, 2, 3])  # every key masked: Softmax gives NaN
+    monkeypatch.chdir(tmp_path)
+    assert main(["optimize", str(model), "--inputs", str(data), "-o", "out.onnx"]) == 4
+    assert "input 'mask' holds 32 NaN/inf value(s) in 4 feed(s)" in capsys.readouterr().err
+    assert not (tmp_path / "out.onnx").exists()
