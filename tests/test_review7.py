@@ -7,7 +7,8 @@
 * Test data holding -inf was refused on every model: an additive attention mask (-inf on the masked
   keys, the form torch's generate_square_subsequent_mask gives) is legitimate, and a Softmax turns it
   to 0 on every engine alike. Infinities are taken now when the model's outputs on them are finite;
-  NaN, and infinities that reach an output, are still refused."""
+  NaN, and infinities that reach an output, are still refused.
+* quantized_types left out a QuantizeLinear whose zero point is computed: its type is inferred now."""
 
 import numpy as np
 import onnx.parser
@@ -74,3 +75,19 @@ def test_infinities_that_reach_an_output_are_still_refused(tmp_path, monkeypatch
     assert main(["optimize", str(model), "--inputs", str(data), "-o", "out.onnx"]) == 4
     assert "input 'mask' holds 32 NaN/inf value(s) in 4 feed(s)" in capsys.readouterr().err
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_a_computed_zero_points_type_is_inferred():
+    """A QuantizeLinear whose zero point is computed (here an Identity of a float8 constant) was left
+    out of quantized_types, so a float8 model read as an int8 one under the int8 labels."""
+    from onnx2trt_check.quant.float_counterpart import non_int8_types
+
+    model = onnx.parser.parse_model("""<ir_version: 9, opset_import: ["" : 19]>
+    g (float[4] x) => (float[4] y) {
+      s = Constant<value = float {0.1}>()
+      zp = Constant<value = float8e4m3fn {0}>()
+      zero = Identity(zp)
+      q = QuantizeLinear(x, s, zero)
+      y = DequantizeLinear(q, s, zero)
+    }""")
+    assert non_int8_types(model) == ["FLOAT8E4M3FN"]

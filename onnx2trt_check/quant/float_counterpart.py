@@ -44,6 +44,8 @@ def quantized_types(model: onnx.ModelProto) -> list[str]:
     graph = model.graph
     constant_types = {t.name: t.data_type for t in graph.initializer}
     constant_types |= {n.output[0]: a.t.data_type for n in graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"}
+    if any(n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] and n.input[2] not in constant_types for n in graph.node):
+        constant_types = _inferred_types(model) | constant_types  # a computed zero point (an Identity or Cast of one)
     found = set()
     for node in graph.node:
         if node.op_type == "QuantizeLinear":
@@ -53,12 +55,21 @@ def quantized_types(model: onnx.ModelProto) -> list[str]:
     return sorted(onnx.TensorProto.DataType.Name(t) for t in found if t)
 
 
-def _quantize_output_type(node: onnx.NodeProto, constant_types: dict[str, int]) -> int:
+def _inferred_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element types of the main graph's values by onnx's type inference; {} where it fails."""
+    try:
+        values = onnx.shape_inference.infer_shapes(model).graph.value_info
+    except Exception:  # noqa: BLE001 - a model onnx cannot infer (over 2 GB, a custom op): the type stays unknown
+        return {}
+    return {v.name: v.type.tensor_type.elem_type for v in values if v.type.HasField("tensor_type")}
+
+
+def _quantize_output_type(node: onnx.NodeProto, types: dict[str, int]) -> int:
     output_dtype = next((a.i for a in node.attribute if a.name == "output_dtype"), 0)
     if output_dtype:
         return output_dtype
     if len(node.input) > 2 and node.input[2]:
-        return constant_types.get(node.input[2], 0)  # a computed zero point: type unknown here
+        return types.get(node.input[2], 0)  # 0: a zero point whose type not even inference knows
     return onnx.TensorProto.UINT8
 
 
