@@ -117,3 +117,14 @@ def test_integer_op_models_skip_the_fp16_items_with_the_reason(tmp_path, capsys,
 def test_a_relu_removed_qdq_model_passes_ort_int8(tmp_path, capsys):
     code, out = _items(relu_removed(tmp_path), capsys, "--target", "ort-int8", "-k", "accuracy")
     assert code == 0 and "1 passed" in out, out
+
+
+def test_the_quantize_command_names_an_integer_op_model_as_already_quantized(tmp_path, capsys):
+    from onnx2trt_check.cli.main import main
+
+    path = dynamic(tmp_path)
+    out = tmp_path / "q.onnx"
+    assert main(["quantize", str(path), "-o", str(out), "--calibration-data", str(path.with_suffix(".calib.npz"))]) == 4
+    err = capsys.readouterr().err
+    assert "operator/dynamic form" in err and "nothing in the model can be quantized" not in err, err
+    assert not out.exists()
