@@ -317,7 +317,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     by output SQNR) and the verdict reports the task figures of both models."""
     from .config import check_output_names, project_tolerances
     from .data import cap_note, fit, read_source
-    from .quant.float_counterpart import has_qdq
+    from .quant.float_counterpart import has_qdq, integer_ops_reason
     from .quant.pipeline import check_settings, quantize_for_tensorrt
     from .quant.verify import verification_split, verify_int8
     from .runnable import require_runnable
@@ -335,6 +335,8 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     if (labels is not None or metric is not None) and test_raw is None:
         raise ConfigError("--labels/--metric score the --inputs feeds (the labels are theirs); pass --inputs")
     proto, name = _load(model)
+    if reason := integer_ops_reason(proto):
+        raise ConfigError(f"'{name}': {reason}")
     if has_qdq(proto):
         raise ConfigError(f"'{name}' already holds Q/DQ nodes; quantize its float model instead")
     check_output_names(output_tolerances, {o.name for o in proto.graph.output})

@@ -40,6 +40,7 @@ from onnxruntime.transformers import float16 as ort_float16
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.precision.activations import TensorStats, collect_activation_stats
 from onnx2trt_check.protos import default_opset, in_deployable_form
+from onnx2trt_check.quant.float_counterpart import integer_ops
 from onnx2trt_check.transforms.graph_utils import node_label
 
 FP16_MAX = 65504.0
@@ -184,6 +185,8 @@ def not_applicable(model: onnx.ModelProto) -> str | None:
     passed = [v.name for v in graph.output if v.name in inputs]
     if passed:
         return f"graph output '{passed[0]}' is a graph input or weight passed through unchanged, which the fp16 converter cannot retype"
+    if integer := integer_ops(model):  # the converter retypes their float scales, which ONNX Runtime then refuses
+        return f"the model computes in integer ops ({', '.join(sorted(integer))}): it is an int8 model, with no fp16 artifact"
     return None
 
 

@@ -124,6 +124,7 @@ def check_report(ctx: ModelContext) -> dict:
 
 
 def _skip_if_qdq(ctx: ModelContext, consequence: str) -> None:
+    int8.refuse_integer_ops(ctx)
     if int8.model_has_qdq(ctx):
         raise CheckSkipped(f"the model already holds Q/DQ nodes; {consequence}")
 

@@ -100,11 +100,33 @@ def _float_source(graph: ir.Graph, dq: ir.Node) -> ir.Value | None:
     None when the DQ stays."""
     source = qr.producer(dq.inputs[0])
     if qr.is_q(source):
-        return source.inputs[0]
+        return _clamped_at_zero(graph, dq, source) if clamps_at_zero(source) else source.inputs[0]
     weight = dequantized_weight(dq)
     if weight is None:
         return None
     return gu.add_initializer(graph, weight, name_hint=f"{dq.inputs[0].name}_dequantized")
+
+
+def clamps_at_zero(q: ir.Node) -> bool:
+    """Whether the Q's zero point is its type's minimum (uint8 with zero point 0, ONNX's default):
+    it then clamps negatives to 0, the Relu ONNX Runtime's QDQ quantizer removes in front of it
+    (onnxruntime.quantization's QDQRemovableActivation), so the float function keeps that Relu."""
+    zero_point = qr.zero_point_array(q)
+    if qr.input_at(q, 2) is not None and zero_point is None:
+        return False  # a computed zero point: nothing known
+    dtype = np.dtype(np.uint8) if zero_point is None else zero_point.dtype
+    output_dtype = gu.attr(q, "output_dtype", 0)
+    if output_dtype:
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(output_dtype))
+    if dtype.kind not in "iu":
+        return False
+    return bool(np.all((zero_point if zero_point is not None else 0) == np.iinfo(dtype).min))
+
+
+def _clamped_at_zero(graph: ir.Graph, dq: ir.Node, q: ir.Node) -> ir.Value:
+    relu = ir.node("Relu", [q.inputs[0]], name=f"{q.name or dq.name}_clamp_at_zero")
+    graph.insert_before(dq, relu)
+    return relu.outputs[0]
 
 
 def dequantized_weight(dq: ir.Node) -> np.ndarray | None:
@@ -141,3 +163,32 @@ def _remove_unused_quantize(graph: ir.Graph) -> None:
             old_inputs = list(q.inputs)
             graph.remove(q, safe=True)
             gu.drop_unused_initializers(graph, old_inputs)
+
+
+# ONNX Runtime's other quantized forms: operator (QOperator) and dynamic quantization. Their integer
+# ops compute on int8 without a float function beside them, and TensorRT's parser takes none of them
+# (it reads int8 only as Q/DQ around float ops).
+_INTEGER_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "QGemm", "QAttention", "DynamicQuantizeMatMul",
+                "MatMulIntegerToFloat", "MatMulNBits", "DynamicQuantizeLSTM", "QEmbedLayerNormalization"}
+
+
+def integer_ops(model: onnx.ModelProto) -> dict[str, int]:
+    """The QOperator / dynamic-quantization ops of the main graph, with their counts (QLinearConv,
+    QLinearMatMul, com.microsoft QLinear*/QGemm, MatMulInteger, ConvInteger, DynamicQuantizeLinear...)."""
+    found: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type in _INTEGER_OPS or node.op_type.startswith(("QLinear", "QOrdered")):
+            found[node.op_type] = found.get(node.op_type, 0) + 1
+    return found
+
+
+def integer_ops_reason(model: onnx.ModelProto) -> str | None:
+    """Why the model is no int8 deployment TensorRT can take, or None when it holds no integer op."""
+    ops = integer_ops(model)
+    if not ops:
+        return None
+    listed = ", ".join(f"{op} x{count}" for op, count in sorted(ops.items()))
+    return (f"the model is quantized in ONNX Runtime's operator/dynamic form ({listed}): TensorRT parses int8 only as "
+            "QuantizeLinear/DequantizeLinear around float ops, and these integer ops have no float counterpart to judge "
+            "them by; quantize the float model as QDQ (onnxruntime quantize_static(quant_format=QuantFormat.QDQ), "
+            "modelopt, or `onnx2trt-check quantize`)")

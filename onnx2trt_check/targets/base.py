@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..quant.float_counterpart import has_qdq
+from ..transforms.verify import half_compute_dtype
 
 
 class Target:
@@ -44,7 +45,11 @@ class Target:
         model that holds Q/DQ nodes, which every target runs as written (ORT, the fp16 artifacts,
         TensorRT): a float difference of a few ulps before a QuantizeLinear (reordered sums, fused
         ops) flips a value by one quantum, which fp32 tolerances read as a failure."""
-        return "int8" if has_qdq(ctx.loaded.proto) else self.precision  # a scan of the node list
+        if has_qdq(ctx.loaded.proto):  # a scan of the node list
+            return "int8"
+        if self.precision == "fp32" and half_compute_dtype(ctx.loaded.proto) is not None:
+            return "fp16"  # a model computing in fp16 inside: ORT's fused kernels re-round its fp16 values
+        return self.precision
 
     def figures(self, ctx) -> dict:
         """Facts about how this target ran the model (e.g. TensorRT's build path), merged into the

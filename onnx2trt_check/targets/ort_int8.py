@@ -27,7 +27,7 @@ import numpy as np
 from ..context import ReferenceRun
 from ..data import read_feeds
 from ..errors import CheckError, CheckFailed, CheckSkipped, first_line
-from ..quant.float_counterpart import float_counterpart, has_qdq, non_int8_types, quantizes_activations
+from ..quant.float_counterpart import float_counterpart, has_qdq, integer_ops_reason, non_int8_types, quantizes_activations
 from ..quant.verify import VerificationSplit, verification_split
 from ..runtime import create_session, output_names, run_feeds
 from .base import Target
@@ -58,6 +58,15 @@ def cached(ctx, key: str, compute):
 
 def model_has_qdq(ctx) -> bool:
     return cached(ctx, "has_qdq", lambda: has_qdq(ctx.loaded.proto))
+
+
+def refuse_integer_ops(ctx) -> None:
+    """A model in ONNX Runtime's QOperator or dynamic form fails every int8 item with the reason:
+    its Q/DQ (if any) are not the whole quantization, so the float counterpart would be the model
+    itself (a pass at SQNR inf), and quantizing it again means nothing."""
+    reason = cached(ctx, "integer_ops", lambda: integer_ops_reason(ctx.loaded.proto))
+    if reason:
+        raise CheckFailed(reason)
 
 
 def calibration_feeds(ctx) -> list[dict[str, np.ndarray]]:
@@ -112,6 +121,7 @@ def int8_build(ctx, settings: Int8Settings | None = None) -> Int8Build:
     from ..quant.pipeline import quantize_for_tensorrt, settings_from
 
     settings = settings or settings_from(ctx.options.extra)
+    refuse_integer_ops(ctx)
     _ort_runs_or_skip(ctx)
     feeds = verification(ctx).calibration
     try:
@@ -163,6 +173,7 @@ class OrtInt8Target(Target):
         return self._reason
 
     def artifact(self, ctx) -> Path:
+        refuse_integer_ops(ctx)
         if model_has_qdq(ctx) and not quantizes_activations(ctx.loaded.proto):
             # its reference would be the same function: a pass at SQNR inf that measured nothing
             raise CheckSkipped(WEIGHT_ONLY_REASON)

@@ -5,6 +5,7 @@ Default tolerance, per output, from the dtype's machine epsilon `eps` and the re
 `ref` (all feeds together):
 
     rtol = sqrt(eps)                 float32: 3.5e-4, float16: 3.1e-2, float64: 1.5e-8
+                                     (float16's for a model computing in half inside: half_compute_dtype)
     atol = sqrt(eps) * max(|ref|)    the output's own scale
     an element passes when |after - ref| <= atol + rtol * |ref|
 
@@ -57,9 +58,28 @@ class Equivalence:
         return dataclasses.asdict(self)
 
 
-def default_tolerance(reference: np.ndarray) -> tuple[float, float]:
-    """(atol, rtol) for a floating output, by the formula in the module docstring."""
-    rtol = float(np.sqrt(np.finfo(reference.dtype).eps))
+_HALF_TYPES = {onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.BFLOAT16: np.float16}
+
+
+def half_compute_dtype(model: onnx.ModelProto) -> type | None:
+    """np.float16 when the main graph computes in half precision inside (a Cast to float16/bfloat16,
+    or a half initializer), as onnxconverter-common with keep_io_types and ModelOpt's int8 mode (its
+    fp16 high-precision dtype) write it behind float32 inputs and outputs; else None. Such a model's
+    rewrites re-round in half precision, so its tolerance comes from float16's eps, not its outputs'."""
+    graph = model.graph
+    if any(t.data_type in _HALF_TYPES for t in graph.initializer):
+        return np.float16
+    for node in graph.node:
+        if node.op_type == "Cast" and any(a.name == "to" and a.i in _HALF_TYPES for a in node.attribute):
+            return np.float16
+    return None
+
+
+def default_tolerance(reference: np.ndarray, dtype=None) -> tuple[float, float]:
+    """(atol, rtol) for a floating output, by the formula in the module docstring; `dtype` (the
+    model's half compute type) replaces the output's when it is coarser."""
+    eps = max(np.finfo(reference.dtype).eps, np.finfo(dtype).eps if dtype is not None else 0.0)
+    rtol = float(np.sqrt(eps))
     finite = np.abs(reference[np.isfinite(reference)])
     scale = float(finite.max()) if finite.size else 0.0
     return rtol * scale, rtol
@@ -80,7 +100,8 @@ def check_equivalence(
     a model on feeds (the pipeline passes one that remembers outputs it has already computed).
     """
     feeds = as_feed_list(feeds)
-    return compare_runs(run(before, feeds), run(after, feeds), atol=atol, rtol=rtol)
+    half = half_compute_dtype(before)
+    return compare_runs(run(before, feeds), run(after, feeds), atol=atol, rtol=rtol, tolerance_dtype=half)
 
 
 def as_feed_list(feeds) -> list[Mapping[str, np.ndarray]]:
@@ -98,11 +119,13 @@ def compare_runs(
     names: Iterable[str] | None = None,
     atol: float | None = None,
     rtol: float | None = None,
+    tolerance_dtype=None,
 ) -> Equivalence:
-    """Compare two models' outputs (one dict per feed): every output of `expected`, or `names`."""
+    """Compare two models' outputs (one dict per feed): every output of `expected`, or `names`.
+    `tolerance_dtype` (np.float16 for a model computing in half inside) sets the default tolerance's eps."""
     expected_by_name, actual_by_name = _stack(expected), _stack(actual)
     names = list(expected_by_name if names is None else names)
-    errors = tuple(_compare(n, expected_by_name[n], actual_by_name.get(n), atol, rtol) for n in names)
+    errors = tuple(_compare(n, expected_by_name[n], actual_by_name.get(n), atol, rtol, tolerance_dtype) for n in names)
     passed = all(e.passed for e in errors)
     return Equivalence(passed, errors, _summary(passed, errors))
 
@@ -160,7 +183,7 @@ def _stack(runs: list[dict[str, np.ndarray]]) -> dict[str, list[np.ndarray]]:
     return {name: [run[name] for run in runs] for name in (runs[0] if runs else {})}
 
 
-def _compare(name, expected: list, actual: list | None, atol, rtol) -> OutputError:
+def _compare(name, expected: list, actual: list | None, atol, rtol, tolerance_dtype=None) -> OutputError:
     if actual is None:
         return _failed(name, "missing from the transformed model's outputs")
     if [e.shape for e in expected] != [a.shape for a in actual]:
@@ -170,11 +193,11 @@ def _compare(name, expected: list, actual: list | None, atol, rtol) -> OutputErr
     if not np.issubdtype(ref.dtype, np.floating):
         mismatched = int(np.count_nonzero(ref != out))
         return OutputError(name, float(mismatched > 0), 0.0, 0.0, 0.0, mismatched, ref.size, mismatched == 0)
-    return _compare_floats(name, ref, out, atol, rtol)
+    return _compare_floats(name, ref, out, atol, rtol, tolerance_dtype)
 
 
-def _compare_floats(name, ref: np.ndarray, out: np.ndarray, atol, rtol) -> OutputError:
-    default_atol, default_rtol = default_tolerance(ref)
+def _compare_floats(name, ref: np.ndarray, out: np.ndarray, atol, rtol, tolerance_dtype=None) -> OutputError:
+    default_atol, default_rtol = default_tolerance(ref, tolerance_dtype)
     atol = default_atol if atol is None else atol
     rtol = default_rtol if rtol is None else rtol
     ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
