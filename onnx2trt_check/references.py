@@ -92,6 +92,12 @@ class Matching:
     how: list[str]
     # Outputs of the original the checked model does not have: nothing is compared for them.
     unmatched: list[str] = dataclasses.field(default_factory=list)
+    # Checked model input name -> the original's element type, where the two differ (a lossless cast).
+    casts: dict[str, np.dtype] = dataclasses.field(default_factory=dict)
+
+    def original_feed(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One feed of the checked model as the original takes it: its input names and types."""
+        return {self.inputs[name]: array.astype(self.casts[name]) if name in self.casts else array for name, array in feed.items()}
 
 
 class ReferenceModel:
@@ -112,7 +118,24 @@ class ReferenceModel:
         unmatched = [o.name for o in self.proto.graph.output if o.name not in outputs.values()]
         if unmatched:  # a derived model that lost an output passed derived::parity on the others, without a word
             how.append(f"output(s) {', '.join(map(repr, unmatched))} of the original not in the model, not compared")
-        return Matching(inputs, outputs, how, unmatched)
+        return Matching(inputs, outputs, how, unmatched, self._casts(model, inputs, how))
+
+    def _casts(self, model: onnx.ModelProto, inputs: dict[str, str], how: list[str]) -> dict[str, np.dtype]:
+        """The inputs whose element type differs from the original's, cast when no value changes (an
+        fp16 model's float16 feeds to an fp32 original: ONNX Runtime refused them, and every item of
+        the run failed or skipped); a lossy cast would compare the models on different data, refused."""
+        mine, theirs = _input_types(model), _input_types(self.proto)
+        casts = {}
+        for name, original in inputs.items():
+            have, want = mine.get(name), theirs.get(original)
+            if have is None or want is None or have == want:
+                continue
+            if have.kind not in "biuf" or want.kind not in "biuf" or not np.can_cast(have, want, "safe"):
+                raise ConfigError(f"the model's input '{name}' is {have.name} and {self.label}'s '{original}' is {want.name}: "
+                                  f"casting the feeds would change their values; give both models the same input type")
+            casts[name] = want
+            how.append(f"input '{name}' cast from {have.name} to {want.name} for the original (no value changes)")
+        return casts
 
     def check(self, model: onnx.ModelProto) -> None:
         self.matching(model)
@@ -123,14 +146,22 @@ class ReferenceModel:
     def run(self, model: onnx.ModelProto, model_path: Path, feeds: Sequence[Mapping[str, np.ndarray]]) -> tuple[list[str], list[dict]]:
         matching = self.matching(model)
         session = runtime.create_session(self.loaded.path, optimized=False)
-        renamed = [{matching.inputs[name]: array for name, array in feed.items()} for feed in feeds]
-        outputs = runtime.run_feeds(session, renamed)
+        outputs = runtime.run_feeds(session, [matching.original_feed(feed) for feed in feeds])
         return list(matching.outputs), [{mine: out[theirs] for mine, theirs in matching.outputs.items()} for out in outputs]
 
     def original_feed(self, model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One feed of the checked model under the original's input names."""
-        inputs = self.matching(model).inputs
-        return {inputs[name]: array for name, array in feed.items()}
+        """One feed of the checked model as the original takes it (Matching.original_feed)."""
+        return self.matching(model).original_feed(feed)
+
+
+def _input_types(model: onnx.ModelProto) -> dict[str, np.dtype]:
+    """Element type of each tensor input whose type the model states."""
+    types = {}
+    for value in model.graph.input:
+        element = value.type.tensor_type.elem_type if value.type.HasField("tensor_type") else 0
+        if element:
+            types[value.name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(element))
+    return types
 
 
 def _input_names(model: onnx.ModelProto) -> list[str]:
