@@ -294,7 +294,7 @@ class OrtFp16Target(Target):
             if not lacks_fp16_kernel(exc):
                 raise
             raise CheckSkipped(f"ONNX Runtime's CPU provider cannot run the fp16 artifact ({first_line(exc)}): it has no fp16 kernel "
-                               "for an op TensorRT runs; cpu-fp16-emu checks the artifact's fp16 rounding, trt[fp16] its build") from None
+                               "for one of its ops (a limit of that provider, not of the file); cpu-fp16-emu checks the artifact's fp16 rounding, trt[fp16] its build") from None
 
 
 def lacks_fp16_kernel(exc: Exception) -> bool:

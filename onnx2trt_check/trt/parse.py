@@ -11,12 +11,13 @@ next, which the failure message says.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import re
 import time
 
-from ..protos import node_label, read_onnx
+from ..protos import all_nodes, node_label, read_onnx
 from .flavour import Flavour
 
 # Known parser and builder messages -> the fix, first match wins. The messages are TensorRT's
@@ -172,12 +173,13 @@ def parse_model(path: str | os.PathLike, flavour: Flavour) -> ParseResult:
 
 
 def _issues(parser, path, logger) -> tuple[ParserIssue, ...]:
-    nodes = _nodes(path)
+    model = read_onnx(path)
+    nodes, everywhere = _nodes(model), collections.Counter(node.op_type for node in all_nodes(model))
     found = []
     for index in range(parser.num_errors):
         error = parser.get_error(index)
         op = error.node_operator() or _importer_op(error.func()) or "?"
-        node = error.node() if error.node() >= 0 else _only_node_of(op, nodes)
+        node = error.node() if error.node() >= 0 else _only_node_of(op, nodes, everywhere)
         name, domain, _ = nodes[node] if 0 <= node < len(nodes) else ("", "", "")
         found.append(ParserIssue(node, error.node_name() or name or f"<unnamed {op} #{node}>", f"{domain}::{op}" if domain else op, error.desc(), error.code().name))
     if not found:  # parse() returned False without a recorded error: the logger has the reason
@@ -185,10 +187,9 @@ def _issues(parser, path, logger) -> tuple[ParserIssue, ...]:
     return tuple(found)
 
 
-def _nodes(path) -> list[tuple[str, str, str]]:
+def _nodes(model) -> list[tuple[str, str, str]]:
     """(name, custom domain, op type) of the main graph's nodes, by index: the parser reports unnamed
     nodes with an empty name, and ops without their domain ("MyPlugin" for com.example::MyPlugin)."""
-    model = read_onnx(path)
     return [(node_label(node), "" if node.domain in ("", "ai.onnx") else node.domain, node.op_type) for node in model.graph.node]
 
 
@@ -198,10 +199,11 @@ def _importer_op(func: str) -> str:
     return func[len("import"):] if func.startswith("import") and len(func) > len("import") else ""
 
 
-def _only_node_of(op: str, nodes: list[tuple[str, str, str]]) -> int:
-    """The index of the model's only node of `op`, else -1 (which of several failed is unknown)."""
+def _only_node_of(op: str, nodes: list[tuple[str, str, str]], everywhere: collections.Counter) -> int:
+    """The index of the model's only node of `op`, else -1 (which of several failed is unknown). Nodes
+    of Loop/If/Scan bodies and local functions count too: one there may be the one that failed."""
     indexes = [index for index, (_, _, op_type) in enumerate(nodes) if op_type == op]
-    return indexes[0] if len(indexes) == 1 else -1
+    return indexes[0] if len(indexes) == 1 and everywhere[op] == 1 else -1
 
 
 def _inputs(network) -> tuple[NetworkInput, ...]:
