@@ -51,3 +51,31 @@ def test_a_float16_rerounding_is_equivalent():
 def test_a_wrong_weight_still_fails():
     result = check_equivalence(whole(), whole(W * np.float16(1.1)), {"x": X})
     assert not result.passed, result.summary
+
+
+def mixed(weight=None):
+    """An fp32 model (a 256x16 fp32 MatMul) with one small fp16 region behind it (a 16-element Mul)."""
+    weight = W.astype(np.float32) if weight is None else weight
+    nodes = [h.make_node("MatMul", ["x", "w"], ["m"]), h.make_node("Cast", ["m"], ["m16"], to=T.FLOAT16),
+             h.make_node("Mul", ["m16", "s"], ["p16"]), h.make_node("Cast", ["p16"], ["y"], to=T.FLOAT)]
+    graph = h.make_graph(nodes, "g", [h.make_tensor_value_info("x", T.FLOAT, [8, 256])], [h.make_tensor_value_info("y", T.FLOAT, [8, 16])],
+                         [nh.from_array(weight, "w"), nh.from_array(np.full(16, 0.5, np.float16), "s")])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+def autocast():
+    """fp32 weights cast to fp16 on the fly (a torch autocast export): it computes in half."""
+    nodes = [h.make_node("Cast", ["w"], ["w16"], to=T.FLOAT16), h.make_node("MatMul", ["x16", "w16"], ["y16"])]
+    return _model(nodes, [nh.from_array(W.astype(np.float32), "w")])
+
+
+def test_half_compute_is_decided_by_the_weights():
+    assert half_compute_dtype(autocast()) is np.float16
+    assert half_compute_dtype(mixed()) is None
+
+
+def test_a_small_fp16_region_does_not_loosen_the_fp32_comparison():
+    # A 0.5% weight error: float16's tolerance (3%) would pass it; the model computes in fp32 almost
+    # everywhere, so fp32's must judge it.
+    result = check_equivalence(mixed(), mixed(W.astype(np.float32) * np.float32(1.005)), {"x": X})
+    assert not result.passed, result.summary

@@ -20,6 +20,7 @@ the same places in both outputs.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
@@ -62,17 +63,26 @@ _HALF_TYPES = {onnx.TensorProto.FLOAT16: np.float16, onnx.TensorProto.BFLOAT16: 
 
 
 def half_compute_dtype(model: onnx.ModelProto) -> type | None:
-    """np.float16 when the main graph computes in half precision inside (a Cast to float16/bfloat16,
-    or a half initializer), as onnxconverter-common with keep_io_types and ModelOpt's int8 mode (its
-    fp16 high-precision dtype) write it behind float32 inputs and outputs; else None. Such a model's
-    rewrites re-round in half precision, so its tolerance comes from float16's eps, not its outputs'."""
+    """np.float16 when the main graph computes in half precision inside, as onnxconverter-common with
+    keep_io_types and ModelOpt's int8 mode (its fp16 high-precision dtype) write it behind float32
+    inputs and outputs; else None. Such a model's rewrites re-round in half precision, so its
+    tolerance comes from float16's eps, not its outputs'. "Inside" is by weight: at least half of the
+    float weights' elements are half (stored so, or cast to it on the fly), or there are no float
+    weights (int8 behind Q/DQ) and the graph casts to half. One fp16 region in an fp32 model keeps
+    fp32's tolerance: loosening every comparison of the model 100-fold for it could pass a wrong rewrite."""
     graph = model.graph
-    if any(t.data_type in _HALF_TYPES for t in graph.initializer):
-        return np.float16
-    for node in graph.node:
-        if node.op_type == "Cast" and any(a.name == "to" and a.i in _HALF_TYPES for a in node.attribute):
-            return np.float16
-    return None
+    casts = [node for node in graph.node if node.op_type == "Cast" and any(a.name == "to" and a.i in _HALF_TYPES for a in node.attribute)]
+    cast_to_half = {node.input[0] for node in casts}
+    half = full = 0
+    for tensor in graph.initializer:
+        size = math.prod(tensor.dims)
+        if tensor.data_type in _HALF_TYPES or tensor.name in cast_to_half:
+            half += size
+        elif tensor.data_type == onnx.TensorProto.FLOAT:
+            full += size
+    if half + full == 0:
+        return np.float16 if casts else None
+    return np.float16 if half >= full else None
 
 
 def default_tolerance(reference: np.ndarray, dtype=None) -> tuple[float, float]:
