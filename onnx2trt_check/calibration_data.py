@@ -32,7 +32,7 @@ def check_values(option: str, feeds: list[dict[str, np.ndarray]], source: str, p
 
 
 def _check_test_data_finite(feeds: list[dict[str, np.ndarray]], source: str, proto) -> None:
-    bad = {name: [(index, _nonfinite(feed[name])) for index, feed in enumerate(feeds) if _nonfinite(feed[name])] for name in (feeds[0] if feeds else ())}
+    bad = {name: [(index, count) for index, feed in enumerate(feeds) if (count := _nonfinite(feed[name]))] for name in (feeds[0] if feeds else ())}
     name = next((name for name, found in bad.items() if found), None)
     if name is None or _infinities_absorbed(proto, feeds):
         return

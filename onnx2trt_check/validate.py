@@ -62,6 +62,13 @@ def idle_beside(given: dict[str, bool], beside: str, why: str) -> None:
         raise ConfigError(f"{', '.join(idle)} would change nothing with {beside}: {why}; leave {'them' if len(idle) > 1 else 'it'} out, or leave out {beside}")
 
 
+def idle_without(flags: list[str], needed: str, why: str) -> None:
+    """Refuse `flags` (the ones given) that would change nothing without option `needed`."""
+    if flags:
+        raise ConfigError(f"{', '.join(flags)} would change nothing without {needed} ({why}); add {needed} or leave "
+                          f"{'it' if len(flags) == 1 else 'them'} out")
+
+
 def not_empty(path, option: str, *, required: bool = False):
     """`path` unless it is an empty text: Path('') is the current folder, so `--inputs "$DATA"` with
     DATA unset (or inputs="" in the API) would read or write there, or be taken as left out."""

@@ -30,6 +30,7 @@ from ..environment import environment_id, environment_key, tool_versions
 from ..errors import CheckFailed, CheckSkipped, ConfigError
 from ..report import PROPERTY_KEY
 from ..targets import select_targets, timing
+from ..validate import idle_without
 from . import task
 from .core import Check, _reference_or_skip
 from .options import INI_BASELINE_DIR, UPDATE_FLAG, typed, value
@@ -110,10 +111,8 @@ def _update_command(config: pytest.Config | None) -> str:
 def _validate(settings: Settings, config: pytest.Config) -> None:
     if settings.rounds < 1 or settings.warmup < 0:
         raise ConfigError(f"--latency-rounds {settings.rounds} / --latency-warmup {settings.warmup}: pass rounds >= 1 and warmup >= 0")
-    if not settings.latency and (idle := typed(config, ("--latency-rounds", "--latency-warmup", "--latency-max-ratio"))):
-        # a gate that looked set, and measured nothing
-        raise ConfigError(f"{', '.join(idle)} would change nothing without --latency (no latency is measured or gated); add --latency or leave "
-                          f"{'it' if len(idle) == 1 else 'them'} out")
+    if not settings.latency:  # a gate that looked set, and measured nothing
+        idle_without(typed(config, ("--latency-rounds", "--latency-warmup", "--latency-max-ratio")), "--latency", "no latency is measured or gated")
     if settings.update and settings.baseline_dir is None:
         raise ConfigError(f"{UPDATE_FLAG} needs a baseline folder; pass --baseline-dir DIR or set baseline_dir in [tool.onnx2trt_check]")
 

@@ -53,9 +53,8 @@ def read_options(config) -> dict:
     if plot and Path(plot).exists() and not Path(plot).is_dir():
         raise ConfigError(f"--bisect-plot '{plot}' is a file; pass a folder for the plots")
     floor = validate.number(value(config, "bisect_min_sqnr"), "--bisect-min-sqnr", example="20")
-    if not (value(config, "bisect") or plot) and (idle := typed(config, ("--bisect-min-sqnr", "--bisect-feeds"))):
-        raise ConfigError(f"{', '.join(idle)} would change nothing without --bisect (no layerwise comparison is made); add --bisect or leave "
-                          f"{'it' if len(idle) == 1 else 'them'} out")
+    if not (value(config, "bisect") or plot):
+        validate.idle_without(typed(config, ("--bisect-min-sqnr", "--bisect-feeds")), "--bisect", "no layerwise comparison is made")
     settings = BisectSettings(
         enabled=bool(value(config, "bisect") or plot), plot_dir=Path(plot).resolve() if plot else None,
         min_sqnr_db=BisectSettings.min_sqnr_db if floor is None else float(floor), max_feeds=feeds or DEFAULT_FEEDS,
