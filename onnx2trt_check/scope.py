@@ -13,8 +13,9 @@ Out of scope, refused with OutOfScopeError before any check runs:
   none of them, so the ONNX -> TensorRT path does not exist for such a graph;
 * an IR version newer than the installed onnx reads: its checker, shape inference and every graph
   tool would misread the file;
-* random operators (RandomNormal[Like], RandomUniform[Like], Bernoulli, Multinomial): every run and
-  every engine draws other values, so no output comparison holds.
+* random operators (RandomNormal[Like], RandomUniform[Like], Bernoulli, Multinomial), and a Dropout
+  in training mode (a model exported without model.eval()): every run and every engine draws other
+  values, so no output comparison holds.
 
 Valid models inside the scope can still make a check not apply (an fp16 artifact of a model that
 already computes in fp16, of a model without nodes): those checks skip with the reason.
@@ -25,7 +26,7 @@ from __future__ import annotations
 import os
 
 import onnx
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 
 from .errors import OutOfScopeError
 from .protos import all_nodes, node_label
@@ -68,10 +69,55 @@ def scope_problem(proto: onnx.ModelProto) -> str | None:
         return (f"it uses ai.onnx.ml operators ({', '.join(ml_ops[:5])}), which TensorRT does not have; "
                 "a classical-ML graph has no ONNX -> TensorRT path (check it with ONNX Runtime alone)")
     if random := next((node for node in all_nodes(proto) if node.op_type in RANDOM_OPS and node.domain in ("", "ai.onnx")), None):
-        label = node_label(random) if not random.name else f"{random.op_type} '{random.name}'"
-        return (f"it draws random values ({label}): every run, and every engine, draws its own, "
+        return (f"it draws random values ({_label(random)}): every run, and every engine, draws its own, "
                 "so no comparison of outputs holds; draw them outside the model and feed them as an input")
+    if dropout := _training_dropout(proto):
+        return (f"it draws random values ({_label(dropout)} in training mode): every run, and every engine, drops "
+                "other elements, so no comparison of outputs holds; export the model in eval mode (model.eval() "
+                "before torch.onnx.export)")
     return None
+
+
+def _label(node: onnx.NodeProto) -> str:
+    return node_label(node) if not node.name else f"{node.op_type} '{node.name}'"
+
+
+def _training_dropout(proto: onnx.ModelProto) -> onnx.NodeProto | None:
+    """A Dropout (opset 12+) whose training_mode input is not a constant false and whose ratio is
+    not a constant 0: it zeroes a fresh random mask every run. A torch model exported in train mode
+    with dynamo=True has one per dropout layer (an eval() model inside a wrapper module left in
+    train mode is enough); a BART exported so failed every target at 10 dB, each a verdict on the
+    masks, and "trt_ops" named the Dropout as if the model were otherwise sound."""
+    dropouts = [node for node in all_nodes(proto) if node.op_type == "Dropout" and node.domain in ("", "ai.onnx")]
+    if not dropouts:
+        return None
+    constants = _scalar_constants(proto)
+    for node in dropouts:
+        if len(node.input) < 3 or not node.input[2]:
+            continue  # no training_mode input: inference mode, an identity
+        training, ratio = constants.get(node.input[2]), constants.get(node.input[1]) if node.input[1] else 0.5
+        if (training is None or bool(training)) and (ratio is None or float(ratio) > 0):
+            return node
+    return None
+
+
+def _scalar_constants(proto: onnx.ModelProto) -> dict[str, object]:
+    """One-element initializers and Constant outputs of every graph, by name: what a Dropout's
+    ratio and training_mode usually are. A value that cannot be read here (external data) is left
+    out, which reads as "may be random"."""
+    graphs = [proto.graph] + [attr.g for node in all_nodes(proto) for attr in node.attribute if attr.type == onnx.AttributeProto.GRAPH]
+    named = [(tensor.name, tensor) for graph in graphs for tensor in graph.initializer]
+    named += [(node.output[0], attr.t) for node in all_nodes(proto) if node.op_type == "Constant" and node.output
+              for attr in node.attribute if attr.name == "value"]
+    values = {}
+    for name, tensor in named:
+        try:
+            array = numpy_helper.to_array(tensor)
+        except Exception:  # external data not loaded here, or an unreadable tensor: unknown
+            continue
+        if array.size == 1:
+            values[name] = array.reshape(()).item()
+    return values
 
 
 def _real_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:

@@ -54,6 +54,10 @@ def _models(folder: Path) -> None:
     # ONNX Runtime seeds each session alike: its own runs agreed, and the fp16 artifact "failed" at 14 dB
     save(_model([_tensor("x")], [_tensor("y")], [helper.make_node("RandomNormalLike", ["x"], ["n"], scale=0.1),
                                                  helper.make_node("Add", ["x", "n"], ["y"])]), folder / "random_noise.onnx")
+    # torch's dynamo exporter writes one per dropout layer of a model left in train mode
+    save(parse('<ir_version: 8, opset_import: ["" : 17]> g (float[1,4] x) => (float[1,4] y) '
+               '{ r = Constant<value = float {0.1}>() \n t = Constant<value = bool {1}>() \n y, m = Dropout(x, r, t) }'),
+         folder / "train_dropout.onnx")
     save(_model([_tensor("x")], [_tensor("y")], [helper.make_node("Normalizer", ["x"], ["y"], domain="ai.onnx.ml", norm="L2")],
                 domains=["ai.onnx.ml"]), folder / "ml_only.onnx")
     save(parse('<ir_version: 8, opset_import: ["" : 17]> g (seq(float[2]) s) => (float[2] y) '
