@@ -24,6 +24,7 @@ _TOOL_DISTRIBUTIONS = {
     "onnx": ("onnx",),
     "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
     "tensorrt": ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"),
+    "tensorrt_rtx": ("tensorrt-rtx-cu12", "tensorrt-rtx-cu13", "tensorrt-rtx"),
     "polygraphy": ("polygraphy",),
     "onnx2trt_check": ("onnx2trt_check",),
 }

@@ -84,6 +84,26 @@ def file_set(folder: str | os.PathLike, *, force: bool, remove: Iterable[str | o
 
 
 @contextlib.contextmanager
+def renamed_together(paths: Iterable[str | os.PathLike]) -> Iterator[dict[Path, Path]]:
+    """Files of one result in any folders (bisect's --plot and --json; file_set is for one folder):
+    the block writes each to the hidden path it is given, beside the final one; when it ends without
+    error all are renamed into place, SIGINT/SIGTERM held, so a stop or a failure midway leaves every
+    old file (a new plot beside the old JSON was possible). No hidden file is left either way."""
+    token = f"{os.getpid()}-{os.urandom(4).hex()}"
+    staged = {Path(p): Path(p).parent / f".{Path(p).name}.{token}.staged" for p in paths}
+    try:
+        yield staged
+        with _signals_held():
+            for final, stage in staged.items():
+                os.replace(stage, final)
+    except OSError as exc:
+        raise OutputPathError(f"cannot write {', '.join(map(str, staged))} ({exc.strerror or exc}); free space or choose another path") from None
+    finally:
+        for stage in staged.values():
+            stage.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
     """SIGINT/SIGTERM arriving in the block act when it ends (raised again then), so a set of
     renames is never cut in two."""

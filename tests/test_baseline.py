@@ -422,7 +422,7 @@ def test_tool_versions_names_every_tool():
     from onnx2trt_check.environment import tool_versions
 
     versions = tool_versions()
-    assert set(versions) == {"onnx", "onnxruntime", "tensorrt", "polygraphy", "onnx2trt_check"}
+    assert set(versions) == {"onnx", "onnxruntime", "tensorrt", "tensorrt_rtx", "polygraphy", "onnx2trt_check"}
     assert versions["onnx"] == onnx.__version__
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from .common import input_shapes, no_extra
 
@@ -74,32 +75,42 @@ def _add_input_options(parser) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    from ..api import bisect
     from ..bisection.options import input_files, refuse_existing
-    from ..data import parse_range
-    from ..fileio import checked_output
+    from ..fileio import checked_output, renamed_together
 
     no_extra(extra)
     mode = "sensitivity" if args.sensitivity else "reduce" if args.reduce else "layerwise"
     if args.json:
         checked_output(args.model, args.json, force=args.force, option="--json")
-        refuse_existing(args.model, args.plot, args.output, force=args.force, json=args.json,
-                        inputs=input_files(args.inputs, args.calibration_data, args.labels, args.metric))
-    outcome = bisect(
+    # here, on the final paths: the library sees the plot's hidden staged path only
+    refuse_existing(args.model, args.plot, args.output, force=args.force, json=args.json,
+                    inputs=input_files(args.inputs, args.calibration_data, args.labels, args.metric))
+    outputs = [Path(p) for p in (args.plot, args.json) if p]
+    with renamed_together(outputs) as staged:  # the plot and the JSON are one result: both or neither
+        plot = staged[Path(args.plot)] if args.plot else None
+        outcome = _bisect(args, mode, plot)
+        if args.json:
+            _write_json(staged[Path(args.json)], outcome.document)
+    for line in outcome.lines:
+        print(line.replace(str(plot), args.plot) if plot else line)
+    if args.json:
+        print(f"wrote '{args.json}'")
+    return 1 if outcome.failed else 0
+
+
+def _bisect(args: argparse.Namespace, mode: str, plot: Path | None):
+    from ..api import bisect
+    from ..data import parse_range
+
+    return bisect(
         args.model, target=args.target, mode=mode, inputs=args.inputs, input_shapes=input_shapes(args),
         input_ranges=dict(parse_range(t) for t in args.input_range), seed=args.seed, num_feeds=args.num_feeds,
         calibration_data=args.calibration_data, calibration_method=args.calibration_method, percentile=args.percentile,
         per_channel=not args.per_tensor, cle=args.cle, cle_relu6=args.cle_relu6, bias_correction=args.bias_correction,
         fp16_block=args.fp16_block, fp16_no_fallback=args.fp16_no_fallback, exclude=args.exclude, lowering=args.lowering, min_sqnr_db=args.min_sqnr, atol=args.atol, rtol=args.rtol,
-        max_feeds=args.max_feeds, rank=args.rank, plot=args.plot, output_dir=args.output, force=args.force,
+        max_feeds=args.max_feeds, rank=args.rank, plot=plot, output_dir=args.output, force=args.force,
         labels=args.labels, metric=args.metric, max_metric_drop=args.max_metric_drop,
     )
-    for line in outcome.lines:
-        print(line)
-    if args.json:
-        _write_json(args.json, outcome.document)
-        print(f"wrote '{args.json}'")
-    return 1 if outcome.failed else 0
 
 
 def _write_json(path: str, document: dict) -> None:

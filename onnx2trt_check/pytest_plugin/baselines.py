@@ -30,6 +30,7 @@ from ..environment import environment_id, environment_key, tool_versions
 from ..errors import CheckFailed, CheckSkipped, ConfigError
 from ..report import PROPERTY_KEY
 from ..targets import select_targets, timing
+from ..trt import flavour
 from ..validate import idle_without
 from . import task
 from .core import Check, _reference_or_skip
@@ -211,13 +212,24 @@ class Located:
 def locate(ctx: ModelContext, target, settings: Settings) -> Located:
     """The baseline of this machine; else one of another machine (for accuracy), in name order."""
     environment = environment_key()
-    expected = store.baseline_path(settings.baseline_dir, model_name=_key(ctx, settings), target=target.name, environment=environment)
+    expected = store.baseline_path(settings.baseline_dir, model_name=_key(ctx, settings), target=store_target(target), environment=environment)
     prefix = expected.name[: -len(f"{environment_id(environment)}.json")]
     others = sorted(p for p in expected.parent.glob("*.json") if p.name.startswith(prefix) and re.fullmatch(r"[0-9a-f]{12}\.json", p.name[len(prefix) :]))
     compared = expected if expected.exists() else next(iter(others), None)
     if compared is None or settings.update:
         return Located(expected, environment, compared if compared == expected else None)
     return Located(expected, environment, compared, _load(compared, settings))
+
+
+def store_target(target) -> str:
+    """The target's name in the store. A TensorRT target's figures are the flavour's and major's that
+    built the engine (trt-fp16+tensorrt-rtx-1, trt-fp16+tensorrt-10): keyed by target name alone, a
+    TensorRT-RTX baseline was compared with TensorRT 10 figures as one (the fallback to another
+    machine's file matches only the same name, so it never crosses flavours either)."""
+    if target.engine != "tensorrt":
+        return target.name
+    chosen = flavour.select()  # the item skipped already when no flavour is selectable
+    return f"{target.name}+{chosen.key}-{chosen.major}"
 
 
 def _key(ctx: ModelContext, settings: Settings) -> str:
@@ -248,7 +260,7 @@ def _missing(located: Located, ctx: ModelContext, target, settings: Settings, wh
 
 def _update_payload(ctx: ModelContext, target, located: Located, settings: Settings, **measured) -> dict:
     build = {"engine": target.engine, "precision": target.precision, "description": target.description}
-    return {"model_name": _key(ctx, settings), "model_sha256": ctx.loaded.sha256, "target": target.name, "build_options": build, "environment": located.environment} | measured
+    return {"model_name": _key(ctx, settings), "model_sha256": ctx.loaded.sha256, "target": store_target(target), "build_options": build, "environment": located.environment} | measured
 
 
 def _base_figures(located: Located, ctx: ModelContext) -> dict:

@@ -282,16 +282,20 @@ class RunHooks:
         for line in [f"note: {note}" for note in _run_notes(config, state)] + summary_lines(state.records, state.models):
             terminalreporter.write_line(line)
 
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        state = session.config.stash[STATE]
-        report_path = value(session.config, "report_json", None)
-        if not report_path or hasattr(session.config, "workerinput"):
-            return  # under xdist only the controller writes
-        try:
-            write_report(Path(report_path), report_document(state.records, state.models, int(exitstatus), notes=_run_notes(session.config, state)))
-        except CheckError as exc:  # checked before the run; the disk filled up or the folder went away since
-            session.config.get_terminal_writer().line(f"ERROR: --report-json: {exc}", red=True)
-            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+def _write_json_report(session: pytest.Session) -> None:
+    """`--report-json`, written last (FinishHeld), with the exit status the process returns: written
+    in sessionfinish, it said 0 for a run a failed baseline write or a signal in the summary then
+    turned into 1 or 2."""
+    state = session.config.stash[STATE]
+    report_path = value(session.config, "report_json", None)
+    if not report_path or hasattr(session.config, "workerinput"):
+        return  # under xdist only the controller writes
+    try:
+        write_report(Path(report_path), report_document(state.records, state.models, int(session.exitstatus), notes=_run_notes(session.config, state)))
+    except CheckError as exc:  # checked before the run; the disk filled up or the folder went away since
+        session.config.get_terminal_writer().line(f"ERROR: --report-json: {exc}", red=True)
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
 
 
 class FinishHeld:
@@ -306,11 +310,12 @@ class FinishHeld:
 
         with signals_held() as caught:
             result = yield
-        if caught:
-            name = "SIGTERM" if caught[0] == signal.SIGTERM else "Ctrl-C (SIGINT)"
-            session.config.get_terminal_writer().line(f"onnx2trt_check: {name} during the summary: it was completed first; the run is "
-                                                      "reported interrupted (exit 2)", red=True)
-            session.exitstatus = pytest.ExitCode.INTERRUPTED
+            if caught:
+                name = "SIGTERM" if caught[0] == signal.SIGTERM else "Ctrl-C (SIGINT)"
+                session.config.get_terminal_writer().line(f"onnx2trt_check: {name} during the summary: it was completed first; the run is "
+                                                          "reported interrupted (exit 2)", red=True)
+                session.exitstatus = pytest.ExitCode.INTERRUPTED
+            _write_json_report(session)  # last: with the exit status the run returns
         return result
 
 

@@ -47,7 +47,17 @@ def read_options(config) -> dict:
                 raise ConfigError(f"--trt-flavour {wanted}: {found}")
     flavour.set_choice(choice)
     config.add_cleanup(lambda: flavour.set_choice(None))
+    _refuse_trt_targets_without_tensorrt(value(config, "target"))
     return {"trt_flavour": choice}
+
+
+def _refuse_trt_targets_without_tensorrt(targets) -> None:
+    """A trt-* target asked for by name where no TensorRT imports can neither parse, build nor run:
+    every item of it skipped and the run exited 0, a green gate that checked no engine. A usage
+    error up front (without a GPU, its builds still run and only its accuracy items skip)."""
+    asked = [name for name in targets or () if name in TARGET_PRECISION]
+    if asked and (reason := flavour.unavailable_reason()):
+        raise ConfigError(f"--target {', '.join(asked)}: {reason}; install TensorRT or drop the target")
 
 
 # The build item each TensorRT target deploys (trt-best builds the int8 file too).
