@@ -30,6 +30,7 @@ from ..transforms.run import (
     run_transforms,
     settings_from,
     skip_reason,
+    unfolded_normalization,
 )
 from .core import Check
 from .options import value
@@ -110,6 +111,11 @@ def check_pipeline(ctx: ModelContext) -> dict:
         raise CheckFailed("\n".join([head, step_failure(failed, len(ctx.feeds)), "steps run:", *_step_lines(result)]), figures)
     if not figures["changed"]:
         raise CheckSkipped("pipeline: no transform changed the model")
+    unfolded = unfolded_normalization(result, settings)
+    if unfolded:  # what `optimize` refuses to write: the result would compute on raw pixels as if normalized
+        raise CheckFailed(f"pipeline: --mean/--std could not be folded into the model ({unfolded}), so its result would read "
+                          "raw values as if they were normalized (`optimize` writes nothing for it); give one value per "
+                          "input channel, or leave --mean/--std out", figures)
     return figures | {"feeds": len(ctx.feeds)}
 
 

@@ -78,6 +78,8 @@ def fuse_input_normalization(
     external = _external_affine(mean, std)
     ir_model = to_ir(model)
     report = TransformReport()
+    if external is not None and _ambiguous_external(ir_model.graph, external, report):
+        return TransformResult(_copy(model), False, report)
     for graph_input in list(ir_model.graph.inputs):
         if external is None:
             for source in [graph_input, *_float_casts(graph_input)]:
@@ -148,6 +150,28 @@ def _fold_external(graph: ir.Graph, graph_input: ir.Value, affine, report: Trans
     if _fold_into_convs(graph, graph_input, _Chain([], scale, shift, graph_input), report):
         report.figures["external_scale"] = scale.tolist()
         report.figures["external_shift"] = shift.tolist()
+
+
+def _ambiguous_external(graph: ir.Graph, affine, report: TransformReport) -> bool:
+    """Whether several graph inputs would take the external normalization (all skipped, with the
+    reason): `mean`/`std` describe one input's preprocessing, and folding them into a second one
+    (a mask, a depth map) made the result compute on (mask - mean) / std, while verification fed
+    both inputs "raw" alike and passed."""
+    fitting = [value.name for value in graph.inputs if _external_fits(value, affine)]
+    if len(fitting) < 2:
+        return False
+    report.skipped(fitting, f"--mean/--std fit {len(fitting)} inputs read by Convs ({', '.join(fitting)}): which one the "
+                            "preprocessing normalizes is ambiguous, and folding it into every one changes the others; "
+                            "fold normalization written in the graph instead (leave --mean/--std out)")
+    return True
+
+
+def _external_fits(graph_input: ir.Value, affine) -> bool:
+    """Whether an external (scale, shift) would fold into the Convs reading `graph_input`."""
+    if _input_problem(graph_input) or _consumers_problem(graph_input):
+        return False
+    chain = _Chain([], *affine, graph_input)
+    return all(isinstance(_plan_conv(use.node, chain, graph_input), _ConvFold) for use in graph_input.uses())
 
 
 def _input_problem(graph_input: ir.Value) -> str:

@@ -212,11 +212,20 @@ def run_transforms(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarr
 def folded_as_asked(pipeline: PipelineResult, settings: TransformSettings) -> PipelineResult:
     """`pipeline`, unless it was asked to fold --mean/--std and could not: a result written without
     that preprocessing would be fed raw values and compute on them as if normalized (ConfigError)."""
-    step = next((s for s in pipeline.steps if s.name == EXTERNAL_NORMALIZATION), None)
-    if settings.external_normalization and pipeline.passed and step is not None and not step.modified:
-        raise ConfigError(f"--mean/--std could not be folded into the model ({skip_reason(step)}); nothing written: the result "
+    reason = unfolded_normalization(pipeline, settings)
+    if reason:
+        raise ConfigError(f"--mean/--std could not be folded into the model ({reason}); nothing written: the result "
                           "would not read raw values. Give one value per input channel, or leave --mean/--std out")
     return pipeline
+
+
+def unfolded_normalization(pipeline: PipelineResult, settings: TransformSettings) -> str:
+    """Why the --mean/--std asked for were not folded by a pipeline that passed, or "" (folded, or
+    not asked for): its result would be fed raw values and compute on them as if normalized."""
+    step = next((s for s in pipeline.steps if s.name == EXTERNAL_NORMALIZATION), None)
+    if settings.external_normalization and pipeline.passed and step is not None and not step.modified:
+        return skip_reason(step)
+    return ""
 
 
 def _run_part(model, feeds, names, settings: TransformSettings, memo) -> PipelineResult:
