@@ -42,3 +42,12 @@ def test_pipeline_passes_without_mean_std(pytester, only_transforms):
     onnx.save(_reflect_pad_conv_bn(), pytester.path / "m.onnx")
     result = pytester.runpytest_inprocess("--model", "m.onnx", "--transform", "fuse_input_normalization", "--transform", "fold_conv_bn")
     result.assert_outcomes(passed=2, skipped=1)
+
+
+def test_pipeline_fails_when_the_declared_normalization_is_the_only_step_and_not_folded(pytester, only_transforms):
+    """Nothing else changed the model: a skip ("no transform changed the model") would hide that the
+    fold asked for did not happen."""
+    onnx.save(_reflect_pad_conv_bn(), pytester.path / "m.onnx")
+    result = pytester.runpytest_inprocess("--model", "m.onnx", "--mean", "0.5", "--std", "0.25", "--transform", "fuse_input_normalization")
+    result.assert_outcomes(skipped=1, failed=1)
+    result.stdout.fnmatch_lines(["*pipeline: --mean/--std could not be folded into the model*"])

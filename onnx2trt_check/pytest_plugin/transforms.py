@@ -109,13 +109,14 @@ def check_pipeline(ctx: ModelContext) -> dict:
         failed = result.steps[-1]
         head = f"pipeline stopped at '{failed.name}' (step {len(result.steps)} of {len(settings.selected())}):"
         raise CheckFailed("\n".join([head, step_failure(failed, len(ctx.feeds)), "steps run:", *_step_lines(result)]), figures)
-    if not figures["changed"]:
-        raise CheckSkipped("pipeline: no transform changed the model")
     unfolded = unfolded_normalization(result, settings)
-    if unfolded:  # what `optimize` refuses to write: the result would compute on raw pixels as if normalized
+    if unfolded:  # what `optimize` refuses to write: the result would compute on raw pixels as if normalized; a
+        # failure even when no other step changed the model, since --mean/--std asked for a change
         raise CheckFailed(f"pipeline: --mean/--std could not be folded into the model ({unfolded}), so its result would read "
                           "raw values as if they were normalized (`optimize` writes nothing for it); give one value per "
                           "input channel, or leave --mean/--std out", figures)
+    if not figures["changed"]:
+        raise CheckSkipped("pipeline: no transform changed the model")
     return figures | {"feeds": len(ctx.feeds)}
 
 
