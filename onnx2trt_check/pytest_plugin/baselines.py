@@ -398,6 +398,10 @@ class BaselineSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker or not self.settings.update:
             return  # under xdist only the controller writes
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED and self._updates():
+            # the passed items' files alone would mix this run's figures with older ones in one folder
+            self.errors.append("baselines not updated: the run was interrupted (Ctrl-C/SIGTERM); run the update again")
+            return
         for path, parts in self._updates().items():
             try:
                 written = store.write_baseline(self.settings.baseline_dir, merged_baseline(_quiet_load(path), parts, tool_versions()), update=True)
