@@ -5,11 +5,14 @@ Expected values are worked out by hand, never by the code under test."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnx.parser
+import onnx_ir as ir
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from onnx2trt_check.bisection.layerwise import relative_l2_error
+from onnx2trt_check.bisection.layerwise import node_amplification, relative_l2_error
 from onnx2trt_check.compare import Tolerance, compare_output
 from onnx2trt_check.precision.activations import TensorStats
 
@@ -43,3 +46,18 @@ def test_a_nan_at_the_same_place_on_both_sides_is_no_error(ref, data):
     # (NaN != NaN): a model whose output holds a NaN on both sides read as infinitely divergent.
     ref[data.draw(st.integers(0, ref.size - 1))] = np.nan
     assert relative_l2_error([ref], [ref.copy()]) == 0.0
+
+
+ADD = """<ir_version: 8, opset_import: ["" : 17]>
+g (float[4] a, float[4] b) => (float[4] c) {
+  c = Add(a, b)
+}"""
+
+
+@given(st.floats(0.0, 1.0), st.floats(0.0, 1.0), st.floats(0.0, 1.0))
+def test_a_nodes_input_error_is_its_worst_input(a_error, b_error, c_error):
+    # "over the worst relative L2 error of the float tensors that feed it". Kills "min" for "max":
+    # an Add fed by one exact and one broken branch read as an error source, its amplification inflated.
+    graph = ir.from_proto(onnx.parser.parse_model(ADD)).graph
+    [row] = node_amplification(graph, {"a": a_error, "b": b_error, "c": c_error}, {"add"})
+    assert row.input_error == max(a_error, b_error) and row.output_error == c_error
