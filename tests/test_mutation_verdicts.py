@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import onnx.parser
+import onnx.shape_inference
 import onnx_ir as ir
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from onnx2trt_check.bisection.layerwise import node_amplification, relative_l2_error
+from onnx2trt_check.bisection.layerwise import layerwise_compare, match_tensors, node_amplification, relative_l2_error
 from onnx2trt_check.compare import Tolerance, compare_output
 from onnx2trt_check.precision.activations import TensorStats
 
@@ -61,3 +63,43 @@ def test_a_nodes_input_error_is_its_worst_input(a_error, b_error, c_error):
     graph = ir.from_proto(onnx.parser.parse_model(ADD)).graph
     [row] = node_amplification(graph, {"a": a_error, "b": b_error, "c": c_error}, {"add"})
     assert row.input_error == max(a_error, b_error) and row.output_error == c_error
+
+
+INT8_WEIGHT = """<ir_version: 8, opset_import: ["" : 17]>
+g (float[2] x) => (float[2] y) <int8[2] wq = {10, 20}, float s = {0.1}, int8 z = {0}> {
+  w = DequantizeLinear(wq, s, z)
+  xq = QuantizeLinear(x, s, z)
+  xd = DequantizeLinear(xq, s, z)
+  y = Mul(xd, w)
+}"""
+
+
+def test_a_dq_of_an_int8_weight_initializer_matches_no_reference_tensor():
+    # The stored-int8 form of a weight (no Q before its DQ: ORT's and ModelOpt's QDQ models) is not an
+    # activation. Kills "a DQ without a Q matches its input": the weight was matched to a name the
+    # reference never had (test_bisect_layerwise covers only the float -> Q -> DQ form).
+    graph = ir.from_proto(onnx.shape_inference.infer_shapes(onnx.parser.parse_model(INT8_WEIGHT))).graph
+    assert match_tensors({"x", "y"}, graph) == {"x": "x", "xd": "x", "y": "y"}
+
+
+TWO_SOURCES = """<ir_version: 8, opset_import: ["" : 17]>
+g (float[1,4] x) => (float[1,4] y1, float[1,4] y2) <float[1,4] w1 = {1.0, 2.0, 3.0, 4.0}, float[1,4] w2 = {1.0, 2.0, 3.0, 4.0}> {
+  y1 = Mul(x, w1)
+  y2 = Mul(x, w2)
+}"""
+
+
+@settings(max_examples=10)
+@given(st.lists(st.floats(0.01, 0.5), min_size=2, max_size=2, unique=True))
+def test_error_sources_are_listed_largest_output_error_first(faults):
+    # "error sources ... listed apart by their output error", largest first. Kills sorting them
+    # ascending: the summary's top source was the least broken node.
+    reference = onnx.parser.parse_model(TWO_SOURCES)
+    target = onnx.ModelProto()
+    target.CopyFrom(reference)
+    for tensor, fault in zip(target.graph.initializer, faults):
+        tensor.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(tensor) * np.float32(1 + fault), tensor.name))
+    feeds = [{"x": np.array([[1.0, -2.0, 3.0, -4.0]], np.float32)}]
+    report = layerwise_compare(reference, target, feeds)
+    errors = [source.output_error for source in report.sources]
+    assert len(errors) == 2 and errors == sorted(errors, reverse=True)
