@@ -25,15 +25,13 @@ def default_opset(model: onnx.ModelProto) -> int:
 
 def all_nodes(proto: onnx.ModelProto):
     """Every node of the graph, its subgraphs and the model's local functions."""
-    stack = [proto.graph]
-    for function in proto.functions:
-        yield from function.node
+    # a function's nodes are walked into too: a RandomNormal in an If of a local function was missed
+    stack = [proto.graph.node] + [function.node for function in reversed(proto.functions)]
     while stack:
-        graph = stack.pop()
-        for node in graph.node:
+        for node in stack.pop():
             yield node
             for attribute in node.attribute:
-                stack.extend(([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs))
+                stack.extend(graph.node for graph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs))
 
 
 def node_label(node: onnx.NodeProto) -> str:

@@ -24,6 +24,7 @@ already computes in fp16, of a model without nodes): those checks skip with the 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import onnx
 from onnx import TensorProto, numpy_helper
@@ -88,36 +89,69 @@ def _training_dropout(proto: onnx.ModelProto) -> onnx.NodeProto | None:
     with dynamo=True has one per dropout layer (an eval() model inside a wrapper module left in
     train mode is enough); a BART exported so failed every target at 10 dB, each a verdict on the
     masks, and "trt_ops" named the Dropout as if the model were otherwise sound."""
-    dropouts = [node for node in all_nodes(proto) if node.op_type == "Dropout" and node.domain in ("", "ai.onnx")]
-    if not dropouts:
-        return None
-    constants = _scalar_constants(proto)
-    for node in dropouts:
-        if len(node.input) < 3 or not node.input[2]:
-            continue  # no training_mode input: inference mode, an identity
-        training, ratio = constants.get(node.input[2]), constants.get(node.input[1]) if node.input[1] else 0.5
-        if (training is None or bool(training)) and (ratio is None or float(ratio) > 0):
-            return node
+    for nodes, constants in _scopes(proto):
+        for node in nodes:
+            if node.op_type != "Dropout" or node.domain not in ("", "ai.onnx") or len(node.input) < 3 or not node.input[2]:
+                continue  # no training_mode input: inference mode, an identity
+            training, ratio = constants.get(node.input[2]), constants.get(node.input[1]) if node.input[1] else 0.5
+            if (training is None or bool(training)) and (ratio is None or float(ratio) > 0):
+                return node
     return None
 
 
-def _scalar_constants(proto: onnx.ModelProto) -> dict[str, object]:
-    """One-element initializers and Constant outputs of every graph, by name: what a Dropout's
-    ratio and training_mode usually are. A value that cannot be read here (external data) is left
-    out, which reads as "may be random"."""
-    graphs = [proto.graph] + [attr.g for node in all_nodes(proto) for attr in node.attribute if attr.type == onnx.AttributeProto.GRAPH]
-    named = [(tensor.name, tensor) for graph in graphs for tensor in graph.initializer]
-    named += [(node.output[0], attr.t) for node in all_nodes(proto) if node.op_type == "Constant" and node.output
-              for attr in node.attribute if attr.name == "value"]
-    values = {}
-    for name, tensor in named:
-        try:
-            array = numpy_helper.to_array(tensor)
-        except Exception:  # external data not loaded here, or an unreadable tensor: unknown
-            continue
-        if array.size == 1:
-            values[name] = array.reshape(()).item()
+def _scopes(proto: onnx.ModelProto) -> Iterator[tuple[list[onnx.NodeProto], dict[str, object]]]:
+    """Each graph's nodes with the scalar constants they can see: their graph's and its enclosing
+    graphs', never another function's (a local function is a namespace of its own: read as one
+    table, a function's Constant 't' = false made the main graph's training Dropout on 't' pass)."""
+    stack = [(proto.graph.node, proto.graph.initializer, {})] + [(function.node, [], {}) for function in proto.functions]
+    while stack:
+        nodes, initializers, outer = stack.pop()
+        constants = _scalar_constants(nodes, initializers, outer)
+        yield list(nodes), constants
+        for node in nodes:
+            for attribute in node.attribute:
+                graphs = ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs)
+                stack.extend((graph.node, graph.initializer, constants) for graph in graphs)
+
+
+def _scalar_constants(nodes, initializers, outer: dict[str, object]) -> dict[str, object]:
+    """`outer` and one graph's one-element initializers and Constant outputs (and the Identity, Not
+    and Cast of those), by name: what a Dropout's ratio and training_mode usually are. A value that
+    cannot be read here (external data) is left out, which reads as "may be random"."""
+    values = dict(outer)
+    for tensor in initializers:
+        values.update(_scalar(tensor.name, tensor))
+    for node in nodes:
+        if node.op_type == "Constant" and node.output:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    values.update(_scalar(node.output[0], attr.t))
+                elif attr.name in ("value_float", "value_int"):  # ratio = Constant<value_float = 0.0>
+                    values[node.output[0]] = attr.f if attr.name == "value_float" else attr.i
+        elif node.op_type in _FOLDED and node.input and node.input[0] in values and node.output:
+            values[node.output[0]] = _FOLDED[node.op_type](values[node.input[0]], node)
     return values
+
+
+# Written by hand (not onnx's reference evaluator): three scalar ops on Python values, and nothing
+# more is wanted than "is this a constant false / 0".
+_FOLDED = {
+    "Identity": lambda value, node: value,
+    "Not": lambda value, node: not value,
+    "Cast": lambda value, node: bool(value) if _cast_to(node) == TensorProto.BOOL else value,
+}
+
+
+def _cast_to(node: onnx.NodeProto) -> int:
+    return next((attr.i for attr in node.attribute if attr.name == "to"), 0)
+
+
+def _scalar(name: str, tensor: onnx.TensorProto) -> dict[str, object]:
+    try:
+        array = numpy_helper.to_array(tensor)
+    except Exception:  # external data not loaded here, or an unreadable tensor: unknown
+        return {}
+    return {name: array.reshape(()).item()} if array.size == 1 else {}
 
 
 def _real_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:

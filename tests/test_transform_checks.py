@@ -259,9 +259,11 @@ def test_external_normalization_skips_an_input_that_is_not_only_read_by_convs(py
     save(model, pytester.path / "m.onnx")
     result = pytester.runpytest_inprocess("--model", "m.onnx", "--mean", "0.5", "--std", "0.25", "-rs",
                                           "--transform", "fuse_input_normalization")
-    result.assert_outcomes(skipped=2)
+    # the pipeline fails (8451548): the fold --mean/--std asked for did not happen, so no step changing
+    # the model is no reason to skip; main was red on the old expectation (skipped=2)
+    result.assert_outcomes(skipped=1, failed=1)
     result.stdout.fnmatch_lines_random(["*fuse_input_normalization: normalized value 'x' also feeds Relu 'relu'",
-                                        "*pipeline: no transform changed the model"])
+                                        "*pipeline: --mean/--std could not be folded*also feeds Relu*leave --mean/--std out"])
 
 
 def test_bn_conv_modes(pytester, only_transforms):

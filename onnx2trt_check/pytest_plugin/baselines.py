@@ -255,6 +255,10 @@ def _quiet_load(path: Path | None) -> store.Baseline | None:
 
 def _missing(located: Located, ctx: ModelContext, target, settings: Settings, what: str) -> CheckFailed:
     message = f"no {what} baseline for {_key(ctx, settings)} on target {target.name} in {settings.baseline_dir} (expected {located.expected.relative_to(settings.baseline_dir).as_posix()}); create it with: {settings.update_command}"
+    old = store.baseline_path(settings.baseline_dir, model_name=_key(ctx, settings), target=target.name, environment=located.environment)
+    if target.engine == "tensorrt" and old.exists():  # named before store_target: re-recording alone blessed what the engine computes now
+        message += (f"; or, if {flavour.select().label} recorded {old.relative_to(settings.baseline_dir).as_posix()} (named before "
+                    "baselines carried the TensorRT flavour), rename it to the expected name to keep gating against it")
     return CheckFailed(message, {"file": str(located.expected), "verdict": "missing", "decisions": []})
 
 

@@ -30,6 +30,7 @@ from ..transforms.run import (
     run_transforms,
     settings_from,
     skip_reason,
+    unfolded_advice,
     unfolded_normalization,
 )
 from .core import Check
@@ -113,8 +114,7 @@ def check_pipeline(ctx: ModelContext) -> dict:
     if unfolded:  # what `optimize` refuses to write: the result would compute on raw pixels as if normalized; a
         # failure even when no other step changed the model, since --mean/--std asked for a change
         raise CheckFailed(f"pipeline: --mean/--std could not be folded into the model ({unfolded}), so its result would read "
-                          "raw values as if they were normalized (`optimize` writes nothing for it); give one value per "
-                          "input channel, or leave --mean/--std out", figures)
+                          f"raw values as if they were normalized (`optimize` writes nothing for it); {unfolded_advice(unfolded)}", figures)
     if not figures["changed"]:
         raise CheckSkipped("pipeline: no transform changed the model")
     return figures | {"feeds": len(ctx.feeds)}

@@ -9,6 +9,7 @@ channel.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -215,8 +216,15 @@ def folded_as_asked(pipeline: PipelineResult, settings: TransformSettings) -> Pi
     reason = unfolded_normalization(pipeline, settings)
     if reason:
         raise ConfigError(f"--mean/--std could not be folded into the model ({reason}); nothing written: the result "
-                          "would not read raw values. Give one value per input channel, or leave --mean/--std out")
+                          f"would not read raw values. {unfolded_advice(reason).capitalize()}")
     return pipeline
+
+
+def unfolded_advice(reason: str) -> str:
+    """What to do about an unfolded --mean/--std: one value per channel helps only when the reason is a
+    channel count; it was suggested for every reason (an ambiguous fold, a uint8 input) and could not work."""
+    per_channel = "give one value per input channel, or " if re.search(r"normalization has \d+ channels", reason) else ""
+    return per_channel + "leave --mean/--std out"
 
 
 def unfolded_normalization(pipeline: PipelineResult, settings: TransformSettings) -> str:
