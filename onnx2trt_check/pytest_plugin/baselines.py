@@ -257,8 +257,7 @@ def _missing(located: Located, ctx: ModelContext, target, settings: Settings, wh
     message = f"no {what} baseline for {_key(ctx, settings)} on target {target.name} in {settings.baseline_dir} (expected {located.expected.relative_to(settings.baseline_dir).as_posix()}); create it with: {settings.update_command}"
     old = store.baseline_path(settings.baseline_dir, model_name=_key(ctx, settings), target=target.name, environment=located.environment)
     if target.engine == "tensorrt" and old.exists():  # named before store_target: re-recording alone blessed what the engine computes now
-        message += (f"; or, if {flavour.select().label} recorded {old.relative_to(settings.baseline_dir).as_posix()} (named before "
-                    "baselines carried the TensorRT flavour), rename it to the expected name to keep gating against it")
+        message += f"; or, if {flavour.select().label} recorded {old.relative_to(settings.baseline_dir).as_posix()} (named before baselines carried the TensorRT flavour), rename it to the expected name to keep gating against it"
     return CheckFailed(message, {"file": str(located.expected), "verdict": "missing", "decisions": []})
 
 
@@ -402,8 +401,7 @@ class BaselineSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.is_worker or not self.settings.update:
             return  # under xdist only the controller writes
-        if session.exitstatus == pytest.ExitCode.INTERRUPTED and self._updates():
-            # the passed items' files alone would mix this run's figures with older ones in one folder
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED and self._updates():  # a partial update mixes two runs' figures
             self.errors.append("baselines not updated: the run was interrupted (Ctrl-C/SIGTERM); run the update again")
             return
         for path, parts in self._updates().items():
