@@ -47,8 +47,20 @@ class RunState:
         for key, entry in report.user_properties:
             if key == PROPERTY_KEY and entry.get("when", "call") == report.when:
                 self.records.append(record_of(entry, report.outcome))
+        if report.failed and report.when not in ("setup", "call", "teardown"):
+            self._record_crash(report)
         if report.when == "teardown":  # the report pytest's junitxml writes an item's properties from
             report.user_properties = junit_view(report.user_properties)
+
+    def _record_crash(self, report: pytest.TestReport) -> None:
+        """xdist's report of an item whose worker died (when "???"): no check wrote a record, and
+        the summary and JSON counts said 0 failed where pytest said 1."""
+        model, _, rest = report.nodeid.partition("::")
+        if model in self.models and rest:
+            stem, _, name = rest.partition("::")
+            name, bracket, parameter = name.partition("[")
+            family = f"{stem}[{parameter}" if bracket else stem  # `target::accuracy[ort]` is family target[ort]
+            self.records.append(CheckRecord(model, family, name, "failed", {}, _first_lines(report.longreprtext), order=10**6))
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         """A model whose items could not be collected: one error record, as pytest counts one error."""
