@@ -28,4 +28,5 @@ def test_fp16_artifact_of_a_resize_reading_one_empty_weight_twice_runs_and_match
     resize = next(node for node in converted.graph.node if node.op_type == "Resize")
     scales = {t.name: t for t in converted.graph.initializer}[resize.input[2]]
     assert scales.data_type == onnx.TensorProto.FLOAT and list(scales.dims) == [0]
-    assert model.graph.node[0].input[1] == model.graph.node[0].input[2]  # the input is untouched
+    assert model.graph.node[0].input[1] == model.graph.node[0].input[2]  # the input is untouched,
+    assert sorted(t.name for t in model.graph.initializer) == ["empty", "sizes"]  # its weights' names too

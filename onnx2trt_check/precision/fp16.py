@@ -363,7 +363,8 @@ def _untie_always_float_weights(graph: ir.Graph) -> None:
         if value.const_value is None or not kept or len(kept) == len(uses):
             continue
         name = unique_name(graph, value.name + "_fp32")
-        copy = ir.Value(name=name, type=value.type, shape=value.shape, const_value=value.const_value)
+        # A new tensor: naming a value renames its const_value, and the one loaded wraps the caller's proto
+        copy = ir.Value(name=name, type=value.type, shape=value.shape, const_value=ir.tensor(value.const_value.numpy(), name=name))
         graph.register_initializer(copy)
         for node, index in kept:
             node.replace_input_with(index, copy)
