@@ -41,7 +41,7 @@ from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.precision.activations import TensorStats, collect_activation_stats
 from onnx2trt_check.protos import default_opset, in_deployable_form
 from onnx2trt_check.quant.float_counterpart import integer_ops
-from onnx2trt_check.transforms.graph_utils import node_label
+from onnx2trt_check.transforms.graph_utils import node_label, unique_name
 
 FP16_MAX = 65504.0
 
@@ -166,6 +166,7 @@ def convert_to_fp16(
         stats = collect_activation_stats(named, feeds)
         _merge(reasons, _data_reasons(named.graph, stats, limit, underflow_fraction))
     blocked = _blocked_nodes(named.graph, reasons)
+    _untie_always_float_weights(named.graph)
     _precast_weights(named.graph, {node.name for node in blocked})
     converted = _run_converter(_without_initializer_value_info(ir.to_proto(named)), blocked, keep_io_types)
     output = _tidied(converted, original_names)
@@ -349,6 +350,24 @@ def _precast_weights(graph: ir.Graph, blocked: set[str]) -> None:
         half = np.clip(tensor.numpy(), -FP16_MAX, FP16_MAX, out=np.empty(tensor.shape.numpy(), np.float16))
         value.const_value = ir.tensor(half, name=value.name)
         value.dtype = ir.DataType.FLOAT16
+
+
+def _untie_always_float_weights(graph: ir.Graph) -> None:
+    """A weight read both where the converter keeps fp32 (Resize's scales) and elsewhere gets a copy
+    for the fp32 slot. tf2onnx passes one empty initializer as Resize's roi and scales: converted for
+    roi and cast back for scales, the scales became a computed value ONNX Runtime cannot see is
+    empty ("Either sizes or scales must be provided, but not both"): no artifact loaded."""
+    for value in list(graph.initializers.values()):
+        uses = value.uses()
+        kept = [use for use in uses if use.idx in ort_float16.ALWAYS_FLOAT_INPUTS.get(use.node.op_type, ())]
+        if value.const_value is None or not kept or len(kept) == len(uses):
+            continue
+        name = unique_name(graph, value.name + "_fp32")
+        # A new tensor: naming a value renames its const_value, and the one loaded wraps the caller's proto
+        copy = ir.Value(name=name, type=value.type, shape=value.shape, const_value=ir.tensor(value.const_value.numpy(), name=name))
+        graph.register_initializer(copy)
+        for node, index in kept:
+            node.replace_input_with(index, copy)
 
 
 def _without_initializer_value_info(model: onnx.ModelProto) -> onnx.ModelProto:
