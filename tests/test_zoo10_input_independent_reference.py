@@ -38,3 +38,19 @@ def test_a_model_whose_outputs_follow_the_feeds_passes_reference_run(tmp_path, c
 
 def test_one_feed_proves_nothing_either_way_and_passes(tmp_path, capsys):
     assert _run(tmp_path, DEAD, "--num-feeds", "1") == 0, capsys.readouterr().out
+
+
+# The class id of the dead model: the same on every feed, as a healthy classifier's may be on 4 feeds.
+DEAD_ARGMAX = DEAD.replace("=> (float[1,4] y)", "=> (int64[1] k)").replace("y = Softmax<axis = -1>(m)", "y = Softmax<axis = -1>(m)\n  k = ArgMax<axis = -1, keepdims = 0>(y)")
+# An output no input reaches (said in the notes), beside the dead one.
+DEAD_AND_WEIGHTS_ONLY = DEAD.replace("=> (float[1,4] y)", "=> (float[1,4] y, float[4,4] c)").replace("y = Softmax<axis = -1>(m)", "y = Softmax<axis = -1>(m)\n  c = Identity(w)")
+WEIGHTS_ONLY = ALIVE.replace("=> (float[1,4] y)", "=> (float[4,4] c)").replace("y = Softmax<axis = -1>(m)", "c = Identity(w)")
+
+
+def test_discrete_outputs_that_coincide_are_not_counted(tmp_path, capsys):
+    assert _run(tmp_path, DEAD_ARGMAX) == 0, capsys.readouterr().out
+
+
+def test_an_output_no_input_reaches_is_left_to_its_note(tmp_path, capsys):
+    assert _run(tmp_path, DEAD_AND_WEIGHTS_ONLY) == 1, capsys.readouterr().out
+    assert _run(tmp_path, WEIGHTS_ONLY) == 0, capsys.readouterr().out
