@@ -24,7 +24,7 @@ from .. import validate
 from ..errors import ConfigError, first_line
 from ..fileio import save_model
 from ..runtime import run_model
-from .run import TRT_NEEDED, NotBisectable, artifact_proto, layerwise_for, reference_model, section_text
+from .run import TRT_NEEDED, NotBisectable, artifact_proto, layerwise_for, reference_model, section_text, unoptimized_outputs_fail
 
 MODES = ("layerwise", "sensitivity", "reduce")
 LOWERINGS = {"fp16_emulation": "fp16", "fp16_converter": "fp16", "int8_quantizer": "int8"}
@@ -58,6 +58,20 @@ def bisectable(name: str):
     return target
 
 
+def refuse_unrunnable(ctx) -> None:
+    """Misuse, in one line, when ONNX Runtime cannot run the model (two nodes of one name, an
+    unknown op): every mode compares against that run. Raised a traceback from ORT before."""
+    from ..errors import CheckError
+
+    try:
+        ctx.reference
+    except CheckError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ORT's own load/run failure, whatever its class
+        raise ConfigError(f"ONNX Runtime cannot run '{ctx.path}' ({type(exc).__name__}: {first_line(exc)}); "
+                          "bisect compares every tensor against that run: fix the model first (pytest --model names the problem in reference::run)") from None
+
+
 # ---------------------------------------------------------------- layerwise
 
 
@@ -69,7 +83,8 @@ def layerwise(ctx, target, *, min_sqnr_db: float | None, max_feeds: int, plot: P
         report, label, artifact = layerwise_for(ctx, target, min_sqnr_db=floor, max_feeds=max_feeds)
     except NotBisectable as exc:
         raise ConfigError(str(exc)) from None
-    lines.append(section_text(target.name, report, label, outputs_failed=bool(failures)))
+    unoptimized_failed = bool(failures) and report.first_divergent is None and unoptimized_outputs_fail(ctx, target, artifact)
+    lines.append(section_text(target.name, report, label, outputs_failed=bool(failures), unoptimized_failed=unoptimized_failed))
     if plot is not None:
         from .plot import layerwise_plot_html
 
