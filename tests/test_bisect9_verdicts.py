@@ -78,3 +78,36 @@ def test_a_model_onnx_runtime_refuses_is_one_line_exit_4(tmp_path, capsys):
         o2t.bisect(path, target="ort-fp16", inputs=inputs, fp16_no_fallback=True)
     assert main(["bisect", str(path), "--target", "cpu-fp16-emu", "--fp16-no-fallback", "--inputs", str(inputs)]) == 4
     assert "Traceback" not in capsys.readouterr().err
+
+
+def _chain(nodes, inits, size=8):
+    return _model([helper.make_node(op, ins, [out], name=name) for name, op, ins, out in nodes], inits, size=size)
+
+
+def test_reduce_keeps_the_overflowing_node_not_a_reader_of_its_overflow(tmp_path):
+    # bart_ts with fc2/MatMul overflowing was reduced to the LayerNorm 3 nodes later, fed 1e5 as
+    # an input: true of any reader, and the planted node was not in the saved subgraph.
+    # A side branch between them (bart: the decoder's embeddings) makes the first bisection overshoot.
+    model = _chain([("scale", "Mul", ["x", "k"], "big"), ("side", "Abs", ["x"], "ax"), ("shift", "Add", ["big", "ax"], "moved"),
+                    ("neg", "Neg", ["moved"], "y")], {"k": np.array([5e4], np.float32)})  # k itself fits fp16
+    path, inputs = _save(tmp_path, model, np.linspace(1.5, 3.0, 8, dtype=np.float32))
+    outcome = o2t.bisect(path, target="cpu-fp16-emu", mode="reduce", inputs=inputs, output_dir=tmp_path / "bug")
+    assert outcome.document["nodes"] == ["scale"]
+    saved = onnx.load(tmp_path / "bug" / "model.onnx")
+    assert [n.name for n in saved.graph.node] == ["scale"] and [i.name for i in saved.graph.input] == ["x"]
+
+
+def test_reduce_names_unnamed_nodes_as_every_report_and_keeps_constants_inside(tmp_path):
+    # unnamed_nodes.onnx was reduced to "Mul#5" (every other report: Mul(silu_1)); a ts export's
+    # Identity of a weight and a Constant became inputs of the saved model (LayerNorm weights, Resize scales).
+    nodes = [helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(np.array([5e4], np.float32))),
+             helper.make_node("Identity", ["w"], ["w_shared"]),
+             helper.make_node("Mul", ["x", "w_shared"], ["xw"]),
+             helper.make_node("Mul", ["xw", "k"], ["y"])]
+    model = _model(nodes, {"w": np.full(8, 2.0, np.float32)}, size=8)
+    path, inputs = _save(tmp_path, model, np.linspace(0.8, 2.0, 8, dtype=np.float32))
+    outcome = o2t.bisect(path, target="cpu-fp16-emu", mode="reduce", inputs=inputs, output_dir=tmp_path / "bug")
+    assert outcome.document["nodes"] == ["Mul(y)"]
+    saved = onnx.load(tmp_path / "bug" / "model.onnx")
+    assert [i.name for i in saved.graph.input] == ["xw"]
+    assert sorted(np.load(tmp_path / "bug" / "inputs.npz")) == ["xw"]
