@@ -111,3 +111,14 @@ def test_reduce_names_unnamed_nodes_as_every_report_and_keeps_constants_inside(t
     saved = onnx.load(tmp_path / "bug" / "model.onnx")
     assert [i.name for i in saved.graph.input] == ["xw"]
     assert sorted(np.load(tmp_path / "bug" / "inputs.npz")) == ["xw"]
+
+
+def test_an_overflow_in_a_compared_tensor_raises_no_numpy_warning():
+    # Every bisect of an fp16 overflow printed "RuntimeWarning: invalid value encountered in subtract".
+    import warnings
+
+    from onnx2trt_check.compare import Tolerance, compare_output
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stats = compare_output("t", [np.array([np.inf, 1.0], np.float32)], [np.array([np.inf, 2.0], np.float32)], Tolerance(atol=0.1, rtol=0.0))
+    assert not stats.passed and stats.max_abs == 1.0
