@@ -122,3 +122,12 @@ def test_an_overflow_in_a_compared_tensor_raises_no_numpy_warning():
         warnings.simplefilter("error")
         stats = compare_output("t", [np.array([np.inf, 1.0], np.float32)], [np.array([np.inf, 2.0], np.float32)], Tolerance(atol=0.1, rtol=0.0))
     assert not stats.passed and stats.max_abs == 1.0
+
+
+def test_the_json_never_names_a_removed_artifact_file(tmp_path):
+    # The document's "artifact" was /tmp/onnx2trt_check-bisect-*/m.fp16.onnx, deleted when the call returned.
+    model = _model([helper.make_node("Relu", ["x"], ["y"], name="relu")], {}, size=4)
+    path, inputs = _save(tmp_path, model, np.ones(4, np.float32))
+    built = o2t.bisect(path, target="cpu-fp16-emu", inputs=inputs).document["artifact"]
+    assert "temporary folder, removed" in built and not built.startswith("/")
+    assert o2t.bisect(path, target="ort", inputs=inputs).document["artifact"] == str(path)

@@ -90,9 +90,18 @@ def layerwise(ctx, target, *, min_sqnr_db: float | None, max_feeds: int, plot: P
 
         layerwise_plot_html(report, plot, title=f"Layerwise error: {ctx.path.name} on {target.name}")
         lines.append(f"wrote '{plot}'")
-    document = {"target": target.name, "engine": target.engine, "reference": label, "artifact": str(artifact),
+    document = {"target": target.name, "engine": target.engine, "reference": label, "artifact": artifact_text(ctx, artifact),
                 "verdict": "failed" if failures else "passed", "outputs": outputs, "layerwise": report.to_dict()}
     return BisectOutcome("layerwise", target.name, lines, document, bool(failures))
+
+
+def artifact_text(ctx, path: Path) -> str:
+    """Where the artifact is: the model's own path, or for a file built for the call (in its
+    temporary folder, gone when it returns) its name and that fact, never a path that does not exist."""
+    folder = ctx.options.artifact_dir
+    if folder is not None and Path(path).resolve().is_relative_to(Path(folder).resolve()):
+        return f"{Path(path).name} (built for this bisect in a temporary folder, removed when it ends)"
+    return str(path)
 
 
 def verdict(ctx, target) -> tuple[list[str], list[str], dict]:
@@ -319,7 +328,7 @@ def _reduction(ctx, target, floor: float, lowering, calibration, fp16_block):
     except NotBisectable as exc:
         raise ConfigError(str(exc)) from None
     label = "Q/DQ artifact against its float counterpart" if has_qdq(artifact) else "artifact against its unoptimized run"
-    return artifact, _target_fails(target, floor), f"the {label} ('{path}'), output SQNR floor {floor} dB"
+    return artifact, _target_fails(target, floor), f"the {label} ('{artifact_text(ctx, path)}'), output SQNR floor {floor} dB"
 
 
 def _lowered_fails(lower, keep: tuple[str, ...], floor: float, model_inputs: set[str]):
