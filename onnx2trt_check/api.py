@@ -424,6 +424,7 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
         ctx = ModelContext(Path(model), dataclasses.replace(options, artifact_dir=Path(folder)))
         if chosen.precision == "int8":
             bisect_options.refuse_quantizer_options_on_qdq(ctx.loaded.proto, given)
+        modes.refuse_unrunnable(ctx)
         if mode == "sensitivity":
             return modes.sensitivity(ctx, chosen, lowering=lowering, calibration=calibration_data,
                                      min_sqnr_db=min_sqnr_db, max_feeds=max_feeds, rank=rank, task=task)

@@ -24,7 +24,7 @@ from .. import validate
 from ..errors import ConfigError, first_line
 from ..fileio import save_model
 from ..runtime import run_model
-from .run import TRT_NEEDED, NotBisectable, artifact_proto, layerwise_for, reference_model, section_text
+from .run import TRT_NEEDED, NotBisectable, artifact_proto, layerwise_for, reference_model, section_text, unoptimized_outputs_fail
 
 MODES = ("layerwise", "sensitivity", "reduce")
 LOWERINGS = {"fp16_emulation": "fp16", "fp16_converter": "fp16", "int8_quantizer": "int8"}
@@ -58,6 +58,20 @@ def bisectable(name: str):
     return target
 
 
+def refuse_unrunnable(ctx) -> None:
+    """Misuse, in one line, when ONNX Runtime cannot run the model (two nodes of one name, an
+    unknown op): every mode compares against that run. Raised a traceback from ORT before."""
+    from ..errors import CheckError
+
+    try:
+        ctx.reference
+    except CheckError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ORT's own load/run failure, whatever its class
+        raise ConfigError(f"ONNX Runtime cannot run '{ctx.path}' ({type(exc).__name__}: {first_line(exc)}); "
+                          "bisect compares every tensor against that run: fix the model first (pytest --model names the problem in reference::run)") from None
+
+
 # ---------------------------------------------------------------- layerwise
 
 
@@ -69,15 +83,25 @@ def layerwise(ctx, target, *, min_sqnr_db: float | None, max_feeds: int, plot: P
         report, label, artifact = layerwise_for(ctx, target, min_sqnr_db=floor, max_feeds=max_feeds)
     except NotBisectable as exc:
         raise ConfigError(str(exc)) from None
-    lines.append(section_text(target.name, report, label, outputs_failed=bool(failures)))
+    unoptimized_failed = bool(failures) and report.first_divergent is None and unoptimized_outputs_fail(ctx, target, artifact)
+    lines.append(section_text(target.name, report, label, outputs_failed=bool(failures), unoptimized_failed=unoptimized_failed))
     if plot is not None:
         from .plot import layerwise_plot_html
 
         layerwise_plot_html(report, plot, title=f"Layerwise error: {ctx.path.name} on {target.name}")
         lines.append(f"wrote '{plot}'")
-    document = {"target": target.name, "engine": target.engine, "reference": label, "artifact": str(artifact),
+    document = {"target": target.name, "engine": target.engine, "reference": label, "artifact": artifact_text(ctx, artifact),
                 "verdict": "failed" if failures else "passed", "outputs": outputs, "layerwise": report.to_dict()}
     return BisectOutcome("layerwise", target.name, lines, document, bool(failures))
+
+
+def artifact_text(ctx, path: Path) -> str:
+    """Where the artifact is: the model's own path, or for a file built for the call (in its
+    temporary folder, gone when it returns) its name and that fact, never a path that does not exist."""
+    folder = ctx.options.artifact_dir
+    if folder is not None and Path(path).resolve().is_relative_to(Path(folder).resolve()):
+        return f"{Path(path).name} (built for this bisect in a temporary folder, removed when it ends)"
+    return str(path)
 
 
 def verdict(ctx, target) -> tuple[list[str], list[str], dict]:
@@ -297,19 +321,31 @@ def _reduction(ctx, target, floor: float, lowering, calibration, fp16_block):
 
     if target.precision == "fp16":
         lower, name = lowering_for(ctx, target, lowering, calibration)
-        return ctx.loaded.proto, _lowered_fails(lower, fp16_block, floor), f"the model with the {name} lowering, output SQNR floor {floor} dB"
+        inputs = {value.name for value in ctx.loaded.proto.graph.input}
+        return ctx.loaded.proto, _lowered_fails(lower, fp16_block, floor, inputs), f"the model with the {name} lowering, output SQNR floor {floor} dB"
     try:
         artifact, path = artifact_proto(ctx, target)
     except NotBisectable as exc:
         raise ConfigError(str(exc)) from None
     label = "Q/DQ artifact against its float counterpart" if has_qdq(artifact) else "artifact against its unoptimized run"
-    return artifact, _target_fails(target, floor), f"the {label} ('{path}'), output SQNR floor {floor} dB"
+    return artifact, _target_fails(target, floor), f"the {label} ('{artifact_text(ctx, path)}'), output SQNR floor {floor} dB"
 
 
-def _lowered_fails(lower, keep: tuple[str, ...], floor: float):
+def _lowered_fails(lower, keep: tuple[str, ...], floor: float, model_inputs: set[str]):
+    """A subgraph fails when its lowered run is below the floor, unless a tensor it takes as an
+    input (not one of the model's) already holds values beyond the fp16 range: any reader of it
+    fails then, and the overflow is its producer's (bart_ts with an overflowing MatMul planted was
+    reduced to the LayerNorm three nodes later, fed 1e5)."""
+    from ..precision.fp16 import FP16_MAX
     from ..quant.objective import output_sqnr_db
 
+    def out_of_range(feeds) -> bool:
+        return any(name not in model_inputs and np.issubdtype(np.asarray(array).dtype, np.floating)
+                   and np.any(np.abs(array[np.isfinite(array)]) > FP16_MAX) for feed in feeds for name, array in feed.items())
+
     def still_fails(model, feeds) -> bool:
+        if out_of_range(feeds):
+            return False
         return output_sqnr_db(run_model(model, feeds), run_model(lower(model, keep_fp32=keep), feeds)) < floor
 
     return still_fails

@@ -27,6 +27,7 @@ import onnx_ir.passes.common as ir_passes
 from onnx2trt_check.errors import ConfigError, InputDataError
 from onnx2trt_check.fileio import atomic_write_bytes, file_set, refuse_overwrite, save_model
 from onnx2trt_check.runtime import create_session
+from onnx2trt_check.transforms.graph_utils import node_label
 
 Feeds = list[dict[str, np.ndarray]]
 StillFails = Callable[[onnx.ModelProto, Feeds], bool]
@@ -89,7 +90,8 @@ class _Search:
             self.model = ir_passes.ShapeInferencePass()(self.model).model  # a subgraph's outputs need types
         self.nodes = list(self.model.graph)
         self.order = list(range(len(self.nodes)))
-        self.names = [node.name or f"{node.op_type}#{i}" for i, node in enumerate(self.nodes)]
+        self.names = [node_label(node) for node in self.nodes]  # unnamed: OpType(first output), as every report names it
+        self.constant = constant_nodes(self.nodes)
         self.values = _all_values(model, feeds)
         self.cache: dict[tuple[int, ...], bool] = {}
 
@@ -120,6 +122,20 @@ class _Search:
                     nodes, changed = rest, True
         return nodes
 
+    def _with_constants(self, nodes: Sequence[int]) -> set[int]:
+        """`nodes` and the constant nodes they read (a Constant, an Identity of a weight): their
+        values stay in the subgraph, never turned into inputs (a ts export's LayerNorm weights and
+        a Resize's scales were inputs of the saved model)."""
+        position = {id(node): i for i, node in enumerate(self.nodes)}
+        found, stack = set(nodes), list(nodes)
+        while stack:
+            for value in self.nodes[stack.pop()].inputs:
+                producer = value.producer() if value is not None else None
+                if producer is not None and producer in self.constant and position[id(producer)] not in found:
+                    found.add(position[id(producer)])
+                    stack.append(position[id(producer)])
+        return found
+
     def _ancestors(self, last: int) -> list[int]:
         """Node `last` and every node it depends on."""
         needed, stack = {last}, [last]
@@ -133,7 +149,7 @@ class _Search:
         return sorted(needed)
 
     def subgraph(self, nodes: Sequence[int]) -> tuple[onnx.ModelProto, Feeds]:
-        chosen = [self.nodes[i] for i in sorted(nodes)]
+        chosen = [self.nodes[i] for i in sorted(self._with_constants(nodes))]
         inputs, outputs = boundary(chosen)
         graph = ir.convenience.extract(self.model.graph, inputs=inputs, outputs=outputs)
         for value in graph.inputs:  # an intermediate tensor turned input: type it from its values
@@ -142,6 +158,18 @@ class _Search:
         model = ir.Model(graph, ir_version=self.model.ir_version, producer_name="onnx2trt_check.bisection.reduce")
         feeds = [{name: per_feed[name] for name in inputs} for per_feed in self.values]
         return ir.to_proto(model), feeds
+
+
+def constant_nodes(nodes: Sequence[ir.Node]) -> set[ir.Node]:
+    """The nodes (in topological order) whose every input is a weight or another constant node's
+    output; random ops are not constant."""
+    found: set[ir.Node] = set()
+    for node in nodes:
+        if node.op_type.startswith("Random"):
+            continue
+        if all(v is None or v.is_initializer() or v.const_value is not None or v.producer() in found for v in node.inputs):
+            found.add(node)
+    return found
 
 
 def boundary(nodes: Sequence[ir.Node]) -> tuple[list[str], list[str]]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from .. import validate
-from ..bisection.run import NotBisectable, bisect_figures, layerwise_for, section_text
+from ..bisection.run import NotBisectable, bisect_figures, layerwise_for, section_text, unoptimized_outputs_fail
 from ..context import RunOptions
 from ..errors import CheckError, ConfigError
 from ..fileio import unique_path
@@ -106,6 +106,7 @@ class BisectHook:
             ctx = item.config.stash[STATE].context_for(item.path)
             target = get_target(name)
             report, label, artifact = layerwise_for(ctx, target, min_sqnr_db=self.settings.min_sqnr_db, max_feeds=self.settings.max_feeds)
+            loose = report.first_divergent is None and target.engine != "tensorrt" and unoptimized_outputs_fail(ctx, target, artifact)
         except NotBisectable as exc:
             return str(exc), {"target": name, "skipped": str(exc)}
         except Exception as exc:  # ORT or a graph the comparison cannot take: a line in the report, not an internal error
@@ -114,7 +115,8 @@ class BisectHook:
             plot, unwritten = self._plot(report, ctx.path.stem, name), ""
         except (OSError, CheckError) as exc:  # a full disk: the comparison is still worth its lines
             plot, unwritten = None, f"\nthe plot was not written: {exc}"
-        return section_text(name, report, label, plot, engine=target.engine) + unwritten, bisect_figures(name, report, label, artifact, plot)
+        text = section_text(name, report, label, plot, engine=target.engine, unoptimized_failed=loose)
+        return text + unwritten, bisect_figures(name, report, label, artifact, plot)
 
     def _plot(self, report, stem: str, name: str) -> Path | None:
         from ..bisection.plot import layerwise_plot_html
