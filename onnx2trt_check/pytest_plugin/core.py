@@ -166,18 +166,29 @@ def check_reference(ctx: ModelContext) -> dict:
 
 
 def _ignores_its_inputs(feeds, outputs) -> bool:
-    """Whether differing feeds give bit-identical values in every non-empty float output (zoo10: a
-    random-init Keras MobileNetV2 gives softmax 0.1 everywhere; every target, int8 included, then
-    passed with max abs 0, and a wrong weight upstream of the dead layer passed too). Class ids,
-    masks, NMS indices and empty detections coincide on a few feeds of a healthy model: not counted."""
+    """Whether differing feeds give bit-identical values in every output (zoo10: a random-init Keras
+    MobileNetV2 gives softmax 0.1 everywhere; every target, int8 included, then passed with max abs
+    0, and a wrong weight upstream of the dead layer passed too). Any output that differs, of any
+    type, proves the inputs reach the model. Evidence of a dead network is only a non-empty float
+    output that is not saturated: class ids, masks, NMS indices, empty detections and probabilities
+    at exactly 0/1 (a confident sigmoid is 1.0 in float32 above a logit of 17) coincide on a few
+    feeds of a healthy model."""
     def same(values) -> bool:
         return all(np.array_equal(values[0], other, equal_nan=True) for other in values[1:])
 
+    def graded(values) -> bool:
+        return all(np.issubdtype(o.dtype, np.floating) and o.size and not _saturated(o) for o in values)
+
     names = list(feeds[0]) if feeds else []
     feeds_differ = any(not same([np.asarray(feed[name]) for feed in feeds]) for name in names)
-    graded = [[np.asarray(o) for o in values] for values in outputs
-              if all(np.issubdtype(np.asarray(o).dtype, np.floating) and np.size(o) for o in values)]
-    return len(feeds) > 1 and feeds_differ and bool(graded) and all(same(values) for values in graded)
+    outputs = [[np.asarray(o) for o in values] for values in outputs]
+    return len(feeds) > 1 and feeds_differ and all(map(same, outputs)) and any(map(graded, outputs))
+
+
+def _saturated(values: np.ndarray) -> bool:
+    """Every value exactly 0 or 1, with a 1 among them: a probability at its bound (sigmoid, one-hot
+    softmax), which stays there over a range of inputs."""
+    return bool(np.all((values == 0) | (values == 1)) and np.any(values == 1))
 
 
 def _reference_failure(ctx: ModelContext, exc: Exception) -> str:
