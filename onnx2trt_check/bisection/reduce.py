@@ -129,8 +129,8 @@ class _Search:
         position = {id(node): i for i, node in enumerate(self.nodes)}
         found, stack = set(nodes), list(nodes)
         while stack:
-            for value in self.nodes[stack.pop()].inputs:
-                producer = value.producer() if value is not None else None
+            for value in reads(self.nodes[stack.pop()]):
+                producer = value.producer()
                 if producer is not None and producer in self.constant and position[id(producer)] not in found:
                     found.add(position[id(producer)])
                     stack.append(position[id(producer)])
@@ -141,8 +141,8 @@ class _Search:
         needed, stack = {last}, [last]
         position = {id(node): i for i, node in enumerate(self.nodes)}
         while stack:
-            for value in self.nodes[stack.pop()].inputs:
-                producer = value.producer() if value is not None else None
+            for value in reads(self.nodes[stack.pop()]):
+                producer = value.producer()
                 if producer is not None and position[id(producer)] not in needed:
                     needed.add(position[id(producer)])
                     stack.append(position[id(producer)])
@@ -167,9 +167,24 @@ def constant_nodes(nodes: Sequence[ir.Node]) -> set[ir.Node]:
     for node in nodes:
         if node.op_type.startswith("Random"):
             continue
-        if all(v is None or v.is_initializer() or v.const_value is not None or v.producer() in found for v in node.inputs):
+        if all(v.is_initializer() or v.const_value is not None or v.producer() in found for v in reads(node)):
             found.add(node)
     return found
+
+
+def reads(node: ir.Node) -> list[ir.Value]:
+    """The values `node` reads: its inputs, and the outer values its subgraphs (If/Loop/Scan
+    bodies) capture by name. Without the captures a Constant or tensor read only inside a branch
+    was neither kept nor made an input: extracting the subgraph raised "not properly bounded"."""
+    graphs, stack = [], [node]
+    while stack:
+        for attribute in stack.pop().attributes.values():
+            inner = [attribute.value] if attribute.type == ir.AttributeType.GRAPH else list(attribute.value) if attribute.type == ir.AttributeType.GRAPHS else []
+            graphs += inner
+            stack += [n for graph in inner for n in graph]
+    local = {id(graph) for graph in graphs}
+    captured = [v for graph in graphs for n in graph for v in n.inputs if v is not None and id(v.graph) not in local]
+    return list(dict.fromkeys([v for v in node.inputs if v is not None] + captured))
 
 
 def boundary(nodes: Sequence[ir.Node]) -> tuple[list[str], list[str]]:
@@ -177,7 +192,7 @@ def boundary(nodes: Sequence[ir.Node]) -> tuple[list[str], list[str]]:
     initializers excluded), and what it produces that it does not read itself or that is a graph
     output."""
     produced = {value.name for node in nodes for value in node.outputs if value.name}
-    read = [value for node in nodes for value in node.inputs if value is not None]
+    read = [value for node in nodes for value in reads(node)]
     inputs = [v.name for v in read if v.name not in produced and not v.is_initializer() and v.const_value is None]
     read_names = {value.name for value in read}
     outputs = [v.name for node in nodes for v in node.outputs if v.name and (v.name not in read_names or v.is_graph_output())]
