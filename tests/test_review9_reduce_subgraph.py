@@ -1,8 +1,8 @@
 """review9: bisect --reduce on a model whose If branch reads outer tensors (a Constant, an earlier
 node's output) by name. The reduction ignored values a subgraph captures: extracting a subgraph
 holding the If raised onnx_ir's "not properly bounded" ValueError (a traceback), and the Constant
-read only inside the branch was neither kept inside nor made an input."""
-zoo10 lstm_text (tf2onnx Loop bodies read outer tensors): `bisect --reduce --min-sqnr 200` was a traceback.
+read only inside the branch was neither kept inside nor made an input. Found on zoo10 lstm_text
+(tf2onnx Loop bodies read outer tensors): `bisect --reduce --min-sqnr 200` was a traceback."""
 
 import numpy as np
 import onnx
