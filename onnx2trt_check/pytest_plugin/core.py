@@ -158,8 +158,9 @@ def check_reference(ctx: ModelContext) -> dict:
     if _ignores_its_inputs(ctx.feeds, [run.per_output(name) for name in run.names if name not in by_graph]):
         raise CheckFailed(
             f"every output is the same on all {len(ctx.feeds)} feeds, which differ: the model ignores its inputs on this "
-            "data (a dead network: activations all clipped or zero, e.g. random initialization, or data in the wrong "
-            "range), so no comparison of its outputs can see an error upstream; check the data (--inputs, --input-range)",
+            "data (a dead network: activations all clipped or zero, e.g. random initialization; data in the wrong range; "
+            "or a detector that finds nothing in it), so no comparison of its outputs can see an error upstream; give "
+            "real data (--inputs, --data-loader) or the range the model expects (--input-range)",
             figures,
         )
     return figures
