@@ -72,28 +72,28 @@ def baseline_path(store_dir: str | os.PathLike, *, model_name: str, target: str,
     """Where the baseline of (model, target, environment) lives. `model_name` is the model's key
     (`model_key`); its folders become sub-folders of the store, each name made file-safe
     injectively, so distinct keys never map to one file and none leaves the store."""
-    prefix = _model_prefix(store_dir, model_name)
-    return prefix.with_name(f"{prefix.name}.{_file_safe(target)}.{environment_id(environment)}.json")
+    folder, stem = _model_place(store_dir, model_name)
+    return folder / f"{stem}.{_file_safe(target)}.{environment_id(environment)}.json"
 
 
 def model_files(store_dir: str | os.PathLike, *, model_name: str, target: str) -> list[Path]:
     """Every machine's baseline files of (model, target), sorted; a TensorRT target's files carry
     its flavour after a "+" (trt-fp16+tensorrt-10). Matched by the whole name, so model "a" never
     claims the files of model "a.ort" or target "ort" those of "ort-fp16"."""
-    prefix = _model_prefix(store_dir, model_name)
-    if not prefix.parent.is_dir():
+    folder, stem = _model_place(store_dir, model_name)
+    if not folder.is_dir():
         return []
-    pattern = re.compile(re.escape(f"{prefix.name}.{_file_safe(target)}") + r"(\+[A-Za-z0-9_.-]+)?\.[0-9a-f]{12}\.json")
-    return sorted(path for path in prefix.parent.iterdir() if pattern.fullmatch(path.name))
+    pattern = re.compile(re.escape(f"{stem}.{_file_safe(target)}") + r"(\+[A-Za-z0-9_.-]+)?\.[0-9a-f]{12}\.json")
+    return sorted(path for path in folder.iterdir() if pattern.fullmatch(path.name))
 
 
-def _model_prefix(store_dir: str | os.PathLike, model_name: str) -> Path:
-    """The store folder of `model_name` joined with its file stem (no target or machine yet)."""
+def _model_place(store_dir: str | os.PathLike, model_name: str) -> tuple[Path, str]:
+    """The store folder of `model_name` and its file stem (empty for a model named ".onnx")."""
     *folders, name = (part for part in Path(model_name).as_posix().split("/") if part)
     # "model.onnx" -> "model"; another name keeps its suffix and gets a bare "%" (which escaping never
     # makes), so "model" and "model.onnx" stay apart.
     stem = _file_safe(name[: -len(".onnx")]) if name.endswith(".onnx") else _file_safe(name) + "%"
-    return Path(store_dir, *map(_file_safe, folders)) / stem
+    return Path(store_dir, *map(_file_safe, folders)), stem
 
 
 def path_of(store_dir: str | os.PathLike, baseline: Baseline) -> Path:
