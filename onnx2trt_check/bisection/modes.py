@@ -83,7 +83,8 @@ def layerwise(ctx, target, *, min_sqnr_db: float | None, max_feeds: int, plot: P
         report, label, artifact = layerwise_for(ctx, target, min_sqnr_db=floor, max_feeds=max_feeds)
     except NotBisectable as exc:
         raise ConfigError(str(exc)) from None
-    unoptimized_failed = bool(failures) and report.first_divergent is None and unoptimized_outputs_fail(ctx, target, artifact)
+    unoptimized_failed = (bool(failures) and report.first_divergent is None and target.engine != "tensorrt"
+                          and unoptimized_outputs_fail(ctx, target, artifact))  # section_text reads it for ORT targets only
     lines.append(section_text(target.name, report, label, outputs_failed=bool(failures), unoptimized_failed=unoptimized_failed))
     if plot is not None:
         from .plot import layerwise_plot_html

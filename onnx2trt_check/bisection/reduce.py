@@ -92,6 +92,7 @@ class _Search:
         self.order = list(range(len(self.nodes)))
         self.names = [node_label(node) for node in self.nodes]  # unnamed: OpType(first output), as every report names it
         self.constant = constant_nodes(self.nodes)
+        self.position = {id(node): i for i, node in enumerate(self.nodes)}  # node -> index, for the walks below
         self.values = _all_values(model, feeds)
         self.cache: dict[tuple[int, ...], bool] = {}
 
@@ -126,7 +127,7 @@ class _Search:
         """`nodes` and the constant nodes they read (a Constant, an Identity of a weight): their
         values stay in the subgraph, never turned into inputs (a ts export's LayerNorm weights and
         a Resize's scales were inputs of the saved model)."""
-        position = {id(node): i for i, node in enumerate(self.nodes)}
+        position = self.position
         found, stack = set(nodes), list(nodes)
         while stack:
             for value in reads(self.nodes[stack.pop()]):
@@ -138,8 +139,7 @@ class _Search:
 
     def _ancestors(self, last: int) -> list[int]:
         """Node `last` and every node it depends on."""
-        needed, stack = {last}, [last]
-        position = {id(node): i for i, node in enumerate(self.nodes)}
+        needed, stack, position = {last}, [last], self.position
         while stack:
             for value in reads(self.nodes[stack.pop()]):
                 producer = value.producer()
