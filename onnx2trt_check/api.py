@@ -178,6 +178,7 @@ class OptimizeResult:
     # the graph, and where it was written (beside the model: OUT.recipe.json).
     recipe: dict | None = None
     recipe_written: Path | None = None
+    unverifiable: str | None = None  # why the model's own outputs cannot tell an error (liveness), else None
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -185,7 +186,7 @@ class OptimizeResult:
 
     @property
     def passed(self) -> bool:
-        return self.pipeline.passed
+        return self.pipeline.passed and not self.unverifiable
 
 
 @checked_arguments
@@ -203,60 +204,26 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     of a single-output model. Defaults to none: every output Sigmoid stays. When output_tail moved a
     tail out of the graph, its recipe is written beside (OUT.recipe.json), never over an existing
     file without `force`."""
-    from .runnable import require_runnable
-    from .transforms.run import folded_as_asked, pass_names, run_transforms, settings_from
+    from .optimize_output import recipe_of, recipe_target, write_optimized
+    from .transforms.run import folded_as_asked, pass_names, run_verifiable, settings_from
 
     names = tuple(pass_names(passes) if isinstance(passes, str) else passes or ()) + (("output_tail",) if output_tail and passes else ())
     settings = settings_from(names=names, mean=mean, std=std, thresholds=thresholds, bn_conv_mode=bn_conv_mode)
     settings = settings if output_tail else settings.without_opt_in()
     target = checked_output(model, output, force=force) if output is not None else None
-    recipe_file = _recipe_target(target, settings, force=force)
+    recipe_file = recipe_target(target, settings, force=force)
     validate.distinct_outputs([("-o", output), ("its recipe", recipe_file)], {"--inputs": inputs})
     options = feed_options(inputs=inputs, seed=seed, num_feeds=num_feeds)
     proto, name = _load(model)
     if problem := settings.score_problem([[output.name for output in proto.graph.output]]):
         raise ConfigError(problem)
     feeds = _model_feeds(proto, options, input_shapes)
-    require_runnable(proto, feeds, name)
-    result = OptimizeResult(folded_as_asked(run_transforms(proto, feeds, settings), settings), settings, options.source, len(feeds), len(proto.graph.node))
-    result.recipe = _recipe(result.pipeline, target)
+    pipeline, unverifiable = run_verifiable(proto, feeds, settings, name)
+    result = OptimizeResult(folded_as_asked(pipeline, settings), settings, options.source, len(feeds), len(proto.graph.node), unverifiable=unverifiable)
+    result.recipe = recipe_of(result.pipeline, target)
     if target is not None and result.passed:
-        result.written, result.recipe_written = _write_optimized(Path(target), result.model, recipe_file, result.recipe, force=force)
+        result.written, result.recipe_written = write_optimized(Path(target), result.model, recipe_file, result.recipe, force=force)
     return result
-
-
-def _recipe_target(target: Path | None, settings: TransformSettings, *, force: bool) -> Path | None:
-    """OUT.recipe.json when output_tail may write one; refused up front if it exists without force."""
-    from .fileio import refuse_overwrite
-    from .transforms.tail_recipe import recipe_path
-
-    if target is None or "output_tail" not in settings.selected():
-        return None
-    path = recipe_path(target)
-    refuse_overwrite(path, force=force)
-    return path
-
-
-def _recipe(pipeline: PipelineResult, target: Path | None) -> dict | None:
-    from .transforms.tail_recipe import recipe_document
-
-    step = next((s for s in pipeline.steps if s.name == "output_tail" and s.modified and s.passed), None)
-    return recipe_document(step.report, model_file=target.name if target else "<not written>") if step else None
-
-
-def _write_optimized(target: Path, model: onnx.ModelProto, path: Path | None, recipe: dict | None, *, force: bool) -> tuple[Path, Path | None]:
-    """The model and its recipe as one (fileio.file_set: a failure or Ctrl-C midway leaves the old
-    pair). Without a recipe, a stale recipe of ours at the path is removed (the model it described
-    is being replaced, which took force), never another file."""
-    from .fileio import atomic_write_text, file_set, save_model
-    from .transforms.tail_recipe import is_recipe_file
-
-    stale = [path] if path is not None and recipe is None and path.exists() and is_recipe_file(path) else []
-    with file_set(target.parent, force=force, remove=stale) as stage:
-        save_model(model, stage / target.name)
-        if path is not None and recipe is not None:
-            atomic_write_text(stage / path.name, json.dumps(recipe, indent=2) + "\n")
-    return target, path if recipe is not None else None
 
 
 # ---------------------------------------------------------------- quantize

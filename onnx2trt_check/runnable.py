@@ -19,8 +19,13 @@ from .runtime import run_model
 
 def require_runnable(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], name: str) -> None:
     """Run `model` on the first of `feeds`; ModelError with ORT's reason when it cannot."""
+    runnable_outputs(model, list(feeds)[:1], name)
+
+
+def runnable_outputs(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], name: str) -> list[dict[str, np.ndarray]]:
+    """`model`'s outputs on `feeds` (run_model); ModelError with ORT's reason when it cannot run."""
     try:
-        run_model(model, list(feeds)[:1])
+        return run_model(model, list(feeds))
     except Exception as exc:  # noqa: BLE001 - ORT's own errors (Fail, InvalidGraph, NotImplemented, ...)
         raise ModelError(f"ONNX Runtime cannot run '{name}' ({type(exc).__name__}: {first_line(exc)}), so nothing can be verified "
                          "against it; fix or re-export the model") from None

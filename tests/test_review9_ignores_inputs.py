@@ -8,7 +8,7 @@ import onnx
 import onnx.parser
 import pytest
 
-from onnx2trt_check.pytest_plugin.core import _ignores_its_inputs
+from onnx2trt_check.liveness import ignores_its_inputs as _ignores_its_inputs
 
 # Logits 19..31 on the feeds below: Sigmoid gives 1.0 exactly in float32 on each.
 BINARY = """

@@ -1,7 +1,8 @@
 """`onnx2trt-check optimize IN.onnx -o OUT.onnx`: apply the graph transforms, verify every step that
 changed the model on input data, and write the result only when every step passed.
 
-Exit codes: 0 written and verified, 1 a step failed (nothing written), 4 misuse.
+Exit codes: 0 written and verified, 1 a step failed or the model ignores its inputs on the feeds, so
+nothing could be verified (nothing written), 4 misuse.
 """
 
 from __future__ import annotations
@@ -44,9 +45,13 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"optimize '{args.model}': {', '.join(result.settings.selected())} on {result.feeds} feed(s) ({result.feeds_source})")
     for line in step_lines(result.pipeline):
         print(line)
-    if not result.passed:
+    if not result.pipeline.passed:
         print(f"'{args.output}' NOT written: step '{result.pipeline.failed_step}' failed verification "
               f"(leave it out with --passes to keep the steps before it)")
+        return 1
+    if result.unverifiable:
+        print(f"'{args.output}' NOT written: nothing is verified: {result.unverifiable}; give data the model responds to (--inputs) "
+              "or check the model itself (onnx2trt-check check)")
         return 1
     for line in threshold_lines(result.pipeline, result.settings) + recipe_lines(result.recipe, result.recipe_written):
         print(line)

@@ -18,7 +18,7 @@ from .. import trt_ops
 from ..compare import compare_output, format_stats
 from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, CheckSkipped
-from ..protos import input_independent_outputs
+from ..liveness import dead_model_problem
 from ..references import REFERENCE_KEY
 from ..targets import select_targets
 from ..trt import flavour, isolated
@@ -154,42 +154,9 @@ def check_reference(ctx: ModelContext) -> dict:
     if any(nonfinite.values()):
         bad = ", ".join(f"'{n}' ({c} elements)" for n, c in nonfinite.items() if c)
         raise CheckFailed(f"reference outputs hold NaN/Inf: {bad}; the model is not finite on these inputs", figures)
-    by_graph = set(input_independent_outputs(ctx.loaded.proto))  # said in the notes already
-    if _ignores_its_inputs(ctx.feeds, [run.per_output(name) for name in run.names if name not in by_graph]):
-        raise CheckFailed(
-            f"every output is the same on all {len(ctx.feeds)} feeds, which differ: the model ignores its inputs on this "
-            "data (a dead network: activations all clipped or zero, e.g. random initialization; data in the wrong range; "
-            "or a detector that finds nothing in it), so no comparison of its outputs can see an error upstream; give "
-            "real data (--inputs, --data-loader) or the range the model expects (--input-range)",
-            figures,
-        )
+    if problem := dead_model_problem(ctx.loaded.proto, ctx.feeds, run.outputs):
+        raise CheckFailed(f"{problem}; give real data (--inputs, --data-loader) or the range the model expects (--input-range)", figures)
     return figures
-
-
-def _ignores_its_inputs(feeds, outputs) -> bool:
-    """Whether differing feeds give bit-identical values in every output (zoo10: a random-init Keras
-    MobileNetV2 gives softmax 0.1 everywhere; every target, int8 included, then passed with max abs
-    0, and a wrong weight upstream of the dead layer passed too). Any output that differs, of any
-    type, proves the inputs reach the model. Evidence of a dead network is only a non-empty float
-    output that is not saturated: class ids, masks, NMS indices, empty detections and probabilities
-    at exactly 0/1 (a confident sigmoid is 1.0 in float32 above a logit of 17) coincide on a few
-    feeds of a healthy model."""
-    def same(values) -> bool:
-        return all(np.array_equal(values[0], other, equal_nan=True) for other in values[1:])
-
-    def graded(values) -> bool:
-        return all(np.issubdtype(o.dtype, np.floating) and o.size and not _saturated(o) for o in values)
-
-    names = list(feeds[0]) if feeds else []
-    feeds_differ = any(not same([np.asarray(feed[name]) for feed in feeds]) for name in names)
-    outputs = [[np.asarray(o) for o in values] for values in outputs]
-    return len(feeds) > 1 and feeds_differ and all(map(same, outputs)) and any(map(graded, outputs))
-
-
-def _saturated(values: np.ndarray) -> bool:
-    """Every value exactly 0 or 1, with a 1 among them: a probability at its bound (sigmoid, one-hot
-    softmax), which stays there over a range of inputs."""
-    return bool(np.all((values == 0) | (values == 1)) and np.any(values == 1))
 
 
 def _reference_failure(ctx: ModelContext, exc: Exception) -> str:
@@ -215,10 +182,16 @@ def accuracy_check(target) -> Callable[[ModelContext], dict]:
 
 
 def _reference_or_skip(ctx: ModelContext, target):
+    """The target's reference outputs; a skip when there are none, or when they cannot tell an error
+    from none (liveness: the model ignores its inputs on the target's feeds): a pass at max abs 0
+    there would be a claim about nothing."""
     try:
-        return target.reference(ctx)
+        reference = target.reference(ctx)
     except Exception:
         raise CheckSkipped("no reference outputs: the reference run failed (see the reference::run item)") from None
+    if problem := dead_model_problem(ctx.loaded.proto, target.feeds(ctx), reference.outputs):
+        raise CheckSkipped(f"no verdict: on the feeds {target.name} is judged on, {problem}")
+    return reference
 
 
 def _compare_all(ctx: ModelContext, target, reference, outputs, seconds: float) -> dict:

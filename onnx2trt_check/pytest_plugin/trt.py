@@ -35,12 +35,12 @@ NO_INT8_FILE = "no int8 QDQ file: the model holds no Q/DQ nodes; pass --calibrat
 
 
 def read_options(config) -> dict:
-    """`--trt-flavour`: validated (a bad value, or a flavour asked for but not installed, is a
-    usage error) and made the run's choice, until the run ends (a process may hold several runs:
+    """`--trt-flavour` and ONNX2TRT_CHECK_TRT: validated (a bad value, or a flavour asked for by
+    the option but not installed, is a usage error) and made the run's choice, until the run ends (a process may hold several runs:
     api.check, pytester)."""
     choice = value(config, "trt_flavour", None)
+    wanted = flavour.requested(choice)  # also a bad ONNX2TRT_CHECK_TRT: a usage error here, not at collection
     if choice:
-        wanted = flavour.requested(choice)
         if wanted != "auto":
             found = flavour.probe(wanted)
             if not isinstance(found, flavour.Flavour):

@@ -24,6 +24,7 @@ import onnx
 from onnx2trt_check.compare import OutputStats, Tolerance, accepts_zero_text, allowed_disagreements, compare_output, format_stats
 from onnx2trt_check.config import ToleranceConfig
 from onnx2trt_check.errors import first_line
+from onnx2trt_check.liveness import dead_model_problem
 from onnx2trt_check.quant.feed_batch import all_copies
 from onnx2trt_check.runtime import run_model
 
@@ -118,6 +119,8 @@ def verify_int8(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds
     With a `metric` (task_metrics.TaskMetric for these feeds) the task figures of both models are
     reported too (`task`); they inform, the floor stays the output metrics'."""
     reference = run_model(float_model, feeds, optimized=False)
+    if problem := dead_model_problem(float_model, feeds, reference):
+        return Int8Verdict({}, [f"nothing is verified: {problem}; give data the model responds to (--inputs, --calibration-data) or check the model itself (onnx2trt-check check)"])
     try:
         quantized = run_model(int8_model, feeds, optimized=True)
     except Exception as exc:  # noqa: BLE001 - ORT's own failure on the Q/DQ model (its graph optimizer on fused ops: measured)

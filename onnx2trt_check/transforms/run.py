@@ -210,6 +210,20 @@ def run_transforms(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarr
     return PipelineResult(second.model, first.steps + second.steps, second.failed_step)  # `second` made its copy
 
 
+def run_verifiable(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], settings: TransformSettings,
+                   name: str) -> tuple[PipelineResult, str | None]:
+    """run_transforms verified against `model`'s own run on every feed (a ModelError naming `name`
+    where ONNX Runtime cannot run it), and why that run cannot verify anything (liveness: the
+    outputs ignore the inputs), or None. The run is the pipeline's reference: it is not run twice."""
+    from ..liveness import dead_model_problem
+    from ..runnable import runnable_outputs
+    from .pipeline import PipelineMemo
+
+    outputs = runnable_outputs(model, feeds, name)
+    pipeline = run_transforms(model, feeds, settings, memo=PipelineMemo(model, feeds, reference=lambda: outputs))
+    return pipeline, dead_model_problem(model, feeds, outputs)
+
+
 def folded_as_asked(pipeline: PipelineResult, settings: TransformSettings) -> PipelineResult:
     """`pipeline`, unless it was asked to fold --mean/--std and could not: a result written without
     that preprocessing would be fed raw values and compute on them as if normalized (ConfigError)."""

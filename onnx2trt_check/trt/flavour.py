@@ -133,6 +133,8 @@ def select(choice: str | None = None) -> Flavour:
         reasons.append(found)
     if wanted == "auto":
         raise TrtUnavailable(f"no TensorRT is installed ({INSTALL_HINT})" if all("not installed" in r for r in reasons) else "; ".join(reasons))
+    if not (choice or _RUN_CHOICE):  # the environment chose: a skip reason must say so, or the cause is hidden
+        raise TrtUnavailable(f"{reasons[0]}; {ENV_VAR}={wanted} asks for it (unset it to use whichever TensorRT is installed)")
     raise TrtUnavailable(reasons[0])
 
 

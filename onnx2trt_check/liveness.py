@@ -1,0 +1,60 @@
+"""Whether a model's outputs depend on its inputs on the data given: a comparison can only see an
+error upstream of where the data reaches.
+
+zoo10: a random-init Keras MobileNetV2 gives softmax 0.1 on every input. Every target, int8
+included, passed at max abs 0; `optimize` and `quantize` wrote their artifacts as "verified"; and a
+wrong weight upstream of the dead layer passed too. Every face asks this module before it calls a
+comparison of such a model's outputs a verdict: `reference::run` fails, the items that compare with
+the reference give no verdict, and the commands write nothing (the `quantize` floor's
+--accept-degraded aside).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import onnx
+
+from .protos import input_independent_outputs
+
+ADVICE = ("a dead network: activations all clipped or zero, e.g. random initialization; data in the wrong range; or a "
+          "detector that finds nothing in it")
+
+
+def ignores_its_inputs(feeds: Sequence[Mapping[str, np.ndarray]], outputs: Sequence[Sequence[np.ndarray]]) -> bool:
+    """Whether differing `feeds` give bit-identical values in every output (`outputs`: per output,
+    its value per feed). Any output that differs, of any type, proves the inputs reach the model.
+    Evidence of a dead network is only a non-empty, finite float output that is not saturated: class
+    ids, masks, NMS indices, empty detections and probabilities at exactly 0/1 (a confident sigmoid is
+    1.0 in float32 above a logit of 17) coincide on a few feeds of a healthy model, and NaN is
+    another failure, which the comparisons report as such ("no finite value")."""
+    def same(values) -> bool:
+        return all(np.array_equal(values[0], other, equal_nan=True) for other in values[1:])
+
+    def graded(values) -> bool:
+        return all(np.issubdtype(o.dtype, np.floating) and o.size and np.isfinite(o).all() and not _saturated(o) for o in values)
+
+    names = list(feeds[0]) if feeds else []
+    feeds_differ = any(not same([np.asarray(feed[name]) for feed in feeds]) for name in names)
+    outputs = [[np.asarray(o) for o in values] for values in outputs]
+    return len(feeds) > 1 and feeds_differ and all(map(same, outputs)) and any(map(graded, outputs))
+
+
+def _saturated(values: np.ndarray) -> bool:
+    """Every value exactly 0 or 1, with a 1 among them: a probability at its bound (sigmoid, one-hot
+    softmax), which stays there over a range of inputs."""
+    return bool(np.all((values == 0) | (values == 1)) and np.any(values == 1))
+
+
+def dead_model_problem(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]],
+                       runs: Sequence[Mapping[str, np.ndarray]]) -> str | None:
+    """Why no comparison of `model`'s outputs on `feeds` can be a verdict (`runs`: its outputs per
+    feed), or None. Outputs the graph computes from weights alone are left out: they are constant by
+    construction and said in the notes of a run."""
+    by_graph = set(input_independent_outputs(model))
+    names = [name for name in (runs[0] if runs else {}) if name not in by_graph]
+    if not ignores_its_inputs(feeds, [[run[name] for run in runs] for name in names]):
+        return None
+    return (f"every output is the same on all {len(feeds)} feeds, which differ: the model ignores its inputs on this data "
+            f"({ADVICE}), so no comparison of its outputs can see an error upstream")
