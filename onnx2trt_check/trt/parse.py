@@ -202,7 +202,7 @@ def _failed_initializer(message: str, model) -> tuple[str, str] | None:
     tensor = next((t for t in model.graph.initializer if match and t.name == match.group(1)), None)
     if tensor is None:
         return None
-    return f"initializer '{tensor.name}'", f"{onnx.TensorProto.DataType.Name(tensor.data_type)} initializer"
+    return f"initializer {tensor.name}", f"{onnx.TensorProto.DataType.Name(tensor.data_type)} initializer"
 
 
 def _nodes(model) -> list[tuple[str, str, str]]:
