@@ -202,14 +202,15 @@ def check_zero_point(graph: ir.Graph) -> Iterator[Finding]:
             continue
         dtype = quant_dtype(node)
         zero_point = zero_point_array(node)
-        if zero_point is not None and np.any(zero_point != 0):
+        if dtype is not None and dtype not in (ir.DataType.INT32, ir.DataType.UINT8) and dtype not in TRT_QUANT_TYPES:
+            # the type first: a symmetric int16 Q/DQ is no more buildable than an asymmetric one
+            yield Finding("QDQ001-zero-point", "error", _label(node), f"{node.op_type} quantizes to {dtype.name}; TensorRT takes signed int8 (or fp8/int4)",
+                          "quantize with int8 and zero point 0 (onnxruntime: activation_type=QuantType.QInt8)")
+        elif zero_point is not None and np.any(zero_point != 0):
             yield Finding("QDQ001-zero-point", "error", _label(node), f"{node.op_type} has a non-zero zero point ({zero_point.ravel()[0]})",
                           "quantize symmetrically (onnxruntime: extra_options ActivationSymmetric/WeightSymmetric=True)")
         elif dtype == ir.DataType.UINT8:
             yield Finding("QDQ001-zero-point", "warning", _label(node), f"{node.op_type} quantizes to UINT8 with zero point 0: TensorRT-RTX 1.7 builds it, TensorRT 10/11 may reject it (uint8 Q/DQ is documented for DLA only)",
-                          "quantize with int8 and zero point 0 (onnxruntime: activation_type=QuantType.QInt8)")
-        elif dtype is not None and dtype != ir.DataType.INT32 and dtype not in TRT_QUANT_TYPES:
-            yield Finding("QDQ001-zero-point", "error", _label(node), f"{node.op_type} quantizes to {dtype.name}; TensorRT takes signed int8 (or fp8/int4)",
                           "quantize with int8 and zero point 0 (onnxruntime: activation_type=QuantType.QInt8)")
 
 

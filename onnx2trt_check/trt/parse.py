@@ -17,6 +17,8 @@ import os
 import re
 import time
 
+import onnx
+
 from ..protos import all_nodes, node_label, read_onnx
 from .flavour import Flavour
 
@@ -33,6 +35,9 @@ FIXES = (
     (r"Plugin not found|plugin creator|plugin was not found", "this op needs a TensorRT plugin; replace the node, or register a plugin (TensorRT-RTX ships no plugin library)"),
     (r"convert ONNX da[te]a? type|Unsupported data type|Unsupported ONNX data type|UINT8 types for intermediate|input has type UInt",
      "cast the tensor to a type TensorRT takes (float32, float16, bfloat16, int32, int64, bool; int8/fp8/int4/fp4 only through Q/DQ)"),
+    (r"Failed to import initializer",
+     "store it in a type TensorRT holds (float32, float16, bfloat16, int32, int64, bool; int8/int4/fp8 only as a DequantizeLinear "
+     "input, zero point 0): int16, uint16 and uint4 are no TensorRT quantization types, quantize to int8 (or int4 weights)"),
     (r"dilations", "use pooling without dilations"),
     (r"shape tensor|no optimization profile", "give the shape input's values with --inputs (they go into the optimization profile)"),
     (r"zero_point. which is not an initializer|zero_point", "store the zero point as an initializer"),
@@ -181,10 +186,23 @@ def _issues(parser, path, logger) -> tuple[ParserIssue, ...]:
         op = error.node_operator() or _importer_op(error.func()) or "?"
         node = error.node() if error.node() >= 0 else _only_node_of(op, nodes, everywhere)
         name, domain, _ = nodes[node] if 0 <= node < len(nodes) else ("", "", "")
+        if op == "Initializers" and (initializer := _failed_initializer(error.desc(), model)):
+            name, op = initializer
         found.append(ParserIssue(node, error.node_name() or name or f"<unnamed {op} #{node}>", f"{domain}::{op}" if domain else op, error.desc(), error.code().name))
     if not found:  # parse() returned False without a recorded error: the logger has the reason
         found.append(ParserIssue(-1, "<model>", "?", " | ".join(logger.errors) or "parse failed without a message", "UNKNOWN"))
     return tuple(found)
+
+
+def _failed_initializer(message: str, model) -> tuple[str, str] | None:
+    """(label, "TYPE initializer") of the initializer importInitializers names at the end of its
+    message ("Failed to import initializer: NAME"), which belongs to no node: an int16 zero point
+    or a uint4 weight TensorRT cannot hold."""
+    match = re.search(r"Failed to import initializer: (\S+)\s*$", message)
+    tensor = next((t for t in model.graph.initializer if match and t.name == match.group(1)), None)
+    if tensor is None:
+        return None
+    return f"initializer {tensor.name}", f"{onnx.TensorProto.DataType.Name(tensor.data_type)} initializer"
 
 
 def _nodes(model) -> list[tuple[str, str, str]]:
