@@ -316,8 +316,9 @@ def reduce(ctx, target, *, output_dir: Path, force: bool, lowering: str | None, 
 def _reduction(ctx, target, floor: float, lowering, calibration, fp16_block):
     """(model to reduce, predicate, description). A Q/DQ artifact or an fp32 target's own file is
     reduced as it is: a subgraph fails when the target's run of it is below the floor against its
-    reference (the float counterpart for Q/DQ). An fp16 target's float model is reduced with the
-    lowering: a subgraph fails when its lowered run is below the floor against its fp32 run."""
+    reference (the float counterpart for an int8 target's Q/DQ: run.reference_model). An fp16
+    target's float model is reduced with the lowering: a subgraph fails when its lowered run is
+    below the floor against its fp32 run."""
     from ..quant.float_counterpart import has_qdq
 
     if target.precision == "fp16":
@@ -328,7 +329,7 @@ def _reduction(ctx, target, floor: float, lowering, calibration, fp16_block):
         artifact, path = artifact_proto(ctx, target)
     except NotBisectable as exc:
         raise ConfigError(str(exc)) from None
-    label = "Q/DQ artifact against its float counterpart" if has_qdq(artifact) else "artifact against its unoptimized run"
+    label = "Q/DQ artifact against its float counterpart" if target.precision == "int8" and has_qdq(artifact) else "artifact against its unoptimized run"
     return artifact, _target_fails(target, floor), f"the {label} ('{artifact_text(ctx, path)}'), output SQNR floor {floor} dB"
 
 
@@ -359,6 +360,6 @@ def _target_fails(target, floor: float):
         with tempfile.TemporaryDirectory(prefix="onnx2trt_check-reduce-") as folder:
             path = Path(folder) / "subgraph.onnx"  # targets run files, as they run the deployed one
             save_model(model, path)
-            return output_sqnr_db(run_model(reference_model(model)[0], feeds), target.run(path, feeds)) < floor
+            return output_sqnr_db(run_model(reference_model(model, target)[0], feeds), target.run(path, feeds)) < floor
 
     return still_fails

@@ -39,12 +39,15 @@ class NotBisectable(Exception):
     """Why a target's artifact cannot be compared layer by layer here (a report line, not misuse)."""
 
 
-def reference_model(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
-    """The model the artifact is compared with, and its label: the float counterpart when the model
-    holds Q/DQ nodes (docs: the reference of a QDQ model), else the model itself."""
+def reference_model(proto: onnx.ModelProto, target) -> tuple[onnx.ModelProto, str]:
+    """The model `target`'s artifact is compared with, and its label: what the target's own verdict
+    compares with. That is the float counterpart of a model with Q/DQ nodes for the int8 targets
+    (ort-int8, trt-int8, trt-best: docs, the reference of a QDQ model), and the model as written for
+    the others: an fp16 target on a QDQ model was bisected against the counterpart, and blamed the
+    quantization error on fp16 (zoo12), while its verdict had compared with the Q/DQ run."""
     from ..quant.float_counterpart import float_counterpart, has_qdq
 
-    if has_qdq(proto):
+    if target.precision == "int8" and has_qdq(proto):
         return float_counterpart(proto), "the model's float counterpart (Q/DQ removed, weights dequantized)"
     return proto, "the model"
 
@@ -67,7 +70,7 @@ def layerwise_for(ctx: ModelContext, target, *, min_sqnr_db: float, max_feeds: i
     from .layerwise import layerwise_compare
 
     artifact, path = artifact_proto(ctx, target)
-    reference, label = reference_model(ctx.loaded.proto)
+    reference, label = reference_model(ctx.loaded.proto, target)
     report = layerwise_compare(reference, artifact, target.feeds(ctx)[:max_feeds], tolerance=min_sqnr_db, run_target=_engine_runner(target, path))
     return report, label, path
 
