@@ -197,7 +197,8 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
              inputs: str | os.PathLike | None = None, input_shapes: Shapes | None = None, seed: int = 0, num_feeds: int = 4) -> OptimizeResult:
     """The registered transforms (`passes`, in registry order. Defaults to all but output_tail) on
     `model`, every step that changed it verified on the feeds; written to `output` only when every
-    step passed. output_tail changes the layout of the outputs (the deployment must apply its
+    step passed and the model's outputs depend on its inputs there (`unverifiable` says why not:
+    equal outputs of a dead network verify nothing). output_tail changes the layout of the outputs (the deployment must apply its
     recipe), so it runs only when named in `passes` or with `output_tail=True`.
     `thresholds` declare the outputs that are scores, the only ones whose output Sigmoid is
     removed: {"scores": [0.3, 0.7]}, or ["scores:0.3", "scores:0.7"], or [0.5] for the only output
