@@ -77,6 +77,8 @@ class OutputStats:
     counted_margins: list[float] = dataclasses.field(default_factory=list)
     problems: list[str] = dataclasses.field(default_factory=list)
     accepts_zero: bool = False  # the rules in force would pass an all-zero output (_accepts_zero)
+    # SQNR of the varying part: the reference's mean removed from the signal (centered_sqnr_db).
+    centered_sqnr_db: float = math.nan
 
     @property
     def passed(self) -> bool:
@@ -110,8 +112,8 @@ def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.nda
     got = np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in target])
     stats = _error_stats(name, ref, got)
     _apply_elementwise(stats, reference, ref, got, tolerance)
-    if _is_discrete(reference):
-        stats.top1, stats.rows = discrete_agreement(ref, got), int(ref.size)
+    if _is_discrete(reference):  # the mean of class numbers is no offset: agreement judges them
+        stats.top1, stats.rows, stats.centered_sqnr_db = discrete_agreement(ref, got), int(ref.size), math.nan
     else:
         stats.top1, stats.top5 = top_k_agreement(reference, target)
         stats.rows = sum(len(r) for r in reference) if stats.top1 is not None else 0
@@ -187,6 +189,7 @@ def _error_stats(name: str, ref: np.ndarray, got: np.ndarray) -> OutputStats:
         mean_abs=math.inf if unbounded else (float(diff.mean()) if diff.size else 0.0),
         cosine=math.nan if unbounded else cosine_similarity(r, g),
         sqnr_db=-math.inf if unbounded else sqnr_db(r, g),
+        centered_sqnr_db=-math.inf if unbounded else centered_sqnr_db(r, g),
         ref_nonfinite=int(np.count_nonzero(~np.isfinite(ref))),
         target_nonfinite=int(np.count_nonzero(~np.isfinite(got))),
     )
@@ -208,6 +211,20 @@ def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
         return math.inf
     if signal == 0.0:
         return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def centered_sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
+    """SQNR of the part of `ref` that varies: 10*log10(sum (ref - mean ref)^2 / sum (ref-got)^2);
+    NaN when the reference does not vary (no such part), inf when exact. A constant offset in an
+    output (100 + logits) made the plain SQNR read 37 dB for an int8 model whose logits were all
+    halved: the offset is signal that any target reproduces."""
+    noise = float(np.sum((ref - got) ** 2))
+    signal = float(np.sum((ref - ref.mean()) ** 2)) if ref.size else 0.0
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return math.nan
     return 10.0 * math.log10(signal / noise)
 
 
@@ -317,8 +334,19 @@ def _apply_floors(stats: OutputStats, tol: Tolerance) -> None:
         stats.problems.append(f"cosine {stats.cosine:.6f} below the floor {tol.min_cosine}")
     if tol.min_sqnr_db is not None and not stats.sqnr_db >= tol.min_sqnr_db:
         stats.problems.append(f"SQNR {stats.sqnr_db:.2f} dB below the floor {tol.min_sqnr_db} dB")
+    elif _judges_varying_part(tol) and stats.centered_sqnr_db < tol.min_sqnr_db:  # NaN: nothing varies, the plain SQNR judges
+        stats.problems.append(f"SQNR of the varying part {stats.centered_sqnr_db:.2f} dB below the floor {tol.min_sqnr_db} dB "
+                              f"(plain SQNR {stats.sqnr_db:.2f} dB counts the output's mean as signal)")
     if tol.min_top1 is not None and stats.top1 is not None and _disagreements(stats) > allowed_disagreements(tol.min_top1, stats.rows):
         stats.problems.append(f"top-1 agreement {stats.top1:.3%} below the floor {tol.min_top1:.3%} ({_disagreement_text(stats)})")
+
+
+def _judges_varying_part(tol: Tolerance) -> bool:
+    """Whether the SQNR floor also holds for the varying part: when no element-wise rule is in force
+    (the int8 profile), where the floors are the only rules on values and an offset carried a wrong
+    rest past them; an element-wise rule already fails that rest. A floor of 0 dB or less accepts
+    noise as loud as the signal: mean removal would make it a rule the user did not set."""
+    return tol.atol is None and tol.rtol is None and tol.min_sqnr_db is not None and tol.min_sqnr_db > 0
 
 
 def _disagreement_text(stats: OutputStats) -> str:

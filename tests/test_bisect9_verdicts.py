@@ -49,7 +49,9 @@ def test_a_failure_within_the_layer_floor_is_not_blamed_on_the_optimized_run(tmp
     bias = np.zeros(64, np.float32)
     bias[0] = 1000.0
     model = _model([helper.make_node("Add", ["x", "b"], ["s"], name="add"), helper.make_node("Sub", ["s", "b"], ["y"], name="sub")], {"b": bias})
-    x = np.ones(64, np.float32)
+    # The other elements vary (0.5..3): 63 equal ones made y an offset-dominated output, whose
+    # varying part the SQNR floor now judges (plant12), and 'sub' a divergent layer at 10.8 dB.
+    x = np.linspace(0.5, 3.0, 64, dtype=np.float32)
     x[0] = 0.3
     path, inputs = _save(tmp_path, model, x)
     outcome = o2t.bisect(path, target="cpu-fp16-emu", inputs=inputs, fp16_no_fallback=True)
