@@ -171,7 +171,11 @@ def _input_names(model: onnx.ModelProto) -> list[str]:
 
 def _match(mine: list[str], theirs: list[str], kind: str, how: list[str], label: str) -> dict[str, str]:
     if set(mine) <= set(theirs) and (kind == "output" or set(mine) == set(theirs)):
-        how.append(f"{kind}s matched by name")
+        order = [name for name in theirs if name in mine]
+        # plant12: outputs listed in another order passed, names kept; a consumer that reads them
+        # by position (session.run(None)[0], engine bindings by index) gets another output
+        how.append(f"{kind}s matched by name" + ("" if mine == order else f", in another order than in {label} ({', '.join(mine)} "
+                                                 f"vs {', '.join(order)}): code that reads them by position gets other values"))
         return {name: name for name in mine}
     if len(mine) == len(theirs):
         pairs = ", ".join(f"'{a}' <- '{b}'" for a, b in zip(mine, theirs) if a != b)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..compare import compare_output, format_stats
 from ..context import ModelContext, RunOptions
-from ..errors import CheckFailed, ConfigError
+from ..errors import CheckFailed, ConfigError, first_line
 from ..quant.float_counterpart import has_qdq, integer_ops
 from ..references import REFERENCE_KEY, ReferenceModel, ReferenceScript
 from ..report import accuracy_figures
@@ -72,7 +72,37 @@ def check_derived_parity(ctx: ModelContext) -> dict:
     if lost := source.matching(ctx.loaded.proto).unmatched:
         raise CheckFailed(f"the derived model lacks output(s) {', '.join(map(repr, lost))} of {source.label}: nothing computes them; "
                           f"the {len(figures['outputs'])} output(s) both have agree", figures)
+    figures["other_batch"] = _other_batch_parity(ctx, source, figures)
+    figures["summary"] += f"; {figures['other_batch']}" if figures["other_batch"] else ""
     return figures
+
+
+def _other_batch_parity(ctx: ModelContext, source: ReferenceModel, figures: dict) -> str:
+    """Both models at a batch size the data does not have, where the model declares its batch free
+    (batch_probe): what it found, or "" when there is no such size to try."""
+    from ..batch_probe import other_batch
+    from ..runtime import run_model
+
+    probe = other_batch(ctx.loaded.proto, ctx.feeds)
+    if probe is None:
+        return ""
+    try:
+        names, (original,) = source.run(ctx.loaded.proto, ctx.path, [probe.feed])
+    except Exception as exc:  # noqa: BLE001 - ORT's own errors: the original's batch is not free after all
+        return f"not compared at {probe.describe()}: {source.label} fails there ({first_line(exc)})"
+    try:
+        (derived,) = run_model(ctx.path, [probe.feed])
+    except Exception as exc:  # noqa: BLE001 - ORT's own errors are the finding
+        raise CheckFailed(f"the derived model fails at {probe.describe()}, where {source.label} runs: {first_line(exc)}", figures) from None
+    precision = own_precision(ctx.loaded.proto)
+    results = []
+    for name in names:
+        tolerance = ctx.options.tolerances.for_output(name, precision)
+        results.append((compare_output(name, [original[name]], [derived[name]], tolerance), tolerance))
+    if failed := [(s, t) for s, t in results if not s.passed]:
+        header = f"the derived model differs from {source.label} at {probe.describe()} in {len(failed)} of {len(results)} output(s)"
+        raise CheckFailed("\n".join([header] + [format_stats(s, t) for s, t in failed]), figures)
+    return f"also agrees at {probe.describe()}"
 
 
 def own_precision(proto) -> str:
@@ -88,7 +118,11 @@ def own_precision(proto) -> str:
 def _parity(ctx: ModelContext, what: str) -> dict:
     """Every output of the model as written against the reference, under the tolerances of the
     model's own precision (own_precision)."""
-    reference, model = _reference_run(ctx), ctx.onnx_reference
+    reference = _reference_run(ctx)
+    try:
+        model = ctx.onnx_reference
+    except Exception as exc:  # noqa: BLE001 - ORT's own errors: the model does not run on the data, a finding
+        raise CheckFailed(f"ONNX Runtime cannot run the model on the data: {type(exc).__name__}: {first_line(exc)}") from None
     results = []
     precision = own_precision(ctx.loaded.proto)
     for name in reference.names:

@@ -1,0 +1,98 @@
+"""plant12: a derived model that keeps the traced batch in a Reshape passed derived::parity on data
+of that batch, though it declares its batch free; a transform result with a batch baked in was
+written by `optimize`. Both are now also compared at a second batch size (batch_probe.py)."""
+
+import numpy as np
+import onnx
+import onnx.parser
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from onnx2trt_check import api
+from onnx2trt_check.batch_probe import other_batch
+
+MODEL = """
+<ir_version: 8, opset_import: ["": 17]>
+g (float[{batch},3,4] x) => (float[{batch},12] y) <float w = {{2.0}}> {{
+  f = {flatten}
+  y = Mul(f, w)
+}}"""
+HONEST = MODEL.format(batch="N", flatten="Flatten<axis = 1>(x)")
+# The traced batch 2 kept: at batch 1 the output is [2, 6], the row cut in two.
+BAKED_2 = MODEL.format(batch="N", flatten="Reshape(x, shape)").replace("<float w", "<int64[2] shape = {2, -1}, float w")
+FIXED = MODEL.format(batch="2", flatten="Flatten<axis = 1>(x)")
+# The same, times a [12] weight: at batch 1 the [2, 6] product does not broadcast, and the run fails.
+BAKED_2_FAILS = BAKED_2.replace("float w = {2.0}", "float[12] w = {1,2,3,4,5,6,7,8,9,10,11,12}")
+
+
+def _save(tmp_path, text: str, name: str):
+    path = tmp_path / name
+    onnx.save(onnx.parser.parse_model(text), path)
+    return path
+
+
+def _feeds(batch: int, count: int = 2):
+    rng = np.random.default_rng(0)
+    return [{"x": rng.normal(size=(batch, 3, 4)).astype(np.float32)} for _ in range(count)]
+
+
+def test_a_batch_of_two_gives_its_first_row():
+    feeds = _feeds(2)
+    probe = other_batch(onnx.parser.parse_model(HONEST), feeds)
+    assert probe.size == 1 and probe.data_size == 2
+    np.testing.assert_array_equal(probe.feed["x"], feeds[0]["x"][:1])
+
+
+def test_two_feeds_of_batch_one_are_stacked():
+    feeds = _feeds(1)
+    probe = other_batch(onnx.parser.parse_model(HONEST), feeds)
+    assert probe.size == 2
+    np.testing.assert_array_equal(probe.feed["x"], np.concatenate([feeds[0]["x"], feeds[1]["x"]]))
+
+
+def test_no_probe_without_a_free_batch_or_a_second_feed():
+    assert other_batch(onnx.parser.parse_model(FIXED), _feeds(2)) is None
+    assert other_batch(onnx.parser.parse_model(HONEST), _feeds(1, count=1)) is None
+    two_names = HONEST.replace("float[N,3,4] x) =>", "float[N,3,4] x, float[M,4] z) =>")
+    assert other_batch(onnx.parser.parse_model(two_names), [{"x": f["x"], "z": np.zeros((2, 4), np.float32)} for f in _feeds(2)]) is None
+
+
+@given(batch=st.integers(1, 5), count=st.integers(1, 3))
+def test_the_probe_is_always_another_size_made_of_the_data(batch, count):
+    feeds = _feeds(batch, count)
+    probe = other_batch(onnx.parser.parse_model(HONEST), feeds)
+    if probe is None:
+        assert batch == 1 and count == 1
+        return
+    assert probe.size != batch and probe.feed["x"].shape[1:] == (3, 4) and len(probe.feed["x"]) == probe.size
+    rows = np.concatenate([f["x"] for f in feeds])
+    assert all(any(np.array_equal(row, data) for data in rows) for row in probe.feed["x"])
+
+
+def _parity(tmp_path, derived: str, original: str, batch: int):
+    model, reference = _save(tmp_path, derived, "derived.onnx"), _save(tmp_path, original, "original.onnx")
+    inputs = tmp_path / "x.npz"
+    np.savez(inputs, x=np.stack([f["x"] for f in _feeds(batch)]))
+    result = api.check(str(model), pytest_args=[f"--reference-model={reference}", f"--inputs={inputs}", "-k", "derived", "-p", "no:cacheprovider", "-q"])
+    return next(iter(result.report["models"].values()))["families"]["derived"]["checks"]["parity"]
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_derived_model_with_the_traced_batch_kept_fails_parity(tmp_path, batch):
+    parity = _parity(tmp_path, BAKED_2, HONEST, batch)
+    if batch == 2:  # the data's batch is the traced one: only the probe at batch 1 shows it
+        assert parity["outcome"] == "failed" and "at batch 1 (the first row of a feed" in parity["message"], parity
+    else:  # batch 1 data: the model itself is wrong there already
+        assert parity["outcome"] == "failed", parity
+
+
+def test_an_honest_derived_model_also_agrees_at_the_other_batch(tmp_path):
+    parity = _parity(tmp_path, HONEST, HONEST, 2)
+    assert parity["outcome"] == "passed" and "also agrees at batch 1" in parity["figures"]["other_batch"], parity
+
+
+def test_an_original_that_fails_at_the_other_batch_is_not_held_against_the_derived_model(tmp_path):
+    parity = _parity(tmp_path, BAKED_2_FAILS, BAKED_2_FAILS, 2)
+    assert parity["outcome"] == "passed", parity
+    assert "not compared at batch 1" in parity["figures"]["other_batch"], parity
