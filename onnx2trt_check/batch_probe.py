@@ -5,7 +5,8 @@ plant12: a derived model with `Reshape(logits, [2, -1])` (the traced batch kept)
 `derived::parity` on batch-2 data, and a transform result with batch 1 baked into a Reshape was
 verified and written by `optimize`; both fail, or silently compute something else, at any other
 batch. The data and the original are at hand, so no user information is needed: one feed of
-batch B >= 2 gives a batch of 1 (its first rows), two feeds of batch 1 stacked give a batch of 2.
+batch B >= 2 gives a batch of 1 (its first row), two feeds of batch 1 stacked give a batch of 2
+(a single feed is stacked with itself).
 
 Only a batch in the declared sense: every graph input's first dimension free (transforms.verify.
 declares_batch), under at most one dim_param, and every feed
@@ -16,7 +17,7 @@ does not have; the probe is then dropped and the caller says so.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -31,15 +32,16 @@ class BatchProbe:
     feed: dict[str, np.ndarray]
     size: int
     data_size: int
+    repeated: bool = False  # one feed stacked with itself
 
     def describe(self) -> str:
-        how = "the first row of a feed" if self.size == 1 else "two feeds stacked"
+        how = "the first row of a feed" if self.size == 1 else "the only feed twice" if self.repeated else "two feeds stacked"
         return f"batch {self.size} ({how}; the data's batch is {self.data_size} and the model declares its batch free)"
 
 
 def other_batch(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> BatchProbe | None:
-    """A feed at another batch size than `feeds` have, or None where the model declares no batch,
-    the feeds disagree on its size, or one feed of batch 1 is all there is."""
+    """A feed at another batch size than `feeds` have, or None where the model declares no batch or
+    the feeds disagree on its size."""
     if not feeds or not declares_batch(model) or len(_batch_names(model)) > 1:
         return None
     sizes = {np.shape(array)[0] if np.ndim(array) else None for feed in feeds for array in feed.values()}
@@ -48,9 +50,12 @@ def other_batch(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]
     (size,) = sizes
     if size >= 2:
         return BatchProbe({name: np.asarray(array)[:1] for name, array in feeds[0].items()}, 1, size)
-    if size == 1 and len(feeds) >= 2 and all(np.shape(feeds[0][n]) == np.shape(feeds[1].get(n)) for n in feeds[0]):
-        return BatchProbe({name: np.concatenate([feeds[0][name], feeds[1][name]]) for name in feeds[0]}, 2, 1)
-    return None
+    if size != 1:
+        return None
+    # A second feed of the same shapes, else the first one twice: equal rows still show a batch baked
+    # into a shape (plant12's optimize case had one feed), though not rows mixed across the batch.
+    second = feeds[1] if len(feeds) >= 2 and all(np.shape(feeds[0][n]) == np.shape(feeds[1].get(n)) for n in feeds[0]) else feeds[0]
+    return BatchProbe({name: np.concatenate([feeds[0][name], second[name]]) for name in feeds[0]}, 2, 1, second is feeds[0])
 
 
 def _batch_names(model: onnx.ModelProto) -> set[str]:
@@ -58,3 +63,18 @@ def _batch_names(model: onnx.ModelProto) -> set[str]:
     are two free dimensions, which no single slice or stack is sure to keep consistent."""
     weights = {t.name for t in model.graph.initializer}
     return {value.type.tensor_type.shape.dim[0].dim_param for value in model.graph.input if value.name not in weights} - {""}
+
+
+def with_other_batch(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]],
+                     run: Callable[[list], list]) -> tuple[list, list, str]:
+    """(`feeds` and the other batch's feed, `run`'s outputs of the model on that feed, what was done):
+    the feed is left out, and the note says so, where the model's own run fails there; no note where
+    there is no other batch to try."""
+    probe = other_batch(model, feeds)
+    if probe is None:
+        return list(feeds), [], ""
+    try:
+        outputs = run([probe.feed])
+    except Exception as exc:  # noqa: BLE001 - ORT's own errors: the model's batch is not free after all
+        return list(feeds), [], f"not verified at {probe.describe()}: the model itself fails there ({type(exc).__name__})"
+    return [*feeds, probe.feed], outputs, f"also verified at {probe.describe()}"

@@ -32,7 +32,10 @@ def create_session(model: ModelSource, *, optimized: bool, threads: int = 0) -> 
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     )
     options.intra_op_num_threads = threads
-    options.log_severity_level = 3
+    # Fatal only: a run that fails raises with ORT's message, which the caller reports; ORT's own
+    # error log printed it to the user's terminal a second time, also for runs tried and replaced
+    # (a batched run falls back to per-feed runs; a batch probe the model itself fails).
+    options.log_severity_level = 4
     # Q/DQ runs as written (dequantize, float op, quantize), never fused into ORT's int8 kernels:
     # those are ORT's per-CPU choice, and on x86 with AVX2 but no VNNI its u8s8 kernels saturate
     # int16 pair sums (measured here: a QDQ MatMul off by 4.6 on outputs of 10, 11.7 dB), which

@@ -51,9 +51,15 @@ def test_two_feeds_of_batch_one_are_stacked():
     np.testing.assert_array_equal(probe.feed["x"], np.concatenate([feeds[0]["x"], feeds[1]["x"]]))
 
 
-def test_no_probe_without_a_free_batch_or_a_second_feed():
+def test_a_single_feed_of_batch_one_is_stacked_with_itself():
+    feeds = _feeds(1, count=1)
+    probe = other_batch(onnx.parser.parse_model(HONEST), feeds)
+    assert probe.size == 2 and probe.repeated and "the only feed twice" in probe.describe()
+    np.testing.assert_array_equal(probe.feed["x"], np.concatenate([feeds[0]["x"]] * 2))
+
+
+def test_no_probe_without_a_free_batch_under_one_name():
     assert other_batch(onnx.parser.parse_model(FIXED), _feeds(2)) is None
-    assert other_batch(onnx.parser.parse_model(HONEST), _feeds(1, count=1)) is None
     two_names = HONEST.replace("float[N,3,4] x) =>", "float[N,3,4] x, float[M,4] z) =>")
     assert other_batch(onnx.parser.parse_model(two_names), [{"x": f["x"], "z": np.zeros((2, 4), np.float32)} for f in _feeds(2)]) is None
 
@@ -62,9 +68,6 @@ def test_no_probe_without_a_free_batch_or_a_second_feed():
 def test_the_probe_is_always_another_size_made_of_the_data(batch, count):
     feeds = _feeds(batch, count)
     probe = other_batch(onnx.parser.parse_model(HONEST), feeds)
-    if probe is None:
-        assert batch == 1 and count == 1
-        return
     assert probe.size != batch and probe.feed["x"].shape[1:] == (3, 4) and len(probe.feed["x"]) == probe.size
     rows = np.concatenate([f["x"] for f in feeds])
     assert all(any(np.array_equal(row, data) for data in rows) for row in probe.feed["x"])

@@ -15,6 +15,7 @@ modifying one instead of transforming and verifying the same thing twice.
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from typing import TYPE_CHECKING
 
@@ -89,14 +90,15 @@ def transform_check(name: str):
         __tracebackhide__ = True
         _skip_if_the_model_does_not_run(ctx)
         settings = settings_of(ctx.options)
-        result = run_transforms(ctx.loaded.proto, ctx.feeds, settings, names=[name], memo=memo_of(ctx))
+        verification = verification_of(ctx)
+        result = run_transforms(ctx.loaded.proto, verification.feeds, settings, names=[name], memo=verification.memo)
         step = result.steps[0]
         if not step.passed:
-            raise CheckFailed(step_failure(step, len(ctx.feeds)), step_figures(step))
+            raise CheckFailed(step_failure(step, len(verification.feeds)), step_figures(step))
         if not step.modified:
             raise CheckSkipped(f"{name}: {skip_reason(step)}")
         _no_verdict_on_a_dead_model(ctx, name)
-        return step_figures(step) | {"feeds": len(ctx.feeds)}
+        return step_figures(step) | {"feeds": len(verification.feeds), "other_batch": verification.other_batch}
 
     return check
 
@@ -105,13 +107,14 @@ def check_pipeline(ctx: ModelContext) -> dict:
     __tracebackhide__ = True
     _skip_if_the_model_does_not_run(ctx)
     settings = settings_of(ctx.options)
-    result = run_transforms(ctx.loaded.proto, ctx.feeds, settings, memo=memo_of(ctx))
+    verification = verification_of(ctx)
+    result = run_transforms(ctx.loaded.proto, verification.feeds, settings, memo=verification.memo)
     _MEMOS.pop(ctx, None)  # its last use
     figures = pipeline_figures(ctx.loaded.proto, result)
     if not result.passed:
         failed = result.steps[-1]
         head = f"pipeline stopped at '{failed.name}' (step {len(result.steps)} of {len(settings.selected())}):"
-        raise CheckFailed("\n".join([head, step_failure(failed, len(ctx.feeds)), "steps run:", *_step_lines(result)]), figures)
+        raise CheckFailed("\n".join([head, step_failure(failed, len(verification.feeds)), "steps run:", *_step_lines(result)]), figures)
     unfolded = unfolded_normalization(result, settings)
     if unfolded:  # what `optimize` refuses to write: the result would compute on raw pixels as if normalized; a
         # failure even when no other step changed the model, since --mean/--std asked for a change
@@ -120,7 +123,7 @@ def check_pipeline(ctx: ModelContext) -> dict:
     if not figures["changed"]:
         raise CheckSkipped("pipeline: no transform changed the model")
     _no_verdict_on_a_dead_model(ctx, "pipeline")
-    return figures | {"feeds": len(ctx.feeds)}
+    return figures | {"feeds": len(verification.feeds), "other_batch": verification.other_batch}
 
 
 def _no_verdict_on_a_dead_model(ctx: ModelContext, name: str) -> None:
@@ -135,14 +138,29 @@ def _no_verdict_on_a_dead_model(ctx: ModelContext, name: str) -> None:
 _MEMOS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def memo_of(ctx: ModelContext) -> PipelineMemo:
-    """The runs and steps the transform items of ctx's model share; the model's own outputs are
-    its ORT reference run (the graph as written, on the same feeds: what run_model computes)."""
+@dataclasses.dataclass
+class Verification:
+    """What the transform items of one model verify on: the run's feeds and, where the model declares
+    its batch free, a feed of another batch size (batch_probe.with_other_batch, as `optimize`
+    verifies), the memo of runs and steps they share, and the note on the other batch."""
+
+    feeds: list
+    memo: PipelineMemo
+    other_batch: str
+
+
+def verification_of(ctx: ModelContext) -> Verification:
+    """The transform items' Verification; the model's own outputs on the run's feeds are its ORT
+    reference run (the graph as written, on the same feeds: what run_model computes)."""
     if ctx not in _MEMOS:
+        from ..batch_probe import with_other_batch
+        from ..runtime import run_model
         from ..transforms.pipeline import PipelineMemo
 
+        feeds, extra, note = with_other_batch(ctx.loaded.proto, ctx.feeds, lambda probe: run_model(ctx.path, probe))
         context = weakref.ref(ctx)  # the memo must not keep its own key alive
-        _MEMOS[ctx] = PipelineMemo(ctx.loaded.proto, ctx.feeds, reference=lambda: context().onnx_reference.outputs)
+        memo = PipelineMemo(ctx.loaded.proto, feeds, reference=lambda: context().onnx_reference.outputs + extra)
+        _MEMOS[ctx] = Verification(feeds, memo, note)
     return _MEMOS[ctx]
 
 
