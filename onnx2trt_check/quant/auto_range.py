@@ -61,13 +61,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx
 
-from onnx2trt_check.quant.calibrate import collect_statistics
+from onnx2trt_check.quant.calibrate import statistics_and_outputs
 from onnx2trt_check.quant.feed_batch import all_copies
 from onnx2trt_check.quant.insert_qdq import QdqPlan
 from onnx2trt_check.quant.objective import Objective, beats, output_sqnr_db, score_key
 from onnx2trt_check.quant.probe import ScaleProbe
 from onnx2trt_check.quant.ranges import METHODS, compute_amax
-from onnx2trt_check.runtime import run_model
 
 SELECTION_EVERY = 4
 MAX_SELECTION_FEEDS = 16
@@ -147,9 +146,9 @@ def auto_ranges(model: onnx.ModelProto, plan: QdqPlan, feeds: Feeds, *, percenti
         fit, held, held_out = split_held_out(feeds)
     else:
         fit, held, held_out = list(feeds), list(selection_feeds), True
-    stats = collect_statistics(model, fit, plan.activations, progress=progress)
+    stats, reference = statistics_and_outputs(model, fit, plan.activations, held, progress=progress)
     candidates = {t: {m: compute_amax(stats[t], m, percentile=percentile) for m in METHODS} for t in plan.activations}
-    probe = ScaleProbe(model, plan, held, objective, run_model(model, held))
+    probe = ScaleProbe(model, plan, held, objective, reference)
     trials = {m: probe.evaluate({t: c[m] for t, c in candidates.items()}) for m in METHODS}
     uniform = {m: trial.score for m, trial in trials.items()}
     start = max(METHODS, key=lambda m: (score_key(uniform[m]), -METHODS.index(m)))  # ties: the first in METHODS
