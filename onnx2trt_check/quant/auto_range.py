@@ -45,9 +45,16 @@ dB cheapest first; at 32 only the benchmark encoders lose anything (the figures 
 The score is an `Objective` (quant/objective.py; default the worst output's SQNR), computed by a
 `ScaleProbe` (quant/probe.py): one QDQ model with every activation scale a graph input, so no
 candidate needs a session of its own, and a tensor's trials run only the nodes downstream of it.
-Cost: one statistics pass over the kept feeds, the four ranges of each tensor from its histogram
-(quant/ranges.py, vectorized), 4 full runs of the held-out feeds and the budgeted trials, the
-held-out feeds stacked into one batch where the model allows (quant/feed_batch.py). Which range wins
+Cost: one statistics pass over the kept feeds (its session also gives the float reference on the
+held-out feeds), the four ranges of each tensor from its histogram (quant/ranges.py, vectorized), 4
+full runs of the held-out feeds and the budgeted trials, the held-out feeds stacked into one batch
+where the model allows (quant/feed_batch.py). Measured on the sample models (2 shared cores, the
+calibration alone): the ranges were its largest step, 35-57% (entropy and mse search 2000-3500
+candidate thresholds x 128 levels: 10-35 ms a tensor, by load), then the per-tensor pass 10-30%,
+the statistics pass 10-30%, the probe's construction (its QDQ model, shape inference, sessions)
+~10%, the 4 uniform runs 5-10%. The entropy search now reads its level starts from a shared table
+and works in place (half its time); the ranges are the same bit for bit. Threads for the ranges
+were measured slower on the loaded machine (memory-bound), so they run on one. Which range wins
 is decided as if each candidate's QDQ model were written and run: the probe's score is the
 unoptimized written model's; the optimized run the ort-int8 verdict makes can differ by ONNX
 Runtime's kernel choice (at most 2.2e-3 dB measured, below MIN_GAIN; tests/test_quant_auto.py).
