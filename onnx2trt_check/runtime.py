@@ -125,9 +125,9 @@ def output_names(session: ort.InferenceSession) -> list[str]:
     return [o.name for o in session.get_outputs()]
 
 
-def run_feeds(session: ort.InferenceSession, feeds: Iterable[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-    """Run every feed; one dict of named outputs per feed."""
-    names = output_names(session)
+def run_feeds(session: ort.InferenceSession, feeds: Iterable[Mapping[str, np.ndarray]], names: list[str] | None = None) -> list[dict[str, np.ndarray]]:
+    """Run every feed; one dict of named outputs per feed (`names`, defaults to every output)."""
+    names = output_names(session) if names is None else names
     return [{name: _owned(value) for name, value in zip(names, session.run(names, dict(feed)))} for feed in feeds]
 
 

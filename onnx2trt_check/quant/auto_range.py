@@ -45,9 +45,16 @@ dB cheapest first; at 32 only the benchmark encoders lose anything (the figures 
 The score is an `Objective` (quant/objective.py; default the worst output's SQNR), computed by a
 `ScaleProbe` (quant/probe.py): one QDQ model with every activation scale a graph input, so no
 candidate needs a session of its own, and a tensor's trials run only the nodes downstream of it.
-Cost: one statistics pass over the kept feeds, the four ranges of each tensor from its histogram
-(quant/ranges.py, vectorized), 4 full runs of the held-out feeds and the budgeted trials, the
-held-out feeds stacked into one batch where the model allows (quant/feed_batch.py). Which range wins
+Cost: one statistics pass over the kept feeds (its session also gives the float reference on the
+held-out feeds), the four ranges of each tensor from its histogram (quant/ranges.py, vectorized), 4
+full runs of the held-out feeds and the budgeted trials, the held-out feeds stacked into one batch
+where the model allows (quant/feed_batch.py). Measured on the sample models (2 shared cores, the
+calibration alone): the ranges were its largest step, 35-57% (entropy and mse search 2000-3500
+candidate thresholds x 128 levels: 10-35 ms a tensor, by load), then the per-tensor pass 10-30%,
+the statistics pass 10-30%, the probe's construction (its QDQ model, shape inference, sessions)
+~10%, the 4 uniform runs 5-10%. The entropy search now reads its level starts from a shared table
+and works in place (half its time); the ranges are the same bit for bit. Threads for the ranges
+were measured slower on the loaded machine (memory-bound), so they run on one. Which range wins
 is decided as if each candidate's QDQ model were written and run: the probe's score is the
 unoptimized written model's; the optimized run the ort-int8 verdict makes can differ by ONNX
 Runtime's kernel choice (at most 2.2e-3 dB measured, below MIN_GAIN; tests/test_quant_auto.py).
@@ -61,13 +68,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx
 
-from onnx2trt_check.quant.calibrate import collect_statistics
+from onnx2trt_check.quant.calibrate import statistics_and_outputs
 from onnx2trt_check.quant.feed_batch import all_copies
 from onnx2trt_check.quant.insert_qdq import QdqPlan
 from onnx2trt_check.quant.objective import Objective, beats, output_sqnr_db, score_key
 from onnx2trt_check.quant.probe import ScaleProbe
 from onnx2trt_check.quant.ranges import METHODS, compute_amax
-from onnx2trt_check.runtime import run_model
 
 SELECTION_EVERY = 4
 MAX_SELECTION_FEEDS = 16
@@ -147,9 +153,9 @@ def auto_ranges(model: onnx.ModelProto, plan: QdqPlan, feeds: Feeds, *, percenti
         fit, held, held_out = split_held_out(feeds)
     else:
         fit, held, held_out = list(feeds), list(selection_feeds), True
-    stats = collect_statistics(model, fit, plan.activations, progress=progress)
+    stats, reference = statistics_and_outputs(model, fit, plan.activations, held, progress=progress)
     candidates = {t: {m: compute_amax(stats[t], m, percentile=percentile) for m in METHODS} for t in plan.activations}
-    probe = ScaleProbe(model, plan, held, objective, run_model(model, held))
+    probe = ScaleProbe(model, plan, held, objective, reference)
     trials = {m: probe.evaluate({t: c[m] for t, c in candidates.items()}) for m in METHODS}
     uniform = {m: trial.score for m, trial in trials.items()}
     start = max(METHODS, key=lambda m: (score_key(uniform[m]), -METHODS.index(m)))  # ties: the first in METHODS
