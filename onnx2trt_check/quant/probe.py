@@ -20,7 +20,6 @@ cut once from the probe model and kept as a session.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -61,9 +60,9 @@ class _Suffix:
 class ScaleProbe:
     """The QDQ model of a plan with its activation scales as inputs, run on held-out `feeds` and
     scored by `objective` against `reference` (the float model's outputs on the same feeds).
-    `threads` for its sessions (0: ONNX Runtime's choice; None: the faster of 1 and 0, timed);
+    `threads` for its sessions (0: ONNX Runtime's choice; None: by the model's size, pool_threads);
     `batch` runs the feeds as one batch where that gives the same values bit for bit
-    (quant/feed_batch.py). Defaults: threads timed, batch on."""
+    (quant/feed_batch.py). Defaults: threads by size, batch on."""
 
     def __init__(self, model: onnx.ModelProto, plan: QdqPlan, feeds: Feeds, objective: Objective, reference: Outputs,
                  *, threads: int | None = None, batch: bool = True):
@@ -91,15 +90,11 @@ class ScaleProbe:
         self.session = self._sessions[self.threads]
 
     def _full_sessions(self, full: onnx.ModelProto, threads: int | None) -> tuple[dict[int, object], int]:
-        """The sessions of the whole probe model (every value a suffix reads an output) by thread
-        count, and the count to use: the one given, else the faster of 1 and 0 timed on one feed
-        (timing the stacked feeds costs more than a small model's whole search saves; a large model
-        takes the pool either way). Both sessions are kept until the batching is decided: the
-        one-thread one is its fallback."""
-        if threads is not None:
-            return {threads: create_session(full, optimized=False, threads=threads)}, threads
-        sessions = {count: create_session(full, optimized=False, threads=count) for count in (1, 0)}
-        return sessions, quickest(sessions, self._feed(self.feeds[0], dict.fromkeys(self.scale_inputs, 1.0)))
+        """The session of the whole probe model (every value a suffix reads an output) by thread
+        count, and the count: the one given, else pool_threads (the one-thread session, the
+        batching's fallback, is made when needed)."""
+        threads = pool_threads(full) if threads is None else threads
+        return {threads: create_session(full, optimized=False, threads=threads)}, threads
 
     def _stop_batching(self) -> None:
         self.model, self._stacked, self.batched = self._static, None, False
@@ -312,17 +307,20 @@ def _value_info(name: str, arrays: Sequence[np.ndarray]) -> onnx.ValueInfoProto:
     return onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(first.dtype), shape)
 
 
-def quickest(sessions: Mapping[int, object], feed: Mapping[str, np.ndarray]) -> int:
-    """The thread count whose session runs `feed` fastest (after a first run that allocates): many
-    short runs of a small model lose more to the pool's synchronization than they gain, a large
-    model gains."""
-    elapsed = {}
-    for threads, session in sessions.items():
-        session.run(None, dict(feed))
-        started = time.perf_counter()
-        session.run(None, dict(feed))
-        elapsed[threads] = time.perf_counter() - started
-    return min(elapsed, key=elapsed.get)
+# Models with at least this many weight values score on ONNX Runtime's thread pool (pool_threads).
+POOL_FROM_WEIGHTS = 1_000_000
+
+
+def pool_threads(model: onnx.ModelProto) -> int:
+    """0 (ONNX Runtime's pool) for a model of POOL_FROM_WEIGHTS weight values or more, else 1.
+    Decided by size, not timed: a pool may sum a kernel's terms in another order, so the scores,
+    and a choice within MIN_GAIN of another, moved with the machine's load when the faster of 1 and 0
+    threads was timed per run (autotime: it picked differently from run to run on 13 of 16 models,
+    and yolo_ts's final score moved 0.017 dB). Small models lose more to the pool's synchronization
+    over many short runs than they gain; the sample models and zoo CNNs hold 3k-400k weights,
+    ResNet-50 25M."""
+    weights = sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+    return 0 if weights >= POOL_FROM_WEIGHTS else 1
 
 
 def scales_as_inputs(qdq: onnx.ModelProto, tensors: Sequence[str]) -> dict[str, str]:
