@@ -14,7 +14,7 @@ import onnx
 
 from . import protos, runtime
 from .config import ToleranceConfig
-from .data import Feed, FeedOptions, cap_note, default_range_notes, for_model, model_feeds
+from .data import Feed, FeedOptions, cap_note, default_range_notes, for_model, model_feeds, value_range_note
 from .fileio import save_model
 from .input_conversions import conversion_notes
 from .model import InputSpec, LoadedModel, graph_inputs, load_model, override_problem
@@ -102,8 +102,10 @@ class ModelContext:
             if spec.defaulted:
                 notes.append(f"input '{spec.name}': dynamic batch dim '{spec.defaulted[0]}' set to {spec.shape[0]}")
             if spec.settled:
-                notes.append(f"input '{spec.name}': dynamic dim(s) {', '.join(spec.settled)} set by the input data: shape {list(spec.shape)}")
+                notes.append(f"input '{spec.name}': dynamic dim(s) {', '.join(spec.settled)} set by the input data: shape {list(spec.shape)} "
+                             "(the targets run no other size)")
         notes += conversion_notes(raw, self.specs)
+        notes += value_range_note(self.feeds)
         return notes + default_range_notes(self.specs, self.options.feeds) + self._notes + reference_notes(self)
 
     def artifact(self, name: str, build: Callable[[], onnx.ModelProto]) -> Path:
