@@ -12,7 +12,9 @@ from .base import Target
 
 
 class OrtTarget(Target):
-    """`ort`: ONNX Runtime on the CPU with every graph optimization, as a deployment would run it."""
+    """`ort`: ONNX Runtime on the CPU with every graph optimization, as a deployment would run it,
+    but the two rewrites runtime.create_session disables (wrong on float8 Q/DQ: a deployment of
+    such a model in ORT 1.32 is off where this target passes; zoo12 fp8_qdq_op21)."""
 
     name = "ort"
     engine = "onnxruntime"  # the summary labels figures by engine, so ORT is never shown as TensorRT
