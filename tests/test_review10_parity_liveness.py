@@ -1,7 +1,8 @@
 """review10: derived::parity (and export::parity, the same comparison) PASSED at max abs 0 where the
 original ignores its inputs on the data: a derived model with a wrong weight upstream of the dead
 layer agreed with it, and `-k parity` made that a green run (reference::run, which fails such a
-model, was deselected). A comparison with a dead reference is no verdict, as for the targets."""
+model, was deselected). A comparison with a dead reference cannot be verified, and fails, as the
+targets do."""
 
 import numpy as np
 import onnx
@@ -31,9 +32,9 @@ def _parity(tmp_path, bias: str) -> dict:
     return next(iter(result.report["models"].values()))["families"]["derived"]["checks"]["parity"]
 
 
-def test_parity_with_a_dead_original_is_no_verdict(tmp_path):
+def test_parity_with_a_dead_original_cannot_be_verified(tmp_path):
     parity = _parity(tmp_path, "-100.0")
-    assert parity["outcome"] == "skipped" and "no verdict" in parity["message"] and "ignores its inputs" in parity["message"], parity
+    assert parity["outcome"] == "failed" and "cannot be verified" in parity["message"] and "ignores its inputs" in parity["message"], parity
 
 
 def test_the_same_wrong_weight_fails_where_the_original_is_alive(tmp_path):

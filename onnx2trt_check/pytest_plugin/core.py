@@ -182,15 +182,16 @@ def accuracy_check(target) -> Callable[[ModelContext], dict]:
 
 
 def _reference_or_skip(ctx: ModelContext, target):
-    """The target's reference outputs; a skip when there are none, or when they cannot tell an error
-    from none (liveness: the model ignores its inputs on the target's feeds): a pass at max abs 0
-    there would be a claim about nothing."""
+    """The target's reference outputs; a failure when there are none, or when they cannot tell an
+    error from none (liveness: the model ignores its inputs on the target's feeds): a pass at max abs
+    0 there would be a claim about nothing, and a skip left a gate that selects the targets alone
+    (`-k target`) green on a model nothing verified (review10)."""
     try:
         reference = target.reference(ctx)
     except Exception:
-        raise CheckSkipped("no reference outputs: the reference run failed (see the reference::run item)") from None
+        raise CheckFailed("cannot be verified: no reference outputs, the reference run failed (see the reference::run item)") from None
     if problem := dead_model_problem(ctx.loaded.proto, target.feeds(ctx), reference.outputs):
-        raise CheckSkipped(f"no verdict: on the feeds {target.name} is judged on, {problem}")
+        raise CheckFailed(f"cannot be verified: on the feeds {target.name} is judged on, {problem}")
     return reference
 
 

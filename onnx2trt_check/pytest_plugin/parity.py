@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..compare import compare_output, format_stats
 from ..context import ModelContext, RunOptions
-from ..errors import CheckFailed, CheckSkipped, ConfigError, first_line
+from ..errors import CheckFailed, ConfigError, first_line
 from ..liveness import dead_model_problem
 from ..quant.float_counterpart import has_qdq, integer_ops
 from ..references import REFERENCE_KEY, ReferenceModel, ReferenceScript
@@ -62,7 +62,7 @@ def checks(options: RunOptions) -> list[Check]:
 def check_export_parity(ctx: ModelContext) -> dict:
     __tracebackhide__ = True
     figures = _parity(ctx, "the ONNX file (onnxruntime, graph as written)")
-    _no_verdict_on_a_dead_reference(ctx)
+    _fail_on_a_dead_reference(ctx)
     return figures
 
 
@@ -77,17 +77,17 @@ def check_derived_parity(ctx: ModelContext) -> dict:
                           f"the {len(figures['outputs'])} output(s) both have agree", figures)
     figures["other_batch"] = _other_batch_parity(ctx, source, figures)
     figures["summary"] += f"; {figures['other_batch']}" if figures["other_batch"] else ""
-    _no_verdict_on_a_dead_reference(ctx)
+    _fail_on_a_dead_reference(ctx)
     return figures
 
 
-def _no_verdict_on_a_dead_reference(ctx: ModelContext) -> None:
-    """A skip for a parity that passed where the reference ignores its inputs on the data
+def _fail_on_a_dead_reference(ctx: ModelContext) -> None:
+    """A failure for a parity that passed where the reference ignores its inputs on the data
     (liveness): agreement there proves nothing upstream of the dead layer (review10: a derived model
     with a wrong weight passed at max abs 0, and `-k parity` ran without reference::run, which fails
     such a model). A parity that failed stays a failure: the models differ even there."""
     if problem := dead_model_problem(ctx.loaded.proto, ctx.feeds, ctx.reference.outputs):
-        raise CheckSkipped(f"parity: no verdict: {problem} (see reference::run)")
+        raise CheckFailed(f"parity: cannot be verified: {problem} (see reference::run)")
 
 
 def _other_batch_parity(ctx: ModelContext, source: ReferenceModel, figures: dict) -> str:

@@ -75,7 +75,7 @@ def check_reference_metric(ctx: ModelContext) -> dict:
     try:
         reference = ctx.reference
     except Exception:
-        raise CheckSkipped("no reference outputs: the reference run failed (see the reference::run item)") from None
+        raise CheckFailed("cannot be measured: no reference outputs, the reference run failed (see the reference::run item)") from None
     figures = reference_figures(ctx, reference)
     return {"source": reference.source, "metric": _metric(ctx).source, "figures": figures, "summary": figures_text(figures)}
 
@@ -85,7 +85,7 @@ def check_model_metric(ctx: ModelContext) -> dict:
     try:
         reference = ctx.reference
     except Exception:
-        raise CheckSkipped("no reference outputs: the reference run failed (see the reference::run item)") from None
+        raise CheckFailed("cannot be verified: no reference outputs, the reference run failed (see the reference::run item)") from None
     return _judged(ctx, "the model (onnxruntime, graph as written)", score(ctx, ctx.onnx_reference.outputs), reference)
 
 

@@ -97,7 +97,7 @@ def transform_check(name: str):
             raise CheckFailed(step_failure(step, len(verification.feeds)), step_figures(step))
         if not step.modified:
             raise CheckSkipped(f"{name}: {skip_reason(step)}")
-        _no_verdict_on_a_dead_model(ctx, name)
+        _fail_on_a_dead_model(ctx, name)
         return step_figures(step) | {"feeds": len(verification.feeds), "other_batch": verification.other_batch}
 
     return check
@@ -122,16 +122,17 @@ def check_pipeline(ctx: ModelContext) -> dict:
                           f"raw values as if they were normalized (`optimize` writes nothing for it); {unfolded_advice(unfolded)}", figures)
     if not figures["changed"]:
         raise CheckSkipped("pipeline: no transform changed the model")
-    _no_verdict_on_a_dead_model(ctx, "pipeline")
+    _fail_on_a_dead_model(ctx, "pipeline")
     return figures | {"feeds": len(verification.feeds), "other_batch": verification.other_batch}
 
 
-def _no_verdict_on_a_dead_model(ctx: ModelContext, name: str) -> None:
-    """A skip for a step that passed on outputs which ignore the inputs (liveness): equal outputs
-    there prove nothing about the transform. A step that fails stays a failure (it changed even
-    those outputs, or the checker refused it), and reference::run fails with the cause."""
+def _fail_on_a_dead_model(ctx: ModelContext, name: str) -> None:
+    """A failure for a step that passed on outputs which ignore the inputs (liveness): equal outputs
+    there prove nothing about the transform, and a skip left `-k transform` green on a model nothing
+    verified. A step that failed keeps its own message (it changed even those outputs, or the
+    checker refused it); reference::run fails with the cause."""
     if problem := dead_model_problem(ctx.loaded.proto, ctx.feeds, ctx.onnx_reference.outputs):
-        raise CheckSkipped(f"{name}: no verdict: {problem} (see reference::run)")
+        raise CheckFailed(f"{name}: cannot be verified: {problem} (see reference::run)")
 
 
 # One memo per model context, weak, so it is released with its context (and after the pipeline item).
