@@ -14,7 +14,8 @@ import onnx
 
 from . import protos, runtime
 from .config import ToleranceConfig
-from .data import Feed, FeedOptions, cap_note, default_range_notes, for_model, model_feeds, value_range_note
+from .data import Feed, FeedOptions, cap_note, default_range_notes, for_model, model_feeds
+from .feed_notes import value_range_note
 from .fileio import save_model
 from .input_conversions import conversion_notes
 from .model import InputSpec, LoadedModel, graph_inputs, load_model, override_problem

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -162,22 +162,6 @@ def default_range_notes(specs: list[InputSpec], options: FeedOptions) -> list[st
     return [f"input '{s.name}': integer values drawn from {default_range(s)[0]:g}..{default_range(s)[1]:g} (the default range"
             f"{' of a uint8 input: pixels' if s.dtype == np.uint8 else ''}); for ids or indices give their real range: --input-range {s.name}:LOW,HIGH"
             for s in specs if s.dtype is not None and s.dtype.kind in "iu" and s.name not in options.ranges]
-
-
-def value_range_note(feeds: Sequence[Mapping[str, np.ndarray]]) -> list[str]:
-    """The range of every float input over the feeds, in one note: a model may be wrong only
-    outside it (plant12: an input clipped to the data's range passed), and the summary must say
-    what the data covered. Integer inputs are left to default_range_notes."""
-    ranges = []
-    for name in (feeds[0] if feeds else {}):
-        values = [np.asarray(feed[name]) for feed in feeds]
-        if not all(v.dtype.kind == "f" and v.size for v in values):
-            continue
-        finite = [v[np.isfinite(v)] for v in values]
-        if any(f.size for f in finite):
-            low, high = (float(op(np.concatenate([f.ravel() for f in finite]))) for op in (np.min, np.max))
-            ranges.append(f"{name} in [{low:.4g}, {high:.4g}]")
-    return [f"float input values on the feeds: {', '.join(ranges)} (nothing outside is checked)"] if ranges else []
 
 
 def _check_budget(specs: list[InputSpec], count: int) -> None:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from onnx2trt_check.data import value_range_note
+from onnx2trt_check.feed_notes import value_range_note
 
 values = arrays(np.float32, st.integers(1, 6), elements=st.floats(-1e6, 1e6, width=32) | st.just(np.inf) | st.just(np.nan))
 
