@@ -33,7 +33,7 @@ from ..targets import select_targets, timing
 from ..trt import flavour
 from ..validate import idle_without
 from . import task
-from .core import Check, _reference_or_skip
+from .core import Check, _reference_or_fail
 from .options import INI_BASELINE_DIR, UPDATE_FLAG, typed, value
 
 SETTINGS_KEY = "baseline_checks"
@@ -189,7 +189,7 @@ def latency_check(target, settings: Settings):
 
 def current_accuracy(ctx: ModelContext, target) -> dict[str, dict[str, float]]:
     """output -> metric -> value for the metrics baselines keep, from the core's compare_output."""
-    reference = _reference_or_skip(ctx, target)
+    reference = _reference_or_fail(ctx, target)
     outputs = target.run(target.artifact(ctx), target.feeds(ctx))
     current = {}
     for name in reference.names:

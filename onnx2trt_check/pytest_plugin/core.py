@@ -171,7 +171,7 @@ def accuracy_check(target) -> Callable[[ModelContext], dict]:
         reason = target.unavailable_reason()
         if reason:
             raise CheckSkipped(reason)  # the item id names the target: one reason reads the same for all
-        reference = _reference_or_skip(ctx, target)
+        reference = _reference_or_fail(ctx, target)
         artifact = target.artifact(ctx)
         started = time.perf_counter()
         outputs = target.run(artifact, target.feeds(ctx))
@@ -181,7 +181,7 @@ def accuracy_check(target) -> Callable[[ModelContext], dict]:
     return check
 
 
-def _reference_or_skip(ctx: ModelContext, target):
+def _reference_or_fail(ctx: ModelContext, target):
     """The target's reference outputs; a failure when there are none, or when they cannot tell an
     error from none (liveness: the model ignores its inputs on the target's feeds): a pass at max abs
     0 there would be a claim about nothing, and a skip left a gate that selects the targets alone

@@ -22,7 +22,7 @@ from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
 from ..references import REFERENCE_KEY
 from ..targets import select_targets
 from ..task_metrics import TaskMetric, check_label_rows, excessive_drops, figures_text, load_task_metric, metric_drops
-from .core import Check, _reference_or_skip
+from .core import Check, _reference_or_fail
 from .options import value
 
 METRIC_KEY, DROP_KEY = "task_metric", "max_metric_drop"
@@ -95,7 +95,7 @@ def target_metric_check(target):
         reason = target.unavailable_reason()
         if reason:
             raise CheckSkipped(reason)
-        reference = _reference_or_skip(ctx, target)
+        reference = _reference_or_fail(ctx, target)
         outputs = target.run(target.artifact(ctx), ctx.feeds)
         return {"engine": target.engine} | _judged(ctx, f"{target.name} ({target.description})", score(ctx, outputs), reference)
 
