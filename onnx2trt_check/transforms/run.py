@@ -223,7 +223,7 @@ class VerifiedRun:
 def run_verifiable(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], settings: TransformSettings,
                    name: str) -> VerifiedRun:
     """run_transforms verified against `model`'s own run on every feed (a ModelError naming `name`
-    where ONNX Runtime cannot run it), the run is the pipeline's reference: it is not run twice.
+    where ONNX Runtime cannot run it); that run is the pipeline's reference, so it is not run twice.
     Where the model declares its batch free, the steps are also verified on a feed of another batch
     size (batch_probe; plant12: a result with batch 1 baked into a Reshape was written), unless the
     model itself fails there. Liveness: a model whose outputs ignore the inputs verifies nothing."""
