@@ -5,7 +5,7 @@ zoo10: a random-init Keras MobileNetV2 gives softmax 0.1 on every input. Every t
 included, passed at max abs 0; `optimize` and `quantize` wrote their artifacts as "verified"; and a
 wrong weight upstream of the dead layer passed too. Every face asks this module before it calls a
 comparison of such a model's outputs a verdict: `reference::run` fails, the items that compare with
-the reference give no verdict, and the commands write nothing (the `quantize` floor's
+the reference fail as "cannot be verified", and the commands write nothing (the `quantize` floor's
 --accept-degraded aside).
 """
 

@@ -97,7 +97,7 @@ def transform_check(name: str):
             raise CheckFailed(step_failure(step, len(verification.feeds)), step_figures(step))
         if not step.modified:
             raise CheckSkipped(f"{name}: {skip_reason(step)}")
-        _fail_on_a_dead_model(ctx, name)
+        _fail_on_a_dead_model(name, verification)
         return step_figures(step) | {"feeds": len(verification.feeds), "other_batch": verification.other_batch}
 
     return check
@@ -122,17 +122,17 @@ def check_pipeline(ctx: ModelContext) -> dict:
                           f"raw values as if they were normalized (`optimize` writes nothing for it); {unfolded_advice(unfolded)}", figures)
     if not figures["changed"]:
         raise CheckSkipped("pipeline: no transform changed the model")
-    _fail_on_a_dead_model(ctx, "pipeline")
+    _fail_on_a_dead_model("pipeline", verification)
     return figures | {"feeds": len(verification.feeds), "other_batch": verification.other_batch}
 
 
-def _fail_on_a_dead_model(ctx: ModelContext, name: str) -> None:
+def _fail_on_a_dead_model(name: str, verification: Verification) -> None:
     """A failure for a step that passed on outputs which ignore the inputs (liveness): equal outputs
     there prove nothing about the transform, and a skip left `-k transform` green on a model nothing
     verified. A step that failed keeps its own message (it changed even those outputs, or the
     checker refused it); reference::run fails with the cause."""
-    if problem := dead_model_problem(ctx.loaded.proto, ctx.feeds, ctx.onnx_reference.outputs):
-        raise CheckFailed(f"{name}: cannot be verified: {problem} (see reference::run)")
+    if verification.unverifiable:
+        raise CheckFailed(f"{name}: cannot be verified: {verification.unverifiable} (see reference::run)")
 
 
 # One memo per model context, weak, so it is released with its context (and after the pipeline item).
@@ -143,11 +143,13 @@ _MEMOS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 class Verification:
     """What the transform items of one model verify on: the run's feeds and, where the model declares
     its batch free, a feed of another batch size (batch_probe.with_other_batch, as `optimize`
-    verifies), the memo of runs and steps they share, and the note on the other batch."""
+    verifies), the memo of runs and steps they share, the note on the other batch, and why no
+    step can be verified on the run's feeds (liveness.dead_model_problem, decided once per model)."""
 
     feeds: list
     memo: PipelineMemo
     other_batch: str
+    unverifiable: str | None
 
 
 def verification_of(ctx: ModelContext) -> Verification:
@@ -161,7 +163,7 @@ def verification_of(ctx: ModelContext) -> Verification:
         feeds, extra, note = with_other_batch(ctx.loaded.proto, ctx.feeds, lambda probe: run_model(ctx.path, probe))
         context = weakref.ref(ctx)  # the memo must not keep its own key alive
         memo = PipelineMemo(ctx.loaded.proto, feeds, reference=lambda: context().onnx_reference.outputs + extra)
-        _MEMOS[ctx] = Verification(feeds, memo, note)
+        _MEMOS[ctx] = Verification(feeds, memo, note, dead_model_problem(ctx.loaded.proto, ctx.feeds, ctx.onnx_reference.outputs))
     return _MEMOS[ctx]
 
 
