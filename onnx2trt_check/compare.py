@@ -196,11 +196,15 @@ def _error_stats(name: str, ref: np.ndarray, got: np.ndarray) -> OutputStats:
 
 
 def cosine_similarity(ref: np.ndarray, got: np.ndarray) -> float:
-    """1.0 for identical directions; two all-zero vectors count as identical."""
+    """1.0 for identical directions; two all-zero vectors count as identical. Within [-1, 1]: the
+    rounding of the norms gave 1.0000000000000002 for two equal outputs (numpy 2.4), which a
+    baseline then refused to record as out of range."""
+    if np.array_equal(ref, got):
+        return 1.0
     norm = float(np.linalg.norm(ref) * np.linalg.norm(got))
     if norm == 0.0:
         return 1.0 if not np.any(ref) and not np.any(got) else 0.0
-    return float(np.dot(ref, got) / norm)
+    return float(np.clip(np.dot(ref, got) / norm, -1.0, 1.0))
 
 
 def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
