@@ -26,3 +26,17 @@ def test_a_worker_crash_is_counted_as_pytest_counts_it(pytester):
     counts = json.loads((pytester.path / "r.json").read_text())["counts"]
     assert counts["failed"] == 1, counts
     assert counts["passed"] == result.parseoutcomes()["passed"]
+
+
+def test_a_dead_worker_leaves_no_run_folder_behind(pytester, monkeypatch, tmp_path):
+    """A worker that dies removes nothing itself: its run folder lies inside the controller's, which
+    the controller removes (one empty-looking `onnx2trt_check-run-*` was left per crashed worker)."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))
+    save(classifier(), pytester.path / "m.onnx")
+    pytester.makeconftest(CONFTEST)
+    result = pytester.runpytest_subprocess("--model", "m.onnx", "--target", "ort", "--target", "ort-fp16", "-n", "2",
+                                           "-p", "no:cacheprovider")
+    assert result.ret == 1
+    assert sorted(p.name for p in temporary.iterdir()) == [], result.stdout.str()

@@ -70,7 +70,7 @@ def _start_workspace(config: pytest.Config) -> Path:
     """The run's temporary folder (removed at unconfigure, even when configure fails), and pytest's
     cache, pytest-benchmark's storage and pytest's base temporary folder kept out of the user's
     folders and of the system temporary folder (workspace.py)."""
-    folder = RunFolder(make_run_folder())
+    folder = RunFolder(make_run_folder(config))
     config.pluginmanager.register(folder, "onnx2trt_check_run_folder")
     fast_exit.register(config)
     redirect_pytest_cache(config)

@@ -11,7 +11,9 @@ and nowhere beside the models.
   temporary folder, unless the user gave `--benchmark-storage` or an option that saves or compares.
 * Derived models (fp16/int8 artifacts, transformed models) are written into the run's temporary
   folder, which is removed when the run ends (each xdist worker removes its own); `--artifact-dir`
-  keeps them.
+  keeps them. An xdist worker's folder lies inside the controller's, which the controller removes
+  too: a worker that dies (a segfault in a runtime, an OOM kill) removes nothing itself, and left
+  its folder in the temporary folder.
 
 Both redirections must happen before the cache and benchmark plugins are configured, so the plugin's
 pytest_configure runs first (tryfirst). Standard library and pytest only: imported by every
@@ -74,8 +76,14 @@ def _option(config, name: str):
     return getattr(config.option, name, None)  # absent when pytest-benchmark is not loaded
 
 
-def make_run_folder() -> Path:
-    return Path(tempfile.mkdtemp(prefix="onnx2trt_check-run-"))
+# The key of xdist's workerinput that hands a worker the controller's run folder.
+WORKER_PARENT = "onnx2trt_check_run_folder"
+
+
+def make_run_folder(config) -> Path:
+    """A fresh folder in the temporary folder, or inside the controller's run folder for an xdist worker."""
+    parent = getattr(config, "workerinput", {}).get(WORKER_PARENT)
+    return Path(tempfile.mkdtemp(prefix="onnx2trt_check-run-", dir=parent if parent and os.path.isdir(parent) else None))
 
 
 class RunFolder:
@@ -97,3 +105,8 @@ class RunFolder:
 
     def pytest_unconfigure(self, config) -> None:
         self.remove()  # a run that never started a session (configure failed)
+
+    @pytest.hookimpl(optionalhook=True)  # an xdist hook: without xdist there is no such hook
+    def pytest_configure_node(self, node) -> None:
+        """The controller hands each worker its run folder, to make the worker's inside (make_run_folder)."""
+        node.workerinput[WORKER_PARENT] = str(self.path)
