@@ -179,7 +179,7 @@ class OptimizeResult:
     recipe: dict | None = None
     recipe_written: Path | None = None
     unverifiable: str | None = None  # why the model's own outputs cannot tell an error (liveness), else None
-    other_batch: str = ""  # the second batch size the steps were verified at, or why not (batch_probe); "" when none
+    other_shapes: str = ""  # the other input shapes the steps were verified at, or why not (shape_probe); "" when none
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -222,7 +222,7 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     feeds = _model_feeds(proto, options, input_shapes)
     run = run_verifiable(proto, feeds, settings, name)
     result = OptimizeResult(folded_as_asked(run.pipeline, settings), settings, options.source, len(feeds), len(proto.graph.node),
-                            unverifiable=run.unverifiable, other_batch=run.other_batch)
+                            unverifiable=run.unverifiable, other_shapes=run.other_shapes)
     result.recipe = recipe_of(result.pipeline, target)
     if target is not None and result.passed:
         result.written, result.recipe_written = write_optimized(Path(target), result.model, recipe_file, result.recipe, force=force)

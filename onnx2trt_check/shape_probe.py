@@ -1,17 +1,26 @@
-"""A second batch size: a model that leaves its batch dimension free is promised to run at any batch,
-so a derived model or a transform result is also compared at a batch the data does not have.
+"""Other input shapes than the data's: a model that leaves a dimension free is promised to run at
+any size there, so a derived model or a transform result is also compared at a batch size and at
+smaller free dimensions the data does not have.
 
 plant12: a derived model with `Reshape(logits, [2, -1])` (the traced batch kept) passed
 `derived::parity` on batch-2 data, and a transform result with batch 1 baked into a Reshape was
 verified and written by `optimize`; both fail, or silently compute something else, at any other
-batch. The data and the original are at hand, so no user information is needed: one feed of
-batch B >= 2 gives a batch of 1 (its first row), two feeds of batch 1 stacked give a batch of 2
-(a single feed is stacked with itself).
+batch. The same holds for the other free dimensions: a derived model with its Resize fixed to the
+data's 64x64, a BERT whose position embeddings were cut to the data's 32 tokens, a recurrent net
+reading a fixed step. The data and the original are at hand, so no user information is needed:
 
-Only a batch in the declared sense: every graph input's first dimension free (transforms.verify.
-declares_batch), under at most one dim_param, and every feed
-holding the same size there. A model whose own run fails at the other size declares a batch it
-does not have; the probe is then dropped and the caller says so.
+* the batch (other_batch): feeds of batch B >= 2 give a batch of 1 (the first row of each), feeds
+  of batch 1 stacked in pairs give a batch of 2 (a single feed is stacked with itself). Only a batch in the
+  declared sense: every graph input's first dimension free (transforms.verify.declares_batch),
+  under at most one dim_param, and every feed holding the same size there;
+* the other free dimensions (other_size): the feeds cropped, on every free dimension after the
+  first, to a smaller size (size_below), the same for equal sizes, so dimensions that must agree
+  (input_ids and attention_mask) still do. Cropping keeps the data real; a larger size would have
+  to invent values.
+
+A model whose own run fails at such a shape does not have the freedom it declares (a sequence
+length tied to a cache's, a UNet's skip needing a multiple of 32); that probe is then dropped and
+the caller says so.
 """
 
 from __future__ import annotations
@@ -24,23 +33,27 @@ import onnx
 
 from .transforms.verify import declares_batch
 
+# Feeds a probe holds at most: it checks a shape, and its figures need several rows like the data's (a
+# quantized BERT's lone row of 3 logits read 9.5 dB on its varying part, 16 rows 30.7 dB).
+PROBE_FEEDS = 16
+
 
 @dataclasses.dataclass(frozen=True)
 class BatchProbe:
-    """One feed at another batch size than the data's, and how it was made."""
+    """Feeds at another batch size than the data's, and how they were made."""
 
-    feed: dict[str, np.ndarray]
+    feeds: list[dict[str, np.ndarray]]
     size: int
     data_size: int
-    repeated: bool = False  # one feed stacked with itself
+    repeated: bool = False  # the only feed stacked with itself
 
     def describe(self) -> str:
-        how = "the first row of a feed" if self.size == 1 else "the only feed twice" if self.repeated else "two feeds stacked"
+        how = "the first row of each feed" if self.size == 1 else "the only feed twice" if self.repeated else "feeds stacked in pairs"
         return f"batch {self.size} ({how}; the data's batch is {self.data_size} and the model declares its batch free)"
 
 
 def other_batch(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> BatchProbe | None:
-    """A feed at another batch size than `feeds` have, or None where the model declares no batch or
+    """Feeds at another batch size than `feeds` have, or None where the model declares no batch or
     the feeds disagree on its size."""
     if not feeds or not declares_batch(model) or len(_batch_names(model)) > 1:
         return None
@@ -49,13 +62,15 @@ def other_batch(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]
         return None
     (size,) = sizes
     if size >= 2:
-        return BatchProbe({name: np.asarray(array)[:1] for name, array in feeds[0].items()}, 1, size)
+        return BatchProbe([{name: np.asarray(array)[:1] for name, array in feed.items()} for feed in feeds[:PROBE_FEEDS]], 1, size)
     if size != 1:
         return None
-    # A second feed of the same shapes, else the first one twice: equal rows still show a batch baked
+    # Pairs of feeds of the same shapes, else the first one twice: equal rows still show a batch baked
     # into a shape (plant12's optimize case had one feed), though not rows mixed across the batch.
-    second = feeds[1] if len(feeds) >= 2 and all(np.shape(feeds[0][n]) == np.shape(feeds[1].get(n)) for n in feeds[0]) else feeds[0]
-    return BatchProbe({name: np.concatenate([feeds[0][name], second[name]]) for name in feeds[0]}, 2, 1, second is feeds[0])
+    pairs = [(a, b) for a, b in zip(feeds[0:2 * PROBE_FEEDS:2], feeds[1:2 * PROBE_FEEDS:2])
+             if all(np.shape(a[n]) == np.shape(b.get(n)) for n in a)] or [(feeds[0], feeds[0])]
+    stacked = [{name: np.concatenate([a[name], b[name]]) for name in a} for a, b in pairs]
+    return BatchProbe(stacked, 2, 1, pairs[0][1] is pairs[0][0])
 
 
 def _batch_names(model: onnx.ModelProto) -> set[str]:
@@ -65,16 +80,80 @@ def _batch_names(model: onnx.ModelProto) -> set[str]:
     return {value.type.tensor_type.shape.dim[0].dim_param for value in model.graph.input if value.name not in weights} - {""}
 
 
-def with_other_batch(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]],
-                     run: Callable[[list], list]) -> tuple[list, list, str]:
-    """(`feeds` and the other batch's feed, `run`'s outputs of the model on that feed, what was done):
-    the feed is left out, and the note says so, where the model's own run fails there; no note where
-    there is no other batch to try."""
-    probe = other_batch(model, feeds)
-    if probe is None:
-        return list(feeds), [], ""
-    try:
-        outputs = run([probe.feed])
-    except Exception as exc:  # noqa: BLE001 - ORT's own errors: the model's batch is not free after all
-        return list(feeds), [], f"not verified at {probe.describe()}: the model itself fails there ({type(exc).__name__})"
-    return [*feeds, probe.feed], outputs, f"also verified at {probe.describe()}"
+@dataclasses.dataclass(frozen=True)
+class SizeProbe:
+    """The feeds cropped on their free dimensions after the first: `crops` holds, per dimension of
+    the first feed (its dim_param, or input[axis] for one without a name), the data's size and the probe's."""
+
+    feeds: list[dict[str, np.ndarray]]
+    crops: dict[str, tuple[int, int]]
+
+    def describe(self) -> str:
+        dims = ", ".join(f"{label} {old} -> {new}" for label, (old, new) in self.crops.items())
+        return f"smaller free dimensions ({dims}; the feeds cropped, the model declares them free)"
+
+
+def size_below(size: int) -> int:
+    """A smaller size that keeps as many factors of two as `size` has, up to half of it: 224 gives
+    192 and 64 gives 32 (a net that downsamples by 32 still divides them), 32 tokens give 16, an odd
+    size one less."""
+    return size - min(size & -size, size // 2)
+
+
+def other_size(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> SizeProbe | None:
+    """The feeds cropped on every free dimension after the first whose size is at least 2, or None
+    where the first feed has none."""
+    if not feeds:
+        return None
+    cropped = [_cropped(model, feed) for feed in feeds[:PROBE_FEEDS]]
+    (_, crops) = cropped[0]
+    return SizeProbe([feed for feed, _ in cropped], crops) if crops else None
+
+
+def _cropped(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> tuple[dict, dict]:
+    """One feed cropped to size_below on its free dimensions after the first, and the crops made."""
+    result, crops = dict(feed), {}
+    for value in _fed_inputs(model, feed):
+        array = np.asarray(feed[value.name])
+        window = [slice(None)] * array.ndim
+        for axis, dim in _free_dims(value, array.ndim):
+            if array.shape[axis] >= 2:
+                window[axis] = slice(0, size_below(array.shape[axis]))
+                crops[dim.dim_param or f"{value.name}[{axis}]"] = (array.shape[axis], window[axis].stop)
+        result[value.name] = array[tuple(window)]
+    return result, crops
+
+
+def _fed_inputs(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> list:
+    weights = {t.name for t in model.graph.initializer}
+    return [value for value in model.graph.input if value.name not in weights and value.name in feed]
+
+
+def _free_dims(value: onnx.ValueInfoProto, rank: int) -> list:
+    """(axis, dim) of every dimension after the first that the input's declared shape leaves free."""
+    tensor = value.type.tensor_type
+    if not value.type.HasField("tensor_type") or not tensor.HasField("shape") or len(tensor.shape.dim) != rank:
+        return []
+    return [(axis, dim) for axis, dim in enumerate(tensor.shape.dim) if axis > 0 and not dim.HasField("dim_value")]
+
+
+def probes(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> list:
+    """The shapes to try beside the data's: another batch, smaller free dimensions (either may be absent)."""
+    return [probe for probe in (other_batch(model, feeds), other_size(model, feeds)) if probe is not None]
+
+
+def with_other_shapes(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]],
+                      run: Callable[[list], list]) -> tuple[list, list, str]:
+    """(`feeds` and the probes' feeds, `run`'s outputs of the model on those feeds, what was done):
+    a probe is left out, and the note says so, where the model's own run fails there; no note where
+    there is no other shape to try."""
+    feeds, outputs, notes = list(feeds), [], []
+    for probe in probes(model, feeds):
+        try:
+            outputs += run(probe.feeds)
+        except Exception as exc:  # noqa: BLE001 - ORT's own errors: the model's dimension is not free after all
+            notes.append(f"not verified at {probe.describe()}: the model itself fails there ({type(exc).__name__})")
+            continue
+        feeds += probe.feeds
+        notes.append(f"also verified at {probe.describe()}")
+    return feeds, outputs, "; ".join(notes)

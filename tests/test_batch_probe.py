@@ -1,6 +1,6 @@
 """plant12: a derived model that keeps the traced batch in a Reshape passed derived::parity on data
 of that batch, though it declares its batch free; a transform result with a batch baked in was
-written by `optimize`. Both are now also compared at a second batch size (batch_probe.py)."""
+written by `optimize`. Both are now also compared at a second batch size (shape_probe.py)."""
 
 import numpy as np
 import onnx
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from onnx2trt_check import api
-from onnx2trt_check.batch_probe import other_batch
+from onnx2trt_check.shape_probe import other_batch
 
 MODEL = """
 <ir_version: 8, opset_import: ["": 17]>
@@ -37,25 +37,28 @@ def _feeds(batch: int, count: int = 2):
     return [{"x": rng.normal(size=(batch, 3, 4)).astype(np.float32)} for _ in range(count)]
 
 
-def test_a_batch_of_two_gives_its_first_row():
+def test_a_batch_of_two_gives_the_first_row_of_each_feed():
     feeds = _feeds(2)
     probe = other_batch(onnx.parser.parse_model(HONEST), feeds)
-    assert probe.size == 1 and probe.data_size == 2
-    np.testing.assert_array_equal(probe.feed["x"], feeds[0]["x"][:1])
+    assert probe.size == 1 and probe.data_size == 2 and len(probe.feeds) == len(feeds)
+    for made, feed in zip(probe.feeds, feeds, strict=True):
+        np.testing.assert_array_equal(made["x"], feed["x"][:1])
 
 
-def test_two_feeds_of_batch_one_are_stacked():
-    feeds = _feeds(1)
+def test_feeds_of_batch_one_are_stacked_in_pairs():
+    feeds = _feeds(1, count=5)
     probe = other_batch(onnx.parser.parse_model(HONEST), feeds)
-    assert probe.size == 2
-    np.testing.assert_array_equal(probe.feed["x"], np.concatenate([feeds[0]["x"], feeds[1]["x"]]))
+    assert probe.size == 2 and len(probe.feeds) == 2  # the fifth feed has no partner
+    for index, made in enumerate(probe.feeds):
+        np.testing.assert_array_equal(made["x"], np.concatenate([feeds[2 * index]["x"], feeds[2 * index + 1]["x"]]))
 
 
 def test_a_single_feed_of_batch_one_is_stacked_with_itself():
     feeds = _feeds(1, count=1)
     probe = other_batch(onnx.parser.parse_model(HONEST), feeds)
     assert probe.size == 2 and probe.repeated and "the only feed twice" in probe.describe()
-    np.testing.assert_array_equal(probe.feed["x"], np.concatenate([feeds[0]["x"]] * 2))
+    (made,) = probe.feeds
+    np.testing.assert_array_equal(made["x"], np.concatenate([feeds[0]["x"]] * 2))
 
 
 def test_no_probe_without_a_free_batch_under_one_name():
@@ -68,9 +71,11 @@ def test_no_probe_without_a_free_batch_under_one_name():
 def test_the_probe_is_always_another_size_made_of_the_data(batch, count):
     feeds = _feeds(batch, count)
     probe = other_batch(onnx.parser.parse_model(HONEST), feeds)
-    assert probe.size != batch and probe.feed["x"].shape[1:] == (3, 4) and len(probe.feed["x"]) == probe.size
+    assert probe.size != batch and probe.feeds
     rows = np.concatenate([f["x"] for f in feeds])
-    assert all(any(np.array_equal(row, data) for data in rows) for row in probe.feed["x"])
+    for made in probe.feeds:
+        assert made["x"].shape == (probe.size, 3, 4)
+        assert all(any(np.array_equal(row, data) for data in rows) for row in made["x"])
 
 
 def _parity(tmp_path, derived: str, original: str, batch: int):
@@ -85,17 +90,17 @@ def _parity(tmp_path, derived: str, original: str, batch: int):
 def test_a_derived_model_with_the_traced_batch_kept_fails_parity(tmp_path, batch):
     parity = _parity(tmp_path, BAKED_2, HONEST, batch)
     if batch == 2:  # the data's batch is the traced one: only the probe at batch 1 shows it
-        assert parity["outcome"] == "failed" and "at batch 1 (the first row of a feed" in parity["message"], parity
+        assert parity["outcome"] == "failed" and "at batch 1 (the first row of each feed" in parity["message"], parity
     else:  # batch 1 data: the model itself is wrong there already
         assert parity["outcome"] == "failed", parity
 
 
 def test_an_honest_derived_model_also_agrees_at_the_other_batch(tmp_path):
     parity = _parity(tmp_path, HONEST, HONEST, 2)
-    assert parity["outcome"] == "passed" and "also agrees at batch 1" in parity["figures"]["other_batch"], parity
+    assert parity["outcome"] == "passed" and "also agrees at batch 1" in parity["figures"]["other_shapes"], parity
 
 
 def test_an_original_that_fails_at_the_other_batch_is_not_held_against_the_derived_model(tmp_path):
     parity = _parity(tmp_path, BAKED_2_FAILS, BAKED_2_FAILS, 2)
     assert parity["outcome"] == "passed", parity
-    assert "not compared at batch 1" in parity["figures"]["other_batch"], parity
+    assert "not compared at batch 1" in parity["figures"]["other_shapes"], parity

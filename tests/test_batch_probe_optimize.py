@@ -1,6 +1,6 @@
 """plant12: a transform whose result bakes batch 1 into a Reshape was verified on the data's batch 1
 and `optimize` wrote it, though the model declares its batch free. The steps are now also verified
-at a second batch size (batch_probe.py), unless the model itself fails there."""
+at a second batch size (shape_probe.py), unless the model itself fails there."""
 
 import dataclasses
 
@@ -56,13 +56,13 @@ def test_a_result_with_the_batch_baked_in_is_not_written(tmp_path, monkeypatch):
     result = _optimize(tmp_path, monkeypatch, bake=True)
     assert not result.passed and result.pipeline.failed_step == "fold_conv_bn"
     assert result.written is None and not (tmp_path / "o.onnx").exists()
-    assert "batch 2 (the only feed twice" in result.other_batch
+    assert "batch 2 (the only feed twice" in result.other_shapes
 
 
 def test_the_honest_fold_is_written_and_says_it_was_verified_at_another_batch(tmp_path, monkeypatch):
     result = _optimize(tmp_path, monkeypatch, bake=False, feeds=2)
     assert result.passed and result.written is not None
-    assert result.other_batch.startswith("also verified at batch 2 (two feeds stacked")
+    assert result.other_shapes.startswith("also verified at batch 2 (feeds stacked in pairs")
 
 
 def test_a_model_that_fails_at_another_batch_itself_is_verified_at_its_own(tmp_path, monkeypatch):
@@ -72,7 +72,7 @@ def test_a_model_that_fails_at_another_batch_itself_is_verified_at_its_own(tmp_p
     np.savez(data, x=np.random.default_rng(0).normal(size=(2, 1, 2, 4, 4)).astype(np.float32))
     result = api.optimize(str(model), output=tmp_path / "o.onnx", inputs=str(data), passes=["fold_conv_bn"])
     assert result.passed and result.written is not None
-    assert result.other_batch.startswith("not verified at batch 2") and "the model itself fails there" in result.other_batch
+    assert result.other_shapes.startswith("not verified at batch 2") and "the model itself fails there" in result.other_shapes
 
 
 def test_the_transform_item_of_pytest_fails_it_too(tmp_path, monkeypatch):

@@ -155,3 +155,29 @@ def test_a_planted_bug_is_caught_batched(monkeypatch):
     assert not result.passed and result.failed_step == "planted"
     assert "NOT equivalent" in result.steps[0].verification.summary
     assert runs == [1, 3]  # the batched run, then the per-feed runs the failure is confirmed on
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), widths=st.lists(st.sampled_from([2, 3, 5]), min_size=2, max_size=6),
+       planted=st.booleans())
+def test_feeds_of_other_shapes_run_batched_per_shape_with_the_per_feed_verdict(seed, widths, planted):
+    """shape_probe adds a feed cropped on a free dimension: the feeds that still stack run as one
+    batch each, and the verdict and figures are the per-feed ones."""
+    rng = np.random.default_rng(seed)
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+    g (float[B, W] x) => (float[B, W] y) { y = Relu (x) }""")
+    feeds = [{"x": rng.normal(size=(1, w)).astype(np.float32)} for w in widths]
+    step = _rewrite("planted", _scale_first_node_input) if planted else _rewrite("same_function")
+    with pytest.MonkeyPatch.context() as patch:
+        runs = _counting(patch, model)
+        batched = run_pipeline(model, feeds, passes=[step])
+    groups = len(set(widths))
+    # one run per shape (a stacked group or a lone feed), or one per-feed session where nothing stacks
+    assert runs[:groups] == [1] * groups if groups < len(widths) else runs[0] == len(widths)
+    with pytest.MonkeyPatch.context() as patch:
+        _per_feed_only(patch)
+        per_feed = run_pipeline(model, feeds, passes=[step])
+    assert batched.passed == per_feed.passed == (not planted)
+    assert [(n, p, [o[0] for o in outs]) for n, p, outs in _figures(batched)] == [(n, p, [o[0] for o in outs]) for n, p, outs in _figures(per_feed)]
+    for a, b in zip(_figures(batched)[0][2], _figures(per_feed)[0][2], strict=True):
+        assert np.allclose(a[1:4], b[1:4], rtol=0, atol=1e-6)

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
     result = optimize(args.model, output=args.output, force=args.force, passes=args.passes, mean=args.mean, std=args.std,
                       thresholds=args.threshold, bn_conv_mode=args.bn_conv_mode, output_tail=args.output_tail, **input_kwargs(args))
     print(f"optimize '{args.model}': {', '.join(result.settings.selected())} on {result.feeds} feed(s) ({result.feeds_source})"
-          + (f"; {result.other_batch}" if result.other_batch else ""))
+          + (f"; {result.other_shapes}" if result.other_shapes else ""))
     for line in step_lines(result.pipeline):
         print(line)
     if not result.pipeline.passed:

@@ -23,6 +23,7 @@ from ..liveness import dead_model_problem
 from ..quant.float_counterpart import has_qdq, integer_ops
 from ..references import REFERENCE_KEY, ReferenceModel, ReferenceScript
 from ..report import accuracy_figures
+from ..shape_probe import probes
 from ..transforms.verify import half_compute_dtype
 from .core import Check
 from .options import value
@@ -75,8 +76,8 @@ def check_derived_parity(ctx: ModelContext) -> dict:
     if lost := source.matching(ctx.loaded.proto).unmatched:
         raise CheckFailed(f"the derived model lacks output(s) {', '.join(map(repr, lost))} of {source.label}: nothing computes them; "
                           f"the {len(figures['outputs'])} output(s) both have agree", figures)
-    figures["other_batch"] = _other_batch_parity(ctx, source, figures)
-    figures["summary"] += f"; {figures['other_batch']}" if figures["other_batch"] else ""
+    figures["other_shapes"] = "; ".join(_parity_at(ctx, source, figures, probe) for probe in probes(ctx.loaded.proto, ctx.feeds))
+    figures["summary"] += f"; {figures['other_shapes']}" if figures["other_shapes"] else ""
     _fail_on_a_dead_reference(ctx)
     return figures
 
@@ -90,28 +91,24 @@ def _fail_on_a_dead_reference(ctx: ModelContext) -> None:
         raise CheckFailed(f"parity: cannot be verified: {problem} (see reference::run)")
 
 
-def _other_batch_parity(ctx: ModelContext, source: ReferenceModel, figures: dict) -> str:
-    """Both models at a batch size the data does not have, where the model declares its batch free
-    (batch_probe): what it found, or "" when there is no such size to try."""
-    from ..batch_probe import other_batch
+def _parity_at(ctx: ModelContext, source: ReferenceModel, figures: dict, probe) -> str:
+    """Both models at a shape the data does not have, where the derived model declares that
+    dimension free (shape_probe: another batch, smaller free dimensions): what it found."""
     from ..runtime import run_model
 
-    probe = other_batch(ctx.loaded.proto, ctx.feeds)
-    if probe is None:
-        return ""
     try:
-        names, (original,) = source.run(ctx.loaded.proto, ctx.path, [probe.feed])
-    except Exception as exc:  # noqa: BLE001 - ORT's own errors: the original's batch is not free after all
+        names, original = source.run(ctx.loaded.proto, ctx.path, probe.feeds)
+    except Exception as exc:  # noqa: BLE001 - ORT's own errors: the original's dimension is not free after all
         return f"not compared at {probe.describe()}: {source.label} fails there ({first_line(exc)})"
     try:
-        (derived,) = run_model(ctx.path, [probe.feed])
+        derived = run_model(ctx.path, probe.feeds)
     except Exception as exc:  # noqa: BLE001 - ORT's own errors are the finding
         raise CheckFailed(f"the derived model fails at {probe.describe()}, where {source.label} runs: {first_line(exc)}", figures) from None
     precision = own_precision(ctx.loaded.proto)
     results = []
     for name in names:
         tolerance = ctx.options.tolerances.for_output(name, precision)
-        results.append((compare_output(name, [original[name]], [derived[name]], tolerance), tolerance))
+        results.append((compare_output(name, [o[name] for o in original], [d[name] for d in derived], tolerance), tolerance))
     if failed := [(s, t) for s, t in results if not s.passed]:
         header = f"the derived model differs from {source.label} at {probe.describe()} in {len(failed)} of {len(results)} output(s)"
         raise CheckFailed("\n".join([header] + [format_stats(s, t) for s, t in failed]), figures)

@@ -98,7 +98,7 @@ def transform_check(name: str):
         if not step.modified:
             raise CheckSkipped(f"{name}: {skip_reason(step)}")
         _fail_on_a_dead_model(name, verification)
-        return step_figures(step) | {"feeds": len(verification.feeds), "other_batch": verification.other_batch}
+        return step_figures(step) | {"feeds": len(verification.feeds), "other_shapes": verification.other_shapes}
 
     return check
 
@@ -123,7 +123,7 @@ def check_pipeline(ctx: ModelContext) -> dict:
     if not figures["changed"]:
         raise CheckSkipped("pipeline: no transform changed the model")
     _fail_on_a_dead_model("pipeline", verification)
-    return figures | {"feeds": len(verification.feeds), "other_batch": verification.other_batch}
+    return figures | {"feeds": len(verification.feeds), "other_shapes": verification.other_shapes}
 
 
 def _fail_on_a_dead_model(name: str, verification: Verification) -> None:
@@ -142,13 +142,13 @@ _MEMOS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 @dataclasses.dataclass
 class Verification:
     """What the transform items of one model verify on: the run's feeds and, where the model declares
-    its batch free, a feed of another batch size (batch_probe.with_other_batch, as `optimize`
-    verifies), the memo of runs and steps they share, the note on the other batch, and why no
+    its batch or other dimensions free, feeds of other shapes (shape_probe.with_other_shapes, as
+    `optimize` verifies), the memo of runs and steps they share, the note on those shapes, and why no
     step can be verified on the run's feeds (liveness.dead_model_problem, decided once per model)."""
 
     feeds: list
     memo: PipelineMemo
-    other_batch: str
+    other_shapes: str
     unverifiable: str | None
 
 
@@ -156,11 +156,11 @@ def verification_of(ctx: ModelContext) -> Verification:
     """The transform items' Verification; the model's own outputs on the run's feeds are its ORT
     reference run (the graph as written, on the same feeds: what run_model computes)."""
     if ctx not in _MEMOS:
-        from ..batch_probe import with_other_batch
         from ..runtime import run_model
+        from ..shape_probe import with_other_shapes
         from ..transforms.pipeline import PipelineMemo
 
-        feeds, extra, note = with_other_batch(ctx.loaded.proto, ctx.feeds, lambda probe: run_model(ctx.path, probe))
+        feeds, extra, note = with_other_shapes(ctx.loaded.proto, ctx.feeds, lambda probe: run_model(ctx.path, probe))
         context = weakref.ref(ctx)  # the memo must not keep its own key alive
         memo = PipelineMemo(ctx.loaded.proto, feeds, reference=lambda: context().onnx_reference.outputs + extra)
         _MEMOS[ctx] = Verification(feeds, memo, note, dead_model_problem(ctx.loaded.proto, ctx.feeds, ctx.onnx_reference.outputs))

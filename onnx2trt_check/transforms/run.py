@@ -213,29 +213,29 @@ def run_transforms(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarr
 @dataclasses.dataclass
 class VerifiedRun:
     """run_verifiable's result: the pipeline, why no verification of it is a verdict (None when
-    one is), and the second batch size the steps were also verified at ("" when none was tried)."""
+    one is), and the other input shapes the steps were also verified at ("" when none was tried)."""
 
     pipeline: PipelineResult
     unverifiable: str | None
-    other_batch: str
+    other_shapes: str
 
 
 def run_verifiable(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], settings: TransformSettings,
                    name: str) -> VerifiedRun:
     """run_transforms verified against `model`'s own run on every feed (a ModelError naming `name`
     where ONNX Runtime cannot run it); that run is the pipeline's reference, so it is not run twice.
-    Where the model declares its batch free, the steps are also verified on a feed of another batch
-    size (batch_probe; plant12: a result with batch 1 baked into a Reshape was written), unless the
-    model itself fails there. Liveness: a model whose outputs ignore the inputs verifies nothing."""
-    from ..batch_probe import with_other_batch
+    Where the model declares its batch or other dimensions free, the steps are also verified on feeds
+    of another batch size and of smaller free dimensions (shape_probe; plant12: a result with batch 1
+    baked into a Reshape was written), unless the model itself fails there. Liveness: a model whose outputs ignore the inputs verifies nothing."""
     from ..liveness import dead_model_problem
     from ..runnable import runnable_outputs
     from ..runtime import run_model
+    from ..shape_probe import with_other_shapes
     from .pipeline import PipelineMemo
 
     outputs = runnable_outputs(model, feeds, name)
-    unverifiable = dead_model_problem(model, feeds, outputs)  # on the data alone: another batch's outputs always differ
-    feeds, extra, note = with_other_batch(model, feeds, lambda probe: run_model(model, probe))
+    unverifiable = dead_model_problem(model, feeds, outputs)  # on the data alone: another shape's outputs always differ
+    feeds, extra, note = with_other_shapes(model, feeds, lambda probe: run_model(model, probe))
     outputs = outputs + extra
     pipeline = run_transforms(model, feeds, settings, memo=PipelineMemo(model, feeds, reference=lambda: outputs))
     return VerifiedRun(pipeline, unverifiable, note)

@@ -171,12 +171,45 @@ def _free_first_dim(value: onnx.ValueInfoProto) -> bool:
 
 def run_batched(model: onnx.ModelProto, feeds: list, expected: list[dict[str, np.ndarray]],
                 run: Runner = run_model) -> list[dict[str, np.ndarray]] | None:
-    """`model`'s outputs on `feeds` from one run of the feeds stacked along axis 0, split back per
+    """`model`'s outputs on `feeds` from one run per group of feeds that stack (the same shapes after
+    the first axis: shape_probe adds a feed of smaller free dimensions to the data's), split back per
     feed by the first-axis sizes of `expected` (the original model's per-feed outputs), or None
-    where that is not sound: a model that declares no batch, feeds that do not stack, a run that
+    where that is not sound: a model that declares no batch, no group of two feeds, a run that
     raises, an output missing or not carrying the batch on axis 0. A transform verifier that
     fails on these outputs must be run again per feed (pipeline._verify): a graph may still mix
     the batch axis in a way these checks do not see (a Softmax over axis 0)."""
+    groups = _stackable_groups(feeds)
+    if len(groups) == 1 or all(len(group) == 1 for group in groups):
+        return _run_stacked(model, feeds, expected, run)
+    outputs: list = [None] * len(feeds)
+    for group in groups:
+        part = _run_stacked(model, [feeds[i] for i in group], [expected[i] for i in group], run) if len(group) > 1 else _run_one(model, feeds[group[0]], run)
+        if part is None:
+            return None
+        for index, values in zip(group, part):
+            outputs[index] = values
+    return outputs
+
+
+def _stackable_groups(feeds: list) -> list[list[int]]:
+    """Indices of the feeds, grouped by what stacking needs equal: names, dtypes, shapes after axis 0."""
+    groups: dict[tuple, list[int]] = {}
+    for index, feed in enumerate(feeds):
+        arrays = {name: np.asarray(value) for name, value in feed.items()}
+        key = tuple(sorted((name, a.dtype.str, a.shape[1:] if a.ndim else None) for name, a in arrays.items()))
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
+
+
+def _run_one(model: onnx.ModelProto, feed, run: Runner) -> list | None:
+    try:
+        return run(model, [feed])
+    except Exception:  # noqa: BLE001 - the caller's per-feed run meets the same error and reports it
+        return None
+
+
+def _run_stacked(model: onnx.ModelProto, feeds: list, expected: list[dict[str, np.ndarray]],
+                 run: Runner) -> list[dict[str, np.ndarray]] | None:
     stacked, sizes = stack_feeds(feeds), first_axis_sizes(expected)
     if stacked is None or sizes is None or not declares_batch(model):
         return None
