@@ -196,11 +196,13 @@ def _error_stats(name: str, ref: np.ndarray, got: np.ndarray) -> OutputStats:
 
 
 def cosine_similarity(ref: np.ndarray, got: np.ndarray) -> float:
-    """1.0 for identical directions; two all-zero vectors count as identical."""
+    """1.0 for identical directions; two all-zero vectors count as identical. Clipped to [-1, 1]:
+    rounding gave 1.0000000000000002 for identical outputs, which the baseline schema refuses (a
+    --baseline-update of an exact target failed, "outputs are not finite")."""
     norm = float(np.linalg.norm(ref) * np.linalg.norm(got))
     if norm == 0.0:
         return 1.0 if not np.any(ref) and not np.any(got) else 0.0
-    return float(np.dot(ref, got) / norm)
+    return min(1.0, max(-1.0, float(np.dot(ref, got) / norm)))
 
 
 def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
