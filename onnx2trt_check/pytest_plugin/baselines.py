@@ -99,9 +99,7 @@ def _baseline_dir(cli: str | None, config: pytest.Config | None) -> Path | None:
 
 
 def _under_xdist(config: pytest.Config | None) -> bool:
-    if config is None:
-        return False
-    return hasattr(config, "workerinput") or bool(config.getoption("numprocesses", default=None))
+    return config is not None and (hasattr(config, "workerinput") or bool(config.getoption("numprocesses", default=None)))
 
 
 def _update_command(config: pytest.Config | None) -> str:
@@ -114,6 +112,8 @@ def _validate(settings: Settings, config: pytest.Config) -> None:
         raise ConfigError(f"--latency-rounds {settings.rounds} / --latency-warmup {settings.warmup}: pass rounds >= 1 and warmup >= 0")
     if not settings.latency:  # a gate that looked set, and measured nothing
         idle_without(typed(config, ("--latency-rounds", "--latency-warmup", "--latency-max-ratio")), "--latency", "no latency is measured or gated")
+    if settings.latency and settings.baseline_dir is not None and settings.rounds < (least := settings.rule.min_samples):  # a gate that always skipped
+        raise ConfigError(f"--latency-rounds {settings.rounds} with a baseline folder: the latency gate compares at least {least} samples a side; pass --latency-rounds {least} or more")
     if settings.update and settings.baseline_dir is None:
         raise ConfigError(f"{UPDATE_FLAG} needs a baseline folder; pass --baseline-dir DIR or set baseline_dir in [tool.onnx2trt_check]")
 
@@ -162,8 +162,7 @@ def _measure(ctx: ModelContext, target, settings: Settings) -> LatencySamples:
 
 
 def _skip_unavailable(target) -> None:
-    reason = target.unavailable_reason()
-    if reason:
+    if reason := target.unavailable_reason():
         raise CheckSkipped(f"target {target.name}: {reason}")
 
 
@@ -312,6 +311,8 @@ def baseline_latency_check(target, settings: Settings):
             raise CheckSkipped(f"environment differs from {located.compared.name} ({differs}); record this machine's baseline with: {settings.update_command}")
         if located.baseline.latency is None:
             raise _missing(located, ctx, target, settings, "latency")
+        if (recorded := len(located.baseline.latency.seconds)) < settings.rule.min_samples:  # a skip on every run: a gate never red
+            raise CheckFailed(f"latency baseline {located.compared} holds {recorded} sample(s), fewer than the {settings.rule.min_samples} the gate compares; record it again: {settings.update_command}")
         decision = store.decide_latency(located.baseline.latency.seconds, samples.seconds, rule=settings.rule)
         if decision.verdict == "skipped":
             raise CheckSkipped(f"latency not compared: {decision.reason}")
@@ -392,9 +393,7 @@ class BaselineSession:
         self.errors: list[str] = []
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
-            return
-        for key, entry in report.user_properties:
+        for key, entry in report.user_properties if report.when == "call" else ():
             if key == PROPERTY_KEY and entry["family"].startswith(("baseline[", "latency[")):
                 self.entries.append((report.outcome, entry))
 
