@@ -16,6 +16,7 @@ from ..environment import tool_versions
 from ..errors import ConfigError
 from ..report import PROPERTY_KEY
 from .baselines import Settings, _quiet_load, decision_row, settings_of
+from .stash import STATE
 
 
 def read_options(config) -> dict:
@@ -65,15 +66,29 @@ class BaselineSession:
         if self.is_worker or not self.settings.update:
             return  # under xdist only the controller writes
         if session.exitstatus == pytest.ExitCode.INTERRUPTED and self._updates():  # a partial update mixes two runs' figures
-            self.errors.append("baselines not updated: the run was interrupted (Ctrl-C/SIGTERM); run the update again")
+            self._not_written(session, self._updates(), "baselines not updated: the run was interrupted (Ctrl-C/SIGTERM); run the update again")
             return
         for path, parts in self._updates().items():
             try:
                 written = store.write_baseline(self.settings.baseline_dir, merged_baseline(_quiet_load(path), parts, tool_versions()), update=True)
                 self.written.append((written, sorted(k for p in parts for k in ("accuracy", "latency") if k in p)))
             except (OSError, ConfigError) as exc:
-                self.errors.append(f"could not write baseline {path}: {exc}")
+                self._not_written(session, [path], f"could not write baseline {path}: {exc}")
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _not_written(self, session: pytest.Session, paths, why: str) -> None:
+        """Files the items said were updated that were not written: their items' figures (this
+        table's rows, the JSON report's checks) stop saying "baseline updated", and the run's notes
+        (summary and JSON report) carry the reason, where a reader of the report had only the exit status."""
+        self.errors.append(why)
+        files = {str(path) for path in paths}
+        state = session.config.stash.get(STATE, None)
+        records = [record.figures for record in state.records] if state is not None else []
+        for figures in [entry["figures"] for _, entry in self.entries] + records:
+            if figures.get("update") and figures.get("file") in files:
+                figures.update(verdict="not written", message=why)
+        if state is not None:
+            state.notes.append(why)
 
     def _updates(self) -> dict[Path, list[dict]]:
         updates: dict[Path, list[dict]] = {}
