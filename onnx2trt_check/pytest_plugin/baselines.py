@@ -13,12 +13,14 @@ figures travel to the controller in `user_properties`), so one run writes each f
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import re
 import shlex
 import weakref
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .. import baseline as store
@@ -259,8 +261,32 @@ def _missing(located: Located, ctx: ModelContext, target, settings: Settings, wh
     return CheckFailed(message, {"file": str(located.expected), "verdict": "missing", "decisions": []})
 
 
+def data_fingerprint(feeds) -> dict:
+    """What the figures were measured on: the feed count and a sha256 over every feed's inputs
+    (name, dtype, shape, bytes). Kept in a baseline's build_options as "data"."""
+    digest = hashlib.sha256()
+    for feed in feeds:
+        for name in sorted(feed):
+            array = np.ascontiguousarray(feed[name])
+            digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+            digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
+    return {"feeds": len(feeds), "sha256": digest.hexdigest()}
+
+
+def _other_data(located: Located, ctx: ModelContext, target, settings: Settings) -> str | None:
+    """Why this run's figures cannot be compared with the baseline's: they were measured on other
+    input data (a CI line that lost --inputs, a changed data file or loader). None when the data is
+    the same, or the baseline predates the fingerprint."""
+    recorded = located.baseline.build_options.get("data")
+    if recorded is None or recorded == (now := data_fingerprint(target.feeds(ctx))):
+        return None
+    then = f"{recorded.get('feeds')} feed(s), sha256 {str(recorded.get('sha256'))[:12]}" if isinstance(recorded, dict) else repr(recorded)
+    return (f"baseline {located.compared} was measured on other input data ({then}; this run: {now['feeds']} feed(s), sha256 {now['sha256'][:12]}), "
+            f"so its figures say nothing about this run's: give the data it was recorded on, or record it again: {settings.update_command}")
+
+
 def _update_payload(ctx: ModelContext, target, located: Located, settings: Settings, **measured) -> dict:
-    build = {"engine": target.engine, "precision": target.precision, "description": target.description}
+    build = {"engine": target.engine, "precision": target.precision, "description": target.description, "data": data_fingerprint(target.feeds(ctx))}
     return {"model_name": _key(ctx, settings), "model_sha256": ctx.loaded.sha256, "target": store_target(target), "build_options": build, "environment": located.environment} | measured
 
 
@@ -286,6 +312,8 @@ def baseline_accuracy_check(target, settings: Settings):
         if located.baseline is None or not located.baseline.accuracy:
             raise _missing(located, ctx, target, settings, "accuracy")
         figures = _base_figures(located, ctx) | {"current": current}
+        if other := _other_data(located, ctx, target, settings):
+            raise CheckFailed(other, figures | {"verdict": "other data"})
         differs = store.environment_difference(located.baseline.environment, located.environment)
         if differs:
             figures["environment_differs"] = differs
