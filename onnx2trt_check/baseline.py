@@ -248,6 +248,8 @@ def decide_accuracy(
     if margin is None:
         return decision("skipped", f"no margin defined for metric {metric!r}")
     if metric == "sqnr_db":  # rounding-level SQNR (150 dB here, 120 dB there) is one figure: exact
+        if baseline >= SQNR_CEILING_DB and current >= SQNR_CEILING_DB and baseline != current:  # not "identical to the baseline" (NaN: below)
+            return decision("unchanged", f"sqnr_db at or above {SQNR_CEILING_DB:g} dB on both sides (float rounding): counted as one figure")
         baseline, current = min(baseline, SQNR_CEILING_DB), min(current, SQNR_CEILING_DB)
     special = _nonfinite_verdict(baseline, current)
     if special:

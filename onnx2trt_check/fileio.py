@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -32,7 +33,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         _write_then_rename(path, lambda f: f.write(data))
     except OSError as exc:
-        raise OutputPathError(f"cannot write '{path}' ({exc.strerror or exc}); free space or choose another path") from None
+        raise OutputPathError(f"cannot write '{path}' ({exc.strerror or exc}); {_write_fix(exc)}") from None
+
+
+def _write_fix(exc: OSError) -> str:
+    """The fix a failed write suggests: "free space" only when space ran out (a folder where the file
+    goes, "File exists", was told to free space)."""
+    return "free space or choose another path" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "choose another path"
 
 
 def _write_then_rename(path: Path, write) -> None:
@@ -180,7 +187,7 @@ def save_model(model: onnx.ModelProto, path: str | os.PathLike, *, force: bool =
     try:
         _save_with_external_data(model, path, data_path, large)
     except OSError as exc:
-        raise OutputPathError(f"cannot write '{path}' ({exc.strerror or exc}); free space or choose another path") from None
+        raise OutputPathError(f"cannot write '{path}' ({exc.strerror or exc}); {_write_fix(exc)}") from None
     return path
 
 

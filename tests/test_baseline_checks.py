@@ -18,10 +18,10 @@ from tiny_models import classifier, save
 from onnx2trt_check import baseline as store
 from onnx2trt_check.bench import LatencySamples
 from onnx2trt_check.environment import environment_id
+from onnx2trt_check.pytest_plugin.baseline_session import merged_baseline
 from onnx2trt_check.pytest_plugin.baselines import (
     decision_row,
     latency_figures,
-    merged_baseline,
 )
 from onnx2trt_check.runtime import run_model
 from onnx2trt_check.targets import timing

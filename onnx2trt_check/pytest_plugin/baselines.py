@@ -1,4 +1,4 @@
-"""Latency and baseline checks for `pytest --model`, and the session plugin that writes baselines.
+"""Latency and baseline checks for `pytest --model` (the session plugin that writes baselines is baseline_session.py).
 
 Items, per selected target:
   latency::latency[<t>]     (with --latency) warm-up, timed rounds, median/mean/stdev/p90/p99/min
@@ -13,12 +13,14 @@ figures travel to the controller in `user_properties`), so one run writes each f
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import re
 import shlex
 import weakref
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .. import baseline as store
@@ -26,9 +28,8 @@ from ..bench import LatencySamples, measure_latency, summarize
 from ..compare import compare_output
 from ..config import pyproject_section
 from ..context import ModelContext, RunOptions
-from ..environment import environment_id, environment_key, tool_versions
+from ..environment import environment_id, environment_key
 from ..errors import CheckFailed, CheckSkipped, ConfigError
-from ..report import PROPERTY_KEY
 from ..targets import select_targets, timing
 from ..trt import flavour
 from ..validate import idle_without
@@ -99,9 +100,7 @@ def _baseline_dir(cli: str | None, config: pytest.Config | None) -> Path | None:
 
 
 def _under_xdist(config: pytest.Config | None) -> bool:
-    if config is None:
-        return False
-    return hasattr(config, "workerinput") or bool(config.getoption("numprocesses", default=None))
+    return config is not None and (hasattr(config, "workerinput") or bool(config.getoption("numprocesses", default=None)))
 
 
 def _update_command(config: pytest.Config | None) -> str:
@@ -114,6 +113,8 @@ def _validate(settings: Settings, config: pytest.Config) -> None:
         raise ConfigError(f"--latency-rounds {settings.rounds} / --latency-warmup {settings.warmup}: pass rounds >= 1 and warmup >= 0")
     if not settings.latency:  # a gate that looked set, and measured nothing
         idle_without(typed(config, ("--latency-rounds", "--latency-warmup", "--latency-max-ratio")), "--latency", "no latency is measured or gated")
+    if settings.latency and settings.baseline_dir is not None and settings.rounds < (least := settings.rule.min_samples):  # a gate that always skipped
+        raise ConfigError(f"--latency-rounds {settings.rounds} with a baseline folder: the latency gate compares at least {least} samples a side; pass --latency-rounds {least} or more")
     if settings.update and settings.baseline_dir is None:
         raise ConfigError(f"{UPDATE_FLAG} needs a baseline folder; pass --baseline-dir DIR or set baseline_dir in [tool.onnx2trt_check]")
 
@@ -162,8 +163,7 @@ def _measure(ctx: ModelContext, target, settings: Settings) -> LatencySamples:
 
 
 def _skip_unavailable(target) -> None:
-    reason = target.unavailable_reason()
-    if reason:
+    if reason := target.unavailable_reason():
         raise CheckSkipped(f"target {target.name}: {reason}")
 
 
@@ -261,8 +261,32 @@ def _missing(located: Located, ctx: ModelContext, target, settings: Settings, wh
     return CheckFailed(message, {"file": str(located.expected), "verdict": "missing", "decisions": []})
 
 
+def data_fingerprint(feeds) -> dict:
+    """What the figures were measured on: the feed count and a sha256 over every feed's inputs
+    (name, dtype, shape, bytes). Kept in a baseline's build_options as "data"."""
+    digest = hashlib.sha256()
+    for feed in feeds:
+        for name in sorted(feed):
+            array = np.ascontiguousarray(feed[name])
+            digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+            digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
+    return {"feeds": len(feeds), "sha256": digest.hexdigest()}
+
+
+def _other_data(located: Located, ctx: ModelContext, target, settings: Settings) -> str | None:
+    """Why this run's figures cannot be compared with the baseline's: they were measured on other
+    input data (a CI line that lost --inputs, a changed data file or loader). None when the data is
+    the same, or the baseline predates the fingerprint."""
+    recorded = located.baseline.build_options.get("data")
+    if recorded is None or recorded == (now := data_fingerprint(target.feeds(ctx))):
+        return None
+    then = f"{recorded.get('feeds')} feed(s), sha256 {str(recorded.get('sha256'))[:12]}" if isinstance(recorded, dict) else repr(recorded)
+    return (f"baseline {located.compared} was measured on other input data ({then}; this run: {now['feeds']} feed(s), sha256 {now['sha256'][:12]}), "
+            f"so its figures say nothing about this run's: give the data it was recorded on, or record it again: {settings.update_command}")
+
+
 def _update_payload(ctx: ModelContext, target, located: Located, settings: Settings, **measured) -> dict:
-    build = {"engine": target.engine, "precision": target.precision, "description": target.description}
+    build = {"engine": target.engine, "precision": target.precision, "description": target.description, "data": data_fingerprint(target.feeds(ctx))}
     return {"model_name": _key(ctx, settings), "model_sha256": ctx.loaded.sha256, "target": store_target(target), "build_options": build, "environment": located.environment} | measured
 
 
@@ -288,6 +312,8 @@ def baseline_accuracy_check(target, settings: Settings):
         if located.baseline is None or not located.baseline.accuracy:
             raise _missing(located, ctx, target, settings, "accuracy")
         figures = _base_figures(located, ctx) | {"current": current}
+        if other := _other_data(located, ctx, target, settings):
+            raise CheckFailed(other, figures | {"verdict": "other data"})
         differs = store.environment_difference(located.baseline.environment, located.environment)
         if differs:
             figures["environment_differs"] = differs
@@ -312,6 +338,8 @@ def baseline_latency_check(target, settings: Settings):
             raise CheckSkipped(f"environment differs from {located.compared.name} ({differs}); record this machine's baseline with: {settings.update_command}")
         if located.baseline.latency is None:
             raise _missing(located, ctx, target, settings, "latency")
+        if (recorded := len(located.baseline.latency.seconds)) < settings.rule.min_samples:  # a skip on every run: a gate never red
+            raise CheckFailed(f"latency baseline {located.compared} holds {recorded} sample(s), fewer than the {settings.rule.min_samples} the gate compares; record it again: {settings.update_command}")
         decision = store.decide_latency(located.baseline.latency.seconds, samples.seconds, rule=settings.rule)
         if decision.verdict == "skipped":
             raise CheckSkipped(f"latency not compared: {decision.reason}")
@@ -356,95 +384,3 @@ def decision_row(decision: dict) -> str:
     shown = ", ".join(f"{name} {'-' if value is None else show(value)}" for name, value in values)
     ratio = "-" if decision["ratio"] is None else f"{decision['ratio']:.3g}x"
     return f"{label}: {shown}, ratio {ratio} [{decision['verdict']}] ({decision['reason']})"
-
-
-# ------------------------------------------------------------------------------- session plugin
-
-
-def session_plugin(config: pytest.Config, options: RunOptions):
-    settings = settings_of(options)
-    if settings.baseline_dir is None and not settings.latency:
-        return None
-    return BaselineSession(settings, is_worker=hasattr(config, "workerinput"))
-
-
-def merged_baseline(existing: store.Baseline | None, parts: list[dict], versions: dict) -> store.Baseline:
-    """The file's new content: what this run measured replaces the block it measured (the whole
-    accuracy block, or the whole latency block); a block it did not measure is kept."""
-    first = parts[0]
-    accuracy = next((p["accuracy"] for p in parts if "accuracy" in p), existing.accuracy if existing else {})
-    latency = next((LatencySamples(tuple(p["latency"]["data"]), warmup=p["latency"]["warmup"]) for p in parts if "latency" in p), existing.latency if existing else None)
-    return store.Baseline(
-        model_name=first["model_name"], model_sha256=first["model_sha256"], target=first["target"], build_options=first["build_options"],
-        environment=first["environment"], tool_versions=versions, accuracy=accuracy, latency=latency,
-    )  # fmt: skip
-
-
-class BaselineSession:
-    """Collects this family's results (worker results arrive here on the xdist controller), writes
-    updated baselines at session end and prints the decision table."""
-
-    def __init__(self, settings: Settings, *, is_worker: bool):
-        self.settings = settings
-        self.is_worker = is_worker
-        self.entries: list[tuple[str, dict]] = []
-        self.written: list[tuple[Path, list[str]]] = []
-        self.errors: list[str] = []
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
-            return
-        for key, entry in report.user_properties:
-            if key == PROPERTY_KEY and entry["family"].startswith(("baseline[", "latency[")):
-                self.entries.append((report.outcome, entry))
-
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if self.is_worker or not self.settings.update:
-            return  # under xdist only the controller writes
-        if session.exitstatus == pytest.ExitCode.INTERRUPTED and self._updates():  # a partial update mixes two runs' figures
-            self.errors.append("baselines not updated: the run was interrupted (Ctrl-C/SIGTERM); run the update again")
-            return
-        for path, parts in self._updates().items():
-            try:
-                written = store.write_baseline(self.settings.baseline_dir, merged_baseline(_quiet_load(path), parts, tool_versions()), update=True)
-                self.written.append((written, sorted(k for p in parts for k in ("accuracy", "latency") if k in p)))
-            except (OSError, ConfigError) as exc:
-                self.errors.append(f"could not write baseline {path}: {exc}")
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-    def _updates(self) -> dict[Path, list[dict]]:
-        updates: dict[Path, list[dict]] = {}
-        for outcome, entry in self.entries:
-            update = entry["figures"].get("update")
-            if outcome == "passed" and update:
-                updates.setdefault(Path(entry["figures"]["file"]), []).append(update)
-        return updates
-
-    def pytest_terminal_summary(self, terminalreporter) -> None:
-        if self.is_worker or not (self.entries or self.errors):
-            return
-        terminalreporter.write_sep("=", "onnx2trt_check latency and baselines")
-        for line in self.summary_lines():
-            terminalreporter.write_line(line)
-
-    def summary_lines(self) -> list[str]:
-        lines = []
-        for outcome, entry in sorted(self.entries, key=lambda e: (e[1]["model"], e[1]["order"])):
-            lines.extend(_entry_lines(outcome, entry))
-        lines += [f"updated {path} ({', '.join(blocks)})" for path, blocks in self.written] + self.errors
-        if self.settings.baseline_dir is not None and self.settings.baseline_dir.is_dir():
-            used = {e["figures"][k] for _, e in self.entries for k in ("file", "expected_file") if k in e["figures"]}
-            lines += [f"unused baseline (no test of this run used it): {path}" for path in store.find_unused(self.settings.baseline_dir, used)]
-        return lines
-
-
-def _entry_lines(outcome: str, entry: dict) -> list[str]:
-    figures, head = entry["figures"], f"{entry['model']}::{entry['family']}::{entry['name']}"
-    if entry["family"].startswith("latency["):
-        if "median_ms" not in figures:
-            return [f"{head}  {outcome.upper()}  {entry['message']}"]
-        stats = ", ".join(f"{k[:-3]} {figures[k]:.4g}" for k in ("median_ms", "mean_ms", "stdev_ms", "p90_ms", "p99_ms", "min_ms"))
-        return [f"{head}  [{figures.get('engine', '?')}] {stats} ms over {figures['rounds']} rounds"]
-    verdict = figures.get("verdict", outcome)
-    lines = [f"{head}  {verdict.upper()}  {figures.get('file', '')}" + ("" if figures or not entry["message"] else f"  {entry['message']}")]
-    return lines + [f"    {decision_row(d)}" for d in figures.get("decisions", [])]

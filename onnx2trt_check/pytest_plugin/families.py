@@ -17,10 +17,10 @@ Its command-line options are declared in options.py (light, imported by every py
 from __future__ import annotations
 
 from ..context import RunOptions
-from . import baseline_coverage, baselines, bisect, core, int8, parity, precision, qdq, task, transforms, trt
+from . import baseline_coverage, baseline_session, baselines, bisect, core, int8, parity, precision, qdq, task, transforms, trt
 from .core import Check
 
-FAMILIES = (core, parity, task, transforms, baselines, baseline_coverage, precision, int8, bisect, qdq, trt)
+FAMILIES = (core, parity, task, transforms, baselines, baseline_session, baseline_coverage, precision, int8, bisect, qdq, trt)
 
 
 def read_options(config) -> dict[str, object]:
