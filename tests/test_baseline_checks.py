@@ -3,6 +3,7 @@ cycle, broken baseline files, another machine's baseline, and xdist (only the co
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -345,11 +346,14 @@ def _part(**blocks) -> dict:
     return {"model_name": "m.onnx", "model_sha256": "new", "target": "ort", "build_options": {}, "environment": env} | blocks
 
 
-def test_merge_replaces_measured_blocks_and_keeps_the_rest():
-    old = store.Baseline("m.onnx", "old", "ort", {}, {"cpu": "c"}, {}, {"logits": {"max_abs": 1.0}, "gone": {"max_abs": 2.0}}, LatencySamples((0.5,), 1))
+def test_merge_replaces_measured_blocks_and_keeps_the_rest_of_the_same_model():
+    old = store.Baseline("m.onnx", "new", "ort", {}, {"cpu": "c"}, {}, {"logits": {"max_abs": 1.0}, "gone": {"max_abs": 2.0}}, LatencySamples((0.5,), 1))
     accuracy_only = merged_baseline(old, [_part(accuracy={"logits": {"max_abs": 3.0}})], {"onnx": "1"})
     assert accuracy_only.accuracy == {"logits": {"max_abs": 3.0}} and accuracy_only.latency == old.latency
     assert accuracy_only.model_sha256 == "new" and accuracy_only.tool_versions == {"onnx": "1"}
+    # gate13: a block measured on another model is not filed under this model's sha256
+    other_model = dataclasses.replace(old, model_sha256="old")
+    assert merged_baseline(other_model, [_part(accuracy={"logits": {"max_abs": 3.0}})], {}).latency is None
     latency_only = merged_baseline(old, [_part(latency={"data": [0.25, 0.5], "warmup": 2})], {})
     assert latency_only.accuracy == old.accuracy and latency_only.latency == LatencySamples((0.25, 0.5), 2)
     fresh = merged_baseline(None, [_part(latency={"data": [0.1], "warmup": 0})], {})

@@ -17,12 +17,6 @@ def test_a_task_figure_in_small_units_that_doubles_its_error_is_a_regression():
     assert decision.verdict == "regression", decision.reason
 
 
-@pytest.mark.xfail(strict=True, reason="open: an update that measured one block (--baseline-update -k latency, or under xdist, where "
-                   "latency is skipped) keeps the other block measured on the previous model, yet writes the new model's sha256 "
-                   "and tool versions over it, so the next gate no longer says the model changed since that block was recorded. "
-                   "Proposed: drop (or refuse to keep) a block whose model sha256 differs, so its gate fails 'missing' with the "
-                   "command that records it; tests/test_baseline_checks.py::test_merge_replaces_measured_blocks_and_keeps_the_rest "
-                   "holds the current behaviour")
 def test_a_block_measured_on_another_model_is_not_kept_under_the_new_models_sha():
     old = store.Baseline("m.onnx", "old-sha", "ort", {}, {"cpu": "c"}, {}, {"y": {"max_abs": 1.0}}, LatencySamples((0.5,) * 20, 1))
     part = {"model_name": "m.onnx", "model_sha256": "new-sha", "target": "ort", "build_options": {}, "environment": {"cpu": "c"},

@@ -36,10 +36,14 @@ def session_plugin(config: pytest.Config, options: RunOptions):
 
 def merged_baseline(existing: store.Baseline | None, parts: list[dict], versions: dict) -> store.Baseline:
     """The file's new content: what this run measured replaces the block it measured (the whole
-    accuracy block, or the whole latency block); a block it did not measure is kept."""
+    accuracy block, or the whole latency block); a block it did not measure is kept, unless it was
+    measured on another model (gate13: an update with `-k latency` after the model changed filed the
+    old model's accuracy under the new model's sha256, and the next gate no longer said the model had
+    changed). Dropped, that block's gate fails "missing" with the command that records it."""
     first = parts[0]
-    accuracy = next((p["accuracy"] for p in parts if "accuracy" in p), existing.accuracy if existing else {})
-    latency = next((LatencySamples(tuple(p["latency"]["data"]), warmup=p["latency"]["warmup"]) for p in parts if "latency" in p), existing.latency if existing else None)
+    kept = existing if existing is not None and existing.model_sha256 == first["model_sha256"] else None
+    accuracy = next((p["accuracy"] for p in parts if "accuracy" in p), kept.accuracy if kept else {})
+    latency = next((LatencySamples(tuple(p["latency"]["data"]), warmup=p["latency"]["warmup"]) for p in parts if "latency" in p), kept.latency if kept else None)
     return store.Baseline(
         model_name=first["model_name"], model_sha256=first["model_sha256"], target=first["target"], build_options=first["build_options"],
         environment=first["environment"], tool_versions=versions, accuracy=accuracy, latency=latency,
