@@ -307,7 +307,7 @@ def baseline_accuracy_check(target, settings: Settings):
             if problem := store.accuracy_problem(current):
                 raise CheckFailed(f"not recorded as the baseline: {problem} (the target's outputs are not finite; see its accuracy item)", {"current": current})
             old = _quiet_load(located.compared)
-            decisions = store.compare_accuracy(old.accuracy, current) if old else []
+            decisions = store.compare_accuracy(old.accuracy, current, task=_task_margin(ctx)) if old else []
             return _updated(located, ctx, decisions, _update_payload(ctx, target, located, settings, accuracy=current))
         if located.baseline is None or not located.baseline.accuracy:
             raise _missing(located, ctx, target, settings, "accuracy")
@@ -317,9 +317,13 @@ def baseline_accuracy_check(target, settings: Settings):
         differs = store.environment_difference(located.baseline.environment, located.environment)
         if differs:
             figures["environment_differs"] = differs
-        return _judge(store.compare_accuracy(located.baseline.accuracy, current), figures, located, settings)
+        return _judge(store.compare_accuracy(located.baseline.accuracy, current, task=_task_margin(ctx)), figures, located, settings)
 
     return check
+
+
+def _task_margin(ctx: ModelContext) -> store.AccuracyMargin:
+    return store.task_margin(ctx.options.extra.get(task.DROP_KEY))
 
 
 def baseline_latency_check(target, settings: Settings):
