@@ -319,6 +319,15 @@ class FinishHeld:
         return result
 
 
+def _targets_not_run(options: RunOptions) -> list[str]:
+    """One note per reason the default target selection left targets out (no GPU, no calibration
+    data). Asked at the end: the int8 family tells ort-int8 whether it runs after the models load."""
+    from ..targets import left_out_by_default
+
+    return [f"targets not run, so not checked: {', '.join(names)} ({reason})" for reason, names in left_out_by_default(options.targets).items()]
+
+
 def _run_notes(config: pytest.Config, state: RunState) -> list[str]:
-    """The run's notes, with the items -k/-m/--deselect left out (deselected.py)."""
-    return state.notes + config.pluginmanager.get_plugin("onnx2trt_check_deselected").notes({r.model for r in state.records})
+    """The run's notes, with the targets the default selection left out and the items -k/-m/--deselect
+    left out (deselected.py)."""
+    return state.notes + _targets_not_run(state.options) + config.pluginmanager.get_plugin("onnx2trt_check_deselected").notes({r.model for r in state.records})
