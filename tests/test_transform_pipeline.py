@@ -215,6 +215,17 @@ def test_equivalence_tolerance_is_sqrt_eps_of_the_output_scale(scale, relative_e
     assert default_tolerance(x)[1] == pytest.approx(sqrt_eps)
 
 
+@given(st.floats(min_value=0.0, max_value=1e-38, allow_subnormal=True))
+def test_subnormal_differences_are_rounding_noise(magnitude):
+    """hypothesis: a fold of an output ~1e-45 (float32 subnormals, which GPUs flush to zero) differed
+    by 1.4e-45 against an atol of 9.7e-49, and the pipeline stopped; atol is never below float32's
+    smallest normal number."""
+    x = np.array([magnitude, -magnitude, 0.0], dtype=np.float32)
+    atol, _ = default_tolerance(x)
+    assert atol >= np.finfo(np.float32).tiny
+    assert default_tolerance(np.array([1.0], np.float16))[0] == pytest.approx(float(np.sqrt(np.finfo(np.float16).eps)))
+
+
 def test_equivalence_reports_missing_outputs_moved_nans_and_integer_mismatch():
     ints = lambda k: onnx.parser.parse_model(f"""
         <ir_version: 8, opset_import: ["" : 17]>

@@ -6,7 +6,9 @@ Default tolerance, per output, from the dtype's machine epsilon `eps` and the re
 
     rtol = sqrt(eps)                 float32: 3.5e-4, float16: 3.1e-2, float64: 1.5e-8
                                      (float16's for a model computing in half inside: half_compute_dtype)
-    atol = sqrt(eps) * max(|ref|)    the output's own scale
+    atol = sqrt(eps) * max(|ref|)    the output's own scale, at least the dtype's smallest normal
+                                     number (float32: 1.2e-38): below it values are subnormal, which
+                                     GPUs flush to zero (hypothesis found a fold "off" by 1.4e-45)
     an element passes when |after - ref| <= atol + rtol * |ref|
 
 Why this shape: a graph rewrite reorders the same arithmetic, so its error is a few roundings of
@@ -88,11 +90,11 @@ def half_compute_dtype(model: onnx.ModelProto) -> type | None:
 def default_tolerance(reference: np.ndarray, dtype=None) -> tuple[float, float]:
     """(atol, rtol) for a floating output, by the formula in the module docstring; `dtype` (the
     model's half compute type) replaces the output's when it is coarser."""
-    eps = max(np.finfo(reference.dtype).eps, np.finfo(dtype).eps if dtype is not None else 0.0)
-    rtol = float(np.sqrt(eps))
+    coarse = np.finfo(reference.dtype) if dtype is None or np.finfo(reference.dtype).eps >= np.finfo(dtype).eps else np.finfo(dtype)
+    rtol = float(np.sqrt(coarse.eps))
     finite = np.abs(reference[np.isfinite(reference)])
     scale = float(finite.max()) if finite.size else 0.0
-    return rtol * scale, rtol
+    return max(rtol * scale, float(coarse.tiny)), rtol
 
 
 def check_equivalence(
