@@ -11,8 +11,10 @@ reading a fixed step. The data and the original are at hand, so no user informat
 
 * the batch (other_batch): feeds of batch B >= 2 give a batch of 1 (the first row of each), feeds
   of batch 1 stacked in pairs give a batch of 2 (a single feed is stacked with itself). Only a batch in the
-  declared sense: every graph input's first dimension free (transforms.verify.declares_batch),
-  under at most one dim_param, and every feed holding the same size there;
+  declared sense: every graph input's first dimension free (transforms.verify.declares_batch)
+  and every feed holding the same size there, whatever the dims' names (the dynamo exporter names
+  each input's batch by its own symbol, zoo13: `input_ids: [s33, s50]`, `attention_mask: [s6, s50]`;
+  every input sliced or stacked alike keeps equal sizes equal);
 * the other free dimensions (other_size): the feeds cropped, on every free dimension after the
   first, to a smaller size (size_below), the same for equal sizes, so dimensions that must agree
   (input_ids and attention_mask) still do. Cropping keeps the data real; a larger size would have
@@ -55,7 +57,7 @@ class BatchProbe:
 def other_batch(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> BatchProbe | None:
     """Feeds at another batch size than `feeds` have, or None where the model declares no batch or
     the feeds disagree on its size."""
-    if not feeds or not declares_batch(model) or len(_batch_names(model)) > 1:
+    if not feeds or not declares_batch(model):
         return None
     sizes = {np.shape(array)[0] if np.ndim(array) else None for feed in feeds for array in feed.values()}
     if len(sizes) != 1 or None in sizes:
@@ -71,13 +73,6 @@ def other_batch(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]
              if all(np.shape(a[n]) == np.shape(b.get(n)) for n in a)] or [(feeds[0], feeds[0])]
     stacked = [{name: np.concatenate([a[name], b[name]]) for name in a} for a, b in pairs]
     return BatchProbe(stacked, 2, 1, pairs[0][1] is pairs[0][0])
-
-
-def _batch_names(model: onnx.ModelProto) -> set[str]:
-    """The dim_params naming the inputs' first dimension ("" for one without a name): two names
-    are two free dimensions, which no single slice or stack is sure to keep consistent."""
-    weights = {t.name for t in model.graph.initializer}
-    return {value.type.tensor_type.shape.dim[0].dim_param for value in model.graph.input if value.name not in weights} - {""}
 
 
 @dataclasses.dataclass(frozen=True)

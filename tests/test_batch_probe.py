@@ -61,10 +61,10 @@ def test_a_single_feed_of_batch_one_is_stacked_with_itself():
     np.testing.assert_array_equal(made["x"], np.concatenate([feeds[0]["x"]] * 2))
 
 
-def test_no_probe_without_a_free_batch_under_one_name():
+def test_no_probe_without_a_free_batch():
     assert other_batch(onnx.parser.parse_model(FIXED), _feeds(2)) is None
-    two_names = HONEST.replace("float[N,3,4] x) =>", "float[N,3,4] x, float[M,4] z) =>")
-    assert other_batch(onnx.parser.parse_model(two_names), [{"x": f["x"], "z": np.zeros((2, 4), np.float32)} for f in _feeds(2)]) is None
+    # two names for the batch are probed alike (zoo13: the dynamo exporter's per-input symbols):
+    # tests/test_zoo13_batch_names.py
 
 
 @given(batch=st.integers(1, 5), count=st.integers(1, 3))

@@ -122,8 +122,9 @@ def verdict(ctx, target) -> tuple[list[str], list[str], dict]:
         problem = f"{target.name} cannot run its artifact ({type(exc).__name__}: {first_line(exc)})"
         return [f"{target.name} ({target.engine}) on {len(feeds)} feed(s): {problem}"], [problem], {}
     failures, figures, vacuous = [], {}, []
+    profiles = target.output_precisions(ctx)
     for name in reference.names:
-        tolerance = ctx.options.tolerances.for_output(name, target.tolerance_precision(ctx))
+        tolerance = ctx.options.tolerances.for_output(name, profiles.get(name, target.tolerance_precision(ctx)))
         stats = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance)
         figures[name] = stats.figures()
         vacuous += [name] if stats.accepts_zero else []

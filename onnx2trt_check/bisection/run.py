@@ -85,9 +85,10 @@ def unoptimized_outputs_fail(ctx, target, path: Path) -> bool:
 
     reference = target.reference(ctx)
     outputs = run_model(path, target.feeds(ctx))
-    precision = target.tolerance_precision(ctx)
+    precision, profiles = target.tolerance_precision(ctx), target.output_precisions(ctx)
     return any(not compare_output(name, reference.per_output(name), [o[name] for o in outputs],
-                                  ctx.options.tolerances.for_output(name, precision)).passed for name in reference.names)
+                                  ctx.options.tolerances.for_output(name, profiles.get(name, precision))).passed
+               for name in reference.names)
 
 
 def _engine_runner(target, path: Path):

@@ -192,3 +192,37 @@ def integer_ops_reason(model: onnx.ModelProto) -> str | None:
             "QuantizeLinear/DequantizeLinear around float ops, and these integer ops have no float counterpart to judge "
             "them by; quantize the float model as QDQ (onnxruntime quantize_static(quant_format=QuantFormat.QDQ), "
             "modelopt, or `onnx2trt-check quantize`)")
+
+
+def float_outputs(model: onnx.ModelProto) -> list[str]:
+    """The graph outputs no QuantizeLinear/DequantizeLinear or integer op reaches (through the main
+    graph, or a subgraph reading an outer tensor): they are computed in float whatever the rest of
+    the model quantizes (zoo13: one Q/DQ'd pooler weight made every output of a BERT an int8 one)."""
+    def quantizing(node: onnx.NodeProto) -> bool:
+        return node.op_type in ("QuantizeLinear", "DequantizeLinear") or node.op_type in _INTEGER_OPS \
+            or node.op_type.startswith(("QLinear", "QOrdered")) or any(map(quantizing, _subgraph_nodes(node)))
+
+    reached: set[str] = set()
+    pending = list(model.graph.node)
+    changed = True
+    while changed:  # a fixpoint, so that a graph out of topological order is covered too
+        changed, left = False, []
+        for node in pending:
+            reads = set(node.input) | {name for inner in _subgraph_nodes(node) for name in inner.input}
+            if quantizing(node) or reads & reached:
+                reached.update(o for o in node.output if o)
+                changed = True
+            else:
+                left.append(node)
+        pending = left
+    return [output.name for output in model.graph.output if output.name not in reached]
+
+
+def _subgraph_nodes(node: onnx.NodeProto) -> list[onnx.NodeProto]:
+    graphs = [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH] + \
+        [g for a in node.attribute if a.type == onnx.AttributeProto.GRAPHS for g in a.graphs]
+    found = []
+    for graph in graphs:
+        for inner in graph.node:
+            found.extend([inner, *_subgraph_nodes(inner)])
+    return found

@@ -1,0 +1,121 @@
+"""zoo13: a transform step's default tolerance is sqrt(eps) x the output's largest magnitude
+(transforms/verify.py), on the premise that every element of an output is accumulated on that
+scale. A detector's decoded output breaks it: YOLOv8's [1, 4 + classes, anchors] (YOLOv5's
+[1, anchors, 5 + classes] alike) concatenates box coordinates in pixels (up to 640) with class
+probabilities in [0, 1], and the probabilities are then allowed to move by 3.45e-4 x 640 = 0.22.
+A fold that is wrong in the class branch alone (a BN folded with a bias 0.2 off) was verified
+"equivalent" and `optimize` wrote it, though the class scores moved by 0.05 (max rel 0.16, atol 0.141): an error
+on the order of the values, which the tolerance is meant to catch.
+
+The int8 and fp16 floors (SQNR, cosine) have the same blind spot: taken over the whole output, the
+pixel boxes carry them, and class scores at 18.2 dB (below int8's 20 dB floor, max abs 0.12) pass
+`derived::parity` at 74.4 dB (the `quantize` floor and the ort-int8 target measure alike).
+
+Proposed fix (not made here: it changes every transform's verdict rule): judge each element on the
+scale of the arithmetic that produced it rather than of the whole output, e.g. an atol from the
+rounding noise actually measured per element (the original run once more with ORT's reordered
+kernels, or in float64 where the ops allow it, times a margin), or per slice along the axis a Concat
+built the output on (the Concat's inputs are the segments of one scale); the floors likewise per
+Concat segment of an output (YOLOv5/v8 decodes end in that Concat), named in the figures."""
+
+import dataclasses
+
+import numpy as np
+import onnx
+import onnx.parser
+import pytest
+
+from onnx2trt_check import api
+from onnx2trt_check.transforms import registry
+
+# cls = Sigmoid(BN(Conv(x))) in [0, 1]; box = 640 * Sigmoid(Conv(x)) in pixels; one [N, 4, 16] output.
+DETECTOR = """
+<ir_version: 8, opset_import: ["": 17]>
+g (float[N,3,4,4] x) => (float[N,4,16] det)
+  <float[2,3,1,1] wc = {0.5, -1.0, 0.25, 2.0, 0.3, -0.6}, float[2] s = {1.5, 0.5}, float[2] b = {0.1, -0.2},
+   float[2] m = {0.3, -0.1}, float[2] v = {2.0, 0.5}, float[2,3,1,1] wb = {0.2, 0.4, -0.3, 0.1, -0.5, 0.6},
+   float px = {640.0}, int64[3] shape = {0, 2, 16}> {
+  c = Conv(x, wc)
+  n = BatchNormalization(c, s, b, m, v)
+  cls = Sigmoid(n)
+  cb = Conv(x, wb)
+  sb = Sigmoid(cb)
+  box = Mul(sb, px)
+  clsf = Reshape(cls, shape)
+  boxf = Reshape(box, shape)
+  det = Concat<axis = 1>(boxf, clsf)
+}"""
+
+
+def _plant_a_bias_error(monkeypatch):
+    """fold_conv_bn as registered, but its folded Conv's bias 0.2 off: the class logits move by 0.2."""
+    entries = list(registry.TRANSFORMS)
+    index = next(i for i, e in enumerate(entries) if e.name == "fold_conv_bn")
+    inner = entries[index].function
+
+    def wrong(proto, **options):
+        result = inner(proto, **options)
+        if not result.modified:
+            return result
+        model = result.model
+        for node in model.graph.node:
+            if node.op_type == "Conv" and len(node.input) == 3:
+                bias = next(t for t in model.graph.initializer if t.name == node.input[2])
+                values = onnx.numpy_helper.to_array(bias) + np.float32(0.2)
+                bias.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float32), bias.name))
+        return dataclasses.replace(result, model=model)
+
+    entries[index] = entries[index]._replace(function=wrong)
+    monkeypatch.setattr(registry, "TRANSFORMS", tuple(entries))
+
+
+@pytest.mark.xfail(strict=True, reason="zoo13: a transform's tolerance is scaled by the output's largest value; on a "
+                   "detector's concatenated boxes (pixels) and scores (0..1) a 0.05 error in the scores passes; fix proposed "
+                   "in the module docstring")
+def test_a_fold_wrong_in_the_class_scores_of_a_detector_output_is_not_written(tmp_path, monkeypatch):
+    model = tmp_path / "det.onnx"
+    onnx.save(onnx.parser.parse_model(DETECTOR), model)
+    data = tmp_path / "x.npz"
+    np.savez(data, x=np.random.default_rng(0).uniform(0, 1, (4, 2, 3, 4, 4)).astype(np.float32))
+    _plant_a_bias_error(monkeypatch)
+    result = api.optimize(str(model), output=tmp_path / "o.onnx", inputs=str(data), passes=["fold_conv_bn"])
+    assert not result.passed and result.written is None, [step.summary() for step in result.pipeline.steps]
+
+
+def test_the_planted_error_is_an_error_on_the_order_of_the_scores(tmp_path, monkeypatch):
+    """What the xfail above lets through: the written model's class scores against the original's."""
+    import onnxruntime as ort
+
+    model = tmp_path / "det.onnx"
+    onnx.save(onnx.parser.parse_model(DETECTOR), model)
+    data = tmp_path / "x.npz"
+    feeds = np.random.default_rng(0).uniform(0, 1, (4, 2, 3, 4, 4)).astype(np.float32)
+    np.savez(data, x=feeds)
+    _plant_a_bias_error(monkeypatch)
+    result = api.optimize(str(model), output=tmp_path / "o.onnx", inputs=str(data), passes=["fold_conv_bn"])
+    if result.written is None:
+        pytest.skip("the planted fold is refused (the xfail above is fixed)")
+    before = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    after = ort.InferenceSession(str(tmp_path / "o.onnx"), providers=["CPUExecutionProvider"])
+    scores_error = max(float(np.abs(before.run(None, {"x": x})[0][:, 2:] - after.run(None, {"x": x})[0][:, 2:]).max()) for x in feeds)
+    assert scores_error > 0.02  # class probabilities 0..1 moved by more than 2 points
+
+
+# The same output, its class logits through a coarse Q/DQ (scale 1: logits rounded to integers).
+DETECTOR_Q = DETECTOR.replace("  cls = Sigmoid(n)", "  nq = QuantizeLinear(n, qs, qz)\n  nd = DequantizeLinear(nq, qs, qz)\n  cls = Sigmoid(nd)").replace(
+    "int64[3] shape = {0, 2, 16}>", "int64[3] shape = {0, 2, 16}, float qs = {1.0}, int8 qz = {0}>")
+
+
+@pytest.mark.xfail(strict=True, reason="zoo13: the int8 floors (SQNR >= 20 dB) are taken over the whole output; a detector's "
+                   "class scores at 18.2 dB (max abs 0.12) pass at 74.4 dB because the pixel boxes carry the signal; fix "
+                   "proposed in the module docstring (per Concat segment)")
+def test_class_scores_below_the_int8_floor_fail_parity_beside_pixel_boxes(tmp_path):
+    model, original = tmp_path / "det_q.onnx", tmp_path / "det.onnx"
+    onnx.save(onnx.parser.parse_model(DETECTOR_Q), model)
+    onnx.save(onnx.parser.parse_model(DETECTOR), original)
+    data = tmp_path / "x.npz"
+    np.savez(data, x=np.random.default_rng(0).uniform(0, 1, (8, 2, 3, 4, 4)).astype(np.float32))
+    result = api.check(str(model), pytest_args=[f"--reference-model={original}", f"--inputs={data}", "-k", "derived",
+                                                "-p", "no:cacheprovider", "-q"])
+    parity = next(iter(result.report["models"].values()))["families"]["derived"]["checks"]["parity"]
+    assert parity["outcome"] == "failed", parity
