@@ -19,7 +19,7 @@ from onnx2trt_check.transforms.registry import (
     get_transform,
 )
 from onnx2trt_check.transforms.remove_output_sigmoid import verify_decisions
-from onnx2trt_check.transforms.verify import check_equivalence, default_tolerance
+from onnx2trt_check.transforms.verify import check_equivalence, default_tolerance, element_scales
 
 ORDER = ("simplify", "optimize", "fuse_repconv", "bn_across_maxpool", "fold_conv_bn", "fold_gemm_bn",
          "fuse_input_normalization", "fold_bn_conv", "fold_bn_gemm", "remove_output_sigmoid", "output_tail")
@@ -255,3 +255,25 @@ def test_without_declared_scores_every_output_sigmoid_stays():
     step = next(step for step in result.steps if step.name == "remove_output_sigmoid")
     assert result.passed and not step.modified and "Sigmoid" in op_types(result.model)
     assert "not declared a score" in step.report.skips[0].reason and "--threshold scores:P" in step.report.skips[0].reason
+
+
+@given(st.integers(1, 3), st.lists(st.integers(1, 6), min_size=0, max_size=3), st.integers(0, 2**32 - 1), st.floats(1e-3, 1e3))
+def test_an_elements_scale_is_between_its_own_magnitude_and_the_outputs_largest(feeds, shape, seed, spread):
+    rng = np.random.default_rng(seed)
+    expected = [(rng.normal(size=shape) * spread ** rng.uniform(-1, 1, size=shape)).astype(np.float32) for _ in range(feeds)]
+    scales = element_scales(expected)
+    values = np.abs(np.concatenate([e.reshape(-1) for e in expected]).astype(np.float64))
+    assert scales.shape == values.shape
+    assert np.all(scales >= values) and np.all(scales <= values.max(initial=0.0))
+
+
+def test_a_small_part_concatenated_beside_a_large_one_keeps_its_own_scale():
+    """zoo13: pixel boxes (up to 640) and class scores (0..1) in one detector output: the scores are
+    judged on their own scale, not on 640's."""
+    rng = np.random.default_rng(0)
+    boxes, scores = rng.uniform(0, 640, (1, 4, 100)), rng.uniform(0, 1, (1, 80, 100))
+    output = np.concatenate([boxes, scores], axis=1).astype(np.float32)
+    scales = element_scales([output]).reshape(output.shape)
+    assert scales[:, 4:].max() <= 1.0 and scales[:, :4].min() > 100
+    lone = np.array([[3.0, 1e-4, -2.0]], np.float32)  # slices of under 16 elements: the whole output's scale
+    assert np.all(element_scales([lone]) == 3.0)

@@ -6,14 +6,22 @@ Default tolerance, per output, from the dtype's machine epsilon `eps` and the re
 
     rtol = sqrt(eps)                 float32: 3.5e-4, float16: 3.1e-2, float64: 1.5e-8
                                      (float16's for a model computing in half inside: half_compute_dtype)
-    atol = sqrt(eps) * max(|ref|)    the output's own scale, at least the dtype's smallest normal
+    atol = sqrt(eps) * scale         the element's own scale, at least the dtype's smallest normal
                                      number (float32: 1.2e-38): below it values are subnormal, which
                                      GPUs flush to zero (hypothesis found a fold "off" by 1.4e-45)
+    scale = the smallest, over the output's axes, of max(|ref|) across the slice holding the element
+            at its index on that axis (slices of at least 16 elements; else max(|ref|) of the output)
     an element passes when |after - ref| <= atol + rtol * |ref|
 
 Why this shape: a graph rewrite reorders the same arithmetic, so its error is a few roundings of
 the *accumulated* terms, which are on the scale of the output's largest values, not of each element
-(an output that is zero by cancellation has a nonzero rounding error). sqrt(eps) keeps half the
+(an output that is zero by cancellation has a nonzero rounding error). But an output may join parts
+of different scales: a detector's decode concatenates box coordinates in pixels (up to 640) with
+class probabilities in [0, 1], and on the whole output's scale the probabilities could move by
+0.22 (zoo13: a fold 0.05 off in the scores was verified and written). A slice along one axis (a
+feature row or column, a channel) is computed alike, so its largest value is the scale of its
+elements' terms; the smallest such slice scale is the element's. A slice of under 16 elements says
+too little about the terms' scale (a lone logit near zero by cancellation), and is not used. sqrt(eps) keeps half the
 significant digits: far above reordering noise, far below what a wrong fold produces (an error on
 the order of the values themselves). Integer and bool outputs must match exactly. NaN must sit at
 the same places in both outputs.
@@ -90,11 +98,17 @@ def half_compute_dtype(model: onnx.ModelProto) -> type | None:
 def default_tolerance(reference: np.ndarray, dtype=None) -> tuple[float, float]:
     """(atol, rtol) for a floating output, by the formula in the module docstring; `dtype` (the
     model's half compute type) replaces the output's when it is coarser."""
-    coarse = np.finfo(reference.dtype) if dtype is None or np.finfo(reference.dtype).eps >= np.finfo(dtype).eps else np.finfo(dtype)
+    coarse = _coarser(reference, dtype)
     rtol = float(np.sqrt(coarse.eps))
     finite = np.abs(reference[np.isfinite(reference)])
     scale = float(finite.max()) if finite.size else 0.0
     return max(rtol * scale, float(coarse.tiny)), rtol
+
+
+def _coarser(reference: np.ndarray, dtype=None) -> np.finfo:
+    """The float type info of the output's dtype, or of the compute dtype where that is coarser."""
+    own = np.finfo(reference.dtype)
+    return own if dtype is None or own.eps >= np.finfo(dtype).eps else np.finfo(dtype)
 
 
 def check_equivalence(
@@ -238,13 +252,45 @@ def _compare(name, expected: list, actual: list | None, atol, rtol, tolerance_dt
     if not np.issubdtype(ref.dtype, np.floating):
         mismatched = int(np.count_nonzero(ref != out))
         return OutputError(name, float(mismatched > 0), 0.0, 0.0, 0.0, mismatched, ref.size, mismatched == 0)
-    return _compare_floats(name, ref, out, atol, rtol, tolerance_dtype)
+    scales = element_scales(expected) if atol is None else None
+    return _compare_floats(name, ref, out, atol, rtol, tolerance_dtype, scales)
 
 
-def _compare_floats(name, ref: np.ndarray, out: np.ndarray, atol, rtol, tolerance_dtype=None) -> OutputError:
+# A slice holding fewer elements says too little about the scale of its elements' terms.
+MIN_SLICE = 16
+
+
+def element_scales(expected: list[np.ndarray]) -> np.ndarray:
+    """Each element's scale (module docstring), flattened and concatenated as the feeds are:
+    outputs of one shape are sliced together, so a slice spans every feed."""
+    groups: dict[tuple, list[int]] = {}
+    for index, value in enumerate(expected):
+        groups.setdefault(np.shape(value), []).append(index)
+    scales: list = [None] * len(expected)
+    for indices in groups.values():
+        stacked = np.abs(np.stack([np.asarray(expected[i], dtype=np.float64) for i in indices]))
+        per_element = _slice_scales(np.where(np.isfinite(stacked), stacked, 0.0))
+        for position, index in enumerate(indices):
+            scales[index] = per_element[position].reshape(-1)
+    return np.concatenate(scales) if scales else np.zeros(0)
+
+
+def _slice_scales(magnitudes: np.ndarray) -> np.ndarray:
+    """[feeds, *shape] magnitudes to each element's smallest slice maximum over the output's axes
+    (the feed axis is never one: a feed is no computation of its own)."""
+    whole = np.full(magnitudes.shape, magnitudes.max(initial=0.0))
+    for axis in range(1, magnitudes.ndim):
+        if magnitudes.shape[axis] > 1 and magnitudes.size // magnitudes.shape[axis] >= MIN_SLICE:
+            others = tuple(a for a in range(magnitudes.ndim) if a != axis)
+            whole = np.minimum(whole, magnitudes.max(axis=others, keepdims=True))
+    return whole
+
+
+def _compare_floats(name, ref: np.ndarray, out: np.ndarray, atol, rtol, tolerance_dtype=None, scales=None) -> OutputError:
     default_atol, default_rtol = default_tolerance(ref, tolerance_dtype)
-    atol = default_atol if atol is None else atol
     rtol = default_rtol if rtol is None else rtol
+    if atol is None:  # per element where the scales are known, on the same floor
+        atol = default_atol if scales is None else np.maximum(default_rtol * scales, float(_coarser(ref, tolerance_dtype).tiny))
     ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
     if ref.size and not np.isfinite(ref64).any():
         # NaN at the same place is no difference, but with no finite element there is nothing to
@@ -259,13 +305,26 @@ def _compare_floats(name, ref: np.ndarray, out: np.ndarray, atol, rtol, toleranc
     # Where the reference is +-inf its rtol bound is inf too, which no diff exceeds: an infinity the
     # rewrite turned finite (or flipped) is an error only this test sees.
     infinity_moved = np.isinf(ref64) & (out64 != ref64)
-    bad = nan_moved | infinity_moved | (diff > atol + rtol * np.abs(np.where(both, ref64, 0.0)))
+    allowed = atol + rtol * np.abs(np.where(both, ref64, 0.0))
+    bad = nan_moved | infinity_moved | (diff > allowed)
     with np.errstate(invalid="ignore"):  # inf / inf where the reference is infinite: NaN, skipped by _max
         rel = np.divide(diff, np.abs(ref64), out=np.zeros_like(diff), where=both & (ref64 != 0))
     return OutputError(
-        name, _max(diff), _max(rel), atol, rtol, int(bad.sum()), ref.size, not bad.any(),
+        name, _max(diff), _max(rel), _shown_atol(atol, diff, allowed), rtol, int(bad.sum()), ref.size, not bad.any(),
         "NaN at different places" if nan_moved.any() else "",
     )
+
+
+def _shown_atol(atol, diff: np.ndarray, allowed: np.ndarray) -> float:
+    """One atol for the figures: the scalar, or the per-element one at the element nearest to (or
+    furthest past) its bound."""
+    if np.ndim(atol) == 0:
+        return float(atol)
+    if not diff.size:
+        return 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(allowed > 0, diff / allowed, np.where(diff > 0, np.inf, 0.0))
+    return float(atol[int(np.nanargmax(np.nan_to_num(ratio, nan=-1.0)))])
 
 
 def _max(values: np.ndarray) -> float:
