@@ -5,15 +5,12 @@ and TensorRT-RTX 1.7.1.116 rejected the build ("Myelin ... CHECK(is_constant()) 
 model built once onnxsim had folded the scales: `onnx2trt-check optimize` fixes it). QDQ002 treats a
 scale computed from constants as folded ("builds: no finding"); this one does not build.
 
-Proposed fix: QDQ002 an error for a scale computed from constants through anything but the cases
-the builder folds (tests/qdq_rule_models.py's Mul of two constants builds), with the fix "fold it:
-onnx2trt-check optimize (onnxsim) or store the scale as an initializer"; held by
-test_trt_builder.py's every-error-rule-is-backed test once the case joins qdq_rule_models.CASES."""
+QDQ002 now flags a scale computed from constants through a reduction (tests/qdq_rule_models.py
+holds the case against the builder), with the fix `onnx2trt-check optimize`."""
 
 
 import onnx
 import onnx.parser
-import pytest
 
 from onnx2trt_check.quant.qdq_rules import validate_qdq
 from onnx2trt_check.trt import isolated
@@ -55,8 +52,6 @@ def test_tensorrt_rejects_a_weight_scale_computed_from_the_weight(rtx, tmp_path)
     assert _builds(tmp_path, FOLDED, rtx)
 
 
-@pytest.mark.xfail(strict=True, reason="zoo13: QDQ002 takes a scale computed from constants as folded; TensorRT-RTX 1.7 "
-                   "rejects Abs -> ReduceMax -> Div of the weight; fix proposed in the module docstring")
 def test_qdq002_flags_a_weight_scale_computed_from_the_weight():
     errors = {f.rule for f in validate_qdq(onnx.parser.parse_model(QAT_CONV)) if f.severity == "error"}
     assert "QDQ002-scale" in errors

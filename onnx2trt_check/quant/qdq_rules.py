@@ -217,9 +217,11 @@ def check_zero_point(graph: ir.Graph) -> Iterator[Finding]:
 def check_scale(graph: ir.Graph) -> Iterator[Finding]:
     """QDQ002: the scale is a build-time constant, finite and > 0. Errors (backed by builds that
     fail): a scale <= 0, a scale computed from the data (TensorRT-RTX 1.7 crashes building it;
-    TensorRT 10 rejects it). A scale computed from constants only is folded (builds: no finding).
-    Warning: an infinite or NaN scale, which TensorRT-RTX 1.7 builds (every value quantizes to 0
-    or NaN); TensorRT 10/11 may reject it."""
+    TensorRT 10 rejects it), a scale computed from constants through a reduction (a QAT export's
+    amax(|w|) / 127 as Abs -> ReduceMax -> Div of the weight: TensorRT-RTX 1.7 does not fold it,
+    "CHECK(is_constant()) failed", zoo13). A scale computed from constants elementwise is folded
+    (builds: no finding). Warning: an infinite or NaN scale, which TensorRT-RTX 1.7 builds (every
+    value quantizes to 0 or NaN); TensorRT 10/11 may reject it."""
     for node in graph:
         if not (is_q(node) or is_dq(node)):
             continue
@@ -227,6 +229,11 @@ def check_scale(graph: ir.Graph) -> Iterator[Finding]:
         if scale is None and not _from_constants(input_at(node, 1), set()):
             yield Finding("QDQ002-scale", "error", _label(node), f"{node.op_type} scale is computed from the data, not a build-time constant",
                           "store the scale as an initializer")
+        elif scale is None and (reduction := _reduction(input_at(node, 1), set())) is not None:
+            yield Finding("QDQ002-scale", "error", _label(node),
+                          f"{node.op_type} scale is computed from constants through {reduction.op_type} '{gu.node_label(reduction)}', which "
+                          "TensorRT-RTX 1.7 does not fold at build time (the build fails: CHECK(is_constant()))",
+                          "fold it: `onnx2trt-check optimize` (onnxsim folds constants), or store the scale as an initializer")
         elif scale is not None and np.any(scale <= 0):
             bad = scale.ravel()[scale.ravel() <= 0][0]
             yield Finding("QDQ002-scale", "error", _label(node), f"{node.op_type} scale has a non-positive entry ({bad})",
@@ -246,6 +253,16 @@ def _from_constants(value: ir.Value | None, seen: set) -> bool:
     seen.add(id(value))
     node = value.producer()
     return node is not None and all(_from_constants(v, seen) for v in node.inputs if v is not None)
+
+
+def _reduction(value: ir.Value | None, seen: set) -> ir.Node | None:
+    """The first Reduce* node on the way from constants to `value`, else None."""
+    if value is None or const(value) is not None or id(value) in seen or (node := value.producer()) is None:
+        return None
+    seen.add(id(value))
+    if node.op_type.startswith("Reduce"):
+        return node
+    return next((found for v in node.inputs if (found := _reduction(v, seen)) is not None), None)
 
 
 def expected_weight_axis(consumer: ir.Node, index: int, rank: int) -> int | None:
