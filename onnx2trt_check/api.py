@@ -180,6 +180,9 @@ class OptimizeResult:
     recipe_written: Path | None = None
     unverifiable: str | None = None  # why the model's own outputs cannot tell an error (liveness), else None
     other_shapes: str = ""  # the other input shapes the steps were verified at, or why not (shape_probe); "" when none
+    # The float inputs' range on the feeds (feed_notes.value_range_note): raw 0..255 pixels fed to a
+    # model that reads normalized values were verified on without a word (zoo13).
+    input_ranges: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -206,6 +209,7 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     of a single-output model. Defaults to none: every output Sigmoid stays. When output_tail moved a
     tail out of the graph, its recipe is written beside (OUT.recipe.json), never over an existing
     file without `force`."""
+    from .feed_notes import value_range_note
     from .optimize_output import recipe_of, recipe_target, write_optimized
     from .transforms.run import folded_as_asked, pass_names, run_verifiable, settings_from
 
@@ -222,7 +226,7 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     feeds = _model_feeds(proto, options, input_shapes)
     run = run_verifiable(proto, feeds, settings, name)
     result = OptimizeResult(folded_as_asked(run.pipeline, settings), settings, options.source, len(feeds), len(proto.graph.node),
-                            unverifiable=run.unverifiable, other_shapes=run.other_shapes)
+                            unverifiable=run.unverifiable, other_shapes=run.other_shapes, input_ranges=value_range_note(feeds))
     result.recipe = recipe_of(result.pipeline, target)
     if target is not None and result.passed:
         result.written, result.recipe_written = write_optimized(Path(target), result.model, recipe_file, result.recipe, force=force)

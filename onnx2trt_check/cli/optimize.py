@@ -44,6 +44,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
                       thresholds=args.threshold, bn_conv_mode=args.bn_conv_mode, output_tail=args.output_tail, **input_kwargs(args))
     print(f"optimize '{args.model}': {', '.join(result.settings.selected())} on {result.feeds} feed(s) ({result.feeds_source})"
           + (f"; {result.other_shapes}" if result.other_shapes else ""))
+    for note in result.input_ranges:
+        print(f"  note: {note}" + ("; they are the model's own inputs, before the folded --mean/--std" if args.mean else ""))
     for line in step_lines(result.pipeline):
         print(line)
     if not result.pipeline.passed:
