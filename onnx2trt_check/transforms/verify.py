@@ -295,7 +295,7 @@ def _compare_floats(name, ref: np.ndarray, out: np.ndarray, atol, rtol, toleranc
     if ref.size and not np.isfinite(ref64).any():
         # NaN at the same place is no difference, but with no finite element there is nothing to
         # verify: any rewrite would pass with "max abs 0".
-        return OutputError(name, float("nan"), float("nan"), atol, rtol, ref.size, ref.size, False,
+        return OutputError(name, float("nan"), float("nan"), float(np.max(atol, initial=0.0)), rtol, ref.size, ref.size, False,
                            f"the model's own output holds no finite value ({ref.size} elements NaN/Inf) on these feeds: "
                            "nothing to verify; use inputs it computes finite outputs on")
     nan_moved = np.isnan(ref64) != np.isnan(out64)
