@@ -268,7 +268,7 @@ def element_scales(expected: list[np.ndarray]) -> np.ndarray:
         groups.setdefault(np.shape(value), []).append(index)
     scales: list = [None] * len(expected)
     for indices in groups.values():
-        stacked = np.abs(np.stack([np.asarray(expected[i], dtype=np.float64) for i in indices]))
+        stacked = np.abs(np.stack([np.asarray(expected[i]) for i in indices]))  # maxima are exact in the own dtype: no float64 copy
         per_element = _slice_scales(np.where(np.isfinite(stacked), stacked, 0.0))
         for position, index in enumerate(indices):
             scales[index] = per_element[position].reshape(-1)
