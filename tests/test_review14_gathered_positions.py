@@ -4,9 +4,11 @@ which fails to broadcast at 16 tokens. A BERT export reads its positions with Ga
 a table cut to 32 rows still serves every smaller length, so the cropped probe (16 tokens) agrees and
 the derived model passes, though it fails at any length from 33 to the original's 64.
 
-Proposed fix: shape_probe also tries a larger free size where the data allows it, the feeds repeated
-along that dimension (np.concatenate([a, a], axis), i.e. twice the length: real tokens, the same
-pattern again; mirrored for an image), the original's own run deciding as now whether the size is free."""
+Proposed fix: shape_probe also tries a larger free size, by the step size_below removes (224 -> 256,
+32 tokens -> 48: a modest growth, since doubling a SAM-sized image quadruples its attention memory),
+the feeds extended along that dimension with their own leading part (np.concatenate([a, a[:step]],
+axis): real tokens or pixels, no invented values), the original's own run deciding as now whether the
+size is free (a BERT at its 512 maximum: "not compared", as a cropped size the original refuses)."""
 
 from __future__ import annotations
 
