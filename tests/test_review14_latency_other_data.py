@@ -14,7 +14,7 @@ def test_a_latency_gate_on_other_data_fails(pytester):
     np.savez(pytester.path / "big.npz", x=np.random.default_rng(0).random((2, 64, 3, 8, 8), dtype=np.float32))
     gate = ("-p", "no:cacheprovider", "--model", "m.onnx", "--target", "ort", "--baseline-dir", "bl", "--latency", "-k", "latency")
     assert pytester.runpytest_subprocess(*gate, "--inputs", "big.npz", "--baseline-update").ret == 0
-    same = pytester.runpytest_subprocess(*gate, "--inputs", "big.npz")
+    same = pytester.runpytest_subprocess(*gate, "--inputs", "big.npz", "--latency-max-ratio", "50")  # timing noise of a 0.05 ms model
     assert same.ret == 0, same.stdout.str()
     lost = pytester.runpytest_subprocess(*gate)
     assert lost.ret == 1, lost.stdout.str()
