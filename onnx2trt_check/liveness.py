@@ -25,11 +25,11 @@ ADVICE = ("a dead network: activations all clipped or zero, e.g. random initiali
 def ignores_its_inputs(feeds: Sequence[Mapping[str, np.ndarray]], outputs: Sequence[Sequence[np.ndarray]]) -> bool:
     """Whether differing `feeds` give the same values in every output (`outputs`: per output, its
     value per feed): bit-identical, or for a float output apart by float32 rounding alone (ROUNDING
-    of its largest magnitude: zoo13's random-init deep CNN moved its softmax by 1.5e-8, 1-2 ulps,
+    of the largest magnitude among its elements that move: zoo13's random-init deep CNN moved its softmax by 1.5e-8, 1-2 ulps,
     between feeds, and a wrong weight upstream passed). Any output that differs beyond that, of any
     type, proves the inputs reach the model.
     Evidence of a dead network is only a non-empty, finite float output that is not saturated: class
-    ids, masks, NMS indices, empty detections and probabilities at exactly 0/1 (a confident sigmoid is
+    ids, masks, NMS indices, empty detections and probabilities at 0/1 to ROUNDING (a confident sigmoid is
     1.0 in float32 above a logit of 17) coincide on a few feeds of a healthy model, and NaN is
     another failure, which the comparisons report as such ("no finite value")."""
     def same(values) -> bool:
@@ -44,8 +44,9 @@ def ignores_its_inputs(feeds: Sequence[Mapping[str, np.ndarray]], outputs: Seque
     return len(feeds) > 1 and feeds_differ and all(map(same, outputs)) and any(map(graded, outputs))
 
 
-# Float outputs apart by at most this share of their largest magnitude differ by rounding alone
-# (about 8 float32 ulps; ONNX Runtime's kernels move a value by a few ulps): no signal of the inputs.
+# Float outputs apart by at most this share of the largest magnitude among the elements that move
+# differ by rounding alone (about 8 float32 ulps; ONNX Runtime's kernels move a value by a few
+# ulps): no signal of the inputs.
 ROUNDING = 1e-6
 
 
@@ -57,14 +58,19 @@ def _same(first: np.ndarray, other: np.ndarray) -> bool:
     a, b = first.astype(np.float64), other.astype(np.float64)
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         return False
-    scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)))
+    # The scale of the elements that move: one constant element far larger (a -1e9 logit bias of a
+    # suppressed class) made a healthy model's logits, moving by units, rounding (review14).
+    moved = a != b
+    scale = max(float(np.abs(a[moved]).max(initial=0.0)), float(np.abs(b[moved]).max(initial=0.0)))
     return bool(np.abs(a - b).max(initial=0.0) <= ROUNDING * scale)
 
 
 def _saturated(values: np.ndarray) -> bool:
-    """Every value exactly 0 or 1, with a 1 among them: a probability at its bound (sigmoid, one-hot
-    softmax), which stays there over a range of inputs."""
-    return bool(np.all((values == 0) | (values == 1)) and np.any(values == 1))
+    """Every value 0 or 1 to ROUNDING, with a 1 among them: a probability at its bound (sigmoid,
+    one-hot softmax), which stays there over a range of inputs (review14: a confident sigmoid at
+    0.9999996..0.9999999 on feeds of one class was called a dead network)."""
+    low, high = np.abs(values) <= ROUNDING, np.abs(values - 1) <= ROUNDING
+    return bool(np.all(low | high) and np.any(high))
 
 
 def dead_model_problem(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]],
@@ -77,5 +83,5 @@ def dead_model_problem(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.n
     if not ignores_its_inputs(feeds, [[run[name] for run in runs] for name in names]):
         return None
     return (f"every output is the same on all {len(feeds)} feeds, which differ: the model ignores its inputs on this data "
-            f"(its outputs move by float32 rounding at most, {ROUNDING:g} of their largest value; {ADVICE}), so no comparison "
+            f"(its outputs move by float32 rounding at most, {ROUNDING:g} of the largest value among those that move; {ADVICE}), so no comparison "
             f"of its outputs can see an error upstream")

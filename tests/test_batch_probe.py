@@ -37,12 +37,13 @@ def _feeds(batch: int, count: int = 2):
     return [{"x": rng.normal(size=(batch, 3, 4)).astype(np.float32)} for _ in range(count)]
 
 
-def test_a_batch_of_two_gives_the_first_row_of_each_feed():
+def test_a_batch_of_two_gives_each_row_of_the_feeds_on_its_own():
     feeds = _feeds(2)
     probe = other_batch(onnx.parser.parse_model(HONEST), feeds)
-    assert probe.size == 1 and probe.data_size == 2 and len(probe.feeds) == len(feeds)
-    for made, feed in zip(probe.feeds, feeds, strict=True):
-        np.testing.assert_array_equal(made["x"], feed["x"][:1])
+    rows = [feed["x"][row:row + 1] for feed in feeds for row in range(2)][:16]
+    assert probe.size == 1 and probe.data_size == 2 and len(probe.feeds) == len(rows)
+    for made, row in zip(probe.feeds, rows, strict=True):
+        np.testing.assert_array_equal(made["x"], row)
 
 
 def test_feeds_of_batch_one_are_stacked_in_pairs():
@@ -90,7 +91,7 @@ def _parity(tmp_path, derived: str, original: str, batch: int):
 def test_a_derived_model_with_the_traced_batch_kept_fails_parity(tmp_path, batch):
     parity = _parity(tmp_path, BAKED_2, HONEST, batch)
     if batch == 2:  # the data's batch is the traced one: only the probe at batch 1 shows it
-        assert parity["outcome"] == "failed" and "at batch 1 (the first row of each feed" in parity["message"], parity
+        assert parity["outcome"] == "failed" and "at batch 1 (each row of the feeds on its own" in parity["message"], parity
     else:  # batch 1 data: the model itself is wrong there already
         assert parity["outcome"] == "failed", parity
 

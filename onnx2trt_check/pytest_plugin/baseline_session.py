@@ -39,15 +39,23 @@ def merged_baseline(existing: store.Baseline | None, parts: list[dict], versions
     accuracy block, or the whole latency block); a block it did not measure is kept, unless it was
     measured on another model (gate13: an update with `-k latency` after the model changed filed the
     old model's accuracy under the new model's sha256, and the next gate no longer said the model had
-    changed). Dropped, that block's gate fails "missing" with the command that records it."""
+    changed), or on other input data (review14: `-k latency` on other data filed the old data's accuracy
+    under the new data's fingerprint, build_options.data, and the gate on the new data compared them).
+    Dropped, that block's gate fails "missing" with the command that records it."""
     first = parts[0]
-    kept = existing if existing is not None and existing.model_sha256 == first["model_sha256"] else None
+    kept = existing if existing is not None and existing.model_sha256 == first["model_sha256"] and _same_data(existing, first) else None
     accuracy = next((p["accuracy"] for p in parts if "accuracy" in p), kept.accuracy if kept else {})
     latency = next((LatencySamples(tuple(p["latency"]["data"]), warmup=p["latency"]["warmup"]) for p in parts if "latency" in p), kept.latency if kept else None)
     return store.Baseline(
         model_name=first["model_name"], model_sha256=first["model_sha256"], target=first["target"], build_options=first["build_options"],
         environment=first["environment"], tool_versions=versions, accuracy=accuracy, latency=latency,
     )  # fmt: skip
+
+
+def _same_data(existing: store.Baseline, part: dict) -> bool:
+    """Whether the kept block was measured on this run's data (a baseline without the fingerprint: as before)."""
+    recorded = existing.build_options.get("data")
+    return recorded is None or recorded == part["build_options"].get("data")
 
 
 class BaselineSession:

@@ -342,6 +342,8 @@ def baseline_latency_check(target, settings: Settings):
             raise CheckSkipped(f"environment differs from {located.compared.name} ({differs}); record this machine's baseline with: {settings.update_command}")
         if located.baseline.latency is None:
             raise _missing(located, ctx, target, settings, "latency")
+        if other := _other_data(located, ctx, target, settings):  # review14: batch 1 timed against the data's 64, a 50x "improvement"
+            raise CheckFailed(other, _base_figures(located, ctx) | {"verdict": "other data"})
         if (recorded := len(located.baseline.latency.seconds)) < settings.rule.min_samples:  # a skip on every run: a gate never red
             raise CheckFailed(f"latency baseline {located.compared} holds {recorded} sample(s), fewer than the {settings.rule.min_samples} the gate compares; record it again: {settings.update_command}")
         decision = store.decide_latency(located.baseline.latency.seconds, samples.seconds, rule=settings.rule)

@@ -8,7 +8,9 @@ Default tolerance, per output, from the dtype's machine epsilon `eps` and the re
                                      (float16's for a model computing in half inside: half_compute_dtype)
     atol = sqrt(eps) * scale         the element's own scale, at least the dtype's smallest normal
                                      number (float32: 1.2e-38): below it values are subnormal, which
-                                     GPUs flush to zero (hypothesis found a fold "off" by 1.4e-45)
+                                     GPUs flush to zero (hypothesis found a fold "off" by 1.4e-45);
+                                     float16 keeps its subnormals: one step of them (6e-8), as its
+                                     smallest normal (6.1e-5) passed a fold 50% off on small values
     scale = the smallest, over the output's axes, of max(|ref|) across the slice holding the element
             at its index on that axis (slices of at least 16 elements; else max(|ref|) of the output)
     an element passes when |after - ref| <= atol + rtol * |ref|
@@ -102,7 +104,12 @@ def default_tolerance(reference: np.ndarray, dtype=None) -> tuple[float, float]:
     rtol = float(np.sqrt(coarse.eps))
     finite = np.abs(reference[np.isfinite(reference)])
     scale = float(finite.max()) if finite.size else 0.0
-    return max(rtol * scale, float(coarse.tiny)), rtol
+    return max(rtol * scale, _floor(coarse)), rtol
+
+
+def _floor(coarse: np.finfo) -> float:
+    """atol's floor (module docstring): float16's smallest step, another dtype's smallest normal number."""
+    return float(coarse.smallest_subnormal if coarse.dtype == np.float16 else coarse.tiny)
 
 
 def _coarser(reference: np.ndarray, dtype=None) -> np.finfo:
@@ -290,7 +297,7 @@ def _compare_floats(name, ref: np.ndarray, out: np.ndarray, atol, rtol, toleranc
     default_atol, default_rtol = default_tolerance(ref, tolerance_dtype)
     rtol = default_rtol if rtol is None else rtol
     if atol is None:  # per element where the scales are known, on the same floor
-        atol = default_atol if scales is None else np.maximum(default_rtol * scales, float(_coarser(ref, tolerance_dtype).tiny))
+        atol = default_atol if scales is None else np.maximum(default_rtol * scales, _floor(_coarser(ref, tolerance_dtype)))
     ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
     if ref.size and not np.isfinite(ref64).any():
         # NaN at the same place is no difference, but with no finite element there is nothing to
