@@ -75,16 +75,30 @@ def measure_latency(
 
     Timing stops once at least `rounds` rounds ran and at least `min_time_s` seconds of timed
     rounds passed, or as soon as `max_time_s` seconds passed (so a very slow model may return
-    fewer than `rounds` samples; the regression decision then skips with that reason).
+    fewer than `rounds` samples; the regression decision then skips with that reason). The
+    warm-up stops at the same cap (`--latency-warmup 10**20` hung the run); the samples record
+    how many warm-up calls ran.
     `sync` runs after every call inside the timed region, for devices whose calls return before
     the work is done (CUDA). Defaults: 10 warm-up calls, 100 rounds, no minimum time, 60 s cap.
     """
     _check_options(warmup=warmup, rounds=rounds, min_time_s=min_time_s, max_time_s=max_time_s)
     call = run_once if sync is None else _with_sync(run_once, sync)
-    for _ in range(warmup):
+    max_ns = int(max_time_s * _NS_PER_S)
+    warmed = _warm_up(call, warmup, max_ns)
+    durations_ns = _timed_rounds(call, rounds, int(min_time_s * _NS_PER_S), max_ns)
+    return LatencySamples(tuple(ns / _NS_PER_S for ns in durations_ns), warmup=warmed)
+
+
+def _warm_up(call: Callable[[], object], warmup: int, max_ns: int) -> int:
+    clock = time.perf_counter_ns
+    start = clock()
+    done = 0
+    while done < warmup:
         call()
-    durations_ns = _timed_rounds(call, rounds, int(min_time_s * _NS_PER_S), int(max_time_s * _NS_PER_S))
-    return LatencySamples(tuple(ns / _NS_PER_S for ns in durations_ns), warmup=warmup)
+        done += 1
+        if clock() - start >= max_ns:
+            break
+    return done
 
 
 def _timed_rounds(call: Callable[[], object], rounds: int, min_ns: int, max_ns: int) -> list[int]:

@@ -78,8 +78,11 @@ def signals_held() -> Iterator[list[int]]:
 
 def exit_with_parent() -> None:
     """In a worker process: exit when the process that started it is gone (killed with SIGKILL, or
-    out of memory), instead of waiting for work forever; SIGTERM ends it at once."""
+    out of memory), instead of waiting for work forever; SIGTERM ends it at once, and so does SIGINT,
+    quietly (a Ctrl-C reaches the whole process group: the worker's KeyboardInterrupt printed a
+    20-line traceback into the interrupted run's output, redteam14); its caller reports the stop."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     parent = os.getppid()
 
     def watch() -> None:

@@ -203,18 +203,20 @@ def _named_sizes(inputs: list[onnx.ValueInfoProto], overrides: Shapes, data_shap
     """The size --input-shape or the data give each dim name: a name declared by several inputs is
     one size, so an input they leave open takes it (not its own default of 1, which ONNX Runtime
     may broadcast and TensorRT refuses)."""
-    named: dict[str, tuple[int, str]] = {}
+    named: dict[str, tuple[int, str, int]] = {}
     for value in inputs:
         given = overrides.get(value.name) or data_shapes.get(value.name)
         dims = value.type.tensor_type.shape.dim
         if given is None or len(given) != len(dims):
             continue
-        for dim, size in zip(dims, given):
-            first = named.setdefault(dim.dim_param, (size, value.name)) if dim.dim_param else (size, "")
+        for axis, (dim, size) in enumerate(zip(dims, given)):
+            first = named.setdefault(dim.dim_param, (size, value.name, axis)) if dim.dim_param else (size, "", axis)
             if first[0] != size:
-                raise ModelError(f"inputs '{first[1]}' and '{value.name}' get sizes {first[0]} and {size} for dim '{dim.dim_param}', "
-                                 "which the model declares as one size; give both the same size (--input-shape or the data)")
-    return {name: size for name, (size, _) in named.items()}
+                whose = (f"input '{value.name}' gets sizes {first[0]} and {size} for dim '{dim.dim_param}' (axes {first[2]} and {axis})"
+                         if first[1] == value.name else  # a square image [N,3,S,S] fed 7x5 (redteam14)
+                         f"inputs '{first[1]}' and '{value.name}' get sizes {first[0]} and {size} for dim '{dim.dim_param}'")
+                raise ModelError(f"{whose}, which the model declares as one size; give both the same size (--input-shape or the data)")
+    return {name: size for name, (size, _, _) in named.items()}
 
 
 def _resolve_one(value: onnx.ValueInfoProto, override: tuple[int, ...] | None, data_shape: tuple[int, ...] | None,

@@ -114,3 +114,14 @@ def test_max_time_stops_early():
 def test_bad_options_are_config_errors(options):
     with pytest.raises(ConfigError):
         bench.measure_latency(lambda: None, **options)
+
+
+def test_warmup_stops_at_the_time_cap():
+    """redteam14: `--latency-warmup 99999999999999999999` hung the run forever (the timed rounds
+    stop at max_time_s, the warm-up did not); the warm-up is bounded by the same cap and the
+    samples record how many warm-up calls ran."""
+    start = time.perf_counter()
+    samples = bench.measure_latency(lambda: _busy(0.001), warmup=10**20, rounds=3, max_time_s=0.05)
+    assert time.perf_counter() - start < 1.0
+    assert 1 <= samples.warmup < 10**20
+    assert len(samples) >= 1

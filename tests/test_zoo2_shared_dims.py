@@ -48,3 +48,18 @@ def test_two_sizes_for_one_dim_name_are_refused_in_one_line(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 4, captured.out
     assert "inputs 'a' and 'b' get sizes 2 and 3 for dim 'N'" in captured.out + captured.err
+
+
+def test_one_input_declaring_a_dim_name_twice_is_named_once():
+    """redteam14: a square image input [N,3,S,S] fed 7x5 data said "inputs 'x' and 'x' get sizes 7 and 5"."""
+    import pytest
+
+    from onnx2trt_check.errors import ModelError
+
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["": 17]>
+    g (float[N,3,S,S] x) => (float[N,3,S,S] y) { y = Relu(x) }""")
+    with pytest.raises(ModelError) as caught:
+        resolve_input_specs(model, None, data_shapes={"x": (1, 3, 7, 5)})
+    message = str(caught.value)
+    assert "'x' and 'x'" not in message
+    assert "input 'x' gets sizes 7 and 5 for dim 'S' (axes 2 and 3)" in message, message

@@ -115,6 +115,9 @@ def _validate(settings: Settings, config: pytest.Config) -> None:
         idle_without(typed(config, ("--latency-rounds", "--latency-warmup", "--latency-max-ratio")), "--latency", "no latency is measured or gated")
     if settings.latency and settings.baseline_dir is not None and settings.rounds < (least := settings.rule.min_samples):  # a gate that always skipped
         raise ConfigError(f"--latency-rounds {settings.rounds} with a baseline folder: the latency gate compares at least {least} samples a side; pass --latency-rounds {least} or more")
+    if settings.latency and settings.baseline_dir is not None and settings.under_xdist:  # a gate that skipped every latency item, green
+        raise ConfigError("--latency with -n (pytest-xdist) and a baseline folder: latency is not measured under xdist (workers share "
+                          "the cores), so the latency gate would compare nothing; run the latency gate without -n (or -n 0)")
     if settings.update and settings.baseline_dir is None:
         raise ConfigError(f"{UPDATE_FLAG} needs a baseline folder; pass --baseline-dir DIR or set baseline_dir in [tool.onnx2trt_check]")
 

@@ -23,7 +23,7 @@ from ..liveness import dead_model_problem
 from ..quant.float_counterpart import float_outputs, has_qdq, integer_ops
 from ..references import REFERENCE_KEY, ReferenceModel, ReferenceScript
 from ..report import accuracy_figures
-from ..shape_probe import probes
+from ..shape_probe import probes, unvaried
 from ..transforms.verify import half_compute_dtype
 from .core import Check
 from .options import value
@@ -76,7 +76,8 @@ def check_derived_parity(ctx: ModelContext) -> dict:
     if lost := source.matching(ctx.loaded.proto).unmatched:
         raise CheckFailed(f"the derived model lacks output(s) {', '.join(map(repr, lost))} of {source.label}: nothing computes them; "
                           f"the {len(figures['outputs'])} output(s) both have agree", figures)
-    figures["other_shapes"] = "; ".join(_parity_at(ctx, source, figures, probe) for probe in probes(ctx.loaded.proto, ctx.feeds))
+    found = [_parity_at(ctx, source, figures, probe) for probe in probes(ctx.loaded.proto, ctx.feeds)]
+    figures["other_shapes"] = "; ".join(found + ([left] if (left := unvaried(ctx.loaded.proto, ctx.feeds)) else []))
     figures["summary"] += f"; {figures['other_shapes']}" if figures["other_shapes"] else ""
     _fail_on_a_dead_reference(ctx)
     return figures
