@@ -181,6 +181,9 @@ def session_plugin(config, options: RunOptions):
         for info in state.models.values():  # the summary's and the JSON report's notes of each model
             info.notes.append(QDQ_CALIBRATION_NOTE if qdq.get(info.path) else ONE_FEED_NOTE if info.path in unsplit else HELD_OUT_NOTE)
     get_target(TARGET).configure(calibration_data=source is not None, qdq_model=any(qdq.values()))
+    if options.targets and set(options.targets) == {TARGET} and (reason := get_target(TARGET).unavailable_reason()):
+        # the only target asked for cannot run on any model: a green run that checked no int8 (redteam14)
+        raise pytest.UsageError(f"--target {TARGET}: {reason}")
     return SweepSummary()
 
 
