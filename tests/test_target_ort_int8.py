@@ -61,13 +61,17 @@ def test_ids_with_calibration_data_and_sweep(pytester):
     assert [i for i in found if "::calibration::" in i] == SWEEP_IDS
 
 
-def test_without_calibration_data_the_target_is_left_out_and_skipped_with_the_reason_when_asked(pytester):
+def test_without_calibration_data_the_target_is_left_out_and_a_usage_error_with_the_reason_when_asked(pytester):
     sample(pytester, "convbn_classifier", data=False)
     default = pytester.runpytest_inprocess("--model", "m.onnx", "--collect-only", "-q")
     assert not [i for i in ids(default) if "int8" in i]
+    # asked for alone, it skipped on every model and the run was green (redteam14): a usage error now
     asked = pytester.runpytest_inprocess("--model", "m.onnx", "--target", "ort-int8", "-k", "int8", "-rs")
-    asked.assert_outcomes(skipped=2)
-    asked.stdout.fnmatch_lines([f"*{NO_CALIBRATION_REASON}*"])
+    assert asked.ret == 4
+    asked.stderr.fnmatch_lines([f"*--target ort-int8: {NO_CALIBRATION_REASON}*"])
+    beside = pytester.runpytest_inprocess("--model", "m.onnx", "--target", "ort-int8", "--target", "ort", "-k", "int8", "-rs")
+    beside.assert_outcomes(skipped=2)  # beside a target that runs: skipped with the reason
+    beside.stdout.fnmatch_lines([f"*{NO_CALIBRATION_REASON}*"])
 
 
 def test_int8_accuracy_passes_with_the_report_figures_in_the_json(pytester):
