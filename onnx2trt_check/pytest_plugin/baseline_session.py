@@ -15,7 +15,7 @@ from ..context import RunOptions
 from ..environment import tool_versions
 from ..errors import ConfigError
 from ..report import PROPERTY_KEY
-from .baselines import Settings, _quiet_load, decision_row, settings_of
+from .baselines import Settings, decision_row, quiet_load, settings_of
 from .stash import STATE
 
 
@@ -82,7 +82,7 @@ class BaselineSession:
             return
         for path, parts in self._updates().items():
             try:
-                written = store.write_baseline(self.settings.baseline_dir, merged_baseline(_quiet_load(path), parts, tool_versions()), update=True)
+                written = store.write_baseline(self.settings.baseline_dir, merged_baseline(quiet_load(path), parts, tool_versions()), update=True)
                 self.written.append((written, sorted(k for p in parts for k in ("accuracy", "latency") if k in p)))
             except (OSError, ConfigError) as exc:
                 self._not_written(session, [path], f"could not write baseline {path}: {exc}")

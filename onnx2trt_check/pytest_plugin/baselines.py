@@ -248,7 +248,7 @@ def _load(path: Path, settings: Settings) -> store.Baseline:
         raise CheckFailed(f"{exc}\nfix the file by hand, or rewrite it (this run's figures replace it): {settings.update_command}", figures) from None
 
 
-def _quiet_load(path: Path | None) -> store.Baseline | None:
+def quiet_load(path: Path | None) -> store.Baseline | None:
     """The old baseline for reference while updating; an unreadable one is simply replaced."""
     try:
         return store.load_baseline(path) if path is not None else None
@@ -309,7 +309,7 @@ def baseline_accuracy_check(target, settings: Settings):
         if settings.update:
             if problem := store.accuracy_problem(current):
                 raise CheckFailed(f"not recorded as the baseline: {problem} (the target's outputs are not finite; see its accuracy item)", {"current": current})
-            old = _quiet_load(located.compared)
+            old = quiet_load(located.compared)
             decisions = store.compare_accuracy(old.accuracy, current, task=_task_margin(ctx)) if old else []
             return _updated(located, ctx, decisions, _update_payload(ctx, target, located, settings, accuracy=current))
         if located.baseline is None or not located.baseline.accuracy:
@@ -335,7 +335,7 @@ def baseline_latency_check(target, settings: Settings):
         samples, located = latency_samples(ctx, target, settings), locate(ctx, target, settings)
         latency = {"data": list(samples.seconds), "warmup": samples.warmup}
         if settings.update:
-            old = _quiet_load(located.compared)
+            old = quiet_load(located.compared)
             decisions = [store.decide_latency(old.latency.seconds, samples.seconds, rule=settings.rule)] if old and old.latency else []
             return _updated(located, ctx, decisions, _update_payload(ctx, target, located, settings, latency=latency))
         if located.baseline is None:
