@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from .api_arguments import checked_arguments
 from .bisection.modes import BisectOutcome
 from .errors import ConfigError
 from .fileio import checked_output
+from .leftovers import temporary_folder
 from .quant.pipeline import Int8Build, Int8Settings, bisect_command
 from .quant.verify import Int8Verdict
 from .transforms.pipeline import PipelineResult
@@ -67,7 +67,7 @@ def check(models: str | os.PathLike | Sequence[str | os.PathLike], *, pytest_arg
     if not paths or not all(isinstance(p, str | os.PathLike) for p in paths):
         raise ConfigError(f"check() got no model path in {models!r}; pass a model file or a folder of models, or a list of them")
     usage = _usage_errors()
-    with tempfile.TemporaryDirectory(prefix="onnx2trt_check-api-") as folder:
+    with temporary_folder("onnx2trt_check-api-") as folder:
         report = Path(report_json) if report_json is not None else Path(folder) / "report.json"
         # Not pytest_plugin/fast_exit.py's gc.freeze at exit: this process is the user's program.
         args = [*(f"--model={os.fspath(p)}" for p in paths), f"--report-json={report}", "-p", "no:onnx2trt_check_fast_exit", *pytest_args]
@@ -394,7 +394,7 @@ def bisect(model: str | os.PathLike, *, target: str, mode: str = "layerwise",
     options = _bisect_options(target, inputs, input_shapes, input_ranges, seed, num_feeds, calibration_data, {**int8, **fp16}, atol, rtol)
     # The artifacts the search builds (fp16/int8 files) live as long as the call: nothing is left
     # in the temporary folder (the outcome holds figures, and --reduce/--plot write to the user's paths).
-    with tempfile.TemporaryDirectory(prefix="onnx2trt_check-bisect-") as folder:
+    with temporary_folder("onnx2trt_check-bisect-") as folder:
         ctx = ModelContext(Path(model), dataclasses.replace(options, artifact_dir=Path(folder)))
         if chosen.precision == "int8":
             bisect_options.refuse_quantizer_options_on_qdq(ctx.loaded.proto, given)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import shlex
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import numpy as np
 from .. import validate
 from ..errors import ConfigError, first_line
 from ..fileio import save_model
+from ..leftovers import temporary_folder
 from ..runtime import run_model
 from .run import TRT_NEEDED, NotBisectable, artifact_proto, layerwise_for, reference_model, section_text, unoptimized_outputs_fail
 
@@ -358,7 +358,7 @@ def _target_fails(target, floor: float):
     from ..quant.objective import output_sqnr_db
 
     def still_fails(model, feeds) -> bool:
-        with tempfile.TemporaryDirectory(prefix="onnx2trt_check-reduce-") as folder:
+        with temporary_folder("onnx2trt_check-reduce-") as folder:
             path = Path(folder) / "subgraph.onnx"  # targets run files, as they run the deployed one
             save_model(model, path)
             return output_sqnr_db(run_model(reference_model(model, target)[0], feeds), target.run(path, feeds)) < floor

@@ -21,6 +21,7 @@ import onnxoptimizer
 from onnx2trt_check import protos
 from onnx2trt_check.errors import OutputPathError, first_line
 from onnx2trt_check.fileio import EXTERNAL_DATA_BYTES, save_model
+from onnx2trt_check.leftovers import temporary_folder
 from onnx2trt_check.runtime import release_freed_memory
 from onnx2trt_check.transforms import graph_utils as gu
 from onnx2trt_check.transforms.base import TransformReport, TransformResult
@@ -35,7 +36,7 @@ def simplify(model: onnx.ModelProto, *, fuse_bn: bool = True) -> TransformResult
     leaves BatchNormalization to our own folds (onnxsim's skip_fuse_bn). Defaults to True."""
     onnxsim = import_onnxsim()
     try:
-        with tempfile.TemporaryDirectory(prefix="onnx2trt_check-simplify-") as folder:
+        with temporary_folder("onnx2trt_check-simplify-") as folder:
             simplified = _simplified_by_file(onnxsim, model, Path(folder), skip_fuse_bn=not fuse_bn)
     except (OSError, OutputPathError):  # no room in the temporary folder: in memory, which needs none
         simplified, _ = onnxsim.simplify(gu.copy_model(model), check_n=0, skip_fuse_bn=not fuse_bn, certify=False)

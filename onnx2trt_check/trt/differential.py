@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 
@@ -21,6 +20,7 @@ import numpy as np
 import onnx
 
 from .. import trt_ops
+from ..leftovers import temporary_folder
 from . import isolated
 from .build import build_engine
 from .flavour import Flavour
@@ -116,7 +116,7 @@ def _reason(message: str) -> str:
 
 def _verdict_of(name: str, data: bytes, feed: dict, flavour: Flavour) -> tuple[bool, str, bool]:
     """Worker: TensorRT's verdict on one serialized model."""
-    with tempfile.TemporaryDirectory(prefix="onnx2trt_check-diff-") as folder:
+    with temporary_folder("onnx2trt_check-diff-") as folder:
         path = os.path.join(folder, f"{name}.onnx")
         with open(path, "wb") as stream:
             stream.write(data)
