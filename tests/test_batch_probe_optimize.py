@@ -2,15 +2,14 @@
 and `optimize` wrote it, though the model declares its batch free. The steps are now also verified
 at a second batch size (shape_probe.py), unless the model itself fails there."""
 
-import dataclasses
 
 import numpy as np
 import onnx
 import onnx.parser
 from onnx import helper, numpy_helper
+from planted_transforms import plant_in_transform
 
 from onnx2trt_check import api
-from onnx2trt_check.transforms import registry
 
 CONV_BN = """
 <ir_version: 8, opset_import: ["": 17]>
@@ -39,16 +38,7 @@ def _optimize(tmp_path, monkeypatch, *, bake: bool, feeds: int = 1):
     data = tmp_path / "x.npz"
     np.savez(data, x=np.random.default_rng(0).normal(size=(feeds, 1, 2, 4, 4)).astype(np.float32))
     if bake:
-        entries = list(registry.TRANSFORMS)
-        index = next(i for i, e in enumerate(entries) if e.name == "fold_conv_bn")
-        inner = entries[index].function
-
-        def baked(proto, **options):
-            result = inner(proto, **options)
-            return dataclasses.replace(result, model=_bake_batch_one(result.model)) if result.modified else result
-
-        entries[index] = entries[index]._replace(function=baked)
-        monkeypatch.setattr(registry, "TRANSFORMS", tuple(entries))
+        plant_in_transform(monkeypatch, "fold_conv_bn", _bake_batch_one)
     return api.optimize(str(model), output=tmp_path / "o.onnx", inputs=str(data), passes=["fold_conv_bn"])
 
 

@@ -4,7 +4,6 @@ Resize fixed to the data's 8x8, or with its position table sliced to the data's 
 with the data's spatial size baked into a Reshape was written by `optimize`. Both are now also
 compared on the feeds cropped to smaller free dimensions (shape_probe.other_size)."""
 
-import dataclasses
 
 import numpy as np
 import onnx
@@ -12,10 +11,10 @@ import onnx.parser
 from hypothesis import given
 from hypothesis import strategies as st
 from onnx import helper, numpy_helper
+from planted_transforms import plant_in_transform
 
 from onnx2trt_check import api
 from onnx2trt_check.shape_probe import other_size, size_below
-from onnx2trt_check.transforms import registry
 
 IMAGE = """
 <ir_version: 8, opset_import: ["": 18]>
@@ -160,16 +159,7 @@ def _optimize(tmp_path, monkeypatch, *, bake: bool):
     data = tmp_path / "x.npz"
     np.savez(data, x=np.random.default_rng(0).normal(size=(2, 1, 2, 4, 4)).astype(np.float32))
     if bake:
-        entries = list(registry.TRANSFORMS)
-        index = next(i for i, e in enumerate(entries) if e.name == "fold_conv_bn")
-        inner = entries[index].function
-
-        def baked(proto, **options):
-            result = inner(proto, **options)
-            return dataclasses.replace(result, model=_bake_the_data_size(result.model)) if result.modified else result
-
-        entries[index] = entries[index]._replace(function=baked)
-        monkeypatch.setattr(registry, "TRANSFORMS", tuple(entries))
+        plant_in_transform(monkeypatch, "fold_conv_bn", _bake_the_data_size)
     return api.optimize(str(model), output=tmp_path / "o.onnx", inputs=str(data), passes=["fold_conv_bn"])
 
 

@@ -14,15 +14,14 @@ class never present) has almost no signal, and its quantization noise would fail
 A fix would judge per Concat segment of the output (the Concat's inputs are the segments of one
 scale), named in the figures."""
 
-import dataclasses
 
 import numpy as np
 import onnx
 import onnx.parser
 import pytest
+from planted_transforms import plant_in_transform
 
 from onnx2trt_check import api
-from onnx2trt_check.transforms import registry
 
 # cls = Sigmoid(BN(Conv(x))) in [0, 1]; box = 640 * Sigmoid(Conv(x)) in pixels; one [N, 4, 16] output.
 DETECTOR = """
@@ -45,24 +44,15 @@ g (float[N,3,4,4] x) => (float[N,4,16] det)
 
 def _plant_a_bias_error(monkeypatch):
     """fold_conv_bn as registered, but its folded Conv's bias 0.2 off: the class logits move by 0.2."""
-    entries = list(registry.TRANSFORMS)
-    index = next(i for i, e in enumerate(entries) if e.name == "fold_conv_bn")
-    inner = entries[index].function
-
-    def wrong(proto, **options):
-        result = inner(proto, **options)
-        if not result.modified:
-            return result
-        model = result.model
+    def wrong(model):
         for node in model.graph.node:
             if node.op_type == "Conv" and len(node.input) == 3:
                 bias = next(t for t in model.graph.initializer if t.name == node.input[2])
                 values = onnx.numpy_helper.to_array(bias) + np.float32(0.2)
                 bias.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.float32), bias.name))
-        return dataclasses.replace(result, model=model)
+        return model
 
-    entries[index] = entries[index]._replace(function=wrong)
-    monkeypatch.setattr(registry, "TRANSFORMS", tuple(entries))
+    plant_in_transform(monkeypatch, "fold_conv_bn", wrong)
 
 
 def test_a_fold_wrong_in_the_class_scores_of_a_detector_output_is_not_written(tmp_path, monkeypatch):

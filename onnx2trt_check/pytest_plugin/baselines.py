@@ -276,12 +276,25 @@ def data_fingerprint(feeds) -> dict:
     return {"feeds": len(feeds), "sha256": digest.hexdigest()}
 
 
+# data_fingerprint per model and feed list: every baseline item of every target asked for it, hashing
+# the same feeds (up to 2 GiB) again each time; the list is kept beside its digest so its id stays its own.
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(ctx: ModelContext, target) -> dict:
+    feeds = target.feeds(ctx)
+    known = _FINGERPRINTS.setdefault(ctx, {})
+    if id(feeds) not in known:
+        known[id(feeds)] = (feeds, data_fingerprint(feeds))
+    return known[id(feeds)][1]
+
+
 def _other_data(located: Located, ctx: ModelContext, target, settings: Settings) -> str | None:
     """Why this run's figures cannot be compared with the baseline's: they were measured on other
     input data (a CI line that lost --inputs, a changed data file or loader). None when the data is
     the same, or the baseline predates the fingerprint."""
     recorded = located.baseline.build_options.get("data")
-    if recorded is None or recorded == (now := data_fingerprint(target.feeds(ctx))):
+    if recorded is None or recorded == (now := _fingerprint(ctx, target)):
         return None
     then = f"{recorded.get('feeds')} feed(s), sha256 {str(recorded.get('sha256'))[:12]}" if isinstance(recorded, dict) else repr(recorded)
     return (f"baseline {located.compared} was measured on other input data ({then}; this run: {now['feeds']} feed(s), sha256 {now['sha256'][:12]}), "
@@ -289,7 +302,7 @@ def _other_data(located: Located, ctx: ModelContext, target, settings: Settings)
 
 
 def _update_payload(ctx: ModelContext, target, located: Located, settings: Settings, **measured) -> dict:
-    build = {"engine": target.engine, "precision": target.precision, "description": target.description, "data": data_fingerprint(target.feeds(ctx))}
+    build = {"engine": target.engine, "precision": target.precision, "description": target.description, "data": _fingerprint(ctx, target)}
     return {"model_name": _key(ctx, settings), "model_sha256": ctx.loaded.sha256, "target": store_target(target), "build_options": build, "environment": located.environment} | measured
 
 
