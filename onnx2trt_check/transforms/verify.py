@@ -195,7 +195,7 @@ def _free_first_dim(value: onnx.ValueInfoProto) -> bool:
 def run_batched(model: onnx.ModelProto, feeds: list, expected: list[dict[str, np.ndarray]],
                 run: Runner = run_model) -> list[dict[str, np.ndarray]] | None:
     """`model`'s outputs on `feeds` from one run per group of feeds that stack (the same shapes after
-    the first axis: shape_probe adds a feed of smaller free dimensions to the data's), split back per
+    the first axis: shape_probe adds feeds of smaller and larger free dimensions to the data's), split back per
     feed by the first-axis sizes of `expected` (the original model's per-feed outputs), or None
     where that is not sound: a model that declares no batch, no group of two feeds, a run that
     raises, an output missing or not carrying the batch on axis 0. A transform verifier that
