@@ -167,6 +167,20 @@ def test_a_transform_result_sliced_to_the_data_size_is_not_written_nor_passed_by
     assert step["outcome"] == "failed", step
 
 
+def test_a_step_failing_at_a_probe_size_names_that_size(tmp_path, monkeypatch):
+    """The failed item's figures and message name the other shapes, and its shape error the probe's
+    feed (it named the data's first feed: 'shape (1, 2, 4, 4) instead of (1, 2, 4, 4)')."""
+    plant_in_transform(monkeypatch, "fold_conv_bn", _slice_to_the_data_size)
+    _optimize(tmp_path, CONV_BN.format(weights="", tail="y = BatchNormalization(c, s, b, m, v)"))
+    check = api.check(str(tmp_path / "m.onnx"), pytest_args=[f"--inputs={tmp_path / 'x.npz'}", "-k", "transform", "-p", "no:cacheprovider", "-q"])
+    families = next(iter(check.report["models"].values()))["families"]
+    for step in (families["transform[fold_conv_bn]"]["checks"]["equivalence"], families["transform[pipeline]"]["checks"]["equivalence"]):
+        assert step["outcome"] == "failed", step
+        assert "larger free dimensions (H 4 -> 6, W 4 -> 6" in step["figures"]["other_shapes"], step["figures"]
+        assert "shape (1, 2, 4, 4) instead of (1, 2, 6, 6) on feed 6 of 7" in step["message"], step["message"]
+        assert "other shapes: also verified at batch 2" in step["message"], step["message"]
+
+
 def test_a_model_that_refuses_the_larger_size_itself_is_written_and_says_so(tmp_path):
     result = _optimize(tmp_path, CONV_BN_AT_MOST_FOUR)
     assert result.passed and result.written is not None, result.pipeline.steps
