@@ -104,8 +104,9 @@ def size_below(size: int) -> int:
 
 
 def size_above(size: int) -> int:
-    """A larger size by the step size_below takes off: 224 gives 256, 32 tokens give 48, 64 gives 96
-    (modest: an image's attention grows with the square of its pixels), an odd size one more."""
+    """A larger size by the step size_below takes off, so it keeps the same factors of two: 224 gives
+    256, 32 tokens give 48, an odd size one more. A step, not a doubling (an image's attention memory
+    grows with the square of its pixels); a power of two still grows by half (64 gives 96)."""
     return 2 * size - size_below(size)
 
 
