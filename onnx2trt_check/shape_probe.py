@@ -1,6 +1,6 @@
 """Other input shapes than the data's: a model that leaves a dimension free is promised to run at
 any size there, so a derived model or a transform result is also compared at a batch size and at
-smaller free dimensions the data does not have.
+smaller and larger free dimensions the data does not have.
 
 plant12: a derived model with `Reshape(logits, [2, -1])` (the traced batch kept) passed
 `derived::parity` on batch-2 data, and a transform result with batch 1 baked into a Reshape was
@@ -17,12 +17,15 @@ reading a fixed step. The data and the original are at hand, so no user informat
   every input sliced or stacked alike keeps equal sizes equal);
 * the other free dimensions (other_size): the feeds cropped, on every free dimension after the
   first, to a smaller size (size_below), the same for equal sizes, so dimensions that must agree
-  (input_ids and attention_mask) still do. Cropping keeps the data real; a larger size would have
-  to invent values.
+  (input_ids and attention_mask) still do; and the feeds grown there by the same step (size_above:
+  224 -> 256, 32 tokens -> 48), each extended with its own leading part (real tokens or pixels,
+  no invented values). A smaller size alone misses what serves every size up to the data's:
+  review14, a BERT whose position table was cut to the data's 32 rows, read by
+  Gather(table, Range(0, S)), agrees at 16 tokens and fails from 33 to the original's 64.
 
 A model whose own run fails at such a shape does not have the freedom it declares (a sequence
-length tied to a cache's, a UNet's skip needing a multiple of 32); that probe is then dropped and
-the caller says so.
+length tied to a cache's, a UNet's skip needing a multiple of 32, a BERT at its maximum length
+grown past its position table); that probe is then dropped and the caller says so.
 """
 
 from __future__ import annotations
@@ -78,14 +81,18 @@ def other_batch(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]
 
 @dataclasses.dataclass(frozen=True)
 class SizeProbe:
-    """The feeds cropped on their free dimensions after the first: `crops` holds, per dimension of
-    the first feed (its dim_param, or input[axis] for one without a name), the data's size and the probe's."""
+    """The feeds cropped, or grown, on their free dimensions after the first: `sizes` holds, per
+    dimension of the first feed (its dim_param, or input[axis] for one without a name), the data's
+    size and the probe's."""
 
     feeds: list[dict[str, np.ndarray]]
-    crops: dict[str, tuple[int, int]]
+    sizes: dict[str, tuple[int, int]]
+    grown: bool = False
 
     def describe(self) -> str:
-        dims = ", ".join(f"{label} {old} -> {new}" for label, (old, new) in self.crops.items())
+        dims = ", ".join(f"{label} {old} -> {new}" for label, (old, new) in self.sizes.items())
+        if self.grown:
+            return f"larger free dimensions ({dims}; the feeds extended with their own leading part, the model declares them free)"
         return f"smaller free dimensions ({dims}; the feeds cropped, the model declares them free)"
 
 
@@ -96,28 +103,38 @@ def size_below(size: int) -> int:
     return size - min(size & -size, size // 2)
 
 
-def other_size(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> SizeProbe | None:
-    """The feeds cropped on every free dimension after the first whose size is at least 2, or None
-    where the first feed has none."""
+def size_above(size: int) -> int:
+    """A larger size by the step size_below takes off, so it keeps the same factors of two: 224 gives
+    256, 32 tokens give 48, an odd size one more. A step, not a doubling (an image's attention memory
+    grows with the square of its pixels); a power of two still grows by half (64 gives 96)."""
+    return 2 * size - size_below(size)
+
+
+def other_size(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], *, grow: bool = False) -> SizeProbe | None:
+    """The feeds cropped (grown, with `grow`) on every free dimension after the first whose size is
+    at least 2, or None where the first feed has none."""
     if not feeds:
         return None
-    cropped = [_cropped(model, feed) for feed in feeds[:PROBE_FEEDS]]
-    (_, crops) = cropped[0]
-    return SizeProbe([feed for feed, _ in cropped], crops) if crops else None
+    resized = [_resized(model, feed, grow) for feed in feeds[:PROBE_FEEDS]]
+    (_, sizes) = resized[0]
+    return SizeProbe([feed for feed, _ in resized], sizes, grow) if sizes else None
 
 
-def _cropped(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> tuple[dict, dict]:
-    """One feed cropped to size_below on its free dimensions after the first, and the crops made."""
-    result, crops = dict(feed), {}
+def _resized(model: onnx.ModelProto, feed: Mapping[str, np.ndarray], grow: bool) -> tuple[dict, dict]:
+    """One feed cropped to size_below, or grown to size_above with its own leading part, on its free
+    dimensions after the first, and the sizes made."""
+    result, sizes = dict(feed), {}
     for value in _fed_inputs(model, feed):
         array = np.asarray(feed[value.name])
-        window = [slice(None)] * array.ndim
         for axis, dim in _free_dims(value, array.ndim):
-            if array.shape[axis] >= 2:
-                window[axis] = slice(0, size_below(array.shape[axis]))
-                crops[dim.dim_param or f"{value.name}[{axis}]"] = (array.shape[axis], window[axis].stop)
-        result[value.name] = array[tuple(window)]
-    return result, crops
+            size = array.shape[axis]
+            if size >= 2:
+                new = size_above(size) if grow else size_below(size)
+                head = array[(slice(None),) * axis + (slice(0, new - size if grow else new),)]
+                array = np.concatenate([array, head], axis=axis) if grow else head
+                sizes[dim.dim_param or f"{value.name}[{axis}]"] = (size, new)
+        result[value.name] = array
+    return result, sizes
 
 
 def unvaried(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> str:
@@ -144,8 +161,9 @@ def _free_dims(value: onnx.ValueInfoProto, rank: int) -> list:
 
 
 def probes(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> list:
-    """The shapes to try beside the data's: another batch, smaller free dimensions (either may be absent)."""
-    return [probe for probe in (other_batch(model, feeds), other_size(model, feeds)) if probe is not None]
+    """The shapes to try beside the data's: another batch, smaller and larger free dimensions (any may be absent)."""
+    candidates = (other_batch(model, feeds), other_size(model, feeds), other_size(model, feeds, grow=True))
+    return [probe for probe in candidates if probe is not None]
 
 
 def with_other_shapes(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]],

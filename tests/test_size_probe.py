@@ -96,7 +96,7 @@ def test_dimensions_of_one_name_or_one_size_are_cropped_alike():
     (made,) = probe.feeds
     assert made["ids"].shape == made["mask"].shape == (2, 8)
     assert made["extra"].shape == (2, 4, 3)  # a dim without a name, cropped by its own size
-    assert probe.crops == {"S": (12, 8), "extra[1]": (5, 4)}
+    assert probe.sizes == {"S": (12, 8), "extra[1]": (5, 4)}
     np.testing.assert_array_equal(made["ids"], feeds[0]["ids"][:, :8])
 
 

@@ -94,7 +94,7 @@ def _fail_on_a_dead_reference(ctx: ModelContext) -> None:
 
 def _parity_at(ctx: ModelContext, source: ReferenceModel, figures: dict, probe) -> str:
     """Both models at a shape the data does not have, where the derived model declares that
-    dimension free (shape_probe: another batch, smaller free dimensions): what it found."""
+    dimension free (shape_probe: another batch, smaller and larger free dimensions): what it found."""
     from ..runtime import run_model
 
     try:

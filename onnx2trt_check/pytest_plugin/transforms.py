@@ -94,11 +94,11 @@ def transform_check(name: str):
         result = run_transforms(ctx.loaded.proto, verification.feeds, settings, names=[name], memo=verification.memo)
         step = result.steps[0]
         if not step.passed:
-            raise CheckFailed(step_failure(step, len(verification.feeds)), step_figures(step))
+            raise CheckFailed(step_failure(step, len(verification.feeds), verification.other_shapes), step_figures(step) | _feeds_figures(verification))
         if not step.modified:
             raise CheckSkipped(f"{name}: {skip_reason(step)}")
         _fail_on_a_dead_model(name, verification)
-        return step_figures(step) | {"feeds": len(verification.feeds), "other_shapes": verification.other_shapes}
+        return step_figures(step) | _feeds_figures(verification)
 
     return check
 
@@ -114,7 +114,8 @@ def check_pipeline(ctx: ModelContext) -> dict:
     if not result.passed:
         failed = result.steps[-1]
         head = f"pipeline stopped at '{failed.name}' (step {len(result.steps)} of {len(settings.selected())}):"
-        raise CheckFailed("\n".join([head, step_failure(failed, len(verification.feeds)), "steps run:", *_step_lines(result)]), figures)
+        raise CheckFailed("\n".join([head, step_failure(failed, len(verification.feeds), verification.other_shapes), "steps run:", *_step_lines(result)]),
+                          figures | _feeds_figures(verification))
     unfolded = unfolded_normalization(result, settings)
     if unfolded:  # what `optimize` refuses to write: the result would compute on raw pixels as if normalized; a
         # failure even when no other step changed the model, since --mean/--std asked for a change
@@ -123,7 +124,7 @@ def check_pipeline(ctx: ModelContext) -> dict:
     if not figures["changed"]:
         raise CheckSkipped("pipeline: no transform changed the model")
     _fail_on_a_dead_model("pipeline", verification)
-    return figures | {"feeds": len(verification.feeds), "other_shapes": verification.other_shapes}
+    return figures | _feeds_figures(verification)
 
 
 def _fail_on_a_dead_model(name: str, verification: Verification) -> None:
@@ -210,12 +211,19 @@ def pipeline_figures(model: onnx.ModelProto, result: PipelineResult) -> dict:
     }
 
 
-def step_failure(step: PipelineStep, feeds: int) -> str:
+def _feeds_figures(verification: Verification) -> dict:
+    """How many feeds the steps were verified on and their other shapes: a failed item says it too
+    (a result failing only at a probe's size named no size but the data's)."""
+    return {"feeds": len(verification.feeds), "other_shapes": verification.other_shapes}
+
+
+def step_failure(step: PipelineStep, feeds: int, other_shapes: str = "") -> str:
     """Which transform, what it rewrote, and how the outputs moved (or why it could not be verified)."""
     head = f"{step.name} ({step.nodes_before} -> {step.nodes_after} nodes)"
     if step.error:
         return f"{head} failed: {step.error}"
     lines = [f"{head} changed the model's function on {feeds} feed(s): {step.verification.summary}"]
+    lines += [f"  other shapes: {other_shapes}"] if other_shapes else []
     lines += failing_output_lines(step.verification.figures)
     lines += [f"  rewrote {', '.join(m.nodes)}: {m.detail}" for m in step.report.matches[:5]]
     return "\n".join(lines + border_error_lines(step.report))

@@ -225,7 +225,7 @@ def run_verifiable(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarr
     """run_transforms verified against `model`'s own run on every feed (a ModelError naming `name`
     where ONNX Runtime cannot run it); that run is the pipeline's reference, so it is not run twice.
     Where the model declares its batch or other dimensions free, the steps are also verified on feeds
-    of another batch size and of smaller free dimensions (shape_probe; plant12: a result with batch 1
+    of another batch size and of smaller and larger free dimensions (shape_probe; plant12: a result with batch 1
     baked into a Reshape was written), unless the model itself fails there. Liveness: a model whose outputs ignore the inputs verifies nothing."""
     from ..liveness import dead_model_problem
     from ..runnable import runnable_outputs

@@ -195,7 +195,7 @@ def _free_first_dim(value: onnx.ValueInfoProto) -> bool:
 def run_batched(model: onnx.ModelProto, feeds: list, expected: list[dict[str, np.ndarray]],
                 run: Runner = run_model) -> list[dict[str, np.ndarray]] | None:
     """`model`'s outputs on `feeds` from one run per group of feeds that stack (the same shapes after
-    the first axis: shape_probe adds a feed of smaller free dimensions to the data's), split back per
+    the first axis: shape_probe adds feeds of smaller and larger free dimensions to the data's), split back per
     feed by the first-axis sizes of `expected` (the original model's per-feed outputs), or None
     where that is not sound: a model that declares no batch, no group of two feeds, a run that
     raises, an output missing or not carrying the batch on axis 0. A transform verifier that
@@ -253,7 +253,7 @@ def _compare(name, expected: list, actual: list | None, atol, rtol, tolerance_dt
     if actual is None:
         return _failed(name, "missing from the transformed model's outputs")
     if [e.shape for e in expected] != [a.shape for a in actual]:
-        return _failed(name, f"shape {actual[0].shape} instead of {expected[0].shape}")
+        return _failed(name, _shape_note(expected, actual))
     ref = np.concatenate([e.reshape(-1) for e in expected])
     out = np.concatenate([a.reshape(-1) for a in actual])
     if not np.issubdtype(ref.dtype, np.floating):
@@ -336,6 +336,14 @@ def _shown_atol(atol, diff: np.ndarray, allowed: np.ndarray) -> float:
 
 def _max(values: np.ndarray) -> float:
     return float(np.nanmax(values)) if values.size else 0.0
+
+
+def _shape_note(expected: list, actual: list) -> str:
+    """The first feed whose output shapes differ: a probe's feed of another size (shape_probe) read
+    'shape (1, 2, 4, 4) instead of (1, 2, 4, 4)' when the data's first feed was named."""
+    index = next((i for i, (e, a) in enumerate(zip(expected, actual)) if e.shape != a.shape), min(len(expected), len(actual)) - 1)
+    where = f" on feed {index + 1} of {len(expected)}" if len(expected) > 1 else ""
+    return f"shape {actual[index].shape} instead of {expected[index].shape}{where}"
 
 
 def _failed(name: str, note: str) -> OutputError:
