@@ -25,6 +25,7 @@ from onnx2trt_check.compare import OutputStats, Tolerance, accepts_zero_text, al
 from onnx2trt_check.config import ToleranceConfig
 from onnx2trt_check.errors import first_line
 from onnx2trt_check.liveness import dead_model_problem
+from onnx2trt_check.output_segments import concat_segments
 from onnx2trt_check.quant.feed_batch import all_copies
 from onnx2trt_check.runtime import run_model
 
@@ -125,10 +126,10 @@ def verify_int8(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds
         quantized = run_model(int8_model, feeds, optimized=True)
     except Exception as exc:  # noqa: BLE001 - ORT's own failure on the Q/DQ model (its graph optimizer on fused ops: measured)
         return Int8Verdict({}, [f"ONNX Runtime cannot run the int8 model ({type(exc).__name__}: {first_line(exc)}), so it cannot be verified"])
-    outputs, failures, floors = {}, [], {}
+    outputs, failures, floors, segments = {}, [], {}, concat_segments(float_model)  # the parts as pytest's ort-int8 item judges them
     for name in reference[0]:
         floors[name] = tolerance = int8_floor(name, tolerances)
-        stats = compare_output(name, [r[name] for r in reference], [q[name] for q in quantized], tolerance)
+        stats = compare_output(name, [r[name] for r in reference], [q[name] for q in quantized], tolerance, segments.get(name))
         outputs[name] = stats
         if not stats.passed:
             failures.append(format_stats(stats, tolerance))

@@ -1,0 +1,96 @@
+"""The parts an output is joined from, where the graph ends in a Concat: a detector's
+[N, 4 + classes, anchors] joins box coordinates in pixels (up to 640) with class scores in [0, 1].
+
+Why: the int8 floors (SQNR, cosine) over the whole output measure the part of the largest scale.
+A one-class detector's scores, their logits rounded to integers (4 dB), passed at 83 dB beside its
+boxes; compare.typical_elements_sqnr sees scores only where they are the many elements of the
+output (16 classes beside 4 box rows), not where they are the few (1 to 4 classes). The graph names
+the parts, so each is judged on its own scale (compare_output's `segments`). Found by zoo13.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import onnx
+
+from . import protos
+
+KEEP_BYTES = 1 << 16  # initializers up to this size stay values for shape inference (Reshape's shape); larger ones become typed inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class Segments:
+    """An output joined along `axis` from `parts`: (the Concat input's name, its size along axis)."""
+
+    axis: int
+    parts: tuple[tuple[str, int], ...]
+
+    def bounds(self):
+        """(name, start, stop) of each part along the axis."""
+        start = 0
+        for name, size in self.parts:
+            yield name, start, start + size
+            start += size
+
+
+def concat_segments(model: onnx.ModelProto) -> dict[str, Segments]:
+    """The graph outputs a Concat makes, directly or through Identity and one Transpose, whose inputs
+    all have a known size along the joined axis; {} where shape inference fails."""
+    light = protos.without_large_weights(model, KEEP_BYTES)[0]
+    try:
+        inferred = onnx.shape_inference.infer_shapes(light, data_prop=True)
+    except Exception:  # noqa: BLE001 - onnx's inference errors: no sizes, no parts (the whole output is judged as before)
+        return {}
+    shapes = _static_dims(inferred)
+    producers = {name: node for node in inferred.graph.node for name in node.output}
+    found = {}
+    for output in inferred.graph.output:
+        node, perm = _through(producers, output.name, "Identity"), None
+        if node is not None and node.op_type == "Transpose":
+            perm = _ints(node, "perm")
+            node = _through(producers, node.input[0], "Identity")
+        if node is None or node.op_type != "Concat" or len(node.input) < 2:
+            continue
+        segments = _concat_parts(node, shapes, perm)
+        if segments is not None:
+            found[output.name] = segments
+    return found
+
+
+def _concat_parts(node: onnx.NodeProto, shapes: dict[str, list[int | None]], perm: list[int] | None) -> Segments | None:
+    dims = [shapes.get(name) for name in node.input]
+    if any(d is None for d in dims):
+        return None
+    rank = len(dims[0])
+    axis = _ints(node, "axis")[0] % rank if rank else 0
+    sizes = [d[axis] if len(d) == rank else None for d in dims]
+    if any(size is None for size in sizes) or (perm is not None and sorted(perm) != list(range(rank))):
+        return None
+    return Segments(perm.index(axis) if perm else axis, tuple(zip(node.input, sizes)))
+
+
+def _through(producers: dict[str, onnx.NodeProto], name: str, passthrough: str) -> onnx.NodeProto | None:
+    node = producers.get(name)
+    while node is not None and node.op_type == passthrough:
+        node = producers.get(node.input[0])
+    return node
+
+
+def _ints(node: onnx.NodeProto, name: str) -> list[int]:
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return list(attribute.ints) if attribute.ints else [attribute.i]
+    return [0] if name == "axis" else []
+
+
+def _static_dims(model: onnx.ModelProto) -> dict[str, list[int | None]]:
+    """Each typed value's dims: an int where inference knows it, None where not."""
+    dims = {}
+    for value in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
+        tensor = value.type.tensor_type
+        if tensor.HasField("shape"):
+            dims[value.name] = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+    for init in model.graph.initializer:
+        dims[init.name] = list(init.dims)
+    return dims

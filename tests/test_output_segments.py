@@ -1,0 +1,101 @@
+"""output_segments.concat_segments finds the parts a Concat joins an output from; compare_output's
+`segments` holds the int8 SQNR floor for each part (see test_zoo13_mixed_scale_outputs for the
+detectors that passed before)."""
+
+import math
+
+import numpy as np
+import onnx
+import onnx.parser
+from hypothesis import given
+from hypothesis import strategies as st
+
+from onnx2trt_check.compare import compare_output
+from onnx2trt_check.config import PRECISION_PROFILES
+from onnx2trt_check.output_segments import Segments, concat_segments
+from onnx2trt_check.quant.verify import verify_int8
+from onnx2trt_check.sqnr import centered_sqnr_db
+
+INT8 = PRECISION_PROFILES["int8"]
+
+
+def _parse(body: str, inputs: str, output: str, inits: str = "") -> onnx.ModelProto:
+    return onnx.parser.parse_model(f'<ir_version: 8, opset_import: ["": 17]>\ng ({inputs}) => ({output}) {inits} {{\n{body}\n}}')
+
+
+def test_a_concat_output_names_its_parts_and_sizes():
+    model = _parse("y = Concat<axis = -1>(a, b)", "float[N,3,4] a, float[N,3,2] b", "float[N,3,6] y")
+    assert concat_segments(model) == {"y": Segments(2, (("a", 4), ("b", 2)))}
+
+
+def test_identity_and_a_transpose_after_the_concat_are_followed():
+    model = _parse("c = Concat<axis = 1>(a, b)\n t = Transpose<perm = [0, 2, 1]>(c)\n y = Identity(t)",
+                   "float[N,4,8] a, float[N,1,8] b", "float[N,8,5] y")
+    assert concat_segments(model) == {"y": Segments(2, (("a", 4), ("b", 1)))}
+
+
+def test_a_part_of_unknown_size_or_another_producer_gives_no_parts():
+    unknown = _parse("y = Concat<axis = 1>(a, b)", "float[N,K] a, float[N,2] b", "float[N,?] y")
+    other = _parse("c = Concat<axis = 1>(a, b)\n y = Relu(c)", "float[N,3] a, float[N,2] b", "float[N,5] y")
+    assert concat_segments(unknown) == {} and concat_segments(other) == {}
+
+
+def test_sizes_come_from_shape_inference_through_reshapes():
+    model = _parse("ra = Reshape(a, sa)\n rb = Reshape(b, sb)\n y = Concat<axis = 1>(ra, rb)", "float[N,4,4,4] a, float[N,1,4,4] b",
+                   "float[N,?,16] y", "<int64[3] sa = {0, 4, 16}, int64[3] sb = {0, 1, 16}>")
+    assert concat_segments(model) == {"y": Segments(1, (("ra", 4), ("rb", 1)))}
+
+
+@given(st.integers(0, 2), st.integers(1, 5), st.integers(1, 5), st.integers(1, 4), st.integers(0, 2**16), st.floats(0.0, 10.0))
+def test_each_part_is_judged_on_its_own_values_whatever_the_other_part_does(axis, size_a, size_b, feeds, seed, error_b):
+    """The part's figure is the centred SQNR of its own slice of every feed, however wrong the other part is."""
+    rng = np.random.default_rng(seed)
+    shape_a, shape_b = [2, 3, 3], [2, 3, 3]
+    shape_a[axis], shape_b[axis] = size_a, size_b
+    parts_a = [rng.normal(size=shape_a) for _ in range(feeds)]
+    parts_b = [1e3 * rng.normal(size=shape_b) for _ in range(feeds)]
+    got_a = [a + 0.05 * rng.normal(size=a.shape) for a in parts_a]
+    reference = [np.concatenate([a, b], axis=axis) for a, b in zip(parts_a, parts_b)]
+    target = [np.concatenate([a, b * (1 + error_b)], axis=axis) for a, b in zip(got_a, parts_b)]
+    stats = compare_output("y", reference, target, INT8, Segments(axis, (("a", size_a), ("b", size_b))))
+    expected = centered_sqnr_db(np.concatenate([a.ravel() for a in parts_a]), np.concatenate([g.ravel() for g in got_a]))
+    assert math.isclose(stats.part_sqnr_db["a"], expected, rel_tol=1e-9) or math.isnan(expected) and math.isnan(stats.part_sqnr_db["a"])
+
+
+def test_a_part_below_the_floor_fails_and_is_named():
+    rng = np.random.default_rng(0)
+    boxes, scores = [640 * rng.uniform(size=(1, 4, 8)) for _ in range(8)], [rng.uniform(size=(1, 1, 8)) for _ in range(8)]
+    reference = [np.concatenate([b, s], axis=1) for b, s in zip(boxes, scores)]
+    target = [np.concatenate([b, np.round(s * 2) / 2], axis=1) for b, s in zip(boxes, scores)]  # scores in steps of 0.5
+    segments = Segments(1, (("boxes", 4), ("scores", 1)))
+    assert compare_output("det", reference, target, INT8).passed  # what passed before: the boxes carry the SQNR
+    stats = compare_output("det", reference, target, INT8, segments)
+    assert not stats.passed and stats.part_sqnr_db["boxes"] == math.inf
+    assert any("SQNR of the part 'scores' (positions 4-4 of axis 1" in p for p in stats.problems), stats.problems
+
+
+def test_parts_that_do_not_fit_the_output_or_do_not_vary_are_left_to_the_whole_output():
+    reference = [np.ones((1, 5)), 2 * np.ones((1, 5))]
+    target = [r + 1e-3 for r in reference]
+    wrong_size = compare_output("y", reference, target, INT8, Segments(1, (("a", 4), ("b", 4))))
+    assert wrong_size.passed and wrong_size.part_sqnr_db == {}
+    constant = [np.concatenate([r[:, :3], np.full((1, 2), 7.0)], axis=1) for r in reference]
+    stats = compare_output("y", constant, [c + 1e-3 for c in constant], INT8, Segments(1, (("a", 3), ("b", 2))))
+    assert stats.passed and math.isnan(stats.part_sqnr_db["b"])
+
+
+def test_fp32_and_fp16_keep_their_element_wise_rules_alone():
+    reference = [np.concatenate([640 * np.ones((1, 4)), np.full((1, 1), 0.5 + i)], axis=1) for i in range(3)]
+    target = [r + 1e-6 for r in reference]
+    stats = compare_output("y", reference, target, PRECISION_PROFILES["fp32"], Segments(1, (("a", 4), ("b", 1))))
+    assert stats.passed and stats.part_sqnr_db == {}
+
+
+def test_quantize_refuses_what_the_pytest_item_refuses():
+    """verify_int8 (the quantize command's gate) judges the parts as the ort-int8 item does."""
+    float_model = _parse("a = Mul(x, k)\n y = Concat<axis = 1>(a, x)", "float[N,4] x", "float[N,8] y", "<float k = {640.0}>")
+    coarse = _parse("a = Mul(x, k)\n q = QuantizeLinear(x, s, z)\n d = DequantizeLinear(q, s, z)\n y = Concat<axis = 1>(a, d)",
+                    "float[N,4] x", "float[N,8] y", "<float k = {640.0}, float s = {0.25}, int8 z = {0}>")
+    feeds = [{"x": np.random.default_rng(i).uniform(size=(1, 4)).astype(np.float32)} for i in range(8)]
+    verdict = verify_int8(float_model, coarse, feeds)
+    assert verdict.failures and "SQNR of the part 'x' (positions 4-7 of axis 1" in verdict.failures[0]  # the float model's name, verdict.failures
