@@ -85,3 +85,21 @@ def dead_model_problem(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.n
     return (f"every output is the same on all {len(feeds)} feeds, which differ: the model ignores its inputs on this data "
             f"(its outputs move by float32 rounding at most, {ROUNDING:g} of the largest value among those that move; {ADVICE}), so no comparison "
             f"of its outputs can see an error upstream")
+
+
+
+def constant_outputs(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]],
+                     runs: Sequence[Mapping[str, np.ndarray]]) -> list[str]:
+    """The outputs of a model, when every one of them gives the same values on all `feeds`, which
+    differ, but none is evidence of a dead network (ignores_its_inputs): class ids, masks or
+    saturated probabilities that never move. zoo16: a classifier exported with its ArgMax alone,
+    one class on all 397 test digits, passed every item with a conv weight negated. Not a failure
+    (a healthy model can decide one class on all feeds of that class), but no comparison of this
+    run can see an error upstream of them: the summary says so. [] when an output moves."""
+    by_graph = set(input_independent_outputs(model))
+    names = [name for name in (runs[0] if runs else {}) if name not in by_graph]
+    if len(feeds) < 2 or not names:
+        return []
+    feeds_differ = any(not all(_same(np.asarray(feeds[0][k]), np.asarray(f[k])) for f in feeds[1:]) for k in feeds[0])
+    constant = all(all(_same(np.asarray(runs[0][n]), np.asarray(r[n])) for r in runs[1:]) for n in names)
+    return names if feeds_differ and constant else []

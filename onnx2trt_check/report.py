@@ -69,7 +69,12 @@ def key_figures(family: str, records: list[CheckRecord]) -> str:
         opset = versions.get("opsets", {}).get("ai.onnx", "?")
         return f"{figures['checker'].get('nodes', '?')} nodes, opset {opset}, IR {versions.get('ir_version', '?')}"
     if family == "reference" and "run" in figures:
-        return f"{figures['run'].get('feeds', '?')} feed(s), {figures['run'].get('seconds', 0):.3g} s"
+        run = figures["run"]
+        text = f"{run.get('feeds', '?')} feed(s), {run.get('seconds', 0):.3g} s"
+        if constant := run.get("constant_outputs"):
+            text += (f"; every output ({', '.join(map(repr, constant))}) is the same on all {run.get('feeds', '?')} feeds, which differ: "
+                     "no check of this run can see an error upstream of it; give data on which it varies")
+        return text
     if "outputs" in figures.get("accuracy", {}):  # target[...], calibration[...], any accuracy comparison
         return accuracy_figures(figures["accuracy"])
     first = next(iter(figures.values()), {})

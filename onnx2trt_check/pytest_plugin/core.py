@@ -18,7 +18,7 @@ from .. import trt_ops
 from ..compare import compare_output, format_stats
 from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, CheckSkipped
-from ..liveness import dead_model_problem
+from ..liveness import constant_outputs, dead_model_problem
 from ..references import REFERENCE_KEY
 from ..targets import select_targets
 from ..trt import flavour, isolated
@@ -156,6 +156,8 @@ def check_reference(ctx: ModelContext) -> dict:
         raise CheckFailed(f"reference outputs hold NaN/Inf: {bad}; the model is not finite on these inputs", figures)
     if problem := dead_model_problem(ctx.loaded.proto, ctx.feeds, run.outputs):
         raise CheckFailed(f"{problem}; give real data (--inputs, --data-loader) or the range the model expects (--input-range)", figures)
+    if constant := constant_outputs(ctx.loaded.proto, ctx.feeds, run.outputs):
+        figures["constant_outputs"] = constant
     return figures
 
 

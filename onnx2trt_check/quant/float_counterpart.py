@@ -89,7 +89,14 @@ def float_counterpart(model: onnx.ModelProto) -> onnx.ModelProto:
         replacement = _float_source(graph, dq)
         if replacement is not None:
             released += dq.inputs
+            name = dq.outputs[0].name
+            renamed = _is_clamp(replacement) and not dq.outputs[0].is_graph_output()  # a graph output keeps its name on an Identity
             _bypass(graph, dq, replacement)
+            if renamed:
+                # The clamped tensor takes the name of the DQ output it stands for, so bisect's
+                # layerwise matching compares the pair's output with it, not with the raw input
+                # before the clamp (zoo16: SQNR 2.65 dB, a false first divergence).
+                replacement.name = name
     _remove_unused_quantize(graph)
     gu.drop_unused_initializers(graph, released)
     return gu.to_onnx(ir_model)
@@ -127,6 +134,11 @@ def _clamped_at_zero(graph: ir.Graph, dq: ir.Node, q: ir.Node) -> ir.Value:
     relu = ir.node("Relu", [q.inputs[0]], name=f"{q.name or dq.name}_clamp_at_zero")
     graph.insert_before(dq, relu)
     return relu.outputs[0]
+
+
+def _is_clamp(value: ir.Value) -> bool:
+    producer = value.producer()
+    return producer is not None and producer.op_type == "Relu" and (producer.name or "").endswith("_clamp_at_zero")
 
 
 def dequantized_weight(dq: ir.Node) -> np.ndarray | None:
