@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .output_segments import Segments
+from .output_layout import OutputLayout, Segments
 from .sqnr import centered_sqnr_db, cosine_similarity, sqnr_db, typical_elements_sqnr
 
 MAX_MISMATCHES_SHOWN = 5
@@ -85,8 +85,9 @@ class OutputStats:
     # The same over the elements of a typical scale, and how many were left out (typical_elements_sqnr).
     typical_sqnr_db: float = math.nan
     atypical_elements: int = 0
-    # The centred SQNR of each part the graph joins the output from (output_segments), by part name.
+    # The centred SQNR of each part the graph joins the output from (output_layout), by part name.
     part_sqnr_db: dict[str, float] = dataclasses.field(default_factory=dict)
+    discrete: bool = False  # integer or bool: under a top-1 floor its agreement alone judges it (_compare)
 
     @property
     def passed(self) -> bool:
@@ -101,23 +102,32 @@ class OutputStats:
 
 
 def compare_output(name: str, reference: Sequence[np.ndarray], target: Sequence[np.ndarray], tolerance: Tolerance,
-                   segments: Segments | None = None) -> OutputStats:
-    """Compare one output across feeds (`reference[i]` and `target[i]` come from feed i). With
-    `segments` (the parts a Concat joins the output from) the SQNR floor also holds for each part
-    where the floors are the only rules on values (_judges_varying_part)."""
-    stats = _compare(name, reference, target, tolerance)
-    if segments is not None and _judges_varying_part(tolerance) and not _is_discrete(reference):
-        _apply_part_floors(stats, segments, reference, target, tolerance)
+                   layout: OutputLayout | None = None) -> OutputStats:
+    """Compare one output across feeds (`reference[i]` and `target[i]` come from feed i). With the
+    output's `layout` (output_layout): the SQNR floor also holds for each part a Concat joins it
+    from, where the floors are the only rules on values (_judges_varying_part); a TopK's indices
+    are compared as the set each row selects."""
+    layout = layout or OutputLayout()
+    stats = _compare(name, reference, target, tolerance, layout.topk_axis)
+    if layout.segments is not None and _judges_varying_part(tolerance) and not _is_discrete(reference):
+        _apply_part_floors(stats, layout.segments, reference, target, tolerance)
     if stats.passed:
         stats.accepts_zero = _accepts_zero(name, reference, tolerance)
     return stats
 
 
-def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.ndarray], tolerance: Tolerance) -> OutputStats:
+def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.ndarray], tolerance: Tolerance,
+             topk_axis: int | None = None) -> OutputStats:
     shape_problem = _shape_problem(reference, target)
     if shape_problem:
         return _failed_shapes(name, reference, shape_problem)
-    if _is_discrete(reference) and tolerance.rtol is not None:
+    if _is_discrete(reference) and tolerance.min_top1 is not None:
+        # Labels, a mask of classes, a TopK's indices: an element is the same class or not. The
+        # agreement floor judges them alone: the SQNR and cosine of class numbers, and an atol on
+        # them, count a flip between neighbouring classes as less wrong than one between distant
+        # ones (zoo16: an int8 DeepLab's argmax mask failed at 19.8 dB with 97.9% of its pixels equal).
+        tolerance = dataclasses.replace(tolerance, atol=None, rtol=None, min_cosine=None, min_sqnr_db=None)
+    elif _is_discrete(reference) and tolerance.rtol is not None:
         # An index, token id, count or flag is right or wrong: a relative tolerance would let token
         # 999 come back as 990 under fp16's rtol 1e-2 (or id 10001 as 10000 under fp32's 1e-4).
         tolerance = dataclasses.replace(tolerance, rtol=0.0)
@@ -126,7 +136,8 @@ def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.nda
     stats = _error_stats(name, ref, got)
     _apply_elementwise(stats, reference, ref, got, tolerance)
     if _is_discrete(reference):  # the mean of class numbers is no offset: agreement judges them
-        stats.top1, stats.rows, stats.centered_sqnr_db = discrete_agreement(ref, got), int(ref.size), math.nan
+        agreement = discrete_agreement(ref, got) if topk_axis is None else selection_agreement(reference, target, topk_axis)
+        stats.top1, stats.rows, stats.centered_sqnr_db, stats.discrete = agreement, int(ref.size), math.nan, True
     else:
         if np.isfinite(stats.centered_sqnr_db):
             stats.typical_sqnr_db, stats.atypical_elements = typical_elements_sqnr(reference, target)
@@ -318,6 +329,16 @@ def discrete_agreement(ref: np.ndarray, got: np.ndarray) -> float | None:
     that are equal, its top-1 agreement. SQNR and cosine of class numbers say nothing about how many
     decisions changed (4 of 20 labels moved by one read 46 dB). None for an empty output."""
     return float(np.mean(ref == got)) if ref.size else None
+
+
+def selection_agreement(reference: Sequence[np.ndarray], target: Sequence[np.ndarray], axis: int) -> float | None:
+    """For a TopK's indices: the share of selected items (the indices along `axis`, per row) that the
+    target selects too, in any order. None for an empty output."""
+    ref = np.concatenate([np.moveaxis(np.asarray(r), axis, -1).reshape(-1, np.shape(r)[axis]) for r in reference])
+    got = np.concatenate([np.moveaxis(np.asarray(t), axis, -1).reshape(-1, np.shape(t)[axis]) for t in target])
+    if not ref.size:
+        return None
+    return float(sum(np.intersect1d(r, g).size for r, g in zip(ref, got)) / ref.size)  # TopK selects each item once
 
 
 def _is_class_scores(array: np.ndarray) -> bool:

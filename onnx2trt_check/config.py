@@ -40,7 +40,7 @@ PYPROJECT_SOURCE = "[tool.onnx2trt_check] of pyproject.toml"
 # metrics suggest, cosine, and top-1 agreement on class scores and on integer/bool outputs (labels, masks).
 PRECISION_PROFILES = {
     "fp32": Tolerance(),
-    "fp16": Tolerance(atol=5e-2, rtol=1e-2, min_cosine=0.999, min_sqnr_db=30.0),
+    "fp16": Tolerance(atol=5e-2, rtol=1e-2, min_cosine=0.999, min_sqnr_db=30.0, min_top1=0.99),
     "int8": Tolerance(atol=None, rtol=None, min_cosine=0.99, min_sqnr_db=20.0, min_top1=0.95),
 }
 

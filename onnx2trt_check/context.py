@@ -19,7 +19,7 @@ from .feed_notes import value_range_note
 from .fileio import save_model
 from .input_conversions import conversion_notes
 from .model import InputSpec, LoadedModel, graph_inputs, load_model, override_problem
-from .output_segments import Segments, concat_segments
+from .output_layout import OutputLayout, output_layouts
 from .references import ORT_REFERENCE, REFERENCE_KEY
 
 
@@ -133,10 +133,10 @@ class ModelContext:
         return self._folder
 
     @functools.cached_property
-    def output_segments(self) -> dict[str, Segments]:
-        """The parts a Concat joins each output from, judged on their own by the int8 floors
-        (output_segments); the model's, so the same in every item and command."""
-        return concat_segments(self.loaded.proto)
+    def output_layouts(self) -> dict[str, OutputLayout]:
+        """How the graph makes each output (output_layout: a Concat's parts, a TopK's indices); the
+        model's, so the same in every item and command."""
+        return output_layouts(self.loaded.proto)
 
     @functools.cached_property
     def inferred(self) -> onnx.ModelProto:

@@ -88,11 +88,15 @@ def accuracy_figures(figures: dict) -> str:
     outputs = figures.get("outputs", {})
     if not outputs:
         return ""
-    sqnr = _worst(min, (_as_float(o.get("sqnr_db")) for o in outputs.values()))
-    max_abs = _worst(max, (_as_float(o.get("max_abs")) for o in outputs.values()))
+    # Labels and indices are judged by agreement: the SQNR of class numbers would read as a failure.
+    valued = [o for o in outputs.values() if not o.get("discrete")]
     top1 = [o["top1"] for o in outputs.values() if o.get("top1") is not None]
-    text = f"[{figures.get('engine', '?')}] max abs {max_abs:.3g}, min SQNR {sqnr:.1f} dB"
-    text += f", top-1 {min(top1):.1%}" if top1 else ""
+    text = f"[{figures.get('engine', '?')}]"
+    if valued:
+        sqnr = _worst(min, (_as_float(o.get("sqnr_db")) for o in valued))
+        max_abs = _worst(max, (_as_float(o.get("max_abs")) for o in valued))
+        text += f" max abs {max_abs:.3g}, min SQNR {sqnr:.1f} dB" + ("," if top1 else "")
+    text += f" top-1 {min(top1):.1%}" if top1 else ""
     near_ties = sum(o.get("near_ties") or 0 for o in outputs.values())
     text += f" ({near_ties} near-tie row(s) not counted against the floor)" if near_ties else ""
     text += f"; own Q/DQ in {', '.join(figures['quantized_as'])}, not int8" if figures.get("quantized_as") else ""

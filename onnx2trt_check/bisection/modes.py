@@ -125,7 +125,7 @@ def verdict(ctx, target) -> tuple[list[str], list[str], dict]:
     profiles = target.output_precisions(ctx)
     for name in reference.names:
         tolerance = ctx.options.tolerances.for_output(name, profiles.get(name, target.tolerance_precision(ctx)))
-        stats = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance, ctx.output_segments.get(name))
+        stats = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance, ctx.output_layouts.get(name))
         figures[name] = stats.figures()
         vacuous += [name] if stats.accepts_zero else []
         if not stats.passed:

@@ -87,7 +87,7 @@ def unoptimized_outputs_fail(ctx, target, path: Path) -> bool:
     outputs = run_model(path, target.feeds(ctx))
     precision, profiles = target.tolerance_precision(ctx), target.output_precisions(ctx)
     return any(not compare_output(name, reference.per_output(name), [o[name] for o in outputs],
-                                  ctx.options.tolerances.for_output(name, profiles.get(name, precision)), ctx.output_segments.get(name)).passed
+                                  ctx.options.tolerances.for_output(name, profiles.get(name, precision)), ctx.output_layouts.get(name)).passed
                for name in reference.names)
 
 

@@ -145,6 +145,9 @@ def accuracy_lines(result) -> list[str]:
         agreement += f" ({figures['near_ties']} near-tie row(s) not counted)" if figures.get("near_ties") else ""
         verdict = "" if figures["passed"] else "  BELOW the int8 floor"
         floor = result.verdict.floor_text(name)
+        if figures.get("discrete"):  # labels, indices: judged by the share of equal elements alone
+            lines.append(f"  {name}: agreement {figures['top1']:.1%} of {figures['rows']} element(s) (floor: {floor}){verdict}")
+            continue
         lines.append(f"  {name}: SQNR {figures['sqnr_db']:.1f} dB, cosine {figures['cosine']:.5f}{agreement} (floor: {floor}){verdict}")
     task = result.verdict.task
     if task is not None:

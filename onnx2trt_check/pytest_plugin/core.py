@@ -202,7 +202,7 @@ def _compare_all(ctx: ModelContext, target, reference, outputs, seconds: float) 
     profile, profiles = target.tolerance_precision(ctx), target.output_precisions(ctx)
     for name in reference.names:
         tolerance = ctx.options.tolerances.for_output(name, profiles.get(name, profile))
-        stats = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance, ctx.output_segments.get(name))
+        stats = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance, ctx.output_layouts.get(name))
         results.append((stats, tolerance))
     figures = {"engine": target.engine, **target.figures(ctx), "tolerance_profile": profile, "seconds": round(seconds, 4),
                "outputs": {s.name: s.figures() for s, _ in results}}

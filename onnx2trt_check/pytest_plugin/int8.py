@@ -151,7 +151,7 @@ def _compared(ctx: ModelContext, outputs, seconds: float, figures: dict) -> dict
     results, reference = [], int8.judging_reference(ctx)
     for name in reference.names:
         tolerance = ctx.options.tolerances.for_output(name, "int8")
-        results.append((compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance, ctx.output_segments.get(name)),
+        results.append((compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance, ctx.output_layouts.get(name)),
                         tolerance))
     compared = {"seconds": round(seconds, 4), "outputs": {s.name: s.figures() for s, _ in results}}
     failed = [(s, t) for s, t in results if not s.passed]

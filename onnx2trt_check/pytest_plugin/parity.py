@@ -109,7 +109,7 @@ def _parity_at(ctx: ModelContext, source: ReferenceModel, figures: dict, probe) 
     results = []
     for name in names:
         tolerance = ctx.options.tolerances.for_output(name, precision.get(name, own_precision(ctx.loaded.proto)))
-        results.append((compare_output(name, [o[name] for o in original], [d[name] for d in derived], tolerance, ctx.output_segments.get(name)),
+        results.append((compare_output(name, [o[name] for o in original], [d[name] for d in derived], tolerance, ctx.output_layouts.get(name)),
                         tolerance))
     if failed := [(s, t) for s, t in results if not s.passed]:
         header = f"the derived model differs from {source.label} at {probe.describe()} in {len(failed)} of {len(results)} output(s)"
@@ -151,7 +151,7 @@ def _parity(ctx: ModelContext, what: str) -> dict:
     precision, profiles = own_precision(ctx.loaded.proto), output_precisions(ctx.loaded.proto)
     for name in reference.names:
         tolerance = ctx.options.tolerances.for_output(name, profiles.get(name, precision))
-        results.append((compare_output(name, reference.per_output(name), model.per_output(name), tolerance, ctx.output_segments.get(name)),
+        results.append((compare_output(name, reference.per_output(name), model.per_output(name), tolerance, ctx.output_layouts.get(name)),
                         tolerance))
     figures = {"engine": "onnxruntime (graph as written)", "tolerance_profile": precision, "reference": reference.source, "outputs": {s.name: s.figures() for s, _ in results}}
     if in_float := [name for name in reference.names if profiles.get(name, precision) != precision]:

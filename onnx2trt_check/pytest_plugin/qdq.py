@@ -185,7 +185,7 @@ def _compare_with_before(ctx: ModelContext, optimized, figures: dict) -> dict:
     results = []
     for name in ctx.reference.names:
         tolerance = ctx.options.tolerances.for_output(name, "int8")
-        results.append((compare_output(name, ctx.reference.per_output(name), [o[name] for o in outputs], tolerance, ctx.output_segments.get(name)),
+        results.append((compare_output(name, ctx.reference.per_output(name), [o[name] for o in outputs], tolerance, ctx.output_layouts.get(name)),
                         tolerance))
     compared = {stats.name: stats.figures() for stats, _ in results}
     failed = [(s, t) for s, t in results if not s.passed]

@@ -25,7 +25,7 @@ from onnx2trt_check.compare import OutputStats, Tolerance, accepts_zero_text, al
 from onnx2trt_check.config import ToleranceConfig
 from onnx2trt_check.errors import first_line
 from onnx2trt_check.liveness import dead_model_problem
-from onnx2trt_check.output_segments import concat_segments
+from onnx2trt_check.output_layout import output_layouts
 from onnx2trt_check.quant.feed_batch import all_copies
 from onnx2trt_check.runtime import run_model
 
@@ -83,12 +83,15 @@ class Int8Verdict:
         return not self.failures
 
     def figures(self) -> dict[str, dict]:
-        return {name: {"sqnr_db": s.sqnr_db, "cosine": s.cosine, "top1": s.top1, "rows": s.rows, "near_ties": s.near_ties, "passed": s.passed} for name, s in self.outputs.items()}
+        return {name: {"sqnr_db": s.sqnr_db, "cosine": s.cosine, "top1": s.top1, "rows": s.rows, "near_ties": s.near_ties, "passed": s.passed,
+                       "discrete": s.discrete} for name, s in self.outputs.items()}
 
     def floor_text(self, name: str) -> str:
         """The floor output `name` was held to, e.g. 'SQNR >= 20 dB, cosine >= 0.99, top-1 >= 95%' (top-1
         only where it applies: class scores [N, C], not a decoder's [B, T, V] logits)."""
-        floor = self.floors[name]
+        floor, stats = self.floors[name], self.outputs[name]
+        if stats.discrete and floor.min_top1 is not None and stats.top1 is not None:  # labels, indices: agreement alone (compare._compare)
+            return _top1_floor_text(floor.min_top1, stats.rows).replace("top-1", "agreement")
         parts = [f"SQNR >= {floor.min_sqnr_db:g} dB" if floor.min_sqnr_db is not None else None,
                  f"cosine >= {floor.min_cosine:g}" if floor.min_cosine is not None else None,
                  _top1_floor_text(floor.min_top1, self.outputs[name].rows) if floor.min_top1 is not None and self.outputs[name].top1 is not None else None,
@@ -126,10 +129,10 @@ def verify_int8(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds
         quantized = run_model(int8_model, feeds, optimized=True)
     except Exception as exc:  # noqa: BLE001 - ORT's own failure on the Q/DQ model (its graph optimizer on fused ops: measured)
         return Int8Verdict({}, [f"ONNX Runtime cannot run the int8 model ({type(exc).__name__}: {first_line(exc)}), so it cannot be verified"])
-    outputs, failures, floors, segments = {}, [], {}, concat_segments(float_model)  # the parts as pytest's ort-int8 item judges them
+    outputs, failures, floors, layouts = {}, [], {}, output_layouts(float_model)  # as pytest's ort-int8 item judges them
     for name in reference[0]:
         floors[name] = tolerance = int8_floor(name, tolerances)
-        stats = compare_output(name, [r[name] for r in reference], [q[name] for q in quantized], tolerance, segments.get(name))
+        stats = compare_output(name, [r[name] for r in reference], [q[name] for q in quantized], tolerance, layouts.get(name))
         outputs[name] = stats
         if not stats.passed:
             failures.append(format_stats(stats, tolerance))

@@ -1,11 +1,17 @@
-"""The parts an output is joined from, where the graph ends in a Concat: a detector's
-[N, 4 + classes, anchors] joins box coordinates in pixels (up to 640) with class scores in [0, 1].
+"""What the graph says about how an output is to be compared: the parts a final Concat joins it from
+(`Segments`), and whether it is the indices output of a TopK (`topk_axis`).
 
-Why: the int8 floors (SQNR, cosine) over the whole output measure the part of the largest scale.
+Parts: a detector's [N, 4 + classes, anchors] joins box coordinates in pixels (up to 640) with class
+scores in [0, 1]. Why: the int8 floors (SQNR, cosine) over the whole output measure the part of the largest scale.
 A one-class detector's scores, their logits rounded to integers (4 dB), passed at 83 dB beside its
 boxes; compare.typical_elements_sqnr sees scores only where they are the many elements of the
 output (16 classes beside 4 box rows), not where they are the few (1 to 4 classes). The graph names
-the parts, so each is judged on its own scale (compare_output's `segments`). Found by zoo13.
+the parts, so each is judged on its own scale. Found by zoo13.
+
+TopK indices: which k items a row selects is what a TopK's indices say; the order among near-equal
+scores is rounding's choice. Compared position by position, an honest int8 model's top-20 of 200
+sigmoid scores failed at 75% agreement (its scores output passed); compared as the set each row
+selects, order inside the top-k is no error, a different item is.
 """
 
 from __future__ import annotations
@@ -34,6 +40,28 @@ class Segments:
             start += size
 
 
+@dataclasses.dataclass(frozen=True)
+class OutputLayout:
+    """How one output is compared beyond element by element: its parts (compare's part floors), or
+    the axis along which it holds a TopK's selected indices (compared as sets)."""
+
+    segments: Segments | None = None
+    topk_axis: int | None = None
+
+
+def output_layouts(model: onnx.ModelProto) -> dict[str, OutputLayout]:
+    """The layout of each graph output the graph says something about; the others are absent."""
+    producers = {name: node for node in model.graph.node for name in node.output}
+    layouts = {}
+    for name, segments in concat_segments(model).items():
+        layouts[name] = OutputLayout(segments=segments)
+    for output in model.graph.output:
+        node = _through(producers, output.name, "Identity")
+        if node is not None and node.op_type == "TopK" and len(node.output) > 1 and _named(producers, output.name, node.output[1]):
+            layouts[output.name] = OutputLayout(topk_axis=_ints(node, "axis")[0] if _has(node, "axis") else -1)
+    return layouts
+
+
 def concat_segments(model: onnx.ModelProto) -> dict[str, Segments]:
     """The graph outputs a Concat makes, directly or through Identity and one Transpose, whose inputs
     all have a known size along the joined axis; {} where shape inference fails."""
@@ -56,6 +84,20 @@ def concat_segments(model: onnx.ModelProto) -> dict[str, Segments]:
         if segments is not None:
             found[output.name] = segments
     return found
+
+
+def _named(producers: dict[str, onnx.NodeProto], name: str, source: str) -> bool:
+    """Whether `name` is `source` or an Identity chain from it."""
+    while name != source:
+        node = producers.get(name)
+        if node is None or node.op_type != "Identity":
+            return False
+        name = node.input[0]
+    return True
+
+
+def _has(node: onnx.NodeProto, name: str) -> bool:
+    return any(attribute.name == name for attribute in node.attribute)
 
 
 def _concat_parts(node: onnx.NodeProto, shapes: dict[str, list[int | None]], perm: list[int] | None) -> Segments | None:

@@ -1,4 +1,4 @@
-"""output_segments.concat_segments finds the parts a Concat joins an output from; compare_output's
+"""output_layout.concat_segments finds the parts a Concat joins an output from; compare_output's
 `segments` holds the int8 SQNR floor for each part (see test_zoo13_mixed_scale_outputs for the
 detectors that passed before)."""
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from onnx2trt_check.compare import compare_output
 from onnx2trt_check.config import PRECISION_PROFILES
-from onnx2trt_check.output_segments import Segments, concat_segments
+from onnx2trt_check.output_layout import OutputLayout, Segments, concat_segments
 from onnx2trt_check.quant.verify import verify_int8
 from onnx2trt_check.sqnr import centered_sqnr_db
 
@@ -57,7 +57,7 @@ def test_each_part_is_judged_on_its_own_values_whatever_the_other_part_does(axis
     got_a = [a + 0.05 * rng.normal(size=a.shape) for a in parts_a]
     reference = [np.concatenate([a, b], axis=axis) for a, b in zip(parts_a, parts_b)]
     target = [np.concatenate([a, b * (1 + error_b)], axis=axis) for a, b in zip(got_a, parts_b)]
-    stats = compare_output("y", reference, target, INT8, Segments(axis, (("a", size_a), ("b", size_b))))
+    stats = compare_output("y", reference, target, INT8, OutputLayout(Segments(axis, (("a", size_a), ("b", size_b)))))
     expected = centered_sqnr_db(np.concatenate([a.ravel() for a in parts_a]), np.concatenate([g.ravel() for g in got_a]))
     assert math.isclose(stats.part_sqnr_db["a"], expected, rel_tol=1e-9) or math.isnan(expected) and math.isnan(stats.part_sqnr_db["a"])
 
@@ -69,7 +69,7 @@ def test_a_part_below_the_floor_fails_and_is_named():
     target = [np.concatenate([b, np.round(s * 2) / 2], axis=1) for b, s in zip(boxes, scores)]  # scores in steps of 0.5
     segments = Segments(1, (("boxes", 4), ("scores", 1)))
     assert compare_output("det", reference, target, INT8).passed  # what passed before: the boxes carry the SQNR
-    stats = compare_output("det", reference, target, INT8, segments)
+    stats = compare_output("det", reference, target, INT8, OutputLayout(segments))
     assert not stats.passed and stats.part_sqnr_db["boxes"] == math.inf
     assert any("SQNR of the part 'scores' (positions 4-4 of axis 1" in p for p in stats.problems), stats.problems
 
@@ -77,17 +77,17 @@ def test_a_part_below_the_floor_fails_and_is_named():
 def test_parts_that_do_not_fit_the_output_or_do_not_vary_are_left_to_the_whole_output():
     reference = [np.ones((1, 5)), 2 * np.ones((1, 5))]
     target = [r + 1e-3 for r in reference]
-    wrong_size = compare_output("y", reference, target, INT8, Segments(1, (("a", 4), ("b", 4))))
+    wrong_size = compare_output("y", reference, target, INT8, OutputLayout(Segments(1, (("a", 4), ("b", 4)))))
     assert wrong_size.passed and wrong_size.part_sqnr_db == {}
     constant = [np.concatenate([r[:, :3], np.full((1, 2), 7.0)], axis=1) for r in reference]
-    stats = compare_output("y", constant, [c + 1e-3 for c in constant], INT8, Segments(1, (("a", 3), ("b", 2))))
+    stats = compare_output("y", constant, [c + 1e-3 for c in constant], INT8, OutputLayout(Segments(1, (("a", 3), ("b", 2)))))
     assert stats.passed and math.isnan(stats.part_sqnr_db["b"])
 
 
 def test_fp32_and_fp16_keep_their_element_wise_rules_alone():
     reference = [np.concatenate([640 * np.ones((1, 4)), np.full((1, 1), 0.5 + i)], axis=1) for i in range(3)]
     target = [r + 1e-6 for r in reference]
-    stats = compare_output("y", reference, target, PRECISION_PROFILES["fp32"], Segments(1, (("a", 4), ("b", 1))))
+    stats = compare_output("y", reference, target, PRECISION_PROFILES["fp32"], OutputLayout(Segments(1, (("a", 4), ("b", 1)))))
     assert stats.passed and stats.part_sqnr_db == {}
 
 
