@@ -27,6 +27,7 @@ import numpy as np
 
 from .data import for_model, is_template
 from .errors import ConfigError, InputDataError
+from .npz import read_npy
 from .user_code import load_function
 from .validate import not_empty
 
@@ -90,19 +91,15 @@ def _task_metric(labels, function: Callable | None, metric: str | None) -> TaskM
 
 
 def load_labels(path: str | Path) -> np.ndarray:
-    """One label per feed row, from a .npy file (no pickles)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--labels '{path}' {'is a folder' if path.is_dir() else 'does not exist'}; pass a .npy file with one label per feed row")
+    """One label per feed row, from a .npy file (no pickles). Every other kind of file (a metric
+    script, a model, a CSV, an .npz archive, an empty file) is a ConfigError naming it (npz.read_npy)."""
+    hint = "--labels takes a .npy file of one label per feed row, saved with numpy.save(path, labels)"
     try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ConfigError(f"--labels '{path}' is not a readable .npy array ({exc}); save it with numpy.save") from None
-    if isinstance(array, np.lib.npyio.NpzFile):  # np.load opens an .npz as an archive, which said "holds no rows"
-        array.close()
-        raise ConfigError(f"--labels '{path}' is an .npz archive, not one array; save the labels alone with numpy.save(path, labels)")
-    if not isinstance(array, np.ndarray) or array.ndim == 0 or not len(array):
-        raise ConfigError(f"--labels '{path}' holds no rows; save one label per feed row with numpy.save")
+        array = read_npy(Path(path), "--labels", hint)
+    except InputDataError as exc:
+        raise ConfigError(str(exc)) from None
+    if array.ndim == 0 or not len(array):
+        raise ConfigError(f"--labels '{path}' holds no rows ({array.dtype} shaped {list(array.shape)}); {hint}")
     return array
 
 
