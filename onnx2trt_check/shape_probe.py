@@ -17,8 +17,8 @@ reading a fixed step. The data and the original are at hand, so no user informat
   every input sliced or stacked alike keeps equal sizes equal);
 * the other free dimensions (other_size): the feeds cropped, on every free dimension after the
   first, to a smaller size (size_below), the same for equal sizes, so dimensions that must agree
-  (input_ids and attention_mask) still do; and the feeds grown there by the same step (size_above:
-  224 -> 256, 32 tokens -> 48), each extended with its own leading part (real tokens or pixels,
+  (input_ids and attention_mask) still do; and the feeds grown there by the same step, at most a
+  quarter of a large size (size_above: 224 -> 256, 32 tokens -> 48, 1024 -> 1280), each extended with its own leading part (real tokens or pixels,
   no invented values). A smaller size alone misses what serves every size up to the data's:
   review14, a BERT whose position table was cut to the data's 32 rows, read by
   Gather(table, Range(0, S)), agrees at 16 tokens and fails from 33 to the original's 64.
@@ -103,11 +103,20 @@ def size_below(size: int) -> int:
     return size - min(size & -size, size // 2)
 
 
+# The factors of two a grown size keeps at least: a net that downsamples by 32 still divides it.
+KEPT_FACTOR = 32
+
+
 def size_above(size: int) -> int:
     """A larger size by the step size_below takes off, so it keeps the same factors of two: 224 gives
-    256, 32 tokens give 48, an odd size one more. A step, not a doubling (an image's attention memory
-    grows with the square of its pixels); a power of two still grows by half (64 gives 96)."""
-    return 2 * size - size_below(size)
+    256, 96 gives 128, 32 tokens give 48, an odd size one more. A step, not a doubling (an image's
+    attention memory grows with the square of its pixels), and on a large size at most a quarter of
+    it, the step halved down to the largest power of two <= size / 4 but never below the factors of
+    two up to KEPT_FACTOR it keeps: 1024 gives 1280, not 1536 (left16: 2.25x the pixels of the
+    data's run, 16 feeds of them), 128 gives 160; a small power of two still grows by half (64 gives 96)."""
+    step = size - size_below(size)  # a power of two that divides size
+    quarter = 1 << ((size // 4).bit_length() - 1) if size >= 4 else 1
+    return size + min(step, max(quarter, min(step, KEPT_FACTOR)))
 
 
 def other_size(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], *, grow: bool = False) -> SizeProbe | None:

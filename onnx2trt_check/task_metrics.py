@@ -27,6 +27,7 @@ import numpy as np
 
 from .data import for_model, is_template
 from .errors import ConfigError, InputDataError
+from .npz import read_npy
 from .user_code import load_function
 from .validate import not_empty
 
@@ -90,19 +91,15 @@ def _task_metric(labels, function: Callable | None, metric: str | None) -> TaskM
 
 
 def load_labels(path: str | Path) -> np.ndarray:
-    """One label per feed row, from a .npy file (no pickles)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"--labels '{path}' {'is a folder' if path.is_dir() else 'does not exist'}; pass a .npy file with one label per feed row")
+    """One label per feed row, from a .npy file (no pickles). Every other kind of file (a metric
+    script, a model, a CSV, an .npz archive, an empty file) is a ConfigError naming it (npz.read_npy)."""
+    hint = "--labels takes a .npy file of one label per feed row, saved with numpy.save(path, labels)"
     try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ConfigError(f"--labels '{path}' is not a readable .npy array ({exc}); save it with numpy.save") from None
-    if isinstance(array, np.lib.npyio.NpzFile):  # np.load opens an .npz as an archive, which said "holds no rows"
-        array.close()
-        raise ConfigError(f"--labels '{path}' is an .npz archive, not one array; save the labels alone with numpy.save(path, labels)")
-    if not isinstance(array, np.ndarray) or array.ndim == 0 or not len(array):
-        raise ConfigError(f"--labels '{path}' holds no rows; save one label per feed row with numpy.save")
+        array = read_npy(Path(path), "--labels", hint)
+    except InputDataError as exc:
+        raise ConfigError(str(exc)) from None
+    if array.ndim == 0 or not len(array):
+        raise ConfigError(f"--labels '{path}' holds no rows ({array.dtype} shaped {list(array.shape)}); {hint}")
     return array
 
 
@@ -175,6 +172,35 @@ def excessive_drops(drops: Mapping[str, float], max_drop: float | None) -> dict[
     if max_drop is None:
         return {}
     return {name: drop for name, drop in drops.items() if drop > max_drop * (1 + _ROUNDOFF) + _ROUNDOFF * 1e-3}
+
+
+# A budget of this many times a figure's size (at least 1) is taken as the gate switched off for a
+# figure of unknown range: a user metric's figures are unbounded as far as the suite knows (a -rmse).
+UNBOUNDED_BUDGET = 1e6
+
+
+def unfailable_text(reference: Mapping[str, float], max_drop: float | None, *, bounded: bool) -> str:
+    """'CANNOT FAIL: ...' for the figures that no candidate can drop beyond `max_drop`, or ''.
+
+    Such a budget is taken, not refused (left16: --max-metric-drop 1e308 passed every task item
+    silently): whether a budget can be exceeded depends on the reference's figure, known only once
+    the reference has run (0.5 cannot fail a top-1 of 0.4 but gates a top-1 of 0.9), and a loose
+    budget is legitimate beside the baseline gate, which keeps its own 0.01 (baseline.task_margin).
+    So, like compare.accepts_zero_text, the verdict says it. `bounded`: the figures lie in 0..1
+    (top-1/top-5 against labels), so a budget of at least the reference's figure cannot fail; a
+    user metric's range is unknown, so there only UNBOUNDED_BUDGET times the figure's size counts."""
+    if max_drop is None:
+        return ""
+    if bounded:
+        names = [name for name, value in reference.items() if not excessive_drops({name: value}, max_drop)]
+        why = "at least the reference's figure, and a 0..1 accuracy drops no further than to 0"
+    else:
+        names = [name for name, value in reference.items() if max_drop >= UNBOUNDED_BUDGET * max(1.0, abs(value))]
+        why = f"over {UNBOUNDED_BUDGET:g} times the reference's figure (or {UNBOUNDED_BUDGET:g}): no metric a gate is meant for drops that far"
+    if not names:
+        return ""
+    return (f"CANNOT FAIL: --max-metric-drop {max_drop:g} passes any {', '.join(names)} ({why}); "
+            "pass the drop you accept, e.g. --max-metric-drop 0.01 (one point of a 0..1 accuracy)")
 
 
 def figures_text(figures: Mapping[str, float], reference: Mapping[str, float] | None = None) -> str:

@@ -57,7 +57,7 @@ def test_api_optimize_with_no_pass_named_is_refused(model, passes):
 
 def test_labels_in_an_npz_archive_or_a_folder_are_named_so(tmp_path):
     np.savez(tmp_path / "labels.npz", labels=np.arange(4))
-    with pytest.raises(ConfigError, match="is an .npz archive, not one array; save the labels alone"):
+    with pytest.raises(ConfigError, match="is an .npz archive, not one array; --labels takes a .npy file"):
         load_labels(tmp_path / "labels.npz")
     with pytest.raises(ConfigError, match="is a folder"):
         load_labels(tmp_path)

@@ -108,6 +108,14 @@ def _update_command(config: pytest.Config | None) -> str:
     return shlex.join(["pytest", *args] + ([] if UPDATE_FLAG in args else [UPDATE_FLAG]))
 
 
+# The rounds a run with a baseline folder may time: a baseline file stores every sample (19 bytes each,
+# 190 KB at this maximum; left16: 500000 rounds wrote 8 MB). Refused above it rather than stored as a
+# summary: the gate's Mann-Whitney U test over a summary loses power (1000 quantiles of 20000 samples
+# against 20000 current ones fired on 0/20 of a 6% slowdown at log-sd 1.0, the full samples on 15/20;
+# tests/test_gate13_latency_samples.py), while up to this many raw samples the gate is what it was.
+MAX_BASELINE_ROUNDS = 10_000
+
+
 def _validate(settings: Settings, config: pytest.Config) -> None:
     if settings.rounds < 1 or settings.warmup < 0:
         raise ConfigError(f"--latency-rounds {settings.rounds} / --latency-warmup {settings.warmup}: pass rounds >= 1 and warmup >= 0")
@@ -115,6 +123,9 @@ def _validate(settings: Settings, config: pytest.Config) -> None:
         idle_without(typed(config, ("--latency-rounds", "--latency-warmup", "--latency-max-ratio")), "--latency", "no latency is measured or gated")
     if settings.latency and settings.baseline_dir is not None and settings.rounds < (least := settings.rule.min_samples):  # a gate that always skipped
         raise ConfigError(f"--latency-rounds {settings.rounds} with a baseline folder: the latency gate compares at least {least} samples a side; pass --latency-rounds {least} or more")
+    if settings.latency and settings.baseline_dir is not None and settings.rounds > MAX_BASELINE_ROUNDS:  # a file of every sample
+        raise ConfigError(f"--latency-rounds {settings.rounds} with a baseline folder: a baseline file stores every sample, and a summary "
+                          f"would weaken the latency gate; pass --latency-rounds {MAX_BASELINE_ROUNDS} or fewer (or no baseline folder)")
     if settings.latency and settings.baseline_dir is not None and settings.under_xdist:  # a gate that skipped every latency item, green
         raise ConfigError("--latency with -n (pytest-xdist) and a baseline folder: latency is not measured under xdist (workers share "
                           "the cores), so the latency gate would compare nothing; run the latency gate without -n (or -n 0)")

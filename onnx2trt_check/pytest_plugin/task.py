@@ -21,7 +21,7 @@ from ..context import ModelContext, RunOptions
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
 from ..references import REFERENCE_KEY
 from ..targets import select_targets
-from ..task_metrics import TaskMetric, check_label_rows, excessive_drops, figures_text, load_task_metric, metric_drops
+from ..task_metrics import TaskMetric, check_label_rows, excessive_drops, figures_text, load_task_metric, metric_drops, unfailable_text
 from .core import Check, _reference_or_fail
 from .options import value
 
@@ -108,6 +108,9 @@ def _judged(ctx: ModelContext, what: str, figures: dict[str, float], reference) 
     drops, limit = metric_drops(expected, figures), ctx.options.extra.get(DROP_KEY)
     result = {"metric": _metric(ctx).source, "reference_source": reference.source, "figures": figures, "reference": expected,
               "drop": drops, "max_metric_drop": limit, "summary": figures_text(figures, expected)}
+    vacuous = unfailable_text(expected, limit, bounded=_metric(ctx).function is None)
+    if vacuous:  # the budget no drop can exceed: taken, and said where the verdict is (unfailable_text says why)
+        result |= {"cannot_fail": vacuous, "summary": f"{result['summary']}; {vacuous}"}
     beyond = excessive_drops(drops, limit)
     if beyond:
         listing = ", ".join(f"{name} {expected[name]:.4g} -> {figures[name]:.4g} (drop {drop:.4g})" for name, drop in beyond.items())
