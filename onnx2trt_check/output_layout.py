@@ -56,14 +56,14 @@ def output_layouts(model: onnx.ModelProto) -> dict[str, OutputLayout]:
     for name, segments in concat_segments(model).items():
         layouts[name] = OutputLayout(segments=segments)
     for output in model.graph.output:
-        node = _through(producers, output.name, "Identity")
+        node = _through(producers, output.name)
         if node is not None and node.op_type == "TopK" and len(node.output) > 1 and _named(producers, output.name, node.output[1]):
             layouts[output.name] = OutputLayout(topk_axis=_ints(node, "axis")[0] if _has(node, "axis") else -1)
     return layouts
 
 
 def concat_segments(model: onnx.ModelProto) -> dict[str, Segments]:
-    """The graph outputs a Concat makes, directly or through Identity and one Transpose, whose inputs
+    """The graph outputs a Concat makes, directly or through Identity, Q/DQ pairs and one Transpose, whose inputs
     all have a known size along the joined axis; {} where shape inference fails."""
     light = protos.without_large_weights(model, KEEP_BYTES)[0]
     try:
@@ -74,10 +74,10 @@ def concat_segments(model: onnx.ModelProto) -> dict[str, Segments]:
     producers = {name: node for node in inferred.graph.node for name in node.output}
     found = {}
     for output in inferred.graph.output:
-        node, perm = _through(producers, output.name, "Identity"), None
+        node, perm = _through(producers, output.name), None
         if node is not None and node.op_type == "Transpose":
             perm = _ints(node, "perm")
-            node = _through(producers, node.input[0], "Identity")
+            node = _through(producers, node.input[0])
         if node is None or node.op_type != "Concat" or len(node.input) < 2:
             continue
         segments = _concat_parts(node, shapes, perm)
@@ -112,10 +112,18 @@ def _concat_parts(node: onnx.NodeProto, shapes: dict[str, list[int | None]], per
     return Segments(perm.index(axis) if perm else axis, tuple(zip(node.input, sizes)))
 
 
-def _through(producers: dict[str, onnx.NodeProto], name: str, passthrough: str) -> onnx.NodeProto | None:
+def _through(producers: dict[str, onnx.NodeProto], name: str) -> onnx.NodeProto | None:
+    """The producer of `name` past Identity nodes and QuantizeLinear/DequantizeLinear pairs: onnxruntime's
+    quantize_static puts such a pair on the final Concat's output, and a Q/DQ model's parts were not
+    found (review16: a one-class detector's scores made constant passed derived::parity at 43.7 dB)."""
     node = producers.get(name)
-    while node is not None and node.op_type == passthrough:
-        node = producers.get(node.input[0])
+    while node is not None:
+        if node.op_type == "Identity":
+            node = producers.get(node.input[0])
+        elif node.op_type == "DequantizeLinear" and (quantize := producers.get(node.input[0])) is not None and quantize.op_type == "QuantizeLinear":
+            node = producers.get(quantize.input[0])
+        else:
+            return node
     return node
 
 

@@ -18,8 +18,10 @@ reading a fixed step. The data and the original are at hand, so no user informat
 * the other free dimensions (other_size): the feeds cropped, on every free dimension after the
   first, to a smaller size (size_below), the same for equal sizes, so dimensions that must agree
   (input_ids and attention_mask) still do; and the feeds grown there by the same step, at most a
-  quarter of a large size (size_above: 224 -> 256, 32 tokens -> 48, 1024 -> 1280), each extended with its own leading part (real tokens or pixels,
-  no invented values). A smaller size alone misses what serves every size up to the data's:
+  quarter of a large size (size_above: 224 -> 256, 32 tokens -> 48, 1024 -> 1280), each extended by
+  its last position repeated (the last token or pixel row: no invented values, and a padded
+  attention mask stays padded, with no hole). A smaller size alone misses what serves every size up
+  to the data's:
   review14, a BERT whose position table was cut to the data's 32 rows, read by
   Gather(table, Range(0, S)), agrees at 16 tokens and fails from 33 to the original's 64.
 
@@ -92,7 +94,7 @@ class SizeProbe:
     def describe(self) -> str:
         dims = ", ".join(f"{label} {old} -> {new}" for label, (old, new) in self.sizes.items())
         if self.grown:
-            return f"larger free dimensions ({dims}; the feeds extended with their own leading part, the model declares them free)"
+            return f"larger free dimensions ({dims}; the feeds extended by their last position repeated, the model declares them free)"
         return f"smaller free dimensions ({dims}; the feeds cropped, the model declares them free)"
 
 
@@ -130,8 +132,10 @@ def other_size(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]
 
 
 def _resized(model: onnx.ModelProto, feed: Mapping[str, np.ndarray], grow: bool) -> tuple[dict, dict]:
-    """One feed cropped to size_below, or grown to size_above with its own leading part, on its free
-    dimensions after the first, and the sizes made."""
+    """One feed cropped to size_below, or grown to size_above by its last position repeated, on its
+    free dimensions after the first, and the sizes made. Not its leading part appended: a right-padded
+    attention mask (1 x 19, 0 x 13) grew a hole (then 1 x 16) no tokenizer makes, and a derived model
+    reading the mask as lengths failed derived::parity though it agrees on every padded mask (review16)."""
     result, sizes = dict(feed), {}
     for value in _fed_inputs(model, feed):
         array = np.asarray(feed[value.name])
@@ -139,8 +143,10 @@ def _resized(model: onnx.ModelProto, feed: Mapping[str, np.ndarray], grow: bool)
             size = array.shape[axis]
             if size >= 2:
                 new = size_above(size) if grow else size_below(size)
-                head = array[(slice(None),) * axis + (slice(0, new - size if grow else new),)]
-                array = np.concatenate([array, head], axis=axis) if grow else head
+                if grow:  # the last position repeated: padding stays padding, a mask gets no hole (review16)
+                    array = np.concatenate([array, np.repeat(np.take(array, [-1], axis=axis), new - size, axis=axis)], axis=axis)
+                else:
+                    array = array[(slice(None),) * axis + (slice(0, new),)]
                 sizes[dim.dim_param or f"{value.name}[{axis}]"] = (size, new)
         result[value.name] = array
     return result, sizes

@@ -5,9 +5,10 @@ to 32 rows still serves every smaller length, so the cropped probe (16 tokens) a
 model passed, though it fails at any length from 33 to the original's 64 (a strict xfail here).
 
 Now shape_probe also tries a larger free size, by the step size_below removes (224 -> 256, 32 tokens
--> 48), the feeds extended along that dimension with their own leading part (real tokens or pixels,
-no invented values), the original's own run deciding whether the size is free: a table exactly at the
-data's length in both models is "not compared" there, never a failure."""
+-> 48), the feeds extended along that dimension by their last position repeated (real tokens or
+pixels, no invented values; review16: not their leading part, which made holes in padded masks),
+the original's own run deciding whether the size is free: a table exactly at the data's length in
+both models is "not compared" there, never a failure."""
 
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ def test_an_honest_derived_model_names_every_size_it_agrees_at(tmp_path):
     assert parity["outcome"] == "passed", parity
     shapes = parity["figures"]["other_shapes"]
     assert "also agrees at batch 2" in shapes and "smaller free dimensions (S 32 -> 16" in shapes, shapes
-    assert "also agrees at larger free dimensions (S 32 -> 48; the feeds extended with their own leading part" in shapes, shapes
+    assert "also agrees at larger free dimensions (S 32 -> 48; the feeds extended by their last position repeated" in shapes, shapes
 
 
 def test_an_image_model_sliced_to_the_data_resolution_fails_parity(tmp_path):
@@ -99,7 +100,7 @@ def test_an_image_model_sliced_to_the_data_resolution_fails_parity(tmp_path):
 
 
 @given(lengths=st.lists(st.integers(2, 40), min_size=1, max_size=20), width=st.integers(2, 9))
-def test_the_grown_probe_extends_every_feed_with_its_own_leading_part(lengths, width):
+def test_the_grown_probe_extends_every_feed_by_its_last_position(lengths, width):
     model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["": 18]>
     g (int64[N,S] ids, int64[N,S] mask, float[N,?,3] extra) => (int64[N,S] y) { y = Mul(ids, mask) }""")
     feeds = [{"ids": np.arange(n, dtype=np.int64)[None] + 7, "mask": np.ones((1, n), np.int64),
@@ -110,7 +111,7 @@ def test_the_grown_probe_extends_every_feed_with_its_own_leading_part(lengths, w
     for made, feed in zip(probe.feeds, feeds):
         n = feed["ids"].shape[1]
         assert made["ids"].shape == made["mask"].shape == (1, size_above(n))  # equal sizes grown alike
-        np.testing.assert_array_equal(made["ids"], np.concatenate([feed["ids"], feed["ids"][:, :n - size_below(n)]], axis=1))
+        np.testing.assert_array_equal(made["ids"], np.concatenate([feed["ids"], np.repeat(feed["ids"][:, -1:], n - size_below(n), axis=1)], axis=1))
         np.testing.assert_array_equal(made["extra"][:, :width], feed["extra"])
 
 
