@@ -111,6 +111,8 @@ def compare_output(name: str, reference: Sequence[np.ndarray], target: Sequence[
     stats = _compare(name, reference, target, tolerance, layout.topk_axis)
     if layout.segments is not None and _judges_varying_part(tolerance) and not _is_discrete(reference):
         _apply_part_floors(stats, layout.segments, reference, target, tolerance)
+        if layout.segments.inner is not None:  # the split each part shares (output_layout.Segments.inner)
+            _apply_part_floors(stats, layout.segments.inner, reference, target, tolerance)
     if stats.passed:
         stats.accepts_zero = _accepts_zero(name, reference, tolerance)
     return stats
@@ -163,8 +165,10 @@ def _apply_part_floors(stats: OutputStats, segments: Segments, reference: Sequen
         got = np.concatenate([np.take(np.asarray(t, np.float64), range(start, stop), axis=segments.axis).ravel() for t in target])
         finite = np.isfinite(ref) & np.isfinite(got)
         value = centered_sqnr_db(ref[finite], got[finite]) if finite.any() else math.nan
+        if math.isnan(value) and np.any(ref[finite]):  # a constant part (a batch index, a fixed score): its own value is the signal
+            value = sqnr_db(ref[finite], got[finite])    # (review16: a column of 1.0 given as 0 passed beside the others)
         stats.part_sqnr_db[part] = value
-        if value < tol.min_sqnr_db:  # NaN: the part does not vary, the whole output's figures judge it
+        if value < tol.min_sqnr_db:  # NaN: an all-zero part, left to the whole output's figures (float noise would fail it)
             stats.problems.append(f"SQNR of the part '{part}' (positions {start}-{stop - 1} of axis {segments.axis}, joined by the "
                                   f"output's Concat) {value:.2f} dB below the floor {tol.min_sqnr_db} dB (over the whole output "
                                   f"{stats.sqnr_db:.2f} dB: the other parts' scale carries it)")

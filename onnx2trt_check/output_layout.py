@@ -17,6 +17,7 @@ selects, order inside the top-k is no error, a different item is.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import onnx
 
@@ -31,6 +32,11 @@ class Segments:
 
     axis: int
     parts: tuple[tuple[str, int], ...]
+    # The split every part shares along another axis, where each part is itself a Concat (through
+    # Identity, Q/DQ pairs or a Reshape that keeps that axis): YOLOv5 joins its levels along the
+    # anchors, each level [N, anchors, xy + wh + scores] (review16: a one-class detector whose scores
+    # int8 made one constant value passed at 38 dB, every level carried by its pixel boxes).
+    inner: Segments | None = None
 
     def bounds(self):
         """(name, start, stop) of each part along the axis."""
@@ -80,9 +86,9 @@ def concat_segments(model: onnx.ModelProto) -> dict[str, Segments]:
             node = _through(producers, node.input[0])
         if node is None or node.op_type != "Concat" or len(node.input) < 2:
             continue
-        segments = _concat_parts(node, shapes, perm)
-        if segments is not None:
-            found[output.name] = segments
+        segments, inner = _concat_parts(node, shapes, perm), _shared_split(node, shapes, producers, perm)
+        if segments is not None or inner is not None:  # levels of free sizes (a free resolution) still share their columns
+            found[output.name] = dataclasses.replace(segments, inner=inner) if segments is not None else inner
     return found
 
 
@@ -98,6 +104,54 @@ def _named(producers: dict[str, onnx.NodeProto], name: str, source: str) -> bool
 
 def _has(node: onnx.NodeProto, name: str) -> bool:
     return any(attribute.name == name for attribute in node.attribute)
+
+
+def _shared_split(node: onnx.NodeProto, shapes: dict[str, list[int | None]], producers: dict[str, onnx.NodeProto],
+                  perm: list[int] | None) -> Segments | None:
+    """The split along another axis that every input of the output's Concat shares, or None."""
+    found = [_inner_concat(name, shapes, producers) for name in node.input]
+    if None in found or len({(axis, tuple(size for _, size in parts)) for axis, parts in found}) != 1:
+        return None
+    axis, parts = found[0]  # named by the first part's (YOLOv5: the first level's xy, wh, scores)
+    rank = len(shapes.get(node.input[0]) or [])
+    if not rank or (perm is not None and sorted(perm) != list(range(rank))) or axis == _ints(node, "axis")[0] % rank:
+        return None
+    return Segments(perm.index(axis) if perm else axis, parts)
+
+
+def _inner_concat(name: str, shapes: dict[str, list[int | None]], producers: dict[str, onnx.NodeProto]):
+    """(axis of `name`, parts) of the Concat `name` is made of through Identity, Q/DQ pairs and Reshapes
+    that keep its axis whole, or None."""
+    chain, node = [], _through(producers, name)
+    while node is not None and node.op_type == "Reshape":
+        chain.append(node)
+        node = _through(producers, node.input[0])
+    if node is None or node.op_type != "Concat" or len(node.input) < 2:
+        return None
+    dims = shapes.get(node.output[0])
+    axis = _ints(node, "axis")[0] % len(dims) if dims else 0
+    sizes = [(shapes.get(i) or [None] * (axis + 1))[axis] for i in node.input]
+    if not dims or None in sizes:
+        return None
+    for reshape in reversed(chain):
+        after = shapes.get(reshape.output[0])
+        axis = _kept_axis(dims, axis, after) if after else None
+        if axis is None:
+            return None
+        dims = after
+    return axis, tuple(zip(node.input, sizes))
+
+
+def _kept_axis(before: list[int | None], axis: int, after: list[int | None]) -> int | None:
+    """Where a row-major Reshape from `before` to `after` keeps `axis` whole, or None: the same size
+    there and the same known size after it (the batch before it may be free)."""
+    trailing = before[axis:]
+    if None in trailing:
+        return None
+    for index in range(len(after)):
+        if after[index:] and None not in after[index:] and after[index] == before[axis] and math.prod(after[index:]) == math.prod(trailing):
+            return index
+    return None
 
 
 def _concat_parts(node: onnx.NodeProto, shapes: dict[str, list[int | None]], perm: list[int] | None) -> Segments | None:

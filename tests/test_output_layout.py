@@ -79,9 +79,22 @@ def test_parts_that_do_not_fit_the_output_or_do_not_vary_are_left_to_the_whole_o
     target = [r + 1e-3 for r in reference]
     wrong_size = compare_output("y", reference, target, INT8, OutputLayout(Segments(1, (("a", 4), ("b", 4)))))
     assert wrong_size.passed and wrong_size.part_sqnr_db == {}
-    constant = [np.concatenate([r[:, :3], np.full((1, 2), 7.0)], axis=1) for r in reference]
-    stats = compare_output("y", constant, [c + 1e-3 for c in constant], INT8, OutputLayout(Segments(1, (("a", 3), ("b", 2)))))
-    assert stats.passed and math.isnan(stats.part_sqnr_db["b"])
+    zeros = [np.concatenate([r[:, :3], np.zeros((1, 2))], axis=1) for r in reference]
+    stats = compare_output("y", zeros, [z + 1e-6 for z in zeros], INT8, OutputLayout(Segments(1, (("a", 3), ("b", 2)))))
+    assert stats.passed and math.isnan(stats.part_sqnr_db["b"])  # float noise on zeros is no finding
+
+
+def test_a_constant_part_is_judged_on_its_own_value():
+    """review16: a constant column of 1.0 (an end-to-end export's batch index, a fixed objectness)
+    given as 0 passed: its centred SQNR is undefined, and the other parts carried the whole output."""
+    rng = np.random.default_rng(0)
+    reference = [np.concatenate([640 * rng.uniform(size=(1, 4)), np.ones((1, 1))], axis=1) for _ in range(8)]
+    layout = OutputLayout(Segments(1, (("boxes", 4), ("ones", 1))))
+    close = compare_output("det", reference, [r + 1e-3 for r in reference], INT8, layout)
+    assert close.passed and 55 < close.part_sqnr_db["ones"] < 65
+    zeroed = [np.concatenate([r[:, :4], np.zeros((1, 1))], axis=1) for r in reference]
+    stats = compare_output("det", reference, zeroed, INT8, layout)
+    assert not stats.passed and stats.part_sqnr_db["ones"] == 0.0
 
 
 def test_fp32_and_fp16_keep_their_element_wise_rules_alone():
