@@ -60,3 +60,17 @@ def test_the_summary_row_and_the_figures_say_the_item_cannot_fail(pytester, fold
     assert rows and (("CANNOT FAIL: --max-metric-drop" in rows[0]) is vacuous), result.stdout.str()
     assert ("CANNOT FAIL: --max-metric-drop" in (folder / "r.json").read_text()) is vacuous
     assert "CANNOT FAIL" not in "\n".join(line for line in result.stdout.lines if "task[reference]" in line)
+
+
+def test_bisect_sensitivity_says_an_unfailable_budget_cannot_fail(folder, monkeypatch, capsys):
+    """left16's open finding: `bisect --sensitivity --max-metric-drop 1e308` answered "meets the
+    top1 >= -1e+308 floor: nothing to keep in fp32" with no word that nothing could fail."""
+    from onnx2trt_check.cli.main import main
+
+    monkeypatch.chdir(folder)
+    x = np.load("data.npz")["x"]
+    np.save("labels.npy", np.maximum(x, 0).argmax(axis=-1).ravel())  # the float model right on every row: top-1 1.0
+    main(["bisect", "m.onnx", "--target", "ort-fp16", "--sensitivity", "--inputs", "data.npz", "--labels", "labels.npy", "--max-metric-drop", "1e308"])
+    assert "CANNOT FAIL: --max-metric-drop 1e+308 passes any top1" in capsys.readouterr().out
+    main(["bisect", "m.onnx", "--target", "ort-fp16", "--sensitivity", "--inputs", "data.npz", "--labels", "labels.npy", "--max-metric-drop", "0.01"])
+    assert "CANNOT FAIL" not in capsys.readouterr().out

@@ -191,7 +191,7 @@ def search_objective(ctx, target, task: dict | None, min_sqnr_db: float | None, 
     """(objective, floor, what scores): the output SQNR against --min-sqnr (Defaults to 30 dB), or
     with a task metric its first figure against the float model's figure less the allowed drop."""
     from ..quant.objective import output_sqnr_db
-    from ..task_metrics import task_objective
+    from ..task_metrics import task_objective, unfailable_text
 
     if not task:  # task_options gives None without labels and metric
         floor = DEFAULT_SEARCH_SQNR_DB if min_sqnr_db is None else min_sqnr_db
@@ -200,7 +200,9 @@ def search_objective(ctx, target, task: dict | None, min_sqnr_db: float | None, 
                                   feeds=target.feeds(ctx), count=max_feeds)
     reference = objective.figures(run_model(ctx.loaded.proto, target.feeds(ctx)[:max_feeds]))[objective.figure]
     drop = task.get("max_metric_drop") or 0.0
-    return objective, reference - drop, f"{objective.describe()} (float model {reference:.4g}, allowed drop {drop:g})"
+    # A budget no drop exceeds keeps nothing in fp32 whatever the lowering does: say so (left16).
+    vacuous = unfailable_text({objective.figure: reference}, drop, bounded=task.get("metric") is None)
+    return objective, reference - drop, f"{objective.describe()} (float model {reference:.4g}, allowed drop {drop:g})" + (f"; {vacuous}" if vacuous else "")
 
 
 def _score(value: float, figure: str | None) -> str:
