@@ -158,9 +158,11 @@ def _apply_part_floors(stats: OutputStats, segments: Segments, reference: Sequen
     total = sum(size for _, size in segments.parts)
     if _shape_problem(reference, target) or not all(np.ndim(r) > segments.axis and np.shape(r)[segments.axis] == total for r in reference):
         return
-    for part, start, stop in segments.bounds():
+    names = [name for name, _ in segments.parts]
+    for index, (part, start, stop) in enumerate(segments.bounds()):
         if stop == start:
             continue
+        part = part if names.count(part) == 1 else f"{part}#{index}"  # Concat(a, a): one figure each (review16)
         ref = np.concatenate([np.take(np.asarray(r, np.float64), range(start, stop), axis=segments.axis).ravel() for r in reference])
         got = np.concatenate([np.take(np.asarray(t, np.float64), range(start, stop), axis=segments.axis).ravel() for t in target])
         finite = np.isfinite(ref) & np.isfinite(got)

@@ -112,3 +112,11 @@ def test_quantize_refuses_what_the_pytest_item_refuses():
     feeds = [{"x": np.random.default_rng(i).uniform(size=(1, 4)).astype(np.float32)} for i in range(8)]
     verdict = verify_int8(float_model, coarse, feeds)
     assert verdict.failures and "SQNR of the part 'x' (positions 4-7 of axis 1" in verdict.failures[0]  # the float model's name, verdict.failures
+
+
+def test_a_part_joined_twice_gets_a_figure_each():
+    """review16: Concat(a, a) kept one figure under the name 'a', the second overwriting the first."""
+    reference = [np.concatenate([np.arange(3.0) + i, np.arange(3.0) - i], axis=0)[None] for i in range(4)]
+    target = [np.concatenate([r[:, :3], np.zeros((1, 3))], axis=1) for r in reference]
+    stats = compare_output("y", reference, target, INT8, OutputLayout(Segments(1, (("a", 3), ("a", 3)))))
+    assert set(stats.part_sqnr_db) == {"a#0", "a#1"} and stats.part_sqnr_db["a#0"] == math.inf and stats.part_sqnr_db["a#1"] < 20
