@@ -93,7 +93,10 @@ def build_check(precision: str):
         except isolated.TrtCrashed as error:
             raise CheckFailed(f"{precision} {what}: {chosen.label} crashed while parsing or building it ({error})", {"tensorrt": chosen.label}) from None
         figures = {"file": what, **result.figures()}
-        figures["summary"] = f"[{chosen.label}] {figures['build_seconds']:.2f} s, {figures['engine_bytes']:,} bytes, {figures['network_layers']} layers"
+        if result.ok:
+            figures["summary"] = f"[{chosen.label}] {figures['build_seconds']:.2f} s, {figures['engine_bytes']:,} bytes, {figures['network_layers']} layers"
+        else:  # no engine: '0.00 s, 0 bytes' read as a build that made one (zoo16)
+            figures["summary"] = f"[{chosen.label}] no engine ({figures['network_layers']} layers parsed)"
         figures["summary"] += f"; {what}" if precision == "int8" and model_has_qdq(ctx) else ""
         if result.needs_gpu:
             raise CheckSkipped(f"{chosen.label} needs a GPU to build this model (its build made a CUDA call): {result.errors[0][:200]}")
