@@ -318,6 +318,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     split = verification_split(fit(calibration_raw, specs), fit(test_raw, specs, proto=proto) if test_raw is not None else None)
     require_runnable(proto, split.calibration, name)
     source = f"test inputs '{inputs}'{cap_note(test_raw)}" if inputs else split.describe(os.fspath(calibration_data)) + cap_note(calibration_raw)
+    source += f" ({split.overlap_text()})" if split.shared else ""
     task, objective = task_objective(proto, labels=labels, metric=metric, model=None if name == "<ModelProto>" else Path(name), feeds=split.test)
     searched = objective is not None and settings.method == "auto"
     build = quantize_for_tensorrt(proto, split.calibration, settings, **({"objective": objective, "selection_feeds": split.test} if searched else {}))

@@ -103,6 +103,7 @@ def accuracy_figures(figures: dict) -> str:
     reshaped = [name for name, o in outputs.items() if any("shape" in p and "differs" in p for p in o.get("problems", []))]
     text += f"; shape differs: {', '.join(repr(n) for n in reshaped)}" if reshaped else ""
     vacuous = accepts_zero_text([name for name, o in outputs.items() if o.get("accepts_zero")])
+    text += f"; {figures['inputs_warning']}" if figures.get("inputs_warning") else ""
     return text + (f"; {vacuous}" if vacuous else "")
 
 

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -45,6 +46,14 @@ class VerificationSplit:
     calibration: list
     test: list
     held_out: bool
+    shared: int = 0  # test feeds that are calibration feeds too (the same file given to --inputs and --calibration-data)
+
+    def overlap_text(self) -> str:
+        """'' or what the figure is not: on held-out data, where test feeds were calibrated on (zoo16)."""
+        if not self.shared:
+            return ""
+        return (f"{self.shared} of {len(self.test)} test feed(s) are calibration feeds too, so the int8 figure is not on held-out data; "
+                "pass other data to --inputs for an unbiased one")
 
     def describe(self, source: str) -> str:
         if not self.held_out:
@@ -60,11 +69,22 @@ def verification_split(calibration: Feeds, test: Feeds | None = None) -> Verific
     a "held-out" copy is the calibration data itself, and its figure must not claim otherwise)."""
     calibration = list(calibration)
     if test is not None:
-        return VerificationSplit(calibration, list(test), True)
+        seen = {_digest(feed) for feed in calibration}
+        return VerificationSplit(calibration, list(test), True, shared=sum(_digest(feed) in seen for feed in test))
     if len(calibration) < 2 or all_copies(calibration):
         return VerificationSplit(calibration, calibration[:1], False)
     held = set(range(VERIFICATION_EVERY - 1, len(calibration), VERIFICATION_EVERY)) or {len(calibration) - 1}
     return VerificationSplit([f for i, f in enumerate(calibration) if i not in held], [calibration[i] for i in sorted(held)], True)
+
+
+def _digest(feed: Mapping[str, np.ndarray]) -> str:
+    """A feed's identity: every input's name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for name in sorted(feed):
+        array = np.ascontiguousarray(feed[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 @dataclasses.dataclass

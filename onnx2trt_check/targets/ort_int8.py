@@ -190,7 +190,9 @@ class OrtInt8Target(Target):
     def figures(self, ctx) -> dict:
         figures = {"quantized_as": other} if model_has_qdq(ctx) and (other := non_int8_types(ctx.loaded.proto)) else {}
         if not judged_on_calibration_data(ctx):
-            return figures
+            calibrated = ctx.options.extra.get("calibration_data") is not None and not model_has_qdq(ctx)
+            warning = verification(ctx).overlap_text() if calibrated else ""
+            return figures | ({"inputs_warning": warning} if warning else {})
         source = str(ctx.options.extra["calibration_data"])
         if model_has_qdq(ctx):
             return figures | {"inputs": f"the {len(judging_feeds(ctx))} feed(s) of the calibration data '{source}' (the model's own Q/DQ: nothing was calibrated on them)"}
