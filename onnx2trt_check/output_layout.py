@@ -4,7 +4,7 @@
 Parts: a detector's [N, 4 + classes, anchors] joins box coordinates in pixels (up to 640) with class
 scores in [0, 1]. Why: the int8 floors (SQNR, cosine) over the whole output measure the part of the largest scale.
 A one-class detector's scores, their logits rounded to integers (4 dB), passed at 83 dB beside its
-boxes; compare.typical_elements_sqnr sees scores only where they are the many elements of the
+boxes; sqnr.typical_elements_sqnr sees scores only where they are the many elements of the
 output (16 classes beside 4 box rows), not where they are the few (1 to 4 classes). The graph names
 the parts, so each is judged on its own scale. Found by zoo13.
 

@@ -3,7 +3,7 @@ wrong. The original computes 100 + x @ W (a regression head with a bias far from
 temperature, an age); the planted Q/DQ model computes 100 + 0.5 * x @ W. The SQNR floor counted the
 offset as signal: 37 dB against the int8 floor of 20, cosine 0.9999, so `derived::parity` and every
 target passed (zoo unet with +100 on its logits: 32 passed, 0 failed). The floor now also holds for
-the SQNR of the varying part, the reference's mean removed (compare.centered_sqnr_db)."""
+the SQNR of the varying part, the reference's mean removed (sqnr.centered_sqnr_db)."""
 
 import math
 

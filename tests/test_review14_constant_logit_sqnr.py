@@ -4,7 +4,7 @@ distance from the output's mean is the variance). An int8 derived classifier wit
 passed derived::parity at 72.5 dB, top-1 100% (the suppressed class never wins): the int8 profile has no
 element-wise rule to see it. At -1e9 the liveness check called the healthy model dead instead (review14
 fixed that false failure). The int8 floor now also holds over the elements of a typical scale
-(compare.typical_elements_sqnr): the 30%-off model reads 10 dB there and fails."""
+(sqnr.typical_elements_sqnr): the 30%-off model reads 10 dB there and fails."""
 
 from __future__ import annotations
 

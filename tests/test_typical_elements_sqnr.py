@@ -1,4 +1,4 @@
-"""compare.typical_elements_sqnr: the SQNR over the elements of a typical scale, the elements far from
+"""sqnr.typical_elements_sqnr: the SQNR over the elements of a typical scale, the elements far from
 the rest (a -1e4 logit, pixel boxes beside scores) left out with their noise."""
 
 import math
@@ -7,8 +7,9 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from onnx2trt_check.compare import centered_sqnr_db, compare_output, typical_elements_sqnr
+from onnx2trt_check.compare import compare_output
 from onnx2trt_check.config import PRECISION_PROFILES
+from onnx2trt_check.sqnr import centered_sqnr_db, typical_elements_sqnr
 
 
 def _spread_elements(seed: int, samples: int, elements: int, scale: float) -> np.ndarray:

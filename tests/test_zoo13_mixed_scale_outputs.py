@@ -12,7 +12,7 @@ and class scores at 18 dB (below int8's 20 dB floor) passed `derived::parity` at
 detector's scores at 4 dB passed at 83 dB. Per-slice SQNR is no fix: a column of scores near zero (a
 class never present) has almost no signal, and its quantization noise would fail a correct model.
 The floor now also holds for each part the output's Concat joins (output_layout: boxes, scores),
-and over the elements of a typical scale (compare.typical_elements_sqnr: the boxes left out where
+and over the elements of a typical scale (sqnr.typical_elements_sqnr: the boxes left out where
 they are a minority of the output, whatever the graph)"""
 
 
