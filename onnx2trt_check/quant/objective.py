@@ -25,17 +25,31 @@ Objective = Callable[[Sequence[Outputs], Sequence[Outputs]], float]
 def output_sqnr_db(reference: Sequence[Outputs], outputs: Sequence[Outputs]) -> float:
     """The worst SQNR (dB) over the float outputs, each over all feeds; -inf when `outputs` has a
     NaN/Inf where the reference is finite. Outputs that are not float (indices, masks) are not
-    scored; with none scored the result is +inf (nothing to lose)."""
+    scored; with none scored the result is +inf (nothing to lose). A feed whose output has another
+    shape than the reference's (NonMaxSuppression's detections [K], the candidate keeping another
+    number) cannot pair its elements: its reference and its output are both all noise, as against
+    zeros (numpy's broadcast error crashed the automatic calibration, hunt17)."""
     worst = math.inf
     for name in reference[0]:
         if not np.issubdtype(np.asarray(reference[0][name]).dtype, np.floating):
             continue
-        ref = np.concatenate([np.asarray(r[name], np.float64).ravel() for r in reference])
-        got = np.concatenate([np.asarray(o[name], np.float64).ravel() for o in outputs])
-        if np.any(~np.isfinite(got) & np.isfinite(ref)):
-            return -math.inf
-        worst = min(worst, sqnr_db(ref, got))
+        worst = min(worst, _paired_sqnr_db(reference, outputs, name))
     return worst
+
+
+def _paired_sqnr_db(reference: Sequence[Outputs], outputs: Sequence[Outputs], name: str) -> float:
+    """output_sqnr_db of one output; -inf for a NaN/Inf where the reference is finite (or unpaired)."""
+    refs, gots = [], []
+    for r, o in zip(reference, outputs, strict=True):
+        r, o = np.asarray(r[name], np.float64), np.asarray(o[name], np.float64)
+        if r.shape != o.shape:  # unpaired: each against zeros
+            r, o = np.concatenate([r.ravel(), np.zeros(o.size)]), np.concatenate([np.zeros(r.size), o.ravel()])
+        refs.append(r.ravel())
+        gots.append(o.ravel())
+    ref, got = np.concatenate(refs), np.concatenate(gots)
+    if np.any(~np.isfinite(got) & np.isfinite(ref)):
+        return -math.inf
+    return sqnr_db(ref, got)
 
 
 # --- the task figure as the objective -----------------------------------------------------------
