@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .agreement import allowed_disagreements, discrete_agreement, selection_agreement, top_k_agreement, worst_class
 from .output_layout import OutputLayout, Segments
 from .sqnr import centered_sqnr_db, cosine_similarity, sqnr_db, typical_elements_sqnr
 
@@ -88,6 +89,8 @@ class OutputStats:
     # The centred SQNR of each part the graph joins the output from (output_layout), by part name.
     part_sqnr_db: dict[str, float] = dataclasses.field(default_factory=dict)
     discrete: bool = False  # integer or bool: under a top-1 floor its agreement alone judges it (_compare)
+    # The class of a mask that keeps too few of its elements: (label, share kept, elements) (agreement.worst_class).
+    worst_class: tuple[int, float, int] | None = None
 
     @property
     def passed(self) -> bool:
@@ -123,12 +126,22 @@ def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.nda
     shape_problem = _shape_problem(reference, target)
     if shape_problem:
         return _failed_shapes(name, reference, shape_problem)
+    if _is_discrete(reference) and tolerance.min_top1 is not None and tolerance.atol is not None and tolerance.atol >= 1:
+        # An atol the user set on integers (keypoint coordinates, counts): agreement within it.
+        close = [np.abs(np.asarray(r, np.int64) - np.asarray(t, np.int64)) <= tolerance.atol for r, t in zip(reference, target)]
+        target = [np.where(c, r, t) for c, r, t in zip(close, reference, target)]
     if _is_discrete(reference) and tolerance.min_top1 is not None:
         # Labels, a mask of classes, a TopK's indices: an element is the same class or not. The
         # agreement floor judges them alone: the SQNR and cosine of class numbers, and an atol on
         # them, count a flip between neighbouring classes as less wrong than one between distant
         # ones (zoo16: an int8 DeepLab's argmax mask failed at 19.8 dB with 97.9% of its pixels equal).
         tolerance = dataclasses.replace(tolerance, atol=None, rtol=None, min_cosine=None, min_sqnr_db=None)
+    elif _is_discrete(reference) and topk_axis is not None:
+        # Exact, but as the set each row selects: the order among scores equal to the last ulp is the
+        # kernel's choice (an fp32 ORT run swapped two of 100 indices of an honest detector).
+        reference = [np.sort(r, axis=topk_axis) for r in reference]
+        target = [np.sort(t, axis=topk_axis) for t in target]
+        tolerance = dataclasses.replace(tolerance, rtol=0.0)
     elif _is_discrete(reference) and tolerance.rtol is not None:
         # An index, token id, count or flag is right or wrong: a relative tolerance would let token
         # 999 come back as 990 under fp16's rtol 1e-2 (or id 10001 as 10000 under fp32's 1e-4).
@@ -139,6 +152,8 @@ def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.nda
     _apply_elementwise(stats, reference, ref, got, tolerance)
     if _is_discrete(reference):  # the mean of class numbers is no offset: agreement judges them
         agreement = discrete_agreement(ref, got) if topk_axis is None else selection_agreement(reference, target, topk_axis)
+        if topk_axis is None and tolerance.min_top1 is not None:  # a TopK's indices are items, not classes
+            stats.worst_class = worst_class(ref, got, tolerance.min_top1)
         stats.top1, stats.rows, stats.centered_sqnr_db, stats.discrete = agreement, int(ref.size), math.nan, True
     else:
         if np.isfinite(stats.centered_sqnr_db):
@@ -291,21 +306,6 @@ def _locate(flat_indices: np.ndarray, reference: Sequence[np.ndarray], ref: np.n
     return found
 
 
-def top_k_agreement(reference: Sequence[np.ndarray], target: Sequence[np.ndarray]) -> tuple[float | None, float | None]:
-    """For class-score outputs ([N, C] float, C >= 2): the share of rows whose reference argmax is
-    the target's argmax (top-1), and is among the target's 5 best (top-5, only when C > 5)."""
-    if not reference or not all(_is_class_scores(r) for r in reference):
-        return None, None
-    ref = np.concatenate([np.asarray(r) for r in reference])
-    got = np.concatenate([np.asarray(t) for t in target])
-    best = ref.argmax(axis=1)
-    top1 = float(np.mean(got.argmax(axis=1) == best))
-    if ref.shape[1] <= 5:
-        return top1, None
-    top5_sets = np.argsort(-got, axis=1, kind="stable")[:, :5]
-    return top1, float(np.mean(np.any(top5_sets == best[:, None], axis=1)))
-
-
 def _near_ties(reference: Sequence[np.ndarray], target: Sequence[np.ndarray], min_sqnr_db: float | None) -> tuple[int, list[float], list[float]]:
     """(disagreeing rows that are near-ties, the reference's top-1 margin on the first of them and on
     the first counted ones).
@@ -330,28 +330,6 @@ def _near_ties(reference: Sequence[np.ndarray], target: Sequence[np.ndarray], mi
     return int(near.sum()), [float(m) for m in margins[near][:MAX_MISMATCHES_SHOWN]], [float(m) for m in margins[~near][:MAX_MISMATCHES_SHOWN]]
 
 
-def discrete_agreement(ref: np.ndarray, got: np.ndarray) -> float | None:
-    """For an integer or bool output (a label, a mask of labels, a decision): the share of elements
-    that are equal, its top-1 agreement. SQNR and cosine of class numbers say nothing about how many
-    decisions changed (4 of 20 labels moved by one read 46 dB). None for an empty output."""
-    return float(np.mean(ref == got)) if ref.size else None
-
-
-def selection_agreement(reference: Sequence[np.ndarray], target: Sequence[np.ndarray], axis: int) -> float | None:
-    """For a TopK's indices: the share of selected items (the indices along `axis`, per row) that the
-    target selects too, in any order. None for an empty output."""
-    ref = np.concatenate([np.moveaxis(np.asarray(r), axis, -1).reshape(-1, np.shape(r)[axis]) for r in reference])
-    got = np.concatenate([np.moveaxis(np.asarray(t), axis, -1).reshape(-1, np.shape(t)[axis]) for t in target])
-    if not ref.size:
-        return None
-    return float(sum(np.intersect1d(r, g).size for r, g in zip(ref, got)) / ref.size)  # TopK selects each item once
-
-
-def _is_class_scores(array: np.ndarray) -> bool:
-    array = np.asarray(array)
-    return array.ndim == 2 and array.shape[1] >= 2 and array.dtype.kind == "f"
-
-
 def _apply_floors(stats: OutputStats, tol: Tolerance) -> None:
     if stats.elements and stats.ref_nonfinite == stats.elements:
         # Matching NaN/Inf are no mismatch, but with no finite reference element the figures of
@@ -373,6 +351,10 @@ def _apply_floors(stats: OutputStats, tol: Tolerance) -> None:
                               "measures mostly those)")
     if tol.min_top1 is not None and stats.top1 is not None and _disagreements(stats) > allowed_disagreements(tol.min_top1, stats.rows):
         stats.problems.append(f"top-1 agreement {stats.top1:.3%} below the floor {tol.min_top1:.3%} ({_disagreement_text(stats)})")
+    elif stats.worst_class is not None:
+        label, kept, count = stats.worst_class
+        stats.problems.append(f"class {label} keeps {kept:.3%} of its {count} elements, below the floor {tol.min_top1:.3%} "
+                              f"(over all elements {stats.top1:.3%}: the other classes carry it)")
 
 
 def _judges_varying_part(tol: Tolerance) -> bool:
@@ -391,16 +373,6 @@ def _disagreement_text(stats: OutputStats) -> str:
         return f"{count} of {stats.rows} elements differ"
     margins = ", ".join(f"{m:.3g}" for m in stats.counted_margins) + (", ..." if count > len(stats.counted_margins) else "")
     return f"{count} of {stats.rows} rows disagree beyond a near-tie; the reference's top-1 margin there: {margins}{_near_tie_text(stats)}"
-
-
-def allowed_disagreements(floor: float, rows: int) -> int:
-    """Rows whose top-1 may differ under a top-1 floor: the floor as a rate, except that fewer rows
-    than one disagreement needs (under 20 for 95%) still allow one; a rate over 16 rows moves in
-    steps of 6%, so one near-tie would fail a model that agrees everywhere else. A floor of 1 allows
-    none."""
-    if floor >= 1.0:
-        return 0
-    return max(1, math.floor((1.0 - floor) * rows + 1e-9))
 
 
 def _disagreements(stats: OutputStats) -> int:

@@ -63,6 +63,8 @@ def output_layouts(model: onnx.ModelProto) -> dict[str, OutputLayout]:
         layouts[name] = OutputLayout(segments=segments)
     for output in model.graph.output:
         node = _through(producers, output.name)
+        while node is not None and node.op_type == "Cast" and _ints(node, "to")[0] in _INTEGER_TYPES:
+            node = _through(producers, node.input[0])
         if node is not None and node.op_type == "TopK" and len(node.output) > 1 and _named(producers, output.name, node.output[1]):
             layouts[output.name] = OutputLayout(topk_axis=_ints(node, "axis")[0] if _has(node, "axis") else -1)
     return layouts
@@ -93,13 +95,17 @@ def concat_segments(model: onnx.ModelProto) -> dict[str, Segments]:
 
 
 def _named(producers: dict[str, onnx.NodeProto], name: str, source: str) -> bool:
-    """Whether `name` is `source` or an Identity chain from it."""
+    """Whether `name` is `source` or an Identity chain from it, or a Cast to another integer type
+    (TensorRT deployments cast a TopK's int64 indices to int32: the set each row selects is kept)."""
     while name != source:
         node = producers.get(name)
-        if node is None or node.op_type != "Identity":
+        if node is None or not (node.op_type == "Identity" or (node.op_type == "Cast" and _ints(node, "to")[0] in _INTEGER_TYPES)):
             return False
         name = node.input[0]
     return True
+
+
+_INTEGER_TYPES = {onnx.TensorProto.INT32, onnx.TensorProto.INT64, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64}
 
 
 def _has(node: onnx.NodeProto, name: str) -> bool:

@@ -1,0 +1,76 @@
+"""Agreement figures: the share of decisions a target keeps. Top-1/top-5 of class-score outputs, the
+share of equal elements of an integer or bool output, a TopK's selected items in any order, and the
+floor's slack for few rows. compare.py holds the verdicts built on them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def top_k_agreement(reference: Sequence[np.ndarray], target: Sequence[np.ndarray]) -> tuple[float | None, float | None]:
+    """For class-score outputs ([N, C] float, C >= 2): the share of rows whose reference argmax is
+    the target's argmax (top-1), and is among the target's 5 best (top-5, only when C > 5)."""
+    if not reference or not all(_is_class_scores(r) for r in reference):
+        return None, None
+    ref = np.concatenate([np.asarray(r) for r in reference])
+    got = np.concatenate([np.asarray(t) for t in target])
+    best = ref.argmax(axis=1)
+    top1 = float(np.mean(got.argmax(axis=1) == best))
+    if ref.shape[1] <= 5:
+        return top1, None
+    top5_sets = np.argsort(-got, axis=1, kind="stable")[:, :5]
+    return top1, float(np.mean(np.any(top5_sets == best[:, None], axis=1)))
+
+
+def discrete_agreement(ref: np.ndarray, got: np.ndarray) -> float | None:
+    """For an integer or bool output (a label, a mask of labels, a decision): the share of elements
+    that are equal, its top-1 agreement. SQNR and cosine of class numbers say nothing about how many
+    decisions changed (4 of 20 labels moved by one read 46 dB). None for an empty output."""
+    return float(np.mean(ref == got)) if ref.size else None
+
+
+def selection_agreement(reference: Sequence[np.ndarray], target: Sequence[np.ndarray], axis: int) -> float | None:
+    """For a TopK's indices: the share of selected items (the indices along `axis`, per row) that the
+    target selects too, in any order. None for an empty output."""
+    ref = np.concatenate([np.moveaxis(np.asarray(r), axis, -1).reshape(-1, np.shape(r)[axis]) for r in reference])
+    got = np.concatenate([np.moveaxis(np.asarray(t), axis, -1).reshape(-1, np.shape(t)[axis]) for t in target])
+    if not ref.size:
+        return None
+    return float(sum(np.intersect1d(r, g).size for r, g in zip(ref, got)) / ref.size)  # TopK selects each item once
+
+
+def _is_class_scores(array: np.ndarray) -> bool:
+    array = np.asarray(array)
+    return array.ndim == 2 and array.shape[1] >= 2 and array.dtype.kind == "f"
+
+
+def allowed_disagreements(floor: float, rows: int) -> int:
+    """Rows whose top-1 may differ under a top-1 floor: the floor as a rate, except that fewer rows
+    than one disagreement needs (under 20 for 95%) still allow one; a rate over 16 rows moves in
+    steps of 6%, so one near-tie would fail a model that agrees everywhere else. A floor of 1 allows
+    none."""
+    if floor >= 1.0:
+        return 0
+    return max(1, math.floor((1.0 - floor) * rows + 1e-9))
+
+
+MIN_CLASS_ELEMENTS = 100  # a class this large is judged on its own: fewer flip at boundaries by chance
+
+
+def worst_class(ref: np.ndarray, got: np.ndarray, floor: float) -> tuple[int, float, int] | None:
+    """(label, share of its elements kept, its element count) of the reference class of at least
+    MIN_CLASS_ELEMENTS elements that keeps the fewest beyond what `floor` allows, or None when every
+    such class meets the floor. The share of equal elements over a whole mask lets a rare class go
+    (hunt17: an int8 segmentation mask with class 2 merged into class 1 kept 96.6% of its pixels)."""
+    labels, counts = np.unique(ref, return_counts=True)
+    worst = None
+    for label, count in zip(labels, counts):
+        if count < MIN_CLASS_ELEMENTS:
+            continue
+        kept = int(np.count_nonzero(got[ref == label] == label))
+        if count - kept > allowed_disagreements(floor, int(count)) and (worst is None or kept / count < worst[1]):
+            worst = (int(label), kept / int(count), int(count))
+    return worst
