@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .agreement import allowed_disagreements, discrete_agreement, selection_agreement, top_k_agreement, worst_class
+from .agreement import allowed_disagreements, class_floor, discrete_agreement, selection_agreement, top_k_agreement, worst_class
 from .output_layout import OutputLayout, Segments
 from .sqnr import centered_sqnr_db, cosine_similarity, sqnr_db, typical_elements_sqnr
 
@@ -353,7 +353,7 @@ def _apply_floors(stats: OutputStats, tol: Tolerance) -> None:
         stats.problems.append(f"top-1 agreement {stats.top1:.3%} below the floor {tol.min_top1:.3%} ({_disagreement_text(stats)})")
     elif stats.worst_class is not None:
         label, kept, count = stats.worst_class
-        stats.problems.append(f"class {label} keeps {kept:.3%} of its {count} elements, below the floor {tol.min_top1:.3%} "
+        stats.problems.append(f"class {label} keeps {kept:.3%} of its {count} elements, below {class_floor(tol.min_top1):.0%} "
                               f"(over all elements {stats.top1:.3%}: the other classes carry it)")
 
 
