@@ -20,7 +20,7 @@ reading a fixed step. The data and the original are at hand, so no user informat
   (input_ids and attention_mask) still do; and the feeds grown there by the same step, at most a
   quarter of a large size (size_above: 224 -> 256, 32 tokens -> 48, 1024 -> 1280), each extended by
   its last position repeated (the last token or pixel row: no invented values, and a padded
-  attention mask stays padded, with no hole). A smaller size alone misses what serves every size up
+  attention mask stays padded, with no hole; a position counter goes on counting, hunt18). A smaller size alone misses what serves every size up
   to the data's:
   review14, a BERT whose position table was cut to the data's 32 rows, read by
   Gather(table, Range(0, S)), agrees at 16 tokens and fails from 33 to the original's 64.
@@ -90,11 +90,13 @@ class SizeProbe:
     feeds: list[dict[str, np.ndarray]]
     sizes: dict[str, tuple[int, int]]
     grown: bool = False
+    counted: tuple[str, ...] = ()  # inputs that go on counting where grown (_counters)
 
     def describe(self) -> str:
         dims = ", ".join(f"{label} {old} -> {new}" for label, (old, new) in self.sizes.items())
         if self.grown:
-            return f"larger free dimensions ({dims}; the feeds extended by their last position repeated, the model declares them free)"
+            counted = f", position input(s) {', '.join(self.counted)} counting on" if self.counted else ""
+            return f"larger free dimensions ({dims}; the feeds extended by their last position repeated{counted}, the model declares them free)"
         return f"smaller free dimensions ({dims}; the feeds cropped, the model declares them free)"
 
 
@@ -126,12 +128,13 @@ def other_size(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]
     at least 2, or None where the first feed has none."""
     if not feeds:
         return None
-    resized = [_resized(model, feed, grow) for feed in feeds[:PROBE_FEEDS]]
+    counters = _counters(model, feeds[:PROBE_FEEDS]) if grow else set()
+    resized = [_resized(model, feed, grow, counters) for feed in feeds[:PROBE_FEEDS]]
     (_, sizes) = resized[0]
-    return SizeProbe([feed for feed, _ in resized], sizes, grow) if sizes else None
+    return SizeProbe([feed for feed, _ in resized], sizes, grow, tuple(sorted({name for name, _ in counters}))) if sizes else None
 
 
-def _resized(model: onnx.ModelProto, feed: Mapping[str, np.ndarray], grow: bool) -> tuple[dict, dict]:
+def _resized(model: onnx.ModelProto, feed: Mapping[str, np.ndarray], grow: bool, counters: set) -> tuple[dict, dict]:
     """One feed cropped to size_below, or grown to size_above by its last position repeated, on its
     free dimensions after the first, and the sizes made. Not its leading part appended: a right-padded
     attention mask (1 x 19, 0 x 13) grew a hole (then 1 x 16) no tokenizer makes, and a derived model
@@ -144,12 +147,34 @@ def _resized(model: onnx.ModelProto, feed: Mapping[str, np.ndarray], grow: bool)
             if size >= 2:
                 new = size_above(size) if grow else size_below(size)
                 if grow:  # the last position repeated: padding stays padding, a mask gets no hole (review16)
-                    array = np.concatenate([array, np.repeat(np.take(array, [-1], axis=axis), new - size, axis=axis)], axis=axis)
+                    tail = np.repeat(np.take(array, [-1], axis=axis), new - size, axis=axis)
+                    if (value.name, axis) in counters:  # a position counter goes on counting where it counts (hunt18)
+                        steps = np.arange(1, new - size + 1).reshape([-1 if a == axis else 1 for a in range(array.ndim)])
+                        tail = tail + steps * (np.diff(np.take(array, [-2, -1], axis=axis), axis=axis) == 1)
+                    array = np.concatenate([array, tail.astype(array.dtype)], axis=axis)
                 else:
                     array = array[(slice(None),) * axis + (slice(0, new),)]
                 sizes[dim.dim_param or f"{value.name}[{axis}]"] = (size, new)
         result[value.name] = array
     return result, sizes
+
+
+def _counters(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> set:
+    """(input, axis) of the integer inputs that count positions along a free dimension: in every feed
+    each row's last three values step by 0 or 1 (a padded row repeats its last position, a left-padded
+    row of two tokens ends 0, 0, 1), and some row ends counting up by one (each row whose last step is
+    one goes on counting). Repeated, a position_ids input grew as 0..15, 15, 15 and
+    never read past the data's length: a derived BERT whose position table was cut to the data's 16 rows
+    passed the grown probe (hunt18). Token ids and masks do not count by one on every row."""
+    found = set()
+    for value in _fed_inputs(model, feeds[0]) if feeds else []:
+        array = np.asarray(feeds[0][value.name])
+        for axis, _ in _free_dims(value, array.ndim) if array.dtype.kind in "iu" else []:
+            tails = [np.diff(np.moveaxis(np.asarray(feed[value.name]), axis, -1)[..., -3:], axis=-1).reshape(-1, 2)
+                     for feed in feeds if np.ndim(feed.get(value.name)) == array.ndim and np.shape(feed[value.name])[axis] >= 3]
+            if len(tails) == len(feeds) and all(np.all((t == 0) | (t == 1)) for t in tails) and any(np.any(np.all(t == 1, axis=1)) for t in tails):
+                found.add((value.name, axis))
+    return found
 
 
 def unvaried(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> str:

@@ -103,7 +103,7 @@ def test_an_image_model_sliced_to_the_data_resolution_fails_parity(tmp_path):
 def test_the_grown_probe_extends_every_feed_by_its_last_position(lengths, width):
     model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["": 18]>
     g (int64[N,S] ids, int64[N,S] mask, float[N,?,3] extra) => (int64[N,S] y) { y = Mul(ids, mask) }""")
-    feeds = [{"ids": np.arange(n, dtype=np.int64)[None] + 7, "mask": np.ones((1, n), np.int64),
+    feeds = [{"ids": np.arange(n, dtype=np.int64)[None] * 3 % 11 + 7, "mask": np.ones((1, n), np.int64),
               "extra": np.arange(width * 3, dtype=np.float32).reshape(1, width, 3)} for n in lengths]
     probe = other_size(model, feeds, grow=True)
     assert len(probe.feeds) == min(len(feeds), 16) and probe.grown
