@@ -78,15 +78,24 @@ def typical_elements_sqnr(reference: Sequence[np.ndarray], target: Sequence[np.n
     for pairs in groups.values():
         ref, got = np.concatenate([r for r, _ in pairs]), np.concatenate([t for _, t in pairs])
         finite = np.all(np.isfinite(ref) & np.isfinite(got), axis=0)
-        means = ref[:, finite].mean(axis=0) if finite.any() else np.zeros(0)
-        distance = np.abs(means - np.median(means)) if means.size else means
-        typical = distance <= ATYPICAL_SPREADS * 1.4826 * (np.median(distance) if means.size else 0.0)
-        if not typical.all():  # far by spread but on the same scale: kept (stride levels of scores 16x apart)
-            values = ref[:, finite]
-            typical |= np.sqrt(np.mean(values**2, axis=0)) <= OTHER_SCALE * float(np.sqrt(np.mean(values[:, typical] ** 2)))
+        typical = typical_columns(ref[:, finite])
         left_out += int(np.count_nonzero(~typical))
         kept_ref.append(ref[:, finite][:, typical].ravel())
         kept_got.append(got[:, finite][:, typical].ravel())
     if not left_out:
         return math.nan, 0
     return centered_sqnr_db(np.concatenate(kept_ref), np.concatenate(kept_got)), left_out
+
+
+def typical_columns(values: np.ndarray) -> np.ndarray:
+    """For finite [samples, elements] values, which elements are of a typical scale (see
+    typical_elements_sqnr): not both more than ATYPICAL_SPREADS robust standard deviations from the
+    median element's mean and more than OTHER_SCALE times the others' RMS."""
+    if not values.size:
+        return np.ones(values.shape[1], bool)
+    means = values.mean(axis=0)
+    distance = np.abs(means - np.median(means))
+    typical = distance <= ATYPICAL_SPREADS * 1.4826 * np.median(distance)
+    if not typical.all():  # far by spread but on the same scale: kept (stride levels of scores 16x apart)
+        typical |= np.sqrt(np.mean(values**2, axis=0)) <= OTHER_SCALE * float(np.sqrt(np.mean(values[:, typical] ** 2)))
+    return typical
