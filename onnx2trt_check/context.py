@@ -136,7 +136,7 @@ class ModelContext:
     def output_layouts(self) -> dict[str, OutputLayout]:
         """How the graph makes each output (output_layout: a Concat's parts, a TopK's indices); the
         model's, so the same in every item and command."""
-        return output_layouts(self.loaded.proto)
+        return output_layouts(self.loaded.proto, self.feeds)
 
     @functools.cached_property
     def inferred(self) -> onnx.ModelProto:

@@ -149,7 +149,7 @@ def verify_int8(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds
         quantized = run_model(int8_model, feeds, optimized=True)
     except Exception as exc:  # noqa: BLE001 - ORT's own failure on the Q/DQ model (its graph optimizer on fused ops: measured)
         return Int8Verdict({}, [f"ONNX Runtime cannot run the int8 model ({type(exc).__name__}: {first_line(exc)}), so it cannot be verified"])
-    outputs, failures, floors, layouts = {}, [], {}, output_layouts(float_model)  # as pytest's ort-int8 item judges them
+    outputs, failures, floors, layouts = {}, [], {}, output_layouts(float_model, feeds)  # as pytest's ort-int8 item judges them
     for name in reference[0]:
         floors[name] = tolerance = int8_floor(name, tolerances)
         stats = compare_output(name, [r[name] for r in reference], [q[name] for q in quantized], tolerance, layouts.get(name))
