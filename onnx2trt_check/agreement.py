@@ -74,12 +74,12 @@ def worst_class(ref: np.ndarray, got: np.ndarray, floor: float) -> tuple[int, fl
     MIN_CLASS_ELEMENTS elements that keeps the fewest, below class_floor(floor); None when every such
     class keeps enough. The share of equal elements over a whole mask lets a rare class go (hunt17:
     an int8 segmentation mask with class 2 merged into class 1 kept 96.6% of its pixels)."""
-    labels, counts = np.unique(ref, return_counts=True)
-    worst = None
-    for label, count in zip(labels, counts):
-        if count < MIN_CLASS_ELEMENTS:
-            continue
-        kept = int(np.count_nonzero(got[ref == label] == label)) / int(count)
-        if kept < class_floor(floor) and (worst is None or kept < worst[1]):
-            worst = (int(label), kept, int(count))
-    return worst
+    # One pass over the elements, not one per class: an integer output of 10^7 elements with 10^5
+    # values (a depth map cast to int, token ids) took 300 s class by class (review17).
+    labels, inverse, counts = np.unique(ref, return_inverse=True, return_counts=True)
+    kept = np.bincount(inverse.ravel(), weights=(ref == got).ravel(), minlength=labels.size) / counts
+    short = np.flatnonzero((counts >= MIN_CLASS_ELEMENTS) & (kept < class_floor(floor)))
+    if not short.size:
+        return None
+    index = short[np.argmin(kept[short])]
+    return int(labels[index]), float(kept[index]), int(counts[index])
