@@ -34,12 +34,18 @@ def discrete_agreement(ref: np.ndarray, got: np.ndarray) -> float | None:
 
 def selection_agreement(reference: Sequence[np.ndarray], target: Sequence[np.ndarray], axis: int) -> float | None:
     """For a TopK's indices: the share of selected items (the indices along `axis`, per row) that the
-    target selects too, in any order. None for an empty output."""
-    ref = np.concatenate([np.moveaxis(np.asarray(r), axis, -1).reshape(-1, np.shape(r)[axis]) for r in reference])
-    got = np.concatenate([np.moveaxis(np.asarray(t), axis, -1).reshape(-1, np.shape(t)[axis]) for t in target])
-    if not ref.size:
-        return None
-    return float(sum(np.intersect1d(r, g).size for r, g in zip(ref, got)) / ref.size)  # TopK selects each item once
+    target selects too, in any order. None for an empty output. Feed by feed, as (row, item) pairs: a k
+    that depends on the data (min(100, candidates)) differs between feeds, and k = 0 has no rows to
+    reshape to; either crashed (review17)."""
+    kept = total = 0
+    for r, t in zip(reference, target):
+        if np.size(r):
+            rows = [np.moveaxis(np.asarray(a), axis, -1).reshape(-1, np.shape(a)[axis]) for a in (r, t)]
+            items = np.unique(np.concatenate([a.ravel() for a in rows]), return_inverse=True)[1].reshape(2, -1)
+            row = np.repeat(np.arange(len(rows[0]), dtype=np.int64), rows[0].shape[1]) * (items.max() + 1)
+            kept += np.intersect1d(row + items[0], row + items[1]).size  # the (row, item) pairs both select
+            total += np.size(r)
+    return kept / total if total else None  # TopK selects each item once
 
 
 def _is_class_scores(array: np.ndarray) -> bool:
