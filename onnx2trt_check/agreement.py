@@ -17,6 +17,8 @@ def top_k_agreement(reference: Sequence[np.ndarray], target: Sequence[np.ndarray
         return None, None
     ref = np.concatenate([np.asarray(r) for r in reference])
     got = np.concatenate([np.asarray(t) for t in target])
+    if not len(ref):  # no rows (scores gathered for no detection): an agreement of NaN crashed the floor (review17)
+        return None, None
     best = ref.argmax(axis=1)
     top1 = float(np.mean(got.argmax(axis=1) == best))
     if ref.shape[1] <= 5:
