@@ -55,14 +55,16 @@ def _is_class_scores(array: np.ndarray) -> bool:
     return array.ndim == 2 and array.shape[1] >= 2 and array.dtype.kind == "f"
 
 
-def allowed_disagreements(floor: float, rows: int) -> int:
+def allowed_disagreements(floor: float, rows: int, *, alone: bool = False) -> int:
     """Rows whose top-1 may differ under a top-1 floor: the floor as a rate, except that fewer rows
     than one disagreement needs (under 20 for 95%) still allow one; a rate over 16 rows moves in
     steps of 6%, so one near-tie would fail a model that agrees everywhere else. A floor of 1 allows
-    none."""
+    none. `alone`: the floor is the output's only rule (an integer output under int8 or fp16), so it
+    never lets every row differ: one label or a 0-d count passed whatever it held (review17)."""
     if floor >= 1.0:
         return 0
-    return max(1, math.floor((1.0 - floor) * rows + 1e-9))
+    allowed = max(1, math.floor((1.0 - floor) * rows + 1e-9))
+    return min(allowed, max(rows - 1, 0)) if alone else allowed
 
 
 MIN_CLASS_ELEMENTS = 100  # a class this large is judged on its own: fewer flip at boundaries by chance
