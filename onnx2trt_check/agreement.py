@@ -17,6 +17,8 @@ def top_k_agreement(reference: Sequence[np.ndarray], target: Sequence[np.ndarray
         return None, None
     ref = np.concatenate([np.asarray(r) for r in reference])
     got = np.concatenate([np.asarray(t) for t in target])
+    if not len(ref):  # no rows (scores gathered for no detection): an agreement of NaN crashed the floor (review17)
+        return None, None
     best = ref.argmax(axis=1)
     top1 = float(np.mean(got.argmax(axis=1) == best))
     if ref.shape[1] <= 5:
@@ -34,12 +36,18 @@ def discrete_agreement(ref: np.ndarray, got: np.ndarray) -> float | None:
 
 def selection_agreement(reference: Sequence[np.ndarray], target: Sequence[np.ndarray], axis: int) -> float | None:
     """For a TopK's indices: the share of selected items (the indices along `axis`, per row) that the
-    target selects too, in any order. None for an empty output."""
-    ref = np.concatenate([np.moveaxis(np.asarray(r), axis, -1).reshape(-1, np.shape(r)[axis]) for r in reference])
-    got = np.concatenate([np.moveaxis(np.asarray(t), axis, -1).reshape(-1, np.shape(t)[axis]) for t in target])
-    if not ref.size:
-        return None
-    return float(sum(np.intersect1d(r, g).size for r, g in zip(ref, got)) / ref.size)  # TopK selects each item once
+    target selects too, in any order. None for an empty output. Feed by feed, as (row, item) pairs: a k
+    that depends on the data (min(100, candidates)) differs between feeds, and k = 0 has no rows to
+    reshape to; either crashed (review17)."""
+    kept = total = 0
+    for r, t in zip(reference, target):
+        if np.size(r):
+            rows = [np.moveaxis(np.asarray(a), axis, -1).reshape(-1, np.shape(a)[axis]) for a in (r, t)]
+            items = np.unique(np.concatenate([a.ravel() for a in rows]), return_inverse=True)[1].reshape(2, -1)
+            row = np.repeat(np.arange(len(rows[0]), dtype=np.int64), rows[0].shape[1]) * (items.max() + 1)
+            kept += np.intersect1d(row + items[0], row + items[1]).size  # the (row, item) pairs both select
+            total += np.size(r)
+    return kept / total if total else None  # TopK selects each item once
 
 
 def _is_class_scores(array: np.ndarray) -> bool:
@@ -47,14 +55,16 @@ def _is_class_scores(array: np.ndarray) -> bool:
     return array.ndim == 2 and array.shape[1] >= 2 and array.dtype.kind == "f"
 
 
-def allowed_disagreements(floor: float, rows: int) -> int:
+def allowed_disagreements(floor: float, rows: int, *, alone: bool = False) -> int:
     """Rows whose top-1 may differ under a top-1 floor: the floor as a rate, except that fewer rows
     than one disagreement needs (under 20 for 95%) still allow one; a rate over 16 rows moves in
     steps of 6%, so one near-tie would fail a model that agrees everywhere else. A floor of 1 allows
-    none."""
+    none. `alone`: the floor is the output's only rule (an integer output under int8 or fp16), so it
+    never lets every row differ: one label or a 0-d count passed whatever it held (review17)."""
     if floor >= 1.0:
         return 0
-    return max(1, math.floor((1.0 - floor) * rows + 1e-9))
+    allowed = max(1, math.floor((1.0 - floor) * rows + 1e-9))
+    return min(allowed, max(rows - 1, 0)) if alone else allowed
 
 
 MIN_CLASS_ELEMENTS = 100  # a class this large is judged on its own: fewer flip at boundaries by chance
@@ -73,10 +83,12 @@ def worst_class(ref: np.ndarray, got: np.ndarray, floor: float) -> tuple[int, fl
     MIN_CLASS_ELEMENTS elements that keeps the fewest, below class_floor(floor); None when every such
     class keeps enough. The share of equal elements over a whole mask lets a rare class go (hunt17:
     an int8 segmentation mask with class 2 merged into class 1 kept 96.6% of its pixels)."""
+    # One pass over the elements, not one per class: an integer output of 10^7 elements with 10^5
+    # values (a depth map cast to int, token ids) took 300 s class by class (review17).
     labels, inverse, counts = np.unique(ref, return_inverse=True, return_counts=True)
-    shares = np.bincount(inverse.ravel(), weights=(ref == got).ravel(), minlength=len(labels)) / counts  # one pass, any number of classes
-    judged = np.flatnonzero((counts >= MIN_CLASS_ELEMENTS) & (shares < class_floor(floor)))
-    if not judged.size:
+    kept = np.bincount(inverse.ravel(), weights=(ref == got).ravel(), minlength=labels.size) / counts
+    short = np.flatnonzero((counts >= MIN_CLASS_ELEMENTS) & (kept < class_floor(floor)))
+    if not short.size:
         return None
-    index = judged[np.argmin(shares[judged])]
-    return int(labels[index]), float(shares[index]), int(counts[index])
+    index = short[np.argmin(kept[short])]
+    return int(labels[index]), float(kept[index]), int(counts[index])

@@ -361,7 +361,7 @@ def _apply_floors(stats: OutputStats, tol: Tolerance) -> None:
         stats.problems.append(f"SQNR of the elements of a typical scale {stats.typical_sqnr_db:.2f} dB below the floor {tol.min_sqnr_db} dB "
                               f"({stats.atypical_elements} element(s) far from the rest left out: over all of them, {stats.sqnr_db:.2f} dB "
                               "measures mostly those)")
-    if tol.min_top1 is not None and stats.top1 is not None and _disagreements(stats) > allowed_disagreements(tol.min_top1, stats.rows):
+    if tol.min_top1 is not None and stats.top1 is not None and _disagreements(stats) > allowed_disagreements(tol.min_top1, stats.rows, alone=stats.discrete):
         stats.problems.append(f"top-1 agreement {stats.top1:.3%} below the floor {tol.min_top1:.3%} ({_disagreement_text(stats)})")
     elif stats.worst_class is not None:
         label, kept, count = stats.worst_class

@@ -90,12 +90,17 @@ def typical_elements_sqnr(reference: Sequence[np.ndarray], target: Sequence[np.n
 def typical_columns(values: np.ndarray) -> np.ndarray:
     """For finite [samples, elements] values, which elements are of a typical scale (see
     typical_elements_sqnr): not both more than ATYPICAL_SPREADS robust standard deviations from the
-    median element's mean and more than OTHER_SCALE times the others' RMS."""
+    median element's mean and more than OTHER_SCALE times the others' RMS. The median and its spread
+    are the varying elements' where some vary: elements constant over the samples are no decisions, and
+    where they were the majority (six suppressed classes at -1e4 of ten) they were the typical scale,
+    the spread 0, and the logits beside them of a typical scale too (review17: top-1 0% passed int8)."""
     if not values.size:
         return np.ones(values.shape[1], bool)
     means = values.mean(axis=0)
-    distance = np.abs(means - np.median(means))
-    typical = distance <= ATYPICAL_SPREADS * 1.4826 * np.median(distance)
+    varies = np.any(values != values[:1], axis=0)
+    basis = means[varies] if varies.any() else means
+    distance = np.abs(means - np.median(basis))
+    typical = distance <= ATYPICAL_SPREADS * 1.4826 * np.median(np.abs(basis - np.median(basis)))
     if not typical.all():  # far by spread but on the same scale: kept (stride levels of scores 16x apart)
         typical |= np.sqrt(np.mean(values**2, axis=0)) <= OTHER_SCALE * float(np.sqrt(np.mean(values[:, typical] ** 2)))
     return typical

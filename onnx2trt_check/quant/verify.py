@@ -111,7 +111,7 @@ class Int8Verdict:
         only where it applies: class scores [N, C], not a decoder's [B, T, V] logits)."""
         floor, stats = self.floors[name], self.outputs[name]
         if stats.discrete and floor.min_top1 is not None and stats.top1 is not None:  # labels, indices: agreement alone (compare._compare)
-            return _top1_floor_text(floor.min_top1, stats.rows).replace("top-1", "agreement")
+            return _top1_floor_text(floor.min_top1, stats.rows, alone=True).replace("top-1", "agreement")
         parts = [f"SQNR >= {floor.min_sqnr_db:g} dB" if floor.min_sqnr_db is not None else None,
                  f"cosine >= {floor.min_cosine:g}" if floor.min_cosine is not None else None,
                  _top1_floor_text(floor.min_top1, self.outputs[name].rows) if floor.min_top1 is not None and self.outputs[name].top1 is not None else None,
@@ -120,10 +120,10 @@ class Int8Verdict:
         return text + (f"; {accepts_zero_text([name])}" if self.outputs[name].accepts_zero else "")
 
 
-def _top1_floor_text(floor: float, rows: int) -> str:
+def _top1_floor_text(floor: float, rows: int, *, alone: bool = False) -> str:
     """'top-1 >= 95%', and the disagreements allowed when there are too few rows for the rate to
     allow one (compare.allowed_disagreements): "83.3% (floor 95%)" must not read as a pass by mistake."""
-    allowed = allowed_disagreements(floor, rows)
+    allowed = allowed_disagreements(floor, rows, alone=alone)
     if rows and allowed > (1.0 - floor) * rows:
         return f"top-1 >= {floor:.0%}, at most {allowed} of {rows} row(s) disagreeing: too few rows for the rate"
     return f"top-1 >= {floor:.0%}"
