@@ -92,3 +92,11 @@ def worst_class(ref: np.ndarray, got: np.ndarray, floor: float) -> tuple[int, fl
         return None
     index = short[np.argmin(kept[short])]
     return int(labels[index]), float(kept[index]), int(counts[index])
+
+
+def sorts_every_item(indices: np.ndarray, axis: int) -> bool:
+    """Whether each row of a TopK's indices holds every position 0..k-1 of its axis: a sort of the
+    whole axis, whose indices say nothing as a set (review17). The graph shows it where the axis has
+    a static size (output_layout); this sees it where the size is free."""
+    rows = np.sort(np.moveaxis(np.asarray(indices), axis, -1), axis=-1)
+    return rows.shape[-1] >= 2 and bool(np.array_equal(rows, np.broadcast_to(np.arange(rows.shape[-1]), rows.shape)))

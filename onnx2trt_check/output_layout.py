@@ -62,16 +62,29 @@ def output_layouts(model: onnx.ModelProto, feeds=()) -> dict[str, OutputLayout]:
     gives that input there (hunt18: present = Concat(past, new) with past free was judged whole, and a
     cached key halved for the new token passed at 23.7 dB, its part 6 dB)."""
     producers = {name: node for node in model.graph.node for name in node.output}
+    inferred = _inferred(model, _fed_dims(model, feeds))
     layouts = {}
-    for name, segments in concat_segments(model, _fed_dims(model, feeds)).items():
+    for name, segments in (_segments(*inferred) if inferred else {}).items():
         layouts[name] = OutputLayout(segments=segments)
     for output in model.graph.output:
         node = _through(producers, output.name)
         while node is not None and node.op_type == "Cast" and _ints(node, "to")[0] in _INTEGER_TYPES:
             node = _through(producers, node.input[0])
-        if node is not None and node.op_type == "TopK" and len(node.output) > 1 and _named(producers, output.name, node.output[1]):
+        if (node is not None and node.op_type == "TopK" and len(node.output) > 1 and _named(producers, output.name, node.output[1])
+                and not _sorts_whole_axis(node, inferred[1] if inferred else {})):
             layouts[output.name] = OutputLayout(topk_axis=_ints(node, "axis")[0] if _has(node, "axis") else -1)
     return layouts
+
+
+def _sorts_whole_axis(node: onnx.NodeProto, shapes: dict[str, list[int | None]]) -> bool:
+    """Whether a TopK keeps every item of its axis (k = the axis's size): a sort, whose indices say
+    nothing but their order; as a set each row selects every item, so any order passed (review17: a
+    ranking of 10 items given reversed passed fp32, fp16 and int8)."""
+    before, after = shapes.get(node.input[0]), shapes.get(node.output[1])
+    if not before or not after or len(before) != len(after):
+        return False
+    axis = (_ints(node, "axis")[0] if _has(node, "axis") else -1) % len(before)
+    return before[axis] is not None and before[axis] == after[axis]
 
 
 def _fed_dims(model: onnx.ModelProto, feeds) -> dict[str, int]:
@@ -88,12 +101,22 @@ def _fed_dims(model: onnx.ModelProto, feeds) -> dict[str, int]:
 def concat_segments(model: onnx.ModelProto, fed_dims: dict[str, int] | None = None) -> dict[str, Segments]:
     """The graph outputs a Concat makes, directly or through Identity, Q/DQ pairs and one Transpose, whose inputs
     all have a known size along the joined axis; {} where shape inference fails."""
+    inferred = _inferred(model, fed_dims or {})
+    return _segments(*inferred) if inferred else {}
+
+
+def _inferred(model: onnx.ModelProto, fed_dims: dict[str, int]) -> tuple[onnx.ModelProto, dict[str, list[int | None]]] | None:
+    """The model with inferred shapes (its large weights left out) and each value's dims, or None
+    where onnx's inference fails (no sizes: no parts, the whole output is judged as before)."""
     light = protos.without_large_weights(model, KEEP_BYTES)[0]
     try:
         inferred = onnx.shape_inference.infer_shapes(light, data_prop=True)
-    except Exception:  # noqa: BLE001 - onnx's inference errors: no sizes, no parts (the whole output is judged as before)
-        return {}
-    shapes = _static_dims(inferred, fed_dims or {})
+    except Exception:  # noqa: BLE001 - onnx's inference errors
+        return None
+    return inferred, _static_dims(inferred, fed_dims)
+
+
+def _segments(inferred: onnx.ModelProto, shapes: dict[str, list[int | None]]) -> dict[str, Segments]:
     producers = {name: node for node in inferred.graph.node for name in node.output}
     found = {}
     for output in inferred.graph.output:
