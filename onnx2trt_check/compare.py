@@ -139,8 +139,12 @@ def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.nda
         topk_axis = None  # a sort of the whole axis: its order is what it says
     if _is_discrete(reference) and tolerance.min_top1 is not None and tolerance.atol is not None and tolerance.atol >= 1:
         # An atol the user set on integers (keypoint coordinates, counts): agreement within it.
+        # Only the agreement counts them equal: the figures are the target's own (review17: every label
+        # moved by one read 'max abs 0, SQNR inf').
         close = [np.abs(np.asarray(r, np.int64) - np.asarray(t, np.int64)) <= tolerance.atol for r, t in zip(reference, target)]
-        target = [np.where(c, r, t) for c, r, t in zip(close, reference, target)]
+        agreed = [np.where(c, r, t) for c, r, t in zip(close, reference, target)]
+    else:
+        agreed = target
     if _is_discrete(reference) and tolerance.min_top1 is not None:
         # Labels, a mask of classes, a TopK's indices: an element is the same class or not. The
         # agreement floor judges them alone: the SQNR and cosine of class numbers, and an atol on
@@ -162,9 +166,10 @@ def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.nda
     stats = _error_stats(name, ref, got)
     _apply_elementwise(stats, reference, ref, got, tolerance)
     if _is_discrete(reference):  # the mean of class numbers is no offset: agreement judges them
-        agreement = discrete_agreement(ref, got) if topk_axis is None else selection_agreement(reference, target, topk_axis)
+        kept = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in agreed])
+        agreement = discrete_agreement(ref, kept) if topk_axis is None else selection_agreement(reference, agreed, topk_axis)
         if topk_axis is None and tolerance.min_top1 is not None:  # a TopK's indices are items, not classes
-            stats.worst_class = worst_class(ref, got, tolerance.min_top1)
+            stats.worst_class = worst_class(ref, kept, tolerance.min_top1)
         stats.top1, stats.rows, stats.centered_sqnr_db, stats.discrete = agreement, int(ref.size), math.nan, True
     else:
         if np.isfinite(stats.centered_sqnr_db):
