@@ -100,6 +100,8 @@ class OutputStats:
     discrete: bool = False  # integer or bool: under a top-1 floor its agreement alone judges it (_compare)
     # The class of a mask that keeps too few of its elements: (label, share kept, elements) (agreement.worst_class).
     worst_class: tuple[int, float, int] | None = None
+    # The class the target gives to too many elements of other classes: (label, share right, elements given).
+    worst_given_class: tuple[int, float, int] | None = None
 
     @property
     def passed(self) -> bool:
@@ -170,6 +172,9 @@ def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.nda
         agreement = discrete_agreement(ref, kept) if topk_axis is None else selection_agreement(reference, agreed, topk_axis)
         if topk_axis is None and tolerance.min_top1 is not None:  # a TopK's indices are items, not classes
             stats.worst_class = worst_class(ref, kept, tolerance.min_top1)
+            # ... and the other way: a class painted over other classes keeps its own elements (review17:
+            # class 5 put on 4% of the background, 2.6x its area, passed int8 at 96% of the pixels).
+            stats.worst_given_class = worst_class(kept, ref, tolerance.min_top1)
         stats.top1, stats.rows, stats.centered_sqnr_db, stats.discrete = agreement, int(ref.size), math.nan, True
     else:
         if np.isfinite(stats.centered_sqnr_db):
@@ -382,6 +387,10 @@ def _apply_floors(stats: OutputStats, tol: Tolerance) -> None:
         label, kept, count = stats.worst_class
         stats.problems.append(f"class {label} keeps {kept:.3%} of its {count} elements, below {class_floor(tol.min_top1):.0%} "
                               f"(over all elements {stats.top1:.3%}: the other classes carry it)")
+    elif stats.worst_given_class is not None:
+        label, right, count = stats.worst_given_class
+        stats.problems.append(f"class {label} is given to {count} elements, {right:.3%} of them the reference's class {label}, below "
+                              f"{class_floor(tol.min_top1):.0%} (over all elements {stats.top1:.3%}: the other classes carry it)")
 
 
 def _judges_varying_part(tol: Tolerance) -> bool:
