@@ -102,6 +102,8 @@ class OutputStats:
     worst_class: tuple[int, float, int] | None = None
     # The class the target gives to too many elements of other classes: (label, share right, elements given).
     worst_given_class: tuple[int, float, int] | None = None
+    # The integer atol that would meet the agreement floor, for a failing integer output (_quantity_hint).
+    atol_for_floor: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -176,6 +178,8 @@ def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.nda
             # class 5 put on 4% of the background, 2.6x its area, passed int8 at 96% of the pixels).
             stats.worst_given_class = worst_class(kept, ref, tolerance.min_top1)
         stats.top1, stats.rows, stats.centered_sqnr_db, stats.discrete = agreement, int(ref.size), math.nan, True
+        if topk_axis is None and tolerance.min_top1 is not None and agreement is not None and agreement < tolerance.min_top1:
+            stats.atol_for_floor = float(np.quantile(np.abs(ref - got), tolerance.min_top1, method="higher"))
     else:
         if np.isfinite(stats.centered_sqnr_db):
             stats.typical_sqnr_db, stats.atypical_elements = typical_elements_sqnr(reference, target)
@@ -406,9 +410,19 @@ def _disagreement_text(stats: OutputStats) -> str:
     for class scores; '4 of 20 elements differ' for an integer or bool output (no margins)."""
     count = _disagreements(stats)
     if not stats.counted_margins:
-        return f"{count} of {stats.rows} elements differ"
+        return f"{count} of {stats.rows} elements differ" + _quantity_hint(stats)
     margins = ", ".join(f"{m:.3g}" for m in stats.counted_margins) + (", ..." if count > len(stats.counted_margins) else "")
     return f"{count} of {stats.rows} rows disagree beyond a near-tie; the reference's top-1 margin there: {margins}{_near_tie_text(stats)}"
+
+
+def _quantity_hint(stats: OutputStats) -> str:
+    """Where an integer output fails its agreement floor by small differences, the per-output atol
+    that would count them as agreeing: a uint8 image or pixel coordinates are quantities, not classes
+    (review17: an honest int8 at 37 dB read 37.6% agreement, and nothing named the way out)."""
+    if not stats.atol_for_floor or not math.isfinite(stats.atol_for_floor):
+        return ""
+    return (f"; if '{stats.name}' holds quantities (pixels, coordinates, counts) rather than classes, "
+            f"--output-tolerance {stats.name}:atol={stats.atol_for_floor:g} counts the elements within it as agreeing")
 
 
 def _disagreements(stats: OutputStats) -> int:

@@ -99,3 +99,17 @@ def test_a_class_losing_more_than_four_times_the_floors_share_fails():
             t[:, 44 + kept_rows:56, 44:56] = 0  # class 2 loses its bottom rows
             target.append(t)
         assert compare_output("mask", reference, target, INT8).passed == passes, kept_rows
+
+
+def test_a_failing_integer_quantity_names_the_atol_that_would_count_it():
+    """review17: a uint8 image output of an honest int8 (37 dB) read 37.6% agreement; the message
+    now names the per-output atol that meets the floor, for outputs that are quantities."""
+    rng = np.random.default_rng(0)
+    reference = [rng.integers(0, 256, size=(1, 400)) for _ in range(4)]
+    target = [r + rng.integers(-2, 3, size=r.shape) for r in reference]
+    stats = compare_output("img", reference, target, INT8)
+    assert not stats.passed and stats.atol_for_floor == 2.0
+    assert any("--output-tolerance img:atol=2 counts the elements within it as agreeing" in p for p in stats.problems), stats.problems
+    assert compare_output("img", reference, target, INT8.merged(atol=2.0)).passed
+    merged = [np.where(r == 2, 1, r) for r in [_mask()] * 4]
+    assert "--output-tolerance" not in " ".join(compare_output("mask", [_mask()] * 4, merged, INT8).problems)  # a class lost: no hint
