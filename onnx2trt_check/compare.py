@@ -170,7 +170,7 @@ def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.nda
     stats = _error_stats(name, ref, got)
     _apply_elementwise(stats, reference, ref, got, tolerance)
     if _is_discrete(reference):  # the mean of class numbers is no offset: agreement judges them
-        kept = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in agreed])
+        kept = got if agreed is target else np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in agreed])
         agreement = discrete_agreement(ref, kept) if topk_axis is None else selection_agreement(reference, agreed, topk_axis)
         if topk_axis is None and tolerance.min_top1 is not None:  # a TopK's indices are items, not classes
             stats.worst_class = worst_class(ref, kept, tolerance.min_top1)

@@ -6,8 +6,8 @@ at a second batch size (shape_probe.py), unless the model itself fails there."""
 import numpy as np
 import onnx
 import onnx.parser
-from onnx import helper, numpy_helper
 from planted_transforms import plant_in_transform
+from tiny_models import with_output_through
 
 from onnx2trt_check import api
 
@@ -22,14 +22,7 @@ g (float[N,2,4,4] x) => (float[N,2,4,4] y)
 
 
 def _bake_batch_one(model: onnx.ModelProto) -> onnx.ModelProto:
-    baked = onnx.ModelProto()
-    baked.CopyFrom(model)
-    out = baked.graph.output[0].name
-    for node in baked.graph.node:
-        node.output[:] = [f"{out}_pre" if o == out else o for o in node.output]
-    baked.graph.initializer.append(numpy_helper.from_array(np.array([1, 2, 4, 4], np.int64), "batch_one"))
-    baked.graph.node.append(helper.make_node("Reshape", [f"{out}_pre", "batch_one"], [out]))
-    return baked
+    return with_output_through(model, "Reshape", {"batch_one": np.array([1, 2, 4, 4], np.int64)})
 
 
 def _optimize(tmp_path, monkeypatch, *, bake: bool, feeds: int = 1):

@@ -8,20 +8,17 @@ other data fails saying so; a baseline written before the fingerprint is compare
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import copy_sample
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
 SAMPLE = "convbn_classifier"
 
 
 @pytest.fixture
 def project(pytester):
-    for suffix in (".onnx", ".npz"):
-        shutil.copy(MODELS / f"{SAMPLE}{suffix}", pytester.path / f"{SAMPLE}{suffix}")
+    copy_sample(pytester.path, SAMPLE)
     return pytester
 
 

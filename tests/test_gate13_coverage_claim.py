@@ -10,18 +10,17 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tiny_models import copy_sample
 
 from onnx2trt_check.targets.trt import trt_unavailable_reason
 
 pytestmark = pytest.mark.skipif(trt_unavailable_reason() is None, reason="the trt-* targets run here: their files are compared")
-MODELS = Path(__file__).resolve().parent.parent / "models"
 SAMPLE = "convbn_classifier"
 
 
 @pytest.fixture
 def project(pytester):
-    for suffix in (".onnx", ".npz"):
-        shutil.copy(MODELS / f"{SAMPLE}{suffix}", pytester.path / f"{SAMPLE}{suffix}")
+    copy_sample(pytester.path, SAMPLE)
     (pytester.path / "baselines").mkdir()
     return pytester
 

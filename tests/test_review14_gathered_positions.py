@@ -17,8 +17,8 @@ import onnx
 import onnx.parser
 from hypothesis import given
 from hypothesis import strategies as st
-from onnx import helper, numpy_helper
 from planted_transforms import plant_in_transform
+from tiny_models import with_output_through
 
 from onnx2trt_check import api
 from onnx2trt_check.shape_probe import other_size, size_above, size_below
@@ -150,14 +150,8 @@ CONV_BN_AT_MOST_FOUR = CONV_BN.format(
 
 def _slice_to_the_data_size(model: onnx.ModelProto) -> onnx.ModelProto:
     """A Slice of the output to the data's 4x4 at the end: the identity at 4x4 and below."""
-    sliced = onnx.ModelProto()
-    sliced.CopyFrom(model)
-    out = sliced.graph.output[0].name
-    for node in sliced.graph.node:
-        node.output[:] = [f"{out}_pre" if o == out else o for o in node.output]
-    sliced.graph.initializer.extend(numpy_helper.from_array(np.array(v, np.int64), n) for v, n in (([0, 0], "zeros_"), ([4, 4], "fours_"), ([2, 3], "hw_")))
-    sliced.graph.node.append(helper.make_node("Slice", [f"{out}_pre", "zeros_", "fours_", "hw_"], [out]))
-    return sliced
+    return with_output_through(model, "Slice", {"zeros_": np.array([0, 0], np.int64), "fours_": np.array([4, 4], np.int64), "hw_": np.array([2, 3], np.int64)})
+
 
 
 def _optimize(tmp_path, text: str):

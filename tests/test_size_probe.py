@@ -10,8 +10,8 @@ import onnx
 import onnx.parser
 from hypothesis import given
 from hypothesis import strategies as st
-from onnx import helper, numpy_helper
 from planted_transforms import plant_in_transform
+from tiny_models import with_output_through
 
 from onnx2trt_check import api
 from onnx2trt_check.shape_probe import other_size, size_below
@@ -143,14 +143,8 @@ g (float[N,2,H,W] x) => (float[N,2,H,W] y)
 
 def _bake_the_data_size(model: onnx.ModelProto) -> onnx.ModelProto:
     """A Reshape to the data's 4x4 at the end: the identity there, an error at any other size."""
-    baked = onnx.ModelProto()
-    baked.CopyFrom(model)
-    out = baked.graph.output[0].name
-    for node in baked.graph.node:
-        node.output[:] = [f"{out}_pre" if o == out else o for o in node.output]
-    baked.graph.initializer.append(numpy_helper.from_array(np.array([-1, 2, 4, 4], np.int64), "four_by_four"))
-    baked.graph.node.append(helper.make_node("Reshape", [f"{out}_pre", "four_by_four"], [out]))
-    return baked
+    return with_output_through(model, "Reshape", {"four_by_four": np.array([-1, 2, 4, 4], np.int64)})
+
 
 
 def _optimize(tmp_path, monkeypatch, *, bake: bool):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +57,25 @@ def two_inputs() -> onnx.ModelProto:
 def save(model: onnx.ModelProto, path: Path) -> Path:
     onnx.save(model, str(path))
     return path
+
+
+def with_output_through(model: onnx.ModelProto, op_type: str, constants: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """A copy of `model` whose first output passes through one more node, op_type(output, *constants)
+    (a Reshape or Slice baked to the data's size, planted in a transform's result)."""
+    changed = onnx.ModelProto()
+    changed.CopyFrom(model)
+    out = changed.graph.output[0].name
+    for node in changed.graph.node:
+        node.output[:] = [f"{out}_pre" if o == out else o for o in node.output]
+    changed.graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in constants.items())
+    changed.graph.node.append(helper.make_node(op_type, [f"{out}_pre", *constants], [out]))
+    return changed
+
+
+SAMPLE_MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def copy_sample(folder: Path, name: str, suffixes=(".onnx", ".npz")) -> None:
+    """The sample model `name` and its files beside it (data, labels) copied into `folder`."""
+    for suffix in suffixes:
+        shutil.copy(SAMPLE_MODELS / f"{name}{suffix}", folder / f"{name}{suffix}")

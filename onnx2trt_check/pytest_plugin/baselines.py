@@ -13,14 +13,12 @@ figures travel to the controller in `user_properties`), so one run writes each f
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import re
 import shlex
 import weakref
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from .. import baseline as store
@@ -30,6 +28,7 @@ from ..config import pyproject_section
 from ..context import ModelContext, RunOptions
 from ..environment import environment_id, environment_key
 from ..errors import CheckFailed, CheckSkipped, ConfigError
+from ..feed_digest import feeds_sha256
 from ..targets import select_targets, timing
 from ..trt import flavour
 from ..validate import idle_without
@@ -278,13 +277,7 @@ def _missing(located: Located, ctx: ModelContext, target, settings: Settings, wh
 def data_fingerprint(feeds) -> dict:
     """What the figures were measured on: the feed count and a sha256 over every feed's inputs
     (name, dtype, shape, bytes). Kept in a baseline's build_options as "data"."""
-    digest = hashlib.sha256()
-    for feed in feeds:
-        for name in sorted(feed):
-            array = np.ascontiguousarray(feed[name])
-            digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-            digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
-    return {"feeds": len(feeds), "sha256": digest.hexdigest()}
+    return {"feeds": len(feeds), "sha256": feeds_sha256(feeds)}
 
 
 # data_fingerprint per model and feed list: every baseline item of every target asked for it, hashing

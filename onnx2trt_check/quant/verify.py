@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -25,6 +24,7 @@ import onnx
 from onnx2trt_check.compare import OutputStats, Tolerance, accepts_zero_text, allowed_disagreements, compare_output, format_stats
 from onnx2trt_check.config import ToleranceConfig
 from onnx2trt_check.errors import first_line
+from onnx2trt_check.feed_digest import feeds_sha256
 from onnx2trt_check.liveness import dead_model_problem
 from onnx2trt_check.output_layout import output_layouts
 from onnx2trt_check.quant.feed_batch import all_copies
@@ -69,22 +69,12 @@ def verification_split(calibration: Feeds, test: Feeds | None = None) -> Verific
     a "held-out" copy is the calibration data itself, and its figure must not claim otherwise)."""
     calibration = list(calibration)
     if test is not None:
-        seen = {_digest(feed) for feed in calibration}
-        return VerificationSplit(calibration, list(test), True, shared=sum(_digest(feed) in seen for feed in test))
+        seen = {feeds_sha256([feed]) for feed in calibration}
+        return VerificationSplit(calibration, list(test), True, shared=sum(feeds_sha256([feed]) in seen for feed in test))
     if len(calibration) < 2 or all_copies(calibration):
         return VerificationSplit(calibration, calibration[:1], False)
     held = set(range(VERIFICATION_EVERY - 1, len(calibration), VERIFICATION_EVERY)) or {len(calibration) - 1}
     return VerificationSplit([f for i, f in enumerate(calibration) if i not in held], [calibration[i] for i in sorted(held)], True)
-
-
-def _digest(feed: Mapping[str, np.ndarray]) -> str:
-    """A feed's identity: every input's name, dtype, shape and bytes."""
-    digest = hashlib.sha256()
-    for name in sorted(feed):
-        array = np.ascontiguousarray(feed[name])
-        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
 
 
 @dataclasses.dataclass
