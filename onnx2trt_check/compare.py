@@ -22,6 +22,7 @@ from .agreement import (
     worst_class,
 )
 from .output_layout import OutputLayout, Segments
+from .part_floors import part_floor_problems
 from .sqnr import centered_sqnr_db, cosine_similarity, sqnr_db, typical_columns, typical_elements_sqnr
 
 MAX_MISMATCHES_SHOWN = 5
@@ -193,27 +194,10 @@ def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.nda
 
 def _apply_part_floors(stats: OutputStats, segments: Segments, reference: Sequence[np.ndarray], target: Sequence[np.ndarray],
                        tol: Tolerance) -> None:
-    """The centred SQNR of each part, under the SQNR floor; nothing where a feed's output does not
-    have the parts' total size along their axis (the graph's static sizes do not hold there)."""
-    total = sum(size for _, size in segments.parts)
-    if _shape_problem(reference, target) or not all(np.ndim(r) > segments.axis and np.shape(r)[segments.axis] == total for r in reference):
-        return
-    names = [name for name, _ in segments.parts]
-    for index, (part, start, stop) in enumerate(segments.bounds()):
-        if stop == start:
-            continue
-        part = part if names.count(part) == 1 else f"{part}#{index}"  # Concat(a, a): one figure each (review16)
-        ref = np.concatenate([np.take(np.asarray(r, np.float64), range(start, stop), axis=segments.axis).ravel() for r in reference])
-        got = np.concatenate([np.take(np.asarray(t, np.float64), range(start, stop), axis=segments.axis).ravel() for t in target])
-        finite = np.isfinite(ref) & np.isfinite(got)
-        value = centered_sqnr_db(ref[finite], got[finite]) if finite.any() else math.nan
-        if math.isnan(value) and np.any(ref[finite]):  # a constant part (a batch index, a fixed score): its own value is the signal
-            value = sqnr_db(ref[finite], got[finite])    # (review16: a column of 1.0 given as 0 passed beside the others)
-        stats.part_sqnr_db[part] = value
-        if value < tol.min_sqnr_db:  # NaN: an all-zero part, left to the whole output's figures (float noise would fail it)
-            stats.problems.append(f"SQNR of the part '{part}' (positions {start}-{stop - 1} of axis {segments.axis}, joined by the "
-                                  f"output's Concat) {value:.2f} dB below the floor {tol.min_sqnr_db} dB (over the whole output "
-                                  f"{stats.sqnr_db:.2f} dB: the other parts' scale carries it)")
+    if not _shape_problem(reference, target):
+        figures, problems = part_floor_problems(segments, reference, target, tol.min_sqnr_db, stats.sqnr_db)
+        stats.part_sqnr_db.update(figures)
+        stats.problems.extend(problems)
 
 
 def _accepts_zero(name: str, reference: Sequence[np.ndarray], tolerance: Tolerance) -> bool:

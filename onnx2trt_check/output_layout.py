@@ -29,20 +29,24 @@ KEEP_BYTES = 1 << 16  # initializers up to this size stay values for shape infer
 
 @dataclasses.dataclass(frozen=True)
 class Segments:
-    """An output joined along `axis` from `parts`: (the Concat input's name, its size along axis)."""
+    """An output joined along `axis` from `parts`: (the Concat input's name, its size along axis; None
+    for at most one part, whose size is what the others leave of each feed's output)."""
 
     axis: int
-    parts: tuple[tuple[str, int], ...]
+    parts: tuple[tuple[str, int | None], ...]
     # The split every part shares along another axis, where each part is itself a Concat (through
     # Identity, Q/DQ pairs or a Reshape that keeps that axis): YOLOv5 joins its levels along the
     # anchors, each level [N, anchors, xy + wh + scores] (review16: a one-class detector whose scores
     # int8 made one constant value passed at 38 dB, every level carried by its pixel boxes).
     inner: Segments | None = None
 
-    def bounds(self):
-        """(name, start, stop) of each part along the axis."""
-        start = 0
+    def bounds(self, total: int | None = None):
+        """(name, start, stop) of each part along the axis; the free part's size from `total`, the
+        output's size there (review17: a KV cache whose past length differed between feeds had no
+        parts, and an int8 whose new key was halved passed at 26 dB, its part at 6 dB)."""
+        start, known = 0, sum(size for _, size in self.parts if size is not None)
         for name, size in self.parts:
+            size = size if size is not None else (total if total is not None else known) - known
             yield name, start, start + size
             start += size
 
@@ -100,7 +104,7 @@ def _fed_dims(model: onnx.ModelProto, feeds) -> dict[str, int]:
 
 def concat_segments(model: onnx.ModelProto, fed_dims: dict[str, int] | None = None) -> dict[str, Segments]:
     """The graph outputs a Concat makes, directly or through Identity, Q/DQ pairs and one Transpose, whose inputs
-    all have a known size along the joined axis; {} where shape inference fails."""
+    all but one at most have a known size along the joined axis; {} where shape inference fails."""
     inferred = _inferred(model, fed_dims or {})
     return _segments(*inferred) if inferred else {}
 
@@ -205,8 +209,8 @@ def _concat_parts(node: onnx.NodeProto, shapes: dict[str, list[int | None]], per
     rank = len(dims[0])
     axis = _ints(node, "axis")[0] % rank if rank else 0
     sizes = [d[axis] if len(d) == rank else None for d in dims]
-    if any(size is None for size in sizes) or (perm is not None and sorted(perm) != list(range(rank))):
-        return None
+    if sizes.count(None) > 1 or any(len(d) != rank for d in dims) or (perm is not None and sorted(perm) != list(range(rank))):
+        return None  # one free part takes the rest of each feed's output (Segments.bounds)
     return Segments(perm.index(axis) if perm else axis, tuple(zip(node.input, sizes)))
 
 

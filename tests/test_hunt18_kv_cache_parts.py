@@ -31,10 +31,11 @@ def _kv_model(factor: float, quantized: bool) -> onnx.ModelProto:
 
 def test_the_feeds_size_a_free_part():
     feeds = [{"past": np.zeros((1, 6, 4), np.float32), "x": np.zeros((1, 2, 4), np.float32)}] * 3
-    assert output_layouts(_kv_model(1.0, False)) == {}  # what there was before: no sizes, no parts
+    free = {"present": OutputLayout(Segments(1, (("past", None), ("new", 2))))}  # the rest of each feed's output (review17)
+    assert output_layouts(_kv_model(1.0, False)) == {}  # P and S free: two parts of no size
     assert output_layouts(_kv_model(1.0, False), feeds) == {"present": OutputLayout(Segments(1, (("past", 6), ("new", 2))))}
     other = [*feeds, {"past": np.zeros((1, 7, 4), np.float32), "x": np.zeros((1, 2, 4), np.float32)}]
-    assert output_layouts(_kv_model(1.0, False), other) == {}  # feeds of two past lengths: no one size
+    assert output_layouts(_kv_model(1.0, False), other) == free  # feeds of two past lengths: no one size
 
 
 def test_a_halved_new_key_beside_a_large_past_fails_parity(tmp_path):

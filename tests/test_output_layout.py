@@ -37,7 +37,10 @@ def test_identity_and_a_transpose_after_the_concat_are_followed():
 def test_a_part_of_unknown_size_or_another_producer_gives_no_parts():
     unknown = _parse("y = Concat<axis = 1>(a, b)", "float[N,K] a, float[N,2] b", "float[N,?] y")
     other = _parse("c = Concat<axis = 1>(a, b)\n y = Relu(c)", "float[N,3] a, float[N,2] b", "float[N,5] y")
-    assert concat_segments(unknown) == {} and concat_segments(other) == {}
+    assert concat_segments(other) == {}
+    assert concat_segments(unknown) == {"y": Segments(1, (("a", None), ("b", 2)))}  # one free part: the rest (review17)
+    two = _parse("y = Concat<axis = 1>(a, b)", "float[N,K] a, float[N,J] b", "float[N,?] y")
+    assert concat_segments(two) == {}
 
 
 def test_sizes_come_from_shape_inference_through_reshapes():
@@ -60,6 +63,27 @@ def test_each_part_is_judged_on_its_own_values_whatever_the_other_part_does(axis
     stats = compare_output("y", reference, target, INT8, OutputLayout(Segments(axis, (("a", size_a), ("b", size_b)))))
     expected = centered_sqnr_db(np.concatenate([a.ravel() for a in parts_a]), np.concatenate([g.ravel() for g in got_a]))
     assert math.isclose(stats.part_sqnr_db["a"], expected, rel_tol=1e-9) or math.isnan(expected) and math.isnan(stats.part_sqnr_db["a"])
+
+
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=3), st.integers(0, 3), st.lists(st.integers(0, 6), min_size=1, max_size=4),
+       st.integers(0, 3), st.integers(0, 2**16))
+def test_a_free_part_takes_what_the_others_leave_of_each_feed(known, free_at, free_sizes, wrong, seed):
+    """One part of no size (a KV cache's past) sized per feed: every part's figure is its own slice's,
+    whatever each feed's free size; a part halved fails and is the one named; an exact target passes."""
+    rng = np.random.default_rng(seed)
+    names = [f"p{i}" for i in range(len(known) + 1)]
+    free_at, wrong = free_at % len(names), wrong % len(names)
+    sizes = known[:free_at] + [None] + known[free_at:]
+    parts = [[10.0 ** i * rng.normal(size=(1, size if size is not None else free, 3)) for i, size in enumerate(sizes)] for free in free_sizes]
+    reference = [np.concatenate(feed, axis=1) for feed in parts]
+    target = [np.concatenate([p * (0.5 if i == wrong else 1.0) for i, p in enumerate(feed)], axis=1) for feed in parts]
+    layout = OutputLayout(Segments(1, tuple(zip(names, sizes))))
+    assert compare_output("y", reference, reference, INT8, layout).passed
+    stats = compare_output("y", reference, target, INT8, layout)
+    halved = np.concatenate([feed[wrong].ravel() for feed in parts])
+    assert set(stats.part_sqnr_db) == {name for name, feed_parts in zip(names, zip(*parts)) if sum(p.size for p in feed_parts)}
+    assert stats.passed == (halved.size == 0)
+    assert all(("'" + name + "'" in " ".join(stats.problems)) == (i == wrong and halved.size > 0) for i, name in enumerate(names))
 
 
 def test_a_part_below_the_floor_fails_and_is_named():

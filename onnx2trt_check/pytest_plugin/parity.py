@@ -20,6 +20,7 @@ from ..compare import compare_output, format_stats
 from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, ConfigError, first_line
 from ..liveness import dead_model_problem
+from ..output_layout import output_layouts
 from ..quant.float_counterpart import float_outputs, has_qdq, integer_ops
 from ..references import REFERENCE_KEY, ReferenceModel, ReferenceScript
 from ..report import accuracy_figures
@@ -106,10 +107,12 @@ def _parity_at(ctx: ModelContext, source: ReferenceModel, figures: dict, probe) 
     except Exception as exc:  # noqa: BLE001 - ORT's own errors are the finding
         raise CheckFailed(f"the derived model fails at {probe.describe()}, where {source.label} runs: {first_line(exc)}", figures) from None
     precision = output_precisions(ctx.loaded.proto)
-    results = []
+    # The probe's own layouts: a part sized by the data's dimension, or a free part taking the rest,
+    # would be cut at the wrong place at another size (output_layout.Segments).
+    layouts, results = output_layouts(ctx.loaded.proto, probe.feeds), []
     for name in names:
         tolerance = ctx.options.tolerances.for_output(name, precision.get(name, own_precision(ctx.loaded.proto)))
-        results.append((compare_output(name, [o[name] for o in original], [d[name] for d in derived], tolerance, ctx.output_layouts.get(name)),
+        results.append((compare_output(name, [o[name] for o in original], [d[name] for d in derived], tolerance, layouts.get(name)),
                         tolerance))
     if failed := [(s, t) for s, t in results if not s.passed]:
         header = f"the derived model differs from {source.label} at {probe.describe()} in {len(failed)} of {len(results)} output(s)"

@@ -1,0 +1,55 @@
+"""The SQNR floor on each part a Concat joins an output from (output_layout.Segments), where the
+floor over the whole output measures the part of the largest scale (a detector's pixel boxes beside
+its class scores, a KV cache's long past beside the new token's key)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from .output_layout import Segments
+from .sqnr import centered_sqnr_db, sqnr_db
+
+
+def part_floor_problems(segments: Segments, reference: Sequence[np.ndarray], target: Sequence[np.ndarray], min_sqnr_db: float,
+                        whole_sqnr_db: float) -> tuple[dict[str, float], list[str]]:
+    """The centred SQNR of each part ({part: dB}) and the problems of those below `min_sqnr_db`.
+    Nothing where a feed's output does not have room for the parts along their axis: the graph's
+    sizes do not hold there. A part of free size (None) takes what the others leave of each feed's
+    output, so a cache whose past length differs between feeds keeps its parts (review17)."""
+    per_feed = _bounds_per_feed(segments, reference)
+    if per_feed is None:
+        return {}, []
+    names = [name for name, _ in segments.parts]
+    figures, problems = {}, []
+    for index, (part, start, stop) in enumerate(per_feed[0]):
+        spans = [bounds[index][1:] for bounds in per_feed]
+        if all(stop == start for start, stop in spans):
+            continue
+        part = part if names.count(part) == 1 else f"{part}#{index}"  # Concat(a, a): one figure each (review16)
+        ref = np.concatenate([np.take(np.asarray(r, np.float64), range(*span), axis=segments.axis).ravel() for r, span in zip(reference, spans)])
+        got = np.concatenate([np.take(np.asarray(t, np.float64), range(*span), axis=segments.axis).ravel() for t, span in zip(target, spans)])
+        finite = np.isfinite(ref) & np.isfinite(got)
+        value = centered_sqnr_db(ref[finite], got[finite]) if finite.any() else math.nan
+        if math.isnan(value) and np.any(ref[finite]):  # a constant part (a batch index, a fixed score): its own value is the signal
+            value = sqnr_db(ref[finite], got[finite])    # (review16: a column of 1.0 given as 0 passed beside the others)
+        figures[part] = value
+        if value < min_sqnr_db:  # NaN: an all-zero part, left to the whole output's figures (float noise would fail it)
+            where = f"positions {start}-{stop - 1}" if len(set(spans)) == 1 else f"positions from {start} on"
+            problems.append(f"SQNR of the part '{part}' ({where} of axis {segments.axis}, joined by the output's Concat) "
+                            f"{value:.2f} dB below the floor {min_sqnr_db} dB (over the whole output {whole_sqnr_db:.2f} dB: "
+                            f"the other parts' scale carries it)")
+    return figures, problems
+
+
+def _bounds_per_feed(segments: Segments, reference: Sequence[np.ndarray]) -> list[list[tuple[str, int, int]]] | None:
+    """Each feed's (part, start, stop) list, or None where some feed's output cannot hold the parts:
+    not the known parts' total, or with a free part less than that total."""
+    known = sum(size for _, size in segments.parts if size is not None)
+    free = any(size is None for _, size in segments.parts)
+    sizes = [np.shape(r)[segments.axis] if np.ndim(r) > segments.axis else -1 for r in reference]
+    if not sizes or any(size < known if free else size != known for size in sizes):
+        return None
+    return [list(segments.bounds(size)) for size in sizes]
