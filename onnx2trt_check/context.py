@@ -106,6 +106,9 @@ class ModelContext:
             if spec.settled:
                 notes.append(f"input '{spec.name}': dynamic dim(s) {', '.join(spec.settled)} set by the input data: shape {list(spec.shape)} "
                              "(the targets run no other size)")
+        if self.loaded.inlined_calls:
+            notes.append(f"{self.loaded.inlined_calls} call(s) of the model's local functions inlined, as TensorRT's parser does: "
+                         "the transforms, the quantizer and bisect see the nodes inside them")
         notes += conversion_notes(raw, self.specs)
         notes += value_range_note(self.feeds)
         return notes + default_range_notes(self.specs, self.options.feeds) + self._notes + reference_notes(self)
