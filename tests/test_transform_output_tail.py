@@ -248,3 +248,26 @@ def test_an_output_that_other_nodes_read_keeps_its_tail():
     assert any("also read by other nodes" in s.reason for s in result.report.skips)
     feeds = [{"x": np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 10}]
     assert run_pipeline(model, feeds, passes=["output_tail"]).passed
+
+
+def test_an_identity_in_place_of_a_tail_declares_the_compute_nodes_shape():
+    """hunt19: where the tail's input cannot be renamed (here two outputs resize one Conv output), the
+    Identity that carries the output's name took the old output's shape: the written model declared
+    'u' [1, 2, 6, 6] while it returned [1, 2, 3, 3] (ORT merges leniently; strict shape inference
+    refuses the model), and the recipe and the printout said 'is now [1, 2, 6, 6] (was [1, 2, 6, 6])'."""
+    model = onnx.parser.parse_model("""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[1, 2, 3, 3] x) => (float[1, 2, 6, 6] u, float[1, 3, 3, 2] t) {
+            w = Constant <value = float[2, 2, 1, 1] {1, 0, 0, 1}> ()
+            c = Conv (x, w)
+            s = Constant <value = float[4] {1, 1, 2, 2}> ()
+            u = Resize <mode = "nearest"> (c, , s)
+            t = Transpose <perm = [0, 2, 3, 1]> (c)
+        }""")
+    result = output_tail(model)
+    recipes = result.report.figures["recipes"]
+    assert {name: recipe["new_shape"] for name, recipe in recipes.items()} == {"u": [1, 2, 3, 3], "t": [1, 2, 3, 3]}
+    declared = {o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in result.model.graph.output}
+    assert declared == {"u": [1, 2, 3, 3], "t": [1, 2, 3, 3]}
+    onnx.shape_inference.infer_shapes(result.model, strict_mode=True, check_type=True)
+

@@ -222,6 +222,9 @@ def _rewrite(graph: ir.Graph, output: ir.Value, tail: list[tuple[ir.Node, dict]]
         identity.outputs[0].type, identity.outputs[0].shape = start.type or output.type, start.shape
         gu.replace_with_nodes(graph, [node for node, _ in tail], [identity], output, identity.outputs[0])
         output = identity.outputs[0]
+        # replace_nodes_and_values gives the new value the old one's type and shape: the old
+        # output's, which the Identity does not compute (hunt19)
+        output.type, output.shape = start.type or output.type, start.shape
     gu.drop_unused_initializers(graph, constants)
     return {"output": name, "old_shape": old_shape, "new_shape": _shape_list(start if renamable else output), "steps": steps,
             "exact": is_exact(steps)}
