@@ -271,3 +271,30 @@ def test_an_identity_in_place_of_a_tail_declares_the_compute_nodes_shape():
     assert declared == {"u": [1, 2, 3, 3], "t": [1, 2, 3, 3]}
     onnx.shape_inference.infer_shapes(result.model, strict_mode=True, check_type=True)
 
+
+def _upsampled_map(mode: str, size: int, factor: int) -> onnx.ModelProto:
+    return onnx.parser.parse_model(f"""
+        <ir_version: 8, opset_import: ["" : 17]>
+        g (float[1, 2, {size}, {size}] x) => (float[1, 2, {size * factor}, {size * factor}] y) {{
+            r = Relu (x)
+            s = Constant <value = float[4] {{1, 1, {factor}, {factor}}}> ()
+            y = Resize <mode = "linear", coordinate_transformation_mode = "{mode}"> (r, , s)
+        }}""")
+
+
+@pytest.mark.parametrize("mode", ["align_corners", "half_pixel"])
+def test_a_linear_upsampling_of_a_large_map_is_restored_within_its_coordinates_rounding(mode):
+    """hunt19: ORT computes the source coordinate in float32, off by up to an ulp of the axis length,
+    so its interpolation weights are too: an honest 128 x 128 map upsampled x4 (a segmenter's bilinear
+    align_corners head) came back 60-70 ulps of its largest value off, over the 8 allowed, and
+    `optimize --output-tail` refused it ('does NOT restore'). A recipe with the wrong coordinate
+    mode still fails."""
+    model = _upsampled_map(mode, 128, 4)
+    feeds = [{"x": np.random.default_rng(seed).standard_normal((1, 2, 128, 128)).astype(np.float32)} for seed in range(2)]
+    result = output_tail(model)
+    assert result.modified
+    verification = verify_output_tails(model, result.model, feeds, result, {})
+    assert verification.passed, verification.summary
+    wrong = "half_pixel" if mode == "align_corners" else "asymmetric"
+    result.report.figures["recipes"]["y"]["steps"][0]["coordinate_transformation_mode"] = wrong
+    assert not verify_output_tails(model, result.model, feeds, result, {}).passed
