@@ -118,6 +118,7 @@ class ReferenceModel:
         unmatched = [o.name for o in self.proto.graph.output if o.name not in outputs.values()]
         if unmatched:  # a derived model that lost an output passed derived::parity on the others, without a word
             how.append(f"output(s) {', '.join(map(repr, unmatched))} of the original not in the model, not compared")
+        how.extend(_fixed_dimensions(model, self.proto, inputs, self.label))
         return Matching(inputs, outputs, how, unmatched, self._casts(model, inputs, how))
 
     def _casts(self, model: onnx.ModelProto, inputs: dict[str, str], how: list[str]) -> dict[str, np.dtype]:
@@ -162,6 +163,27 @@ def _input_types(model: onnx.ModelProto) -> dict[str, np.dtype]:
         if element:
             types[value.name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(element))
     return types
+
+
+def _fixed_dimensions(model: onnx.ModelProto, original: onnx.ModelProto, inputs: dict[str, str], label: str) -> list[str]:
+    """A note per input dimension the original leaves free and the checked model fixes (hunt19: a
+    pruned model re-exported without dynamic axes, its batch fixed to 2, passed derived::parity at 2
+    without a word; the deployment feeding the original's other batch sizes finds it refuses them)."""
+    theirs = {value.name: value for value in original.graph.input}
+    notes = []
+    for value in model.graph.input:
+        other = theirs.get(inputs.get(value.name, ""))
+        if other is None or not (value.type.HasField("tensor_type") and other.type.HasField("tensor_type")):
+            continue
+        mine_dims, their_dims = value.type.tensor_type.shape.dim, other.type.tensor_type.shape.dim
+        if len(mine_dims) != len(their_dims):
+            continue
+        fixed = [f"{axis} ({their.dim_param or 'unnamed'} -> {mine.dim_value})" for axis, (mine, their) in enumerate(zip(mine_dims, their_dims))
+                 if mine.HasField("dim_value") and not their.HasField("dim_value")]
+        if fixed:
+            notes.append(f"input '{value.name}' fixes dimension(s) {', '.join(fixed)} that {label} leaves free: it refuses the "
+                         "other sizes the original takes, and is compared at its own only")
+    return notes
 
 
 def _input_names(model: onnx.ModelProto) -> list[str]:
