@@ -7,7 +7,8 @@ Items (with --labels or --metric):
   task::metric[model]       with a reference source: the model itself (ONNX Runtime, graph as
                             written) against the reference: what the export or the derivation gave up
   task::metric[<target>]    each target against its reference
-A target item fails when a figure is more than --max-metric-drop below the reference's. The figures
+A target item fails when a figure is more than --max-metric-drop below the reference's; without
+that option it cannot fail, and its summary says so (CANNOT FAIL). The figures
 also go into the baselines (baseline.TASK_KEY), gated there like the other accuracy figures.
 """
 
@@ -26,6 +27,10 @@ from .core import Check, _reference_or_fail
 from .options import value
 
 METRIC_KEY, DROP_KEY = "task_metric", "max_metric_drop"
+# hunt19: without a limit a target's or a derived model's task item passed any drop, without a word
+# ('task[model] PASSED top1 0 (reference 1, drop 1)' for a distilled student that learned nothing)
+NO_LIMIT = ("CANNOT FAIL: no --max-metric-drop, so a drop of any size passes; pass the drop you accept, "
+            "e.g. --max-metric-drop 0.01 (one point of a 0..1 accuracy)")
 
 
 def read_options(config) -> dict:
@@ -108,7 +113,7 @@ def _judged(ctx: ModelContext, what: str, figures: dict[str, float], reference) 
     drops, limit = metric_drops(expected, figures), ctx.options.extra.get(DROP_KEY)
     result = {"metric": _metric(ctx).source, "reference_source": reference.source, "figures": figures, "reference": expected,
               "drop": drops, "max_metric_drop": limit, "summary": figures_text(figures, expected)}
-    vacuous = unfailable_text(expected, limit, bounded=_metric(ctx).function is None)
+    vacuous = unfailable_text(expected, limit, bounded=_metric(ctx).function is None) if limit is not None else NO_LIMIT
     if vacuous:  # the budget no drop can exceed: taken, and said where the verdict is (unfailable_text says why)
         result |= {"cannot_fail": vacuous, "summary": f"{result['summary']}; {vacuous}"}
     beyond = excessive_drops(drops, limit)
