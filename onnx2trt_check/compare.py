@@ -125,7 +125,7 @@ def compare_output(name: str, reference: Sequence[np.ndarray], target: Sequence[
     from, where the floors are the only rules on values (_judges_varying_part); a TopK's indices
     are compared as the set each row selects."""
     layout = layout or OutputLayout()
-    stats = _compare(name, reference, target, tolerance, layout.topk_axis)
+    stats = _compare(name, reference, target, tolerance, layout.topk_axis, ranked=layout.ranked)
     if layout.segments is not None and _judges_varying_part(tolerance) and not _is_discrete(reference):
         _apply_part_floors(stats, layout.segments, reference, target, tolerance)
         if layout.segments.inner is not None:  # the split each part shares (output_layout.Segments.inner)
@@ -136,7 +136,7 @@ def compare_output(name: str, reference: Sequence[np.ndarray], target: Sequence[
 
 
 def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.ndarray], tolerance: Tolerance,
-             topk_axis: int | None = None) -> OutputStats:
+             topk_axis: int | None = None, *, ranked: bool = False) -> OutputStats:
     shape_problem = _shape_problem(reference, target)
     if shape_problem:
         return _failed_shapes(name, reference, shape_problem)
@@ -184,7 +184,7 @@ def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.nda
     else:
         if np.isfinite(stats.centered_sqnr_db):
             stats.typical_sqnr_db, stats.atypical_elements = typical_elements_sqnr(reference, target)
-        stats.top1, stats.top5 = top_k_agreement(reference, target)
+        stats.top1, stats.top5 = top_k_agreement(reference, target) if not ranked else (None, None)
         stats.rows = sum(len(r) for r in reference) if stats.top1 is not None else 0
         if stats.top1 is not None and stats.top1 < 1.0:
             stats.near_ties, stats.near_tie_margins, stats.counted_margins = _near_ties(reference, target, tolerance.min_sqnr_db)

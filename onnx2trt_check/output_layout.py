@@ -58,6 +58,10 @@ class OutputLayout:
 
     segments: Segments | None = None
     topk_axis: int | None = None
+    # A TopK's values: each row ranked, its first item always its largest, so a top-1 agreement of
+    # class scores would read 100% whatever the values (hunt17). Seen in the graph, not in the data:
+    # a binary classifier's rows are all sorted on data where one class always wins.
+    ranked: bool = False
 
 
 def output_layouts(model: onnx.ModelProto, feeds=()) -> dict[str, OutputLayout]:
@@ -77,7 +81,16 @@ def output_layouts(model: onnx.ModelProto, feeds=()) -> dict[str, OutputLayout]:
         if (node is not None and node.op_type == "TopK" and len(node.output) > 1 and _named(producers, output.name, node.output[1])
                 and not _sorts_whole_axis(node, inferred[1] if inferred else {})):
             layouts[output.name] = OutputLayout(topk_axis=_ints(node, "axis")[0] if _has(node, "axis") else -1)
+        elif node is not None and node.op_type == "TopK" and _named(producers, output.name, node.output[0]) and _ranks_rows(node, inferred):
+            layouts[output.name] = OutputLayout(ranked=True)
     return layouts
+
+
+def _ranks_rows(node: onnx.NodeProto, inferred) -> bool:
+    """Whether a TopK's values come sorted along the last axis, where top-1 agreement reads rows."""
+    dims = inferred[1].get(node.output[0]) if inferred else None
+    axis = _ints(node, "axis")[0] if _has(node, "axis") else -1
+    return (not _has(node, "sorted") or _ints(node, "sorted")[0] == 1) and (axis == -1 or (dims is not None and axis == len(dims) - 1))
 
 
 def _sorts_whole_axis(node: onnx.NodeProto, shapes: dict[str, list[int | None]]) -> bool:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from onnx2trt_check.compare import compare_output
 from onnx2trt_check.config import PRECISION_PROFILES
-from onnx2trt_check.output_layout import OutputLayout, Segments, concat_segments
+from onnx2trt_check.output_layout import OutputLayout, Segments, concat_segments, output_layouts
 from onnx2trt_check.quant.verify import verify_int8
 from onnx2trt_check.sqnr import centered_sqnr_db
 
@@ -144,3 +144,18 @@ def test_a_part_joined_twice_gets_a_figure_each():
     target = [np.concatenate([r[:, :3], np.zeros((1, 3))], axis=1) for r in reference]
     stats = compare_output("y", reference, target, INT8, OutputLayout(Segments(1, (("a", 3), ("a", 3)))))
     assert set(stats.part_sqnr_db) == {"a#0", "a#1"} and stats.part_sqnr_db["a#0"] == math.inf and stats.part_sqnr_db["a#1"] < 20
+
+
+def test_a_topk_s_values_have_no_top1_agreement():
+    """A TopK's values are ranked: their first item is always the row's largest, so 'top-1 100%' held
+    for any values (hunt17). The values are still compared element by element."""
+    model = _parse("v, i = TopK<axis = -1>(x, k)", "float[N,10] x", "float[N,3] v", "<int64[1] k = {3}>")
+    unsorted = _parse("v, i = TopK<axis = -1, sorted = 0>(x, k)", "float[N,10] x", "float[N,3] v", "<int64[1] k = {3}>")
+    other_axis = _parse("v, i = TopK<axis = 0>(x, k)", "float[10,N] x", "float[3,N] v", "<int64[1] k = {3}>")
+    assert output_layouts(model) == {"v": OutputLayout(ranked=True)}
+    assert output_layouts(unsorted) == {} and output_layouts(other_axis) == {}
+    ranked = [np.sort(np.random.default_rng(0).normal(size=(8, 3)), axis=1)[:, ::-1]]
+    assert compare_output("v", ranked, ranked, INT8).top1 == 1.0  # what it read before, whatever the values
+    exact = compare_output("v", ranked, ranked, INT8, output_layouts(model)["v"])
+    wrong = compare_output("v", ranked, [r * 0.2 for r in ranked], INT8, output_layouts(model)["v"])
+    assert exact.passed and exact.top1 is None and not wrong.passed and wrong.top1 is None
