@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from . import protos, runtime
+from . import original_inputs, protos, runtime
 from .config import ToleranceConfig
 from .data import Feed, FeedOptions, cap_note, default_range_notes, for_model, model_feeds
 from .feed_notes import value_range_note
@@ -20,7 +20,7 @@ from .fileio import save_model
 from .input_conversions import conversion_notes
 from .model import InputSpec, LoadedModel, graph_inputs, load_model, override_problem
 from .output_layout import OutputLayout, output_layouts
-from .references import ORT_REFERENCE, REFERENCE_KEY
+from .references import ORT_REFERENCE, REFERENCE_KEY, ReferenceModel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,10 +59,16 @@ class ModelContext:
         names = {value.name for value in graph_inputs(self.loaded.proto)}
         shapes = self._shapes_for_this_model(self._for_this_model(options.input_shapes, names, "--input-shape"))
         ranges = self._for_this_model(options.feeds.ranges, names | {"*"}, "--input-range")
-        self._feed_options = dataclasses.replace(options.feeds, ranges=ranges, raw=options.feeds.read())
+        source = options.extra.get(REFERENCE_KEY)
+        only = source.matching(self.loaded.proto).original_only if isinstance(source, ReferenceModel) else ()
+        raw, original_raw = original_inputs.split(options.feeds.read(), only)
+        self._feed_options = dataclasses.replace(options.feeds, ranges=ranges, raw=raw)
         self.specs: list[InputSpec]
         self.feeds: list[Feed]
         self.specs, self.feeds = model_feeds(self.loaded.proto, self._feed_options, shapes)
+        # Each feed's arrays of the inputs only --reference-model's original takes (original_inputs.py).
+        self.original_only_feeds: list[Feed] = original_inputs.original_only_feeds(
+            source.proto, only, original_raw, self.feeds, source.matching(self.loaded.proto).inputs, options.feeds, source.label) if only else []
         self._artifacts: dict[str, Path] = {}
         self._folder: Path | None = None
 
@@ -184,7 +190,7 @@ def selected_reference(ctx: ModelContext) -> ReferenceRun:
     if source is None:
         return ctx.onnx_reference
     started = time.perf_counter()
-    names, outputs = source.run(ctx.loaded.proto, ctx.path, ctx.feeds)
+    names, outputs = source.run(ctx.loaded.proto, ctx.path, ctx.feeds, ctx.original_only_feeds)
     return ReferenceRun(names, outputs, time.perf_counter() - started, source.label)
 
 

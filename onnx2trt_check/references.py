@@ -48,7 +48,9 @@ class ReferenceScript:
     def check(self, model: onnx.ModelProto) -> None:
         """Nothing to match before running: the function's result is checked feed by feed."""
 
-    def run(self, model: onnx.ModelProto, model_path: Path, feeds: Sequence[Mapping[str, np.ndarray]]) -> tuple[list[str], list[dict]]:
+    def run(self, model: onnx.ModelProto, model_path: Path, feeds: Sequence[Mapping[str, np.ndarray]],
+            extras: Sequence[Mapping[str, np.ndarray]] = ()) -> tuple[list[str], list[dict]]:
+        """The function's outputs on `feeds` (`extras`: ReferenceModel.run's, none for a script)."""
         names = [output.name for output in model.graph.output]
         return names, [self._one(names, feed, index) for index, feed in enumerate(feeds)]
 
@@ -94,10 +96,14 @@ class Matching:
     unmatched: list[str] = dataclasses.field(default_factory=list)
     # Checked model input name -> the original's element type, where the two differ (a lossless cast).
     casts: dict[str, np.dtype] = dataclasses.field(default_factory=dict)
+    # Inputs of the original the checked model does not take (original_inputs.py): fed to the original alone.
+    original_only: tuple[str, ...] = ()
 
-    def original_feed(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One feed of the checked model as the original takes it: its input names and types."""
-        return {self.inputs[name]: array.astype(self.casts[name]) if name in self.casts else array for name, array in feed.items()}
+    def original_feed(self, feed: Mapping[str, np.ndarray], extra: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """One feed of the checked model as the original takes it: its input names and types, with
+        `extra`, the feed's arrays of the inputs only the original takes."""
+        mine = {self.inputs[name]: array.astype(self.casts[name]) if name in self.casts else array for name, array in feed.items()}
+        return mine | dict(extra or {})
 
 
 class ReferenceModel:
@@ -113,13 +119,19 @@ class ReferenceModel:
         """How the checked model's inputs and outputs map to the original's; a ConfigError when
         they cannot (different counts and names)."""
         how = []
-        inputs = _match(_input_names(model), _input_names(self.proto), "input", how, self.label)
+        mine, theirs = _input_names(model), _input_names(self.proto)
+        # A distilled or pruned model may take fewer inputs than its original (DistilBERT has no
+        # token_type_ids; its teacher BERT has): those are fed to the original alone (original_inputs.py).
+        only = tuple(name for name in theirs if name not in mine) if set(mine) < set(theirs) else ()
+        inputs = _match(mine, [name for name in theirs if name not in only], "input", how, self.label)
+        if only:
+            how.append(f"input(s) {', '.join(map(repr, only))} of {self.label} not in the model: fed to the original alone, from the data")
         outputs = _match([o.name for o in model.graph.output], [o.name for o in self.proto.graph.output], "output", how, self.label)
         unmatched = [o.name for o in self.proto.graph.output if o.name not in outputs.values()]
         if unmatched:  # a derived model that lost an output passed derived::parity on the others, without a word
             how.append(f"output(s) {', '.join(map(repr, unmatched))} of the original not in the model, not compared")
         how.extend(_fixed_dimensions(model, self.proto, inputs, self.label))
-        return Matching(inputs, outputs, how, unmatched, self._casts(model, inputs, how))
+        return Matching(inputs, outputs, how, unmatched, self._casts(model, inputs, how), only)
 
     def _casts(self, model: onnx.ModelProto, inputs: dict[str, str], how: list[str]) -> dict[str, np.dtype]:
         """The inputs whose element type differs from the original's, cast when no value changes (an
@@ -144,15 +156,18 @@ class ReferenceModel:
     def notes(self, model: onnx.ModelProto) -> list[str]:
         return [f"reference: {self.label} ({ORT_REFERENCE}); {'; '.join(self.matching(model).how)}"]
 
-    def run(self, model: onnx.ModelProto, model_path: Path, feeds: Sequence[Mapping[str, np.ndarray]]) -> tuple[list[str], list[dict]]:
+    def run(self, model: onnx.ModelProto, model_path: Path, feeds: Sequence[Mapping[str, np.ndarray]],
+            extras: Sequence[Mapping[str, np.ndarray]] = ()) -> tuple[list[str], list[dict]]:
+        """The original's outputs on `feeds`; `extras[i]` holds feed i's arrays of the inputs only the original takes."""
         matching = self.matching(model)
         session = runtime.create_session(self.loaded.path, optimized=False)
-        outputs = runtime.run_feeds(session, [matching.original_feed(feed) for feed in feeds])
+        outputs = runtime.run_feeds(session, [matching.original_feed(feed, extras[i] if extras else None) for i, feed in enumerate(feeds)])
         return list(matching.outputs), [{mine: out[theirs] for mine, theirs in matching.outputs.items()} for out in outputs]
 
-    def original_feed(self, model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def original_feed(self, model: onnx.ModelProto, feed: Mapping[str, np.ndarray],
+                      extra: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """One feed of the checked model as the original takes it (Matching.original_feed)."""
-        return self.matching(model).original_feed(feed)
+        return self.matching(model).original_feed(feed, extra)
 
 
 def _input_types(model: onnx.ModelProto) -> dict[str, np.dtype]:

@@ -20,6 +20,7 @@ from ..compare import compare_output, format_stats
 from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, ConfigError, first_line
 from ..liveness import dead_model_problem
+from ..original_inputs import probe_view
 from ..output_layout import output_layouts
 from ..quant.float_counterpart import float_outputs, has_qdq, integer_ops
 from ..references import REFERENCE_KEY, ReferenceModel, ReferenceScript
@@ -77,7 +78,9 @@ def check_derived_parity(ctx: ModelContext) -> dict:
     if lost := source.matching(ctx.loaded.proto).unmatched:
         raise CheckFailed(f"the derived model lacks output(s) {', '.join(map(repr, lost))} of {source.label}: nothing computes them; "
                           f"the {len(figures['outputs'])} output(s) both have agree", figures)
-    found = [_parity_at(ctx, source, figures, probe) for probe in probes(ctx.loaded.proto, ctx.feeds)]
+    only = source.matching(ctx.loaded.proto).original_only
+    view, feeds = probe_view(ctx.loaded.proto, source.proto, only, ctx.feeds, ctx.original_only_feeds)
+    found = [_parity_at(ctx, source, figures, probe, only) for probe in probes(view, feeds)]
     figures["other_shapes"] = "; ".join(found + ([left] if (left := unvaried(ctx.loaded.proto, ctx.feeds)) else []))
     figures["summary"] += f"; {figures['other_shapes']}" if figures["other_shapes"] else ""
     _fail_on_a_dead_reference(ctx)
@@ -93,23 +96,26 @@ def _fail_on_a_dead_reference(ctx: ModelContext) -> None:
         raise CheckFailed(f"parity: cannot be verified: {problem} (see reference::run)")
 
 
-def _parity_at(ctx: ModelContext, source: ReferenceModel, figures: dict, probe) -> str:
+def _parity_at(ctx: ModelContext, source: ReferenceModel, figures: dict, probe, only: tuple[str, ...]) -> str:
     """Both models at a shape the data does not have, where the derived model declares that
-    dimension free (shape_probe: another batch, smaller and larger free dimensions): what it found."""
+    dimension free (shape_probe: another batch, smaller and larger free dimensions): what it found.
+    The probe's feeds also hold the inputs `only` the original takes (original_inputs.probe_view)."""
     from ..runtime import run_model
 
+    feeds = [{name: array for name, array in feed.items() if name not in only} for feed in probe.feeds]
+    extras = [{name: feed[name] for name in only} for feed in probe.feeds] if only else []
     try:
-        names, original = source.run(ctx.loaded.proto, ctx.path, probe.feeds)
+        names, original = source.run(ctx.loaded.proto, ctx.path, feeds, extras)
     except Exception as exc:  # noqa: BLE001 - ORT's own errors: the original's dimension is not free after all
         return f"not compared at {probe.describe()}: {source.label} fails there ({first_line(exc)})"
     try:
-        derived = run_model(ctx.path, probe.feeds)
+        derived = run_model(ctx.path, feeds)
     except Exception as exc:  # noqa: BLE001 - ORT's own errors are the finding
         raise CheckFailed(f"the derived model fails at {probe.describe()}, where {source.label} runs: {first_line(exc)}", figures) from None
     precision = output_precisions(ctx.loaded.proto)
     # The probe's own layouts: a part sized by the data's dimension, or a free part taking the rest,
     # would be cut at the wrong place at another size (output_layout.Segments).
-    layouts, results = output_layouts(ctx.loaded.proto, probe.feeds), []
+    layouts, results = output_layouts(ctx.loaded.proto, feeds), []
     for name in names:
         tolerance = ctx.options.tolerances.for_output(name, precision.get(name, own_precision(ctx.loaded.proto)))
         results.append((compare_output(name, [o[name] for o in original], [d[name] for d in derived], tolerance, layouts.get(name)),
@@ -180,7 +186,8 @@ def check_derived_size(ctx: ModelContext) -> dict:
 
     source: ReferenceModel = ctx.options.extra[REFERENCE_KEY]
     feed = ctx.feeds[0]
-    figures = size_figures(source.proto, ctx.loaded.proto, feed, source.original_feed(ctx.loaded.proto, feed))
+    extra = ctx.original_only_feeds[0] if ctx.original_only_feeds else None
+    figures = size_figures(source.proto, ctx.loaded.proto, feed, source.original_feed(ctx.loaded.proto, feed, extra))
     return figures | {"summary": size_summary(figures)}
 
 
