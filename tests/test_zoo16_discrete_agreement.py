@@ -75,8 +75,8 @@ def _topk_model(largest: int) -> onnx.ModelProto:
     return model
 
 
-def test_the_indices_of_a_topk_are_found_through_identity_and_its_values_are_not():
-    assert output_layouts(_topk_model(1)) == {"idx": OutputLayout(topk_axis=-1)}
+def test_the_indices_of_a_topk_are_found_through_identity_and_its_values_are_ranked():
+    assert output_layouts(_topk_model(1)) == {"idx": OutputLayout(topk_axis=-1), "scores": OutputLayout(ranked=True)}
 
 
 @pytest.mark.parametrize(("largest", "outcome"), [(1, "passed"), (0, "failed")])
