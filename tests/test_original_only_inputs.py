@@ -65,3 +65,17 @@ def test_data_without_the_original_s_input_is_a_usage_error_naming_it(pair):
 def test_generated_feeds_draw_the_original_s_input_too(pair):
     parity, _ = _parity(pair, None, "--input-shape=ids:2x8")  # tt drawn from 0..1 like every generated integer input: a 1 is a real difference
     assert parity["outcome"] == "failed" and "SQNR" in parity["message"]
+
+
+def test_a_data_loader_s_feeds_give_the_original_its_input(pair):
+    (pair / "loader.py").write_text(
+        "import numpy as np\n"
+        "def load_data():\n"
+        "    rng = np.random.default_rng(3)\n"
+        "    for _ in range(4):\n"
+        "        ids = rng.integers(0, 50, size=(2, 8))\n"
+        "        yield {'ids': ids, 'tt': np.zeros_like(ids)}\n")
+    result = api.check(str(pair / "student.onnx"), pytest_args=[f"--reference-model={pair / 'teacher.onnx'}", f"--data-loader={pair / 'loader.py'}",
+                                                                 "-k", "parity", "-p", "no:cacheprovider", "-q"])
+    parity = next(iter(result.report["models"].values()))["families"]["derived"]["checks"]["parity"]
+    assert parity["outcome"] == "passed" and "also agrees at smaller free dimensions" in parity["figures"]["summary"], parity
