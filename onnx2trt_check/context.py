@@ -17,6 +17,7 @@ from .config import ToleranceConfig
 from .data import Feed, FeedOptions, cap_note, default_range_notes, for_model, model_feeds
 from .feed_notes import value_range_note
 from .fileio import save_model
+from .gathered_rows import reference_model
 from .input_conversions import conversion_notes
 from .model import InputSpec, LoadedModel, graph_inputs, load_model, override_problem
 from .output_layout import OutputLayout, output_layouts
@@ -166,7 +167,7 @@ class ModelContext:
         started = time.perf_counter()
         session = runtime.create_session(self.path, optimized=False)
         outputs = runtime.run_feeds(session, self.feeds)
-        return ReferenceRun(runtime.output_names(session), outputs, time.perf_counter() - started)
+        return ReferenceRun(runtime.output_names(session), outputs, time.perf_counter() - started, model=self.loaded.proto)
 
 
 @dataclasses.dataclass
@@ -178,6 +179,7 @@ class ReferenceRun:
     outputs: list[dict[str, np.ndarray]]
     seconds: float
     source: str = ORT_REFERENCE
+    model: onnx.ModelProto | Path | None = None  # what ORT ran (optimizations off), where known: gathered_rows probes it
 
     def per_output(self, name: str) -> list[np.ndarray]:
         return [feed[name] for feed in self.outputs]
@@ -191,7 +193,7 @@ def selected_reference(ctx: ModelContext) -> ReferenceRun:
         return ctx.onnx_reference
     started = time.perf_counter()
     names, outputs = source.run(ctx.loaded.proto, ctx.path, ctx.feeds, ctx.original_only_feeds)
-    return ReferenceRun(names, outputs, time.perf_counter() - started, source.label)
+    return ReferenceRun(names, outputs, time.perf_counter() - started, source.label, reference_model(source, ctx.loaded.proto))
 
 
 def reference_notes(ctx: ModelContext) -> list[str]:

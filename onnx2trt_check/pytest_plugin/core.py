@@ -15,9 +15,10 @@ import numpy as np
 import onnx
 
 from .. import trt_ops
-from ..compare import compare_output, format_stats
+from ..compare import format_stats
 from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, CheckSkipped
+from ..gathered_rows import compare, target_indices
 from ..liveness import constant_outputs, dead_model_problem
 from ..references import REFERENCE_KEY
 from ..targets import select_targets
@@ -200,9 +201,10 @@ def _reference_or_fail(ctx: ModelContext, target):
 def _compare_all(ctx: ModelContext, target, reference, outputs, seconds: float) -> dict:
     results = []
     profile, profiles = target.tolerance_precision(ctx), target.output_precisions(ctx)
+    indices = target_indices(ctx, target, reference, outputs)  # rows a TopK's indices gather, paired by them (gathered_rows)
     for name in reference.names:
         tolerance = ctx.options.tolerances.for_output(name, profiles.get(name, profile))
-        stats = compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance, ctx.output_layouts.get(name))
+        stats = compare(name, reference.per_output(name), [o[name] for o in outputs], tolerance, ctx.output_layouts.get(name), *indices)
         results.append((stats, tolerance))
     figures = {"engine": target.engine, **target.figures(ctx), "tolerance_profile": profile, "seconds": round(seconds, 4),
                "outputs": {s.name: s.figures() for s, _ in results}}

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..compare import compare_output, format_stats
+from ..compare import format_stats
 from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, ConfigError, first_line
+from ..gathered_rows import compare, gathered_outputs, ort_indices, reference_indices, reference_model
 from ..liveness import dead_model_problem
 from ..original_inputs import probe_view
 from ..output_layout import output_layouts
@@ -112,18 +113,26 @@ def _parity_at(ctx: ModelContext, source: ReferenceModel, figures: dict, probe, 
         derived = run_model(ctx.path, feeds)
     except Exception as exc:  # noqa: BLE001 - ORT's own errors are the finding
         raise CheckFailed(f"the derived model fails at {probe.describe()}, where {source.label} runs: {first_line(exc)}", figures) from None
-    precision = output_precisions(ctx.loaded.proto)
+    precision, indices = output_precisions(ctx.loaded.proto), _paired_at(ctx, source, probe.feeds, original, derived)
     # The probe's own layouts: a part sized by the data's dimension, or a free part taking the rest,
     # would be cut at the wrong place at another size (output_layout.Segments).
     layouts, results = output_layouts(ctx.loaded.proto, feeds), []
     for name in names:
         tolerance = ctx.options.tolerances.for_output(name, precision.get(name, own_precision(ctx.loaded.proto)))
-        results.append((compare_output(name, [o[name] for o in original], [d[name] for d in derived], tolerance, layouts.get(name)),
+        results.append((compare(name, [o[name] for o in original], [d[name] for d in derived], tolerance, layouts.get(name), *indices),
                         tolerance))
     if failed := [(s, t) for s, t in results if not s.passed]:
         header = f"the derived model differs from {source.label} at {probe.describe()} in {len(failed)} of {len(results)} output(s)"
         raise CheckFailed("\n".join([header] + [format_stats(s, t) for s, t in failed]), figures)
     return f"also agrees at {probe.describe()}"
+
+
+def _paired_at(ctx: ModelContext, source: ReferenceModel, feeds, original, derived) -> tuple:
+    """Both models' indices behind outputs a TopK's indices gather (gathered_rows), or (None, None)."""
+    original_model = reference_model(source, ctx.loaded.proto) if gathered_outputs(ctx.loaded.proto) else None
+    if original_model is None or (indices := ort_indices(original_model, feeds, original, optimized=False)) is None:
+        return None, None
+    return indices, ort_indices(ctx.loaded.proto, feeds, derived, optimized=False)
 
 
 def output_precisions(proto) -> dict[str, str]:
@@ -158,9 +167,10 @@ def _parity(ctx: ModelContext, what: str) -> dict:
         raise CheckFailed(f"ONNX Runtime cannot run the model on the data: {type(exc).__name__}: {first_line(exc)}") from None
     results = []
     precision, profiles = own_precision(ctx.loaded.proto), output_precisions(ctx.loaded.proto)
+    indices = (reference_indices(reference, ctx.feeds), reference_indices(model, ctx.feeds)) if gathered_outputs(ctx.loaded.proto) else (None, None)
     for name in reference.names:
         tolerance = ctx.options.tolerances.for_output(name, profiles.get(name, precision))
-        results.append((compare_output(name, reference.per_output(name), model.per_output(name), tolerance, ctx.output_layouts.get(name)),
+        results.append((compare(name, reference.per_output(name), model.per_output(name), tolerance, ctx.output_layouts.get(name), *indices),
                         tolerance))
     figures = {"engine": "onnxruntime (graph as written)", "tolerance_profile": precision, "reference": reference.source, "outputs": {s.name: s.figures() for s, _ in results}}
     if in_float := [name for name in reference.names if profiles.get(name, precision) != precision]:

@@ -21,10 +21,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx
 
-from onnx2trt_check.compare import OutputStats, Tolerance, accepts_zero_text, allowed_disagreements, compare_output, format_stats
+from onnx2trt_check.compare import OutputStats, Tolerance, accepts_zero_text, allowed_disagreements, format_stats
 from onnx2trt_check.config import ToleranceConfig
 from onnx2trt_check.errors import first_line
 from onnx2trt_check.feed_digest import feeds_sha256
+from onnx2trt_check.gathered_rows import compare, figures_note, paired_indices
 from onnx2trt_check.liveness import dead_model_problem
 from onnx2trt_check.output_layout import output_layouts
 from onnx2trt_check.quant.feed_batch import all_copies
@@ -101,13 +102,13 @@ class Int8Verdict:
         only where it applies: class scores [N, C], not a decoder's [B, T, V] logits)."""
         floor, stats = self.floors[name], self.outputs[name]
         if stats.discrete and floor.min_top1 is not None and stats.top1 is not None:  # labels, indices: agreement alone (compare._compare)
-            return _top1_floor_text(floor.min_top1, stats.rows, alone=True).replace("top-1", "agreement")
+            return _top1_floor_text(floor.min_top1, stats.rows, alone=True).replace("top-1", "agreement") + figures_note(stats)
         parts = [f"SQNR >= {floor.min_sqnr_db:g} dB" if floor.min_sqnr_db is not None else None,
                  f"cosine >= {floor.min_cosine:g}" if floor.min_cosine is not None else None,
                  _top1_floor_text(floor.min_top1, self.outputs[name].rows) if floor.min_top1 is not None and self.outputs[name].top1 is not None else None,
                  f"atol {floor.atol:g}" if floor.atol is not None else None, f"rtol {floor.rtol:g}" if floor.rtol is not None else None]
         text = ", ".join(p for p in parts if p) or "no floor"
-        return text + (f"; {accepts_zero_text([name])}" if self.outputs[name].accepts_zero else "")
+        return text + figures_note(stats) + (f"; {accepts_zero_text([name])}" if self.outputs[name].accepts_zero else "")
 
 
 def _top1_floor_text(floor: float, rows: int, *, alone: bool = False) -> str:
@@ -140,9 +141,10 @@ def verify_int8(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds
     except Exception as exc:  # noqa: BLE001 - ORT's own failure on the Q/DQ model (its graph optimizer on fused ops: measured)
         return Int8Verdict({}, [f"ONNX Runtime cannot run the int8 model ({type(exc).__name__}: {first_line(exc)}), so it cannot be verified"])
     outputs, failures, floors, layouts = {}, [], {}, output_layouts(float_model, feeds)  # as pytest's ort-int8 item judges them
+    indices = paired_indices(float_model, int8_model, feeds, reference, quantized)  # rows a TopK's indices gather (gathered_rows)
     for name in reference[0]:
         floors[name] = tolerance = int8_floor(name, tolerances)
-        stats = compare_output(name, [r[name] for r in reference], [q[name] for q in quantized], tolerance, layouts.get(name))
+        stats = compare(name, [r[name] for r in reference], [q[name] for q in quantized], tolerance, layouts.get(name), *indices)
         outputs[name] = stats
         if not stats.passed:
             failures.append(format_stats(stats, tolerance))

@@ -111,7 +111,7 @@ def judging_reference(ctx):
         started = time.perf_counter()
         session = create_session(ctx.path, optimized=False)
         outputs = run_feeds(session, judging_feeds(ctx))
-        return ReferenceRun(output_names(session), outputs, time.perf_counter() - started)
+        return ReferenceRun(output_names(session), outputs, time.perf_counter() - started, model=ctx.loaded.proto)
 
     return cached(ctx, "judging_reference", compute)
 
@@ -148,7 +148,7 @@ def qdq_reference(ctx):
         started = time.perf_counter()
         session = create_session(path, optimized=False)
         outputs = run_feeds(session, judging_feeds(ctx))
-        return ReferenceRun(output_names(session), outputs, time.perf_counter() - started)
+        return ReferenceRun(output_names(session), outputs, time.perf_counter() - started, model=path)
 
     return cached(ctx, "qdq_reference", compute)
 
