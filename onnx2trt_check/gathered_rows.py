@@ -224,15 +224,17 @@ def target_indices(ctx, target, reference, outputs) -> tuple[list | None, list |
     """(reference's, target's) indices behind the gathered outputs of a target's run (pytest_plugin.core):
     ONNX Runtime targets only, probed through the target's own run; (None, None) when the model gathers
     no output by a TopK's indices or the target is TensorRT."""
-    if not gathered_outputs(ctx.loaded.proto) or not target.engine.startswith("onnxruntime"):
+    if not target.engine.startswith("onnxruntime"):
         return None, None
-    feeds = target.feeds(ctx)
-    ref = reference_indices(reference, feeds)
-    if ref is None:
+    return artifact_indices(ctx, reference, target.artifact(ctx), target.feeds(ctx), target.run, outputs)
+
+
+def artifact_indices(ctx, reference, artifact, feeds, run: Callable, outputs) -> tuple[list | None, list | None]:
+    """(reference's, artifact's) indices, the artifact probed through `run` (an ONNX Runtime target's);
+    (None, None) when the model gathers no output by a TopK's indices."""
+    if not gathered_outputs(ctx.loaded.proto) or (ref := reference_indices(reference, feeds)) is None:
         return None, None
-    artifact = target.artifact(ctx)
-    proto = ctx.loaded.proto if str(artifact) == str(ctx.path) else onnx.load(artifact)
-    return ref, probe(proto, feeds, target.run, outputs)
+    return ref, probe(ctx.loaded.proto if str(artifact) == str(ctx.path) else onnx.load(artifact), feeds, run, outputs)
 
 
 def reference_model(source, model: onnx.ModelProto) -> onnx.ModelProto | None:

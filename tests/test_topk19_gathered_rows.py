@@ -194,3 +194,34 @@ def test_a_quantized_detector_passes_parity_and_ort_against_its_original_and_a_b
         items = [families["derived"]["checks"]["parity"]] + [families[f"target[{t}]"]["checks"]["accuracy"] for t in ("ort", "ort-int8")]
         for item in items[:2] if offset else items:  # ort-int8: against the model's own float counterpart, which has the fault too
             assert item["outcome"] == outcome, (offset, item.get("message"))
+
+
+SCORED = """
+<ir_version: 8, opset_import: ["" : 17]>
+scored (float[1, 200, 16] x) => (float[1, 20, 4] boxes)
+<float[16, 1] w = {W}, float[16, 4] v = {V}, int64[1] k = {20}, int64[1] last = {-1}, int64[3] wide = {1, 20, 4}>
+{
+    logit = MatMul (x, w)
+    score = Squeeze (logit, last)
+    best, index = TopK <axis = 1> (score, k)
+    coords = MatMul (x, v)
+    column = Unsqueeze (index, last)
+    spread = Expand (column, wide)
+    boxes = GatherElements <axis = 1> (coords, spread)
+}
+"""
+
+
+def test_the_calibration_sweep_pairs_gathered_rows(tmp_path):
+    from onnx2trt_check import api  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    text = SCORED.replace("{W}", "{" + ", ".join(f"{w:.4f}" for w in rng.normal(size=16)) + "}")
+    onnx.save(onnx.parser.parse_model(text.replace("{V}", "{" + ", ".join(f"{v:.4f}" for v in rng.normal(0, 10, 64)) + "}")), tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", x=rng.normal(size=(16, 1, 200, 16)).astype(np.float32))
+    np.savez(tmp_path / "data.npz", x=rng.normal(size=(8, 1, 200, 16)).astype(np.float32))
+    result = api.check(str(tmp_path / "m.onnx"), pytest_args=[f"--calibration-data={tmp_path / 'calib.npz'}", f"--inputs={tmp_path / 'data.npz'}",
+                                                               "--calibration-sweep", "-k", "calibration", "-p", "no:cacheprovider", "-q"])
+    families = next(iter(result.report["models"].values()))["families"]
+    sweep = {name: family["checks"]["accuracy"] for name, family in families.items() if name.startswith("calibration[")}
+    assert len(sweep) == 5 and all(item["outcome"] == "passed" for item in sweep.values()), {n: i.get("message") for n, i in sweep.items()}

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from ..compare import compare_output, format_stats
+from ..compare import format_stats
 from ..context import ModelContext, RunOptions
 from ..data import fit, is_template, read_source, source_file
 from ..errors import CheckError, CheckFailed, CheckSkipped, ConfigError
+from ..gathered_rows import artifact_indices, compare
 from ..quant.float_counterpart import has_qdq
 from ..quant.idle_options import NO_CALIBRATION_DATA, OWN_QDQ, idle_quantizer_options
 from ..quant.verify import verification_split
@@ -141,17 +142,19 @@ def sweep_check(method: str, percentile: float | None):
         started = time.perf_counter()
         outputs = get_target(TARGET).run(path, int8.judging_feeds(ctx))
         figures = {"calibrator": _sweep_label(method, percentile), "configuration": settings.label, "engine": get_target(TARGET).engine}
-        return figures | _compared(ctx, outputs, time.perf_counter() - started, figures)
+        indices = artifact_indices(ctx, int8.judging_reference(ctx), path, int8.judging_feeds(ctx), get_target(TARGET).run, outputs)
+        return figures | _compared(ctx, outputs, time.perf_counter() - started, figures, indices)
 
     return check
 
 
-def _compared(ctx: ModelContext, outputs, seconds: float, figures: dict) -> dict:
-    """Every output against the model's reference (on the judging feeds) under the int8 tolerance profile."""
+def _compared(ctx: ModelContext, outputs, seconds: float, figures: dict, indices: tuple) -> dict:
+    """Every output against the model's reference (on the judging feeds) under the int8 tolerance profile;
+    rows a TopK's indices gather paired by both sides' `indices` (gathered_rows)."""
     results, reference = [], int8.judging_reference(ctx)
     for name in reference.names:
         tolerance = ctx.options.tolerances.for_output(name, "int8")
-        results.append((compare_output(name, reference.per_output(name), [o[name] for o in outputs], tolerance, ctx.output_layouts.get(name)),
+        results.append((compare(name, reference.per_output(name), [o[name] for o in outputs], tolerance, ctx.output_layouts.get(name), *indices),
                         tolerance))
     compared = {"seconds": round(seconds, 4), "outputs": {s.name: s.figures() for s, _ in results}}
     failed = [(s, t) for s, t in results if not s.passed]
