@@ -90,6 +90,7 @@ def output_file(path, option: str, *, force: bool = False, flag: str = "--force"
     """A file path this run may write: not a folder or a device, not an existing file unless
     `force`, in a writable folder with free space (the folder may not exist yet)."""
     path = Path(not_empty(path, option))
+    resolved(path, option)  # a symlink loop: is_dir() and exists() are False, and the write replaced the link
     if path.is_dir():
         raise OutputPathError(f"{option} '{path}' is a folder; pass a file path")
     if path.exists() and not path.is_file():
@@ -103,6 +104,7 @@ def output_file(path, option: str, *, force: bool = False, flag: str = "--force"
 def output_folder(path, option: str) -> Path:
     """A folder this run may create files in: not a file, creatable, writable, with free space."""
     path = Path(not_empty(path, option))
+    resolved(path, option)  # a symlink loop was taken for a file, or made later writes fail
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{option} '{path}' is a file; pass a folder")
     writable_folder(path, option, path)

@@ -31,7 +31,7 @@ from ..errors import CheckFailed, CheckSkipped, ConfigError
 from ..feed_digest import feeds_sha256
 from ..targets import select_targets, timing
 from ..trt import flavour
-from ..validate import idle_without
+from ..validate import idle_without, resolved
 from . import task
 from .core import Check, _reference_or_fail
 from .options import INI_BASELINE_DIR, UPDATE_FLAG, typed, value
@@ -84,18 +84,18 @@ def _baseline_dir(cli: str | None, config: pytest.Config | None) -> Path | None:
     """Command line (relative to the current folder), else ini (relative to the ini file), else
     pyproject.toml (relative to the root folder); None when no baseline folder is in use."""
     if cli:
-        return Path(cli).resolve()
+        return resolved(cli, "--baseline-dir")
     if config is None:
         return None
     if ini := config.getini(INI_BASELINE_DIR):
         base = config.inipath.parent if config.inipath else config.rootpath
-        return (base / ini).resolve()
+        return resolved(base / ini, INI_BASELINE_DIR)
     folder = pyproject_section(config.rootpath).get("baseline_dir")
     if folder is not None and not isinstance(folder, str):
         raise ConfigError(f"baseline_dir = {folder!r} in [tool.onnx2trt_check] is not a path; write baseline_dir = \"baselines\"")
     if folder is not None and not folder.strip():  # as if unset: the baseline gate silently off
         raise ConfigError(f"baseline_dir = {folder!r} in [tool.onnx2trt_check] is empty; write baseline_dir = \"baselines\" or remove the key")
-    return (config.rootpath / folder).resolve() if folder else None
+    return resolved(config.rootpath / folder, "baseline_dir") if folder else None
 
 
 def _under_xdist(config: pytest.Config | None) -> bool:

@@ -56,7 +56,7 @@ def read_options(config) -> dict:
     if not (value(config, "bisect") or plot):
         validate.idle_without(typed(config, ("--bisect-min-sqnr", "--bisect-feeds")), "--bisect", "no layerwise comparison is made")
     settings = BisectSettings(
-        enabled=bool(value(config, "bisect") or plot), plot_dir=Path(plot).resolve() if plot else None,
+        enabled=bool(value(config, "bisect") or plot), plot_dir=validate.resolved(plot, "--bisect-plot") if plot else None,
         min_sqnr_db=BisectSettings.min_sqnr_db if floor is None else float(floor), max_feeds=feeds or DEFAULT_FEEDS,
     )
     return {SETTINGS_KEY: settings}
