@@ -131,9 +131,9 @@ def refuse_overwrite(path: str | os.PathLike, *, force: bool, flag: str = "--for
 def checked_output(model, output: str | os.PathLike, *, force: bool, option: str = "-o") -> Path:
     """The output path, refused when it is the input model, a folder, a device, unwritable, or
     exists without `force` (validate.output_file)."""
-    from .validate import not_empty, output_file, resolved
+    from .validate import not_dash, not_empty, output_file, resolved
 
-    path = Path(not_empty(output, option))
+    path = Path(not_dash(not_empty(output, option), option))
     if isinstance(model, str | os.PathLike) and resolved(path, option) == resolved(model, "the model path"):
         raise ConfigError(f"{option} '{output}' is the input model; write the result to another path")
     if isinstance(model, str | os.PathLike) and path.is_file() and path.resolve() in _weight_files(Path(model)):

@@ -86,10 +86,19 @@ def resolved(path, option: str) -> Path:
         raise OutputPathError(f"{option} '{path}' cannot be resolved ({exc}); pass a path that is no symlink loop") from None
 
 
+def not_dash(path, option: str):
+    """`path` unless it is the text '-': standard output to a user (`-o -`), which wrote a file named
+    '-' into the current folder. Path('./-') is Path('-'): only the text given is told apart."""
+    if isinstance(path, str) and path == "-":
+        raise OutputPathError(f"{option} '-' would be a file named '-' in the current folder, not standard output (which takes "
+                              "no model or report); pass a file path ('./-' if you mean that name)")
+    return path
+
+
 def output_file(path, option: str, *, force: bool = False, flag: str = "--force") -> Path:
     """A file path this run may write: not a folder or a device, not an existing file unless
     `force`, in a writable folder with free space (the folder may not exist yet)."""
-    path = Path(not_empty(path, option))
+    path = Path(not_dash(not_empty(path, option), option))
     resolved(path, option)  # a symlink loop: is_dir() and exists() are False, and the write replaced the link
     if path.is_dir():
         raise OutputPathError(f"{option} '{path}' is a folder; pass a file path")
@@ -103,7 +112,7 @@ def output_file(path, option: str, *, force: bool = False, flag: str = "--force"
 
 def output_folder(path, option: str) -> Path:
     """A folder this run may create files in: not a file, creatable, writable, with free space."""
-    path = Path(not_empty(path, option))
+    path = Path(not_dash(not_empty(path, option), option))
     resolved(path, option)  # a symlink loop was taken for a file, or made later writes fail
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{option} '{path}' is a file; pass a folder")

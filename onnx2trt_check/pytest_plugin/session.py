@@ -124,7 +124,7 @@ def check_output_paths(config: pytest.Config, options: RunOptions) -> None:
     """Every place the run writes, checked before the first item: a report that cannot be written
     would otherwise be found only after the whole run."""
     if report_path := value(config, "report_json"):
-        validate.output_file(Path(report_path), "--report-json", force=True)  # first: a device is never read
+        validate.output_file(report_path, "--report-json", force=True)  # first: a device is never read
         check_report_path(Path(report_path))
     if options.artifact_dir is not None:
         validate.output_folder(options.artifact_dir, "--artifact-dir")
