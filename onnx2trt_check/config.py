@@ -95,7 +95,13 @@ def _number(value: object, label: str) -> float:
 def pyproject_section(rootdir: Path) -> dict:
     """`[tool.onnx2trt_check]` of rootdir/pyproject.toml, or {} when there is none."""
     path = rootdir / "pyproject.toml"
-    return _toml(path).get("tool", {}).get("onnx2trt_check", {}) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    tool = _toml(path).get("tool", {})
+    section = tool.get("onnx2trt_check", {}) if isinstance(tool, Mapping) else {}
+    if not isinstance(section, Mapping):  # `onnx2trt_check = 3` under [tool] was an INTERNALERROR (AttributeError)
+        raise ConfigError(f"{PYPROJECT_SOURCE} is {section!r}, not a table; write [tool.onnx2trt_check] and its keys below it")
+    return section
 
 
 def split_section(section: Mapping[str, object]) -> tuple[dict[str, object], dict[str, dict], dict[str, dict]]:
