@@ -74,6 +74,14 @@ def not_empty(path, option: str, *, required: bool = False):
     DATA unset (or inputs="" in the API) would read or write there, or be taken as left out."""
     if isinstance(path, str | os.PathLike) and not os.fspath(path).strip():
         raise ConfigError(f"{option} is empty; pass a path (is a variable unset?){'' if required else ' or leave it out'}")
+    return no_nul(path, option)
+
+
+def no_nul(path, option: str):
+    """`path` unless it holds a NUL character, which the OS takes in no file name (an API argument
+    built from data: a ValueError 'embedded null byte' from deep inside a read or a write)."""
+    if isinstance(path, str | os.PathLike) and "\0" in os.fspath(path):
+        raise ConfigError(f"{option} {os.fspath(path)!r} holds a NUL character, which no file name can; pass the path without it")
     return path
 
 
@@ -81,7 +89,7 @@ def resolved(path, option: str) -> Path:
     """`path` made absolute with its links followed; a symlink loop (RuntimeError in Python 3.11,
     OSError later) is one line naming the option, not a traceback."""
     try:
-        return Path(path).resolve()
+        return Path(no_nul(path, option)).resolve()
     except (RuntimeError, OSError) as exc:
         raise OutputPathError(f"{option} '{path}' cannot be resolved ({exc}); pass a path that is no symlink loop") from None
 
