@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"onnx2trt-check: error: {exc}", file=sys.stderr)
         return USAGE_ERROR_EXIT_CODE
     except KeyboardInterrupt as exc:
-        print(f"onnx2trt-check: interrupted ({exc or 'Ctrl-C'}); nothing more was written", file=sys.stderr)
+        print(f"onnx2trt-check: interrupted ({str(exc) or 'Ctrl-C'}); nothing more was written", file=sys.stderr)
         return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
     finally:
         restore()
