@@ -327,7 +327,8 @@ def _check_values_kept(array: np.ndarray, cast: np.ndarray, spec: InputSpec, sou
     """A narrowing cast must not change what the data says: int64 2**40 wraps to 0 in int32, and
     1e6 becomes inf in float16, so the checks would run on data the user never gave."""
     if np.issubdtype(cast.dtype, np.integer):
-        changed = cast.astype(array.dtype) != array
+        # The round trip misses a wrap between types of one width (uint8 200 -> int8 -56 -> uint8 200): the sign tells it.
+        changed = (cast.astype(array.dtype) != array) | ((array < 0) != (cast < 0))
     else:
         changed = np.isinf(cast) & np.isfinite(array)
     if np.any(changed):

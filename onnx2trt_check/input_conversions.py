@@ -39,5 +39,6 @@ def _kept(array: np.ndarray, dtype) -> bool:
     """Every value survives the cast (data.fit refused integers that wrap and floats that overflow)."""
     if np.can_cast(array.dtype, dtype, casting="safe"):
         return True
-    back = array.astype(dtype).astype(array.dtype)
-    return bool(np.all((back == array) | (np.isnan(array) if array.dtype.kind == "f" else False)))
+    cast = array.astype(dtype)
+    back = cast.astype(array.dtype)
+    return bool(np.all(((back == array) & ((array < 0) == (cast < 0))) | (np.isnan(array) if array.dtype.kind == "f" else False)))
