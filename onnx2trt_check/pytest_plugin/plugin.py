@@ -42,4 +42,13 @@ def pytest_configure(config) -> None:
     defer_sympy()  # before onnx-ir is imported: its sympy is loaded only if used
     from .session import start_run  # the library: onnx, onnxruntime, numpy
 
-    start_run(config)
+    try:
+        start_run(config)
+    except KeyboardInterrupt as exc:
+        # Before the session starts pytest reports an interrupt with no word: a CI timeout (SIGTERM) or a
+        # Ctrl-C while a data loader read a dataset ended the run with exit 2 and an empty log.
+        import sys
+
+        print(f"onnx2trt_check: interrupted ({str(exc) or 'Ctrl-C'}) while reading the models and their data, "
+              "before the first item: nothing was checked", file=sys.stderr)
+        raise
