@@ -64,12 +64,15 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_model(path: str | os.PathLike) -> LoadedModel:
+def load_model(path: str | os.PathLike, option: str = "--model") -> LoadedModel:
     """Read a model with its external data; raise ModelError for anything that is not a usable ONNX
-    model, OutOfScopeError for a valid model the checks do not cover (scope.check_scope)."""
+    model, OutOfScopeError for a valid model the checks do not cover (scope.check_scope). `option`
+    names where the path was given (--reference-model was told to check its --model path)."""
     path = Path(not_empty(path, "the model path", required=True))
     if not path.exists():
-        raise ModelError(f"model file '{path}' does not exist; check the --model path")
+        raise ModelError(f"model file '{path}' does not exist; check the {option} path")
+    if path.is_dir() and option != "--model":
+        raise ModelError(f"{option} '{path}' is a folder; pass one ONNX model file")
     if path.is_dir():
         raise ModelError(f"'{path}' is a folder; pass the folder to --model to check every .onnx in it")
     path = path.resolve()  # a symlinked model is read where it lies: its external data is there, and onnx refuses linked data

@@ -108,7 +108,7 @@ class Matching:
 
 class ReferenceModel:
     def __init__(self, path: str | Path):
-        self.loaded = load_model(Path(path))
+        self.loaded = load_model(Path(path), "--reference-model")
         self.label = f"original model '{self.loaded.path.name}'"
 
     @property
