@@ -126,6 +126,8 @@ def parse_output_tolerance(text: str) -> tuple[str, dict[str, float]]:
     if not sep or not name or not pairs or any(not eq for _, eq, _ in pairs):
         raise ConfigError(f"output tolerance '{text}' is malformed; write OUTPUT:key=value[,key=value], e.g. logits:atol=1e-3")
     values = {k.strip(): v.strip() for k, _, v in pairs}
+    if len(values) < len({(k.strip(), v.strip()) for k, _, v in pairs}):  # logits:atol=1,atol=1e-6 kept the last
+        raise ConfigError(f"output tolerance '{text}' sets a key twice; give each key once")
     return name, _checked(values, f"output tolerance '{text}'")
 
 
@@ -133,6 +135,9 @@ def parse_output_tolerances(lines: Iterable[str]) -> dict[str, dict[str, float]]
     merged: dict[str, dict[str, float]] = {}
     for line in lines:
         name, values = parse_output_tolerance(line)
+        for key, number in values.items():  # lines merge (logits:atol=.. and logits:min_sqnr_db=..); a key set twice kept the last
+            if merged.get(name, {}).get(key, number) != number:
+                raise ConfigError(f"output tolerance '{line}' sets {key} of '{name}' again ({merged[name][key]:g} before); give it once")
         merged.setdefault(name, {}).update(values)
     return merged
 

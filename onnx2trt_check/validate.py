@@ -191,3 +191,18 @@ def input_file(path, option: str, *, fix: str) -> Path:
     if not path.is_file():
         raise ConfigError(f"{option} file '{path}' does not exist; {fix}")
     return path
+
+
+def once_per_name(texts, parse, option: str) -> dict:
+    """{name: value} of a repeatable NAME:VALUE option (`parse(text)` -> (name, value)); a name
+    given twice with different values is a usage error: the last was kept without a word
+    (--input-range x:0,1 --input-range x:5,6 drew 5..6), as argparse keeps the last of an option."""
+    given: dict = {}
+    texts_of: dict = {}
+    for text in texts:
+        name, parsed = parse(text)
+        if name in given and given[name] != parsed:
+            what = "every input" if name == "*" else f"'{name}'"
+            raise ConfigError(f"{option} gives {what} twice ('{texts_of[name]}', then '{text}'); give it once")
+        given[name], texts_of[name] = parsed, text
+    return given

@@ -101,10 +101,11 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 def _bisect(args: argparse.Namespace, mode: str, plot: Path | None):
     from ..api import bisect
     from ..data import parse_range
+    from ..validate import once_per_name
 
     return bisect(
         args.model, target=args.target, mode=mode, inputs=args.inputs, input_shapes=input_shapes(args),
-        input_ranges=dict(parse_range(t) for t in args.input_range), seed=args.seed, num_feeds=args.num_feeds,
+        input_ranges=once_per_name(args.input_range, parse_range, "--input-range"), seed=args.seed, num_feeds=args.num_feeds,
         calibration_data=args.calibration_data, calibration_method=args.calibration_method, percentile=args.percentile,
         per_channel=not args.per_tensor, cle=args.cle, cle_relu6=args.cle_relu6, bias_correction=args.bias_correction,
         fp16_block=args.fp16_block, fp16_no_fallback=args.fp16_no_fallback, exclude=args.exclude, lowering=args.lowering, min_sqnr_db=args.min_sqnr, atol=args.atol, rtol=args.rtol,

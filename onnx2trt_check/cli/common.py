@@ -18,8 +18,9 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
 def input_shapes(args: argparse.Namespace) -> dict[str, tuple[int, ...]]:
     """--input-shape NAME:1x3x224x224 (repeatable) as {name: shape}."""
     from ..model import parse_shape
+    from ..validate import once_per_name
 
-    return dict(parse_shape(text) for text in args.input_shape)
+    return once_per_name(args.input_shape, parse_shape, "--input-shape")
 
 
 def input_kwargs(args: argparse.Namespace) -> dict:

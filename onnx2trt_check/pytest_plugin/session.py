@@ -228,13 +228,13 @@ def _run_options(config: pytest.Config, run_folder: Path, *, several: bool) -> R
     feeds = FeedOptions(
         seed=validate.seed(value(config, "seed")),
         num_feeds=validate.integer(value(config, "num_feeds"), "--num-feeds", low=1),
-        ranges=dict(parse_range(t) for t in value(config, "input_range")),
+        ranges=validate.once_per_name(value(config, "input_range"), parse_range, "--input-range"),
         npz=Path(value(config, "inputs")) if value(config, "inputs") else None,
         data_loader=value(config, "data_loader"),
     )
     if not feeds.templated:  # once per run: the loader is the user's code ({model}: once per model)
         feeds = dataclasses.replace(feeds, raw=feeds.read())
-    shapes = dict(parse_shape(t) for t in value(config, "input_shape"))
+    shapes = validate.once_per_name(value(config, "input_shape"), parse_shape, "--input-shape")
     targets = tuple(value(config, "target")) or None
     for name in targets or ():
         get_target(name)  # an unknown name is a usage error now, not a collection error later
