@@ -7,6 +7,7 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 
@@ -64,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     defer_sympy()  # before a command imports onnx-ir: its sympy is loaded only if used
     quiet_onnxruntime()
+    # onnx-ir's shape inference pass logs a 15-line traceback when onnx's inference fails (an output declared
+    # [1, 8] that computes [1, 4]) and goes on with the model unchanged: bisect printed it amid its report.
+    logging.getLogger("onnx_ir.passes.common.shape_inference").setLevel(logging.ERROR)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     restore = stop_on_sigterm()  # a stopped command removes its temporary files too (leftovers.py)
