@@ -131,6 +131,11 @@ def stacked_outputs(outputs: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np
 def classification_figures(outputs: Mapping[str, np.ndarray | list], labels: np.ndarray) -> dict[str, float]:
     """Top-1 (and top-5 with more than 5 classes) accuracy of the first output shaped [rows, classes]."""
     name, scores = _class_scores(outputs, len(labels))
+    outside = (labels < 0) | (labels >= scores.shape[1])
+    if outside.any():  # never any model's top-1: 100 on a 10-class output read top1 0 for the reference and every target, drop 0
+        raise InputDataError(f"--labels holds {int(outside.sum())} of {len(labels)} label(s) outside 0..{scores.shape[1] - 1}, the classes of "
+                             f"output '{name}' (e.g. {labels[outside][0]}); no output can get them right: pass 0-based class indices "
+                             "of this model, or --metric FILE.py[:func] for another task")
     figures = {"top1": float(np.mean(scores.argmax(axis=1) == labels))}
     if scores.shape[1] > 5:
         best5 = np.argsort(-scores, axis=1, kind="stable")[:, :5]
