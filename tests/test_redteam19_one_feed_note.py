@@ -1,0 +1,32 @@
+"""Red team 19: with one feed (`--inputs sample.npz` of one image, `--num-feeds 1`) liveness cannot
+compare feeds, so a dead network (outputs the same on every input: zoo10's random-init MobileNet)
+passed reference::run and every target at max abs 0 without a word. The reference row now says
+that this was not checked."""
+
+import onnx
+from tiny_models import classifier, save
+
+DEAD = """<ir_version: 8, opset_import: ["" : 17]> g (float[1,4] x) => (float[1,4] y) {
+  w = Constant<value = float[4,4] {-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1}>()
+  b = Constant<value = float[4] {0.1,0.2,0.3,0.4}>()
+  h = MatMul(x, w)
+  r = Relu(h)
+  y = Add(r, b)
+}"""
+NOTE = "*; one feed: whether the outputs depend on the inputs is not checked (a dead network, *); give 2 or more feeds"
+
+
+def test_one_feed_says_liveness_was_not_checked(pytester):
+    onnx.save(onnx.parser.parse_model(DEAD), pytester.path / "dead.onnx")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--model", "dead.onnx", "--target", "ort", "--num-feeds", "1",
+                                          "-k", "reference or target")
+    result.stdout.fnmatch_lines([f"  reference *PASSED*1 feed(s), *{NOTE}"])
+    failed = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--model", "dead.onnx", "--target", "ort", "--num-feeds", "2",
+                                          "-k", "reference or target")
+    failed.assert_outcomes(failed=2, deselected=18)  # two feeds show it
+
+
+def test_several_feeds_say_nothing_of_it(pytester):
+    save(classifier(), pytester.path / "m.onnx")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--model", "m.onnx", "--target", "ort", "-k", "reference")
+    assert "one feed:" not in result.stdout.str()
