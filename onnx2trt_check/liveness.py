@@ -18,6 +18,10 @@ import onnx
 
 from .protos import input_independent_outputs
 
+# Said where a verdict rests on one feed: liveness compares feeds, so one cannot show a dead network (redteam19).
+ONE_FEED_NOTE = ("one feed: whether the outputs depend on the inputs is not checked (a dead network, outputs the same on "
+                 "every input, passes every comparison); give 2 or more feeds")
+
 ADVICE = ("a dead network: activations all clipped or zero, e.g. random initialization; data in the wrong range; or a "
           "detector that finds nothing in it")
 

@@ -75,8 +75,9 @@ def key_figures(family: str, records: list[CheckRecord]) -> str:
             text += (f"; every output ({', '.join(map(repr, constant))}) is the same on all {run.get('feeds', '?')} feeds, which differ: "
                      "no check of this run can see an error upstream of it; give data on which it varies")
         if run.get("one_feed"):
-            text += ("; one feed: whether the outputs depend on the inputs is not checked (a dead network, outputs the same on "
-                     "every input, passes every comparison); give 2 or more feeds")
+            from .liveness import ONE_FEED_NOTE
+
+            text += f"; {ONE_FEED_NOTE}"
         return text
     if "outputs" in figures.get("accuracy", {}):  # target[...], calibration[...], any accuracy comparison
         return accuracy_figures(figures["accuracy"])

@@ -30,3 +30,20 @@ def test_several_feeds_say_nothing_of_it(pytester):
     save(classifier(), pytester.path / "m.onnx")
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--model", "m.onnx", "--target", "ort", "-k", "reference")
     assert "one feed:" not in result.stdout.str()
+
+
+def test_optimize_and_quantize_say_it_too(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from onnx2trt_check.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    onnx.save(onnx.parser.parse_model(DEAD), tmp_path / "dead.onnx")
+    np.savez(tmp_path / "one.npz", x=np.random.default_rng(0).random((1, 4), dtype=np.float32))
+    assert main(["optimize", "dead.onnx", "-o", "o.onnx", "--inputs", "one.npz"]) == 0
+    assert "  note: one feed: whether the outputs depend on the inputs is not checked" in capsys.readouterr().out
+    save(classifier(batch=1), tmp_path / "m.onnx")
+    np.savez(tmp_path / "c.npz", x=np.random.default_rng(1).random((16, 1, 3, 8, 8), dtype=np.float32))
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(2).random((1, 3, 8, 8), dtype=np.float32))
+    assert main(["quantize", "m.onnx", "-o", "q.onnx", "--calibration-data", "c.npz", "--inputs", "x.npz"]) == 0
+    assert "  note: one feed: whether the outputs depend on the inputs is not checked" in capsys.readouterr().out

@@ -46,6 +46,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
           + (f"; {result.other_shapes}" if result.other_shapes else ""))
     for note in result.input_ranges:
         print(f"  note: {note}" + ("; they are the model's own inputs, before the folded --mean/--std" if args.mean else ""))
+    if result.feeds == 1:
+        from ..liveness import ONE_FEED_NOTE
+
+        print(f"  note: {ONE_FEED_NOTE}")
     for line in step_lines(result.pipeline):
         print(line)
     if not result.pipeline.passed:

@@ -140,6 +140,10 @@ def accuracy_lines(result) -> list[str]:
     # runs q.onnx on ORT with default options there sees less than this line, so it says which it is
     lines = [f"int8 vs fp32 on {result.test_feeds} feed(s) of {result.test_source} (both on ONNX Runtime CPU, "
              "the Q/DQ run as written, not fused into ORT's int8 kernels):"]
+    if result.test_feeds == 1:
+        from ..liveness import ONE_FEED_NOTE
+
+        lines.append(f"  note: {ONE_FEED_NOTE}")
     for name, figures in result.accuracy.items():
         agreement = f", top-1 agreement {figures['top1']:.1%} of {figures['rows']} row(s)" if figures["top1"] is not None else ""
         agreement += f" ({figures['near_ties']} near-tie row(s) not counted)" if figures.get("near_ties") else ""
