@@ -225,9 +225,10 @@ def read_source(source: str | Path, option: str) -> RawData:
     else:
         raw = RawData(f"'{source}'", option, arrays=read_npz(Path(source), option))
     # An empty leading axis (no feeds, or a feed of batch 0) compares nothing; an empty dim after
-    # it is data: the empty past of a KV-cache decoder's first step.
+    # it is data: the empty past of a KV-cache decoder's first step. A 0-d array is one feed of a
+    # scalar input (a diffusion model's timestep): it was refused as "holds no samples" (redteam19).
     for name, array in [*(raw.arrays or {}).items(), *(item for feed in raw.feeds or () for item in feed.items())]:
-        if array.ndim == 0 or array.shape[0] == 0:
+        if array.ndim and array.shape[0] == 0:
             raise InputDataError(f"{option} {raw.label}: array '{name}' has shape {list(array.shape)}, which holds no samples; give at least one feed")
     return raw
 
