@@ -17,7 +17,7 @@ import pytest
 from .. import validate
 from ..config import ToleranceConfig, layered_tolerances, parse_output_tolerances
 from ..context import RunOptions
-from ..data import FeedOptions, parse_range
+from ..data import FeedOptions, for_model, is_template, parse_range, source_file
 from ..errors import CheckError, ConfigError
 from ..fileio import checked_output
 from ..model import parse_shape
@@ -136,7 +136,9 @@ def check_output_paths(config: pytest.Config, options: RunOptions) -> None:
 
 # The run's input files besides the models (option dest -> flag): pytest's --junitxml must not replace them.
 INPUT_FILE_OPTIONS = {"inputs": "--inputs", "calibration_data": "--calibration-data", "fp16_calibration_data": "--fp16-calibration-data",
-                      "labels": "--labels", "reference_model": "--reference-model"}
+                      "labels": "--labels", "reference_model": "--reference-model",
+                      # the user's scripts (FILE.py[:FUNC]): --junitxml replaced a data loader with its XML, exit 0 (redteam19)
+                      "data_loader": "--data-loader", "metric": "--metric", "reference_script": "--reference-script"}
 
 
 def check_junitxml(config: pytest.Config, models: list[Path]) -> None:
@@ -149,7 +151,8 @@ def check_junitxml(config: pytest.Config, models: list[Path]) -> None:
         checked_output(model, xml, force=True, option="--junitxml")
     for dest, flag in INPUT_FILE_OPTIONS.items():
         given = value(config, dest, None)
-        if given and validate.resolved(given, flag) == validate.resolved(xml, "--junitxml"):
+        files = {for_model(given, model) for model in models} if given and is_template(given) else {given} if given else set()
+        if validate.resolved(xml, "--junitxml") in {validate.resolved(f(path), flag) for path in files for f in (str, source_file)}:
             raise ConfigError(f"--junitxml '{xml}' is the {flag} file; write the JUnit XML to another path")
     report = value(config, "report_json")
     if report and validate.resolved(report, "--report-json") == validate.resolved(xml, "--junitxml"):
