@@ -29,7 +29,7 @@ from .options import INI_TOLERANCES, renamed_flags, value
 from .selection import Selection
 from .stash import STATE
 from .state import ModelFile, RunState, display
-from .workspace import RunFolder, make_run_folder, redirect_basetemp, redirect_benchmark_storage, redirect_pytest_cache
+from .workspace import RunFolder, check_basetemp, make_run_folder, redirect_basetemp, redirect_benchmark_storage, redirect_pytest_cache
 
 
 def start_run(config: pytest.Config) -> None:
@@ -39,6 +39,7 @@ def start_run(config: pytest.Config) -> None:
         state = RunState(_run_options(config, run_folder, several=len(paths) > 1), paths)
         check_output_paths(config, state.options)
         check_junitxml(config, paths)
+        check_basetemp(config, run_folder, _kept_files(config, paths))
         load_models(config, state)
         state.notes += unsearched_subfolders(value(config, "model"))
         state.notes += [f"{theirs} is this project's own option (its conftest.py); onnx2trt_check's is {ours} here"
@@ -139,6 +140,17 @@ INPUT_FILE_OPTIONS = {"inputs": "--inputs", "calibration_data": "--calibration-d
                       "labels": "--labels", "reference_model": "--reference-model",
                       # the user's scripts (FILE.py[:FUNC]): --junitxml replaced a data loader with its XML, exit 0 (redteam19)
                       "data_loader": "--data-loader", "metric": "--metric", "reference_script": "--reference-script"}
+
+
+def _kept_files(config: pytest.Config, models: list[Path]) -> list[tuple[str, object]]:
+    """What the run reads or keeps, (what, path): the models, the input files and the outputs' places."""
+    files = [("the model", model) for model in models]
+    for dest, flag in (*INPUT_FILE_OPTIONS.items(), ("report_json", "--report-json"), ("artifact_dir", "--artifact-dir"),
+                       ("baseline_dir", "--baseline-dir"), ("engine_cache", "--engine-cache"), ("bisect_plot", "--bisect-plot")):
+        given = value(config, dest, None)
+        for path in ({for_model(given, model) for model in models} if is_template(given) else {given} if given else set()):
+            files.append((f"the {flag} path", source_file(path)))
+    return files
 
 
 def check_junitxml(config: pytest.Config, models: list[Path]) -> None:

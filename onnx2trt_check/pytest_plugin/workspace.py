@@ -72,6 +72,24 @@ def redirect_basetemp(config, run_folder: Path) -> None:
         config.option.basetemp = str(run_folder / "basetemp")
 
 
+def check_basetemp(config, run_folder: Path, kept: list[tuple[str, object]]) -> None:
+    """A --basetemp of the user's is emptied by pytest at the start of the run (by xdist's controller
+    in every -n run): `--basetemp models -n 2` deleted the models and their data, "no tests ran"
+    (redteam19). Refused when it holds the working folder or a file the run reads or keeps (`kept`:
+    (what, path) pairs)."""
+    from ..errors import ConfigError
+    from ..validate import resolved
+
+    given = config.option.basetemp
+    if not given or resolved(given, "--basetemp").is_relative_to(run_folder.resolve()):
+        return
+    folder = resolved(given, "--basetemp")
+    for what, path in [("the working folder", Path.cwd()), *kept]:
+        if path and any(p == folder or p.is_relative_to(folder) for p in (Path(os.path.abspath(path)), resolved(path, what))):
+            raise ConfigError(f"--basetemp '{given}' holds {what} '{path}', and pytest empties the --basetemp folder when a run "
+                              "starts; pass a folder of its own, or leave --basetemp out (the run's temporary folder is used)")
+
+
 def _option(config, name: str):
     return getattr(config.option, name, None)  # absent when pytest-benchmark is not loaded
 
