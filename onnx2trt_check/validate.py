@@ -98,8 +98,8 @@ def not_dash(path, option: str):
     """`path` unless it is the text '-': standard output to a user (`-o -`), which wrote a file named
     '-' into the current folder. Path('./-') is Path('-'): only the text given is told apart."""
     if isinstance(path, str) and path == "-":
-        raise OutputPathError(f"{option} '-' would be a file named '-' in the current folder, not standard output (which takes "
-                              "no model or report); pass a file path ('./-' if you mean that name)")
+        raise OutputPathError(f"{option} '-' would be a file or folder named '-' in the current folder, not standard output "
+                              "(which takes no model or report); pass a path ('./-' if you mean that name)")
     return path
 
 

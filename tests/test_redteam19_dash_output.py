@@ -20,7 +20,7 @@ def test_a_dash_as_an_output_is_a_usage_error(tmp_path, monkeypatch, capsys, arg
     np.savez(tmp_path / "c.npz", x=np.random.default_rng(0).random((8, 1, 3, 8, 8), dtype=np.float32))
     assert main(args) == 4
     err = capsys.readouterr().err
-    assert "'-' would be a file named '-' in the current folder, not standard output" in err and "Traceback" not in err
+    assert "'-' would be a file or folder named '-' in the current folder, not standard output" in err and "Traceback" not in err
     assert not (tmp_path / "-").exists()
 
 
@@ -28,7 +28,7 @@ def test_pytest_report_json_dash_is_a_usage_error(pytester):
     save(classifier(batch=1), pytester.path / "m.onnx")
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--model", "m.onnx", "--target", "ort", "--report-json", "-")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --report-json '-' would be a file named '-' in the current folder, not standard output*"])
+    result.stderr.fnmatch_lines(["ERROR: --report-json '-' would be a file or folder named '-' in the current folder, not standard output*"])
     assert not (pytester.path / "-").exists()
 
 
@@ -37,3 +37,13 @@ def test_dot_slash_dash_still_names_that_file(tmp_path, monkeypatch):
     save(classifier(batch=1), tmp_path / "m.onnx")
     assert main(["optimize", "m.onnx", "-o", "./-", "--passes", "simplify"]) == 0
     assert (tmp_path / "-").is_file()
+
+
+@pytest.mark.parametrize("option", ["--artifact-dir", "--bisect-plot", "--baseline-dir"])
+def test_pytest_folder_options_dash_is_a_usage_error(pytester, option):
+    save(classifier(batch=1), pytester.path / "m.onnx")
+    extra = ["--baseline-update"] if option == "--baseline-dir" else []
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--model", "m.onnx", "--target", "ort", option, "-", *extra)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {option} '-' would be a file or folder named '-' in the current folder*"])
+    assert not (pytester.path / "-").exists()

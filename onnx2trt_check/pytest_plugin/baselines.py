@@ -31,7 +31,7 @@ from ..errors import CheckFailed, CheckSkipped, ConfigError
 from ..feed_digest import feeds_sha256
 from ..targets import select_targets, timing
 from ..trt import flavour
-from ..validate import idle_without, resolved
+from ..validate import idle_without, not_dash, resolved
 from . import task
 from .core import Check, _reference_or_fail
 from .options import INI_BASELINE_DIR, UPDATE_FLAG, typed, value
@@ -84,7 +84,7 @@ def _baseline_dir(cli: str | None, config: pytest.Config | None) -> Path | None:
     """Command line (relative to the current folder), else ini (relative to the ini file), else
     pyproject.toml (relative to the root folder); None when no baseline folder is in use."""
     if cli:
-        return resolved(cli, "--baseline-dir")
+        return resolved(not_dash(cli, "--baseline-dir"), "--baseline-dir")
     if config is None:
         return None
     if ini := config.getini(INI_BASELINE_DIR):

@@ -128,10 +128,10 @@ def check_output_paths(config: pytest.Config, options: RunOptions) -> None:
         validate.output_file(report_path, "--report-json", force=True)  # first: a device is never read
         check_report_path(Path(report_path))
     if options.artifact_dir is not None:
-        validate.output_folder(options.artifact_dir, "--artifact-dir")
+        validate.output_folder(value(config, "artifact_dir") or options.artifact_dir, "--artifact-dir")  # the text: '-' is told apart
     for option, folder in (("--bisect-plot", value(config, "bisect_plot")), ("--engine-cache", value(config, "engine_cache"))):
         if folder:
-            validate.output_folder(Path(folder), option)
+            validate.output_folder(folder, option)
     _check_baseline_dir(options)
 
 
