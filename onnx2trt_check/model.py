@@ -185,7 +185,8 @@ def external_data_files(path: Path) -> set[Path]:
         return set()
     folder = Path(path).resolve().parent
     locations = {entry.value for t in _external_tensors(proto) for entry in t.external_data if entry.key == "location"}
-    return {(folder / location).resolve() for location in locations}
+    # realpath: Path.resolve raises on a data file that is a symlink loop (optimize -o over an existing file crashed)
+    return {Path(os.path.realpath(folder / location)) for location in locations}
 
 
 def _external_tensors(proto: onnx.ModelProto):
