@@ -175,8 +175,9 @@ def _from_document(document: dict) -> Baseline:
 
 def find_unused(store_dir: str | os.PathLike, used_files: Iterable[str | os.PathLike]) -> list[Path]:
     """Baseline files in `store_dir` that no test used, sorted (candidates for deletion)."""
-    used = {Path(p).resolve() for p in used_files}
-    return sorted(p for p in Path(store_dir).rglob("*.json") if p.resolve() not in used)
+    # realpath: Path.resolve raised on a symlink loop in the folder, a traceback in place of the summary (redteam19)
+    used = {os.path.realpath(p) for p in used_files}
+    return sorted(p for p in Path(store_dir).rglob("*.json") if os.path.realpath(p) not in used)
 
 
 # ------------------------------------------------------------------------------------- decisions
