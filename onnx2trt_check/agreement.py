@@ -15,16 +15,16 @@ def top_k_agreement(reference: Sequence[np.ndarray], target: Sequence[np.ndarray
     the target's argmax (top-1), and is among the target's 5 best (top-5, only when C > 5)."""
     if not reference or not all(_is_class_scores(r) for r in reference):
         return None, None
-    ref = np.concatenate([np.asarray(r) for r in reference])
-    got = np.concatenate([np.asarray(t) for t in target])
-    if not len(ref):  # no rows (scores gathered for no detection): an agreement of NaN crashed the floor (review17)
+    # Feed by feed: the class count may differ between feeds (a TopK whose k does), and concatenating
+    # rows of 4 and 5 columns raised.
+    pairs = [(np.asarray(r), np.asarray(t)) for r, t in zip(reference, target) if len(r)]
+    if not pairs:  # no rows (scores gathered for no detection): an agreement of NaN crashed the floor (review17)
         return None, None
-    best = ref.argmax(axis=1)
-    top1 = float(np.mean(got.argmax(axis=1) == best))
-    if ref.shape[1] <= 5:
+    top1 = float(np.mean(np.concatenate([t.argmax(axis=1) == r.argmax(axis=1) for r, t in pairs])))
+    if any(r.shape[1] <= 5 for r, _ in pairs):
         return top1, None
-    top5_sets = np.argsort(-got, axis=1, kind="stable")[:, :5]
-    return top1, float(np.mean(np.any(top5_sets == best[:, None], axis=1)))
+    in_top5 = [np.any(np.argsort(-t, axis=1, kind="stable")[:, :5] == r.argmax(axis=1)[:, None], axis=1) for r, t in pairs]
+    return top1, float(np.mean(np.concatenate(in_top5)))
 
 
 def discrete_agreement(ref: np.ndarray, got: np.ndarray) -> float | None:

@@ -72,8 +72,9 @@ def typical_elements_sqnr(reference: Sequence[np.ndarray], target: Sequence[np.n
     groups: dict[tuple[int, ...], list[tuple[np.ndarray, np.ndarray]]] = {}
     for r, t in zip(reference, target):
         r, t = np.asarray(r, np.float64), np.asarray(t, np.float64)
-        if r.ndim:
-            groups.setdefault(r.shape[1:], []).append((r.reshape(len(r), -1), t.reshape(len(t), -1)))
+        if r.ndim:  # rows of the elements' count: reshape(-1) of a feed with no rows (an NMS that selected nothing) raised
+            width = math.prod(r.shape[1:])
+            groups.setdefault(r.shape[1:], []).append((r.reshape(len(r), width), t.reshape(len(t), width)))
     kept_ref, kept_got, left_out = [], [], 0
     for pairs in groups.values():
         ref, got = np.concatenate([r for r, _ in pairs]), np.concatenate([t for _, t in pairs])
