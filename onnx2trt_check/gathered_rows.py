@@ -58,7 +58,26 @@ def gathered_outputs(model: onnx.ModelProto) -> dict[str, str]:
         source = _row_source(output.name, producers, constants)
         if source is not None:
             found[output.name] = source
-    return found
+    return _pairable(model, found, producers)
+
+
+def _pairable(model: onnx.ModelProto, found: dict[str, str], producers) -> dict[str, str]:
+    """`found` without the outputs whose TopK is not along the last axis of a known rank (the pairing
+    reads the indices' last axis as the items: review19, a target that swapped two batch columns of a
+    TopK along axis 0 passed, each column's items paired with the other's) or keeps every item of
+    its axis (a sort: its order is all it says, as output_layout._sorts_whole_axis; review19, a sort
+    given reversed passed fp32 paired)."""
+    from .output_layout import _has, _inferred, _ints, _sorts_whole_axis
+
+    inferred = _inferred(model, {}) if found else None
+    shapes = inferred[1] if inferred else {}
+    kept = {}
+    for name, index in found.items():
+        topk = producers[index]
+        axis, rank = _ints(topk, "axis")[0] if _has(topk, "axis") else -1, len(shapes.get(topk.input[0]) or [])
+        if (axis == -1 or (rank and axis == rank - 1)) and not _sorts_whole_axis(topk, shapes):
+            kept[name] = index
+    return kept
 
 
 def _row_source(name: str, producers, constants, depth: int = 0) -> str | None:

@@ -1,0 +1,60 @@
+"""review19: rows gathered by a TopK's indices are paired by those indices (gathered_rows) only where
+the pairing reads the items right: a TopK along its last axis that keeps fewer than all items."""
+
+import numpy as np
+import onnx
+
+from onnx2trt_check.config import PRECISION_PROFILES
+from onnx2trt_check.gathered_rows import compare, gathered_outputs, probe
+from onnx2trt_check.runtime import run_model
+
+FP32 = PRECISION_PROFILES["fp32"]
+
+
+def _run(model, feeds, **kw):
+    return [{name: np.asarray(value) for name, value in out.items()} for out in run_model(model, feeds, **kw)]
+
+
+def _paired_passes(model, target, feeds, name="out"):
+    reference, got = _run(model, feeds), _run(target, feeds)
+    return compare(name, [r[name] for r in reference], [g[name] for g in got], FP32, None,
+                   probe(model, feeds, _run, reference), probe(target, feeds, _run, got)).passed
+
+
+COLUMNS = """<ir_version: 8, opset_import: ["" : 17]>
+g (float[40, 2] scores, float[40, 2] values) => (float[10, 2] out) <int64[1] k = {10}, int64[2] order = {0, 1}>
+{ s = Gather <axis = 1> (scores, order)
+  v = Gather <axis = 1> (values, order)
+  best, index = TopK <axis = 0> (s, k)
+  out = GatherElements <axis = 0> (v, index) }"""
+
+
+def test_a_topk_along_another_axis_than_the_last_is_not_paired():
+    """Its indices [k, batch]: the pairing read each rank's batch columns as the items, so a target that
+    swapped the two batch columns passed, column 0's items paired with column 1's."""
+    rng = np.random.default_rng(0)
+    feeds = []
+    for _ in range(2):
+        first, second = rng.permutation(20).astype(np.float32), rng.permutation(20).astype(np.float32)
+        scores = np.stack([np.concatenate([first + 100, second]), np.concatenate([second, first + 100])], 1)
+        feeds.append({"scores": scores, "values": rng.normal(size=(40, 2)).astype(np.float32)})
+    model, swapped = onnx.parser.parse_model(COLUMNS), onnx.parser.parse_model(COLUMNS.replace("{0, 1}", "{1, 0}"))
+    assert gathered_outputs(model) == {}
+    assert not _paired_passes(model, swapped, feeds)
+
+
+SORT = """<ir_version: 8, opset_import: ["" : 17]>
+g (float[1, 20] scores, float[20, 4] boxes) => (float[1, 20, 4] out) <int64[1] k = {20}>
+{ best, index = TopK <axis = 1> (scores, k)
+  out = Gather <axis = 0> (boxes, index) }"""
+
+
+def test_rows_a_sort_gathers_are_not_paired():
+    """k = the axis's size: every row selects every item, its order is all it says; paired, a derived
+    model that sorted the other way passed fp32 (as output_layout._sorts_whole_axis for the indices)."""
+    rng = np.random.default_rng(1)
+    feeds = [{"scores": rng.permutation(20).astype(np.float32)[None], "boxes": rng.normal(size=(20, 4)).astype(np.float32)} for _ in range(2)]
+    model, reversed_ = onnx.parser.parse_model(SORT), onnx.parser.parse_model(SORT.replace("TopK <axis = 1>", "TopK <axis = 1, largest = 0>"))
+    assert gathered_outputs(model) == {}
+    assert not _paired_passes(model, reversed_, feeds)
+    assert gathered_outputs(onnx.parser.parse_model(SORT.replace("{20}", "{5}").replace("1, 20, 4] out", "1, 5, 4] out"))) == {"out": "index"}
