@@ -95,9 +95,25 @@ def _inlined(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     if not calls:
         return proto, 0
     try:
-        return onnx.inliner.inline_local_functions(proto, convert_version=True), calls
+        return onnx.inliner.inline_local_functions(_with_default_attributes(proto), convert_version=True), calls
     except Exception:  # noqa: BLE001 - onnx's inliner errors: the model as written is still a model
         return proto, 0
+
+
+def _with_default_attributes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose calls of local functions name every attribute the function gives a default
+    (attribute_proto) and the call leaves out. onnx's inliner drops those defaults (review19: a
+    LeakyRelu <alpha = @alpha> of a function whose alpha defaults to 0.5 came out with LeakyRelu's
+    own 0.01, and quantize wrote and 'verified' an int8 model of that other function)."""
+    defaults = {(f.domain, f.name, f.overload): f.attribute_proto for f in proto.functions if len(f.attribute_proto)}
+    if not defaults:
+        return proto
+    filled = onnx.ModelProto()
+    filled.CopyFrom(proto)
+    for node in all_nodes(filled):
+        given = {attribute.name for attribute in node.attribute}
+        node.attribute.extend(a for a in defaults.get((node.domain, node.op_type, node.overload), ()) if a.name not in given)
+    return filled
 
 
 def _parse(path: Path) -> onnx.ModelProto:

@@ -62,3 +62,24 @@ def test_transforms_and_int8_reach_inside_the_function(block_model, tmp_path):
     quantized = model["families"]["quantize[int8]"]["checks"]["report"]
     assert quantized["outcome"] == "passed" and quantized["figures"]["tensors_quantized"]["weights"] == 2, quantized
     assert any("1 call(s) of the model's local functions inlined" in note for note in model["notes"])
+
+
+DEFAULTS = """<ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+g (float[1,8] x) => (float[1,8] y) { y = local.Act(x) }
+<domain: "local", opset_import: ["" : 17]>
+Act <alpha: float = 0.5> (h) => (out) { out = LeakyRelu <alpha: float = @alpha> (h) }"""
+
+
+def test_a_functions_default_attribute_survives_the_inlining(tmp_path):
+    """onnx's inliner drops a function's attribute defaults: LeakyRelu <alpha = @alpha> came out with
+    LeakyRelu's own 0.01 for the function's 0.5, and quantize wrote and verified an int8 model of that
+    other function (review19)."""
+    import onnxruntime as ort
+
+    path = tmp_path / "act.onnx"
+    onnx.save(onnx.parser.parse_model(DEFAULTS), path)
+    x = {"x": np.linspace(-2, 2, 8, dtype=np.float32).reshape(1, 8)}
+    as_written = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    inlined = load_model(path).proto
+    assert not inlined.functions
+    assert np.array_equal(ort.InferenceSession(inlined.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0], as_written)
