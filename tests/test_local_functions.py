@@ -83,3 +83,23 @@ def test_a_functions_default_attribute_survives_the_inlining(tmp_path):
     inlined = load_model(path).proto
     assert not inlined.functions
     assert np.array_equal(ort.InferenceSession(inlined.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0], as_written)
+
+
+NESTED = """<ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+g (float[1,8] x) => (float[1,8] y) { y = local.Outer(x) }
+<domain: "local", opset_import: ["" : 17, "local" : 1]>
+Outer <a> (h) => (out) { out = local.Act <alpha: float = @a> (h) }
+<domain: "local", opset_import: ["" : 17]>
+Act <alpha: float = 0.5> (h) => (out) { out = LeakyRelu <alpha: float = @alpha> (h) }"""
+
+
+def test_a_default_behind_an_attribute_reference_keeps_the_model_as_written(tmp_path):
+    """Outer's `a` unset: Act's alpha is its default 0.5, which the inliner lost to LeakyRelu's 0.01 (review19)."""
+    import onnxruntime as ort
+
+    path = tmp_path / "nested.onnx"
+    onnx.save(onnx.parser.parse_model(NESTED), path)
+    x = {"x": np.linspace(-2, 2, 8, dtype=np.float32).reshape(1, 8)}
+    as_written = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, x)[0]
+    loaded = load_model(path).proto
+    assert np.array_equal(ort.InferenceSession(loaded.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0], as_written)
