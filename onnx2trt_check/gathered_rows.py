@@ -48,29 +48,40 @@ def gathered_outputs(model: onnx.ModelProto) -> dict[str, str]:
         if node.op_type == "Constant":
             value = next((a.t for a in node.attribute if a.name == "value"), None)
             constants[node.output[0]] = len(value.dims) if value is not None else 0
-    found = {}
+    found, shapes = {}, _shapes(model) if any(node.op_type == "TopK" for node in graph.node) else {}
     for output in graph.output:
         node = producers.get(output.name)
         while node is not None and node.op_type == "Identity":
             node = producers.get(node.input[0])
         if node is None or node.op_type == "TopK":
             continue
-        source = _row_source(output.name, producers, constants)
+        source = _row_source(output.name, producers, constants, shapes)
         if source is not None:
             found[output.name] = source
-    return _pairable(model, found, producers)
+    return _pairable(found, producers, shapes)
 
 
-def _pairable(model: onnx.ModelProto, found: dict[str, str], producers) -> dict[str, str]:
+def _shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
+    from .output_layout import _inferred
+
+    inferred = _inferred(model, {})
+    return inferred[1] if inferred else {}
+
+
+def _last_axis(node: onnx.NodeProto, shapes, default: int = 0) -> int | None:
+    """A node's axis attribute made non-negative by its first input's rank, None where that rank is unknown."""
+    axis, rank = _axis(node, default), len(shapes.get(node.input[0]) or [])
+    return axis if axis >= 0 else (axis + rank if rank else None)
+
+
+def _pairable(found: dict[str, str], producers, shapes) -> dict[str, str]:
     """`found` without the outputs whose TopK is not along the last axis of a known rank (the pairing
     reads the indices' last axis as the items: review19, a target that swapped two batch columns of a
     TopK along axis 0 passed, each column's items paired with the other's) or keeps every item of
     its axis (a sort: its order is all it says, as output_layout._sorts_whole_axis; review19, a sort
     given reversed passed fp32 paired)."""
-    from .output_layout import _has, _inferred, _ints, _sorts_whole_axis
+    from .output_layout import _has, _ints, _sorts_whole_axis
 
-    inferred = _inferred(model, {}) if found else None
-    shapes = inferred[1] if inferred else {}
     kept = {}
     for name, index in found.items():
         topk = producers[index]
@@ -80,7 +91,7 @@ def _pairable(model: onnx.ModelProto, found: dict[str, str], producers) -> dict[
     return kept
 
 
-def _row_source(name: str, producers, constants, depth: int = 0) -> str | None:
+def _row_source(name: str, producers, constants, shapes, depth: int = 0) -> str | None:
     """The TopK indices whose items the rows of `name` are, or None."""
     node = producers.get(name)
     if node is None or depth > 64:
@@ -89,20 +100,20 @@ def _row_source(name: str, producers, constants, depth: int = 0) -> str | None:
     if op == "TopK":
         return node.output[1] if name == node.output[0] and len(node.output) > 1 else None
     if op in _ELEMENTWISE:
-        return _row_source(node.input[0], producers, constants, deeper)
+        return _row_source(node.input[0], producers, constants, shapes, deeper)
     if op in _BINARY or op == "Concat":
         # A constant operand broadcasts along the columns only where it is a scalar or a vector (4 box
         # scales); one of a row's size moves with positions, not items.
         varying = [i for i in node.input if not (op in _BINARY and constants.get(i, 2) <= 1)]
-        sources = {_row_source(i, producers, constants, deeper) for i in varying}
+        sources = {_row_source(i, producers, constants, shapes, deeper) for i in varying}
         return sources.pop() if len(sources) == 1 and None not in sources else None
     if op == "Gather" and node.input[0] in constants and _axis(node) == 0:  # a label map applied to gathered labels
-        return _row_source(node.input[1], producers, constants, deeper)
+        return _row_source(node.input[1], producers, constants, shapes, deeper)
     if (op == "Gather" and _axis(node) == 0) or op in ("GatherElements", "GatherND"):
         source = _index_source(node.input[1], producers, 0)
         topk = producers.get(source) if source else None
-        if op == "GatherElements" and topk is not None and min(_axis(node), _axis(topk, -1)) >= 0 and _axis(node) != _axis(topk, -1):
-            return None  # gathered along another axis than the TopK selected along
+        if op == "GatherElements" and topk is not None and (_last_axis(node, shapes) is None or _last_axis(node, shapes) != _last_axis(topk, shapes, -1)):
+            return None  # gathered along another axis than the TopK selected along (review19: or one a negative axis hides)
         return source
     return None
 

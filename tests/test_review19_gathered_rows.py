@@ -58,3 +58,37 @@ def test_rows_a_sort_gathers_are_not_paired():
     assert gathered_outputs(model) == {}
     assert not _paired_passes(model, reversed_, feeds)
     assert gathered_outputs(onnx.parser.parse_model(SORT.replace("{20}", "{5}").replace("1, 20, 4] out", "1, 5, 4] out"))) == {"out": "index"}
+
+
+def test_indices_that_do_not_lead_the_output_s_shape_leave_it_positional():
+    """A squeezed output [k, 4] beside indices [1, k]: read as rows it compared its first k elements
+    alone, and rows 3.. of the target off by 5 passed."""
+    rng = np.random.default_rng(0)
+    index = rng.permutation(40)[:10][None]
+    reference = rng.normal(size=(10, 4)).astype(np.float32)
+    broken = reference.copy()
+    broken[3:] += 5
+    assert not compare("boxes", [reference], [broken], FP32, None, [{"boxes": index}], [{"boxes": index}]).passed
+
+
+def test_a_target_with_fewer_rows_fails_on_its_shape():
+    """Paired, 199 of 200 rows both select would be within the int8 agreement floor."""
+    rng = np.random.default_rng(0)
+    index = rng.permutation(1000)[:200][None]
+    reference = rng.normal(size=(1, 200, 4)).astype(np.float32)
+    stats = compare("boxes", [reference], [reference[:, :199]], PRECISION_PROFILES["int8"], None, [{"boxes": index}], [{"boxes": index[:, :199]}])
+    assert not stats.passed and "shape" in stats.problems[0], stats.problems
+
+
+def test_an_index_through_an_op_that_moves_its_items_is_not_followed():
+    """Reversed (Slice) or along another axis (GatherElements <axis = 2> on coordinates first): row p is not the item the TopK put at p."""
+    model = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+g (float[1, 12] scores, float[12, 4] boxes, float[1, 4, 12] columns) => (float[1, 4, 4] a, float[1, 4, 4] b)
+<int64[1] k = {4}, int64[1] start = {-1}, int64[1] stop = {-100}, int64[1] step = {-1}, int64[1] one = {1}, int64[1] last = {1}, int64[3] wide = {1, 4, 4}>
+{ best, index = TopK (scores, k)
+  flipped = Slice (index, start, stop, last, step)
+  a = Gather <axis = 0> (boxes, flipped)
+  column = Unsqueeze (index, one)
+  spread = Expand (column, wide)
+  b = GatherElements <axis = 2> (columns, spread) }""")
+    assert gathered_outputs(model) == {}
