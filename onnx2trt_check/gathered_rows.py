@@ -197,6 +197,8 @@ def _paired(name: str, reference, target, reference_indices, target_indices):
     indices are missing or do not fit the output: shapes [*rows, k] whose prefix the output's shape is."""
     if reference_indices is None or target_indices is None or not (len(reference) == len(target) == len(reference_indices) == len(target_indices)):
         return None
+    if not _aligned(name, reference_indices, target_indices):
+        return None
     ref_rows, got_rows, kept, total = [], [], 0, 0
     for r, t, ri, ti in zip(reference, target, reference_indices, target_indices):
         if name not in ri or name not in ti:
@@ -220,6 +222,20 @@ def _paired(name: str, reference, target, reference_indices, target_indices):
         ref_rows.append(np.concatenate(chosen_r).reshape(shape) if chosen_r else r[:0])
         got_rows.append(np.concatenate(chosen_t).reshape(shape) if chosen_t else t[:0])
     return (ref_rows, got_rows, kept, total) if total else None
+
+
+def _aligned(name: str, reference_indices, target_indices) -> bool:
+    """Whether every output the reference selects by the same indices as `name` (boxes and labels of
+    one TopK) the target selects by the same indices as `name` too. Paired each by its own, a derived
+    model whose labels came from a second, unsorted TopK passed fp32 with every label on another
+    box (review19)."""
+    for ri, ti in zip(reference_indices, target_indices):
+        mine = np.asarray(ri.get(name))
+        for other, theirs in ri.items():
+            if other != name and np.shape(theirs) == mine.shape and np.array_equal(theirs, mine):
+                if other not in ti or name not in ti or not np.array_equal(ti[other], ti[name]):
+                    return False
+    return True
 
 
 def figures_note(stats: OutputStats) -> str:

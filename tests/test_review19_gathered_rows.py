@@ -92,3 +92,29 @@ g (float[1, 12] scores, float[12, 4] boxes, float[1, 4, 12] columns) => (float[1
   spread = Expand (column, wide)
   b = GatherElements <axis = 2> (columns, spread) }""")
     assert gathered_outputs(model) == {}
+
+
+MISALIGNED = """<ir_version: 8, opset_import: ["" : 17]>
+det (float[1, 40] scores, float[40, 4] candidates, int64[40] classes) => (float[1, 10, 4] boxes, int64[1, 10] labels) <int64[1] k = {10}>
+{ best, index = TopK <axis = 1> (scores, k)
+  unsorted_best, unsorted = TopK <axis = 1, sorted = 0> (scores, k)
+  boxes = Gather <axis = 0> (candidates, index)
+  labels = Gather <axis = 0> (classes, index) }"""
+
+
+def test_outputs_one_topk_selects_stay_paired_alike():
+    """The derived model's labels from a second, unsorted TopK: the same items, each paired by its own
+    indices, passed fp32 with every label on another box."""
+    rng = np.random.default_rng(0)
+    feeds = [{"scores": rng.permutation(40).astype(np.float32)[None], "candidates": rng.normal(size=(40, 4)).astype(np.float32),
+              "classes": rng.integers(0, 80, 40).astype(np.int64)} for _ in range(3)]
+    model = onnx.parser.parse_model(MISALIGNED)
+    derived = onnx.parser.parse_model(MISALIGNED.replace("(classes, index)", "(classes, unsorted)"))
+    reference, got = _run(model, feeds), _run(derived, feeds)
+    assert [r["labels"].tolist() for r in reference] != [g["labels"].tolist() for g in got]
+    ref_idx, got_idx = probe(model, feeds, _run, reference), probe(derived, feeds, _run, got)
+    verdicts = {name: compare(name, [r[name] for r in reference], [g[name] for g in got], FP32, None, ref_idx, got_idx).passed for name in ("boxes", "labels")}
+    assert verdicts == {"boxes": True, "labels": False}
+    same = _run(model, feeds)
+    assert all(compare(name, [r[name] for r in reference], [s[name] for s in same], FP32, None, ref_idx, probe(model, feeds, _run, same)).passed
+               for name in ("boxes", "labels"))
