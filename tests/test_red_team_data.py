@@ -10,6 +10,7 @@ import pytest
 
 from onnx2trt_check import api
 from onnx2trt_check.errors import CheckError
+from onnx2trt_check.input_conversions import _kept
 
 
 def _model(tmp_path, onnx_type: str):
@@ -24,6 +25,12 @@ def _model(tmp_path, onnx_type: str):
     ("int32", np.array([[2**40, 1, 2, 3]], np.int64)),
     ("int8", np.array([[200, 1, 2, 3]], np.int16)),
     ("float16", np.array([[1e6, 1, 2, 3]], np.float32)),
+    # Red team 19: unsigned data for a signed input of one width wrapped to negative values, the note
+    # saying "every value kept" (data.fit's round trip, int8 -56 -> uint8 200, cannot see such a wrap).
+    ("int8", np.array([[200, 1, 2, 3]], np.uint8)),
+    ("int16", np.array([[40000, 1, 2, 3]], np.uint16)),
+    ("int32", np.array([[2**31 + 7, 1, 2, 3]], np.uint32)),
+    ("int64", np.array([[2**63 + 5, 1, 2, 3]], np.uint64)),
 ])
 def test_data_the_input_type_cannot_hold_is_refused(tmp_path, onnx_type, values):
     np.savez(tmp_path / "d.npz", x=values)
@@ -116,3 +123,13 @@ def _model_proto(onnx_type: str) -> onnx.ModelProto:
     return onnx.parser.parse_model(f"""
         <ir_version: 8, opset_import: ["" : 17]>
         g ({onnx_type}[1,4] x) => (float[1,4] z) {{ z = Cast<to=1>(x) }}""")
+
+
+def test_unsigned_data_within_the_signed_input_is_taken(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.array([[127, 0, 2, 3]], np.uint8))
+    api.optimize(_model(tmp_path, "int8"), inputs=tmp_path / "d.npz")
+
+
+def test_the_conversion_note_says_a_wrapped_value_was_not_kept():
+    assert not _kept(np.array([200], np.uint8), np.int8)
+    assert _kept(np.array([100], np.uint8), np.int8)
