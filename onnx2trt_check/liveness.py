@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx
 
+from .model import graph_inputs
 from .protos import input_independent_outputs
 
 # Said where a verdict rests on one feed: liveness compares feeds, so one cannot show a dead network (redteam19).
@@ -77,6 +78,28 @@ def _saturated(values: np.ndarray) -> bool:
     return bool(np.all(low | high) and np.any(high))
 
 
+def batch_rows(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], runs: Sequence[Mapping[str, np.ndarray]] = ()):
+    """(one feed per row, the run's outputs per row) of a single feed that holds a batch of 2 or more
+    rows, or None. A batch of 16 images given as one .npz feed left liveness unchecked (redteam19's
+    note), and a dead network passed every comparison. Rows are samples only where the graph says the
+    first axis is a batch: every input and output names its first dimension with one dim_param."""
+    names = {_first_dim(value) for value in [*graph_inputs(model), *model.graph.output]}
+    if len(feeds) != 1 or len(names) != 1 or not next(iter(names)):
+        return None
+    arrays = [*feeds[0].values(), *(value for run in runs[:1] for value in run.values())]
+    sizes = {np.shape(a)[0] if np.ndim(a) else None for a in arrays}
+    if len(sizes) != 1 or (size := sizes.pop()) is None or size < 2:
+        return None
+    return ([{k: np.asarray(v)[i:i + 1] for k, v in feeds[0].items()} for i in range(size)],
+            [{k: np.asarray(v)[i:i + 1] for k, v in runs[0].items()} for i in range(size)] if runs else [])
+
+
+def _first_dim(value: onnx.ValueInfoProto) -> str:
+    """The dim_param of a tensor's first dimension, '' where it has none."""
+    tensor = value.type.tensor_type
+    return tensor.shape.dim[0].dim_param if value.type.HasField("tensor_type") and tensor.HasField("shape") and tensor.shape.dim else ""
+
+
 def dead_model_problem(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]],
                        runs: Sequence[Mapping[str, np.ndarray]]) -> str | None:
     """Why no comparison of `model`'s outputs on `feeds` can be a verdict (`runs`: its outputs per
@@ -84,9 +107,12 @@ def dead_model_problem(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.n
     construction and said in the notes of a run."""
     by_graph = set(input_independent_outputs(model))
     names = [name for name in (runs[0] if runs else {}) if name not in by_graph]
+    rows = len(feeds) == 1 and (split := batch_rows(model, feeds, runs)) is not None
+    if rows:
+        feeds, runs = split
     if not ignores_its_inputs(feeds, [[run[name] for run in runs] for name in names]):
         return None
-    return (f"every output is the same on all {len(feeds)} feeds, which differ: the model ignores its inputs on this data "
+    return (f"every output is the same on all {len(feeds)} {'rows of the one feed' if rows else 'feeds'}, which differ: the model ignores its inputs on this data "
             f"(its outputs move by float32 rounding at most, {ROUNDING:g} of the largest value among those that move; {ADVICE}), so no comparison "
             f"of its outputs can see an error upstream")
 

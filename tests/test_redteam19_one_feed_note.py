@@ -47,3 +47,29 @@ def test_optimize_and_quantize_say_it_too(tmp_path, monkeypatch, capsys):
     np.savez(tmp_path / "x.npz", x=np.random.default_rng(2).random((1, 3, 8, 8), dtype=np.float32))
     assert main(["quantize", "m.onnx", "-o", "q.onnx", "--calibration-data", "c.npz", "--inputs", "x.npz"]) == 0
     assert "  note: one feed: whether the outputs depend on the inputs is not checked" in capsys.readouterr().out
+
+
+DEAD_BATCH = DEAD.replace("float[1,4] x) => (float[1,4] y)", "float[N,4] x) => (float[N,4] y)")
+
+
+def test_one_feed_of_a_batch_is_checked_row_by_row(pytester, tmp_path):
+    """A batch of 16 samples given as one .npz feed (an array shaped [16, 4] for an input [N, 4]) left
+    liveness unchecked, and the dead network passed; its rows are samples where the graph names
+    the first dimension of every input and output alike, and they show it."""
+    import numpy as np
+
+    from onnx2trt_check.cli.main import main
+
+    onnx.save(onnx.parser.parse_model(DEAD_BATCH), pytester.path / "dead.onnx")
+    np.savez(pytester.path / "batch.npz", x=np.random.default_rng(0).random((16, 4), dtype=np.float32))
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--model", "dead.onnx", "--target", "ort", "--inputs", "batch.npz",
+                                          "-k", "reference or target")
+    result.assert_outcomes(failed=2, deselected=18)
+    result.stdout.fnmatch_lines(["*every output is the same on all 16 rows of the one feed, which differ*"])
+    assert main(["optimize", str(pytester.path / "dead.onnx"), "-o", str(tmp_path / "o.onnx"), "--inputs", str(pytester.path / "batch.npz")]) == 1
+    assert not (tmp_path / "o.onnx").exists()
+    save(classifier(), pytester.path / "live.onnx")  # a live network's one batch says nothing of it
+    np.savez(pytester.path / "live.npz", x=np.random.default_rng(1).random((8, 3, 8, 8), dtype=np.float32))
+    live = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--model", "live.onnx", "--target", "ort", "--inputs", "live.npz", "-k", "reference")
+    live.assert_outcomes(passed=1, deselected=19)
+    assert "one feed:" not in live.stdout.str()

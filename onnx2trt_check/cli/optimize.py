@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
           + (f"; {result.other_shapes}" if result.other_shapes else ""))
     for note in result.input_ranges:
         print(f"  note: {note}" + ("; they are the model's own inputs, before the folded --mean/--std" if args.mean else ""))
-    if result.feeds == 1:
+    if result.one_feed:
         from ..liveness import ONE_FEED_NOTE
 
         print(f"  note: {ONE_FEED_NOTE}")

@@ -140,7 +140,7 @@ def accuracy_lines(result) -> list[str]:
     # runs q.onnx on ORT with default options there sees less than this line, so it says which it is
     lines = [f"int8 vs fp32 on {result.test_feeds} feed(s) of {result.test_source} (both on ONNX Runtime CPU, "
              "the Q/DQ run as written, not fused into ORT's int8 kernels):"]
-    if result.test_feeds == 1:
+    if result.one_feed:
         from ..liveness import ONE_FEED_NOTE
 
         lines.append(f"  note: {ONE_FEED_NOTE}")
