@@ -101,12 +101,12 @@ def _usage_errors():
 
 
 def _load(model: ModelSource) -> tuple[onnx.ModelProto, str]:
-    from .model import load_model
+    from .model import inlined, load_model
     from .scope import check_scope
 
     if isinstance(model, onnx.ModelProto):
         check_scope(model, "<ModelProto>")
-        return model, "<ModelProto>"
+        return inlined(model)[0], "<ModelProto>"  # a copy where it has local functions, as a loaded file (load_model)
     if not isinstance(model, str | os.PathLike):
         raise ConfigError(f"model must be a path or an onnx.ModelProto, not {type(model).__name__}")
     return load_model(model).proto, os.fspath(model)

@@ -49,7 +49,7 @@ class LoadedModel:
     path: Path
     proto: onnx.ModelProto
     sha256: str
-    inlined_calls: int = 0  # calls of model-local functions inlined into `proto` (_inlined)
+    inlined_calls: int = 0  # calls of model-local functions inlined into `proto` (inlined)
 
     @property
     def graph(self) -> onnx.GraphProto:
@@ -79,11 +79,11 @@ def load_model(path: str | os.PathLike, option: str = "--model") -> LoadedModel:
     proto = _parse(path)
     check_scope(proto, path)
     _load_external_data(proto, path)
-    proto, calls = _inlined(proto)
+    proto, calls = inlined(proto)
     return LoadedModel(path=path, proto=proto, sha256=sha256_of(path), inlined_calls=calls)
 
 
-def _inlined(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+def inlined(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     """The model with its local functions inlined, as TensorRT's parser and ONNX Runtime inline them,
     and how many calls were inlined. Left as they were, the BatchNormalizations, Convs and MatMuls
     inside them were out of every transform's and the quantizer's sight: a TorchScript export with

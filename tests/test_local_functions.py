@@ -103,3 +103,14 @@ def test_a_default_behind_an_attribute_reference_keeps_the_model_as_written(tmp_
     as_written = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, x)[0]
     loaded = load_model(path).proto
     assert np.array_equal(ort.InferenceSession(loaded.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0], as_written)
+
+
+def test_a_model_proto_given_to_the_api_is_inlined_too_and_left_as_it_was(tmp_path):
+    """api.quantize(ModelProto) took the proto as it was: the function's Conv stayed in float."""
+    model = _model()
+    before = model.SerializeToString()
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(1).normal(size=(16, 1, 3, 8, 8)).astype(np.float32))
+    result = api.quantize(model, calibration_data=str(tmp_path / "calib.npz"))
+    assert result.passed and not result.model.functions
+    assert sum(t.kind == "weight" for t in result.build.report.tensors) == 2  # the stem's and the function's Conv
+    assert model.SerializeToString() == before
