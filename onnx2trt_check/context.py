@@ -61,7 +61,8 @@ class ModelContext:
         shapes = self._shapes_for_this_model(self._for_this_model(options.input_shapes, names, "--input-shape"))
         ranges = self._for_this_model(options.feeds.ranges, names | {"*"}, "--input-range")
         source = options.extra.get(REFERENCE_KEY)
-        only = source.matching(self.loaded.proto).original_only if isinstance(source, ReferenceModel) else ()
+        matching = source.matching(self.loaded.proto) if isinstance(source, ReferenceModel) else None
+        only = matching.original_only if matching is not None else ()
         raw, original_raw = original_inputs.split(options.feeds.read(), only)
         self._feed_options = dataclasses.replace(options.feeds, ranges=ranges, raw=raw)
         self.specs: list[InputSpec]
@@ -69,7 +70,7 @@ class ModelContext:
         self.specs, self.feeds = model_feeds(self.loaded.proto, self._feed_options, shapes)
         # Each feed's arrays of the inputs only --reference-model's original takes (original_inputs.py).
         self.original_only_feeds: list[Feed] = original_inputs.original_only_feeds(
-            source.proto, only, original_raw, self.feeds, source.matching(self.loaded.proto).inputs, options.feeds, source.label) if only else []
+            source.proto, only, original_raw, self.feeds, matching.inputs, options.feeds, source.label) if only else []
         self._artifacts: dict[str, Path] = {}
         self._folder: Path | None = None
 

@@ -111,10 +111,11 @@ def _with_default_attributes(proto: onnx.ModelProto) -> onnx.ModelProto:
     filled = onnx.ModelProto()
     filled.CopyFrom(proto)
     for node in all_nodes(filled):
-        given = {attribute.name for attribute in node.attribute}
-        if any(a.ref_attr_name and a.name in {d.name for d in defaults.get((node.domain, node.op_type, node.overload), ())} for a in node.attribute):
+        own = {default.name: default for default in defaults.get((node.domain, node.op_type, node.overload), ())}
+        if any(a.ref_attr_name and a.name in own for a in node.attribute):
             raise ValueError("a default behind an attribute reference the inliner may leave unset")  # kept as written
-        node.attribute.extend(a for a in defaults.get((node.domain, node.op_type, node.overload), ()) if a.name not in given)
+        given = {attribute.name for attribute in node.attribute}
+        node.attribute.extend(default for name, default in own.items() if name not in given)
     return filled
 
 

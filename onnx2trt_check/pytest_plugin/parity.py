@@ -76,10 +76,11 @@ def check_derived_parity(ctx: ModelContext) -> dict:
     __tracebackhide__ = True
     figures = _parity(ctx, "the derived model (onnxruntime, graph as written)")
     source: ReferenceModel = ctx.options.extra[REFERENCE_KEY]
-    if lost := source.matching(ctx.loaded.proto).unmatched:
+    matching = source.matching(ctx.loaded.proto)
+    if lost := matching.unmatched:
         raise CheckFailed(f"the derived model lacks output(s) {', '.join(map(repr, lost))} of {source.label}: nothing computes them; "
                           f"the {len(figures['outputs'])} output(s) both have agree", figures)
-    only = source.matching(ctx.loaded.proto).original_only
+    only = matching.original_only
     view, feeds = probe_view(ctx.loaded.proto, source.proto, only, ctx.feeds, ctx.original_only_feeds)
     found = [_parity_at(ctx, source, figures, probe, only) for probe in probes(view, feeds)]
     figures["other_shapes"] = "; ".join(found + ([left] if (left := unvaried(ctx.loaded.proto, ctx.feeds)) else []))
@@ -113,7 +114,7 @@ def _parity_at(ctx: ModelContext, source: ReferenceModel, figures: dict, probe, 
         derived = run_model(ctx.path, feeds)
     except Exception as exc:  # noqa: BLE001 - ORT's own errors are the finding
         raise CheckFailed(f"the derived model fails at {probe.describe()}, where {source.label} runs: {first_line(exc)}", figures) from None
-    precision, indices = output_precisions(ctx.loaded.proto), _paired_at(ctx, source, probe.feeds, original, derived)
+    precision, indices = output_precisions(ctx.loaded.proto), _paired_at(ctx, source, feeds, original, derived)
     # The probe's own layouts: a part sized by the data's dimension, or a free part taking the rest,
     # would be cut at the wrong place at another size (output_layout.Segments).
     layouts, results = output_layouts(ctx.loaded.proto, feeds), []
