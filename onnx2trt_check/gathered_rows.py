@@ -134,19 +134,29 @@ def _axis(node: onnx.NodeProto, default: int = 0) -> int:
     return next((a.i for a in node.attribute if a.name == "axis"), default)
 
 
+class Selections(dict):
+    """Output name -> the indices that selected its rows, on one feed; `unsorted`: the outputs whose TopK
+    gave its values out of its own order there (sorted=0: review19, a derived model whose rows came in
+    any order passed paired, the pairing restoring the reference's order)."""
+
+    unsorted: frozenset = frozenset()
+
+
 def probe(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], run: Callable, outputs: Sequence[Mapping[str, np.ndarray]],
-          names: Sequence[str] | None = None) -> list[dict[str, np.ndarray]] | None:
+          names: Sequence[str] | None = None) -> list[Selections] | None:
     """Per feed, output name -> the indices that selected its rows, for the gathered outputs (of
-    `names`, default all) where `run(model with the indices as extra outputs, feeds)` gives `outputs`
-    back exactly; None where no output is gathered, the run fails or gives nothing back exactly."""
+    `names`, default all) where `run(model with the TopKs' outputs as extra outputs, feeds)` gives
+    `outputs` back exactly; None where no output is gathered, the run fails or gives nothing back exactly."""
     gathered = {name: index for name, index in gathered_outputs(model).items() if names is None or name in names}
     if not gathered or not outputs:
         return None
+    producers = {name: node for node in model.graph.node for name in node.output}
+    topks = {index: producers[index] for index in set(gathered.values())}
     extended = onnx.ModelProto()
     extended.CopyFrom(model)
     have = {o.name for o in extended.graph.output}
-    for index in sorted(set(gathered.values()) - have):
-        extended.graph.output.append(onnx.helper.make_tensor_value_info(index, onnx.TensorProto.INT64, None))
+    for value in sorted({v for topk in topks.values() for v in topk.output[:2] if v} - have):
+        extended.graph.output.append(onnx.ValueInfoProto(name=value))  # typeless: ONNX Runtime infers it
     try:
         ran = run(extended, feeds)
     except Exception:  # noqa: BLE001 - no indices: the positional comparison, as before
@@ -154,7 +164,23 @@ def probe(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], run
     same = [name for name in gathered if all(name in r and name in o and _identical(r[name], o[name]) for r, o in zip(ran, outputs))]
     if not same or len(ran) != len(outputs):
         return None
-    return [{name: np.asarray(r[gathered[name]]) for name in same} for r in ran]
+    return [_selections(r, {name: gathered[name] for name in same}, topks) for r in ran]
+
+
+def _selections(ran: Mapping[str, np.ndarray], gathered: Mapping[str, str], topks) -> Selections:
+    selections = Selections({name: np.asarray(ran[index]) for name, index in gathered.items()})
+    selections.unsorted = frozenset(name for name, index in gathered.items() if not _in_order(ran.get(topks[index].output[0]), topks[index]))
+    return selections
+
+
+def _in_order(values, topk: onnx.NodeProto) -> bool:
+    """Whether a TopK's values (along its last axis: _pairable) come largest first, or smallest first
+    for largest=0; equal neighbours and NaN are in order. Unknown values count as in order."""
+    if values is None or np.asarray(values).ndim < 1:
+        return True
+    steps = np.diff(np.asarray(values, dtype=np.float64), axis=-1)
+    largest = next((a.i for a in topk.attribute if a.name == "largest"), 1)
+    return not bool(np.any(steps > 0) if largest else np.any(steps < 0))
 
 
 def _identical(a, b) -> bool:
@@ -189,7 +215,17 @@ def compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.ndar
                                  f"indices that gather them), below {floor}")
     elif kept:
         stats.problems = [f"{p} (over the {kept} of {total} rows both select, paired by the TopK's index)" for p in stats.problems]
+    if disordered := _out_of_order(name, reference_indices, target_indices):
+        stats.problems.insert(0, f"the target gives its rows out of its TopK's score order on {disordered} of {len(target_indices)} "
+                                 f"feed(s) where the reference's are in order (a TopK with sorted=0?): the pairing "
+                                 f"forgives rounding's swaps of near-tied rows, not an order the scores do not give")
     return stats
+
+
+def _out_of_order(name: str, reference_indices, target_indices) -> int:
+    """On how many feeds the target's rows of `name` are out of its TopK's order and the reference's are not."""
+    unsorted = [name in getattr(t, "unsorted", ()) and name not in getattr(r, "unsorted", ()) for r, t in zip(reference_indices, target_indices)]
+    return sum(unsorted)
 
 
 def _paired(name: str, reference, target, reference_indices, target_indices):

@@ -118,3 +118,31 @@ def test_outputs_one_topk_selects_stay_paired_alike():
     same = _run(model, feeds)
     assert all(compare(name, [r[name] for r in reference], [s[name] for s in same], FP32, None, ref_idx, probe(model, feeds, _run, same)).passed
                for name in ("boxes", "labels"))
+
+
+def test_rows_out_of_their_topk_s_order_fail_paired():
+    """review19 F6: a derived TopK with sorted=0 gives the same rows in any order; the pairing put them
+    back in the reference's order and the target passed fp32. A target whose rows come in its own
+    scores' order (rounding swapping near-ties) still passes paired."""
+    rng = np.random.default_rng(2)
+    feeds = [{"scores": rng.permutation(20).astype(np.float32)[None], "boxes": rng.normal(size=(20, 4)).astype(np.float32)} for _ in range(2)]
+    model = onnx.parser.parse_model(SORT.replace("{20}", "{10}").replace("1, 20, 4] out", "1, 10, 4] out"))
+    unsorted = onnx.parser.parse_model(onnx.printer.to_text(model).replace("TopK <axis: int = 1>", "TopK <axis: int = 1, sorted: int = 0>"))
+    assert [a.i for n in unsorted.graph.node for a in n.attribute if a.name == "sorted"] == [0]
+    reference, got = _run(model, feeds), _run(unsorted, feeds)
+    assert not all(np.array_equal(r["out"], g["out"]) for r, g in zip(reference, got)), "ONNX Runtime kept the order: the test shows nothing"
+    stats = compare("out", [r["out"] for r in reference], [g["out"] for g in got], FP32, None,
+                    probe(model, feeds, _run, reference), probe(unsorted, feeds, _run, got))
+    assert not stats.passed and "out of its TopK's score order" in stats.problems[0], stats.problems
+    # Two rows swapped where the target's own scores swap them: in order on its side, paired, passed.
+    swapped = [{**f, "scores": f["scores"].copy()} for f in feeds]
+    for f in swapped:
+        top = np.argsort(-f["scores"][0])[:2]
+        f["scores"][0, top] = f["scores"][0, top[::-1]]
+    near_tie = [{"out": g["out"]} for g in _run(model, swapped)]
+    assert _paired_indices_pass(model, feeds, swapped, reference, near_tie)
+
+
+def _paired_indices_pass(model, feeds, target_feeds, reference, got):
+    return compare("out", [r["out"] for r in reference], [g["out"] for g in got], FP32, None,
+                   probe(model, feeds, _run, reference), probe(model, target_feeds, _run, got)).passed
