@@ -148,7 +148,7 @@ def weight_rank(node: ir.Node) -> int | None:
     if value is None or value.is_graph_input():
         return None
     try:
-        tensor = ir.convenience.get_const_tensor(value)
+        tensor = gu.const_tensor(value)
     except ValueError:  # a malformed Constant node, as gu.constant_array treats it
         return None
     return None if tensor is None else len(tensor.shape)

@@ -68,10 +68,23 @@ def constant_array(value: ir.Value | None) -> np.ndarray | None:
     if value is None or value.is_graph_input():
         return None
     try:
-        tensor = ir.convenience.get_const_tensor(value)
+        tensor = const_tensor(value)
     except ValueError:  # a malformed Constant node: not something we can fold
         return None
     return None if tensor is None else np.asarray(tensor.numpy())
+
+
+def const_tensor(value: ir.Value) -> ir.TensorProtocol | None:
+    """ir.convenience.get_const_tensor without its side effect on a Constant node's `value` tensor: it
+    names that tensor after the node's output, and the IR of a proto wraps the proto's own tensor, so
+    the caller's ModelProto changed (api.optimize(proto, passes=["fuse_input_normalization"]) named
+    its mean and std tensors)."""
+    node = value.producer()
+    if value.const_value is None and node is not None and node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+        attribute = node.attributes.get("value")
+        if attribute is not None and len(node.attributes) == 1 and not attribute.is_ref():
+            return attribute.as_tensor()
+    return ir.convenience.get_const_tensor(value)
 
 
 def consumer_count(value: ir.Value) -> int:
