@@ -61,6 +61,29 @@ def gathered_outputs(model: onnx.ModelProto) -> dict[str, str]:
     return _pairable(found, producers, shapes)
 
 
+def index_outputs(model: onnx.ModelProto) -> dict[str, str]:
+    """Output name -> the TopK indices value it is (through Identity or an integer Cast: output_layout's
+    TopK indices output, compared as the set each row selects). Only their order is checked here:
+    the first of a top-5 is the top-1 a user reads, and a derived TopK with sorted=0 gave it wrong on
+    every row while the sets passed ('top-1 100%')."""
+    from .output_layout import _named, _through
+
+    producers = {name: node for node in model.graph.node for name in node.output}
+    found = {}
+    for output in model.graph.output:
+        node = _through(producers, output.name)
+        while node is not None and node.op_type == "Cast":
+            node = _through(producers, node.input[0])
+        if node is not None and node.op_type == "TopK" and len(node.output) > 1 and _named(producers, output.name, node.output[1]):
+            found[output.name] = node.output[1]
+    return found
+
+
+def selects_by_topk(model: onnx.ModelProto) -> bool:
+    """Whether an output is gathered by a TopK's indices or is those indices: what `probe` reads."""
+    return bool(gathered_outputs(model) or index_outputs(model))
+
+
 def _shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
     from .output_layout import _inferred
 
@@ -145,13 +168,15 @@ class Selections(dict):
 def probe(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], run: Callable, outputs: Sequence[Mapping[str, np.ndarray]],
           names: Sequence[str] | None = None) -> list[Selections] | None:
     """Per feed, output name -> the indices that selected its rows, for the gathered outputs (of
-    `names`, default all) where `run(model with the TopKs' outputs as extra outputs, feeds)` gives
-    `outputs` back exactly; None where no output is gathered, the run fails or gives nothing back exactly."""
+    `names`, default all), and which of those and of the TopK indices outputs came out of their
+    TopK's order, where `run(model with the TopKs' outputs as extra outputs, feeds)` gives `outputs`
+    back exactly; None where no output is either, the run fails or gives nothing back exactly."""
     gathered = {name: index for name, index in gathered_outputs(model).items() if names is None or name in names}
-    if not gathered or not outputs:
+    ordered = {name: index for name, index in index_outputs(model).items() if names is None or name in names}
+    if not (gathered or ordered) or not outputs:
         return None
     producers = {name: node for node in model.graph.node for name in node.output}
-    topks = {index: producers[index] for index in set(gathered.values())}
+    topks = {index: producers[index] for index in {*gathered.values(), *ordered.values()}}
     extended = onnx.ModelProto()
     extended.CopyFrom(model)
     have = {o.name for o in extended.graph.output}
@@ -161,15 +186,16 @@ def probe(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], run
         ran = run(extended, feeds)
     except Exception:  # noqa: BLE001 - no indices: the positional comparison, as before
         return None
-    same = [name for name in gathered if all(name in r and name in o and _identical(r[name], o[name]) for r, o in zip(ran, outputs))]
+    same = [name for name in {**gathered, **ordered} if all(name in r and name in o and _identical(r[name], o[name]) for r, o in zip(ran, outputs))]
     if not same or len(ran) != len(outputs):
         return None
-    return [_selections(r, {name: gathered[name] for name in same}, topks) for r in ran]
+    return [_selections(r, {name: gathered[name] for name in same if name in gathered}, {name: ordered[name] for name in same if name in ordered}, topks)
+            for r in ran]
 
 
-def _selections(ran: Mapping[str, np.ndarray], gathered: Mapping[str, str], topks) -> Selections:
+def _selections(ran: Mapping[str, np.ndarray], gathered: Mapping[str, str], ordered: Mapping[str, str], topks) -> Selections:
     selections = Selections({name: np.asarray(ran[index]) for name, index in gathered.items()})
-    selections.unsorted = frozenset(name for name, index in gathered.items() if not _in_order(ran.get(topks[index].output[0]), topks[index]))
+    selections.unsorted = frozenset(name for name, index in {**gathered, **ordered}.items() if not _in_order(ran.get(topks[index].output[0]), topks[index]))
     return selections
 
 
@@ -203,8 +229,15 @@ def compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.ndar
     """compare_output, with the rows of an output gathered by a TopK's indices paired by those indices
     when both sides' indices are known (`probe`) and fit the output; else compare_output as it is."""
     paired = _paired(name, reference, target, reference_indices, target_indices)
-    if paired is None:
-        return compare_output(name, reference, target, tolerance, layout)
+    stats = compare_output(name, reference, target, tolerance, layout) if paired is None else _compare_paired(name, reference, target, tolerance, layout, paired)
+    if disordered := _out_of_order(name, reference_indices, target_indices):
+        stats.problems.insert(0, f"the target gives its rows out of its TopK's score order on {disordered} of {len(target_indices)} "
+                                 f"feed(s) where the reference's are in order (a TopK with sorted=0?): the first of a row is not "
+                                 f"its best; rounding's swaps of near-tied rows are forgiven, not an order the scores do not give")
+    return stats
+
+
+def _compare_paired(name: str, reference, target, tolerance: Tolerance, layout, paired) -> PairedStats:
     ref_rows, got_rows, kept, total = paired
     stats = compare_output(name, ref_rows, got_rows, tolerance, layout) if kept else compare_output(name, reference, target, tolerance, layout)
     stats = PairedStats(**{f.name: getattr(stats, f.name) for f in dataclasses.fields(stats)}, paired_rows=kept, selected_rows=total)
@@ -215,15 +248,13 @@ def compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.ndar
                                  f"indices that gather them), below {floor}")
     elif kept:
         stats.problems = [f"{p} (over the {kept} of {total} rows both select, paired by the TopK's index)" for p in stats.problems]
-    if disordered := _out_of_order(name, reference_indices, target_indices):
-        stats.problems.insert(0, f"the target gives its rows out of its TopK's score order on {disordered} of {len(target_indices)} "
-                                 f"feed(s) where the reference's are in order (a TopK with sorted=0?): the pairing "
-                                 f"forgives rounding's swaps of near-tied rows, not an order the scores do not give")
     return stats
 
 
 def _out_of_order(name: str, reference_indices, target_indices) -> int:
     """On how many feeds the target's rows of `name` are out of its TopK's order and the reference's are not."""
+    if reference_indices is None or target_indices is None:
+        return 0
     unsorted = [name in getattr(t, "unsorted", ()) and name not in getattr(r, "unsorted", ()) for r, t in zip(reference_indices, target_indices)]
     return sum(unsorted)
 
@@ -314,7 +345,7 @@ def target_indices(ctx, target, reference, outputs) -> tuple[list | None, list |
 def artifact_indices(ctx, reference, artifact, feeds, run: Callable, outputs) -> tuple[list | None, list | None]:
     """(reference's, artifact's) indices, the artifact probed through `run` (an ONNX Runtime target's);
     (None, None) when the model gathers no output by a TopK's indices."""
-    if not gathered_outputs(ctx.loaded.proto) or (ref := reference_indices(reference, feeds)) is None:
+    if not selects_by_topk(ctx.loaded.proto) or (ref := reference_indices(reference, feeds)) is None:
         return None, None
     return ref, probe(ctx.loaded.proto if str(artifact) == str(ctx.path) else onnx.load(artifact), feeds, run, outputs)
 
@@ -332,7 +363,7 @@ def reference_model(source, model: onnx.ModelProto) -> onnx.ModelProto | None:
 def paired_indices(float_model: onnx.ModelProto, int8_model: onnx.ModelProto, feeds, reference, quantized) -> tuple[list | None, list | None]:
     """(float model's, int8 model's) indices behind the gathered outputs, as quant.verify runs them (the
     float model as written, the int8 one optimized); (None, None) where the model gathers none."""
-    if not gathered_outputs(float_model):
+    if not selects_by_topk(float_model):
         return None, None
     ref = ort_indices(float_model, feeds, reference, optimized=False)
     return (ref, ort_indices(int8_model, feeds, quantized, optimized=True)) if ref is not None else (None, None)

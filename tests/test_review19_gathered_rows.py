@@ -146,3 +146,35 @@ def test_rows_out_of_their_topk_s_order_fail_paired():
 def _paired_indices_pass(model, feeds, target_feeds, reference, got):
     return compare("out", [r["out"] for r in reference], [g["out"] for g in got], FP32, None,
                    probe(model, feeds, _run, reference), probe(model, target_feeds, _run, got)).passed
+
+
+TOP5 = """<ir_version: 8, opset_import: ["" : 17]>
+g (float[N, 40] logits) => (int32[N, 5] top5) <int64[1] k = {5}>
+{ best, index = TopK <axis = 1> (logits, k)
+  top5 = Cast <to = 6> (index) }"""
+
+
+def test_a_topk_indices_output_out_of_its_scores_order_fails():
+    """Compared as the set each row selects, a top-5 whose TopK had sorted=0 passed fp32 ('top-1
+    100%') with its first item, the top-1 a user reads, wrong on every row. A target whose own
+    scores swap two near-tied items (rounding) gives them in its order and passes."""
+    from onnx2trt_check.output_layout import output_layouts
+
+    rng = np.random.default_rng(3)
+    feeds = [{"logits": np.stack([rng.permutation(40) for _ in range(4)]).astype(np.float32)} for _ in range(2)]
+    model = onnx.parser.parse_model(TOP5)
+    unsorted = onnx.parser.parse_model(onnx.printer.to_text(model).replace("TopK <axis: int = 1>", "TopK <axis: int = 1, sorted: int = 0>"))
+    layout = output_layouts(model)["top5"]
+    reference, got = _run(model, feeds), _run(unsorted, feeds)
+    assert not all(np.array_equal(r["top5"], g["top5"]) for r, g in zip(reference, got)), "ONNX Runtime kept the order: the test shows nothing"
+    stats = compare("top5", [r["top5"] for r in reference], [g["top5"] for g in got], FP32, layout,
+                    probe(model, feeds, _run, reference), probe(unsorted, feeds, _run, got))
+    assert not stats.passed and "out of its TopK's score order" in stats.problems[0], stats.problems
+    swapped = [{"logits": f["logits"].copy()} for f in feeds]
+    for f in swapped:
+        for row in f["logits"]:
+            top = np.argsort(-row)[:2]
+            row[top] = row[top[::-1]]
+    near_tie = _run(model, swapped)
+    assert compare("top5", [r["top5"] for r in reference], [g["top5"] for g in near_tie], FP32, layout,
+                   probe(model, feeds, _run, reference), probe(model, swapped, _run, near_tie)).passed

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..compare import format_stats
 from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, ConfigError, first_line
-from ..gathered_rows import compare, gathered_outputs, ort_indices, reference_indices, reference_model
+from ..gathered_rows import compare, ort_indices, reference_indices, reference_model, selects_by_topk
 from ..liveness import dead_model_problem
 from ..original_inputs import probe_view
 from ..output_layout import output_layouts
@@ -130,7 +130,7 @@ def _parity_at(ctx: ModelContext, source: ReferenceModel, figures: dict, probe, 
 
 def _paired_at(ctx: ModelContext, source: ReferenceModel, feeds, original, derived) -> tuple:
     """Both models' indices behind outputs a TopK's indices gather (gathered_rows), or (None, None)."""
-    original_model = reference_model(source, ctx.loaded.proto) if gathered_outputs(ctx.loaded.proto) else None
+    original_model = reference_model(source, ctx.loaded.proto) if selects_by_topk(ctx.loaded.proto) else None
     if original_model is None or (indices := ort_indices(original_model, feeds, original, optimized=False)) is None:
         return None, None
     return indices, ort_indices(ctx.loaded.proto, feeds, derived, optimized=False)
@@ -168,7 +168,7 @@ def _parity(ctx: ModelContext, what: str) -> dict:
         raise CheckFailed(f"ONNX Runtime cannot run the model on the data: {type(exc).__name__}: {first_line(exc)}") from None
     results = []
     precision, profiles = own_precision(ctx.loaded.proto), output_precisions(ctx.loaded.proto)
-    indices = (reference_indices(reference, ctx.feeds), reference_indices(model, ctx.feeds)) if gathered_outputs(ctx.loaded.proto) else (None, None)
+    indices = (reference_indices(reference, ctx.feeds), reference_indices(model, ctx.feeds)) if selects_by_topk(ctx.loaded.proto) else (None, None)
     for name in reference.names:
         tolerance = ctx.options.tolerances.for_output(name, profiles.get(name, precision))
         results.append((compare(name, reference.per_output(name), model.per_output(name), tolerance, ctx.output_layouts.get(name), *indices),
