@@ -183,7 +183,7 @@ class OptimizeResult:
     # The float inputs' range on the feeds (feed_notes.value_range_note): raw 0..255 pixels fed to a
     # model that reads normalized values were verified on without a word (zoo13).
     input_ranges: list[str] = dataclasses.field(default_factory=list)
-    one_feed: bool = False  # verified on one feed that is no batch of rows: liveness unchecked (liveness.batch_rows)
+    one_feed: bool = False  # verified on one feed whose liveness nothing could show (liveness.one_feed_unchecked)
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -211,7 +211,7 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     tail out of the graph, its recipe is written beside (OUT.recipe.json), never over an existing
     file without `force`."""
     from .feed_notes import value_range_note
-    from .liveness import batch_rows
+    from .liveness import one_feed_unchecked
     from .optimize_output import recipe_of, recipe_target, write_optimized
     from .transforms.run import folded_as_asked, pass_names, run_verifiable, settings_from
 
@@ -229,7 +229,7 @@ def optimize(model: ModelSource, *, output: str | os.PathLike | None = None, for
     run = run_verifiable(proto, feeds, settings, name)
     result = OptimizeResult(folded_as_asked(run.pipeline, settings), settings, options.source, len(feeds), len(proto.graph.node),
                             unverifiable=run.unverifiable, other_shapes=run.other_shapes, input_ranges=value_range_note(feeds),
-                            one_feed=len(feeds) == 1 and batch_rows(proto, feeds) is None)
+                            one_feed=one_feed_unchecked(proto, feeds))
     result.recipe = recipe_of(result.pipeline, target)
     if target is not None and result.passed:
         result.written, result.recipe_written = write_optimized(Path(target), result.model, recipe_file, result.recipe, force=force)
@@ -255,7 +255,7 @@ class QuantizeResult:
     bisect_command: str
     written: Path | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
-    one_feed: bool = False  # judged on one feed that is no batch of rows: liveness unchecked (liveness.batch_rows)
+    one_feed: bool = False  # judged on one feed whose liveness nothing could show (liveness.one_feed_unchecked)
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -295,7 +295,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     by output SQNR) and the verdict reports the task figures of both models."""
     from .config import check_output_names, project_tolerances
     from .data import cap_note, fit, read_source
-    from .liveness import batch_rows
+    from .liveness import one_feed_unchecked
     from .quant.float_counterpart import has_qdq, integer_ops_reason
     from .quant.pipeline import check_settings, quantize_for_tensorrt
     from .quant.verify import verification_split, verify_int8
@@ -330,7 +330,7 @@ def quantize(model: ModelSource, *, calibration_data: str | os.PathLike, output:
     command = bisect_command(name, calibration_data, settings, inputs=inputs, input_shapes=input_shapes)
     verdict = verify_int8(proto, build.model, split.test, tolerances=tolerances, metric=task)
     result = QuantizeResult(build, settings, len(split.calibration), verdict, source, len(split.test), command, notes=_task_notes(objective, settings),
-                            one_feed=len(split.test) == 1 and batch_rows(proto, split.test) is None)
+                            one_feed=one_feed_unchecked(proto, split.test))
     if target is not None and (result.passed or accept_degraded):
         result.written = _write(target, build.model, force=force)
     return result

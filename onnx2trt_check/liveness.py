@@ -19,9 +19,11 @@ import onnx
 from .model import graph_inputs
 from .protos import input_independent_outputs
 
-# Said where a verdict rests on one feed: liveness compares feeds, so one cannot show a dead network (redteam19).
+# Said where a verdict rests on one feed whose perturbations could not tell (one_feed_unchecked): liveness
+# compares feeds, so one cannot show a dead network (redteam19).
 ONE_FEED_NOTE = ("one feed: whether the outputs depend on the inputs is not checked (a dead network, outputs the same on "
                  "every input, passes every comparison); give 2 or more feeds")
+PERTURBATIONS = 2
 
 ADVICE = ("a dead network: activations all clipped or zero, e.g. random initialization; data in the wrong range; or a "
           "detector that finds nothing in it")
@@ -104,17 +106,79 @@ def dead_model_problem(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.n
                        runs: Sequence[Mapping[str, np.ndarray]]) -> str | None:
     """Why no comparison of `model`'s outputs on `feeds` can be a verdict (`runs`: its outputs per
     feed), or None. Outputs the graph computes from weights alone are left out: they are constant by
-    construction and said in the notes of a run."""
+    construction and said in the notes of a run. One feed of one row is judged with perturbed
+    copies of it (one_feed_liveness)."""
     by_graph = set(input_independent_outputs(model))
     names = [name for name in (runs[0] if runs else {}) if name not in by_graph]
     rows = len(feeds) == 1 and (split := batch_rows(model, feeds, runs)) is not None
     if rows:
         feeds, runs = split
+    elif len(feeds) == 1:
+        return _dead_on_perturbations(model, feeds[0]) if one_feed_liveness(model, feeds[0]) is False else None
     if not ignores_its_inputs(feeds, [[run[name] for run in runs] for name in names]):
         return None
     return (f"every output is the same on all {len(feeds)} {'rows of the one feed' if rows else 'feeds'}, which differ: the model ignores its inputs on this data "
             f"(its outputs move by float32 rounding at most, {ROUNDING:g} of the largest value among those that move; {ADVICE}), so no comparison "
             f"of its outputs can see an error upstream")
+
+
+def _dead_on_perturbations(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> str:
+    return (f"every output is the same on the one feed and {PERTURBATIONS} perturbed copies of it (float inputs plus noise of a "
+            f"quarter of their spread, integer inputs shuffled), which differ: the model ignores its inputs "
+            f"(its outputs move by float32 rounding at most; {ADVICE}), so no comparison of its outputs can see an error upstream")
+
+
+def one_feed_unchecked(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]]) -> bool:
+    """Whether the verdicts on `feeds` rest on one feed of one row whose liveness nothing could show:
+    its perturbed copies did not run, or moved no output that could show it (ONE_FEED_NOTE)."""
+    return len(feeds) == 1 and bool(feeds[0]) and batch_rows(model, feeds) is None and one_feed_liveness(model, feeds[0]) is None
+
+
+# (model, feed) -> verdict, for the few models of a run: every target and face asks again (id() is
+# safe while the entry holds both objects).
+_ONE_FEED_MEMO: dict[tuple[int, int], tuple[object, object, bool | None]] = {}
+
+
+def one_feed_liveness(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> bool | None:
+    """Whether `model`'s outputs depend on its inputs, judged on one feed and PERTURBATIONS copies of
+    it that ONNX Runtime runs: True where an output moves, False where they differ and every output
+    stays (ignores_its_inputs: a dead network), None where that cannot be told (the copies do not
+    run or do not differ, or no output is evidence). Why perturbed copies of the user's own feed and
+    not random inputs: they keep its range, and an integer input (token ids, class ids) keeps its
+    values, shuffled. redteam19: a dead network given one image passed every target at max abs 0."""
+    key = (id(model), id(feed))
+    if key not in _ONE_FEED_MEMO:
+        if len(_ONE_FEED_MEMO) > 16:
+            _ONE_FEED_MEMO.clear()
+        _ONE_FEED_MEMO[key] = (model, feed, _one_feed_liveness(model, feed))
+    return _ONE_FEED_MEMO[key][2]
+
+
+def _one_feed_liveness(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> bool | None:
+    from .runtime import run_model
+
+    rng = np.random.default_rng(0)
+    feeds = [dict(feed), *({name: _perturbed(np.asarray(value), rng) for name, value in feed.items()} for _ in range(PERTURBATIONS))]
+    try:
+        runs = run_model(model, feeds)
+    except Exception:  # noqa: BLE001 - the copies are outside what the model takes: nothing to tell
+        return None
+    by_graph = set(input_independent_outputs(model))
+    names = [name for name in runs[0] if name not in by_graph]
+    outputs = [[np.asarray(run[name]) for run in runs] for name in names]
+    if any(not all(_same(values[0], other) for other in values[1:]) for values in outputs):
+        return True
+    return False if ignores_its_inputs(feeds, outputs) else None
+
+
+def _perturbed(value: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A float array plus Gaussian noise of a quarter of its spread (of its magnitude where it has
+    none, 0.25 where it is all zero); any other array with its elements shuffled."""
+    if np.issubdtype(value.dtype, np.floating) and value.size:
+        wide = value.astype(np.float64)
+        spread = float(np.std(wide)) or float(np.abs(wide).max()) or 1.0
+        return (wide + rng.normal(0.0, 0.25 * spread, value.shape)).astype(value.dtype)
+    return rng.permutation(value.reshape(-1)).reshape(value.shape) if value.ndim else value
 
 
 

@@ -36,8 +36,9 @@ def test_a_model_whose_outputs_follow_the_feeds_passes_reference_run(tmp_path, c
     assert _run(tmp_path, ALIVE) == 0, capsys.readouterr().out
 
 
-def test_one_feed_proves_nothing_either_way_and_passes(tmp_path, capsys):
-    assert _run(tmp_path, DEAD, "--num-feeds", "1") == 0, capsys.readouterr().out
+def test_one_feed_is_judged_with_perturbed_copies_of_it(tmp_path, capsys):
+    assert _run(tmp_path, DEAD, "--num-feeds", "1") == 1, capsys.readouterr().out
+    assert _run(tmp_path, ALIVE, "--num-feeds", "1") == 0, capsys.readouterr().out
 
 
 # The class id of the dead model: the same on every feed, as a healthy classifier's may be on 4 feeds.
