@@ -14,7 +14,7 @@ import onnx
 
 from . import original_inputs, protos, runtime
 from .config import ToleranceConfig
-from .data import Feed, FeedOptions, cap_note, default_range_notes, for_model, model_feeds
+from .data import Feed, FeedOptions, RawData, cap_note, default_range_notes, fit, for_model, model_feeds, read_source
 from .feed_notes import value_range_note
 from .fileio import save_model
 from .gathered_rows import reference_model
@@ -62,7 +62,7 @@ class ModelContext:
         ranges = self._for_this_model(options.feeds.ranges, names | {"*"}, "--input-range")
         source = options.extra.get(REFERENCE_KEY)
         matching = source.matching(self.loaded.proto) if isinstance(source, ReferenceModel) else None
-        only = matching.original_only if matching is not None else ()
+        self.original_only = only = matching.original_only if matching is not None else ()
         raw, original_raw = original_inputs.split(options.feeds.read(), only)
         self._feed_options = dataclasses.replace(options.feeds, ranges=ranges, raw=raw)
         self.specs: list[InputSpec]
@@ -73,6 +73,16 @@ class ModelContext:
             source.proto, only, original_raw, self.feeds, matching.inputs, options.feeds, source.label) if only else []
         self._artifacts: dict[str, Path] = {}
         self._folder: Path | None = None
+
+    def own_data(self, raw: RawData) -> RawData:
+        """`raw` without the arrays of the inputs only --reference-model's original takes: one file
+        may serve both models, as --inputs does; calibration and fallback data feed this model alone
+        (a student's calibration data holding its teacher's token_type_ids was refused)."""
+        return original_inputs.split(raw, self.original_only)[0] if self.original_only else raw
+
+    def read_feeds(self, source: str | Path, option: str = "--calibration-data") -> list[Feed]:
+        """data.read_feeds for this model: a .npz or data-loader source's feeds of its own inputs."""
+        return fit(self.own_data(read_source(source, option)), self.specs)
 
     def _for_this_model(self, values: Mapping[str, object], names: set[str], option: str) -> dict:
         """In a run over several models, the entries naming one of this model's inputs; the rest

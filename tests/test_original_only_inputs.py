@@ -79,3 +79,13 @@ def test_a_data_loader_s_feeds_give_the_original_its_input(pair):
                                                                  "-k", "parity", "-p", "no:cacheprovider", "-q"])
     parity = next(iter(result.report["models"].values()))["families"]["derived"]["checks"]["parity"]
     assert parity["outcome"] == "passed" and "also agrees at smaller free dimensions" in parity["figures"]["summary"], parity
+
+
+def test_calibration_data_may_hold_the_original_s_input_too(pair):
+    """One file for --inputs and --calibration-data: the calibration feeds are the checked model's own
+    inputs (the int8 model is the student's), so the teacher's array is left out, not refused as 'not
+    an input of the model' (exit 4)."""
+    ids = np.random.default_rng(2).integers(0, 50, size=(6, 2, 8))
+    np.savez(pair / "calib.npz", ids=ids, tt=np.zeros_like(ids))
+    parity, _ = _parity(pair, {"ids": ids, "tt": np.zeros_like(ids)}, f"--calibration-data={pair / 'calib.npz'}", "--target=ort-int8")
+    assert parity["outcome"] == "passed", parity.get("message")

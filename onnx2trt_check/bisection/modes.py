@@ -233,12 +233,11 @@ def verify_fp16_blocks(ctx, feeds, blocks: list[str], floor: float, objective=No
     the suggestion really fixes the file."""
     import dataclasses as dc
 
-    from ..data import read_feeds
     from ..quant.objective import output_sqnr_db
     from ..targets.fp16 import Fp16Settings, convert_with_settings, fp16_storage_emulation
 
     settings = dc.replace(Fp16Settings.from_extra(ctx.options.extra), block_nodes=tuple(dict.fromkeys(blocks)))
-    data = read_feeds(settings.calibration_data, ctx.specs) if settings.calibration_data else ctx.feeds
+    data = ctx.read_feeds(settings.calibration_data) if settings.calibration_data else ctx.feeds
     artifact = convert_with_settings(ctx.loaded.proto, data, settings).model
     with np.errstate(all="ignore"):
         sqnr = (objective or output_sqnr_db)(run_model(ctx.loaded.proto, feeds), run_model(fp16_storage_emulation(ctx.loaded.proto, artifact), feeds))
@@ -282,14 +281,13 @@ def _int8_lowering(ctx, calibration):
 
 
 def _calibration_feeds(ctx, calibration) -> list:
-    from ..data import read_feeds
     from ..quant.float_counterpart import has_qdq
 
     if has_qdq(ctx.loaded.proto):
         raise ConfigError(f"'{ctx.path}' already holds Q/DQ nodes; search the fallback on its float model")
     if calibration is None:
         raise ConfigError("the int8_quantizer lowering needs calibration data; pass --calibration-data calib.npz")
-    return read_feeds(calibration, ctx.specs)
+    return ctx.read_feeds(calibration)
 
 
 # ---------------------------------------------------------------- reduce

@@ -206,7 +206,7 @@ def _check_model(state, path: Path, raw, unsplit: set[str]) -> bool:
     source = context.options.extra.get("calibration_data")  # this model's file when the option has {model}
     try:
         if source is not None:
-            feeds = fit(raw if raw is not None else read_source(source, "--calibration-data"), context.specs)
+            feeds = fit(context.own_data(raw if raw is not None else read_source(source, "--calibration-data")), context.specs)
             if not verification_split(feeds).held_out:
                 unsplit.add(str(path))
             from ..quant.pipeline import check_exclude_matches  # here: the quantizer imports scipy

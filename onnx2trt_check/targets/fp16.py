@@ -27,7 +27,6 @@ import onnx
 import onnx_ir as ir
 import onnx_ir.passes.common as ir_passes
 
-from ..data import read_feeds
 from ..errors import CheckError, CheckFailed, CheckSkipped, first_line
 from ..precision.fp16 import Fp16Result, _typed_named_copy, convert_to_fp16, not_applicable
 from ..runtime import run_model
@@ -89,7 +88,7 @@ def fp16_conversion(ctx) -> Fp16Result:
         settings = Fp16Settings.from_extra(ctx.options.extra)
         if settings.fallback:
             _ort_runs_or_skip(ctx)
-        feeds = read_feeds(settings.calibration_data, ctx.specs, option="--fp16-calibration-data") if settings.calibration_data else ctx.feeds
+        feeds = ctx.read_feeds(settings.calibration_data, option="--fp16-calibration-data") if settings.calibration_data else ctx.feeds
         _CONVERSIONS[ctx] = _collected(convert_with_settings(ctx.loaded.proto, feeds, settings))
     return _CONVERSIONS[ctx]
 

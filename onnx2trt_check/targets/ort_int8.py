@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..context import ReferenceRun
-from ..data import read_feeds
 from ..errors import CheckError, CheckFailed, CheckSkipped, first_line
 from ..quant.float_counterpart import float_counterpart, has_qdq, integer_ops_reason, non_int8_types, quantizes_activations
 from ..quant.verify import VerificationSplit, verification_split
@@ -74,7 +73,7 @@ def calibration_feeds(ctx) -> list[dict[str, np.ndarray]]:
     path = ctx.options.extra.get("calibration_data")
     if path is None:
         raise CheckSkipped(f"target ort-int8: {NO_CALIBRATION_REASON}")
-    return cached(ctx, "calibration_feeds", lambda: read_feeds(path, ctx.specs))
+    return cached(ctx, "calibration_feeds", lambda: ctx.read_feeds(path))
 
 
 def real_inputs(ctx) -> bool:

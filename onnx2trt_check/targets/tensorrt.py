@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import read_feeds, source_file
+from ..data import source_file
 from ..errors import CheckSkipped
 from .base import Target
 from .fp16 import fp16_artifact
@@ -257,7 +257,7 @@ def planned_artifact(ctx, artifact: str) -> Path:
 
 def calibration_feeds(ctx) -> list[dict[str, np.ndarray]]:
     """The `--calibration-data` feeds, for Polygraphy's Calibrator (never the check inputs)."""
-    return read_feeds(ctx.options.extra["calibration_data"], ctx.specs)
+    return ctx.read_feeds(ctx.options.extra["calibration_data"])
 
 
 def _with_calibration_id(options: TrtBuildOptions, extra: Mapping[str, object]) -> TrtBuildOptions:
