@@ -1,7 +1,7 @@
 """What a derived model (pruned, distilled) costs against its original: parameters, MACs and the
 channel count of every weighted layer.
 
-* Parameters: elements of the floating-point initializers and Constant tensors, and of the quantized
+* Parameters: elements of the floating-point initializers some node reads and Constant tensors, and of the quantized
   weights a DequantizeLinear reads (other integer tensors are shapes and indices; quantization scales
   and zero points are not counted).
 * MACs: onnx-tool's profile at the feed's input shapes (its per-op conventions: a Conv counts
@@ -26,8 +26,13 @@ WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 def parameter_count(model: onnx.ModelProto) -> int:
     """Elements of the floating-point weights and of the quantized weights a DequantizeLinear reads;
-    quantization scales and zero points, shapes and indices are not parameters."""
-    tensors = list(model.graph.initializer) + [a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+    quantization scales and zero points, shapes and indices are not parameters, nor an initializer
+    nothing reads (a pruned export that keeps its old weights beside the new ones counted them)."""
+    from .protos import all_nodes
+
+    read = {name for node in all_nodes(model) for name in node.input} | {o.name for o in model.graph.output}
+    tensors = [t for t in model.graph.initializer if t.name in read]
+    tensors += [a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
     quantized = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     scales = {i for n in model.graph.node if n.op_type in ("DequantizeLinear", "QuantizeLinear") for i in n.input[1:]}
     floating = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE)

@@ -125,6 +125,8 @@ def _conv(c_in: int, c_out: int, k: int, size: int) -> onnx.ModelProto:
 def test_parameters_and_macs_of_a_conv_by_the_formula():
     model = _conv(3, 8, 3, 10)
     assert parameter_count(model) == 8 * 3 * 9 + 8
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.ones((16, 3, 3, 3), np.float32), "w_before_pruning"))
+    assert parameter_count(model) == 8 * 3 * 9 + 8  # an initializer nothing reads is no parameter
     macs, reason = mac_count(model, {"x": np.zeros((1, 3, 10, 10), np.float32)})
     assert not reason and macs >= 8 * 8 * 8 * 3 * 9  # C_out * H_out * W_out * C_in * k * k (plus the bias adds)
     assert macs <= 8 * 8 * 8 * (3 * 9 + 1)
