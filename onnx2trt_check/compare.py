@@ -21,7 +21,7 @@ from .agreement import (
     top_k_agreement,
     worst_class,
 )
-from .output_layout import OutputLayout, Segments
+from .output_layout import NMS_ADVICE, OutputLayout, Segments
 from .part_floors import part_floor_problems
 from .sqnr import centered_sqnr_db, cosine_similarity, sqnr_db, typical_columns, typical_elements_sqnr
 
@@ -130,6 +130,8 @@ def compare_output(name: str, reference: Sequence[np.ndarray], target: Sequence[
         _apply_part_floors(stats, layout.segments, reference, target, tolerance)
         if layout.segments.inner is not None:  # the split each part shares (output_layout.Segments.inner)
             _apply_part_floors(stats, layout.segments.inner, reference, target, tolerance)
+    if layout.after_nms and _shape_problem(reference, target):
+        stats.problems.append(NMS_ADVICE)
     if stats.passed:
         stats.accepts_zero = _accepts_zero(name, reference, tolerance)
     return stats

@@ -62,6 +62,14 @@ class OutputLayout:
     # class scores would read 100% whatever the values (hunt17). Seen in the graph, not in the data:
     # a binary classifier's rows are all sorted on data where one class always wins.
     ranked: bool = False
+    # Rows a NonMaxSuppression selected: how many it keeps moves with rounding near its thresholds
+    # (NMS_ADVICE, said where the shapes differ; their pairing is not built).
+    after_nms: bool = False
+
+
+NMS_ADVICE = ("its rows follow a NonMaxSuppression's selection, whose count moves with rounding at the score and IoU "
+              "thresholds, so a sound int8 or fp16 model can keep another count: judge precision on the outputs before "
+              "NMS (export them too), this output at fp32")
 
 
 def output_layouts(model: onnx.ModelProto, feeds=()) -> dict[str, OutputLayout]:
@@ -83,7 +91,18 @@ def output_layouts(model: onnx.ModelProto, feeds=()) -> dict[str, OutputLayout]:
             layouts[output.name] = OutputLayout(topk_axis=_ints(node, "axis")[0] if _has(node, "axis") else -1)
         elif node is not None and node.op_type == "TopK" and _named(producers, output.name, node.output[0]) and _ranks_rows(node, inferred):
             layouts[output.name] = OutputLayout(ranked=True)
+    for name in _after_nms(model):
+        layouts[name] = dataclasses.replace(layouts.get(name, OutputLayout()), after_nms=True)
     return layouts
+
+
+def _after_nms(model: onnx.ModelProto) -> set[str]:
+    """The graph outputs a NonMaxSuppression's selection reaches."""
+    reached = {name for node in model.graph.node if node.op_type == "NonMaxSuppression" for name in node.output}
+    for node in model.graph.node:  # in graph order: producers come first
+        if reached.intersection(node.input):
+            reached.update(node.output)
+    return {output.name for output in model.graph.output if output.name in reached}
 
 
 def _ranks_rows(node: onnx.NodeProto, inferred) -> bool:

@@ -178,3 +178,27 @@ def test_a_topk_indices_output_out_of_its_scores_order_fails():
     near_tie = _run(model, swapped)
     assert compare("top5", [r["top5"] for r in reference], [g["top5"] for g in near_tie], FP32, layout,
                    probe(model, feeds, _run, reference), probe(model, swapped, _run, near_tie)).passed
+
+
+NMS = """<ir_version: 8, opset_import: ["" : 17]>
+g (float[1, 20, 4] boxes, float[1, 1, 20] scores) => (int64[M, 3] selected, float[M, 4] kept) <int64[1] most = {20}, float[1] iou = {0.5}, float[1] floor = {0.3}, int64[1] two = {2}, int64[1] three = {3}, int64[1] one = {1}>
+{ zero = Constant <value = int64[1] {0}> ()
+  selected = NonMaxSuppression (boxes, scores, most, iou, floor)
+  column = Slice (selected, two, three, one)
+  index = Squeeze (column, one)
+  flat = Squeeze (boxes, zero)
+  kept = Gather <axis = 0> (flat, index) }"""
+
+
+def test_outputs_an_nms_selects_say_why_their_count_moves():
+    """NMS selections are not paired: an honest int8 detector keeping 56 boxes where fp32 keeps 57
+    fails on the shape, and the failure says why and what to judge instead."""
+    from onnx2trt_check.output_layout import NMS_ADVICE, output_layouts
+
+    layouts = output_layouts(onnx.parser.parse_model(NMS))
+    assert layouts["selected"].after_nms and layouts["kept"].after_nms
+    rng = np.random.default_rng(4)
+    kept = rng.normal(size=(57, 4)).astype(np.float32)
+    stats = compare("kept", [kept], [kept[:56]], PRECISION_PROFILES["int8"], layouts["kept"])
+    assert not stats.passed and NMS_ADVICE in stats.problems, stats.problems
+    assert NMS_ADVICE not in compare("kept", [kept], [kept], FP32, layouts["kept"]).problems
