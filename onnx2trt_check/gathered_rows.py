@@ -200,11 +200,12 @@ def _selections(ran: Mapping[str, np.ndarray], gathered: Mapping[str, str], orde
 
 
 def _in_order(values, topk: onnx.NodeProto) -> bool:
-    """Whether a TopK's values (along its last axis: _pairable) come largest first, or smallest first
-    for largest=0; equal neighbours and NaN are in order. Unknown values count as in order."""
-    if values is None or np.asarray(values).ndim < 1:
+    """Whether a TopK's values come largest first along its axis, or smallest first for largest=0;
+    equal neighbours and NaN are in order. Unknown values count as in order."""
+    axis = _axis(topk, -1)
+    if values is None or not -np.ndim(values) <= axis < np.ndim(values):
         return True
-    steps = np.diff(np.asarray(values, dtype=np.float64), axis=-1)
+    steps = np.diff(np.asarray(values, dtype=np.float64), axis=axis)
     largest = next((a.i for a in topk.attribute if a.name == "largest"), 1)
     return not bool(np.any(steps > 0) if largest else np.any(steps < 0))
 

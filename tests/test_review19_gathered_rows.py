@@ -202,3 +202,16 @@ def test_outputs_an_nms_selects_say_why_their_count_moves():
     stats = compare("kept", [kept], [kept[:56]], PRECISION_PROFILES["int8"], layouts["kept"])
     assert not stats.passed and NMS_ADVICE in stats.problems, stats.problems
     assert NMS_ADVICE not in compare("kept", [kept], [kept], FP32, layouts["kept"]).problems
+
+
+def test_the_order_is_read_along_the_topk_s_own_axis():
+    """A top-5 along axis 0 of [40, 3] scores: read along the last axis, its sorted rows (batch
+    columns side by side) looked out of order and a model compared with itself failed."""
+    text = TOP5.replace("float[N, 40] logits) => (int32[N, 5] top5)", "float[40, 3] logits) => (int32[5, 3] top5)").replace("TopK <axis = 1>", "TopK <axis = 0>")
+    model = onnx.parser.parse_model(text)
+    rng = np.random.default_rng(5)
+    feeds = [{"logits": rng.normal(size=(40, 3)).astype(np.float32)} for _ in range(2)]
+    outputs = _run(model, feeds)
+    indices = probe(model, feeds, _run, outputs)
+    assert indices is not None and not any(i.unsorted for i in indices)
+    assert compare("top5", [o["top5"] for o in outputs], [o["top5"] for o in outputs], FP32, None, indices, indices).passed
