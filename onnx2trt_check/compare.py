@@ -122,11 +122,11 @@ def compare_output(name: str, reference: Sequence[np.ndarray], target: Sequence[
                    layout: OutputLayout | None = None) -> OutputStats:
     """Compare one output across feeds (`reference[i]` and `target[i]` come from feed i). With the
     output's `layout` (output_layout): the SQNR floor also holds for each part a Concat joins it
-    from, where the floors are the only rules on values (_judges_varying_part); a TopK's indices
+    from (beside an element-wise rule, those it cannot fail: part_floor_problems); a TopK's indices
     are compared as the set each row selects."""
     layout = layout or OutputLayout()
     stats = _compare(name, reference, target, tolerance, layout.topk_axis, ranked=layout.ranked)
-    if layout.segments is not None and _judges_varying_part(tolerance) and not _is_discrete(reference):
+    if layout.segments is not None and (tolerance.min_sqnr_db or 0) > 0 and not _is_discrete(reference):
         _apply_part_floors(stats, layout.segments, reference, target, tolerance)
         if layout.segments.inner is not None:  # the split each part shares (output_layout.Segments.inner)
             _apply_part_floors(stats, layout.segments.inner, reference, target, tolerance)
@@ -197,7 +197,8 @@ def _compare(name: str, reference: Sequence[np.ndarray], target: Sequence[np.nda
 def _apply_part_floors(stats: OutputStats, segments: Segments, reference: Sequence[np.ndarray], target: Sequence[np.ndarray],
                        tol: Tolerance) -> None:
     if not _shape_problem(reference, target):
-        figures, problems = part_floor_problems(segments, reference, target, tol.min_sqnr_db, stats.sqnr_db)
+        elementwise = None if _judges_varying_part(tol) else (tol.atol or 0.0, tol.rtol or 0.0)  # mut20: an atol of 2 px never failed scores
+        figures, problems = part_floor_problems(segments, reference, target, tol.min_sqnr_db, stats.sqnr_db, elementwise)
         stats.part_sqnr_db.update(figures)
         stats.problems.extend(problems)
 

@@ -14,11 +14,15 @@ from .sqnr import centered_sqnr_db, sqnr_db
 
 
 def part_floor_problems(segments: Segments, reference: Sequence[np.ndarray], target: Sequence[np.ndarray], min_sqnr_db: float,
-                        whole_sqnr_db: float) -> tuple[dict[str, float], list[str]]:
+                        whole_sqnr_db: float, elementwise: tuple[float, float] | None = None) -> tuple[dict[str, float], list[str]]:
     """The centred SQNR of each part ({part: dB}) and the problems of those below `min_sqnr_db`.
     Nothing where a feed's output does not have room for the parts along their axis: the graph's
     sizes do not hold there. A part of free size (None) takes what the others leave of each feed's
-    output, so a cache whose past length differs between feeds keeps its parts (review17)."""
+    output, so a cache whose past length differs between feeds keeps its parts (review17). Beside an
+    element-wise rule `elementwise` (atol, rtol), only the parts it cannot fail are judged: every
+    reference value within atol + rtol * |ref| of zero, where an all-zero part passes it (mut20: a
+    detector's scores taken from the wrong anchor passed atol=2,min_sqnr_db=30 at -1.8 dB, its pixel
+    boxes carrying the whole output's 52.8 dB)."""
     per_feed = _bounds_per_feed(segments, reference)
     if per_feed is None:
         return {}, []
@@ -32,6 +36,8 @@ def part_floor_problems(segments: Segments, reference: Sequence[np.ndarray], tar
         ref = np.concatenate([np.take(np.asarray(r, np.float64), range(*span), axis=segments.axis).ravel() for r, span in zip(reference, spans)])
         got = np.concatenate([np.take(np.asarray(t, np.float64), range(*span), axis=segments.axis).ravel() for t, span in zip(target, spans)])
         finite = np.isfinite(ref) & np.isfinite(got)
+        if elementwise is not None and np.any(np.abs(ref[finite]) > elementwise[0] + elementwise[1] * np.abs(ref[finite])):
+            continue  # beyond the element-wise rule's reach from zero: it fails a wrong part itself
         value = centered_sqnr_db(ref[finite], got[finite]) if finite.any() else math.nan
         if math.isnan(value) and np.any(ref[finite]):  # a constant part (a batch index, a fixed score): its own value is the signal
             value = sqnr_db(ref[finite], got[finite])    # (review16: a column of 1.0 given as 0 passed beside the others)
