@@ -53,6 +53,8 @@ class BatchProbe:
     size: int
     data_size: int
     repeated: bool = False  # the only feed stacked with itself
+    # Each probe feed's rows as (data feed, row) pairs: the rows it holds, as the data gave them.
+    rows: tuple[tuple[tuple[int, int], ...], ...] = ()
 
     def describe(self) -> str:
         how = "each row of the feeds on its own" if self.size == 1 else "the only feed twice" if self.repeated else "feeds stacked in pairs"
@@ -70,15 +72,15 @@ def other_batch(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]
     (size,) = sizes
     if size >= 2:  # each row on its own: one feed of batch 16 gave a lone row, an int8 model's false failure (review14)
         rows = [{name: np.asarray(array)[row:row + 1] for name, array in feed.items()} for feed in feeds[:PROBE_FEEDS] for row in range(size)]
-        return BatchProbe(rows[:PROBE_FEEDS], 1, size)
+        return BatchProbe(rows[:PROBE_FEEDS], 1, size, rows=tuple(((index, row),) for index in range(min(len(feeds), PROBE_FEEDS)) for row in range(size))[:PROBE_FEEDS])
     if size != 1:
         return None
     # Pairs of feeds of the same shapes, else the first one twice: equal rows still show a batch baked
     # into a shape (plant12's optimize case had one feed), though not rows mixed across the batch.
-    pairs = [(a, b) for a, b in zip(feeds[0:2 * PROBE_FEEDS:2], feeds[1:2 * PROBE_FEEDS:2])
-             if all(np.shape(a[n]) == np.shape(b.get(n)) for n in a)] or [(feeds[0], feeds[0])]
-    stacked = [{name: np.concatenate([a[name], b[name]]) for name in a} for a, b in pairs]
-    return BatchProbe(stacked, 2, 1, pairs[0][1] is pairs[0][0])
+    pairs = [(i, i + 1) for i in range(0, min(len(feeds) - 1, 2 * PROBE_FEEDS), 2)
+             if all(np.shape(feeds[i][n]) == np.shape(feeds[i + 1].get(n)) for n in feeds[i])] or [(0, 0)]
+    stacked = [{name: np.concatenate([feeds[i][name], feeds[j][name]]) for name in feeds[i]} for i, j in pairs]
+    return BatchProbe(stacked, 2, 1, pairs[0] == (0, 0), tuple(((i, 0), (j, 0)) for i, j in pairs))
 
 
 @dataclasses.dataclass(frozen=True)

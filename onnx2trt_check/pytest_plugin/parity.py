@@ -16,7 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..compare import format_stats
+import numpy as np
+
+from ..compare import compare_output, format_stats
+from ..config import PRECISION_PROFILES
 from ..context import ModelContext, RunOptions
 from ..errors import CheckFailed, ConfigError, first_line
 from ..gathered_rows import compare, ort_indices, reference_indices, reference_model, selects_by_topk
@@ -122,10 +125,34 @@ def _parity_at(ctx: ModelContext, source: ReferenceModel, figures: dict, probe, 
         tolerance = ctx.options.tolerances.for_output(name, precision.get(name, own_precision(ctx.loaded.proto)))
         results.append((compare(name, [o[name] for o in original], [d[name] for d in derived], tolerance, layouts.get(name), *indices),
                         tolerance))
-    if failed := [(s, t) for s, t in results if not s.passed]:
+    if (failed := [(s, t) for s, t in results if not s.passed]) and _repeats_the_data(ctx, source, probe, names, original, derived):
+        return f"also agrees at {probe.describe()}: both give the same rows' outputs as at the data's batch, compared on every feed"
+    if failed:
         header = f"the derived model differs from {source.label} at {probe.describe()} in {len(failed)} of {len(results)} output(s)"
         raise CheckFailed("\n".join([header] + [format_stats(s, t) for s, t in failed]), figures)
     return f"also agrees at {probe.describe()}"
+
+
+def _repeats_the_data(ctx: ModelContext, source: ReferenceModel, probe, names, original, derived) -> bool:
+    """At a batch probe (its feeds the data's rows, restacked), whether each model gives back what the
+    same rows gave at the data's batch, to fp32's tolerances (a batch that moves an int8 model's rows
+    by a quantum is compared as it is): then the probe is a sample of the comparison made on every
+    feed, and a rate floor re-judged on its few rows is no finding (mut20: the sample pruned model at
+    96.4% top-1 over 360 rows, under the README's `logits:atol=10,min_top1=0.95`, failed at batch 2 on
+    2 of 32 rows, the same 2 rows as at batch 1)."""
+    if not getattr(probe, "rows", ()):
+        return False  # another size: new inputs, nothing to compare them with
+    for name in names:
+        for data, outputs in ((ctx.reference, original), (ctx.onnx_reference, derived)):
+            try:
+                per_feed = data.per_output(name)
+                expected = [np.concatenate([np.asarray(per_feed[feed])[row:row + 1] for feed, row in rows]) for rows in probe.rows]
+            except (KeyError, IndexError, ValueError):  # outputs matched by position, a scalar output
+                return False
+            got = [np.asarray(output[name]) for output in outputs]
+            if any(e.shape != g.shape for e, g in zip(expected, got)) or not compare_output(name, expected, got, PRECISION_PROFILES["fp32"]).passed:
+                return False  # an output without the batch first, or one the batch changes: compared as it is
+    return True
 
 
 def _paired_at(ctx: ModelContext, source: ReferenceModel, feeds, original, derived) -> tuple:
