@@ -17,7 +17,8 @@ What stays fp32 (each reason is in the report, with its figures):
   the two nodes;
 * every consumer of a weight (initializer or Constant) with max|w| > 65504;
 * QuantizeLinear and DequantizeLinear below opset 19, where their scale (and so DequantizeLinear's
-  output and QuantizeLinear's input) must be fp32: converted, they would make invalid ONNX.
+  output and QuantizeLinear's input) must be fp32: converted, they would make invalid ONNX;
+* from opset 19, a Q/DQ node whose constant scale has a non-zero value below 2**-14 (qdq_scales).
 
 Some valid models have no fp16 artifact (`not_applicable` says why): a model without nodes, one
 whose inputs or outputs are fp16 already, one whose graph output is a graph input.
@@ -39,6 +40,7 @@ from onnxruntime.transformers import float16 as ort_float16
 
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.precision.activations import TensorStats, collect_activation_stats
+from onnx2trt_check.precision.qdq_scales import tiny_qdq_scales
 from onnx2trt_check.protos import default_opset, in_deployable_form
 from onnx2trt_check.quant.float_counterpart import integer_ops
 from onnx2trt_check.transforms.graph_utils import node_label, unique_name
@@ -70,10 +72,10 @@ DEFAULT_UNDERFLOW_FRACTION = 0.1
 
 @dataclasses.dataclass(frozen=True)
 class BlockReason:
-    """Why one node stays fp32. `kind` is one of: overflow, underflow, weight-overflow, sensitive-op,
-    converter-op, user. The figures belong to `tensor`, the tensor that triggered the reason."""
+    """Why one node stays fp32. `kind` is one of: overflow, underflow, weight-overflow, scale-underflow,
+    sensitive-op, converter-op, qdq-opset, user. The figures belong to `tensor`, the tensor that triggered the reason."""
 
-    kind: str  # overflow, underflow, weight-overflow, sensitive-op, converter-op, qdq-opset, user
+    kind: str  # overflow, underflow, weight-overflow, scale-underflow, sensitive-op, converter-op, qdq-opset, user
     tensor: str = ""
     max_abs: float | None = None
     underflow_fraction: float | None = None
@@ -279,6 +281,10 @@ def _static_reasons(graph: ir.Graph, block_ops: set[str], block_nodes: set[str],
         if found:
             reasons[node] = found
     _merge(reasons, _weight_reasons(graph))
+    if not fp32_qdq:  # fp16 scales: one fp16 holds only as a subnormal or 0 keeps its Q/DQ node fp32
+        weights = {value: tensor for value, tensor, _ in _float_weights(graph)}
+        _merge(reasons, {node: [BlockReason("scale-underflow", name, max_abs=largest, underflow_fraction=share)]
+                         for node, name, largest, share in tiny_qdq_scales(graph, weights, QDQ_OPS)})
     return reasons
 
 
