@@ -82,7 +82,14 @@ class ParserIssue:
 
     @property
     def fix(self) -> str:
-        return fix_for(self.message)
+        if fix := fix_for(self.message):
+            return fix
+        domain, _, op = self.op_type.rpartition("::")
+        if domain and onnx.defs.has(op):  # the parser ignores the domain: the ONNX op's importer rejected its inputs
+            return (f"{self.op_type} is a custom-domain op that TensorRT's parser imported as the ONNX op {op!r}, whose inputs "
+                    f"and meaning differ; replace the node with ONNX ops (for onnxruntime's fused ops: the model before "
+                    f"onnxruntime.transformers.optimizer), or register a plugin")
+        return ""
 
     def line(self) -> str:
         fix = f"; fix: {self.fix}" if self.fix else ""
