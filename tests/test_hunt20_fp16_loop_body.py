@@ -86,3 +86,13 @@ def test_a_branch_reading_an_activation_from_outside_reads_it_in_fp32():
     assert kept == {"conv": ["subgraph of 'c'"], "if": ["subgraph"]}
     for expected, got in zip(run_model(model, feeds), run_model(result.model, feeds)):
         np.testing.assert_allclose(got["y"], expected["y"], atol=0.01, rtol=0.01)
+
+
+def test_a_branch_blocked_by_name_without_feeds_reads_its_outside_activation_in_fp32():
+    # --fp16-no-fallback --fp16-block if (what bisect --sensitivity suggests): no data, the If blocked by name
+    model = if_model()
+    result = convert_to_fp16(model, block_ops=(), block_nodes=["if"])
+    assert {b.name: [str(r) for r in b.reasons] for b in result.report.blocked} == {"conv": ["subgraph of 'c'"], "if": ["user"]}
+    feeds = [{"x": (np.random.default_rng(i).standard_normal((1, 4, 8, 8)) + (-2) ** i).astype(np.float32)} for i in range(2)]
+    for expected, got in zip(run_model(model, feeds), run_model(result.model, feeds)):
+        np.testing.assert_allclose(got["y"], expected["y"], atol=0.01, rtol=0.01)

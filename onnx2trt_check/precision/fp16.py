@@ -42,7 +42,7 @@ from onnxruntime.transformers import float16 as ort_float16
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.precision.activations import TensorStats, collect_activation_stats
 from onnx2trt_check.precision.qdq_scales import tiny_qdq_scales
-from onnx2trt_check.precision.subgraphs import fp32_body_reads, kept_for_bodies, with_body_nodes
+from onnx2trt_check.precision.subgraphs import fp32_body_reads, nodes_with_bodies, outer_producers, with_body_nodes
 from onnx2trt_check.protos import default_opset, in_deployable_form
 from onnx2trt_check.quant.float_counterpart import integer_ops
 from onnx2trt_check.transforms.graph_utils import node_label, unique_name
@@ -167,7 +167,8 @@ def convert_to_fp16(
     if feeds:
         stats = collect_activation_stats(named, feeds)
         _merge(reasons, _data_reasons(named.graph, stats, limit, underflow_fraction))
-        _merge(reasons, {node: [BlockReason("subgraph", tensor)] for node, tensor in kept_for_bodies(named.graph)})  # never measured
+        _merge(reasons, {node: [BlockReason("subgraph")] for node in nodes_with_bodies(named.graph)})  # bodies: never measured
+    _merge(reasons, {node: [BlockReason("subgraph", tensor)] for node, tensor in outer_producers(named.graph, set(reasons))})
     blocked = _blocked_nodes(named.graph, reasons)
     _untie_always_float_weights(named.graph)
     _precast_weights(named.graph, with_body_nodes(named.graph, {node.name for node in blocked}))

@@ -19,12 +19,11 @@ def nodes_with_bodies(graph: ir.Graph) -> Iterator[ir.Node]:
             yield node
 
 
-def kept_for_bodies(graph: ir.Graph) -> Iterator[tuple[ir.Node, str]]:
-    """(node, tensor) to keep fp32: each node with a body (tensor ""), and each main-graph producer of
-    a float tensor such a body reads from outside (by name, not as an input: the converter casts
-    a blocked node's inputs only, and an fp32 If branch read the fp16 output of the Conv before it)."""
-    for node in nodes_with_bodies(graph):
-        yield node, ""
+def outer_producers(graph: ir.Graph, blocked) -> Iterator[tuple[ir.Node, str]]:
+    """(producer, tensor) for each main-graph producer of a float tensor that the body of a node in
+    `blocked` reads from outside (by name, not as an input: the converter casts a blocked node's
+    inputs only, and an fp32 If branch read the fp16 output of the Conv before it)."""
+    for node in [node for node in graph if node in blocked]:
         for body in (body for attribute in node.attributes.values() for body in _bodies(attribute)):
             for inner in body.all_nodes():
                 for value in inner.inputs:
