@@ -31,3 +31,17 @@ def test_a_benign_body_stays_close():
     expected, got = emulated(1.0)
     errors = [np.abs(e - g).max() for e, g in zip(expected, got)]
     assert 0 < max(errors) < 0.05
+
+
+def test_bisects_fp16_lowering_rounds_a_loop_body_too():
+    # bisect --fp16-no-fallback --reduce/--sensitivity lower with sensitivity.fp16_emulation: it said
+    # "the whole model does not fail: nothing to reduce" where cpu-fp16-emu failed
+    from onnx2trt_check.bisection.sensitivity import fp16_emulation
+
+    model = loop_model()
+    model.graph.node[1].name = ""  # unnamed, as exporters leave it: its label is Loop(y)
+    feeds = [{"x": np.random.default_rng(i).standard_normal((1, 4, 8, 8)).astype(np.float32)} for i in range(2)]
+    lowered = fp16_emulation(model)
+    assert not all(np.isfinite(r["y"]).all() for r in run_model(lowered, feeds))
+    kept = fp16_emulation(model, keep_fp32=["Loop(y)"])
+    assert all(np.isfinite(r["y"]).all() for r in run_model(kept, feeds))

@@ -14,12 +14,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 
 def emulate_bodies(model: onnx.ModelProto, artifact: onnx.ModelProto) -> onnx.ModelProto:
-    """`model` (the emulation of the main graph) with the bodies of its nodes rounded where the
-    same-named node of `artifact` stores their tensors in fp16. `model` is edited in place."""
-    if not any(_bodies(node) for node in model.graph.node):
+    """`model` (the emulation of the main graph) with the bodies of its nodes rounded where the node
+    of `artifact` of the same label (its name, else `OpType(first output)`: convert_to_fp16 names
+    unnamed nodes so) stores their tensors in fp16. `model` is edited in place."""
+    if not has_bodies(model):
         return model
     typed = onnx.shape_inference.infer_shapes(artifact)  # types every body tensor of the artifact
-    artifact_nodes = {node.name: node for node in typed.graph.node}
+    artifact_nodes = {_label(node): node for node in typed.graph.node}
     fp16_weights = {init.name for init in artifact.graph.initializer if init.data_type == TensorProto.FLOAT16}
     weights = {init.name: init for init in model.graph.initializer}
     rounded: dict[str, str] = {}
@@ -36,14 +37,14 @@ def emulate_bodies(model: onnx.ModelProto, artifact: onnx.ModelProto) -> onnx.Mo
         half = {v.name for v in [*artifact_body.input, *artifact_body.output, *artifact_body.value_info]
                 if v.type.tensor_type.elem_type == TensorProto.FLOAT16}
         inner = {name for node in body.node for name in node.output} | {v.name for v in body.input}
-        artifact_inner = {node.name: node for node in artifact_body.node}
+        artifact_inner = {_label(node): node for node in artifact_body.node}
         nodes = []
         for node in body.node:
             for index, name in enumerate(node.input):
                 if name and name not in inner and name in fp16_weights and weights.get(name) is not None \
                         and weights[name].data_type == TensorProto.FLOAT:
                     node.input[index] = rounded_weight(name)
-            for sub, artifact_sub in zip(_bodies(node), _bodies(artifact_inner.get(node.name, onnx.NodeProto()))):
+            for sub, artifact_sub in zip(_bodies(node), _bodies(artifact_inner.get(_label(node), onnx.NodeProto()))):
                 emulate(sub, artifact_sub)
             nodes.append(node)
             for index, name in enumerate(node.output):
@@ -56,7 +57,7 @@ def emulate_bodies(model: onnx.ModelProto, artifact: onnx.ModelProto) -> onnx.Mo
         body.node.extend(nodes)
 
     for node in model.graph.node:
-        counterpart = artifact_nodes.get(node.name)
+        counterpart = artifact_nodes.get(_label(node))
         if counterpart is not None:
             for body, artifact_body in zip(_bodies(node), _bodies(counterpart)):
                 emulate(body, artifact_body)
@@ -65,3 +66,11 @@ def emulate_bodies(model: onnx.ModelProto, artifact: onnx.ModelProto) -> onnx.Mo
 
 def _bodies(node: onnx.NodeProto) -> list[onnx.GraphProto]:
     return [body for a in node.attribute for body in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))]
+
+
+def has_bodies(model: onnx.ModelProto) -> bool:
+    return any(_bodies(node) for node in model.graph.node)
+
+
+def _label(node: onnx.NodeProto) -> str:
+    return node.name or f"{node.op_type}({node.output[0] if node.output else '?'})"
