@@ -12,7 +12,7 @@ MESSAGE = ("Assertion failed: inputs.at(0).shape().nbDims == inputs.at(1).shape(
 
 def test_a_custom_domain_op_rejected_by_a_standard_importer_says_so():
     issue = ParserIssue(0, "Attention_0", "com.microsoft::Attention", MESSAGE, "UNSUPPORTED_NODE")
-    assert "com.microsoft::Attention is a custom-domain op that TensorRT's parser imported as the ONNX op 'Attention'" in issue.line()
+    assert "com.microsoft::Attention is onnxruntime's fused op, which TensorRT's parser imported as the ONNX op Attention" in issue.line()
     assert "onnxruntime.transformers.optimizer" in issue.fix
 
 
@@ -21,3 +21,6 @@ def test_a_standard_op_and_a_known_message_keep_their_fix():
     plugin = ParserIssue(0, "b", "com.microsoft::BiasGelu", "Plugin not found", "UNSUPPORTED_NODE").fix
     assert plugin.startswith("this op needs a TensorRT plugin")
     assert ParserIssue(0, "c", "my.plugins::Warp", "field 'mode' has the wrong type", "UNSUPPORTED_NODE").fix == ""
+    # the same meaning as the ONNX op: the message is about something else (an int32 bias)
+    assert "fused op" not in ParserIssue(0, "d", "com.microsoft::DequantizeLinear", "input has type Int32 but must have type FP8",
+                                         "UNSUPPORTED_NODE").fix

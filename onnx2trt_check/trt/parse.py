@@ -70,6 +70,12 @@ def fix_for(message: str) -> str:
     return ""
 
 
+# onnxruntime's contrib ops whose ONNX namesake (same op type, default domain) the parser imports them as,
+# with other inputs: ORT's Attention takes the input and packed QKV weights, ONNX's (opset 23) Q, K and V;
+# ORT's RotaryEmbedding takes position_ids second, ONNX's cos_cache. Their Q/DQ and Gelu mean the same.
+_NAMESAKES = {"com.microsoft::Attention": "Attention (opset 23)", "com.microsoft::RotaryEmbedding": "RotaryEmbedding (opset 23)"}
+
+
 @dataclasses.dataclass(frozen=True)
 class ParserIssue:
     """One node the parser rejected: its index in the graph, name, op, the parser's message and code."""
@@ -84,11 +90,10 @@ class ParserIssue:
     def fix(self) -> str:
         if fix := fix_for(self.message):
             return fix
-        domain, _, op = self.op_type.rpartition("::")
-        if domain and onnx.defs.has(op):  # the parser ignores the domain: the ONNX op's importer rejected its inputs
-            return (f"{self.op_type} is a custom-domain op that TensorRT's parser imported as the ONNX op {op!r}, whose inputs "
-                    f"and meaning differ; replace the node with ONNX ops (for onnxruntime's fused ops: the model before "
-                    f"onnxruntime.transformers.optimizer), or register a plugin")
+        if self.op_type in _NAMESAKES:  # the parser ignores the domain: the ONNX op's importer rejected its inputs
+            return (f"{self.op_type} is onnxruntime's fused op, which TensorRT's parser imported as the ONNX op "
+                    f"{_NAMESAKES[self.op_type]}, whose inputs and meaning differ; deploy the model as it was before "
+                    f"onnxruntime.transformers.optimizer, or register a plugin")
         return ""
 
     def line(self) -> str:
