@@ -24,3 +24,11 @@ def test_a_standard_op_and_a_known_message_keep_their_fix():
     # the same meaning as the ONNX op: the message is about something else (an int32 bias)
     assert "fused op" not in ParserIssue(0, "d", "com.microsoft::DequantizeLinear", "input has type Int32 but must have type FP8",
                                          "UNSUPPORTED_NODE").fix
+
+
+def test_an_int32_dequantize_is_told_to_keep_its_bias_float():
+    # onnxruntime's quantize_static quantizes biases to int32 DequantizeLinears, which TensorRT cannot take; the
+    # rejection ("input has type Int32 but must have type FP8, FP4, Int4, Int8, or UInt8") came with no fix
+    message = ("ITensor::getDimensions: Error Code 4: API Usage Error (b_DequantizeLinear: input has type Int32 but must have type "
+               "FP8, FP4, Int4, Int8, or UInt8. In checkType at nodeBase.cpp:456)")
+    assert "'QuantizeBias': False" in ParserIssue(0, "b_DequantizeLinear", "DequantizeLinear", message, "UNSUPPORTED_NODE").fix

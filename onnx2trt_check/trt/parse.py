@@ -33,6 +33,9 @@ FIXES = (
     (r"Attention nodes with one output", "re-export Attention with its single output (no present_key/value, no qk_matmul_output)"),
     (r"training_mode", "export the model in eval mode (training_mode constant false)"),
     (r"Plugin not found|plugin creator|plugin was not found", "this op needs a TensorRT plugin; replace the node, or register a plugin (TensorRT-RTX ships no plugin library)"),
+    (r"input has type Int32 but must have type FP8",
+     "keep the bias float: TensorRT dequantizes int8, uint8, int4, fp8 and fp4 only (onnxruntime quantize_static: "
+     "extra_options={'QuantizeBias': False})"),
     (r"convert ONNX da[te]a? type|Unsupported data type|Unsupported ONNX data type|UINT8 types for intermediate|input has type UInt",
      "cast the tensor to a type TensorRT takes (float32, float16, bfloat16, int32, int64, bool; int8/fp8/int4/fp4 only through Q/DQ)"),
     (r"Failed to import initializer",
