@@ -123,6 +123,7 @@ class ParseResult:
     seconds: float
     layers: int
     inputs: tuple[NetworkInput, ...]
+    outputs: tuple[NetworkInput, ...] = ()  # the network's outputs, as the parser typed them
 
     @property
     def ok(self) -> bool:
@@ -183,7 +184,7 @@ def parse_network(path: str | os.PathLike, flavour: Flavour) -> ParsedNetwork:
     accepted = parser.parse_from_file(os.fspath(path))
     seconds = time.perf_counter() - started
     issues = () if accepted else _issues(parser, path, logger)
-    result = ParseResult(flavour, issues, seconds, network.num_layers, _inputs(network))
+    result = ParseResult(flavour, issues, seconds, network.num_layers, _inputs(network), _outputs(network))
     return ParsedNetwork(trt, builder, network, parser, logger, result)
 
 
@@ -242,3 +243,28 @@ def _only_node_of(op: str, nodes: list[tuple[str, str, str]], everywhere: collec
 def _inputs(network) -> tuple[NetworkInput, ...]:
     tensors = (network.get_input(index) for index in range(network.num_inputs))
     return tuple(NetworkInput(t.name, tuple(t.shape), t.dtype.name, bool(t.is_shape_tensor)) for t in tensors)
+
+
+def _outputs(network) -> tuple[NetworkInput, ...]:
+    tensors = (network.get_output(index) for index in range(network.num_outputs))
+    return tuple(NetworkInput(t.name, tuple(t.shape), t.dtype.name, False) for t in tensors)
+
+
+# The network's type of each ONNX tensor type TensorRT holds as it is; any other (DOUBLE) it retypes.
+_TRT_TYPE = {"FLOAT": "FLOAT", "FLOAT16": "HALF", "BFLOAT16": "BF16", "INT32": "INT32", "INT64": "INT64", "BOOL": "BOOL",
+             "UINT8": "UINT8", "INT8": "INT8", "FLOAT8E4M3FN": "FP8", "INT4": "INT4"}
+
+
+def retyped_io(result: ParseResult, model: onnx.ModelProto) -> list[str]:
+    """Graph inputs and outputs whose type the network changed (TensorRT has no float64: the parser
+    makes a DOUBLE input or output FLOAT, so a caller that feeds or reads float64 buffers reads the
+    engine wrong), one phrase each."""
+    declared = {v.name: onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type)
+                for v in [*model.graph.input, *model.graph.output] if v.type.HasField("tensor_type")}
+    found = []
+    for kind, tensors in (("input", result.inputs), ("output", result.outputs)):
+        for tensor in tensors:
+            onnx_type = declared.get(tensor.name)
+            if onnx_type is not None and _TRT_TYPE.get(onnx_type, onnx_type) != tensor.dtype:
+                found.append(f"{kind} '{tensor.name}' is {onnx_type} in the model, {tensor.dtype} in the engine")
+    return found
