@@ -25,6 +25,7 @@ WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 # The weight (and int32 bias) inputs of ONNX Runtime's operator-form quantized ops: a QOperator model's
 # weights are these integer tensors, never dequantized (hunt20: "params 78k -> 866 (0.01x)").
 _AS_WEIGHTED = {"QLinearConv": ("Conv", 3), "QLinearMatMul": ("MatMul", 3), "QGemm": ("Gemm", 3)}  # (layer kind, weight input)
+_MOVES = ("Gather", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten")
 _INTEGER_WEIGHTS = {"QLinearConv": (3, 8), "QLinearMatMul": (3,), "QGemm": (3, 6), "ConvInteger": (1,), "MatMulInteger": (1,)}
 
 
@@ -32,7 +33,10 @@ def parameter_count(model: onnx.ModelProto) -> int:
     """Elements of the floating-point weights and of the quantized weights a DequantizeLinear reads;
     quantization scales and zero points, shapes and indices are not parameters."""
     tensors = list(model.graph.initializer) + [a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+    producers = {out: n for n in model.graph.node for out in n.output}
     quantized = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    # a weight gathered before it is dequantized (onnxruntime's quantized embedding: Gather(int8 table) -> DequantizeLinear)
+    quantized |= {producers[name].input[0] for name in list(quantized) if name in producers and producers[name].op_type in _MOVES}
     quantized |= {n.input[i] for n in model.graph.node for i in _INTEGER_WEIGHTS.get(n.op_type, ()) if i < len(n.input)}
     scales = {i for n in model.graph.node if n.op_type in ("DequantizeLinear", "QuantizeLinear") for i in n.input[1:]}
     scales |= {name for n in model.graph.node if n.op_type in _INTEGER_WEIGHTS

@@ -30,3 +30,13 @@ def test_operator_form_layers_have_channels():
                               [helper.make_tensor_value_info("yq", TensorProto.UINT8, [1, 8, 6, 6])],
                               [numpy_helper.from_array(np.ones((8, 3, 3, 3), np.int8), "w")])
     assert layer_channels(helper.make_model(graph)) == {"conv": 8}
+
+
+def test_a_quantized_embedding_gathered_before_its_dequantize_is_parameters():
+    # onnxruntime's quantize_dynamic: Gather(uint8 table, ids) -> DequantizeLinear; a 64k-entry table was left out
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["rows"]), helper.make_node("DequantizeLinear", ["rows", "s", "z"], ["e"])],
+        "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 5])], [helper.make_tensor_value_info("e", TensorProto.FLOAT, [1, 5, 8])],
+        [numpy_helper.from_array(np.zeros((100, 8), np.uint8), "table"), numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+         numpy_helper.from_array(np.array(128, np.uint8), "z")])
+    assert parameter_count(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])) == 800
