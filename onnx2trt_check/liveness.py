@@ -184,16 +184,18 @@ def _perturbed(value: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def constant_outputs(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]],
                      runs: Sequence[Mapping[str, np.ndarray]]) -> list[str]:
-    """The outputs of a model, when every one of them gives the same values on all `feeds`, which
-    differ, but none is evidence of a dead network (ignores_its_inputs): class ids, masks or
-    saturated probabilities that never move. zoo16: a classifier exported with its ArgMax alone,
-    one class on all 397 test digits, passed every item with a conv weight negated. Not a failure
-    (a healthy model can decide one class on all feeds of that class), but no comparison of this
-    run can see an error upstream of them: the summary says so. [] when an output moves."""
+    """The outputs of a model that give the same values on all `feeds`, which differ, where they are
+    no evidence of a dead network (ignores_its_inputs): class ids, masks or saturated probabilities
+    that never move. zoo16: a classifier exported with its ArgMax alone, one class on all 397 test
+    digits, passed every item with a conv weight negated. hunt20: a segmenter's bool mask and its pixel
+    count were all False and 0 on every feed while its logits moved; a derived model with the mask's
+    threshold changed passed derived::parity at max abs 0. Not a failure (a healthy model can decide
+    one class on all feeds of that class), but no comparison of this run can see an error upstream
+    of them alone: the summary says so. [] when every output moves."""
     by_graph = set(input_independent_outputs(model))
     names = [name for name in (runs[0] if runs else {}) if name not in by_graph]
     if len(feeds) < 2 or not names:
         return []
     feeds_differ = any(not all(_same(np.asarray(feeds[0][k]), np.asarray(f[k])) for f in feeds[1:]) for k in feeds[0])
-    constant = all(all(_same(np.asarray(runs[0][n]), np.asarray(r[n])) for r in runs[1:]) for n in names)
-    return names if feeds_differ and constant else []
+    constant = [n for n in names if all(_same(np.asarray(runs[0][n]), np.asarray(r[n])) for r in runs[1:])]
+    return constant if feeds_differ else []

@@ -1,9 +1,9 @@
 """What a derived model (pruned, distilled) costs against its original: parameters, MACs and the
 channel count of every weighted layer.
 
-* Parameters: elements of the floating-point initializers some node reads and Constant tensors, and of the quantized
-  weights a DequantizeLinear reads (other integer tensors are shapes and indices; quantization scales
-  and zero points are not counted).
+* Parameters: elements of the floating-point initializers some node reads and Constant tensors, and of
+  the quantized weights a DequantizeLinear or an operator-form quantized op (QLinearConv, QGemm, ...)
+  reads (other integer tensors are shapes and indices; quantization scales and zero points are not counted).
 * MACs: onnx-tool's profile at the feed's input shapes (its per-op conventions: a Conv counts
   C_out * H_out * W_out * C_in/group * k_h * k_w, a Gemm M * N * K plus the bias, element-wise ops
   one per element; a Q/DQ pair counts like an element-wise op, so a QDQ model shows more MACs than
@@ -22,6 +22,11 @@ import numpy as np
 import onnx
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+# The weight (and int32 bias) inputs of ONNX Runtime's operator-form quantized ops: a QOperator model's
+# weights are these integer tensors, never dequantized (hunt20: "params 78k -> 866 (0.01x)").
+_AS_WEIGHTED = {"QLinearConv": ("Conv", 3), "QLinearMatMul": ("MatMul", 3), "QGemm": ("Gemm", 3)}  # (layer kind, weight input)
+_MOVES = ("Gather", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten")
+_INTEGER_WEIGHTS = {"QLinearConv": (3, 8), "QLinearMatMul": (3,), "QGemm": (3, 6), "ConvInteger": (1,), "MatMulInteger": (1,)}
 
 
 def parameter_count(model: onnx.ModelProto) -> int:
@@ -33,8 +38,14 @@ def parameter_count(model: onnx.ModelProto) -> int:
     read = {name for node in all_nodes(model) for name in node.input} | {o.name for o in model.graph.output}
     tensors = [t for t in model.graph.initializer if t.name in read]
     tensors += [a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"]
+    producers = {out: n for n in model.graph.node for out in n.output}
     quantized = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    # a weight gathered before it is dequantized (onnxruntime's quantized embedding: Gather(int8 table) -> DequantizeLinear)
+    quantized |= {producers[name].input[0] for name in list(quantized) if name in producers and producers[name].op_type in _MOVES}
+    quantized |= {n.input[i] for n in model.graph.node for i in _INTEGER_WEIGHTS.get(n.op_type, ()) if i < len(n.input)}
     scales = {i for n in model.graph.node if n.op_type in ("DequantizeLinear", "QuantizeLinear") for i in n.input[1:]}
+    scales |= {name for n in model.graph.node if n.op_type in _INTEGER_WEIGHTS
+               for i, name in enumerate(n.input) if i and i not in _INTEGER_WEIGHTS[n.op_type]}  # their scales, zero points
     floating = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE)
     counted = [t for t in tensors if (t.data_type in floating or t.name in quantized) and t.name not in scales]
     return int(sum(int(np.prod(t.dims, dtype=np.int64)) for t in counted))
@@ -67,21 +78,22 @@ def layer_channels(model: onnx.ModelProto) -> dict[str, int]:
     weights |= {n.output[0]: weights[n.input[0]] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
     channels = {}
     for index, node in enumerate(model.graph.node):
-        if node.op_type in WEIGHTED_OPS and len(node.input) > 1 and node.input[1] in weights:
-            dims = list(weights[node.input[1]].dims)
-            channels[node.name or f"{node.op_type}#{index}"] = _output_channels(node, dims)
+        kind, position = _AS_WEIGHTED.get(node.op_type, (node.op_type, 1))
+        if kind in WEIGHTED_OPS and len(node.input) > position and node.input[position] in weights:
+            dims = list(weights[node.input[position]].dims)
+            channels[node.name or f"{node.op_type}#{index}"] = _output_channels(node, dims, kind)
     return {name: count for name, count in channels.items() if count is not None}
 
 
-def _output_channels(node: onnx.NodeProto, dims: list[int]) -> int | None:
+def _output_channels(node: onnx.NodeProto, dims: list[int], kind: str) -> int | None:
     attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    if node.op_type == "Conv" and dims:
+    if kind == "Conv" and dims:
         return dims[0]
-    if node.op_type == "ConvTranspose" and len(dims) > 1:
+    if kind == "ConvTranspose" and len(dims) > 1:
         return dims[1] * int(attributes.get("group", 1))
-    if node.op_type == "Gemm" and len(dims) == 2:
+    if kind == "Gemm" and len(dims) == 2:
         return dims[0] if attributes.get("transB", 0) else dims[1]
-    if node.op_type == "MatMul" and len(dims) == 2:
+    if kind == "MatMul" and len(dims) == 2:
         return dims[1]
     return None
 

@@ -72,8 +72,10 @@ def key_figures(family: str, records: list[CheckRecord]) -> str:
         run = figures["run"]
         text = f"{run.get('feeds', '?')} feed(s), {run.get('seconds', 0):.3g} s"
         if constant := run.get("constant_outputs"):
-            text += (f"; every output ({', '.join(map(repr, constant))}) is the same on all {run.get('feeds', '?')} feeds, which differ: "
-                     "no check of this run can see an error upstream of it; give data on which it varies")
+            every = set(constant) >= set(run.get("outputs") or constant)
+            text += (f"; {'every output' if every else 'output(s)'} ({', '.join(map(repr, constant))}) {'is' if every else 'are'} the same "
+                     f"on all {run.get('feeds', '?')} feeds, which differ: no check of this run can see an error upstream of "
+                     f"{'it' if every else 'them alone'}; give data on which {'it varies' if every else 'they vary'}")
         if run.get("one_feed"):
             from .liveness import ONE_FEED_NOTE
 

@@ -29,6 +29,7 @@ import onnx_ir.passes.common as ir_passes
 from onnx2trt_check.errors import ConfigError, InputDataError
 from onnx2trt_check.quant.objective import Objective, output_sqnr_db, score_key
 from onnx2trt_check.runtime import run_model
+from onnx2trt_check.targets.fp16_bodies import emulate_bodies, has_bodies
 from onnx2trt_check.transforms.graph_utils import node_label
 
 Lowering = Callable[..., onnx.ModelProto]
@@ -57,6 +58,8 @@ def fp16_emulation(model: onnx.ModelProto, *, keep_fp32: Iterable[str] = (), wei
     if any(value.type is None for node in copy.graph for value in node.outputs if value.name):
         copy = ir_passes.ShapeInferencePass()(copy).model  # output dtypes decide what is rounded
     lowered = _lowered_nodes(copy.graph, set(keep_fp32))
+    for node in copy.graph:  # named by their labels before outputs are renamed: emulate_bodies matches labels
+        node.name = node.name or (node_label(node) if any(a.type == ir.AttributeType.GRAPH for a in node.attributes.values()) else "")
     rounded: dict[ir.Value, ir.Value] = {}  # value -> its rounded copy for lowered readers
     for node in list(copy.graph):
         if node in lowered:
@@ -67,7 +70,9 @@ def fp16_emulation(model: onnx.ModelProto, *, keep_fp32: Iterable[str] = (), wei
                     rounded[rounded_output] = rounded_output  # read as it is by everyone
     if weights:
         _round_shared_weights(copy.graph, lowered, rounded)
-    return ir.to_proto(copy)
+    if not has_bodies(model):
+        return ir.to_proto(copy)
+    return emulate_bodies(ir.to_proto(copy), fp16_converter(model, keep_fp32=keep_fp32))  # Loop/If/Scan bodies as converted
 
 
 def _lowered_nodes(graph: ir.Graph, keep: set[str]) -> set[ir.Node]:

@@ -17,7 +17,9 @@ What stays fp32 (each reason is in the report, with its figures):
   the two nodes;
 * every consumer of a weight (initializer or Constant) with max|w| > 65504;
 * QuantizeLinear and DequantizeLinear below opset 19, where their scale (and so DequantizeLinear's
-  output and QuantizeLinear's input) must be fp32: converted, they would make invalid ONNX.
+  output and QuantizeLinear's input) must be fp32: converted, they would make invalid ONNX;
+* from opset 19, a Q/DQ node whose constant scale has a non-zero value below 2**-14 (qdq_scales);
+* with feeds, a Loop/If/Scan node and its body, whose activations no statistic sees (subgraphs).
 
 Some valid models have no fp16 artifact (`not_applicable` says why): a model without nodes, one
 whose inputs or outputs are fp16 already, one whose graph output is a graph input.
@@ -39,6 +41,8 @@ from onnxruntime.transformers import float16 as ort_float16
 
 from onnx2trt_check.errors import ConfigError
 from onnx2trt_check.precision.activations import TensorStats, collect_activation_stats
+from onnx2trt_check.precision.qdq_scales import tiny_qdq_scales
+from onnx2trt_check.precision.subgraphs import fp32_body_reads, nodes_with_bodies, outer_producers, with_body_nodes
 from onnx2trt_check.protos import default_opset, in_deployable_form
 from onnx2trt_check.quant.float_counterpart import integer_ops
 from onnx2trt_check.transforms.graph_utils import node_label, unique_name
@@ -70,10 +74,10 @@ DEFAULT_UNDERFLOW_FRACTION = 0.1
 
 @dataclasses.dataclass(frozen=True)
 class BlockReason:
-    """Why one node stays fp32. `kind` is one of: overflow, underflow, weight-overflow, sensitive-op,
-    converter-op, user. The figures belong to `tensor`, the tensor that triggered the reason."""
+    """Why one node stays fp32. `kind` is one of: overflow, underflow, weight-overflow, scale-underflow,
+    subgraph, sensitive-op, converter-op, qdq-opset, user. The figures belong to `tensor`, the tensor that triggered the reason."""
 
-    kind: str  # overflow, underflow, weight-overflow, sensitive-op, converter-op, qdq-opset, user
+    kind: str  # overflow, underflow, weight-overflow, scale-underflow, subgraph, sensitive-op, converter-op, qdq-opset, user
     tensor: str = ""
     max_abs: float | None = None
     underflow_fraction: float | None = None
@@ -152,10 +156,8 @@ def convert_to_fp16(
     not mutated.
     """
     if overflow_margin < 1.0 or not 0.0 <= underflow_fraction <= 1.0:
-        raise ConfigError(
-            f"overflow_margin={overflow_margin} / underflow_fraction={underflow_fraction} out of range; "
-            "pass overflow_margin >= 1 and 0 <= underflow_fraction <= 1"
-        )
+        raise ConfigError(f"overflow_margin={overflow_margin} / underflow_fraction={underflow_fraction} out of range; "
+                          "pass overflow_margin >= 1 and 0 <= underflow_fraction <= 1")
     named = _typed_named_copy(model)
     original_names = {node.name for node in named.graph}
     _check_names(block_nodes, original_names)
@@ -165,9 +167,11 @@ def convert_to_fp16(
     if feeds:
         stats = collect_activation_stats(named, feeds)
         _merge(reasons, _data_reasons(named.graph, stats, limit, underflow_fraction))
+        _merge(reasons, {node: [BlockReason("subgraph")] for node in nodes_with_bodies(named.graph)})  # bodies: never measured
+    _merge(reasons, {node: [BlockReason("subgraph", tensor)] for node, tensor in outer_producers(named.graph, set(reasons))})
     blocked = _blocked_nodes(named.graph, reasons)
     _untie_always_float_weights(named.graph)
-    _precast_weights(named.graph, {node.name for node in blocked})
+    _precast_weights(named.graph, with_body_nodes(named.graph, {node.name for node in blocked}))
     converted = _run_converter(_without_initializer_value_info(ir.to_proto(named)), blocked, keep_io_types)
     output = _tidied(converted, original_names)
     report = Fp16Report(blocked, _converted_ops(output.graph, original_names), limit, underflow_fraction, len(feeds))
@@ -279,6 +283,10 @@ def _static_reasons(graph: ir.Graph, block_ops: set[str], block_nodes: set[str],
         if found:
             reasons[node] = found
     _merge(reasons, _weight_reasons(graph))
+    if not fp32_qdq:  # fp16 scales: one fp16 holds only as a subnormal or 0 keeps its Q/DQ node fp32
+        weights = {value: tensor for value, tensor, _ in _float_weights(graph)}
+        _merge(reasons, {node: [BlockReason("scale-underflow", name, max_abs=largest, underflow_fraction=share)]
+                         for node, name, largest, share in tiny_qdq_scales(graph, weights, QDQ_OPS)})
     return reasons
 
 
@@ -384,13 +392,10 @@ def _without_initializer_value_info(model: onnx.ModelProto) -> onnx.ModelProto:
 def _run_converter(model: onnx.ModelProto, blocked: list[BlockedNode], keep_io_types: bool) -> onnx.ModelProto:
     # Blocking is by node name only: the op-type reasons were already resolved into names above,
     # so the report and the converter agree on every node. The model is typed already.
-    return ort_float16.convert_float_to_float16(
-        model,
-        keep_io_types=keep_io_types,
-        disable_shape_infer=True,
-        op_block_list=[],
-        node_block_list=[node.name for node in blocked],
-    )
+    names = [node.name for node in blocked]
+    converted = ort_float16.convert_float_to_float16(model, keep_io_types=keep_io_types, disable_shape_infer=True, op_block_list=[],
+                                                     node_block_list=names)
+    return fp32_body_reads(converted, set(names))
 
 
 def _tidied(model: onnx.ModelProto, original_names: set[str]) -> ir.Model:

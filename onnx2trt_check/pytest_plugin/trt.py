@@ -25,7 +25,7 @@ from ..targets import get_target
 from ..targets.fp16 import fp16_artifact
 from ..targets.ort_int8 import model_has_qdq
 from ..targets.tensorrt import int8_artifact
-from ..trt import flavour, isolated
+from ..trt import flavour, isolated, parse
 from . import trt_jobs
 from .core import Check
 from .options import value
@@ -98,6 +98,9 @@ def build_check(precision: str):
         else:  # no engine: '0.00 s, 0 bytes' read as a build that made one (zoo16)
             figures["summary"] = f"[{chosen.label}] no engine ({figures['network_layers']} layers parsed)"
         figures["summary"] += f"; {what}" if precision == "int8" and model_has_qdq(ctx) else ""
+        if result.ok and (retyped := parse.retyped_io(result.parse, ctx.loaded.proto)):  # the deployment reads other types
+            figures["retyped_io"] = retyped
+            figures["summary"] += "; " + "; ".join(retyped)
         if result.needs_gpu:
             raise CheckSkipped(f"{chosen.label} needs a GPU to build this model (its build made a CUDA call): {result.errors[0][:200]}")
         if not result.ok:

@@ -31,6 +31,7 @@ from ..errors import CheckError, CheckFailed, CheckSkipped, first_line
 from ..precision.fp16 import Fp16Result, _typed_named_copy, convert_to_fp16, not_applicable
 from ..runtime import run_model
 from .base import Target
+from .fp16_bodies import emulate_bodies
 
 FP16_ARTIFACT = "fp16"
 EMULATION_ARTIFACT = "fp16-emu"
@@ -185,7 +186,7 @@ def fp16_storage_emulation(model: onnx.ModelProto, artifact: onnx.ModelProto) ->
     conversion by convert_to_fp16) holds an fp16 value; fp32-fallback edges stay exact.
 
     Nodes are matched by the names convert_to_fp16 gives (it names unnamed nodes the same way).
-    Only the top-level graph is emulated. The input model is not mutated."""
+    Loop/If/Scan bodies by their tensors' types in the artifact (fp16_bodies). The input model is not mutated."""
     emulation = _typed_named_copy(model)
     edges = fp16_edges(artifact, {node.name for node in emulation.graph})
     rounded: dict[ir.Value, ir.Value] = {}
@@ -206,7 +207,7 @@ def fp16_storage_emulation(model: onnx.ModelProto, artifact: onnx.ModelProto) ->
         _round_graph_output(emulation.graph, index, rounded_copy)
     _drop_unread_weights(emulation.graph, [value for value in rounded if _is_float_weight(value)])
     emulation.graph.sort()
-    return ir.to_proto(emulation)
+    return emulate_bodies(ir.to_proto(emulation), artifact)
 
 
 def _is_float_weight(value: ir.Value) -> bool:

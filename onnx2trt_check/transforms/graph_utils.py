@@ -87,6 +87,14 @@ def const_tensor(value: ir.Value) -> ir.TensorProtocol | None:
     return ir.convenience.get_const_tensor(value)
 
 
+def through_identity(value: ir.Value | None) -> ir.Value | None:
+    """The value an Identity chain copies (torch's exporter writes one initializer once and an
+    Identity of it for each equal copy: BN biases of zero), else `value`."""
+    while value is not None and is_op(value.producer(), "Identity") and value.producer().inputs:
+        value = value.producer().inputs[0]
+    return value
+
+
 def consumer_count(value: ir.Value) -> int:
     """Number of uses, counting a graph output as one more."""
     return len(value.uses()) + (1 if value.is_graph_output() else 0)
@@ -137,7 +145,7 @@ def inference_batchnorm(node: ir.Node) -> tuple[np.ndarray, np.ndarray] | str:
         return "BatchNormalization has spatial=0 (per-element statistics)"
     if any(out.name or out.uses() for out in node.outputs[1:]):
         return "BatchNormalization has extra outputs (running mean/var)"
-    params = [constant_array(v) for v in node.inputs[1:5]]
+    params = [constant_array(through_identity(v)) for v in node.inputs[1:5]]
     if len(params) != 4 or any(p is None for p in params):
         return "BatchNormalization scale/bias/mean/var are not all constants"
     gamma, beta, mean, var = (p.astype(np.float64).reshape(-1) for p in params)
@@ -171,11 +179,11 @@ class ConvGeometry:
 
 def conv_geometry(node: ir.Node) -> ConvGeometry | str:
     """The geometry of a Conv/ConvTranspose with constant weight (and bias), or why not."""
-    weight = constant_array(node.inputs[1] if len(node.inputs) > 1 else None)
+    weight = constant_array(through_identity(node.inputs[1]) if len(node.inputs) > 1 else None)
     if weight is None:
         return f"{node.op_type} weight is not a constant"
     bias_value = node.inputs[2] if len(node.inputs) > 2 else None
-    bias = constant_array(bias_value)
+    bias = constant_array(through_identity(bias_value))
     if bias_value is not None and bias is None:
         return f"{node.op_type} bias is not a constant"
     auto_pad = attr(node, "auto_pad", "NOTSET")
@@ -228,8 +236,14 @@ def add_initializer(graph: ir.Graph, array: np.ndarray, *, name_hint: str) -> ir
 
 
 def drop_unused_initializers(graph: ir.Graph, values) -> None:
-    """Remove those of `values` that are initializers nobody reads any more."""
+    """Remove those of `values` that are initializers nobody reads any more, and Identity copies of
+    them (through_identity) nobody reads."""
     for value in values:
+        while value is not None and not value.uses() and not value.is_graph_output() and is_op(value.producer(), "Identity") \
+                and value.producer().graph is graph:
+            copy = value.producer()
+            value = copy.inputs[0]
+            graph.remove(copy, safe=True)
         if value is None or not value.is_initializer() or value.uses() or value.is_graph_output():
             continue
         if value.is_graph_input():

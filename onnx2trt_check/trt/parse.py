@@ -33,6 +33,9 @@ FIXES = (
     (r"Attention nodes with one output", "re-export Attention with its single output (no present_key/value, no qk_matmul_output)"),
     (r"training_mode", "export the model in eval mode (training_mode constant false)"),
     (r"Plugin not found|plugin creator|plugin was not found", "this op needs a TensorRT plugin; replace the node, or register a plugin (TensorRT-RTX ships no plugin library)"),
+    (r"input has type Int32 but must have type FP8",
+     "keep the bias float: TensorRT dequantizes int8, uint8, int4, fp8 and fp4 only (onnxruntime quantize_static: "
+     "extra_options={'QuantizeBias': False})"),
     (r"convert ONNX da[te]a? type|Unsupported data type|Unsupported ONNX data type|UINT8 types for intermediate|input has type UInt",
      "cast the tensor to a type TensorRT takes (float32, float16, bfloat16, int32, int64, bool; int8/fp8/int4/fp4 only through Q/DQ)"),
     (r"Failed to import initializer",
@@ -70,6 +73,12 @@ def fix_for(message: str) -> str:
     return ""
 
 
+# onnxruntime's contrib ops whose ONNX namesake (same op type, default domain) the parser imports them as,
+# with other inputs: ORT's Attention takes the input and packed QKV weights, ONNX's (opset 23) Q, K and V;
+# ORT's RotaryEmbedding takes position_ids second, ONNX's cos_cache. Their Q/DQ and Gelu mean the same.
+_NAMESAKES = {"com.microsoft::Attention": "Attention (opset 23)", "com.microsoft::RotaryEmbedding": "RotaryEmbedding (opset 23)"}
+
+
 @dataclasses.dataclass(frozen=True)
 class ParserIssue:
     """One node the parser rejected: its index in the graph, name, op, the parser's message and code."""
@@ -82,7 +91,13 @@ class ParserIssue:
 
     @property
     def fix(self) -> str:
-        return fix_for(self.message)
+        if fix := fix_for(self.message):
+            return fix
+        if self.op_type in _NAMESAKES:  # the parser ignores the domain: the ONNX op's importer rejected its inputs
+            return (f"{self.op_type} is onnxruntime's fused op, which TensorRT's parser imported as the ONNX op "
+                    f"{_NAMESAKES[self.op_type]}, whose inputs and meaning differ; deploy the model as it was before "
+                    f"onnxruntime.transformers.optimizer, or register a plugin")
+        return ""
 
     def line(self) -> str:
         fix = f"; fix: {self.fix}" if self.fix else ""
@@ -108,6 +123,7 @@ class ParseResult:
     seconds: float
     layers: int
     inputs: tuple[NetworkInput, ...]
+    outputs: tuple[NetworkInput, ...] = ()  # the network's outputs, as the parser typed them
 
     @property
     def ok(self) -> bool:
@@ -168,7 +184,7 @@ def parse_network(path: str | os.PathLike, flavour: Flavour) -> ParsedNetwork:
     accepted = parser.parse_from_file(os.fspath(path))
     seconds = time.perf_counter() - started
     issues = () if accepted else _issues(parser, path, logger)
-    result = ParseResult(flavour, issues, seconds, network.num_layers, _inputs(network))
+    result = ParseResult(flavour, issues, seconds, network.num_layers, _inputs(network), _outputs(network))
     return ParsedNetwork(trt, builder, network, parser, logger, result)
 
 
@@ -227,3 +243,28 @@ def _only_node_of(op: str, nodes: list[tuple[str, str, str]], everywhere: collec
 def _inputs(network) -> tuple[NetworkInput, ...]:
     tensors = (network.get_input(index) for index in range(network.num_inputs))
     return tuple(NetworkInput(t.name, tuple(t.shape), t.dtype.name, bool(t.is_shape_tensor)) for t in tensors)
+
+
+def _outputs(network) -> tuple[NetworkInput, ...]:
+    tensors = (network.get_output(index) for index in range(network.num_outputs))
+    return tuple(NetworkInput(t.name, tuple(t.shape), t.dtype.name, False) for t in tensors)
+
+
+# The network's type of each ONNX tensor type TensorRT holds as it is; any other (DOUBLE) it retypes.
+_TRT_TYPE = {"FLOAT": "FLOAT", "FLOAT16": "HALF", "BFLOAT16": "BF16", "INT32": "INT32", "INT64": "INT64", "BOOL": "BOOL",
+             "UINT8": "UINT8", "INT8": "INT8", "FLOAT8E4M3FN": "FP8", "INT4": "INT4"}
+
+
+def retyped_io(result: ParseResult, model: onnx.ModelProto) -> list[str]:
+    """Graph inputs and outputs whose type the network changed (TensorRT has no float64: the parser
+    makes a DOUBLE input or output FLOAT, so a caller that feeds or reads float64 buffers reads the
+    engine wrong), one phrase each."""
+    declared = {v.name: onnx.TensorProto.DataType.Name(v.type.tensor_type.elem_type)
+                for v in [*model.graph.input, *model.graph.output] if v.type.HasField("tensor_type")}
+    found = []
+    for kind, tensors in (("input", result.inputs), ("output", result.outputs)):
+        for tensor in tensors:
+            onnx_type = declared.get(tensor.name)
+            if onnx_type is not None and _TRT_TYPE.get(onnx_type, onnx_type) != tensor.dtype:
+                found.append(f"{kind} '{tensor.name}' is {onnx_type} in the model, {tensor.dtype} in the engine")
+    return found
