@@ -434,10 +434,9 @@ def _near_tie_text(stats: OutputStats) -> str:
 def format_stats(stats: OutputStats, tolerance: Tolerance) -> str:
     """The multi-line failure message of one output: the product's interface when a check fails."""
     lines = [f"output '{stats.name}': " + "; ".join(stats.problems or ["passed"])]
-    lines.append(
-        f"  max abs {stats.max_abs:.4g}, max rel {stats.max_rel:.4g}, mean abs {stats.mean_abs:.4g}, "
-        f"cosine {stats.cosine:.6f}, SQNR {stats.sqnr_db:.2f} dB, NaN/Inf ref {stats.ref_nonfinite} target {stats.target_nonfinite}"
-    )
+    if not (math.isnan(stats.max_abs) and math.isnan(stats.cosine)) or stats.ref_nonfinite or stats.target_nonfinite:  # none: shapes differ
+        lines.append(f"  max abs {stats.max_abs:.4g}, max rel {stats.max_rel:.4g}, mean abs {stats.mean_abs:.4g}, cosine {stats.cosine:.6f}, "
+                     f"SQNR {stats.sqnr_db:.2f} dB, NaN/Inf ref {stats.ref_nonfinite} target {stats.target_nonfinite}")
     if stats.top1 is not None:
         lines.append(f"  top-1 agreement {stats.top1:.2%}" + (f", top-5 {stats.top5:.2%}" if stats.top5 is not None else "") + _near_tie_text(stats))
     if stats.mismatches:

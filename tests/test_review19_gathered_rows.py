@@ -215,3 +215,15 @@ def test_the_order_is_read_along_the_topk_s_own_axis():
     indices = probe(model, feeds, _run, outputs)
     assert indices is not None and not any(i.unsorted for i in indices)
     assert compare("top5", [o["top5"] for o in outputs], [o["top5"] for o in outputs], FP32, None, indices, indices).passed
+
+
+def test_a_failure_on_shapes_prints_no_figures_of_nan():
+    """hunt20: 'max abs nan, max rel nan, ... SQNR nan dB' beside a shape difference was noise."""
+    from onnx2trt_check.compare import format_stats
+
+    reference = np.ones((57, 4), np.float32)
+    stats = compare("kept", [reference], [reference[:56]], FP32)
+    text = format_stats(stats, FP32)
+    assert "differs from reference" in text and "nan" not in text, text
+    nonfinite = compare("y", [np.array([np.nan, 1.0], np.float32)], [np.array([np.nan, 2.0], np.float32)], FP32)
+    assert "NaN/Inf ref 1" in format_stats(nonfinite, FP32)
