@@ -99,3 +99,34 @@ def test_one_feed_of_a_batch_is_checked_row_by_row(pytester, tmp_path):
     live = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--model", "live.onnx", "--target", "ort", "--inputs", "live.npz", "-k", "reference")
     live.assert_outcomes(passed=1, deselected=19)
     assert "one feed:" not in live.stdout.str()
+
+
+# review20: one token through an attention with a float mask: softmax over one key is 1 whatever the
+# mask, so the logits read the token id alone, which a shuffled copy of one id cannot change.
+ONE_TOKEN = """<ir_version: 8, opset_import: ["" : 17]> g (int64[1,1] ids, float[1,1] mask) => (float[1,1,4] y) {
+  table = Constant<value = float[3,4] {0.1,0.9,0.3,0.4,0.5,0.6,0.2,0.8,0.9,1.0,1.1,1.2}>()
+  x = Gather(table, ids)
+  one = Constant<value = float[1] {1.0}>()
+  big = Constant<value = float[1] {-10000.0}>()
+  inv = Sub(one, mask)
+  add = Mul(inv, big)
+  axis = Constant<value = int64[1] {1}>()
+  s = Unsqueeze(add, axis)
+  p = Softmax<axis = -1>(s)
+  y = MatMul(p, x)
+}"""
+
+
+def test_one_feed_whose_copies_could_not_change_an_input_is_not_called_dead():
+    """A decoder given one token was called a dead network on its perturbed copies (its float mask moved,
+    its one token id could not): the logits depend on the id. Not told, not dead."""
+    from onnx2trt_check.liveness import dead_model_problem, one_feed_liveness
+
+    model = onnx.parser.parse_model(ONE_TOKEN)
+    feed = {"ids": np.array([[1]], np.int64), "mask": np.ones((1, 1), np.float32)}
+    assert one_feed_liveness(model, feed) is None
+    assert dead_model_problem(model, [feed], []) is None
+    other = {"ids": np.array([[2]], np.int64), "mask": np.ones((1, 1), np.float32)}
+    from onnx2trt_check.runtime import run_model
+    first, second = run_model(model, [feed, other])
+    assert not np.array_equal(first["y"], second["y"]), "the model reads its token id: the test shows nothing"
