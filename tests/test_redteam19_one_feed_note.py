@@ -130,3 +130,26 @@ def test_one_feed_whose_copies_could_not_change_an_input_is_not_called_dead():
     from onnx2trt_check.runtime import run_model
     first, second = run_model(model, [feed, other])
     assert not np.array_equal(first["y"], second["y"]), "the model reads its token id: the test shows nothing"
+
+
+# review20: a labeler's class id cast to float: the same class on one image and its perturbed copies.
+LABELER = """<ir_version: 8, opset_import: ["" : 17]> g (float[1,4] x) => (float[1] label) {
+  w = Constant<value = float[4,3] {1,0,0, 1,0,0, 1,0,0, 1,0,-1}>()
+  logits = MatMul(x, w)
+  best = ArgMax<axis = 1, keepdims = 0>(logits)
+  label = Cast<to = 1>(best)
+}"""
+
+
+def test_a_class_id_cast_to_float_is_no_evidence_of_a_dead_network():
+    """Class ids are no evidence (README), in a float tensor too: a healthy labeler that keeps its class
+    on one image's perturbed copies, or on two feeds of one class, was called a dead network."""
+    from onnx2trt_check.liveness import dead_model_problem, one_feed_liveness
+    from onnx2trt_check.runtime import run_model
+
+    model = onnx.parser.parse_model(LABELER)
+    feeds = [{"x": np.array([[0.5, 0.2, 0.9, 0.4]], np.float32)}, {"x": np.array([[0.6, 0.1, 0.8, 0.3]], np.float32)}]
+    assert one_feed_liveness(model, feeds[0]) is None
+    assert dead_model_problem(model, feeds[:1], []) is None
+    assert dead_model_problem(model, feeds, run_model(model, feeds)) is None
+    assert run_model(model, [{"x": np.array([[-1.0, -1.0, -1.0, -1.0]], np.float32)}])[0]["label"][0] == 2, "the model reads x: the test shows nothing"
