@@ -115,7 +115,7 @@ def dead_model_problem(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.n
         feeds, runs = split
     elif len(feeds) == 1:
         return _dead_on_perturbations(model, feeds[0]) if one_feed_liveness(model, feeds[0]) is False else None
-    if not ignores_its_inputs(feeds, [[run[name] for run in runs] for name in names]):
+    if not ignores_its_inputs(feeds, _as_discrete(model, names, [[run[name] for run in runs] for name in names])):
         return None
     return (f"every output is the same on all {len(feeds)} {'rows of the one feed' if rows else 'feeds'}, which differ: the model ignores its inputs on this data "
             f"(its outputs move by float32 rounding at most, {ROUNDING:g} of the largest value among those that move; {ADVICE}), so no comparison "
@@ -168,7 +168,50 @@ def _one_feed_liveness(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -
     outputs = [[np.asarray(run[name]) for run in runs] for name in names]
     if any(not all(_same(values[0], other) for other in values[1:]) for values in outputs):
         return True
-    return False if ignores_its_inputs(feeds, outputs) else None
+    # Dead only where every input moved in every copy: an input they could not change (a single
+    # token id, a scalar) may be all the outputs read, the others rightly ignored there (review20: a
+    # decoder given one token gave the same logits for any float attention mask, softmax over one key).
+    unmoved = any(all(_same(np.asarray(feed[name]), np.asarray(copy[name])) for copy in feeds[1:]) for name in feed)
+    return False if not unmoved and ignores_its_inputs(feeds, _as_discrete(model, names, outputs)) else None
+
+
+# Ops whose outputs are integers or bools whatever their inputs: a float Cast of one is a class id or a mask.
+_DISCRETE_OPS = {"ArgMax", "ArgMin", "NonZero", "NonMaxSuppression", "Shape", "Size", "Equal", "Less", "LessOrEqual", "Greater",
+                 "GreaterOrEqual", "Not", "And", "Or", "Xor", "IsNaN", "IsInf"}
+_MOVES = {"Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose"}
+_FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+
+
+def _as_discrete(model: onnx.ModelProto, names: Sequence[str], outputs: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+    """`outputs` (per output in `names`, its values per feed), those the graph casts to float from
+    integer or bool values as int64: a class id in a float tensor is a class id (review20: a labeler
+    whose output is Cast(ArgMax) to float, given one image, kept its class on the perturbed copies
+    and was called a dead network), no evidence (ignores_its_inputs)."""
+    discrete = _discrete_outputs(model)
+    return [[np.asarray(v).astype(np.int64) if name in discrete and np.isfinite(v).all() else np.asarray(v) for v in values]
+            for name, values in zip(names, outputs)]
+
+
+def _discrete_outputs(model: onnx.ModelProto) -> set[str]:
+    producers = {name: (node, index) for node in model.graph.node for index, name in enumerate(node.output)}
+    integer_inputs = {v.name for v in model.graph.input if v.type.tensor_type.elem_type not in _FLOAT_TYPES}
+    found = set()
+    for output in model.graph.output:
+        name = output.name
+        while name in producers and producers[name][0].op_type in _MOVES:
+            name = producers[name][0].input[0]
+        node, _ = producers.get(name, (None, 0))
+        if node is None or node.op_type != "Cast" or not node.input:
+            continue
+        source, index = producers.get(node.input[0], (None, 0))
+        if node.input[0] in integer_inputs or (source is not None and (source.op_type in _DISCRETE_OPS or (source.op_type == "TopK" and index == 1)
+                                                                       or (source.op_type == "Cast" and _cast_to(source) not in _FLOAT_TYPES))):
+            found.add(output.name)
+    return found
+
+
+def _cast_to(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "to"), onnx.TensorProto.FLOAT)
 
 
 def _perturbed(value: np.ndarray, rng: np.random.Generator) -> np.ndarray:

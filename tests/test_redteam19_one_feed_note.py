@@ -99,3 +99,57 @@ def test_one_feed_of_a_batch_is_checked_row_by_row(pytester, tmp_path):
     live = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--model", "live.onnx", "--target", "ort", "--inputs", "live.npz", "-k", "reference")
     live.assert_outcomes(passed=1, deselected=19)
     assert "one feed:" not in live.stdout.str()
+
+
+# review20: one token through an attention with a float mask: softmax over one key is 1 whatever the
+# mask, so the logits read the token id alone, which a shuffled copy of one id cannot change.
+ONE_TOKEN = """<ir_version: 8, opset_import: ["" : 17]> g (int64[1,1] ids, float[1,1] mask) => (float[1,1,4] y) {
+  table = Constant<value = float[3,4] {0.1,0.9,0.3,0.4,0.5,0.6,0.2,0.8,0.9,1.0,1.1,1.2}>()
+  x = Gather(table, ids)
+  one = Constant<value = float[1] {1.0}>()
+  big = Constant<value = float[1] {-10000.0}>()
+  inv = Sub(one, mask)
+  add = Mul(inv, big)
+  axis = Constant<value = int64[1] {1}>()
+  s = Unsqueeze(add, axis)
+  p = Softmax<axis = -1>(s)
+  y = MatMul(p, x)
+}"""
+
+
+def test_one_feed_whose_copies_could_not_change_an_input_is_not_called_dead():
+    """A decoder given one token was called a dead network on its perturbed copies (its float mask moved,
+    its one token id could not): the logits depend on the id. Not told, not dead."""
+    from onnx2trt_check.liveness import dead_model_problem, one_feed_liveness
+
+    model = onnx.parser.parse_model(ONE_TOKEN)
+    feed = {"ids": np.array([[1]], np.int64), "mask": np.ones((1, 1), np.float32)}
+    assert one_feed_liveness(model, feed) is None
+    assert dead_model_problem(model, [feed], []) is None
+    other = {"ids": np.array([[2]], np.int64), "mask": np.ones((1, 1), np.float32)}
+    from onnx2trt_check.runtime import run_model
+    first, second = run_model(model, [feed, other])
+    assert not np.array_equal(first["y"], second["y"]), "the model reads its token id: the test shows nothing"
+
+
+# review20: a labeler's class id cast to float: the same class on one image and its perturbed copies.
+LABELER = """<ir_version: 8, opset_import: ["" : 17]> g (float[1,4] x) => (float[1] label) {
+  w = Constant<value = float[4,3] {1,0,0, 1,0,0, 1,0,0, 1,0,-1}>()
+  logits = MatMul(x, w)
+  best = ArgMax<axis = 1, keepdims = 0>(logits)
+  label = Cast<to = 1>(best)
+}"""
+
+
+def test_a_class_id_cast_to_float_is_no_evidence_of_a_dead_network():
+    """Class ids are no evidence (README), in a float tensor too: a healthy labeler that keeps its class
+    on one image's perturbed copies, or on two feeds of one class, was called a dead network."""
+    from onnx2trt_check.liveness import dead_model_problem, one_feed_liveness
+    from onnx2trt_check.runtime import run_model
+
+    model = onnx.parser.parse_model(LABELER)
+    feeds = [{"x": np.array([[0.5, 0.2, 0.9, 0.4]], np.float32)}, {"x": np.array([[0.6, 0.1, 0.8, 0.3]], np.float32)}]
+    assert one_feed_liveness(model, feeds[0]) is None
+    assert dead_model_problem(model, feeds[:1], []) is None
+    assert dead_model_problem(model, feeds, run_model(model, feeds)) is None
+    assert run_model(model, [{"x": np.array([[-1.0, -1.0, -1.0, -1.0]], np.float32)}])[0]["label"][0] == 2, "the model reads x: the test shows nothing"
