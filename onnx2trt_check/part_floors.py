@@ -19,12 +19,12 @@ def part_floor_problems(segments: Segments, reference: Sequence[np.ndarray], tar
     Nothing where a feed's output does not have room for the parts along their axis: the graph's
     sizes do not hold there. A part of free size (None) takes what the others leave of each feed's
     output, so a cache whose past length differs between feeds keeps its parts (review17). Beside an
-    element-wise rule `elementwise` (atol, rtol), only the parts it cannot fail are judged, by their
+    element-wise rule `elementwise` (atol, rtol) wider than the profiles' own, only the parts it cannot fail are judged, by their
     own SQNR: every reference value within atol + rtol * |ref| of zero, where an all-zero part passes it (mut20: a
     detector's scores taken from the wrong anchor passed atol=2,min_sqnr_db=30 at -1.8 dB, its pixel
     boxes carrying the whole output's 52.8 dB)."""
     per_feed = _bounds_per_feed(segments, reference)
-    if per_feed is None:
+    if per_feed is None or (elementwise is not None and not _widened(elementwise)):
         return {}, []
     names = [name for name, _ in segments.parts]
     figures, problems = {}, []
@@ -53,6 +53,17 @@ def part_floor_problems(segments: Segments, reference: Sequence[np.ndarray], tar
                             f"{value:.2f} dB below the floor {min_sqnr_db} dB (over the whole output {whole_sqnr_db:.2f} dB: "
                             f"the other parts' scale carries it)")
     return figures, problems
+
+
+def _widened(elementwise: tuple[float, float]) -> bool:
+    """Whether an element-wise rule (atol, rtol) is wider than every precision profile's own: one the
+    user set, sized for another part's scale (2 pixels). A profile's own rule is what that precision
+    loses anywhere, tiny parts included (review20: under fp16's atol 0.05, an honest detector that finds
+    nothing failed its score part, its scores near 0.0025)."""
+    from .config import PRECISION_PROFILES
+
+    return any(value > max((getattr(p, key) or 0.0) for p in PRECISION_PROFILES.values())
+               for value, key in zip(elementwise, ("atol", "rtol")))
 
 
 def _bounds_per_feed(segments: Segments, reference: Sequence[np.ndarray]) -> list[list[tuple[str, int, int]]] | None:
