@@ -24,29 +24,9 @@ from .agreement import (
 from .output_layout import NMS_ADVICE, OutputLayout, Segments
 from .part_floors import part_floor_problems
 from .sqnr import centered_sqnr_db, cosine_similarity, sqnr_db, typical_columns, typical_elements_sqnr
+from .tolerance import Tolerance
 
 MAX_MISMATCHES_SHOWN = 5
-
-
-@dataclasses.dataclass(frozen=True)
-class Tolerance:
-    """When a target output counts as equal to the reference.
-
-    An element passes when |target - ref| <= atol + rtol * |ref| (numpy.isclose's rule); atol or
-    rtol None disables the element-wise test. `min_cosine` and `min_sqnr_db` are optional floors on
-    the whole output; `min_top1` a floor on top-1 agreement of class-score
-    outputs and of integer/bool outputs (the share of equal elements). The fp32
-    defaults are atol 1e-4 and rtol 1e-4: ORT's optimized kernels reorder float sums, which moves
-    results by a few ulps of the largest partial sum, far below 1e-4 for well-scaled networks."""
-
-    atol: float | None = 1e-4
-    rtol: float | None = 1e-4
-    min_cosine: float | None = None
-    min_sqnr_db: float | None = None
-    min_top1: float | None = None
-
-    def merged(self, **overrides) -> Tolerance:
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
 @dataclasses.dataclass

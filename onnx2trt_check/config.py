@@ -22,8 +22,8 @@ from pathlib import Path
 
 import iniconfig
 
-from .compare import Tolerance
 from .errors import ConfigError
+from .tolerance import PRECISION_PROFILES, Tolerance
 
 TOLERANCE_KEYS = tuple(f.name for f in dataclasses.fields(Tolerance))
 # The pytest ini keys (pytest_plugin/options.py declares the same; tests/test_config.py holds them equal).
@@ -32,17 +32,6 @@ INI_OUTPUT_TOLERANCES = "onnx2trt_output_tolerances"
 PYPROJECT_SOURCE = "[tool.onnx2trt_check] of pyproject.toml"
 
 
-# Tolerance profiles by the precision a target runs in; user settings apply on top of them.
-# fp32: reordered float sums only (compare.Tolerance's defaults). fp16: about 3 significant digits
-# per tensor, so element-wise rules are loose and the whole-output floors carry the verdict. int8:
-# atol 5e-2: near-zero logits of the sample models move by up to 0.027 in fp16 (0.3% of the largest
-# logit, SQNR 52-58 dB), which rtol cannot cover. int8: element-wise rules are meaningless at 1/127 resolution; SQNR 20 dB as Polygraphy's quality
-# metrics suggest, cosine, and top-1 agreement on class scores and on integer/bool outputs (labels, masks).
-PRECISION_PROFILES = {
-    "fp32": Tolerance(),
-    "fp16": Tolerance(atol=5e-2, rtol=1e-2, min_cosine=0.999, min_sqnr_db=30.0, min_top1=0.99),
-    "int8": Tolerance(atol=None, rtol=None, min_cosine=0.99, min_sqnr_db=20.0, min_top1=0.95),
-}
 
 
 @dataclasses.dataclass

@@ -11,6 +11,7 @@ import numpy as np
 
 from .output_layout import Segments
 from .sqnr import centered_sqnr_db, sqnr_db
+from .tolerance import PRECISION_PROFILES
 
 
 def part_floor_problems(segments: Segments, reference: Sequence[np.ndarray], target: Sequence[np.ndarray], min_sqnr_db: float,
@@ -60,8 +61,6 @@ def _widened(elementwise: tuple[float, float]) -> bool:
     user set, sized for another part's scale (2 pixels). A profile's own rule is what that precision
     loses anywhere, tiny parts included (review20: under fp16's atol 0.05, an honest detector that finds
     nothing failed its score part, its scores near 0.0025)."""
-    from .config import PRECISION_PROFILES
-
     return any(value > max((getattr(p, key) or 0.0) for p in PRECISION_PROFILES.values())
                for value, key in zip(elementwise, ("atol", "rtol")))
 
