@@ -277,3 +277,28 @@ def test_a_small_part_concatenated_beside_a_large_one_keeps_its_own_scale():
     assert scales[:, 4:].max() <= 1.0 and scales[:, :4].min() > 100
     lone = np.array([[3.0, 1e-4, -2.0]], np.float32)  # slices of under 16 elements: the whole output's scale
     assert np.all(element_scales([lone]) == 3.0)
+
+
+def test_a_skip_says_the_main_graph_where_bodies_are_left_as_they_are():
+    """hunt20: 'no Conv -> BatchNormalization pair in the model' where an If branch held one; our
+    transforms look at the main graph only, and the skip now says so."""
+    from onnx2trt_check.transforms.run import skip_reason
+
+    def branch(name: str, bn: bool) -> onnx.GraphProto:
+        nodes = [helper.make_node("Conv", ["x", "w"], [f"{name}_c"]),
+                 helper.make_node("BatchNormalization", [f"{name}_c", "g", "b", "m", "v"], [f"{name}_y"]) if bn
+                 else helper.make_node("Identity", [f"{name}_c"], [f"{name}_y"])]
+        return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, None)])
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(2, 1, 1, 1)).astype(np.float32), "w"),
+             *[numpy_helper.from_array(np.ones(2, np.float32) * v, n) for n, v in [("g", 1.5), ("b", 0.1), ("m", 0.2), ("v", 1.0)]]]
+    graph = helper.make_graph([helper.make_node("If", ["cond"], ["y"], then_branch=branch("t", True), else_branch=branch("e", False))], "g",
+                              [helper.make_tensor_value_info("cond", TensorProto.BOOL, []), helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    result = run_pipeline(model, [{"cond": np.array(True), "x": np.ones((1, 1, 4, 4), np.float32)}], passes=("fold_conv_bn",))
+    step = next(s for s in result.steps if s.name == "fold_conv_bn")
+    assert not step.modified and skip_reason(step).endswith("in the main graph (its If/Loop/Scan bodies are not transformed)"), skip_reason(step)
+    plain = run_pipeline(detector(), feeds(), passes=("fold_gemm_bn",))
+    assert skip_reason(plain.steps[0]).endswith("in the model")

@@ -36,6 +36,7 @@ class PipelineStep:
     report: TransformReport | None = None
     verification: Verification | None = None
     error: str = ""  # why a step failed before it could be verified (an exception, the checker)
+    bodies: bool = False  # the model has If/Loop/Scan bodies, which our own transforms leave as they are
 
     def summary(self) -> str:
         if self.error:
@@ -279,7 +280,8 @@ def _run_step(entry: RegisteredTransform, model, feeds, kwargs, run) -> tuple[Pi
     except Exception as error:  # noqa: BLE001 - a crashing transform is a failed step, named
         return PipelineStep(entry.name, False, False, nodes_before, nodes_before,
                             error=f"raised {type(error).__name__}: {error}"), model
-    step = PipelineStep(entry.name, result.modified, True, nodes_before, len(result.model.graph.node), result.report)
+    step = PipelineStep(entry.name, result.modified, True, nodes_before, len(result.model.graph.node), result.report,
+                        bodies=any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in model.graph.node for a in n.attribute))
     if result.modified:
         _verify(step, entry, model, result, feeds, kwargs, run)
     return step, result.model if result.modified else model  # an unchanged copy would defeat `run`'s memory

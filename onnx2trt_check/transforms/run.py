@@ -33,6 +33,8 @@ OPT_IN = ("output_tail",)
 
 BN_CONV_MODES = ("exact", "plain", "skip_padded")  # fold_bn_conv.MODES, kept equal by a test
 
+# The passes of other tools (onnxsim, onnxoptimizer), which walk subgraphs themselves.
+TOOL_PASSES = ("simplify", "optimize")
 # What each transform looks for, for the skip reason of a model that has none of it.
 PATTERNS = {
     "simplify": "constant subgraph or no-op for onnxsim to simplify",
@@ -333,7 +335,9 @@ def skip_reason(step: PipelineStep) -> str:
     """The report's distinct skip reasons, or that the model holds no candidate at all."""
     reasons = list(dict.fromkeys(skip.reason for skip in step.report.skips)) if step.report else []
     if not reasons:
-        return f"no {PATTERNS.get(step.name, 'match')} in the model"
+        # hunt20: "no Conv -> BatchNormalization pair in the model" where a Loop body held one
+        where = "the main graph (its If/Loop/Scan bodies are not transformed)" if step.bodies and step.name not in TOOL_PASSES else "the model"
+        return f"no {PATTERNS.get(step.name, 'match')} in {where}"
     more = f" (+{len(reasons) - 3} more)" if len(reasons) > 3 else ""
     return "; ".join(reasons[:3]) + more
 
