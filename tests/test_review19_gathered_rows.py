@@ -227,3 +227,22 @@ def test_a_failure_on_shapes_prints_no_figures_of_nan():
     assert "differs from reference" in text and "nan" not in text, text
     nonfinite = compare("y", [np.array([np.nan, 1.0], np.float32)], [np.array([np.nan, 2.0], np.float32)], FP32)
     assert "NaN/Inf ref 1" in format_stats(nonfinite, FP32)
+
+
+def test_a_topk_that_promises_no_order_is_not_held_to_one():
+    """An original with sorted=0 makes no promise of order, though on some feed its runtime may give
+    its items in order (k = 1 always does): a derived model is not failed for another order there.
+    A derived sorted=0 against a sorted original still fails (above)."""
+    text = TOP5.replace("{5}", "{1}").replace("int32[N, 5] top5", "int32[N, 1] top5").replace("TopK <axis = 1>", "TopK <axis = 1, sorted = 0>")
+    model = onnx.parser.parse_model(text)
+    rng = np.random.default_rng(6)
+    feeds = [{"logits": rng.normal(size=(3, 40)).astype(np.float32)}]
+    outputs = _run(model, feeds)
+    indices = probe(model, feeds, _run, outputs)
+    assert indices is not None and not indices[0].unsorted and indices[0].unpromised == {"top5"}  # in order (one item), promised none
+    top5 = [o["top5"] for o in outputs]
+    broken = [type(indices[0])(indices[0])]  # a target that gives its rows out of order on this feed
+    broken[0].unsorted = frozenset({"top5"})
+    assert compare("top5", top5, top5, FP32, None, indices, broken).passed  # the original promised no order
+    sorted_original = probe(onnx.parser.parse_model(text.replace(", sorted = 0", "")), feeds, _run, outputs)
+    assert not compare("top5", top5, top5, FP32, None, sorted_original, broken).passed
