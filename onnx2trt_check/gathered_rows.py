@@ -66,22 +66,18 @@ def index_outputs(model: onnx.ModelProto) -> dict[str, str]:
     TopK indices output, compared as the set each row selects). Only their order is checked here:
     the first of a top-5 is the top-1 a user reads, and a derived TopK with sorted=0 gave it wrong on
     every row while the sets passed ('top-1 100%')."""
-    from .output_layout import _named, _through
+    from .output_layout import indices_topk
 
     producers = {name: node for node in model.graph.node for name in node.output}
-    found = {}
-    for output in model.graph.output:
-        node = _through(producers, output.name)
-        while node is not None and node.op_type == "Cast":
-            node = _through(producers, node.input[0])
-        if node is not None and node.op_type == "TopK" and len(node.output) > 1 and _named(producers, output.name, node.output[1]):
-            found[output.name] = node.output[1]
-    return found
+    topks = {output.name: indices_topk(producers, output.name) for output in model.graph.output}
+    return {name: topk.output[1] for name, topk in topks.items() if topk is not None}
 
 
 def selects_by_topk(model: onnx.ModelProto) -> bool:
-    """Whether an output is gathered by a TopK's indices or is those indices: what `probe` reads."""
-    return bool(gathered_outputs(model) or index_outputs(model))
+    """Whether the graph has a TopK, so an output may be gathered by its indices or be them: the cheap
+    gate before `probe`, which finds those outputs (gathered_outputs infers shapes: once per probe,
+    not again for the gate)."""
+    return any(node.op_type == "TopK" for node in model.graph.node)
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:

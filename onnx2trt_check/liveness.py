@@ -108,8 +108,7 @@ def dead_model_problem(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.n
     feed), or None. Outputs the graph computes from weights alone are left out: they are constant by
     construction and said in the notes of a run. One feed of one row is judged with perturbed
     copies of it (one_feed_liveness)."""
-    by_graph = set(input_independent_outputs(model))
-    names = [name for name in (runs[0] if runs else {}) if name not in by_graph]
+    names = _input_dependent(model, runs)
     rows = len(feeds) == 1 and (split := batch_rows(model, feeds, runs)) is not None
     if rows:
         feeds, runs = split
@@ -120,6 +119,12 @@ def dead_model_problem(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.n
     return (f"every output is the same on all {len(feeds)} {'rows of the one feed' if rows else 'feeds'}, which differ: the model ignores its inputs on this data "
             f"(its outputs move by float32 rounding at most, {ROUNDING:g} of the largest value among those that move; {ADVICE}), so no comparison "
             f"of its outputs can see an error upstream")
+
+
+def _input_dependent(model: onnx.ModelProto, runs: Sequence[Mapping[str, np.ndarray]]) -> list[str]:
+    """The outputs of `runs` the graph computes from its inputs: the others are constant by construction."""
+    by_graph = set(input_independent_outputs(model))
+    return [name for name in (runs[0] if runs else {}) if name not in by_graph]
 
 
 def _dead_on_perturbations(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -> str:
@@ -163,8 +168,7 @@ def _one_feed_liveness(model: onnx.ModelProto, feed: Mapping[str, np.ndarray]) -
         runs = run_model(model, feeds)
     except Exception:  # noqa: BLE001 - the copies are outside what the model takes: nothing to tell
         return None
-    by_graph = set(input_independent_outputs(model))
-    names = [name for name in runs[0] if name not in by_graph]
+    names = _input_dependent(model, runs)
     outputs = [[np.asarray(run[name]) for run in runs] for name in names]
     if any(not all(_same(values[0], other) for other in values[1:]) for values in outputs):
         return True
@@ -235,8 +239,7 @@ def constant_outputs(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.nda
     threshold changed passed derived::parity at max abs 0. Not a failure (a healthy model can decide
     one class on all feeds of that class), but no comparison of this run can see an error upstream
     of them alone: the summary says so. [] when every output moves."""
-    by_graph = set(input_independent_outputs(model))
-    names = [name for name in (runs[0] if runs else {}) if name not in by_graph]
+    names = _input_dependent(model, runs)
     if len(feeds) < 2 or not names:
         return []
     feeds_differ = any(not all(_same(np.asarray(feeds[0][k]), np.asarray(f[k])) for f in feeds[1:]) for k in feeds[0])

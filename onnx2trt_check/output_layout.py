@@ -83,12 +83,9 @@ def output_layouts(model: onnx.ModelProto, feeds=()) -> dict[str, OutputLayout]:
     for name, segments in (_segments(*inferred) if inferred else {}).items():
         layouts[name] = OutputLayout(segments=segments)
     for output in model.graph.output:
-        node = _through(producers, output.name)
-        while node is not None and node.op_type == "Cast" and _ints(node, "to")[0] in _INTEGER_TYPES:
-            node = _through(producers, node.input[0])
-        if (node is not None and node.op_type == "TopK" and len(node.output) > 1 and _named(producers, output.name, node.output[1])
-                and not _sorts_whole_axis(node, inferred[1] if inferred else {})):
-            layouts[output.name] = OutputLayout(topk_axis=_ints(node, "axis")[0] if _has(node, "axis") else -1)
+        node = _past_integer_casts(producers, output.name)
+        if (topk := indices_topk(producers, output.name)) is not None and not _sorts_whole_axis(topk, inferred[1] if inferred else {}):
+            layouts[output.name] = OutputLayout(topk_axis=_ints(topk, "axis")[0] if _has(topk, "axis") else -1)
         elif node is not None and node.op_type == "TopK" and _named(producers, output.name, node.output[0]) and _ranks_rows(node, inferred):
             layouts[output.name] = OutputLayout(ranked=True)
     for name in _after_nms(model):
@@ -103,6 +100,21 @@ def _after_nms(model: onnx.ModelProto) -> set[str]:
         if reached.intersection(node.input):
             reached.update(node.output)
     return {output.name for output in model.graph.output if output.name in reached}
+
+
+def indices_topk(producers: dict[str, onnx.NodeProto], name: str) -> onnx.NodeProto | None:
+    """The TopK whose indices output `name` is (through Identity, Q/DQ pairs and integer Casts), else None."""
+    node = _past_integer_casts(producers, name)
+    is_indices = node is not None and node.op_type == "TopK" and len(node.output) > 1 and _named(producers, name, node.output[1])
+    return node if is_indices else None
+
+
+def _past_integer_casts(producers: dict[str, onnx.NodeProto], name: str) -> onnx.NodeProto | None:
+    """The producer of `name` past Identity nodes, Q/DQ pairs and Casts to an integer type."""
+    node = _through(producers, name)
+    while node is not None and node.op_type == "Cast" and _ints(node, "to")[0] in _INTEGER_TYPES:
+        node = _through(producers, node.input[0])
+    return node
 
 
 def _ranks_rows(node: onnx.NodeProto, inferred) -> bool:

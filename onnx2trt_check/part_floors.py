@@ -43,8 +43,8 @@ def part_floor_problems(segments: Segments, reference: Sequence[np.ndarray], tar
         # nothing has scores near 0.0025 whose variation fp16 rounds away (an honest fp16 target failed
         # at 21.8 dB centred under the default fp16 profile: review20), while scores from the wrong
         # anchor read about 3 dB either way.
-        centred = centered_sqnr_db if elementwise is None else sqnr_db
-        value = centred(ref[finite], got[finite]) if finite.any() else math.nan
+        measure = centered_sqnr_db if elementwise is None else sqnr_db
+        value = measure(ref[finite], got[finite]) if finite.any() else math.nan
         if math.isnan(value) and np.any(ref[finite]):  # a constant part (a batch index, a fixed score): its own value is the signal
             value = sqnr_db(ref[finite], got[finite])    # (review16: a column of 1.0 given as 0 passed beside the others)
         figures[part] = value

@@ -71,8 +71,9 @@ def other_batch(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]
         return None
     (size,) = sizes
     if size >= 2:  # each row on its own: one feed of batch 16 gave a lone row, an int8 model's false failure (review14)
-        rows = [{name: np.asarray(array)[row:row + 1] for name, array in feed.items()} for feed in feeds[:PROBE_FEEDS] for row in range(size)]
-        return BatchProbe(rows[:PROBE_FEEDS], 1, size, rows=tuple(((index, row),) for index in range(min(len(feeds), PROBE_FEEDS)) for row in range(size))[:PROBE_FEEDS])
+        where = [(index, row) for index in range(min(len(feeds), PROBE_FEEDS)) for row in range(size)][:PROBE_FEEDS]
+        rows = [{name: np.asarray(array)[row:row + 1] for name, array in feeds[index].items()} for index, row in where]
+        return BatchProbe(rows, 1, size, rows=tuple((place,) for place in where))
     if size != 1:
         return None
     # Pairs of feeds of the same shapes, else the first one twice: equal rows still show a batch baked
